@@ -1,0 +1,35 @@
+"""Error types. Every error a user can cause is a :class:`RobenchError`.
+
+The CLI turns a ``RobenchError`` into one line on stderr and exit code 2; anything else
+is a bug in robench and is reported as such.
+"""
+
+from __future__ import annotations
+
+
+class RobenchError(Exception):
+    """Base class of all errors caused by input (files, options, models, data)."""
+
+
+class ConfigError(RobenchError):
+    """A threat model, option or parameter is invalid."""
+
+
+class DataError(RobenchError):
+    """A dataset file is missing, malformed or does not match its manifest."""
+
+
+class CheckpointError(RobenchError):
+    """A checkpoint cannot be loaded safely or does not fit the architecture."""
+
+
+class ModelError(RobenchError):
+    """The model misbehaves at run time (NaN outputs, wrong number of classes, ...)."""
+
+
+class JournalError(RobenchError):
+    """A resume journal is corrupt or belongs to a different run."""
+
+
+class UnavailableError(RobenchError):
+    """An evaluation needs an optional package or a device that is not present."""

@@ -1,0 +1,86 @@
+"""The attack contract (foolbox-style).
+
+An attack is a small class with a keyword-only constructor and one :meth:`Attack.run`. The final
+:meth:`Attack.__call__` projects whatever ``run`` returns onto the threat-model ball and the input
+bounds and decides success by querying the model itself: an attack's own bookkeeping is never
+trusted.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import final
+
+import torch
+
+from robench.attacks.norms import Norm, get_norm
+
+
+@dataclass
+class AttackResult:
+    """Outcome of an attack on a batch.
+
+    Attributes:
+        x_adv: Perturbed inputs, inside the ball and the bounds.
+        success: The model's own verdict on ``x_adv`` (misclassified, or classified as the target).
+        logits: The model's logits on ``x_adv``.
+        distance: ``||x_adv - x||`` in the threat-model norm.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    logits: torch.Tensor
+    distance: torch.Tensor
+
+
+def is_success(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """Misclassification (untargeted) or classification as ``target`` (targeted)."""
+    predicted = logits.argmax(dim=1)
+    return predicted != labels if target is None else predicted == target
+
+
+class Attack(ABC):
+    """Base class of robench's attacks (see the module docstring)."""
+
+    @abstractmethod
+    def run(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        norm: Norm,
+        eps: float,
+        bounds: tuple[float, float],
+        target: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Return candidate adversarial inputs for ``x`` (same shape)."""
+
+    @final
+    def __call__(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        norm: str | Norm,
+        eps: float,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        target: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> AttackResult:
+        """Run the attack, project onto the ball and the bounds, and re-check success with the model."""
+        norm = get_norm(norm)
+        with torch.enable_grad():
+            candidate = self.run(model, x, y, norm=norm, eps=eps, bounds=bounds, target=target, generator=generator)
+        x_adv = (x + norm.project(candidate.detach() - x, eps)).clamp(*bounds)
+        with torch.no_grad():
+            logits = model(x_adv)
+        return AttackResult(
+            x_adv=x_adv,
+            success=is_success(logits, y, target),
+            logits=logits,
+            distance=norm.distance(x_adv - x),
+        )

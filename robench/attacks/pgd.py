@@ -1,0 +1,109 @@
+"""Projected gradient descent (Madry et al. 2018) and FGSM (Goodfellow et al. 2015), any Lp norm."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from robench.attacks.base import Attack, is_success
+from robench.attacks.losses import LOSSES, margin
+from robench.attacks.norms import Norm
+from robench.registry import register
+
+
+class PGDParams(BaseModel):
+    """Parameters of :class:`PGD`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(default=40, gt=0, le=100_000)
+    restarts: int = Field(default=1, ge=1, le=1000)
+    rel_step_size: float = Field(default=2.5 / 40, gt=0, le=10, description="step size as a fraction of eps")
+    random_start: bool = True
+    loss: Literal["ce", "margin", "dlr"] = "ce"
+    l1_sparsity: float = Field(default=0.95, ge=0, lt=1, description="L1 only: share of coordinates left out of a step")
+    eot_samples: int = Field(default=1, ge=1, le=1000, description="gradients averaged per step (randomized models)")
+
+
+@register("attack", "pgd", params=PGDParams)
+class PGD(Attack):
+    """PGD with random start, restarts, CE/margin/DLR loss and per-example best tracking."""
+
+    def __init__(
+        self,
+        *,
+        steps: int = 40,
+        restarts: int = 1,
+        rel_step_size: float = 2.5 / 40,
+        random_start: bool = True,
+        loss: str = "ce",
+        l1_sparsity: float = 0.95,
+        eot_samples: int = 1,
+    ) -> None:
+        self.steps = steps
+        self.restarts = restarts
+        self.rel_step_size = rel_step_size
+        self.random_start = random_start
+        self.loss = LOSSES[loss]
+        self.l1_sparsity = l1_sparsity
+        self.eot_samples = eot_samples
+
+    def _gradient(self, model, x_adv, y, target) -> torch.Tensor:
+        x_adv = x_adv.detach().requires_grad_(True)
+        total = torch.zeros_like(x_adv)
+        for _ in range(self.eot_samples):
+            objective = self.loss(model(x_adv), y, target).sum()
+            total += torch.autograd.grad(objective, x_adv)[0]
+        return total / self.eot_samples
+
+    def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
+        best = x.clone()
+        with torch.no_grad():
+            best_score = margin(model(x), y, target)
+        succeeded = best_score > 0
+        step_size = self.rel_step_size * eps
+        for restart in range(self.restarts):
+            active = (~succeeded).nonzero().squeeze(1)
+            if active.numel() == 0:
+                break
+            x0, y0 = x[active], y[active]
+            t0 = None if target is None else target[active]
+            delta = norm.random(x0, eps, generator) if self.random_start else torch.zeros_like(x0)
+            x_adv = (x0 + norm.project(delta, eps)).clamp(*bounds)
+            for _ in range(self.steps):
+                grad = self._gradient(model, x_adv, y0, t0)
+                x_adv = x_adv + norm.step(grad, step_size, self.l1_sparsity)
+                x_adv = (x0 + norm.project(x_adv - x0, eps)).clamp(*bounds).detach()
+                with torch.no_grad():
+                    score = margin(model(x_adv), y0, t0)
+                improved = score > best_score[active]
+                best_score[active] = torch.where(improved, score, best_score[active])
+                best[active] = torch.where(improved.view(-1, *[1] * (x.ndim - 1)), x_adv, best[active])
+            succeeded = best_score > 0
+        return best
+
+
+class FGSMParams(BaseModel):
+    """Parameters of :class:`FGSM`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    loss: Literal["ce", "margin", "dlr"] = "ce"
+
+
+@register("attack", "fgsm", params=FGSMParams)
+class FGSM(Attack):
+    """Fast gradient (sign) method: one full-eps step along the norm's steepest direction."""
+
+    def __init__(self, *, loss: str = "ce") -> None:
+        self.loss = LOSSES[loss]
+
+    def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
+        x_adv = x.detach().requires_grad_(True)
+        grad = torch.autograd.grad(self.loss(model(x_adv), y, target).sum(), x_adv)[0]
+        return (x + norm.step(grad, eps, 0.0)).clamp(*bounds)
+
+
+__all__ = ["FGSM", "PGD", "is_success"]

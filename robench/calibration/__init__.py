@@ -1,0 +1,1 @@
+"""Calibration (see the issue tracker); importing registers its entries."""

@@ -1,0 +1,1 @@
+"""Certify (see the issue tracker); importing registers its entries."""

@@ -1,0 +1,162 @@
+"""What an evaluator gets besides the model and the data: device, seeds, batching, journal, cost.
+
+Evaluators never do I/O. They express per-batch work as a pure function of ``(x, y, generator)``
+and hand it to :meth:`EvalContext.map_batches`, which owns batching, progress, the resume
+journal, cost accounting and the per-batch random generators. Because each batch's generator is
+derived from ``(seed, evaluation, stage, batch index)``, a resumed run gives the same numbers as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from robench.data.base import Dataset
+from robench.journal import Journal
+from robench.results import Check, Cost, MetricRecord
+
+BatchFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], dict[str, torch.Tensor]]
+
+
+@dataclass
+class EvaluationOutput:
+    """What an evaluator returns: records, checks, warnings and JSON artifacts for the report."""
+
+    records: list[MetricRecord] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+
+def derive_seed(seed: int, *tags: object) -> int:
+    """A 63-bit seed derived from the run seed and any tags (stable across processes)."""
+    text = "|".join([str(seed), *map(str, tags)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & ((1 << 63) - 1)
+
+
+@dataclass
+class EvalContext:
+    """Run-wide settings plus the accounting of the evaluation in progress.
+
+    Attributes:
+        device: Where tensors go.
+        seed: Run seed; every generator derives from it.
+        batch_size: Examples per batch.
+        journal: Resume journal (``None``: no journalling).
+        progress: Show progress bars.
+        precision: ``fp32`` (exact) or ``bf16`` (fast mode), recorded in results.
+        shared: Hand-offs between evaluations (clean probabilities, adversarial probabilities...).
+        key: Key of the evaluation in progress.
+        cost: Its cost so far.
+    """
+
+    device: torch.device
+    seed: int = 0
+    batch_size: int = 256
+    journal: Journal | None = None
+    progress: bool = True
+    precision: str = "fp32"
+    shared: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+    cost: Cost = field(default_factory=Cost)
+
+    def begin(self, key: str) -> None:
+        """Start accounting for evaluation ``key``."""
+        self.key = key
+        self.cost = Cost(device=str(self.device), precision=self.precision, batch_size=self.batch_size)
+
+    def generator(self, *tags: object, device: torch.device | str | None = None) -> torch.Generator:
+        """A fresh generator seeded from the run seed, the current evaluation and ``tags``."""
+        gen = torch.Generator(device=device or "cpu")
+        gen.manual_seed(derive_seed(self.seed, self.key, *tags))
+        return gen
+
+    def map_batches(
+        self,
+        stage: str,
+        dataset: Dataset,
+        fn: BatchFn,
+        model_counter: Any,
+        *,
+        batch_size: int | None = None,
+        desc: str | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Apply ``fn`` to every batch; return its outputs concatenated along dim 0 (on the CPU).
+
+        Finished batches come from the journal when present; new ones are journalled. Wall time
+        and passes are added to :attr:`cost` (for journalled batches, the cost they had).
+
+        Args:
+            stage: Name of this pass within the evaluation (``attack``, ``gaussian_noise/3``).
+            dataset: Examples to iterate, in order.
+            fn: ``(x, y, generator) -> {name: per-example tensor}``; ``x`` and ``y`` are on the device.
+            model_counter: The model's :class:`~robench.models.wrapper.PassCounter`.
+            batch_size: Overrides :attr:`batch_size`.
+            desc: Progress-bar label.
+        """
+        from tqdm.auto import tqdm
+
+        size = batch_size or self.batch_size
+        starts = list(range(0, len(dataset), size))
+        outputs: list[dict[str, torch.Tensor]] = []
+        bar = tqdm(
+            total=len(dataset),
+            desc=desc or f"{self.key} {stage}".strip(),
+            unit="img",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        try:
+            for index, start in enumerate(starts):
+                stop = min(start + size, len(dataset))
+                journal_key = f"{self.key}/{stage}/{index}"
+                found = self.journal.get(journal_key) if self.journal is not None else None
+                if found is not None:
+                    data, meta = found
+                    self.cost.resumed_batches += 1
+                else:
+                    data, meta = self._run_batch(fn, dataset, start, stop, stage, index, model_counter)
+                    if self.journal is not None:
+                        self.journal.put(journal_key, data, meta)
+                self.cost.wall_time_s += meta["wall_time_s"]
+                self.cost.forward_passes += meta["forward"]
+                self.cost.backward_passes += meta["backward"]
+                self.cost.batches += 1
+                outputs.append(data)
+                bar.update(stop - start)
+        finally:
+            bar.close()
+        if not outputs:
+            return {}
+        return {name: torch.cat([o[name] for o in outputs]) for name in outputs[0]}
+
+    def _run_batch(
+        self, fn: BatchFn, dataset: Dataset, start: int, stop: int, stage: str, index: int, counter: Any
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        x, y = dataset.load(slice(start, stop))
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        forward0, backward0 = counter.snapshot()
+        tick = time.perf_counter()
+        data = fn(x, y, self.generator(stage, index))
+        data = {k: v.detach().cpu() for k, v in data.items()}
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        meta = {
+            "wall_time_s": time.perf_counter() - tick,
+            "forward": counter.forward - forward0,
+            "backward": counter.backward - backward0,
+        }
+        return data, meta
+
+    def add_check(self, output: EvaluationOutput, name: str, ok: bool, message: str, warn_only: bool = True, **evidence: Any) -> None:
+        """Append a pass/warn (or pass/fail) check with its evidence to ``output``."""
+        status = "pass" if ok else ("warn" if warn_only else "fail")
+        output.checks.append(Check(name=name, status=status, message=message, evidence=evidence))

@@ -1,0 +1,1 @@
+"""Corruptions (see the issue tracker); importing registers its entries."""

@@ -1,0 +1,303 @@
+"""Safe checkpoint loading and architecture resolution.
+
+Checkpoints are untrusted. Supported, in order of detection:
+
+- ``.safetensors``: tensors only, needs ``arch``;
+- ``.pt2``: a ``torch.export`` program;
+- TorchScript archives (``torch.jit.save``);
+- ``torch.save`` files read with ``weights_only=True``: a state_dict (or a dict holding one under
+  ``state_dict``/``model_state_dict``/``model``/``net``), needs ``arch``.
+
+A pickle that holds Python objects (a whole ``nn.Module``, or worse) is refused unless
+``trust_checkpoint=True``: unpickling runs arbitrary code.
+
+Architecture specs: ``<name>`` or ``robench:<name>`` (registry kind ``arch``), ``module:callable``,
+``torchvision:<name>``, ``timm:<name>``, ``robustbench:<dataset>/<threat>/<name>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import pickle
+import sys
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robench._errors import CheckpointError, ConfigError, UnavailableError
+from robench.models.wrapper import ModelHandle, Normalize, PassCounter, PixelModel
+from robench.registry import registry
+from robench.results import ModelInfo
+from robench.threat_model import Preprocessing
+
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "state")
+_STRIP_PREFIXES = ("module.", "_orig_mod.")
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_arch(spec: str, num_classes: int | None = None) -> nn.Module:
+    """Instantiate an architecture from its spec (see the module docstring).
+
+    Raises:
+        ConfigError: malformed or unknown spec.
+        UnavailableError: the spec needs a package that is not installed.
+    """
+    scheme, sep, rest = spec.partition(":")
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
+    if not sep or scheme == "robench":
+        name = rest if sep else spec
+        return registry.get("arch", name)(**kwargs)
+    if scheme == "torchvision":
+        import torchvision
+
+        try:
+            return torchvision.models.get_model(rest, weights=None, **kwargs)
+        except ValueError:
+            raise ConfigError(f"unknown torchvision architecture {rest!r} in --arch {spec!r}") from None
+    if scheme == "timm":
+        try:
+            import timm
+        except ImportError:
+            raise UnavailableError(f"--arch {spec!r} needs the timm package (pip install timm)") from None
+        try:
+            return timm.create_model(rest, pretrained=False, **kwargs)
+        except RuntimeError as exc:
+            raise ConfigError(f"timm cannot build {rest!r}: {str(exc).splitlines()[0]}") from None
+    if scheme == "robustbench":
+        return _robustbench_arch(rest, spec)
+    return _callable_arch(scheme, rest, spec)
+
+
+def _callable_arch(module_name: str, attr: str, spec: str) -> nn.Module:
+    if not module_name or not attr or not all(p.isidentifier() for p in module_name.split(".") + attr.split(".")):
+        raise ConfigError(
+            f"--arch {spec!r} is not a valid spec; expected NAME, module:callable, torchvision:NAME, "
+            "timm:NAME or robustbench:DATASET/THREAT/NAME"
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--arch {spec!r}: cannot import module {module_name!r} ({exc})") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"--arch {spec!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    model = obj()
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"--arch {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _import_robustbench() -> Any:
+    """Import robustbench, which expects a module called ``autoattack`` (pyautoattack ships it renamed)."""
+    try:
+        import pyautoattack
+
+        sys.modules.setdefault("autoattack", pyautoattack)
+        for sub in ("autopgd_base", "fab_pt", "square", "autoattack", "other_utils", "state"):
+            try:
+                sys.modules.setdefault(f"autoattack.{sub}", importlib.import_module(f"pyautoattack.{sub}"))
+            except ImportError:
+                pass
+    except ImportError:
+        pass
+    try:
+        return importlib.import_module("robustbench.model_zoo.models")
+    except ImportError as exc:
+        raise UnavailableError(f"robustbench architectures need the robustbench package ({exc})") from None
+
+
+def _robustbench_arch(rest: str, spec: str) -> nn.Module:
+    parts = rest.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ConfigError(f"--arch {spec!r}: expected robustbench:DATASET/THREAT/NAME, e.g. robustbench:cifar10/Linf/Standard")
+    dataset, threat, name = parts
+    zoo = _import_robustbench()
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    try:
+        entries = zoo.model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat)]
+    except (ValueError, KeyError):
+        raise ConfigError(f"--arch {spec!r}: robustbench has no {dataset}/{threat} models") from None
+    if name not in entries:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(entries), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise ConfigError(f"--arch {spec!r}: robustbench has no model {name!r} for {dataset}/{threat}{hint}")
+    return entries[name]["model"]()
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names)
+
+
+def _find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = dict(obj)
+    elif isinstance(obj, Mapping):
+        for key in _STATE_DICT_KEYS:
+            if key in obj and isinstance(obj[key], Mapping):
+                return _find_state_dict(obj[key], path)
+        raise CheckpointError(
+            f"{path}: no state_dict found; top-level keys are {sorted(map(str, obj))[:8]}, expected tensors "
+            f"or one of {list(_STATE_DICT_KEYS)}"
+        )
+    else:
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a state_dict of tensors")
+    for prefix in _STRIP_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k} {list(state[k].shape)} vs {list(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches (e.g. {'; '.join(mismatched[:2])})")
+    if problems:
+        raise CheckpointError(f"{path} does not fit --arch {arch}: {', '.join(problems)}")
+    net.load_state_dict(state, strict=True)
+
+
+def _torch_load(path: Path, trust: bool) -> tuple[Any, bool]:
+    """``torch.load`` with ``weights_only=True``; unpickle code only when trusted."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), False
+    except pickle.UnpicklingError as exc:
+        if not trust:
+            first = str(exc).strip().splitlines()[0][:160]
+            raise CheckpointError(
+                f"{path} contains pickled Python objects that weights_only loading refuses ({first}); "
+                "unpickling can run arbitrary code. Save a state_dict, TorchScript, torch.export or "
+                "safetensors file, or pass --trust-checkpoint if you trust its origin"
+            ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False), True
+    except Exception as exc:  # noqa: BLE001 - trusted unpickling can raise anything
+        raise CheckpointError(f"{path}: trusted unpickling failed ({type(exc).__name__}: {exc})") from None
+
+
+def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool) -> tuple[nn.Module, str, bool]:
+    """Return ``(module, format, trusted_pickle)``."""
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+        return _with_arch(state, path, arch, num_classes, "safetensors"), "safetensors", False
+    if suffix == ".pt2":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:  # noqa: BLE001 - torch.export raises many types on bad files
+            raise CheckpointError(f"{path}: not a loadable torch.export program ({type(exc).__name__}: {exc})") from None
+        return program.module(), "torch.export", False
+    if _is_torchscript(path):
+        try:
+            return torch.jit.load(str(path), map_location="cpu"), "torchscript", False
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: corrupt TorchScript archive ({str(exc).splitlines()[0]})") from None
+    obj, trusted = _torch_load(path, trust)
+    if isinstance(obj, nn.Module):
+        if arch is not None:
+            raise ConfigError(f"{path} holds a whole module; drop --arch {arch}")
+        return obj, "pickled-module", trusted
+    state = _find_state_dict(obj, path)
+    return _with_arch(state, path, arch, num_classes, "state_dict"), "state_dict", trusted
+
+
+def _with_arch(state: dict[str, torch.Tensor], path: Path, arch: str | None, num_classes: int | None, fmt: str) -> nn.Module:
+    if arch is None:
+        raise ConfigError(f"{path} is a {fmt} of weights only; name the architecture with --arch")
+    net = build_arch(arch, num_classes)
+    _load_state_dict(net, state, path, arch)
+    return net
+
+
+def load_model(
+    checkpoint: str | Path | nn.Module,
+    *,
+    arch: str | None = None,
+    preprocessing: Preprocessing | None = None,
+    device: str | torch.device = "cpu",
+    trust_checkpoint: bool = False,
+    num_classes: int | None = None,
+) -> ModelHandle:
+    """Load a model for evaluation in pixel space.
+
+    Args:
+        checkpoint: Path of a checkpoint file, or an ``nn.Module`` already in memory.
+        arch: Architecture spec, needed for state_dict and safetensors files.
+        preprocessing: Mean/std applied inside the wrapper (identity when ``None``).
+        device: Where to put the model.
+        trust_checkpoint: Allow unpickling Python objects (runs code from the file).
+        num_classes: Passed to the architecture builder, when it takes it.
+
+    Returns:
+        A :class:`ModelHandle` in eval mode with frozen parameters.
+
+    Raises:
+        CheckpointError: missing, corrupt, unsafe or mismatched checkpoint.
+        ConfigError: bad architecture spec.
+    """
+    preprocessing = preprocessing or Preprocessing()
+    if isinstance(checkpoint, nn.Module):
+        net, fmt, trusted, digest, source = checkpoint, "module", False, None, type(checkpoint).__name__
+    else:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists() else f"{path} is not a file")
+        net, fmt, trusted = _load_net(path, arch, num_classes, trust_checkpoint)
+        digest, source = file_sha256(path), str(path)
+    net.eval()
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    counter = PassCounter()
+    module = PixelModel(net, Normalize(preprocessing.mean, preprocessing.std), counter)
+    device = torch.device(device)
+    module = module.to(device).eval()
+    info = ModelInfo(
+        source=source,
+        format=fmt,
+        sha256=digest,
+        arch=arch,
+        num_classes=num_classes,
+        num_parameters=sum(p.numel() for p in net.parameters()),
+        trusted_pickle=trusted,
+    )
+    return ModelHandle(module=module, info=info, device=device, counter=counter)

@@ -1,0 +1,136 @@
+"""The model as every evaluator sees it: pixel-space input, eval mode, frozen, counted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from robench._errors import ModelError
+from robench.results import ModelInfo
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, so that the wrapped model takes [0,1] pixels."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when mean is all 0 and std all 1."""
+        return bool((self.mean == 0).all() and (self.std == 1).all())
+
+
+@dataclass
+class PassCounter:
+    """Counts forward and backward passes in examples (not calls)."""
+
+    forward: int = 0
+    backward: int = 0
+
+    def snapshot(self) -> tuple[int, int]:
+        """Current ``(forward, backward)``."""
+        return self.forward, self.backward
+
+
+class PixelModel(nn.Module):
+    """``net(normalize(x))`` that counts the examples it sees and the gradients that flow back."""
+
+    def __init__(self, net: nn.Module, normalize: Normalize, counter: PassCounter) -> None:
+        super().__init__()
+        self.net = net
+        self.normalize = normalize
+        self.counter = counter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        batch = int(x.shape[0])
+        self.counter.forward += batch
+        out = self.net(self.normalize(x))
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if out.requires_grad:
+            counter = self.counter
+
+            def _count_backward(grad: torch.Tensor) -> None:
+                counter.backward += batch
+
+            out.register_hook(_count_backward)
+        return out
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model ready for evaluation.
+
+    Attributes:
+        module: Pixel-space model (normalisation inside), eval mode, parameters frozen.
+        info: Provenance written into results.
+        device: Where the model lives.
+        counter: Forward/backward pass counter shared with :attr:`module`.
+    """
+
+    module: PixelModel
+    info: ModelInfo
+    device: torch.device
+    counter: PassCounter = field(default_factory=PassCounter)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+    @torch.no_grad()
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits without gradient, checked to be finite.
+
+        Raises:
+            ModelError: if any logit is NaN or infinite.
+        """
+        logits = self.module(x)
+        check_logits(logits, self.info.num_classes)
+        return logits
+
+    @torch.no_grad()
+    def probe(self, input_shape: Sequence[int], num_classes: int, generator: torch.Generator) -> bool:
+        """Check output shape and finiteness on random inputs; return whether outputs are random.
+
+        Two forward passes of the same inputs that differ reveal a randomized model (dropout left
+        on, stochastic defences); such models need EOT attacks and averaged accuracy.
+
+        Raises:
+            ModelError: wrong output shape or class count, non-finite outputs, or a crash.
+        """
+        x = torch.rand((2, *input_shape), generator=generator).to(self.device)
+        try:
+            first = self.module(x)
+            second = self.module(x)
+        except RuntimeError as exc:
+            message = str(exc).splitlines()[0]
+            raise ModelError(
+                f"model failed on inputs of shape {list(x.shape)} (dataset shape): {message}"
+            ) from None
+        if first.ndim != 2 or first.shape[0] != 2:
+            raise ModelError(f"model must return logits of shape (N, classes), got {list(first.shape)}")
+        if first.shape[1] != num_classes:
+            raise ModelError(f"model returns {first.shape[1]} logits but the dataset has {num_classes} classes")
+        check_logits(first, num_classes)
+        self.counter.forward -= 4  # the probe is not part of any evaluation's cost
+        randomized = not torch.equal(first, second)
+        self.info = self.info.model_copy(update={"num_classes": num_classes, "randomized": randomized})
+        return randomized
+
+
+def check_logits(logits: torch.Tensor, num_classes: int | None) -> None:
+    """Raise :class:`ModelError` for non-finite logits or a wrong class count."""
+    if num_classes is not None and (logits.ndim != 2 or logits.shape[1] != num_classes):
+        raise ModelError(f"model returned logits of shape {list(logits.shape)}, expected (N, {num_classes})")
+    finite = torch.isfinite(logits).all(dim=1)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ModelError(f"model returned NaN or infinite logits for {bad} of {logits.shape[0]} inputs")

@@ -1,0 +1,244 @@
+"""The one results schema: a versioned, typed log of a run, written atomically.
+
+A run writes ``results.json`` when it starts (status ``started``), after every evaluation, and
+at the end (``success`` or ``error``), so a crashed run still leaves a valid file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from robench._errors import ConfigError
+from robench.stats import clopper_pearson
+
+SCHEMA_VERSION = 1
+ConditionValue = str | int | float | bool | None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricRecord(_Model):
+    """One number with its provenance.
+
+    Attributes:
+        evaluation: Key of the evaluation that produced it (``clean``, ``attacks/pgd``).
+        name: What it measures (``accuracy``, ``robust_accuracy``, ``median_l2``...).
+        value: The number (a fraction for accuracies, not a percentage).
+        n: Number of examples behind it (``None`` only for non-sample quantities).
+        ci_low: Lower end of the 95% interval, when it has one.
+        ci_high: Upper end of the 95% interval.
+        condition: Where it was measured: attack, eps, corruption, severity, class...
+        unit: ``fraction``, ``l2``, ``linf``, ``seconds``...
+        interval: How the interval was computed (``clopper-pearson``).
+    """
+
+    evaluation: str
+    name: str
+    value: float | None
+    n: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    condition: dict[str, ConditionValue] = Field(default_factory=dict)
+    unit: str = ""
+    interval: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> MetricRecord:
+        if self.value is not None and not math.isfinite(self.value):
+            raise ValueError(f"metric {self.name!r} has non-finite value {self.value}")
+        if (self.ci_low is None) != (self.ci_high is None):
+            raise ValueError("ci_low and ci_high are given together")
+        return self
+
+    @classmethod
+    def proportion(
+        cls,
+        evaluation: str,
+        name: str,
+        successes: int,
+        n: int,
+        condition: dict[str, ConditionValue] | None = None,
+    ) -> MetricRecord:
+        """A proportion ``successes / n`` with its 95% Clopper-Pearson interval."""
+        low, high = clopper_pearson(int(successes), int(n))
+        return cls(
+            evaluation=evaluation,
+            name=name,
+            value=successes / n if n else None,
+            n=int(n),
+            ci_low=low,
+            ci_high=high,
+            condition=condition or {},
+            unit="fraction",
+            interval="clopper-pearson",
+        )
+
+
+class Cost(_Model):
+    """What an evaluation cost. Passes count examples (a batch of 256 is 256 passes)."""
+
+    wall_time_s: float = 0.0
+    forward_passes: int = 0
+    backward_passes: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int | None = None
+    batches: int = 0
+    resumed_batches: int = 0
+    oom_retries: int = 0
+
+
+class Check(_Model):
+    """A sanity check with a verdict and the evidence behind it (e.g. gradient masking)."""
+
+    name: str
+    status: Literal["pass", "warn", "fail"]
+    message: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluationResult(_Model):
+    """One evaluation of a section (``attacks/pgd``, ``clean``, ``corruptions``...)."""
+
+    key: str
+    section: str
+    name: str
+    declared: dict[str, Any] = Field(default_factory=dict)
+    resolved: dict[str, Any] = Field(default_factory=dict)
+    status: Literal["started", "success", "error", "skipped"] = "started"
+    error: str | None = None
+    cost: Cost = Field(default_factory=Cost)
+    records: list[MetricRecord] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    artifacts: dict[str, Any] = Field(default_factory=dict, description="JSON data for the report")
+
+
+class ModelInfo(_Model):
+    """The evaluated model."""
+
+    source: str
+    format: str
+    sha256: str | None = None
+    arch: str | None = None
+    num_classes: int | None = None
+    num_parameters: int | None = None
+    randomized: bool = False
+    trusted_pickle: bool = False
+
+
+class DatasetInfo(_Model):
+    """The evaluated data."""
+
+    manifest: str
+    manifest_sha256: str
+    format: str
+    root: str | None = None
+    split: str
+    n_examples: int
+    num_classes: int
+    input_shape: list[int]
+    verified: str = Field(description="what was verified: checksums, sizes, shapes")
+
+
+class Environment(_Model):
+    """Where and with what the run happened."""
+
+    robench_version: str
+    python: str
+    packages: dict[str, str] = Field(default_factory=dict)
+    git_revision: str | None = None
+    hostname: str = ""
+    platform: str = ""
+    cpu_count: int | None = None
+    device: str = "cpu"
+    device_name: str = ""
+
+
+class Results(_Model):
+    """The results of one run (``results.json``)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    status: Literal["started", "success", "error"] = "started"
+    error: str | None = None
+    started_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    finished_at: str | None = None
+    seed: int = 0
+    threat_model: dict[str, Any]
+    threat_model_sha256: str
+    model: ModelInfo
+    dataset: DatasetInfo
+    environment: Environment
+    options: dict[str, Any] = Field(default_factory=dict)
+    evaluations: list[EvaluationResult] = Field(default_factory=list)
+
+    def records(self, evaluation: str | None = None, name: str | None = None) -> list[MetricRecord]:
+        """All metric records, optionally filtered by evaluation key and metric name."""
+        return [
+            r
+            for e in self.evaluations
+            for r in e.records
+            if (evaluation is None or r.evaluation == evaluation) and (name is None or r.name == name)
+        ]
+
+    def evaluation(self, key: str) -> EvaluationResult | None:
+        """The evaluation with this key, if it ran."""
+        return next((e for e in self.evaluations if e.key == key), None)
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically: to a temporary file in the same folder, fsync, then rename."""
+        return atomic_write_text(Path(path), self.model_dump_json(indent=2))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_results(path: str | Path) -> Results:
+    """Read and validate a results file.
+
+    Raises:
+        ConfigError: missing, unreadable, not JSON, or not of this schema (with the field path).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read results file ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
+        raise ConfigError(
+            f"{path}: results schema_version {data.get('schema_version')!r} is not supported "
+            f"(this robench reads {SCHEMA_VERSION})"
+        )
+    try:
+        return Results.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise ConfigError(f"{path}: not a robench results file: {where}: {first['msg']}") from None

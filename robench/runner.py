@@ -1,0 +1,260 @@
+"""Orchestration: threat model -> model + data -> evaluations -> results.json.
+
+The runner owns all I/O. It writes ``results.json`` when the run starts, after every evaluation and
+at the end; an error or an interrupt leaves a valid file with status ``error`` and every finished
+evaluation in it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robench._errors import ConfigError, RobenchError
+from robench.context import EvalContext
+from robench.data import load_dataset
+from robench.journal import Journal
+from robench.models import load_model
+from robench.registry import registry
+from robench.results import Environment, EvaluationResult, Results
+from robench.threat_model import EvaluationSpec, ThreatModel, ThreatModelError, _param_errors, load_threat_model
+
+_PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pydantic", "pyautoattack", "foolbox", "timm", "robustbench")
+_DEFAULT_BATCH = {"cpu": 128, "cuda": 512}
+
+
+def robench_version() -> str:
+    """Installed robench version."""
+    try:
+        return metadata.version("robench")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def git_revision() -> str | None:
+    """The git commit robench runs from, with ``+dirty`` for local changes, when it is a checkout."""
+    source = Path(__file__).resolve().parent.parent
+    if not (source / ".git").exists():
+        return None
+    try:
+        revision = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return revision + ("+dirty" if dirty else "")
+
+
+def environment(device: torch.device) -> Environment:
+    """Versions, git revision and hardware of this run."""
+    packages = {}
+    for name in _PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return Environment(
+        robench_version=robench_version(),
+        python=platform.python_version(),
+        packages=packages,
+        git_revision=git_revision(),
+        hostname=socket.gethostname(),
+        platform=platform.platform(),
+        cpu_count=os.cpu_count(),
+        device=str(device),
+        device_name=device_name,
+    )
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``cuda`` when available unless told otherwise.
+
+    Raises:
+        ConfigError: CUDA asked for but not available, or an unknown device string.
+    """
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} asked for, but CUDA is not available on this machine")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}; expected cpu or cuda")
+    return resolved
+
+
+def _plan(threat: ThreatModel, only: list[str] | None) -> list[tuple[str, str, str, Any]]:
+    """``(section, key, name, spec)`` for each evaluation to run, in order."""
+    sections = threat.evaluations.sections()
+    if only:
+        unknown = [s for s in only if s not in ("clean", "attacks", "corruptions", "stability", "certification", "calibration")]
+        if unknown:
+            raise ConfigError(f"--only: unknown sections {unknown}; expected clean, attacks, corruptions, stability, certification, calibration")
+        sections = [s for s in sections if s in only]
+    plan: list[tuple[str, str, str, Any]] = []
+    for section in sections:
+        value = getattr(threat.evaluations, section)
+        if isinstance(value, tuple):
+            plan += [(section, f"{section}/{s.key}", s.name, s) for s in value]
+        else:
+            plan.append((section, section, section, value if not isinstance(value, bool) else None))
+    return plan
+
+
+def _declared(spec: Any) -> dict[str, Any]:
+    if spec is None:
+        return {}
+    return spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
+
+
+def evaluate(
+    model: str | Path | nn.Module,
+    threat_model: str | Path | ThreatModel,
+    *,
+    arch: str | None = None,
+    out_dir: str | Path | None = None,
+    n_examples: int | None = None,
+    only: list[str] | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    trust_checkpoint: bool = False,
+    data_root: str | Path | None = None,
+    data_home: str | Path | None = None,
+    progress: bool = True,
+) -> Results:
+    """Evaluate a model under a declared threat model.
+
+    Args:
+        model: Checkpoint path or an ``nn.Module`` taking [0,1] pixels (before the threat model's
+            normalisation, which robench applies).
+        threat_model: A :class:`ThreatModel`, a YAML path or a shipped name.
+        arch: Architecture spec for weights-only checkpoints.
+        out_dir: Where ``results.json`` and the journal go (``None``: nothing is written).
+        n_examples: Overrides ``dataset.n_examples``.
+        only: Run only these sections.
+        device: ``cpu``, ``cuda``, ``cuda:N`` (default: CUDA when available).
+        batch_size: Examples per batch (default 512 on CUDA, 128 on CPU).
+        seed: Run seed; all randomness derives from it.
+        resume: Continue from the journal in ``out_dir``.
+        trust_checkpoint: Allow unpickling code from the checkpoint.
+        data_root: Folder of the dataset's files (overrides the data home).
+        data_home: Folder holding datasets by their manifest's directory name.
+        progress: Show progress bars.
+
+    Returns:
+        The results; status ``success``.
+
+    Raises:
+        RobenchError: bad input. When ``out_dir`` is given and the run had started, ``results.json``
+            there has status ``error`` and keeps every finished evaluation.
+    """
+    threat = threat_model if isinstance(threat_model, ThreatModel) else load_threat_model(threat_model)
+    errors = _param_errors(threat)
+    if errors:
+        raise ThreatModelError(threat.name, errors)
+    declared = threat
+    if n_examples is not None:
+        if n_examples <= 0:
+            raise ConfigError(f"--n-examples must be > 0, got {n_examples}")
+        threat = threat.model_copy(update={"dataset": threat.dataset.model_copy(update={"n_examples": n_examples})})
+    plan = _plan(threat, only)
+    for section, _, _, _ in plan:
+        registry.entry("evaluation", section)
+    if batch_size is not None and batch_size <= 0:
+        raise ConfigError(f"--batch-size must be > 0, got {batch_size}")
+    torch_device = resolve_device(device)
+    data, data_info = load_dataset(threat.dataset, root=data_root, data_home=data_home)
+    handle = load_model(
+        model,
+        arch=arch,
+        preprocessing=threat.dataset.preprocessing,
+        device=torch_device,
+        trust_checkpoint=trust_checkpoint,
+        num_classes=data.num_classes,
+    )
+    probe_gen = torch.Generator().manual_seed(seed)
+    handle.probe(data.input_shape, data.num_classes, probe_gen)
+    batch = batch_size or _DEFAULT_BATCH[torch_device.type]
+    results = Results(
+        seed=seed,
+        threat_model=declared.model_dump(mode="json"),
+        threat_model_sha256=declared.sha256,
+        model=handle.info,
+        dataset=data_info,
+        environment=environment(torch_device),
+        options={"n_examples": n_examples, "only": only, "batch_size": batch, "resume": resume, "arch": arch},
+    )
+    out = Path(out_dir) if out_dir is not None else None
+    journal = None
+    if out is not None:
+        identity = {
+            "checkpoint_sha256": handle.info.sha256,
+            "threat_model_sha256": declared.sha256,
+            "dataset_manifest_sha256": data_info.manifest_sha256,
+            "n_examples": data_info.n_examples,
+            "seed": seed,
+            "batch_size": batch,
+            "robench_version": results.environment.robench_version,
+        }
+        journal = Journal(out / "journal.bin", identity, resume)
+        results.save(out / "results.json")
+    ctx = EvalContext(device=torch_device, seed=seed, batch_size=batch, journal=journal, progress=progress)
+    if handle.info.randomized:
+        ctx.shared["randomized"] = True
+    try:
+        for section, key, name, spec in plan:
+            evaluation = EvaluationResult(key=key, section=section, name=name, declared=_declared(spec))
+            results.evaluations.append(evaluation)
+            ctx.begin(key)
+            try:
+                produced = registry.get("evaluation", section)(handle, data, threat, spec, ctx)
+            except RobenchError as exc:
+                evaluation.status, evaluation.error = "error", str(exc)
+                raise
+            evaluation.status = "success"
+            evaluation.cost = ctx.cost
+            evaluation.records = produced.records
+            evaluation.checks = produced.checks
+            evaluation.warnings = produced.warnings
+            evaluation.artifacts = produced.artifacts
+            evaluation.resolved = produced.resolved
+            if out is not None:
+                results.save(out / "results.json")
+    except (RobenchError, KeyboardInterrupt) as exc:
+        results.status = "error"
+        results.error = str(exc) or type(exc).__name__
+        results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if out is not None:
+            results.save(out / "results.json")
+        raise
+    finally:
+        if journal is not None:
+            journal.close()
+    results.status = "success"
+    results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if out is not None:
+        results.save(out / "results.json")
+    return results
+
+

@@ -1,0 +1,1 @@
+"""Stability (see the issue tracker); importing registers its entries."""

@@ -1,0 +1,63 @@
+"""Confidence intervals for proportions.
+
+Every accuracy robench reports carries ``n`` and a two-sided 95% interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy.stats import beta, norm
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided interval for a binomial proportion.
+
+    ``[B(a/2; k, n-k+1), B(1-a/2; k+1, n-k)]`` with ``B`` the Beta quantile function and
+    ``a = 1 - confidence``; the lower end is 0 when ``k = 0`` and the upper end 1 when ``k = n``
+    (Clopper & Pearson, Biometrika 1934).
+
+    Args:
+        successes: Number of successes ``k``, ``0 <= k <= n``.
+        n: Number of trials; ``n = 0`` gives the uninformative interval ``(0, 1)``.
+        confidence: Two-sided coverage in (0, 1).
+
+    Returns:
+        ``(low, high)``.
+
+    Raises:
+        ValueError: if the counts or the confidence are out of range.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"Expected `confidence` in (0, 1), but got {confidence}")
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"Expected 0 <= successes <= n, but got successes={successes}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    alpha = 1.0 - confidence
+    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(beta.ppf(1 - alpha / 2, successes + 1, n - successes))
+    return low, high
+
+
+def clopper_pearson_lower(successes: int, n: int, alpha: float) -> float:
+    """One-sided ``(1 - alpha)`` Clopper-Pearson lower bound ``B(alpha; k, n-k+1)`` (0 when k = 0)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"Expected `alpha` in (0, 1), but got {alpha}")
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"Expected 0 <= successes <= n and n > 0, but got successes={successes}, n={n}")
+    return 0.0 if successes == 0 else float(beta.ppf(alpha, successes, n - successes + 1))
+
+
+def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (Wilson, JASA 1927), for reference and large-n summaries."""
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"Expected 0 <= successes <= n, but got successes={successes}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -1,0 +1,477 @@
+"""The declared threat model: what is evaluated, against which adversary, on which data.
+
+A threat model is data (YAML) validated into a frozen pydantic model. Extra keys are refused;
+every error is reported with its path in the file (``evaluations.attacks[0].params.steps``).
+The sha256 of the canonical JSON of the declared model goes into every results file.
+
+Example (``threat_models/mnist-linf-0.3.yaml``)::
+
+    schema_version: 1
+    name: mnist-linf-0.3
+    dataset: {manifest: mnist5k, split: test, n_examples: 1000}
+    adversary: {goal: untargeted, knowledge: white-box, norm: Linf, eps: 0.3}
+    evaluations:
+      attacks:
+        - name: pgd
+          params: {steps: 40, restarts: 2}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from robench._errors import ConfigError
+
+SCHEMA_VERSION = 1
+MAX_YAML_BYTES = 1_000_000
+
+# Hendrycks & Dietterich (ICLR 2019): the 15 benchmark corruptions and the 4 held-out extras.
+BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
+    "gaussian_noise", "shot_noise", "impulse_noise",
+    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog", "brightness",
+    "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)  # fmt: skip
+EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
+# ImageNet-P / CIFAR-10-P test and validation perturbations.
+TEST_PERTURBATIONS: tuple[str, ...] = (
+    "gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "snow",
+    "brightness", "translate", "rotate", "tilt", "scale",
+)  # fmt: skip
+VALIDATION_PERTURBATIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "shear")
+
+_EPS_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([0-9]*\.?[0-9]+))?\s*$")
+
+
+def parse_eps(value: Any) -> float:
+    """Parse a perturbation radius: a number or a fraction string such as ``"8/255"``.
+
+    Raises:
+        ValueError: for anything that is not a finite number > 0.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")
+    if isinstance(value, (int, float)):
+        eps = float(value)
+    elif isinstance(value, str):
+        match = _EPS_RE.match(value)
+        if match is None:
+            raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")
+        numerator, denominator = match.groups()
+        eps = float(numerator) / float(denominator) if denominator is not None else float(numerator)
+        if denominator is not None and float(denominator) == 0:
+            raise ValueError(f"division by zero in eps {value!r}")
+    else:
+        raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")
+    if not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"expected eps > 0 and finite, got {value!r}")
+    return eps
+
+
+def format_eps(eps: float) -> str:
+    """Render ``eps`` as ``k/255`` when it is one (``0.0313725...`` -> ``"8/255"``)."""
+    as_255 = Fraction(eps).limit_denominator(255)
+    if as_255.denominator == 255 and abs(float(as_255) - eps) < 1e-12 and as_255.numerator != 0:
+        return f"{as_255.numerator}/255"
+    return f"{eps:g}"
+
+
+Eps = Annotated[float, BeforeValidator(parse_eps)]
+Severity = Annotated[int, Field(ge=1, le=5)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Preprocessing(_Frozen):
+    """Per-channel normalisation applied inside the model wrapper (pixel space stays [0,1])."""
+
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    @model_validator(mode="after")
+    def _check(self) -> Preprocessing:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}")
+        if any(not (s > 0 and math.isfinite(s)) for s in self.std):
+            raise ValueError(f"every std must be a finite number > 0, got {list(self.std)}")
+        if any(not math.isfinite(m) for m in self.mean):
+            raise ValueError(f"every mean must be finite, got {list(self.mean)}")
+        return self
+
+
+class DatasetSpec(_Frozen):
+    """Which data the evaluation runs on."""
+
+    manifest: str = Field(min_length=1, description="name of a file in data_manifests/ (or a path)")
+    split: str = "test"
+    n_examples: int | None = Field(default=None, gt=0, description="first n examples of the split")
+    preprocessing: Preprocessing = Preprocessing()
+    resize: int | None = Field(default=None, gt=0, description="resize the shorter side (folder datasets)")
+    center_crop: int | None = Field(default=None, gt=0, description="center crop size (folder datasets)")
+
+
+class Adversary(_Frozen):
+    """The adversary's goal, knowledge and budget. ``eps`` is in pixel units of ``bounds``."""
+
+    goal: Literal["untargeted", "targeted"] = "untargeted"
+    knowledge: Literal["white-box", "black-box"] = "white-box"
+    norm: Literal["Linf", "L2", "L1"] = "Linf"
+    eps: Eps
+    bounds: tuple[float, float] = (0.0, 1.0)
+    targets: Literal["random", "least_likely"] = Field(
+        default="random", description="how targets are chosen when goal is targeted"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Adversary:
+        low, high = self.bounds
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"bounds must be finite with low < high, got {list(self.bounds)}")
+        if self.norm == "Linf" and self.eps > high - low:
+            raise ValueError(f"Linf eps {self.eps:g} exceeds the width of the input bounds {high - low:g}")
+        return self
+
+
+class EvaluationSpec(_Frozen):
+    """A named, parameterised entry of a section (an attack or a certifier).
+
+    ``params`` are validated against the registered entry's parameter model when the threat model
+    is loaded; ``id`` tells apart two entries of the same name (default: the name).
+    """
+
+    name: str = Field(min_length=1)
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Unique label of this entry within its section."""
+        return self.id or self.name
+
+
+def _names(allowed: tuple[str, ...], groups: dict[str, tuple[str, ...]]) -> Any:
+    def check(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            if value not in groups:
+                raise ValueError(f"expected a list of names or one of {sorted(groups)}, got {value!r}")
+            return groups[value]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"expected a non-empty list of names or one of {sorted(groups)}, got {value!r}")
+        unknown = [v for v in value if v not in allowed]
+        if unknown:
+            raise ValueError(f"unknown names {unknown}; expected names from {list(allowed)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate names in {list(value)}")
+        return tuple(value)
+
+    return BeforeValidator(check)
+
+
+CorruptionNames = Annotated[
+    tuple[str, ...],
+    _names(ALL_CORRUPTIONS, {"benchmark": BENCHMARK_CORRUPTIONS, "extra": EXTRA_CORRUPTIONS, "all": ALL_CORRUPTIONS}),
+]
+PerturbationNames = Annotated[
+    tuple[str, ...],
+    _names(
+        TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS,
+        {
+            "test": TEST_PERTURBATIONS,
+            "validation": VALIDATION_PERTURBATIONS,
+            "all": TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS,
+        },
+    ),
+]
+
+
+class CorruptionsSpec(_Frozen):
+    """Common-corruption sweep: generated on the device, or read from released files."""
+
+    source: Literal["generated", "released"] = "generated"
+    released_manifest: str | None = Field(default=None, description="manifest of the released set")
+    table: Literal["auto", "cifar10", "imagenet"] = Field(
+        default="auto", description="severity table; auto picks by image size (<= 64 px: cifar10)"
+    )
+    corruptions: CorruptionNames = BENCHMARK_CORRUPTIONS
+    severities: tuple[Severity, ...] = (1, 2, 3, 4, 5)
+    n_examples: int | None = Field(default=None, gt=0, description="overrides dataset.n_examples")
+
+    @model_validator(mode="after")
+    def _check(self) -> CorruptionsSpec:
+        if self.source == "released" and not self.released_manifest:
+            raise ValueError("source 'released' needs released_manifest (e.g. cifar10c)")
+        if not self.severities or len(set(self.severities)) != len(self.severities):
+            raise ValueError(f"severities must be a non-empty list without repeats, got {list(self.severities)}")
+        return self
+
+
+class StabilitySpec(_Frozen):
+    """Flip-rate stability under perturbation sequences (ImageNet-P / CIFAR-10-P)."""
+
+    source: Literal["generated", "released"] = "generated"
+    released_manifest: str | None = None
+    perturbations: PerturbationNames = TEST_PERTURBATIONS
+    difficulty: int = Field(default=1, ge=1, le=10, description="frame stride for sequential perturbations")
+    n_examples: int | None = Field(default=None, gt=0)
+    baseline: dict[str, float] | None = Field(
+        default=None, description="baseline flip probabilities per perturbation, for FR and mFR"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> StabilitySpec:
+        if self.source == "released" and not self.released_manifest:
+            raise ValueError("source 'released' needs released_manifest (e.g. cifar10p)")
+        return self
+
+
+class CalibrationSpec(_Frozen):
+    """Calibration metrics, clean and under the attacks and corruptions of this threat model."""
+
+    n_bins: int = Field(default=15, gt=0, le=1000)
+    conditions: tuple[Literal["clean", "attacks", "corruptions"], ...] = ("clean", "attacks", "corruptions")
+    temperature_scaling: bool = False
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+
+class Evaluations(_Frozen):
+    """The evaluations to run, by section. Clean accuracy always runs unless disabled."""
+
+    clean: bool = True
+    attacks: tuple[EvaluationSpec, ...] = ()
+    corruptions: CorruptionsSpec | None = None
+    stability: StabilitySpec | None = None
+    calibration: CalibrationSpec | None = None
+    certification: tuple[EvaluationSpec, ...] = ()
+
+    @field_validator("attacks", "certification")
+    @classmethod
+    def _unique_keys(cls, specs: tuple[EvaluationSpec, ...]) -> tuple[EvaluationSpec, ...]:
+        keys = [s.key for s in specs]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ValueError(f"entries share the id {duplicates}; give each an `id`")
+        return specs
+
+    def sections(self) -> list[str]:
+        """Names of the sections that are declared, in the order the runner runs them."""
+        present = {
+            "clean": self.clean,
+            "attacks": bool(self.attacks),
+            "corruptions": self.corruptions is not None,
+            "stability": self.stability is not None,
+            "certification": bool(self.certification),
+            "calibration": self.calibration is not None,
+        }
+        return [name for name, on in present.items() if on]
+
+
+class ThreatModel(_Frozen):
+    """A declared threat model (see the module docstring)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
+    description: str = ""
+    dataset: DatasetSpec
+    adversary: Adversary | None = None
+    evaluations: Evaluations = Evaluations()
+    claims: dict[str, Any] = Field(
+        default_factory=dict, description="what the model card claims (norm, eps, robust_accuracy), for checks"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ThreatModel:
+        if self.evaluations.attacks and self.adversary is None:
+            raise ValueError("attacks are declared but no adversary (norm, eps) is given")
+        return self
+
+    def canonical_json(self) -> str:
+        """Canonical JSON of the declared model: sorted keys, no whitespace."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of :meth:`canonical_json`; identifies the threat model in results."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def resolved_params(self, section: str, spec: EvaluationSpec) -> BaseModel | None:
+        """Validated parameters of ``spec`` in ``section`` (``attacks`` or ``certification``).
+
+        Raises:
+            ConfigError: with the field path of the first invalid parameter.
+        """
+        errors = _param_errors(self, only=(section, spec))
+        if errors:
+            raise ConfigError(errors[0])
+        from robench.registry import registry
+
+        return registry.validate_params(_SECTION_KIND[section], spec.name, spec.params)
+
+
+_SECTION_KIND = {"attacks": "attack", "certification": "certifier"}
+
+
+class ThreatModelError(ConfigError):
+    """A threat-model file is invalid; ``errors`` lists one line per problem with its path."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        more = f" (and {len(errors) - 1} more; run `robench validate {source}`)" if len(errors) > 1 else ""
+        super().__init__(f"{source}: {errors[0]}{more}")
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<root>"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "unknown key (not part of the schema)"
+    if error["type"] == "missing":
+        return "required key is missing"
+    got = error.get("input")
+    if error["type"] not in ("value_error",) and not isinstance(got, (dict, list)):
+        message += f" (got {got!r})"
+    return message
+
+
+def _pydantic_errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
+    return [f"{_path(prefix + tuple(e['loc']))}: {_describe(e)}" for e in exc.errors()]
+
+
+def _param_errors(tm: ThreatModel, only: tuple[str, EvaluationSpec] | None = None) -> list[str]:
+    """Check names and parameters of attacks and certifiers against the registry."""
+    from robench.registry import registry
+
+    errors: list[str] = []
+    for section, kind in _SECTION_KIND.items():
+        for index, spec in enumerate(getattr(tm.evaluations, section)):
+            if only is not None and (section, spec) != only:
+                continue
+            where = ("evaluations", section, index)
+            try:
+                registry.validate_params(kind, spec.name, spec.params)
+            except ValidationError as exc:
+                errors += _pydantic_errors(exc, where + ("params",))
+            except ConfigError as exc:
+                errors.append(f"{_path(where + ('name',))}: {exc}")
+    return errors
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without anchors/aliases (they buy nothing here and enable expansion bombs)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not allowed in threat models", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read threat model ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a threat-model YAML file")
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: file is {size} bytes; threat models are at most {MAX_YAML_BYTES}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ThreatModelError(str(path), [f"{where}malformed YAML: {problem}"]) from None
+
+
+def builtin_dir() -> Path:
+    """Folder of the threat models shipped with robench."""
+    return Path(__file__).parent / "threat_models"
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A path as given, or the shipped threat model of that name (``cifar10-linf-8_255``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in (".yaml", ".yml") or "/" in str(name_or_path):
+        return path
+    shipped = builtin_dir() / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    import difflib
+
+    names = sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+    close = difflib.get_close_matches(str(name_or_path), names, n=2)
+    hint = f"; did you mean {' or '.join(close)}?" if close else f" (shipped: {', '.join(names)})"
+    raise ConfigError(f"no threat-model file or shipped threat model named {str(name_or_path)!r}{hint}")
+
+
+def validate_data(data: Any, source: str = "<threat model>") -> tuple[ThreatModel | None, list[str]]:
+    """Validate parsed YAML data; return the model (or None) and every error with its path."""
+    if not isinstance(data, dict):
+        return None, [f"<root>: expected a mapping of keys, got {type(data).__name__}"]
+    try:
+        tm = ThreatModel.model_validate(data)
+    except ValidationError as exc:
+        return None, _pydantic_errors(exc)
+    errors = _param_errors(tm)
+    return (None if errors else tm), errors
+
+
+def validate_file(path: str | Path) -> list[str]:
+    """Every error of a threat-model file, each as ``path.in.file: message``; empty when valid."""
+    try:
+        data = _read_yaml(resolve_path(path))
+    except ThreatModelError as exc:
+        return exc.errors
+    except ConfigError as exc:
+        return [str(exc)]
+    return validate_data(data, str(path))[1]
+
+
+def load_threat_model(path: str | Path) -> ThreatModel:
+    """Load and validate a threat model from a YAML file or a shipped name.
+
+    Raises:
+        ThreatModelError: the file is malformed or invalid (every error listed in ``.errors``).
+        ConfigError: the file cannot be read.
+    """
+    resolved = resolve_path(path)
+    tm, errors = validate_data(_read_yaml(resolved), str(resolved))
+    if errors or tm is None:
+        raise ThreatModelError(str(resolved), errors)
+    return tm
