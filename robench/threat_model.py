@@ -76,9 +76,9 @@ def parse_eps(value: Any) -> float:
         if match is None:
             raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")
         numerator, denominator = match.groups()
-        eps = float(numerator) / float(denominator) if denominator is not None else float(numerator)
         if denominator is not None and float(denominator) == 0:
             raise ValueError(f"division by zero in eps {value!r}")
+        eps = float(numerator) / float(denominator) if denominator is not None else float(numerator)
     else:
         raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")
     if not math.isfinite(eps) or eps <= 0:
@@ -124,7 +124,8 @@ class DatasetSpec(_Frozen):
 
     manifest: str = Field(min_length=1, description="name of a file in data_manifests/ (or a path)")
     split: str = "test"
-    n_examples: int | None = Field(default=None, gt=0, description="first n examples of the split")
+    n_examples: int | None = Field(default=None, gt=0, description="first n examples of the split (after stride)")
+    stride: int = Field(default=1, ge=1, description="take every stride-th example of the split (Cohen et al.'s skip)")
     preprocessing: Preprocessing = Preprocessing()
     resize: int | None = Field(default=None, gt=0, description="resize the shorter side (folder datasets)")
     center_crop: int | None = Field(default=None, gt=0, description="center crop size (folder datasets)")

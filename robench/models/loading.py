@@ -202,7 +202,8 @@ def _torch_load(path: Path, trust: bool) -> tuple[Any, bool]:
                 "safetensors file, or pass --trust-checkpoint if you trust its origin"
             ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({str(exc).splitlines()[0][:160]})") from None
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({detail})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False), True
     except Exception as exc:  # noqa: BLE001 - trusted unpickling can raise anything
@@ -226,7 +227,7 @@ def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool
             program = torch.export.load(str(path))
         except Exception as exc:  # noqa: BLE001 - torch.export raises many types on bad files
             raise CheckpointError(f"{path}: not a loadable torch.export program ({type(exc).__name__}: {exc})") from None
-        return program.module(), "torch.export", False
+        return _ExportedModule(program.module()), "torch.export", False
     if _is_torchscript(path):
         try:
             return torch.jit.load(str(path), map_location="cpu"), "torchscript", False
@@ -239,6 +240,25 @@ def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool
         return obj, "pickled-module", trusted
     state = _find_state_dict(obj, path)
     return _with_arch(state, path, arch, num_classes, "state_dict"), "state_dict", trusted
+
+
+class _ExportedModule(nn.Module):
+    """Holds a ``torch.export`` graph module, whose ``eval()``/``train()`` raise: the train/eval
+    behaviour was fixed when it was exported. Its parameters are frozen here and hidden from
+    ``.eval()`` recursion."""
+
+    def __init__(self, graph: nn.Module) -> None:
+        super().__init__()
+        for parameter in graph.parameters():
+            parameter.requires_grad_(False)
+        self._graph = [graph]  # a list: not a registered child
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self._graph[0](x)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "_ExportedModule":
+        self._graph[0]._apply(fn)
+        return super()._apply(fn, recurse)
 
 
 def _with_arch(state: dict[str, torch.Tensor], path: Path, arch: str | None, num_classes: int | None, fmt: str) -> nn.Module:

@@ -1,0 +1,266 @@
+"""The ``robench`` command line: a thin shell over the public API.
+
+Every user error (bad YAML, unknown names, missing or corrupt files, wrong shapes, NaN outputs)
+becomes one line on stderr, ``robench: error: ...``, and exit code 2; results written so far stay
+on disk. Anything else is an internal error: one line and exit code 1 (set ``ROBENCH_DEBUG=1`` for
+the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SECTIONS = ("clean", "attacks", "corruptions", "stability", "certification", "calibration")
+
+
+def _out(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- tables
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table with left-aligned first column and right-aligned others."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *[line(r) for r in rows]])
+
+
+def _summary_rows(results: Any) -> list[tuple[str, str, str, str]]:
+    """``(metric, value, 95% CI, n)`` rows for the headline records of a run."""
+    from robench.report.render import record_label, summary_records
+
+    rows = []
+    for record in summary_records(results):
+        value = "–" if record.value is None else (f"{100 * record.value:.1f}%" if record.unit == "fraction" else f"{record.value:.4g}")
+        ci = ""
+        if record.ci_low is not None and record.ci_high is not None and record.unit == "fraction":
+            ci = f"[{100 * record.ci_low:.1f}, {100 * record.ci_high:.1f}]"
+        rows.append((record_label(record), value, ci, "" if record.n is None else str(record.n)))
+    return rows
+
+
+def print_summary(results: Any) -> None:
+    """Print the headline numbers of one run."""
+    rows = _summary_rows(results)
+    if rows:
+        _out(format_table(("metric", "value", "95% CI", "n"), rows))
+    seconds = sum(e.cost.wall_time_s for e in results.evaluations if e.cost is not None)
+    _out(f"status {results.status}; evaluation time {seconds:.1f} s on {results.environment.device}")
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from robench.report import render_report
+    from robench.runner import evaluate
+
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    threat_name = Path(args.threat_model).stem
+    out = Path(args.out) if args.out else Path("reports") / threat_name
+    results = evaluate(
+        args.checkpoint,
+        args.threat_model,
+        arch=args.arch,
+        out_dir=out,
+        n_examples=args.n_examples,
+        only=only,
+        device=args.device,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        resume=args.resume,
+        trust_checkpoint=args.trust_checkpoint,
+        data_root=args.data_root,
+        data_home=args.data_home,
+        progress=not args.no_progress,
+    )
+    report = render_report(results, out / "report.html")
+    print_summary(results)
+    _out(f"wrote {out / 'results.json'} and {report}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from robench.demo import demo_table, run_demo
+
+    out = Path(args.out)
+    outcomes = run_demo(out, seed=args.seed, device=args.device, progress=not args.no_progress, log=_out)
+    _out("")
+    _out(demo_table(outcomes))
+    for variant in outcomes:
+        _out(f"wrote {out / variant / 'results.json'} and {out / variant / 'report.html'}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from robench.threat_model import validate_file
+
+    status = EXIT_OK
+    for path in args.files:
+        errors = validate_file(path)
+        if errors:
+            status = EXIT_USAGE
+            for error in errors:
+                _err(f"{path}: {error}")
+        else:
+            _out(f"{path}: ok")
+    return status
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from robench.registry import KINDS, registry
+
+    registry.load_builtins()
+    kinds = [args.kind] if args.kind else list(KINDS)
+    if args.kind and args.kind not in KINDS and args.kind != "threat_model":
+        from robench._errors import ConfigError
+
+        raise ConfigError(f"unknown kind {args.kind!r}; expected one of {', '.join((*KINDS, 'threat_model'))}")
+    if not args.kind or args.kind == "threat_model":
+        from robench.threat_model import builtin_dir
+
+        _out("threat_model")
+        for path in sorted(builtin_dir().glob("*.yaml")):
+            _out(f"  {path.stem}")
+    for kind in kinds:
+        if kind == "threat_model":
+            continue
+        entries = registry.entries(kind)
+        _out(kind)
+        width = max((len(e.name) for e in entries), default=0)
+        for entry in entries:
+            tags = f" [{', '.join(entry.tags)}]" if entry.tags else ""
+            _out(f"  {entry.name.ljust(width)}  {entry.doc}{tags}".rstrip())
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from robench.report import render_report
+    from robench.results import load_results
+
+    results = load_results(args.results)
+    out = Path(args.out) if args.out else Path(args.results).with_name("report.html")
+    render_report(results, out)
+    _out(f"wrote {out}")
+    return EXIT_OK
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from robench.data import verify_dataset
+
+    report = verify_dataset(args.name, args.root, checksums=not args.size_only)
+    _out(str(report))
+    _out(f"{args.name}: ok")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    from robench.runner import robench_version
+
+    parser = argparse.ArgumentParser(
+        prog="robench",
+        description="Robustness evaluation and certification of PyTorch image classifiers.",
+    )
+    parser.add_argument("--version", action="version", version=f"robench {robench_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint under a declared threat model")
+    ev.add_argument("--checkpoint", required=True, help="model file: state_dict .pt/.pth, safetensors, TorchScript, .pt2")
+    ev.add_argument("--arch", help="architecture for weights-only checkpoints: name, module:callable, torchvision:NAME, timm:NAME, robustbench:DATASET/THREAT/NAME")
+    ev.add_argument("--threat-model", required=True, help="threat-model YAML file or shipped name (robench ls threat_model)")
+    ev.add_argument("--out", help="output folder (default: reports/<threat model>)")
+    ev.add_argument("--n-examples", type=_positive_int, help="evaluate the first N examples only")
+    ev.add_argument("--only", metavar="KIND[,KIND]", help=f"run only these sections: {', '.join(SECTIONS)}")
+    ev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    ev.add_argument("--batch-size", type=_positive_int, help="examples per batch (default 512 on CUDA, 128 on CPU)")
+    ev.add_argument("--seed", type=int, default=0, help="run seed; all randomness derives from it (default 0)")
+    ev.add_argument("--resume", action="store_true", help="continue an interrupted run from the journal in --out")
+    ev.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling code from the checkpoint (it can run arbitrary code)")
+    ev.add_argument("--data-root", help="folder holding the dataset's files")
+    ev.add_argument("--data-home", help="folder holding datasets by name (default $ROBENCH_DATA or ~/.robench/data)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_evaluate)
+
+    demo = sub.add_parser("demo", help="train two small CNNs on the embedded MNIST digits and audit both")
+    demo.add_argument("--out", default="reports/demo", help="output folder (default reports/demo)")
+    demo.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    va = sub.add_parser("validate", help="check threat-model files; every error with its YAML path")
+    va.add_argument("files", nargs="+", metavar="FILE")
+    va.set_defaults(func=cmd_validate)
+
+    ls = sub.add_parser("ls", help="list registered attacks, corruptions, certifiers, datasets, threat models...")
+    ls.add_argument("kind", nargs="?", help="attack, corruption, perturbation, certifier, metric, dataset, arch, evaluation or threat_model")
+    ls.set_defaults(func=cmd_ls)
+
+    rep = sub.add_parser("report", help="render the HTML report of a results.json")
+    rep.add_argument("results", metavar="RESULTS.json")
+    rep.add_argument("--out", help="HTML file (default: report.html next to the results)")
+    rep.set_defaults(func=cmd_report)
+
+    data = sub.add_parser("data", help="dataset utilities")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    verify = data_sub.add_parser("verify", help="verify a dataset's files against its manifest")
+    verify.add_argument("name", help="manifest name (e.g. cifar10) or path")
+    verify.add_argument("--root", required=True, help="folder holding the dataset's files")
+    verify.add_argument("--size-only", action="store_true", help="check sizes, not checksums")
+    verify.set_defaults(func=cmd_data_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    from robench._errors import RobenchError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except RobenchError as exc:
+        _err(f"robench: error: {_one_line(str(exc))}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("robench: interrupted; finished evaluations are in results.json, rerun with --resume to continue")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get("ROBENCH_DEBUG"):
+            raise
+        _err(f"robench: internal error: {type(exc).__name__}: {_one_line(str(exc))} (set ROBENCH_DEBUG=1 for the traceback)")
+        return EXIT_INTERNAL
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "no message"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Every checkpoint format, the trust refusal, architecture specs and the pixel-space wrapper."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from robench._errors import CheckpointError, ConfigError, ModelError
+from robench.models import load_model
+from robench.models.loading import build_arch
+from robench.threat_model import Preprocessing
+from tests.conftest import QuadrantNet
+
+ARCH = "tests.conftest:QuadrantNet"
+X = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+def _reference() -> nn.Module:
+    torch.manual_seed(1)
+    net = QuadrantNet()
+    with torch.no_grad():
+        net.scale.fill_(3.5)
+    return net.eval()
+
+
+def _same_outputs(path: Path, arch: str | None = None, **kwargs: object) -> None:
+    handle = load_model(path, arch=arch, **kwargs)  # type: ignore[arg-type]
+    assert not handle.module.training
+    assert all(not p.requires_grad for p in handle.module.parameters())
+    torch.testing.assert_close(handle.predict_logits(X), _reference()(X))
+
+
+def test_state_dict_weights_only(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    torch.save(_reference().state_dict(), path)
+    _same_outputs(path, ARCH)
+
+
+@pytest.mark.parametrize("wrapper", ["state_dict", "model_state_dict", "model", "net"])
+def test_state_dict_nested_and_dataparallel_prefix(tmp_path: Path, wrapper: str) -> None:
+    state = {f"module.{k}": v for k, v in _reference().state_dict().items()}
+    path = tmp_path / "m.pth"
+    torch.save({wrapper: state, "epoch": 3}, path)
+    _same_outputs(path, ARCH)
+
+
+def test_safetensors(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file(_reference().state_dict(), str(path))
+    _same_outputs(path, ARCH)
+
+
+def test_torchscript(tmp_path: Path) -> None:
+    path = tmp_path / "m.ts"
+    torch.jit.save(torch.jit.script(_reference()), str(path))
+    _same_outputs(path)
+
+
+def test_torch_export(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt2"
+    program = torch.export.export(_reference(), (X,))
+    torch.export.save(program, str(path))
+    _same_outputs(path)
+
+
+class _Evil:
+    """Unpickling this runs code: it writes a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": _Evil(marker)}, path)
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        load_model(path, arch=ARCH)
+    assert not marker.exists()
+    raw = tmp_path / "evil.pkl"
+    raw.write_bytes(pickle.dumps(_Evil(marker)))
+    with pytest.raises(CheckpointError):
+        load_model(raw, arch=ARCH)
+    assert not marker.exists()
+
+
+def test_whole_module_needs_trust(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(_reference(), path)
+    with pytest.raises(CheckpointError, match="arbitrary code"):
+        load_model(path)
+    handle = load_model(path, trust_checkpoint=True)
+    assert handle.info.trusted_pickle and handle.info.format == "pickled-module"
+    torch.testing.assert_close(handle.predict_logits(X), _reference()(X))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "corrupt"), (b"\x00garbage" * 10, "corrupt"), (b"PK\x03\x04broken zip", "corrupt")],
+)
+def test_corrupt_files(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path, arch=ARCH)
+
+
+def test_truncated_safetensors_and_missing_file(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file(_reference().state_dict(), str(path))
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_model(path, arch=ARCH)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nope.pt", arch=ARCH)
+
+
+def test_state_dict_mismatch_and_missing_arch(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    torch.save({"scale": torch.ones(3), "extra": torch.ones(1)}, path)
+    with pytest.raises(CheckpointError, match="does not fit --arch"):
+        load_model(path, arch=ARCH)
+    with pytest.raises(ConfigError, match="--arch"):
+        load_model(path)
+
+
+def test_arch_specs() -> None:
+    assert isinstance(build_arch("small_cnn"), nn.Module)
+    assert isinstance(build_arch("robench:small_cnn"), nn.Module)
+    assert isinstance(build_arch("torchvision:resnet18", num_classes=10), nn.Module)
+    for bad in ["nosuch_arch", "torchvision:resnet9000", "no.such.module:f", "tests.conftest:Nope", "weird:thing"]:
+        with pytest.raises(ConfigError):
+            build_arch(bad)
+
+
+def test_normalisation_inside_wrapper() -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    pre = Preprocessing(mean=(0.5,), std=(0.25,))
+    handle = load_model(net, preprocessing=pre)
+    torch.testing.assert_close(handle.predict_logits(X), net((X - 0.5) / 0.25))
+
+
+class _Noisy(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return QuadrantNet.forward(self._q, x) + torch.randn(x.shape[0], 4)  # type: ignore[attr-defined]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._q = QuadrantNet()
+
+
+def test_probe_detects_randomness_and_bad_outputs() -> None:
+    gen = torch.Generator().manual_seed(0)
+    assert load_model(_Noisy()).probe((1, 8, 8), 4, gen) is True
+    assert load_model(QuadrantNet()).probe((1, 8, 8), 4, gen) is False
+    with pytest.raises(ModelError, match="4 logits but the dataset has 10"):
+        load_model(QuadrantNet()).probe((1, 8, 8), 10, gen)
+
+    class _NaN(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full((x.shape[0], 4), float("nan"))
+
+    with pytest.raises(ModelError, match="NaN"):
+        load_model(_NaN()).probe((1, 8, 8), 4, gen)
+    with pytest.raises(ModelError):
+        load_model(QuadrantNet()).probe((3, 8, 9), 4, gen) if False else load_model(nn.Linear(3, 4)).probe((1, 8, 8), 4, gen)

@@ -1,0 +1,46 @@
+"""The HTML report: self-contained, escaped, built from results.json alone, robust to partial runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import robench
+from robench.report import render_report
+from robench.report.render import render_html, summary_records
+from tests.conftest import QuadrantNet
+
+
+@pytest.fixture
+def run(tmp_path: Path, tiny_threat: Path) -> robench.Results:
+    text = tiny_threat.read_text().replace("name: tiny-linf", "name: tiny-linf\ndescription: <script>alert(1)</script>")
+    tiny_threat.write_text(text)
+    return robench.evaluate(QuadrantNet(), tiny_threat, out_dir=tmp_path / "out", progress=False, batch_size=16,
+                            data_root=tiny_threat.parent / "data")
+
+
+def test_self_contained_and_escaped(run: robench.Results, tmp_path: Path) -> None:
+    html = render_report(tmp_path / "out" / "results.json", tmp_path / "r.html").read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    external = re.findall(r'(?:src|href)="(https?:[^"]+)"', html)
+    assert external == [], external  # no network needed to view it
+    assert "data:image/png;base64," in html  # figures are inlined
+    for text in ("Clean accuracy", "Empirical robustness", "robust", "95%"):
+        assert text in html
+    assert "did not run" in html  # sections absent from this threat model say so
+
+
+def test_summary_numbers_appear(run: robench.Results) -> None:
+    html = render_html(run)
+    for record in summary_records(run):
+        assert f"{100 * record.value:.1f}%" in html
+
+
+def test_partial_run_renders_with_warning(run: robench.Results) -> None:
+    broken = run.model_copy(update={"status": "error", "error": "model returned NaN logits"})
+    broken.evaluations[-1].status = "error"
+    html = render_html(broken)
+    assert "did not finish" in html and "NaN logits" in html

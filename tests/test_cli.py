@@ -1,0 +1,127 @@
+"""The command line: documented commands, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from robench.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_via_console_script() -> None:
+    proc = subprocess.run([sys.executable, "-m", "robench.cli", "evaluate", "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0
+    for option in ("--checkpoint", "--arch", "--threat-model", "--out", "--n-examples", "--only", "--device",
+                   "--batch-size", "--seed", "--resume", "--trust-checkpoint"):
+        assert option in proc.stdout
+
+
+def test_validate_ok_and_broken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "validate", "mnist-linf-0.3")
+    assert code == 0 and "ok" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 1\nname: x\ndataset: {manifest: mnist5k}\nadversary: {norm: Linf, eps: 8/0}\n"
+                   "evaluations: {attacks: [{name: pgd, params: {steps: many}}]}\n")
+    code, out, err = _run(capsys, "validate", str(bad))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert any("adversary.eps:" in line for line in lines), err
+    assert all(line.startswith(str(bad)) for line in lines)
+    malformed = tmp_path / "malformed.yaml"
+    malformed.write_text("name: [x\n")
+    code, _, err = _run(capsys, "validate", str(malformed))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_ls(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "ls")
+    assert code == 0
+    for word in ("attack", "pgd", "fgsm", "dataset", "npz", "threat_model", "mnist-linf-0.3"):
+        assert word in out
+    code, out, _ = _run(capsys, "ls", "attack")
+    assert code == 0 and "pgd" in out and "npz" not in out
+    code, _, err = _run(capsys, "ls", "atack")
+    assert code == 2 and err.startswith("robench: error:")
+
+
+def test_data_verify(tmp_path: Path, tiny_manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "data", "verify", str(tiny_manifest), "--root", str(tiny_manifest.parent))
+    assert code == 0 and "ok" in out
+    (tiny_manifest.parent / "tiny.npz").write_bytes(b"tampered")
+    code, _, err = _run(capsys, "data", "verify", str(tiny_manifest), "--root", str(tiny_manifest.parent))
+    assert code == 2 and "tiny.npz" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_then_report(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path, tiny_manifest: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, stdout, err = _run(
+        capsys, "evaluate", "--checkpoint", str(quadrant_checkpoint), "--arch", "tests.conftest:QuadrantNet",
+        "--threat-model", str(tiny_threat), "--out", str(out), "--batch-size", "16", "--no-progress",
+        "--data-root", str(tiny_manifest.parent),
+    )
+    assert code == 0, err
+    assert "robust_accuracy" in stdout and "95% CI" in stdout
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "success"
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    target = tmp_path / "again.html"
+    code, _, _ = _run(capsys, "report", str(out / "results.json"), "--out", str(target))
+    assert code == 0 and "<html" in target.read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv_tail", "needle"),
+    [
+        (["--checkpoint", "CORRUPT"], "corrupt"),
+        (["--checkpoint", "MISSING"], "does not exist"),
+        (["--checkpoint", "GOOD", "--device", "tpu"], "device"),
+        (["--checkpoint", "GOOD", "--only", "atacks"], "--only"),
+        (["--checkpoint", "GOOD", "--arch", "nosuch"], "nosuch"),
+    ],
+)
+def test_evaluate_errors_are_one_line(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path,
+                                      capsys: pytest.CaptureFixture[str], argv_tail: list[str], needle: str) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x80\x04garbage")
+    paths = {"CORRUPT": str(corrupt), "MISSING": str(tmp_path / "missing.pt"), "GOOD": str(quadrant_checkpoint)}
+    argv = ["evaluate", "--threat-model", str(tiny_threat), "--out", str(tmp_path / "o"), "--no-progress",
+            "--data-root", str(tiny_threat.parent / "data")]
+    argv += [paths.get(a, a) for a in argv_tail]
+    if "--arch" not in argv:
+        argv += ["--arch", "tests.conftest:QuadrantNet"]
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("robench: error:") and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_results_file_and_argparse_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "results.json"
+    bad.write_text("{")
+    code, _, err = _run(capsys, "report", str(bad))
+    assert code == 2 and "not valid JSON" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--checkpoint", "x", "--threat-model", "y", "--n-examples", "-3"])
+    assert exc.value.code == 2
+
+
+def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import robench.cli as cli
+
+    def boom(args: object) -> int:
+        raise ZeroDivisionError("x")
+
+    monkeypatch.setattr(cli, "cmd_ls", boom)
+    monkeypatch.delenv("ROBENCH_DEBUG", raising=False)
+    code, _, err = _run(capsys, "ls")
+    assert code == 1 and err.startswith("robench: internal error: ZeroDivisionError") and len(err.strip().splitlines()) == 1

@@ -1,0 +1,81 @@
+"""The resume journal: durability, identity check, torn tails, corruption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from robench._errors import JournalError
+from robench.journal import Journal
+
+ID = {"checkpoint_sha256": "abc", "seed": 0}
+
+
+def test_round_trip_and_resume(tmp_path: Path) -> None:
+    path = tmp_path / "j.bin"
+    journal = Journal(path, ID, resume=False)
+    journal.put("clean/predict/0", {"p": torch.arange(3.0)}, {"wall_time_s": 1.0})
+    journal.put("clean/predict/1", {"p": torch.ones(2)}, {"wall_time_s": 2.0})
+    journal.close()
+    again = Journal(path, ID, resume=True)
+    assert len(again) == 2
+    data, meta = again.get("clean/predict/0")  # type: ignore[misc]
+    assert torch.equal(data["p"], torch.arange(3.0)) and meta == {"wall_time_s": 1.0}
+    again.close()
+
+
+def test_without_resume_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "j.bin"
+    j = Journal(path, ID, resume=False)
+    j.put("a", {"x": torch.zeros(1)}, {})
+    j.close()
+    fresh = Journal(path, ID, resume=False)
+    assert len(fresh) == 0
+    fresh.close()
+
+
+def test_other_run_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.bin"
+    Journal(path, ID, resume=False).close()
+    with pytest.raises(JournalError, match="different run.*seed"):
+        Journal(path, {**ID, "seed": 1}, resume=True)
+
+
+@pytest.mark.parametrize("cut", [1, 10, 50])
+def test_torn_tail_is_dropped_and_truncated(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "j.bin"
+    j = Journal(path, ID, resume=False)
+    j.put("a", {"x": torch.zeros(4)}, {})
+    j.put("b", {"x": torch.ones(4)}, {})
+    j.close()
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes()[: size - cut])
+    again = Journal(path, ID, resume=True)
+    assert again.get("a") is not None and again.get("b") is None
+    again.put("b", {"x": torch.ones(4)}, {})
+    again.close()
+    third = Journal(path, ID, resume=True)
+    assert third.get("b") is not None
+    third.close()
+
+
+def test_flipped_byte_in_record_stops_there(tmp_path: Path) -> None:
+    path = tmp_path / "j.bin"
+    j = Journal(path, ID, resume=False)
+    j.put("a", {"x": torch.zeros(64)}, {})
+    j.close()
+    raw = bytearray(path.read_bytes())
+    raw[-20] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    again = Journal(path, ID, resume=True)
+    assert again.get("a") is None
+    again.close()
+
+
+def test_corrupt_header(tmp_path: Path) -> None:
+    path = tmp_path / "j.bin"
+    path.write_bytes(b"not a journal at all")
+    with pytest.raises(JournalError, match="header"):
+        Journal(path, ID, resume=True)

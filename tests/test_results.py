@@ -1,0 +1,73 @@
+"""The results schema: round trip, validation, atomic writes, error paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from robench._errors import ConfigError
+from robench.results import Check, Cost, DatasetInfo, EvaluationResult, MetricRecord, ModelInfo, Results, load_results
+from robench.runner import environment
+import torch
+
+
+def _results() -> Results:
+    ev = EvaluationResult(key="attacks/pgd", section="attacks", name="pgd", declared={"steps": 10})
+    ev.records = [
+        MetricRecord.proportion("attacks/pgd", "robust_accuracy", 37, 100, {"attack": "pgd"}),
+        MetricRecord(evaluation="attacks/pgd", name="median_perturbation_norm", value=0.03, n=60, unit="linf"),
+    ]
+    ev.checks = [Check(name="iterative_stronger_than_single_step", status="pass", message="PGD <= FGSM", evidence={"pgd": 0.37, "fgsm": 0.45})]
+    ev.cost = Cost(wall_time_s=1.5, forward_passes=2000, backward_passes=1900)
+    ev.status = "success"
+    results = Results(
+        seed=3,
+        threat_model={"name": "x"},
+        threat_model_sha256="0" * 64,
+        model=ModelInfo(source="m.pt", format="state_dict", sha256="1" * 64, arch="small_cnn", num_parameters=10),
+        dataset=DatasetInfo(
+            manifest="mnist5k", manifest_sha256="2" * 64, format="npz", root="/d", split="test",
+            n_examples=100, num_classes=10, input_shape=[1, 28, 28], verified="sha256 of 1 file",
+        ),
+        environment=environment(torch.device("cpu")),
+    )
+    results.evaluations.append(ev)
+    return results
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    results = _results()
+    path = results.save(tmp_path / "out" / "results.json")
+    again = load_results(path)
+    assert again == results
+    record = again.records(name="robust_accuracy")[0]
+    assert (record.n, record.value) == (100, 0.37)
+    assert record.ci_low < 0.37 < record.ci_high and record.interval == "clopper-pearson"
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == 1 and data["status"] == "started"
+    for key in ("evaluation", "name", "value", "n", "ci_low", "ci_high", "condition", "unit"):
+        assert key in data["evaluations"][0]["records"][0]
+    assert not list(path.parent.glob("*.tmp*"))
+
+
+def test_non_finite_values_rejected() -> None:
+    with pytest.raises(ValidationError):
+        MetricRecord(evaluation="e", name="n", value=float("nan"))
+    with pytest.raises(ValidationError):
+        MetricRecord(evaluation="e", name="n", value=0.1, ci_low=0.0)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "not valid JSON"), ('{"schema_version": 99}', "schema_version"), ('{"schema_version": 1, "x": 1}', "results")],
+)
+def test_load_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_results(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_results(tmp_path / "missing.json")

@@ -1,0 +1,90 @@
+"""End to end through robench.evaluate on the tiny fixture: results, costs, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import robench
+from robench._errors import ConfigError, DataError, ModelError
+from tests.conftest import QuadrantNet
+
+ARCH = "tests.conftest:QuadrantNet"
+
+
+def _run(checkpoint: Path | nn.Module, threat: Path, out: Path | None, **kwargs: object) -> robench.Results:
+    return robench.evaluate(checkpoint, threat, arch=None if isinstance(checkpoint, nn.Module) else ARCH,
+                            out_dir=out, progress=False, batch_size=16, data_root=Path(threat).parent / "data",
+                            **kwargs)  # type: ignore[arg-type]
+
+
+def test_end_to_end(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path) -> None:
+    out = tmp_path / "out"
+    results = _run(quadrant_checkpoint, tiny_threat, out)
+    assert results.status == "success"
+    assert [e.key for e in results.evaluations] == ["clean", "attacks/fgsm", "attacks/pgd"]
+    clean = results.records("clean", "accuracy")[0]
+    assert clean.n == 48 and clean.value == 1.0 and clean.ci_low is not None and clean.ci_low < 1.0
+    pgd = results.records("attacks/pgd", "robust_accuracy")[0]
+    fgsm = results.records("attacks/fgsm", "robust_accuracy")[0]
+    assert pgd.value is not None and fgsm.value is not None and pgd.value <= fgsm.value + 1e-9
+    for ev in results.evaluations:
+        assert ev.status == "success" and ev.cost.wall_time_s > 0 and ev.cost.forward_passes >= 48
+    assert results.evaluation("attacks/pgd").cost.backward_passes > 0  # type: ignore[union-attr]
+    on_disk = robench.load_results(out / "results.json")
+    assert on_disk.status == "success" and on_disk.records() == results.records()
+    assert on_disk.threat_model_sha256 == robench.load_threat_model(tiny_threat).sha256
+    assert on_disk.dataset.manifest_sha256 and on_disk.model.sha256 and on_disk.environment.packages["torch"]
+
+
+def test_resume_gives_identical_numbers(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path) -> None:
+    out = tmp_path / "out"
+    first = _run(quadrant_checkpoint, tiny_threat, out, seed=5)
+    again = _run(quadrant_checkpoint, tiny_threat, out, seed=5, resume=True)
+    assert again.records() == first.records()
+    assert all(e.cost.resumed_batches == e.cost.batches > 0 for e in again.evaluations)
+    fresh = _run(quadrant_checkpoint, tiny_threat, tmp_path / "other", seed=5)
+    assert fresh.records() == first.records()  # seeded: same numbers without the journal too
+
+
+def test_n_examples_only_and_in_memory_module(tmp_path: Path, tiny_threat: Path) -> None:
+    results = _run(QuadrantNet(), tiny_threat, None, n_examples=8, only=["clean"])
+    assert [e.key for e in results.evaluations] == ["clean"]
+    assert results.records("clean", "accuracy")[0].n == 8
+    with pytest.raises(ConfigError, match="--only"):
+        _run(QuadrantNet(), tiny_threat, None, only=["clena"])
+    with pytest.raises(DataError, match="exceeds"):
+        _run(QuadrantNet(), tiny_threat, None, n_examples=1000)
+
+
+class _NaNUnderAttack(QuadrantNet):
+    """Fine for the probe and the clean pass (5 forward calls), NaN afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = super().forward(x)
+        return out if self.calls <= 5 else torch.full_like(out, float("nan"))
+
+
+def test_error_keeps_finished_results(tmp_path: Path, tiny_threat: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(ModelError, match="NaN"):
+        _run(_NaNUnderAttack(), tiny_threat, out)
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "error" and "NaN" in data["error"]
+    by_key = {e["key"]: e for e in data["evaluations"]}
+    assert by_key["clean"]["status"] == "success" and by_key["clean"]["records"]
+    assert by_key["attacks/fgsm"]["status"] == "error"
+
+
+def test_wrong_class_count_is_a_model_error(tmp_path: Path, tiny_threat: Path) -> None:
+    with pytest.raises(ModelError, match="classes"):
+        _run(nn.Sequential(nn.Flatten(), nn.Linear(64, 7)), tiny_threat, None)

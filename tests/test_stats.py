@@ -1,0 +1,49 @@
+"""Intervals against statsmodels' independent implementation."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from robench.stats import clopper_pearson, clopper_pearson_lower, wilson
+
+proportion = pytest.importorskip("statsmodels.stats.proportion")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=20000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_clopper_pearson_matches_statsmodels(kn: tuple[int, int]) -> None:
+    k, n = kn
+    low, high = clopper_pearson(k, n)
+    ref_low, ref_high = proportion.proportion_confint(k, n, alpha=0.05, method="beta")
+    assert low == pytest.approx(ref_low, abs=1e-10)
+    assert high == pytest.approx(ref_high, abs=1e-10)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=1, max_value=5000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_wilson_matches_statsmodels(kn: tuple[int, int]) -> None:
+    k, n = kn
+    low, high = wilson(k, n)
+    ref_low, ref_high = proportion.proportion_confint(k, n, alpha=0.05, method="wilson")
+    assert (low, high) == pytest.approx((ref_low, ref_high), abs=1e-10)
+
+
+@pytest.mark.parametrize(("k", "n", "alpha"), [(99990, 100000, 0.001), (60, 100, 0.001), (1, 1, 0.05), (500, 1000, 0.01)])
+def test_one_sided_lower_bound_is_the_two_sided_bound_at_twice_alpha(k: int, n: int, alpha: float) -> None:
+    ref_low, _ = proportion.proportion_confint(k, n, alpha=2 * alpha, method="beta")
+    assert clopper_pearson_lower(k, n, alpha) == pytest.approx(ref_low, abs=1e-12)
+
+
+def test_edges_and_errors() -> None:
+    assert clopper_pearson(0, 0) == (0.0, 1.0)
+    assert clopper_pearson(0, 10)[0] == 0.0
+    assert clopper_pearson(10, 10)[1] == 1.0
+    assert clopper_pearson_lower(0, 10, 0.01) == 0.0
+    for bad in [(-1, 10), (11, 10)]:
+        with pytest.raises(ValueError):
+            clopper_pearson(*bad)
+    with pytest.raises(ValueError):
+        clopper_pearson(1, 2, confidence=1.5)

@@ -1,0 +1,155 @@
+"""Threat models: schema, eps parsing, safe YAML, error paths, shipped files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from robench._errors import ConfigError
+from robench.threat_model import (
+    ThreatModel,
+    ThreatModelError,
+    builtin_dir,
+    format_eps,
+    load_threat_model,
+    parse_eps,
+    validate_file,
+)
+
+BASE = """schema_version: 1
+name: t
+dataset: {manifest: mnist5k, split: test, n_examples: 10}
+adversary: {norm: Linf, eps: 8/255}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("8/255", 8 / 255), ("0.3", 0.3), (0.5, 0.5), ("4 / 255", 4 / 255), (1, 1.0)]
+)
+def test_parse_eps(text: object, value: float) -> None:
+    assert parse_eps(text) == pytest.approx(value, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", ["8/0", "-0.1", "abc", "1/2/3", float("nan"), float("inf"), True, "", 0])
+def test_parse_eps_rejects(bad: object) -> None:
+    with pytest.raises((ValueError, ConfigError)):
+        parse_eps(bad)
+
+
+def test_format_eps_round_trips_fractions_of_255() -> None:
+    assert format_eps(8 / 255) == "8/255"
+    assert format_eps(0.5) == "0.5"
+
+
+def test_frozen_and_extra_keys_forbidden(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE)
+    tm = load_threat_model(path)
+    assert tm.adversary is not None and tm.adversary.eps == pytest.approx(8 / 255)
+    with pytest.raises(ValidationError):
+        tm.name = "other"  # type: ignore[misc]
+    path.write_text(BASE + "surprise: 1\n")
+    errors = validate_file(path)
+    assert errors == ["surprise: unknown key (not part of the schema)"]
+
+
+def test_sha256_is_canonical(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(BASE)
+    # same content, other key order, other spelling of eps
+    b.write_text(
+        "adversary: {eps: 0.03137254901960784, norm: Linf}\nname: t\nschema_version: 1\n"
+        "dataset: {split: test, n_examples: 10, manifest: mnist5k}\n"
+    )
+    assert load_threat_model(a).sha256 == load_threat_model(b).sha256
+    c = tmp_path / "c.yaml"
+    c.write_text(BASE.replace("8/255", "4/255"))
+    assert load_threat_model(c).sha256 != load_threat_model(a).sha256
+
+
+@pytest.mark.parametrize(
+    ("replace", "expected"),
+    [
+        (("eps: 8/255", "eps: -1"), "adversary.eps"),
+        (("norm: Linf", "norm: L7"), "adversary.norm"),
+        (("n_examples: 10", "n_examples: 0"), "dataset.n_examples"),
+        (("schema_version: 1", "schema_version: 9"), "schema_version"),
+    ],
+)
+def test_errors_carry_yaml_path(tmp_path: Path, replace: tuple[str, str], expected: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE.replace(*replace))
+    errors = validate_file(path)
+    assert errors and errors[0].startswith(expected + ":"), errors
+    with pytest.raises(ThreatModelError):
+        load_threat_model(path)
+
+
+def test_unknown_attack_and_bad_params_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE + "evaluations:\n  attacks:\n    - name: pgdd\n    - name: pgd\n      params: {steps: -3, stepz: 1}\n")
+    errors = validate_file(path)
+    assert any(e.startswith("evaluations.attacks[0].name:") and "pgd" in e for e in errors), errors
+    assert any(e.startswith("evaluations.attacks[1].params.steps:") for e in errors), errors
+    assert any(e.startswith("evaluations.attacks[1].params.stepz:") for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: [unclosed\n",
+        "a: &x [1]\nb: *x\n",  # aliases refused
+        "!!python/object/apply:os.system ['echo pwned']\n",
+        "- just\n- a list\n",
+    ],
+)
+def test_malformed_yaml_is_an_error_not_a_crash(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    errors = validate_file(path)
+    assert errors and all(isinstance(e, str) and "\n" not in e for e in errors)
+
+
+def test_missing_file_and_unknown_name() -> None:
+    with pytest.raises(ConfigError, match="no threat-model file"):
+        load_threat_model("mnist-linf-0.4")
+
+
+def test_shipped_threat_models_are_valid_and_named_after_their_file() -> None:
+    files = sorted(builtin_dir().glob("*.yaml"))
+    names = {f.stem for f in files}
+    for required in (
+        "mnist-linf-0.3",
+        "cifar10-linf-8_255",
+        "cifar10-l2-0.5",
+        "cifar10-corruptions",
+        "cifar100-linf-8_255",
+        "imagenet-linf-4_255",
+        "imagenet-corruptions",
+        "cifar10-smoothing-l2",
+    ):
+        assert required in names
+    for path in files:
+        assert validate_file(path) == [], path
+        assert load_threat_model(path).name == path.stem
+
+
+def test_leaderboard_settings() -> None:
+    linf = load_threat_model("cifar10-linf-8_255")
+    assert linf.adversary is not None and linf.adversary.eps == pytest.approx(8 / 255)
+    assert linf.dataset.n_examples == 10000
+    l2 = load_threat_model("cifar10-l2-0.5")
+    assert l2.adversary is not None and (l2.adversary.norm, l2.adversary.eps) == ("L2", 0.5)
+    imagenet = load_threat_model("imagenet-linf-4_255")
+    assert imagenet.adversary is not None and imagenet.adversary.eps == pytest.approx(4 / 255)
+    assert (imagenet.dataset.n_examples, imagenet.dataset.center_crop) == (5000, 224)
+    smoothing = load_threat_model("cifar10-smoothing-l2")
+    assert (smoothing.dataset.n_examples, smoothing.dataset.stride) == (500, 20)
+
+
+def test_model_validate_round_trip() -> None:
+    tm = load_threat_model("mnist-linf-0.3")
+    again = ThreatModel.model_validate_json(tm.canonical_json())
+    assert again == tm and again.sha256 == tm.sha256
