@@ -13,6 +13,7 @@ from robench._errors import (
     DataError,
     JournalError,
     ModelError,
+    ResourceError,
     RobenchError,
     UnavailableError,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "JournalError",
     "MetricRecord",
     "ModelError",
+    "ResourceError",
     "Results",
     "RobenchError",
     "ThreatModel",

@@ -33,3 +33,7 @@ class JournalError(RobenchError):
 
 class UnavailableError(RobenchError):
     """An evaluation needs an optional package or a device that is not present."""
+
+
+class ResourceError(RobenchError):
+    """The run cannot fit the machine (out of memory even at the smallest batch)."""

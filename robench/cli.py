@@ -66,7 +66,7 @@ def print_summary(results: Any) -> None:
 # --------------------------------------------------------------------------- commands
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from robench.report import render_report
-    from robench.runner import evaluate
+    from robench.runner import evaluate, process_rank
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     threat_name = Path(args.threat_model).stem
@@ -87,6 +87,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data_home=args.data_home,
         progress=not args.no_progress,
     )
+    if process_rank()[0] != 0:  # under torchrun, rank 0 reports
+        return EXIT_OK
     report = render_report(results, out / "report.html")
     print_summary(results)
     _out(f"wrote {out / 'results.json'} and {report}")

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from robench.data.base import Dataset
+from robench._errors import ResourceError
 from robench.journal import Journal
 from robench.results import Check, Cost, MetricRecord
 
@@ -55,6 +56,8 @@ class EvalContext:
         shared: Hand-offs between evaluations (clean probabilities, adversarial probabilities...).
         key: Key of the evaluation in progress.
         cost: Its cost so far.
+        rank: This process's rank under ``torch.distributed`` (0 otherwise).
+        world_size: Number of processes sharing the batches.
     """
 
     device: torch.device
@@ -66,10 +69,14 @@ class EvalContext:
     shared: dict[str, Any] = field(default_factory=dict)
     key: str = ""
     cost: Cost = field(default_factory=Cost)
+    rank: int = 0
+    world_size: int = 1
+    _chunk: int | None = field(default=None, repr=False)
 
     def begin(self, key: str) -> None:
         """Start accounting for evaluation ``key``."""
         self.key = key
+        self._chunk = None
         self.cost = Cost(device=str(self.device), precision=self.precision, batch_size=self.batch_size)
 
     def generator(self, *tags: object, device: torch.device | str | None = None) -> torch.Generator:
@@ -93,6 +100,13 @@ class EvalContext:
         Finished batches come from the journal when present; new ones are journalled. Wall time
         and passes are added to :attr:`cost` (for journalled batches, the cost they had).
 
+        Under ``torch.distributed`` (``world_size > 1``) batch ``i`` runs on rank ``i % world_size``
+        and every rank receives every output, in order; since a batch's generator depends only on
+        ``(seed, evaluation, stage, i)``, the result equals a single-process run.
+
+        On CUDA out-of-memory the batch is retried in halves (and later batches of the evaluation
+        use the smaller size); :attr:`Cost.oom_retries` records it.
+
         Args:
             stage: Name of this pass within the evaluation (``attack``, ``gaussian_noise/3``).
             dataset: Examples to iterate, in order.
@@ -105,54 +119,99 @@ class EvalContext:
 
         size = batch_size or self.batch_size
         starts = list(range(0, len(dataset), size))
-        outputs: list[dict[str, torch.Tensor]] = []
+        mine: dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
         bar = tqdm(
             total=len(dataset),
             desc=desc or f"{self.key} {stage}".strip(),
             unit="img",
-            disable=not self.progress,
+            disable=not self.progress or self.rank != 0,
             leave=False,
             dynamic_ncols=True,
         )
         try:
             for index, start in enumerate(starts):
                 stop = min(start + size, len(dataset))
+                if index % self.world_size != self.rank:
+                    continue
                 journal_key = f"{self.key}/{stage}/{index}"
                 found = self.journal.get(journal_key) if self.journal is not None else None
                 if found is not None:
                     data, meta = found
-                    self.cost.resumed_batches += 1
+                    meta = {**meta, "resumed": True}
                 else:
                     data, meta = self._run_batch(fn, dataset, start, stop, stage, index, model_counter)
                     if self.journal is not None:
                         self.journal.put(journal_key, data, meta)
-                self.cost.wall_time_s += meta["wall_time_s"]
-                self.cost.forward_passes += meta["forward"]
-                self.cost.backward_passes += meta["backward"]
-                self.cost.batches += 1
-                outputs.append(data)
-                bar.update(stop - start)
+                mine[index] = (data, meta)
+                bar.update((stop - start) * self.world_size)
         finally:
             bar.close()
-        if not outputs:
+        done = self._gather(mine)
+        per_rank_time: dict[int, float] = {}
+        for index in range(len(starts)):
+            meta = done[index][1]
+            rank = index % self.world_size
+            per_rank_time[rank] = per_rank_time.get(rank, 0.0) + meta["wall_time_s"]
+            self.cost.forward_passes += meta["forward"]
+            self.cost.backward_passes += meta["backward"]
+            self.cost.oom_retries += meta.get("oom_retries", 0)
+            self.cost.resumed_batches += int(bool(meta.get("resumed")))
+            self.cost.batches += 1
+        self.cost.wall_time_s += max(per_rank_time.values(), default=0.0)
+        if not done:
             return {}
+        outputs = [done[i][0] for i in range(len(starts))]
         return {name: torch.cat([o[name] for o in outputs]) for name in outputs[0]}
+
+    def _gather(
+        self, mine: dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]]
+    ) -> dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+        """Every rank's finished batches, on every rank."""
+        if self.world_size == 1:
+            return mine
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * self.world_size
+        dist.all_gather_object(parts, mine)
+        merged: dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
+        for part in parts:
+            merged.update(part)
+        return merged
 
     def _run_batch(
         self, fn: BatchFn, dataset: Dataset, start: int, stop: int, stage: str, index: int, counter: Any
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        x, y = dataset.load(slice(start, stop))
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         forward0, backward0 = counter.snapshot()
         tick = time.perf_counter()
-        data = fn(x, y, self.generator(stage, index))
-        data = {k: v.detach().cpu() for k, v in data.items()}
+        retries = 0
+        while True:
+            chunk = min(self._chunk or (stop - start), stop - start)
+            generator = self.generator(stage, index)
+            try:
+                pieces = []
+                for lo in range(start, stop, chunk):
+                    x, y = dataset.load(slice(lo, min(lo + chunk, stop)))
+                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                    pieces.append({k: v.detach().cpu() for k, v in fn(x, y, generator).items()})
+                break
+            except torch.cuda.OutOfMemoryError:
+                if chunk <= 1:
+                    raise ResourceError(
+                        f"{self.key}: out of GPU memory even with one example per batch; use a smaller model or input"
+                    ) from None
+                retries += 1
+                self._chunk = max(1, chunk // 2)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        data = {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]} if len(pieces) > 1 else pieces[0]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         meta = {
             "wall_time_s": time.perf_counter() - tick,
             "forward": counter.forward - forward0,
             "backward": counter.backward - backward0,
+            "oom_retries": retries,
+            "batch_size": chunk,
         }
         return data, meta
 

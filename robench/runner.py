@@ -102,6 +102,32 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
+def process_rank() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process under ``torchrun`` (``(0, 1)`` otherwise)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int, torch.device, bool]:
+    """Join the process group ``torchrun`` set up: gloo on CPU, NCCL on CUDA (one GPU per rank).
+
+    Returns:
+        ``(rank, world_size, device, created)``; ``created`` tells whether this call initialised it.
+    """
+    rank, world = process_rank()
+    if world <= 1:
+        return 0, 1, device, False
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        created = True
+    return dist.get_rank(), dist.get_world_size(), device, created
+
+
 def _plan(threat: ThreatModel, only: list[str] | None) -> list[tuple[str, str, str, Any]]:
     """``(section, key, name, spec)`` for each evaluation to run, in order."""
     sections = threat.evaluations.sections()
@@ -184,6 +210,43 @@ def evaluate(
     if batch_size is not None and batch_size <= 0:
         raise ConfigError(f"--batch-size must be > 0, got {batch_size}")
     torch_device = resolve_device(device)
+    rank, world, torch_device, created_group = _init_distributed(torch_device)
+    try:
+        return _evaluate(
+            threat, declared, plan, model, arch=arch, out_dir=out_dir,
+            n_examples=n_examples, only=only, torch_device=torch_device, batch_size=batch_size, seed=seed, resume=resume,
+            trust_checkpoint=trust_checkpoint, data_root=data_root, data_home=data_home, progress=progress,
+            rank=rank, world=world,
+        )
+    finally:
+        if created_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _evaluate(
+    threat: ThreatModel,
+    declared: ThreatModel,
+    plan: list[tuple[str, str, str, Any]],
+    model: str | Path | nn.Module,
+    *,
+    arch: str | None,
+    out_dir: str | Path | None,
+    n_examples: int | None,
+    only: list[str] | None,
+    torch_device: torch.device,
+    batch_size: int | None,
+    seed: int,
+    resume: bool,
+    trust_checkpoint: bool,
+    data_root: str | Path | None,
+    data_home: str | Path | None,
+    progress: bool,
+    rank: int,
+    world: int,
+) -> Results:
+    """:func:`evaluate` after argument checks, in one process of ``world``."""
     data, data_info = load_dataset(threat.dataset, root=data_root, data_home=data_home)
     handle = load_model(
         model,
@@ -203,7 +266,9 @@ def evaluate(
         model=handle.info,
         dataset=data_info,
         environment=environment(torch_device),
-        options={"n_examples": n_examples, "only": only, "batch_size": batch, "resume": resume, "arch": arch},
+        options={
+            "n_examples": n_examples, "only": only, "batch_size": batch, "resume": resume, "arch": arch, "world_size": world,
+        },  # fmt: skip
     )
     out = Path(out_dir) if out_dir is not None else None
     journal = None
@@ -216,10 +281,15 @@ def evaluate(
             "seed": seed,
             "batch_size": batch,
             "robench_version": results.environment.robench_version,
+            "git_revision": results.environment.git_revision,
         }
-        journal = Journal(out / "journal.bin", identity, resume)
-        results.save(out / "results.json")
-    ctx = EvalContext(device=torch_device, seed=seed, batch_size=batch, journal=journal, progress=progress)
+        journal = Journal(out / ("journal.bin" if rank == 0 else f"journal.rank{rank}.bin"), identity, resume)
+    writer = out if rank == 0 else None  # one process writes results.json
+    if writer is not None:
+        results.save(writer / "results.json")
+    ctx = EvalContext(
+        device=torch_device, seed=seed, batch_size=batch, journal=journal, progress=progress, rank=rank, world_size=world
+    )
     if handle.info.randomized:
         ctx.shared["randomized"] = True
     try:
@@ -239,22 +309,22 @@ def evaluate(
             evaluation.warnings = produced.warnings
             evaluation.artifacts = produced.artifacts
             evaluation.resolved = produced.resolved
-            if out is not None:
-                results.save(out / "results.json")
+            if writer is not None:
+                results.save(writer / "results.json")
     except (RobenchError, KeyboardInterrupt) as exc:
         results.status = "error"
         results.error = str(exc) or type(exc).__name__
         results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if out is not None:
-            results.save(out / "results.json")
+        if writer is not None:
+            results.save(writer / "results.json")
         raise
     finally:
         if journal is not None:
             journal.close()
     results.status = "success"
     results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if out is not None:
-        results.save(out / "results.json")
+    if writer is not None:
+        results.save(writer / "results.json")
     return results
 
 

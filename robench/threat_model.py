@@ -347,7 +347,8 @@ def _path(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part) if re.fullmatch(r"[A-Za-z0-9_.+-]+", str(part)) else repr(part)
+            out += ("." if out else "") + text
     return out or "<root>"
 
 
@@ -449,8 +450,28 @@ def validate_data(data: Any, source: str = "<threat model>") -> tuple[ThreatMode
         tm = ThreatModel.model_validate(data)
     except ValidationError as exc:
         return None, _pydantic_errors(exc)
-    errors = _param_errors(tm)
+    errors = _param_errors(tm) + _dataset_errors(tm)
     return (None if errors else tm), errors
+
+
+def _dataset_errors(tm: ThreatModel) -> list[str]:
+    """Check that the dataset manifests exist and have the declared split."""
+    from robench.data.manifest import load_manifest
+
+    errors: list[str] = []
+    try:
+        manifest, _ = load_manifest(tm.dataset.manifest)
+    except ConfigError as exc:
+        return [f"dataset.manifest: {exc}"]
+    if tm.dataset.split not in manifest.splits:
+        errors.append(f"dataset.split: manifest {manifest.name!r} has no split {tm.dataset.split!r}; it has {sorted(manifest.splits)}")
+    corruptions = tm.evaluations.corruptions
+    if corruptions is not None and corruptions.released_manifest is not None:
+        try:
+            load_manifest(corruptions.released_manifest)
+        except ConfigError as exc:
+            errors.append(f"evaluations.corruptions.released_manifest: {exc}")
+    return errors
 
 
 def validate_file(path: str | Path) -> list[str]:

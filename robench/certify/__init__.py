@@ -1,1 +1,16 @@
-"""Certify (see the issue tracker); importing registers its entries."""
+"""Certification: randomized smoothing, interval bound propagation, Lipschitz bounds.
+
+Importing this package registers the certifiers (kind ``certifier``: ``smoothing``, ``ibp``,
+``lipschitz``) and the ``certification`` section evaluator.
+"""
+
+from robench.certify import certifiers as _certifiers  # noqa: F401  (registers the certifiers)
+from robench.certify import evaluate as _evaluate  # noqa: F401  (registers the section)
+from robench.certify.ibp import Box, input_box, interval_bounds, margin_lower_bounds, verified
+from robench.certify.lipschitz import certified_l2_radius, lipschitz_bound
+from robench.certify.smoothing import ABSTAIN, Certificate, certify_from_counts, predict_from_counts
+
+__all__ = [
+    "ABSTAIN", "Box", "Certificate", "certified_l2_radius", "certify_from_counts", "input_box", "interval_bounds",
+    "lipschitz_bound", "margin_lower_bounds", "predict_from_counts", "verified",
+]  # fmt: skip

@@ -1,0 +1,75 @@
+"""Records every certifier writes: certified accuracy along a grid, at the threat model's eps, ACR."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from robench.context import EvaluationOutput
+from robench.results import ConditionValue, MetricRecord
+from robench.threat_model import ThreatModel
+
+
+def add_curve(
+    output: EvaluationOutput,
+    key: str,
+    grid_key: str,
+    grid: tuple[float, ...],
+    certified_at: Any,
+    condition: dict[str, ConditionValue],
+) -> list[dict[str, float | None]]:
+    """``certified_accuracy`` at every grid point (condition ``{grid_key: value}``); return the curve.
+
+    Args:
+        output: Gets the records.
+        key: Evaluation key.
+        grid_key: ``radius`` (L2 radii) or ``eps`` (IBP's Linf radii).
+        grid: Grid values.
+        certified_at: ``value -> (B,) bool`` tensor of certified-and-correct flags.
+        condition: Common condition (certifier, norm, sigma...).
+    """
+    curve = []
+    for value in grid:
+        flags = certified_at(value)
+        record = MetricRecord.proportion(key, "certified_accuracy", int(flags.sum()), int(flags.numel()), {**condition, grid_key: value})
+        output.records.append(record)
+        curve.append({grid_key: value, "value": record.value, "ci_low": record.ci_low, "ci_high": record.ci_high})
+    return curve
+
+
+def threat_radius_l2(threat: ThreatModel, input_numel: int) -> float | None:
+    """The L2 radius whose certificate implies the threat model's ball, or ``None`` without adversary.
+
+    ``||d||_2 <= sqrt(d) ||d||_inf`` and ``||d||_2 <= ||d||_1``: an L2 certificate of radius
+    ``sqrt(d) eps`` covers the Linf ball of radius ``eps``, one of radius ``eps`` the L1 ball.
+    """
+    adversary = threat.adversary
+    if adversary is None:
+        return None
+    if adversary.norm == "Linf":
+        return adversary.eps * math.sqrt(input_numel)
+    return adversary.eps
+
+
+def add_headline_l2(
+    output: EvaluationOutput, key: str, threat: ThreatModel, radius: torch.Tensor, correct: torch.Tensor, input_numel: int, condition: dict[str, ConditionValue]
+) -> None:
+    """``certified_accuracy`` at the threat model's eps, from per-example certified L2 radii."""
+    needed = threat_radius_l2(threat, input_numel)
+    if needed is None:
+        return
+    assert threat.adversary is not None
+    flags = correct & (radius >= needed)
+    headline = {**condition, "threat_norm": threat.adversary.norm, "threat_eps": threat.adversary.eps}
+    output.records.append(MetricRecord.proportion(key, "certified_accuracy", int(flags.sum()), int(flags.numel()), headline))
+
+
+def add_acr(output: EvaluationOutput, key: str, radius: torch.Tensor, correct: torch.Tensor, condition: dict[str, ConditionValue]) -> float:
+    """``average_certified_radius`` = mean of ``radius * 1[correct]`` over all examples."""
+    value = float((radius.double() * correct.double()).mean()) if radius.numel() else 0.0
+    output.records.append(
+        MetricRecord(evaluation=key, name="average_certified_radius", value=value, n=int(radius.numel()), condition=condition, unit="l2")
+    )
+    return value

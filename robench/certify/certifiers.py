@@ -1,0 +1,259 @@
+"""The registered certifiers (kind ``certifier``): thin shells over the functional cores.
+
+Each is a class with a static ``evaluate(model, data, threat, spec, params, ctx)`` that the
+``certification`` section calls; it batches through :meth:`EvalContext.map_batches` (journal,
+resume, cost) and writes records with ``n`` and Clopper-Pearson intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import torch
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from robench._errors import ConfigError
+from robench.attacks._speed import StepModel, precision_label
+from robench.certify import ibp, lipschitz
+from robench.certify._records import add_acr, add_curve, add_headline_l2
+from robench.certify._trace import trace
+from robench.certify.smoothing import ABSTAIN, NoiseSampler, certify_from_counts, make_generators, predict_from_counts, radius_grid
+from robench.context import EvalContext, EvaluationOutput
+from robench.data.base import Dataset
+from robench.models.wrapper import ModelHandle, check_logits
+from robench.registry import register
+from robench.results import MetricRecord
+from robench.threat_model import Eps, EvaluationSpec, ThreatModel
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _radii(values: tuple[float, ...]) -> tuple[float, ...]:
+    if not values or any(not (math.isfinite(v) and v >= 0) for v in values):
+        raise ValueError(f"expected a non-empty list of finite radii >= 0, got {list(values)}")
+    return tuple(sorted(set(values)))
+
+
+Radii = Annotated[tuple[float, ...], AfterValidator(_radii)]
+
+
+class SmoothingParams(_Params):
+    """Parameters of :class:`RandomizedSmoothing` (defaults: Cohen et al. 2019's CERTIFY)."""
+
+    sigma: float = Field(gt=0, le=10, description="noise standard deviation in [0,1] pixel units")
+    n0: int = Field(default=100, ge=1, le=10**7, description="selection samples (choose cA)")
+    n: int = Field(default=100_000, ge=1, le=10**9, description="estimation samples (bound pA)")
+    alpha: float = Field(default=0.001, gt=0, lt=0.5, description="failure probability per certificate")
+    batch: int = Field(default=1000, ge=1, le=1 << 20, description="noisy samples per forward pass")
+    radii: Radii | None = Field(default=None, description="L2 radii of the curve (default 0, 0.25 .. 4 sigma)")
+    n_predict: int = Field(default=0, ge=0, le=10**9, description="samples for PREDICT (0: not run)")
+    n_examples: int | None = Field(default=None, gt=0, description="certify only the first n examples")
+    images_per_batch: int = Field(default=32, ge=1, le=100_000, description="images per journalled batch")
+    mode: Literal["exact", "fast"] = Field(default="exact", description="fast: bf16 autocast + channels_last base classifier")
+    compile: bool = Field(default=False, description="torch.compile the base classifier")
+
+
+@register("certifier", "smoothing", params=SmoothingParams)
+class RandomizedSmoothing:
+    """Randomized smoothing (Cohen et al. 2019): certified L2 radii of the Gaussian-smoothed classifier."""
+
+    @staticmethod
+    def evaluate(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: SmoothingParams, ctx: EvalContext
+    ) -> EvaluationOutput:
+        """CERTIFY (and optionally PREDICT) every example; certified accuracy at radii, ACR, abstain rate."""
+        key = f"certification/{spec.key}"
+        data = data.subset(params.n_examples)
+        num_classes = int(model.info.num_classes or data.num_classes)
+        stepper = StepModel(model.module, params.mode, params.compile)
+        sampler = NoiseSampler(stepper, num_classes, params.sigma, params.batch)
+        ctx.cost.precision = precision_label(params.mode).replace(" (success in fp32)", "")
+
+        def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+            seeds = torch.randint(0, 1 << 62, (x.shape[0],), generator=generator)
+            generators = make_generators(seeds, x.device)
+            out = {"counts0": sampler.counts(x, params.n0, generators), "counts": sampler.counts(x, params.n, generators), "labels": y}
+            if params.n_predict:
+                out["counts_predict"] = sampler.counts(x, params.n_predict, generators)
+            return out
+
+        with stepper.prepared():
+            out = ctx.map_batches("certify", data, batch, model.counter, batch_size=params.images_per_batch, desc=f"certify {spec.key}")
+        labels = out["labels"]
+        certificates = [certify_from_counts(c0, c, params.alpha, params.sigma) for c0, c in zip(out["counts0"], out["counts"])]
+        prediction = torch.tensor([c.prediction for c in certificates], dtype=torch.long)
+        radius = torch.tensor([c.radius for c in certificates], dtype=torch.float64)
+        correct = prediction == labels
+        condition = {"certifier": spec.key, "norm": "L2", "sigma": params.sigma}
+        output = EvaluationOutput()
+        grid = params.radii or radius_grid(4 * params.sigma)
+        curve = add_curve(output, key, "radius", grid, lambda r: correct & (radius >= r), condition)
+        add_headline_l2(output, key, threat, radius, correct, math.prod(data.input_shape), condition)
+        acr = add_acr(output, key, radius, correct, condition)
+        abstained = prediction == ABSTAIN
+        n = int(labels.numel())
+        output.records.append(MetricRecord.proportion(key, "abstain_rate", int(abstained.sum()), n, condition))
+        if params.n_predict:
+            predicted = [predict_from_counts(c, params.alpha)[0] for c in out["counts_predict"]]
+            smoothed = torch.tensor(predicted, dtype=torch.long)
+            output.records.append(MetricRecord.proportion(key, "smoothed_accuracy", int((smoothed == labels).sum()), n, condition))
+            output.records.append(MetricRecord.proportion(key, "predict_abstain_rate", int((smoothed == ABSTAIN).sum()), n, condition))
+        samples_per_s = ctx.cost.forward_passes / ctx.cost.wall_time_s if ctx.cost.wall_time_s > 0 else None
+        resolved = params.model_dump(mode="json")
+        resolved["radii"] = list(grid)
+        output.resolved = resolved
+        output.artifacts = {
+            "certifier": "smoothing",
+            "norm": "L2",
+            "params": resolved,
+            "curve": curve,
+            "acr": acr,
+            "noisy_samples": int(out["counts0"].sum() + out["counts"].sum()),
+            "samples_per_s": samples_per_s,
+            "examples": [
+                {"label": int(label), "prediction": c.prediction, "count": c.count, "n": c.n, "p_lower": c.p_lower, "radius": c.radius}
+                for label, c in zip(labels.tolist(), certificates)
+            ],
+        }
+        ctx.shared[key] = {"radius": radius, "prediction": prediction, "labels": labels}
+        return output
+
+
+class IBPParams(_Params):
+    """Parameters of :class:`IntervalBoundPropagation`."""
+
+    eps: Eps | None = Field(default=None, description="radius (default: the adversary's eps)")
+    eps_fractions: Radii = Field(default=(0.25, 0.5, 0.75, 1.0), description="curve points as fractions of eps")
+    fold_specification: bool = Field(default=True, description="fold z_y - z_j into the last linear layer")
+    pgd_check_steps: int = Field(default=20, ge=0, le=10_000, description="PGD steps on verified examples (0: no check)")
+
+
+@register("certifier", "ibp", params=IBPParams)
+class IntervalBoundPropagation:
+    """Interval bound propagation (Gowal et al. 2018): verified accuracy in the threat model's ball."""
+
+    @staticmethod
+    def evaluate(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: IBPParams, ctx: EvalContext
+    ) -> EvaluationOutput:
+        """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
+        key = f"certification/{spec.key}"
+        adversary = threat.adversary
+        eps = params.eps if params.eps is not None else (adversary.eps if adversary is not None else None)
+        if eps is None:
+            raise ConfigError(f"certification {spec.key!r}: IBP needs an eps (params.eps or an adversary)")
+        norm = adversary.norm if adversary is not None else "Linf"
+        bounds = adversary.bounds if adversary is not None else (0.0, 1.0)
+        graph = trace(model.module)
+        grid = tuple(sorted({*(f * eps for f in params.eps_fractions if f > 0), eps}))
+
+        def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+            correct = model.predict_logits(x).argmax(dim=1) == y
+            out = {"correct": correct, "labels": y}
+            for index, value in enumerate(grid):
+                out[f"verified_{index}"] = ibp.verified(graph, x, y, value, bounds, params.fold_specification) & correct
+            if params.pgd_check_steps:
+                out["broken"] = _pgd_broken(model, x, y, out[f"verified_{grid.index(eps)}"], norm, eps, bounds, params.pgd_check_steps, generator)
+            return out
+
+        out = ctx.map_batches("verify", data, batch, model.counter, desc=f"verify {spec.key}")
+        output = EvaluationOutput()
+        condition = {"certifier": spec.key, "norm": norm, "box": "Linf"}
+        n = int(out["labels"].numel())
+        output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(out["correct"].sum()), n, condition))
+        curve = add_curve(output, key, "eps", grid, lambda e: out[f"verified_{grid.index(e)}"], condition)
+        at_eps = out[f"verified_{grid.index(eps)}"]
+        output.records.append(
+            MetricRecord.proportion(key, "certified_accuracy", int(at_eps.sum()), n, {**condition, "threat_norm": norm, "threat_eps": eps})
+        )
+        if params.pgd_check_steps:
+            broken = int(out["broken"].sum())
+            ctx.add_check(
+                output, "ibp_pgd_consistency", broken == 0,
+                f"PGD-{params.pgd_check_steps} broke {broken} of {int(at_eps.sum())} verified examples"
+                + ("" if broken == 0 else ": the bounds are unsound (a robench bug)"),
+                warn_only=False, broken=broken, verified=int(at_eps.sum()),
+            )  # fmt: skip
+        if norm != "Linf":
+            output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")
+        resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid)}
+        output.resolved = resolved
+        output.artifacts = {"certifier": "ibp", "norm": norm, "params": resolved, "curve": curve}
+        return output
+
+
+def _pgd_broken(model, x, y, mask, norm, eps, bounds, steps, generator) -> torch.Tensor:  # noqa: ANN001
+    from robench.attacks.pgd import PGD
+
+    broken = torch.zeros_like(mask)
+    if bool(mask.any()):
+        attack = PGD(steps=steps, restarts=1, loss="margin")
+        result = attack(model.module, x[mask], y[mask], norm=norm, eps=eps, bounds=bounds, generator=generator)
+        broken[mask] = result.success
+    return broken
+
+
+class LipschitzParams(_Params):
+    """Parameters of :class:`LipschitzCertifier`."""
+
+    method: Literal["bound", "power"] = Field(default="bound", description="conv norms: guaranteed bound or power iteration")
+    power_iterations: int = Field(default=100, ge=1, le=100_000)
+    power_margin: float = Field(default=0.05, ge=0, le=10, description="relative margin on power-iteration estimates")
+    radii: Radii = Field(default=(0.0, 0.05, 0.1, 0.25, 0.5, 1.0), description="L2 radii of the curve")
+
+
+@register("certifier", "lipschitz", params=LipschitzParams)
+class LipschitzCertifier:
+    """Global Lipschitz bound (product of layer norms): certified L2 radius margin / (sqrt(2) L)."""
+
+    @staticmethod
+    def evaluate(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: LipschitzParams, ctx: EvalContext
+    ) -> EvaluationOutput:
+        """Certified accuracy at L2 radii and at the threat model's ball; checks the bound on gradients."""
+        key = f"certification/{spec.key}"
+        example = data.load(slice(0, 1))[0].to(model.device)
+        constant, layer_norms = lipschitz.lipschitz_bound(
+            model.module, example, params.method, params.power_iterations, params.power_margin
+        )
+
+        def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+            with torch.enable_grad():
+                inputs = x.clone().requires_grad_(True)
+                logits = model.module(inputs)
+                check_logits(logits, None)
+                margin = lipschitz.logit_margin(logits, y)
+                (gradient,) = torch.autograd.grad(margin.sum(), inputs)
+            logits = logits.detach()
+            return {
+                "radius": lipschitz.certified_l2_radius(logits, y, constant),
+                "correct": logits.argmax(dim=1) == y,
+                "gradient_norm": gradient.flatten(1).norm(dim=1),
+                "labels": y,
+            }
+
+        out = ctx.map_batches("certify", data, batch, model.counter, desc=f"lipschitz {spec.key}")
+        radius, correct = out["radius"].double(), out["correct"]
+        output = EvaluationOutput()
+        condition = {"certifier": spec.key, "norm": "L2", "method": params.method}
+        curve = add_curve(output, key, "radius", params.radii, lambda r: correct & (radius > 0) & (radius >= r), condition)
+        add_headline_l2(output, key, threat, radius, correct & (radius > 0), math.prod(data.input_shape), condition)
+        acr = add_acr(output, key, radius, correct, condition)
+        output.records.append(MetricRecord(evaluation=key, name="lipschitz_bound", value=constant, condition=condition, unit="l2->l2"))
+        largest = float(out["gradient_norm"].max()) if out["gradient_norm"].numel() else 0.0
+        bound = math.sqrt(2.0) * constant
+        ctx.add_check(
+            output, "lipschitz_vs_gradients", largest <= bound * (1 + 1e-4),
+            f"largest margin-gradient norm {largest:.4g} vs sqrt(2) L = {bound:.4g}",
+            warn_only=params.method == "power", largest_gradient_norm=largest, sqrt2_lipschitz=bound,
+        )  # fmt: skip
+        resolved = params.model_dump(mode="json")
+        output.resolved = resolved
+        output.artifacts = {
+            "certifier": "lipschitz", "norm": "L2", "params": resolved, "curve": curve, "acr": acr,
+            "lipschitz_bound": constant, "layer_norms": layer_norms,
+        }  # fmt: skip
+        return output

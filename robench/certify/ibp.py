@@ -1,0 +1,302 @@
+"""Interval bound propagation (Gowal et al. 2018; Mirman et al. 2018).
+
+A box ``[l, u]`` is carried in centre-radius form, ``mu = (u + l) / 2``, ``r = (u - l) / 2``:
+
+- affine layers ``z = W h + b`` (Linear, Conv2d, eval BatchNorm, the normalisation wrapper):
+  ``mu' = W mu + b``, ``r' = |W| r``;
+- monotone non-decreasing maps (ReLU and other monotone activations, max and average pooling,
+  flatten/reshape, concatenation, sums and means): ``[h(l), h(u)]``;
+- residual additions add the boxes; multiplication by a constant scales and reorders them.
+
+The specification ``z_y - z_j > 0`` is folded into the last linear layer when the model ends in
+one (``C W`` with rows ``e_y - e_j``), which is tighter than subtracting logit bounds. A layer not
+listed here raises a :class:`~robench.ConfigError` naming it.
+
+L2 input sets are bounded by the enclosing box ``[x - eps, x + eps]`` (the L2 ball lies inside
+it): sound, but looser than a dedicated L2 bound.
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from robench._errors import ConfigError
+from robench.certify._trace import last_linear, trace, unsupported
+from robench.models.wrapper import Normalize
+
+# Leaf layers that are monotone non-decreasing maps (applied to both ends of the box).
+MONOTONE_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.Sigmoid, nn.Tanh, nn.Softplus,
+    nn.Hardtanh, nn.Hardsigmoid,
+    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout,
+    nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+    nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+)  # fmt: skip
+# Functions and tensor methods that are monotone non-decreasing in their tensor argument(s).
+MONOTONE_FUNCTIONS: frozenset[Any] = frozenset(
+    {
+        torch.flatten, torch.reshape, torch.relu, torch.sigmoid, torch.tanh, torch.cat, torch.squeeze,
+        torch.unsqueeze, F.relu, F.relu6, F.leaky_relu, F.elu, F.sigmoid, F.tanh, F.softplus, F.hardtanh,
+        F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.max_pool1d, F.max_pool2d,
+        F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.dropout, torch.mean, torch.sum,
+    }
+)
+MONOTONE_METHODS: frozenset[str] = frozenset(
+    {
+        "flatten", "view", "reshape", "contiguous", "relu", "sigmoid", "tanh", "clone", "unsqueeze",
+        "squeeze", "permute", "transpose", "mean", "sum", "float", "to",
+    }
+)  # fmt: skip
+_SHAPE_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim"})
+_METHOD = "IBP"
+
+
+class Box(NamedTuple):
+    """An element-wise interval ``lower <= z <= upper``."""
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+    @property
+    def centre(self) -> torch.Tensor:  # noqa: D102
+        return (self.upper + self.lower) / 2
+
+    @property
+    def radius(self) -> torch.Tensor:  # noqa: D102
+        return (self.upper - self.lower) / 2
+
+    @classmethod
+    def from_centre(cls, centre: torch.Tensor, radius: torch.Tensor) -> Box:  # noqa: D102
+        return cls(centre - radius, centre + radius)
+
+
+def input_box(x: torch.Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0)) -> Box:
+    """``[max(x - eps, lo), min(x + eps, hi)]``: the Linf ball, and a box around the L2 ball."""
+    return Box((x - eps).clamp(*bounds), (x + eps).clamp(*bounds))
+
+
+def _affine(box: Box, weight_apply: Any, abs_apply: Any) -> Box:
+    return Box.from_centre(weight_apply(box.centre), abs_apply(box.radius))
+
+
+def _bn_scale_shift(layer: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    if layer.training or layer.running_mean is None or layer.running_var is None:
+        raise ConfigError(f"IBP needs BatchNorm in eval mode with running statistics, got {layer}")
+    scale = torch.rsqrt(layer.running_var + layer.eps)
+    if layer.weight is not None:
+        scale = scale * layer.weight
+    shift = -layer.running_mean * scale
+    if layer.bias is not None:
+        shift = shift + layer.bias
+    return scale, shift
+
+
+def _channel_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.view(1, -1, *([1] * (like.ndim - 2)))
+
+
+def propagate_layer(layer: nn.Module, box: Box) -> Box | None:
+    """The box after one leaf layer, or ``None`` when the layer is not supported."""
+    if isinstance(layer, nn.Linear):
+        return _affine(box, layer, lambda r: F.linear(r, layer.weight.abs()))
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return _affine(box, layer, lambda r: layer._conv_forward(r, layer.weight.abs(), None))
+    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+        scale, shift = _bn_scale_shift(layer)
+        centre = box.centre * _channel_view(scale, box.lower) + _channel_view(shift, box.lower)
+        return Box.from_centre(centre, box.radius * _channel_view(scale.abs(), box.lower))
+    if isinstance(layer, Normalize):
+        return _affine(box, layer, lambda r: r / layer.std.to(r.dtype))
+    if isinstance(layer, nn.LeakyReLU) and layer.negative_slope < 0:
+        return None
+    if isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)) and layer.return_indices:
+        return None
+    if isinstance(layer, MONOTONE_LAYERS):
+        return Box(layer(box.lower), layer(box.upper))
+    return None
+
+
+def _scale(box: Box, factor: Any) -> Box:
+    low, high = box.lower * factor, box.upper * factor
+    return Box(torch.minimum(low, high), torch.maximum(low, high))
+
+
+def propagate_function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Bounds after a function node with at least one :class:`Box` argument (``NotImplemented``: unsupported)."""
+    boxes = [a for a in args if isinstance(a, Box)]
+    if target in (operator.add, torch.add) and len(args) == 2 and not kwargs:
+        a, b = args
+        if isinstance(a, Box) and isinstance(b, Box):
+            return Box(a.lower + b.lower, a.upper + b.upper)
+        box, constant = (a, b) if isinstance(a, Box) else (b, a)
+        return Box(box.lower + constant, box.upper + constant)
+    if target in (operator.sub, torch.sub) and len(args) == 2 and not kwargs:
+        a, b = args
+        if isinstance(a, Box) and isinstance(b, Box):
+            return Box(a.lower - b.upper, a.upper - b.lower)
+        if isinstance(a, Box):
+            return Box(a.lower - b, a.upper - b)
+        return Box(a - b.upper, a - b.lower)
+    if target in (operator.mul, torch.mul) and len(args) == 2 and len(boxes) == 1 and not kwargs:
+        box, factor = (args[0], args[1]) if isinstance(args[0], Box) else (args[1], args[0])
+        return _scale(box, factor)
+    if target in (operator.truediv, torch.div) and len(args) == 2 and isinstance(args[0], Box) and not isinstance(args[1], Box):
+        return _scale(args[0], 1.0 / args[1])
+    if target in (operator.neg, torch.neg) and len(args) == 1:
+        return Box(-args[0].upper, -args[0].lower)
+    if target is builtins.getattr and isinstance(args[0], Box) and args[1] in _SHAPE_ATTRIBUTES:
+        return getattr(args[0].lower, args[1])
+    if target is torch.cat:
+        tensors = args[0]
+        if all(isinstance(t, Box) for t in tensors):
+            rest = args[1:]
+            return Box(torch.cat([t.lower for t in tensors], *rest, **kwargs), torch.cat([t.upper for t in tensors], *rest, **kwargs))
+        return NotImplemented
+    if target in MONOTONE_FUNCTIONS and len(boxes) == 1 and isinstance(args[0], Box):
+        if target is F.leaky_relu and (args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)) < 0:
+            return NotImplemented
+        return Box(target(args[0].lower, *args[1:], **kwargs), target(args[0].upper, *args[1:], **kwargs))
+    return NotImplemented
+
+
+def propagate_method(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Bounds after a tensor-method node on a :class:`Box` (``NotImplemented``: unsupported)."""
+    box, rest = args[0], args[1:]
+    if any(isinstance(a, Box) for a in rest) or any(isinstance(v, Box) for v in kwargs.values()):
+        return NotImplemented
+    if name in ("size", "dim"):
+        return getattr(box.lower, name)(*rest, **kwargs)
+    if name in MONOTONE_METHODS:
+        return Box(getattr(box.lower, name)(*rest, **kwargs), getattr(box.upper, name)(*rest, **kwargs))
+    return NotImplemented
+
+
+class IntervalInterpreter(fx.Interpreter):
+    """Runs a traced model on :class:`Box` values instead of tensors."""
+
+    def __init__(self, module: fx.GraphModule) -> None:
+        super().__init__(module, garbage_collect_values=False)
+        self._node: fx.Node | None = None
+
+    def run_node(self, n: fx.Node) -> Any:  # noqa: D102
+        self._node = n
+        return super().run_node(n)
+
+    def _fail(self) -> ConfigError:
+        assert self._node is not None
+        return unsupported(self._node, self.module, _METHOD)  # type: ignore[arg-type]
+
+    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+        if not any(isinstance(a, Box) for a in args):
+            return super().call_module(target, args, kwargs)
+        layer = self.fetch_attr(target)
+        if len(args) != 1 or kwargs or not isinstance(args[0], Box):
+            raise self._fail()
+        out = propagate_layer(layer, args[0])
+        if out is None:
+            raise self._fail()
+        return out
+
+    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+        has_box = any(isinstance(a, Box) for a in args) or any(
+            isinstance(a, (list, tuple)) and any(isinstance(b, Box) for b in a) for a in args
+        )
+        if not has_box:
+            return super().call_function(target, args, kwargs)
+        out = propagate_function(target, args, kwargs)
+        if out is NotImplemented:
+            raise self._fail()
+        return out
+
+    def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+        if not isinstance(args[0], Box):
+            return super().call_method(target, args, kwargs)
+        out = propagate_method(str(target), args, kwargs)
+        if out is NotImplemented:
+            raise self._fail()
+        return out
+
+
+def _as_graph(model: nn.Module | fx.GraphModule) -> fx.GraphModule:
+    return model if isinstance(model, fx.GraphModule) else trace(model)
+
+
+@torch.no_grad()
+def interval_bounds(model: nn.Module | fx.GraphModule, box: Box) -> Box:
+    """Element-wise bounds of the model's outputs over the input box.
+
+    Raises:
+        ConfigError: a layer or operation without an interval rule (the error names it).
+    """
+    out = IntervalInterpreter(_as_graph(model)).run(box)
+    if not isinstance(out, Box):
+        raise ConfigError("IBP: the model's output does not depend on its input")
+    return out
+
+
+@torch.no_grad()
+def margin_lower_bounds(model: nn.Module | fx.GraphModule, box: Box, labels: torch.Tensor, fold: bool = True) -> torch.Tensor:
+    """Lower bounds of ``z_y - z_j`` for every class ``j`` over the input box; ``+inf`` at ``j = y``.
+
+    With ``fold`` and a model ending in ``nn.Linear(W, b)``, the bound is that of the linear map
+    ``(W_y - W_j) h + (b_y - b_j)`` on the box of the penultimate features ``h``; otherwise it is
+    ``l_y - u_j`` from the logit box.
+
+    Args:
+        model: Pixel-space model (or its traced graph).
+        box: Input set.
+        labels: ``(B,)`` true classes.
+        fold: Fold the specification into the last linear layer when possible.
+    """
+    graph = _as_graph(model)
+    interpreter = IntervalInterpreter(graph)
+    logits = interpreter.run(box)
+    if not isinstance(logits, Box):
+        raise ConfigError("IBP: the model's output does not depend on its input")
+    final = last_linear(graph) if fold else None
+    features = interpreter.env.get(final.args[0]) if final is not None else None  # type: ignore[union-attr]
+    if final is not None and isinstance(features, Box) and features.lower.ndim == 2:
+        layer: nn.Linear = graph.get_submodule(str(final.target))  # type: ignore[assignment]
+        margins = _folded_margins(layer, features, labels)
+    else:
+        upper_true = logits.lower.gather(1, labels[:, None])
+        margins = upper_true - logits.upper
+    return margins.scatter(1, labels[:, None], float("inf"))
+
+
+def _folded_margins(layer: nn.Linear, features: Box, labels: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    weight = layer.weight
+    bias = layer.bias if layer.bias is not None else torch.zeros(weight.shape[0], device=weight.device, dtype=weight.dtype)
+    centre, radius = features.centre, features.radius
+    out = []
+    for start in range(0, labels.shape[0], chunk):
+        y = labels[start : start + chunk]
+        diff = weight[y][:, None, :] - weight[None, :, :]  # (b, K, D): rows W_y - W_j
+        centre_term = torch.einsum("bkd,bd->bk", diff, centre[start : start + chunk])
+        radius_term = torch.einsum("bkd,bd->bk", diff.abs(), radius[start : start + chunk])
+        out.append(centre_term - radius_term + (bias[y][:, None] - bias[None, :]))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def verified(
+    model: nn.Module | fx.GraphModule,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    fold: bool = True,
+) -> torch.Tensor:
+    """``(B,)`` flags: every margin lower bound over the eps box is > 0 (the example is verified).
+
+    The box is the Linf ball; it also encloses the L2 ball of the same radius, so a verified
+    example is verified for both norms.
+    """
+    margins = margin_lower_bounds(model, input_box(x, eps, bounds), labels, fold=fold)
+    return (margins > 0).all(dim=1)

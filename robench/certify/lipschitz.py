@@ -1,0 +1,340 @@
+"""Global L2 Lipschitz bounds and the certificates they give.
+
+``L <= prod_layers ||layer||_2`` along the graph, with ``L(a + b) <= L(a) + L(b)`` at residual
+additions and ``L([a; b]) <= sqrt(L(a)^2 + L(b)^2)`` at concatenations. Per-layer operator norms:
+
+- Linear: largest singular value (exact SVD).
+- Conv (zero padding, any stride, dilation, groups): the ``method="bound"`` default is guaranteed:
+  the zero-padded input of size ``m`` embeds isometrically in the torus of size ``m``, where the
+  (valid) convolution is a crop of a circular one, whose norm is ``max_w sigma_max(K_hat(w))``
+  over the 2-D DFT of the kernel (Sedghi, Gupta & Long 2019); cropping and striding do not
+  increase the norm. ``method="power"`` runs power iteration on the convolution operator itself
+  (conv then its adjoint via autograd) and multiplies by ``1 + margin``: it approaches the exact
+  norm from below, so the margin is a heuristic, not a guarantee.
+- Eval BatchNorm ``max |gamma| / sqrt(var + eps)``; the normalisation wrapper ``1 / min(std)``.
+- Average pooling (and adaptive average pooling) is separable: ``||P_h|| ||P_w||`` of the exact
+  1-D pooling matrices. Max pooling: ``sqrt(c)`` with ``c`` the most windows covering a pixel.
+- ReLU, LeakyReLU (``max(1, |slope|)``), Tanh, Hardtanh, ReLU6, ELU (``max(1, alpha)``),
+  Softplus: their largest slope; Sigmoid 1/4. Flatten, Identity, eval Dropout: 1.
+
+Certified L2 radius of a correctly classified example: ``margin / (sqrt(2) L)`` with ``margin = z_y
+- max_{j != y} z_j`` (each logit difference is ``sqrt(2) L``-Lipschitz).
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+from typing import Any, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from robench._errors import ConfigError
+from robench.certify._trace import trace, unsupported
+from robench.models.wrapper import Normalize
+
+ConvMethod = Literal["bound", "power"]
+_METHOD = "Lipschitz"
+_SHAPE_METHODS = frozenset({"flatten", "view", "reshape", "contiguous", "clone", "unsqueeze", "squeeze", "float", "to"})
+_ACTIVATION_SLOPE: dict[type[nn.Module], Any] = {
+    nn.ReLU: 1.0, nn.ReLU6: 1.0, nn.Tanh: 1.0, nn.Hardtanh: 1.0, nn.Softplus: 1.0, nn.Sigmoid: 0.25,
+    nn.Hardsigmoid: 1.0 / 6.0, nn.Identity: 1.0, nn.Flatten: 1.0, nn.Unflatten: 1.0, nn.Dropout: 1.0,
+    nn.LeakyReLU: lambda m: max(1.0, abs(m.negative_slope)), nn.ELU: lambda m: max(1.0, m.alpha),
+}  # fmt: skip
+_FUNCTION_SLOPE: dict[Any, float] = {
+    F.relu: 1.0, torch.relu: 1.0, F.relu6: 1.0, torch.tanh: 1.0, F.tanh: 1.0, torch.sigmoid: 0.25,
+    F.sigmoid: 0.25, torch.flatten: 1.0, torch.reshape: 1.0, F.softplus: 1.0,
+}  # fmt: skip
+_METHOD_SLOPE: dict[str, float] = {"relu": 1.0, "tanh": 1.0, "sigmoid": 0.25, **{m: 1.0 for m in _SHAPE_METHODS}}
+
+
+class Lip(NamedTuple):
+    """A value that depends on the input, with a Lipschitz bound of the map input -> value."""
+
+    value: torch.Tensor
+    constant: float
+
+
+def spectral_norm_linear(weight: torch.Tensor) -> float:
+    """Largest singular value of a matrix (exact, by SVD)."""
+    return float(torch.linalg.matrix_norm(weight.detach().double(), ord=2))
+
+
+def conv_norm_bound(layer: nn.Conv1d | nn.Conv2d, input_shape: tuple[int, ...]) -> float:
+    """Guaranteed upper bound of the L2 operator norm of a zero-padded convolution (module docstring).
+
+    Args:
+        layer: The convolution (``padding_mode='zeros'``).
+        input_shape: ``(C, H, W)`` (or ``(C, L)``) of one input, without the batch axis.
+    """
+    if layer.padding_mode != "zeros":
+        raise ConfigError(f"Lipschitz: convolution with padding_mode={layer.padding_mode!r} is not supported (only 'zeros')")
+    weight = layer.weight.detach().double()
+    spatial = weight.ndim - 2
+    pads = layer._reversed_padding_repeated_twice  # (last-dim left, right, previous-dim left, right...)
+    sizes = []
+    for axis in range(spatial):
+        left, right = pads[2 * (spatial - 1 - axis)], pads[2 * (spatial - 1 - axis) + 1]
+        sizes.append(int(input_shape[1 + axis]) + int(left) + int(right))
+    kernel = _polyphase(_dilate(weight, layer.dilation), layer.stride)
+    sizes = [max(-(-max(size, k) // s), p) for size, k, s, p in zip(sizes, weight.shape[2:], layer.stride, kernel.shape[2:])]
+    spectrum = torch.fft.fftn(kernel, s=sizes, dim=tuple(range(2, 2 + spatial)))
+    groups = layer.groups
+    out_per_group, in_per_group = kernel.shape[0] // groups, kernel.shape[1]
+    blocks = spectrum.reshape(groups, out_per_group, in_per_group, -1).permute(3, 0, 1, 2)
+    return float(torch.linalg.matrix_norm(blocks, ord=2).max())
+
+
+def _polyphase(weight: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
+    """A stride-``s`` correlation as a stride-1 one over the ``s^d`` polyphase components of the input.
+
+    ``y[i] = sum_k W[k] x[s i + k] = sum_a sum_p W[s p + a] x_a[i + p]`` with ``x_a[u] = x[s u + a]``;
+    the phases are a permutation of the input, so the norms agree.
+    """
+    if all(s == 1 for s in stride):
+        return weight
+    spatial = weight.ndim - 2
+    padded = [-(-k // s) * s for k, s in zip(weight.shape[2:], stride)]
+    pad = []
+    for k, p in zip(reversed(weight.shape[2:]), reversed(padded)):
+        pad += [0, p - k]
+    weight = F.pad(weight, pad)
+    shape = [*weight.shape[:2]]
+    for p, s in zip(padded, stride):
+        shape += [p // s, s]
+    phases = weight.reshape(shape)  # (out, in, P1, s1, P2, s2)
+    order = [0, 1, *[3 + 2 * i for i in range(spatial)], *[2 + 2 * i for i in range(spatial)]]
+    phases = phases.permute(order)  # (out, in, s1, s2, P1, P2)
+    return phases.reshape(weight.shape[0], weight.shape[1] * math.prod(stride), *[p // s for p, s in zip(padded, stride)])
+
+
+def _dilate(weight: torch.Tensor, dilation: tuple[int, ...]) -> torch.Tensor:
+    if all(d == 1 for d in dilation):
+        return weight
+    shape = [*weight.shape[:2], *[d * (k - 1) + 1 for d, k in zip(dilation, weight.shape[2:])]]
+    out = weight.new_zeros(shape)
+    index = (slice(None), slice(None), *[slice(None, None, d) for d in dilation])
+    out[index] = weight
+    return out
+
+
+def power_iteration(
+    operator_fn: Any, input_shape: tuple[int, ...], iterations: int = 100, generator: torch.Generator | None = None
+) -> float:
+    """Estimate the largest singular value of a linear map by power iteration on ``A^T A``.
+
+    ``A^T`` is applied through autograd (the vector-Jacobian product of ``A``), so this works for
+    any linear module evaluated without bias. The estimate converges to the norm from below.
+
+    Args:
+        operator_fn: Linear map on tensors of shape ``(1, *input_shape)``.
+        input_shape: Shape of one input without the batch axis.
+        iterations: Number of ``A^T A`` applications.
+        generator: Seeds the starting vector.
+    """
+    vector = torch.randn((1, *input_shape), generator=generator, dtype=torch.float64)
+    vector /= vector.norm()
+    estimate = 0.0
+    for _ in range(iterations):
+        vector = vector.detach().requires_grad_(True)
+        image = operator_fn(vector)
+        (back,) = torch.autograd.grad(image, vector, grad_outputs=image)
+        estimate = float(image.detach().norm())
+        norm = back.norm()
+        if float(norm) == 0.0:
+            return 0.0
+        vector = back / norm
+    with torch.no_grad():
+        return max(estimate, float(operator_fn(vector).norm()))
+
+
+def conv_norm_power(layer: nn.Conv1d | nn.Conv2d, input_shape: tuple[int, ...], iterations: int, margin: float) -> float:
+    """Power-iteration estimate of a convolution's norm times ``1 + margin`` (not guaranteed)."""
+    weight = layer.weight.detach().double()
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        return layer._conv_forward(v, weight, None)
+
+    generator = torch.Generator().manual_seed(0)
+    return power_iteration(apply, tuple(input_shape), iterations, generator) * (1.0 + margin)
+
+
+def _pool_matrix(size: int, pool: Any) -> torch.Tensor:
+    """The ``(size, out)`` matrix of a 1-D pooling ``pool`` (applied to the identity's rows)."""
+    eye = torch.eye(size, dtype=torch.float64).unsqueeze(1)  # (size, 1, size): row i is e_i
+    return pool(eye).squeeze(1)
+
+
+def _pair(value: Any, n: int = 2) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def pool_norm(layer: nn.Module, input_shape: tuple[int, ...]) -> float | None:
+    """Norm bound of a 2-D average or max pooling layer over inputs of ``input_shape`` (``None``: unsupported)."""
+    spatial = input_shape[1:]
+    if len(spatial) != 2:
+        return None
+    matrices = []
+    for axis, size in enumerate(spatial):
+        if isinstance(layer, (nn.AvgPool2d, nn.MaxPool2d)):
+            kernel, stride = _pair(layer.kernel_size)[axis], _pair(layer.stride or layer.kernel_size)[axis]
+            padding = _pair(layer.padding)[axis]
+            if isinstance(layer, nn.MaxPool2d) and _pair(layer.dilation)[axis] != 1:
+                return None
+            include = getattr(layer, "count_include_pad", True)
+            matrix = _pool_matrix(
+                size, lambda t: F.avg_pool1d(t, kernel, stride, padding, layer.ceil_mode, include)  # noqa: B023
+            )
+        elif isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            out = _pair(layer.output_size)[axis] or size
+            matrix = _pool_matrix(size, lambda t: F.adaptive_avg_pool1d(t, out))  # noqa: B023
+        else:
+            return None
+        matrices.append(matrix)
+    if isinstance(layer, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        return math.prod(spectral_norm_linear(m) for m in matrices)
+    # max pooling: sqrt of the most windows covering one pixel (per axis, multiplied)
+    return math.sqrt(math.prod(int((m > 0).sum(dim=1).max()) for m in matrices))
+
+
+def layer_norm_bound(layer: nn.Module, input_shape: tuple[int, ...], method: ConvMethod, iterations: int, margin: float) -> float | None:
+    """L2 operator-norm bound of one leaf layer on inputs of ``input_shape`` (``None``: unsupported)."""
+    if isinstance(layer, nn.Linear):
+        return spectral_norm_linear(layer.weight)
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        if method == "power":
+            return conv_norm_power(layer, input_shape, iterations, margin)
+        return conv_norm_bound(layer, input_shape)
+    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+        if layer.training or layer.running_var is None:
+            raise ConfigError(f"Lipschitz: BatchNorm must be in eval mode with running statistics, got {layer}")
+        scale = torch.rsqrt(layer.running_var.double() + layer.eps)
+        if layer.weight is not None:
+            scale = scale * layer.weight.detach().double()
+        return float(scale.abs().max())
+    if isinstance(layer, Normalize):
+        return float(1.0 / layer.std.double().min())
+    if isinstance(layer, (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return pool_norm(layer, input_shape)
+    slope = _ACTIVATION_SLOPE.get(type(layer))
+    if slope is None:
+        return None
+    if isinstance(layer, nn.Softplus) and layer.beta <= 0:
+        return None
+    return float(slope(layer) if callable(slope) else slope)
+
+
+class LipschitzInterpreter(fx.Interpreter):
+    """Runs a traced model on one example while multiplying per-layer norm bounds along the graph."""
+
+    def __init__(self, module: fx.GraphModule, method: ConvMethod = "bound", iterations: int = 100, margin: float = 0.05) -> None:
+        super().__init__(module)
+        self.method, self.iterations, self.margin = method, iterations, margin
+        self.layer_norms: dict[str, float] = {}
+        self._node: fx.Node | None = None
+
+    def run_node(self, n: fx.Node) -> Any:  # noqa: D102
+        self._node = n
+        return super().run_node(n)
+
+    def _fail(self) -> ConfigError:
+        assert self._node is not None
+        return unsupported(self._node, self.module, _METHOD)  # type: ignore[arg-type]
+
+    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+        if not any(isinstance(a, Lip) for a in args):
+            return super().call_module(target, args, kwargs)
+        if len(args) != 1 or kwargs:
+            raise self._fail()
+        layer = self.fetch_attr(target)
+        value = args[0].value
+        bound = layer_norm_bound(layer, tuple(value.shape[1:]), self.method, self.iterations, self.margin)
+        if bound is None:
+            raise self._fail()
+        self.layer_norms[str(target)] = bound
+        return Lip(layer(value), args[0].constant * bound)
+
+    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+        lips = [a for a in args if isinstance(a, Lip)]
+        nested = [b for a in args if isinstance(a, (list, tuple)) for b in a if isinstance(b, Lip)]
+        if not lips and not nested:
+            return super().call_function(target, args, kwargs)
+        raw = [a.value if isinstance(a, Lip) else a for a in args]
+        if target is builtins.getattr:
+            return getattr(args[0].value, args[1])
+        if target in (operator.add, torch.add, operator.sub, torch.sub) and len(args) == 2 and not kwargs:
+            return Lip(target(*raw), sum(a.constant for a in lips))
+        if target in (operator.mul, torch.mul, operator.truediv, torch.div) and len(lips) == 1 and len(args) == 2 and not kwargs:
+            dividing = target in (operator.truediv, torch.div)
+            if dividing and not isinstance(args[0], Lip):
+                raise self._fail()
+            other = torch.as_tensor(raw[1] if isinstance(args[0], Lip) else raw[0]).detach().double().abs()
+            factor = 1.0 / float(other.min()) if dividing else float(other.max())
+            return Lip(target(*raw), lips[0].constant * factor)
+        if target in (operator.neg, torch.neg):
+            return Lip(-raw[0], lips[0].constant)
+        if target is torch.cat and nested and all(isinstance(b, Lip) for b in args[0]):
+            values = torch.cat([b.value for b in args[0]], *args[1:], **kwargs)
+            return Lip(values, math.sqrt(sum(b.constant**2 for b in args[0])))
+        slope = _FUNCTION_SLOPE.get(target)
+        if slope is not None and len(lips) == 1 and isinstance(args[0], Lip):
+            return Lip(target(*raw, **kwargs), lips[0].constant * slope)
+        raise self._fail()
+
+    def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+        if not isinstance(args[0], Lip):
+            return super().call_method(target, args, kwargs)
+        value = args[0].value
+        if target in ("size", "dim"):
+            return getattr(value, target)(*args[1:], **kwargs)
+        slope = _METHOD_SLOPE.get(str(target))
+        if slope is None or any(isinstance(a, Lip) for a in args[1:]):
+            raise self._fail()
+        return Lip(getattr(value, target)(*args[1:], **kwargs), args[0].constant * slope)
+
+
+@torch.no_grad()
+def lipschitz_bound(
+    model: nn.Module | fx.GraphModule,
+    example: torch.Tensor,
+    method: ConvMethod = "bound",
+    iterations: int = 100,
+    margin: float = 0.05,
+) -> tuple[float, dict[str, float]]:
+    """Upper bound of the model's global L2 Lipschitz constant (input pixels -> logits).
+
+    Args:
+        model: Pixel-space model or its traced graph.
+        example: One input ``(1, C, H, W)`` (fixes the shapes that conv and pooling norms depend on).
+        method: ``bound`` (guaranteed conv bound) or ``power`` (power iteration with ``margin``).
+        iterations: Power iterations per convolution (``power`` only).
+        margin: Relative safety margin on power-iteration estimates.
+
+    Returns:
+        ``(L, {layer: norm bound})``.
+
+    Raises:
+        ConfigError: a layer without a norm bound (named in the message).
+    """
+    graph = model if isinstance(model, fx.GraphModule) else trace(model)
+    interpreter = LipschitzInterpreter(graph, method, iterations, margin)
+    with torch.enable_grad() if method == "power" else torch.no_grad():
+        out = interpreter.run(Lip(example[:1], 1.0))
+    if not isinstance(out, Lip):
+        raise ConfigError("Lipschitz: the model's output does not depend on its input")
+    return out.constant, interpreter.layer_norms
+
+
+def logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``z_y - max_{j != y} z_j`` per example (negative when misclassified)."""
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return true - others.max(dim=1).values
+
+
+def certified_l2_radius(logits: torch.Tensor, labels: torch.Tensor, lipschitz: float) -> torch.Tensor:
+    """``max(margin, 0) / (sqrt(2) L)`` per example; 0 for misclassified examples."""
+    return logit_margin(logits, labels).clamp_min(0) / (math.sqrt(2.0) * lipschitz)

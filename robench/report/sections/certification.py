@@ -1,0 +1,109 @@
+"""Certification: method, parameters and assumptions of each certificate, curves, ACR, abstains, cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from robench.report.plots import figure_data_uri, new_figure
+from robench.results import EvaluationResult, MetricRecord, Results
+
+# What each certificate guarantees and assumes, shown next to its numbers.
+METHODS: dict[str, dict[str, str]] = {
+    "smoothing": {
+        "title": "Randomized smoothing (Cohen, Rosenfeld & Kolter, ICML 2019)",
+        "guarantee": (
+            "Certifies the smoothed classifier g(x) = argmax_c P(f(x + e) = c), e ~ N(0, σ²I), not the base "
+            "classifier f: g answers with the certified class everywhere within the L2 radius, and the base "
+            "model's own predictions may differ. Each certificate holds with probability at least 1 − α over "
+            "the Monte-Carlo noise (CERTIFY: n0 samples choose the class, n fresh samples give a one-sided "
+            "Clopper-Pearson lower bound pA; radius σ·Φ⁻¹(pA); abstain when pA < 1/2). Deploying the "
+            "certificate means deploying g, which costs n forward passes per prediction."
+        ),
+    },
+    "ibp": {
+        "title": "Interval bound propagation (Gowal et al. 2018)",
+        "guarantee": (
+            "Deterministic and sound (up to floating-point rounding): every point of the input box is "
+            "classified correctly for a verified example. Bounds are propagated layer by layer through the "
+            "traced model (affine layers in centre/radius form, monotone activations on both ends); the "
+            "margin specification is folded into the last linear layer. L2 balls are bounded by their "
+            "enclosing Linf box: sound but loose. IBP is loose for models not trained with it."
+        ),
+    },
+    "lipschitz": {
+        "title": "Global Lipschitz bound",
+        "guarantee": (
+            "Deterministic: L bounds the model's L2 Lipschitz constant as the product of per-layer operator "
+            "norms (sums at residual additions); an example is certified at radius margin / (√2·L). With "
+            "method 'bound' the convolution norms are guaranteed upper bounds (circulant embedding); with "
+            "'power' they are power-iteration estimates times (1 + margin), not guaranteed. Product bounds are "
+            "loose for deep unconstrained networks."
+        ),
+    },
+}
+
+
+def _find(evaluation: EvaluationResult, name: str, excluded: tuple[str, ...] = ("radius", "eps")) -> MetricRecord | None:
+    return next((r for r in evaluation.records if r.name == name and not set(excluded) & set(r.condition)), None)
+
+
+def _curve_figure(rows: list[dict[str, Any]], grid_key: str, xlabel: str) -> str | None:
+    plotted = [r for r in rows if r["curve"] and r["grid_key"] == grid_key]
+    if not plotted:
+        return None
+    fig, ax = new_figure()
+    for row in plotted:
+        xs = [point[grid_key] for point in row["curve"]]
+        ys = [point["value"] for point in row["curve"]]
+        lows = [point["ci_low"] for point in row["curve"]]
+        highs = [point["ci_high"] for point in row["curve"]]
+        ax.step(xs, ys, where="post", label=row["key"])
+        ax.fill_between(xs, lows, highs, step="post", alpha=0.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("certified accuracy (95% CI)")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    return figure_data_uri(fig)
+
+
+def build(results: Results) -> dict[str, Any] | None:
+    """One row per certifier (parameters, headline numbers, curve, cost) and the curve figures."""
+    evaluations = [e for e in results.evaluations if e.section == "certification"]
+    if not evaluations:
+        return None
+    rows = []
+    for evaluation in evaluations:
+        certifier = evaluation.artifacts.get("certifier", evaluation.name)
+        curve = evaluation.artifacts.get("curve") or []
+        grid_key = "eps" if certifier == "ibp" else "radius"
+        headline = next((r for r in evaluation.records if r.name == "certified_accuracy" and "threat_eps" in r.condition), None)
+        rows.append(
+            {
+                "key": evaluation.key.split("/", 1)[1],
+                "certifier": certifier,
+                "method": METHODS.get(certifier, {"title": certifier, "guarantee": ""}),
+                "status": evaluation.status,
+                "error": evaluation.error,
+                "params": evaluation.resolved,
+                "norm": evaluation.artifacts.get("norm", ""),
+                "curve": curve,
+                "grid_key": grid_key,
+                "headline": headline,
+                "acr": _find(evaluation, "average_certified_radius"),
+                "abstain": _find(evaluation, "abstain_rate"),
+                "smoothed": _find(evaluation, "smoothed_accuracy"),
+                "predict_abstain": _find(evaluation, "predict_abstain_rate"),
+                "clean": _find(evaluation, "clean_accuracy"),
+                "lipschitz": evaluation.artifacts.get("lipschitz_bound"),
+                "samples_per_s": evaluation.artifacts.get("samples_per_s"),
+                "noisy_samples": evaluation.artifacts.get("noisy_samples"),
+                "cost": evaluation.cost,
+                "warnings": evaluation.warnings,
+            }
+        )
+    return {
+        "rows": rows,
+        "figure_radius": _curve_figure(rows, "radius", "L2 radius (pixel units, [0,1] scale)"),
+        "figure_eps": _curve_figure(rows, "eps", "Linf radius ε of the input box"),
+        "checks": [c for e in evaluations for c in e.checks],
+    }

@@ -1,0 +1,137 @@
+"""IBP: sound on random networks of every supported layer, equal to a naive per-neuron reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from robench._errors import ConfigError
+from robench.certify.ibp import Box, input_box, interval_bounds, margin_lower_bounds, verified
+from tests.certify.nets import input_shape, networks
+
+NETS = networks()
+TOL = 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_bounds_contain_sampled_and_attacked_outputs(name: str) -> None:
+    net = NETS[name]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((4, *input_shape(name)), generator=generator)
+    eps = 0.05
+    box = input_box(x, eps)
+    bounds = interval_bounds(net, box)
+    # 2000 random points per example: uniform inside the box and box corners
+    for corners in (False, True):
+        u = torch.rand((500, *x.shape), generator=generator)
+        u = u.round() if corners else u
+        points = box.lower + u * (box.upper - box.lower)
+        with torch.no_grad():
+            out = net(points.flatten(0, 1)).view(500, x.shape[0], -1)
+        assert (out >= bounds.lower - TOL).all() and (out <= bounds.upper + TOL).all()
+    # gradient ascent/descent on every logit stays inside too
+    for sign in (1.0, -1.0):
+        z = x.clone().requires_grad_(True)
+        for _ in range(30):
+            (grad,) = torch.autograd.grad(sign * net(z).sum(), z)
+            z = torch.max(torch.min(z.detach() + 0.01 * grad.sign(), box.upper), box.lower).requires_grad_(True)
+        with torch.no_grad():
+            out = net(z)
+        assert (out >= bounds.lower - TOL).all() and (out <= bounds.upper + TOL).all()
+    # margins bounds are below the margins of every sampled point
+    labels = torch.arange(x.shape[0]) % 5
+    margins = margin_lower_bounds(net, box, labels)
+    points = box.lower + torch.rand((300, *x.shape), generator=generator) * (box.upper - box.lower)
+    with torch.no_grad():
+        out = net(points.flatten(0, 1)).view(300, x.shape[0], -1)
+    true = out.gather(2, labels[None, :, None].expand(300, -1, 1))
+    sampled = (true - out).amin(dim=0).scatter(1, labels[:, None], float("inf"))
+    assert (margins <= sampled + TOL).all()
+
+
+def _naive_affine(lower: torch.Tensor, upper: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-neuron bounds: sum of w * (u if w > 0 else l), neuron by neuron."""
+    new_lower, new_upper = torch.empty(matrix.shape[0], dtype=torch.float64), torch.empty(matrix.shape[0], dtype=torch.float64)
+    for neuron in range(matrix.shape[0]):
+        row = matrix[neuron]
+        positive, negative = row.clamp(min=0), row.clamp(max=0)
+        new_lower[neuron] = positive @ lower + negative @ upper + bias[neuron]
+        new_upper[neuron] = positive @ upper + negative @ lower + bias[neuron]
+    return new_lower, new_upper
+
+
+def _naive_bounds(net: nn.Sequential, lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layer by layer on one example: affine layers unrolled to matrices (Jacobian), monotone ones applied."""
+    shape = lower.shape
+    lower, upper = lower.double().flatten(), upper.double().flatten()
+    for layer in net.double():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.BatchNorm2d)):
+            zero = torch.zeros(shape, dtype=torch.float64)
+            bias = layer(zero.unsqueeze(0)).flatten().detach()
+            matrix = torch.autograd.functional.jacobian(lambda v: layer(v.view(1, *shape)).flatten(), zero.flatten())  # noqa: B023
+            lower, upper = _naive_affine(lower, upper, matrix, bias)
+            shape = layer(zero.unsqueeze(0)).shape[1:]
+        else:
+            lower = layer(lower.view(1, *shape)).flatten()
+            upper = layer(upper.view(1, *shape)).flatten()
+            shape = layer(torch.zeros((1, *shape), dtype=torch.float64)).shape[1:]
+    net.float()
+    return lower, upper
+
+
+def test_equal_to_naive_per_neuron_reference() -> None:
+    torch.manual_seed(3)
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(),
+        nn.AvgPool2d(1), nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3),
+    ).eval()  # fmt: skip
+    net[1].running_var.uniform_(0.5, 2.0)
+    net[1].running_mean.normal_()
+    x = torch.rand(1, 2, 6, 6)
+    box = input_box(x, 0.1)
+    ours = interval_bounds(net.double(), Box(box.lower.double(), box.upper.double()))
+    net.float()
+    lower, upper = _naive_bounds(net, box.lower[0], box.upper[0])
+    torch.testing.assert_close(ours.lower[0], lower, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(ours.upper[0], upper, rtol=1e-9, atol=1e-9)
+
+
+def test_folding_is_tighter_and_agrees_at_zero_radius() -> None:
+    net = NETS["mlp"]
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    labels = torch.arange(8) % 5
+    folded = margin_lower_bounds(net, input_box(x, 0.02), labels, fold=True)
+    loose = margin_lower_bounds(net, input_box(x, 0.02), labels, fold=False)
+    assert (folded >= loose - 1e-6).all() and (folded > loose + 1e-6).any()
+    exact = margin_lower_bounds(net, Box(x, x), labels)
+    with torch.no_grad():
+        logits = net(x)
+    reference = (logits.gather(1, labels[:, None]) - logits).scatter(1, labels[:, None], float("inf"))
+    torch.testing.assert_close(exact, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_verified_examples_are_not_broken_by_pgd(digit_mlp, digits) -> None:
+    from robench.attacks.pgd import PGD
+
+    x, y = digits.load(slice(0, 100))
+    eps = 0.02
+    flags = verified(digit_mlp, x, y, eps)
+    assert 10 <= int(flags.sum()) < 100  # the test is informative: some verified, some not
+    result = PGD(steps=40, loss="margin")(digit_mlp, x[flags], y[flags], norm="Linf", eps=eps)
+    assert not bool(result.success.any())
+
+
+def test_unsupported_layer_is_named() -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2))
+    with pytest.raises(ConfigError, match=r"layer '2' \(GELU\)"):
+        interval_bounds(net, Box(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)))
+
+
+def test_untraceable_model_is_a_config_error() -> None:
+    class Branchy(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1) if x.sum() > 0 else -x.flatten(1)
+
+    with pytest.raises(ConfigError, match="cannot trace"):
+        interval_bounds(Branchy(), Box(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)))

@@ -1,0 +1,107 @@
+"""Lipschitz bounds: conv norms vs exact SVD, network bound vs gradients and finite differences."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from robench._errors import ConfigError
+from robench.certify.lipschitz import (
+    certified_l2_radius,
+    conv_norm_bound,
+    conv_norm_power,
+    lipschitz_bound,
+    pool_norm,
+)
+from tests.certify.nets import input_shape, networks
+
+NETS = networks()
+
+
+def _exact_norm(layer: nn.Module, shape: tuple[int, ...]) -> float:
+    """Largest singular value of the layer's unrolled matrix (Jacobian at 0, bias-free)."""
+    zero = torch.zeros(math.prod(shape), dtype=torch.float64)
+    matrix = torch.autograd.functional.jacobian(lambda v: layer(v.view(1, *shape)).flatten(), zero)
+    return float(torch.linalg.matrix_norm(matrix, ord=2))
+
+
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups,size",
+    [(1, 1, 1, 1, 6), (2, 1, 1, 1, 7), (2, 0, 1, 1, 8), (3, 2, 2, 1, 9), (1, 1, 1, 2, 5), (2, 1, 1, 2, 6)],
+)
+def test_conv_bound_is_above_exact_svd_and_power_iteration_converges(stride, padding, dilation, groups, size) -> None:
+    torch.manual_seed(stride * 10 + padding + size)
+    conv = nn.Conv2d(4, 6, 3, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=False).double()
+    shape = (4, size, size)
+    exact = _exact_norm(conv, shape)
+    bound = conv_norm_bound(conv, shape)
+    assert exact <= bound * (1 + 1e-9)
+    assert bound <= 1.25 * exact  # and not vacuous
+    assert conv_norm_power(conv, shape, iterations=300, margin=0.0) == pytest.approx(exact, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nn.AvgPool2d(2), nn.AvgPool2d(3, stride=2, padding=1), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+     nn.AdaptiveAvgPool2d(3), nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1)],
+)  # fmt: skip
+def test_pool_norms(layer: nn.Module) -> None:
+    shape = (2, 7, 7)
+    bound = pool_norm(layer, shape)
+    if isinstance(layer, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        assert bound == pytest.approx(_exact_norm(layer.double(), shape), rel=1e-9)
+    else:  # max pooling: finite-difference ratios never exceed the bound
+        generator = torch.Generator().manual_seed(0)
+        a, b = torch.rand((2000, *shape), generator=generator), torch.rand((2000, *shape), generator=generator)
+        b = a + 0.01 * (b - 0.5)
+        ratios = (layer(a) - layer(b)).flatten(1).norm(dim=1) / (a - b).flatten(1).norm(dim=1)
+        assert float(ratios.max()) <= bound
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("method", ["bound", "power"])
+def test_network_bound_exceeds_gradients_and_finite_differences(name: str, method: str) -> None:
+    net = NETS[name]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((64, *input_shape(name)), generator=generator)
+    constant, norms = lipschitz_bound(net, x[:1], method=method)
+    assert norms and constant > 0
+    # spectral norm of the Jacobian at sampled points (power iteration through autograd)
+    for point in x[:4]:
+        jacobian = torch.autograd.functional.jacobian(lambda v: net(v.unsqueeze(0)).squeeze(0), point)
+        assert float(torch.linalg.matrix_norm(jacobian.flatten(1), ord=2)) <= constant * (1 + 1e-5)
+    # finite-difference ratios over random pairs, near and far
+    for scale in (1e-2, 0.3):
+        y = (x + scale * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+        with torch.no_grad():
+            ratios = (net(x) - net(y)).norm(dim=1) / (x - y).flatten(1).norm(dim=1)
+        assert float(ratios.max()) <= constant * (1 + 1e-5)
+
+
+def test_certified_radius_is_never_crossed(digit_mlp, digits) -> None:
+    x, y = digits.load(slice(0, 100))
+    constant, _ = lipschitz_bound(digit_mlp, x[:1])
+    with torch.no_grad():
+        logits = digit_mlp(x)
+    radius = certified_l2_radius(logits, y, constant)
+    correct = logits.argmax(1) == y
+    assert bool((radius[~correct] == 0).all()) and bool((radius[correct] > 0).all())
+    from robench.attacks.pgd import PGD
+
+    keep = radius > 0
+    # the strongest direction of the linear model is not enough either: PGD at the certified radius
+    for index in torch.nonzero(keep).flatten()[:20].tolist():
+        result = PGD(steps=30, loss="margin")(digit_mlp, x[index : index + 1], y[index : index + 1], norm="L2", eps=float(radius[index]), bounds=(-10.0, 10.0))
+        assert not bool(result.success.any())
+    # the bound is not vacuous: the exact Lipschitz constant of the margin is at least the gradient norm
+    margin_grad = torch.autograd.functional.jacobian(lambda v: digit_mlp(v.unsqueeze(0))[0], x[0]).flatten(1)
+    assert float(torch.linalg.matrix_norm(margin_grad, ord=2)) <= constant
+
+
+def test_unsupported_layer_is_named() -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2))
+    with pytest.raises(ConfigError, match=r"layer '2' \(GELU\)"):
+        lipschitz_bound(net, torch.zeros(1, 1, 2, 2))

@@ -1,0 +1,96 @@
+"""The certification section end to end: threat-model entries, records, resume, report."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robench.context import EvalContext
+from robench.models import load_model
+from robench.registry import registry
+from robench.report.sections.certification import build
+from robench.results import EvaluationResult, Results
+from robench.threat_model import ThreatModel, validate_data
+
+
+def _threat(entries: list[dict], adversary: dict | None = None) -> ThreatModel:
+    return ThreatModel.model_validate(
+        {"name": "t", "dataset": {"manifest": "mnist5k"}, "adversary": adversary, "evaluations": {"certification": entries}}
+    )
+
+
+def _run(net, data, threat: ThreatModel, index: int = 0, seed: int = 0):
+    handle = load_model(net, device="cpu")
+    ctx = EvalContext(device=torch.device("cpu"), seed=seed, batch_size=50, progress=False)
+    spec = threat.evaluations.certification[index]
+    ctx.begin(f"certification/{spec.key}")
+    return registry.get("evaluation", "certification")(handle, data, threat, spec, ctx), ctx
+
+
+def _records(output, name: str) -> list:
+    return [r for r in output.records if r.name == name]
+
+
+def test_smoothing_section_records_and_reproducibility(digit_mlp, digits) -> None:
+    params = {"sigma": 0.25, "n0": 20, "n": 400, "batch": 256, "n_examples": 30, "images_per_batch": 8, "n_predict": 200}
+    threat = _threat([{"name": "smoothing", "params": params}], {"norm": "L2", "eps": 0.25})
+    output, ctx = _run(digit_mlp, digits, threat)
+    curve = [r for r in _records(output, "certified_accuracy") if "radius" in r.condition]
+    assert [r.condition["radius"] for r in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    values = [r.value for r in curve]
+    assert values == sorted(values, reverse=True) and values[0] > 0.5 and all(r.n == 30 for r in curve)
+    examples = output.artifacts["examples"]
+    radius = torch.tensor([e["radius"] for e in examples])
+    correct = torch.tensor([e["prediction"] == e["label"] for e in examples])
+    assert _records(output, "average_certified_radius")[0].value == pytest.approx(float((radius * correct).mean()))
+    headline = [r for r in _records(output, "certified_accuracy") if "threat_eps" in r.condition][0]
+    assert headline.value == pytest.approx(float((correct & (radius >= 0.25)).float().mean()))
+    abstain = _records(output, "abstain_rate")[0]
+    assert abstain.value == pytest.approx(sum(e["prediction"] == -1 for e in examples) / 30)
+    assert ctx.cost.forward_passes == 30 * (20 + 400 + 200) == output.artifacts["noisy_samples"] + 30 * 200
+    again, _ = _run(digit_mlp, digits, threat)
+    assert again.artifacts["examples"] == examples
+    other, _ = _run(digit_mlp, digits, threat, seed=1)
+    assert other.artifacts["examples"] != examples
+
+
+def test_ibp_and_lipschitz_sections(digit_mlp, digits) -> None:
+    threat = _threat([{"name": "ibp", "params": {"pgd_check_steps": 10}}, {"name": "lipschitz"}], {"norm": "Linf", "eps": 0.01})
+    data = digits
+    ibp_out, _ = _run(digit_mlp, data, threat, 0)
+    assert ibp_out.checks[0].status == "pass"
+    curve = [r for r in _records(ibp_out, "certified_accuracy") if "eps" in r.condition]
+    assert [r.condition["eps"] for r in curve] == pytest.approx([0.0025, 0.005, 0.0075, 0.01])
+    clean = _records(ibp_out, "clean_accuracy")[0].value
+    assert all(r.value <= clean for r in curve) and curve[0].value >= curve[-1].value
+    lip_out, _ = _run(digit_mlp, data, threat, 1)
+    assert lip_out.checks[0].status == "pass" and lip_out.artifacts["lipschitz_bound"] > 0
+    results = Results(
+        threat_model=threat.model_dump(mode="json"), threat_model_sha256=threat.sha256,
+        model={"source": "test", "format": "module"},
+        dataset={"manifest": "m", "manifest_sha256": "0", "format": "npz", "split": "test", "n_examples": 200,
+                 "num_classes": 10, "input_shape": [1, 28, 28], "verified": "none"},
+        environment={"robench_version": "0", "python": "3"}, options={"only": None},
+    )  # fmt: skip
+    for key, out in (("ibp", ibp_out), ("lipschitz", lip_out)):
+        results.evaluations.append(
+            EvaluationResult(key=f"certification/{key}", section="certification", name=key, status="success",
+                             records=out.records, checks=out.checks, artifacts=out.artifacts, resolved=out.resolved)
+        )  # fmt: skip
+    section = build(results)
+    assert section is not None and section["figure_eps"].startswith("data:image/png") and section["figure_radius"]
+    from robench.report.render import render_html
+
+    html = render_html(results)
+    assert "Interval bound propagation" in html and "margin / (√2·L)" in html
+
+
+def test_bad_parameters_are_reported_with_their_path() -> None:
+    _, errors = validate_data(
+        {"name": "t", "dataset": {"manifest": "mnist5k"}, "evaluations": {"certification": [{"name": "smoothing", "params": {"sigma": -1}}]}}
+    )
+    assert errors and errors[0].startswith("evaluations.certification[0].params.sigma")
+    _, errors = validate_data(
+        {"name": "t", "dataset": {"manifest": "mnist5k"}, "evaluations": {"certification": [{"name": "smothing"}]}}
+    )
+    assert "did you mean 'smoothing'" in errors[0]

@@ -1,0 +1,139 @@
+"""Randomized smoothing: statistics vs statsmodels/scipy, closed-form radii, abstains, sampler bookkeeping."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binomtest, norm
+from statsmodels.stats.proportion import proportion_confint
+from torch import nn
+
+from robench.certify.smoothing import (
+    ABSTAIN,
+    NoiseSampler,
+    certify_from_counts,
+    cohen_reference_counts,
+    make_generators,
+    predict_from_counts,
+)
+from robench.stats import clopper_pearson_lower
+
+
+@pytest.mark.parametrize("count,n", [(0, 100), (1, 100), (50, 100), (99, 100), (100, 100), (99_950, 100_000), (7, 10)])
+@pytest.mark.parametrize("alpha", [0.001, 0.05])
+def test_lower_bound_equals_statsmodels(count: int, n: int, alpha: float) -> None:
+    # Cohen et al.'s code: proportion_confint(nA, N, alpha=2 * alpha, method="beta")[0]
+    reference = proportion_confint(count, n, alpha=2 * alpha, method="beta")[0]
+    reference = 0.0 if np.isnan(reference) else reference
+    assert clopper_pearson_lower(count, n, alpha) == pytest.approx(reference, abs=1e-12)
+
+
+def test_certify_from_counts_matches_reference_formula() -> None:
+    selection = torch.tensor([3, 90, 7])
+    estimation = torch.tensor([40, 9_900, 60])
+    cert = certify_from_counts(selection, estimation, alpha=0.001, sigma=0.5)
+    p_lower = proportion_confint(9_900, 10_000, alpha=0.002, method="beta")[0]
+    assert cert.prediction == 1 and cert.count == 9_900 and cert.n == 10_000
+    assert cert.p_lower == pytest.approx(p_lower, rel=1e-12)
+    assert cert.radius == pytest.approx(0.5 * norm.ppf(p_lower), rel=1e-12)
+
+
+def test_certify_abstains_below_one_half_and_ties_take_first_class() -> None:
+    cert = certify_from_counts(torch.tensor([5, 5, 0]), torch.tensor([52, 48, 0]), alpha=0.001, sigma=0.25)
+    assert cert.prediction == ABSTAIN and cert.radius == 0.0 and cert.p_lower < 0.5
+    # selection picks class 0 (first maximum), estimation counts of class 0 decide
+    cert = certify_from_counts(torch.tensor([5, 5, 0]), torch.tensor([1000, 0, 0]), alpha=0.001, sigma=0.25)
+    assert cert.prediction == 0 and cert.radius > 0
+
+
+@pytest.mark.parametrize("counts", [[60, 40, 0], [80, 20, 0], [50, 50, 0], [0, 3, 1], [10, 0, 0]])
+def test_predict_uses_two_sided_binomial_test(counts: list[int]) -> None:
+    prediction, p_value = predict_from_counts(torch.tensor(counts), alpha=0.01)
+    top = sorted(counts, reverse=True)[:2]
+    reference = binomtest(top[0], top[0] + top[1], 0.5).pvalue
+    assert p_value == pytest.approx(reference, rel=1e-12)
+    assert prediction == (int(np.argmax(counts)) if reference <= 0.01 else ABSTAIN)
+
+
+class ThresholdNet(nn.Module):
+    """Class 0 when pixel (0,0) < threshold, else class 1: P(class 0 | x + e) = Phi((t - x00) / sigma)."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = (x[:, 0, 0, 0] >= self.threshold).long()
+        return nn.functional.one_hot(first, 3).float()
+
+
+def test_radius_matches_closed_form_on_known_probabilities() -> None:
+    sigma, threshold, n = 0.5, 0.6, 40_000
+    net = ThresholdNet(threshold)
+    x = torch.zeros(3, 1, 4, 4)
+    x[1, 0, 0, 0] = 0.3  # p0 = Phi(0.6)
+    x[2, 0, 0, 0] = 0.6  # p0 = 1/2: abstain
+    sampler = NoiseSampler(net, 3, sigma, batch=4096)
+    generators = make_generators(torch.tensor([1, 2, 3]), torch.device("cpu"))
+    selection = sampler.counts(x, 100, generators)
+    estimation = sampler.counts(x, n, generators)
+    for image, shift in enumerate([0.0, 0.3]):
+        p_true = norm.cdf((threshold - shift) / sigma)
+        count = int(estimation[image, 0])
+        assert abs(count / n - p_true) < 5 * math.sqrt(p_true * (1 - p_true) / n)
+        cert = certify_from_counts(selection[image], estimation[image], 0.001, sigma)
+        assert cert.prediction == 0
+        # closed form sigma * Phi^-1(p) for the true p; the CP bound costs at most a few binomial sd
+        assert cert.radius <= sigma * norm.ppf(p_true) + 1e-3
+        assert cert.radius == pytest.approx(sigma * norm.ppf(p_true), abs=0.04)
+    assert certify_from_counts(selection[2], estimation[2], 0.001, sigma).prediction == ABSTAIN
+    assert sampler.samples == 3 * (100 + n)
+
+
+class ConstantPerImage(nn.Module):
+    """Predicts the class written in the image's mean brightness, whatever the noise (bookkeeping test)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        label = (x[:, 0, 0, :].mean(dim=1) * 10).round().long().clamp(0, 9)
+        return nn.functional.one_hot(label, 10).float()
+
+
+@pytest.mark.parametrize("batch", [1, 7, 25, 1000])
+def test_sampler_assigns_samples_to_their_images(batch: int) -> None:
+    x = torch.zeros(5, 1, 2, 8)
+    for i in range(5):
+        x[i, 0, 0, :] = (2 * i) / 10
+    sampler = NoiseSampler(ConstantPerImage(), 10, sigma=0.0, batch=batch)
+    counts = sampler.counts(x, 13, make_generators(torch.arange(5), torch.device("cpu")))
+    expected = torch.zeros(5, 10, dtype=torch.long)
+    expected[torch.arange(5), 2 * torch.arange(5)] = 13
+    assert torch.equal(counts, expected)
+
+
+def test_sampler_noise_comes_from_each_image_generator() -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 2, 2)
+    num, sigma = 50, 0.7
+    sampler = NoiseSampler(net, 4, sigma, batch=num)  # one chunk per image: same draws as below
+    counts = sampler.counts(x, num, make_generators(torch.tensor([11, 12, 13]), torch.device("cpu")))
+    for image, seed in enumerate([11, 12, 13]):
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn((num, 3, 2, 2), generator=generator)
+        predictions = net(x[image] + sigma * noise).argmax(dim=1)
+        assert torch.equal(counts[image], torch.bincount(predictions, minlength=4))
+
+
+def test_cohen_reference_loop_agrees_in_distribution() -> None:
+    net = ThresholdNet(0.5)
+    x = torch.zeros(1, 1, 4, 4)
+    torch.manual_seed(0)
+    reference = cohen_reference_counts(net, x[0], 20_000, 0.5, 400, 3)
+    ours = NoiseSampler(net, 3, 0.5, 4096).counts(x, 20_000, make_generators(torch.tensor([5]), torch.device("cpu")))[0]
+    p = norm.cdf(1.0)
+    for counts in (reference, ours):
+        assert int(counts.sum()) == 20_000
+        assert abs(int(counts[0]) / 20_000 - p) < 5 * math.sqrt(p * (1 - p) / 20_000)

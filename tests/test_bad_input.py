@@ -1,0 +1,178 @@
+"""The bad-input corpus: every case ends in exit code 2, one line on stderr, and nothing written
+except a results.json with status "error" when the run had started."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from robench.cli import main
+from tests.conftest import QuadrantNet, write_npz_dataset
+
+CORPUS = Path(__file__).parent / "corpus"
+ARCH = "tests.conftest:QuadrantNet"
+GOOD_THREAT = {
+    "schema_version": 1,
+    "name": "good",
+    "dataset": {"manifest": "DATA", "split": "test"},
+    "adversary": {"eps": 0.1},
+    "evaluations": {"attacks": [{"name": "fgsm"}]},
+}
+
+
+class _NaNNet(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 4), float("nan"))
+
+
+class _SevenNet(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :7]
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch /tmp/robench-pwned",))
+
+
+def _checkpoints(folder: Path) -> dict[str, tuple[Path, str | None]]:
+    """Bad checkpoints: (path, --arch)."""
+    good = QuadrantNet().state_dict()
+    paths: dict[str, tuple[Path, str | None]] = {}
+
+    def save(name: str, obj: object, arch: str | None = ARCH) -> None:
+        path = folder / name
+        torch.save(obj, path)
+        paths[name] = (path, arch)
+
+    save("missing_keys.pt", {})
+    save("unexpected_keys.pt", {**good, "extra.weight": torch.ones(2)})
+    save("wrong_shape.pt", {"scale": torch.ones(3)})
+    save("evil_pickle.pt", {"state_dict": _Evil()})
+    save("whole_module.pt", QuadrantNet(), None)
+    truncated = folder / "truncated.pt"
+    torch.save(good, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    paths["truncated.pt"] = (truncated, ARCH)
+    (folder / "empty.pt").write_bytes(b"")
+    paths["empty.pt"] = (folder / "empty.pt", ARCH)
+    for name, net in (("nan_outputs.ts", _NaNNet()), ("seven_classes.ts", _SevenNet())):
+        torch.jit.save(torch.jit.script(net), str(folder / name))
+        paths[name] = (folder / name, None)
+    paths["directory"] = (folder, ARCH)
+    paths["missing.pt"] = (folder / "missing.pt", ARCH)
+    return paths
+
+
+def _datasets(folder: Path) -> dict[str, Path]:
+    """Bad datasets: manifest paths."""
+    out = {}
+    tampered = write_npz_dataset(folder / "tampered")
+    with (tampered.parent / "tiny.npz").open("ab") as handle:
+        handle.write(b"x")
+    out["checksum_mismatch"] = tampered
+    missing = write_npz_dataset(folder / "missing")
+    (missing.parent / "tiny.npz").unlink()
+    out["missing_file"] = missing
+    for name, x, y in (
+        ("wrong_shape", np.zeros((48, 8, 8, 3), np.uint8), np.arange(48) % 4),
+        ("labels_out_of_range", np.zeros((48, 8, 8, 1), np.uint8), np.arange(48) % 9),
+        ("float_out_of_range", np.full((48, 1, 8, 8), 7.0, np.float32), np.arange(48) % 4),
+    ):
+        manifest = write_npz_dataset(folder / name)
+        np.savez(manifest.parent / "tiny.npz", x=x, y=y)
+        data = yaml.safe_load(manifest.read_text())
+        data["files"] = [{"path": "tiny.npz"}]  # no hash: the content check must catch it
+        data["splits"]["test"].pop("label_counts")
+        manifest.write_text(yaml.safe_dump(data))
+        out[name] = manifest
+    escape = write_npz_dataset(folder / "escape")
+    data = yaml.safe_load(escape.read_text())
+    data["files"] = [{"path": "../escape/tiny.npz"}]
+    escape.write_text(yaml.safe_dump(data))
+    out["path_escape"] = escape
+    return out
+
+
+def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
+    good_manifest = write_npz_dataset(tmp / "good")
+    good_root = str(good_manifest.parent)
+    good_ckpt = tmp / "good.pt"
+    torch.save(QuadrantNet().state_dict(), good_ckpt)
+
+    def threat(name: str, text: str) -> Path:
+        path = tmp / f"tm-{name}.yaml"
+        path.write_bytes(text.replace("DATA", str(good_manifest)).encode("utf-8", "surrogateescape"))
+        return path
+
+    good_threat = threat("good", yaml.safe_dump(GOOD_THREAT))
+    cases: list[tuple[str, list[str]]] = []
+
+    def evaluate(name: str, checkpoint: Path, tm: Path, arch: str | None = ARCH, root: str = good_root,
+                 extra: tuple[str, ...] = ()) -> None:
+        argv = ["evaluate", "--checkpoint", str(checkpoint), "--threat-model", str(tm), "--out", str(tmp / "out" / name),
+                "--data-root", root, "--no-progress", *extra]
+        cases.append((name, argv + (["--arch", arch] if arch else [])))
+
+    for path in sorted((CORPUS / "threat_models").glob("*.yaml")):
+        raw = path.read_bytes().decode("utf-8", "surrogateescape")
+        evaluate(f"yaml/{path.stem}", good_ckpt, threat(path.stem, raw))
+        cases.append((f"validate/{path.stem}", ["validate", str(threat(path.stem, raw))]))
+    big = tmp / "tm-huge.yaml"
+    big.write_text("schema_version: 1\n" + "# padding\n" * 200_000)
+    evaluate("yaml/huge", good_ckpt, big)
+    for name, (path, arch) in _checkpoints(tmp / "ckpt" if (tmp / "ckpt").mkdir() is None else tmp).items():
+        evaluate(f"checkpoint/{name}", path, good_threat, arch)
+    for name, manifest in _datasets(tmp / "datasets").items():
+        tm = tmp / f"tm-data-{name}.yaml"
+        tm.write_text(yaml.safe_dump({**GOOD_THREAT, "dataset": {"manifest": str(manifest), "split": "test"}}))
+        evaluate(f"data/{name}", good_ckpt, tm, root=str(manifest.parent))
+    evaluate("option/arch_unknown", good_ckpt, good_threat, arch="quadrant_nett")
+    evaluate("option/device", good_ckpt, good_threat, extra=("--device", "tpu"))
+    evaluate("option/too_many_examples", good_ckpt, good_threat, extra=("--n-examples", "100000"))
+    evaluate("option/only_unknown", good_ckpt, good_threat, extra=("--only", "atacks"))
+    cases.append(("report/not_json", ["report", str(tmp / "tm-good.yaml")]))
+    cases.append(("data/unknown_manifest", ["data", "verify", "cifar11", "--root", good_root]))
+    return cases
+
+
+def test_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marker = Path("/tmp/robench-pwned")
+    marker.unlink(missing_ok=True)
+    failures = []
+    cases = _cases(tmp_path)
+    assert len(cases) > 45
+    for name, argv in cases:
+        code = main(argv)
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        ok = code == 2 and len(lines) >= 1 and "Traceback" not in err
+        if argv[0] != "validate":
+            ok = ok and lines[-1].startswith("robench: error:")
+        if argv[0] == "evaluate":
+            ok = ok and len(lines) == 1
+            folder = Path(argv[argv.index("--out") + 1])
+            written = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+            if written:
+                status = json.loads((folder / "results.json").read_text())["status"]
+                ok = ok and status == "error" and set(written) <= {"results.json", "journal.bin"}
+        if not ok:
+            failures.append(f"{name}: exit {code}: {err.strip()[:300]}")
+    assert not marker.exists(), "a hostile input ran code"
+    assert not failures, "\n".join(failures)
+
+
+def test_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = dict(_cases(tmp_path))
+    for name, hint in (("yaml/attack_unknown", "pgd"), ("option/arch_unknown", "quadrant"), ("yaml/manifest_unknown", "cifar10")):
+        main(cases[name])
+        err = capsys.readouterr().err
+        assert "did you mean" in err and hint in err, (name, err)

@@ -1,0 +1,54 @@
+"""EvalContext: per-batch generators, CUDA out-of-memory back-off (simulated on the CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robench._errors import ResourceError
+from robench.context import EvalContext
+from robench.data.base import ArrayDataset
+from robench.models.wrapper import PassCounter
+
+
+def _data(n: int = 20) -> ArrayDataset:
+    return ArrayDataset(torch.rand(n, 1, 4, 4), torch.arange(n) % 2, num_classes=2)
+
+
+def test_outputs_in_order_and_cost() -> None:
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=6, progress=False)
+    ctx.begin("e")
+    out = ctx.map_batches("s", _data(), lambda x, y, g: {"y": y, "r": torch.rand(len(y), generator=g)}, PassCounter())
+    assert torch.equal(out["y"], torch.arange(20) % 2)
+    assert ctx.cost.batches == 4
+    again = EvalContext(device=torch.device("cpu"), batch_size=6, progress=False)
+    again.begin("e")
+    assert torch.equal(again.map_batches("s", _data(), lambda x, y, g: {"r": torch.rand(len(y), generator=g)},
+                                         PassCounter())["r"], out["r"])
+
+
+def test_oom_halves_the_batch_and_is_recorded() -> None:
+    seen: list[int] = []
+
+    def fn(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
+        seen.append(len(x))
+        if len(x) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return {"y": y}
+
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("e")
+    out = ctx.map_batches("s", _data(), fn, PassCounter())
+    assert torch.equal(out["y"], torch.arange(20) % 2)
+    assert ctx.cost.oom_retries == 2  # 8 -> 4 -> 2, then the smaller size sticks
+    assert max(seen[3:]) <= 2
+
+
+def test_oom_at_batch_one_is_a_clean_error() -> None:
+    def fn(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=4, progress=False)
+    ctx.begin("e")
+    with pytest.raises(ResourceError, match="one example"):
+        ctx.map_batches("s", _data(), fn, PassCounter())

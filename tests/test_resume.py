@@ -1,0 +1,66 @@
+"""kill -9 at random points, then --resume: identical records, nothing journalled is recomputed."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import robench
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from robench import journal, runner
+    limit, torn = int(sys.argv[1]), sys.argv[2] == "1"
+    put = journal.Journal.put
+    count = 0
+
+    def dying_put(self, key, data, meta):
+        global count
+        count += 1
+        if count > limit:
+            if torn:  # die in the middle of writing a record
+                record = journal._encode(key, data, meta)
+                self._handle.write(record[: len(record) // 2])
+                self._handle.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        put(self, key, data, meta)
+
+    journal.Journal.put = dying_put
+    runner.evaluate(sys.argv[3], sys.argv[4], arch="tests.conftest:QuadrantNet", out_dir=sys.argv[5],
+                    data_root=sys.argv[6], batch_size=8, seed=11, progress=False)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kill_and_resume(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path, seed: int) -> None:
+    data_root = tiny_threat.parent / "data"
+    reference = robench.evaluate(quadrant_checkpoint, tiny_threat, arch="tests.conftest:QuadrantNet",
+                                 data_root=data_root, batch_size=8, seed=11, progress=False)
+    total = sum(e.cost.batches for e in reference.evaluations)
+    rng = random.Random(seed)
+    limit, torn = rng.randrange(1, total), rng.random() < 0.5
+    out = tmp_path / "run"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, str(limit), str(int(torn)), str(quadrant_checkpoint), str(tiny_threat), str(out),
+         str(data_root)],
+        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert robench.load_results(out / "results.json").status == "started"
+    resumed = robench.evaluate(quadrant_checkpoint, tiny_threat, arch="tests.conftest:QuadrantNet", out_dir=out,
+                               data_root=data_root, batch_size=8, seed=11, progress=False, resume=True)
+    assert resumed.records() == reference.records()
+    assert [c for e in resumed.evaluations for c in e.checks] == [c for e in reference.evaluations for c in e.checks]
+    assert sum(e.cost.resumed_batches for e in resumed.evaluations) == limit  # nothing journalled was redone
+    on_disk = robench.load_results(out / "results.json")
+    assert on_disk.status == "success" and on_disk.records() == reference.records()
