@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     verify = data_sub.add_parser("verify", help="verify a dataset's files against its manifest")
     verify.add_argument("name", help="manifest name (e.g. cifar10) or path")
-    verify.add_argument("--root", required=True, help="folder holding the dataset's files")
+    verify.add_argument("--root", help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
     verify.add_argument("--size-only", action="store_true", help="check sizes, not checksums")
     verify.set_defaults(func=cmd_data_verify)
     return parser

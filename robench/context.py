@@ -58,6 +58,8 @@ class EvalContext:
         cost: Its cost so far.
         rank: This process's rank under ``torch.distributed`` (0 otherwise).
         world_size: Number of processes sharing the batches.
+        data_home: Folder holding datasets by manifest directory (``--data-home``), for evaluators
+            that read further datasets (released corruption sets); ``None``: ``$ROBENCH_DATA``.
     """
 
     device: torch.device
@@ -71,6 +73,7 @@ class EvalContext:
     cost: Cost = field(default_factory=Cost)
     rank: int = 0
     world_size: int = 1
+    data_home: str | None = None
     _chunk: int | None = field(default=None, repr=False)
 
     def begin(self, key: str) -> None:

@@ -288,7 +288,8 @@ def _evaluate(
     if writer is not None:
         results.save(writer / "results.json")
     ctx = EvalContext(
-        device=torch_device, seed=seed, batch_size=batch, journal=journal, progress=progress, rank=rank, world_size=world
+        device=torch_device, seed=seed, batch_size=batch, journal=journal, progress=progress, rank=rank, world_size=world,
+        data_home=None if data_home is None else str(data_home),
     )
     if handle.info.randomized:
         ctx.shared["randomized"] = True

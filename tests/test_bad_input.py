@@ -135,7 +135,7 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
         tm = tmp / f"tm-data-{name}.yaml"
         tm.write_text(yaml.safe_dump({**GOOD_THREAT, "dataset": {"manifest": str(manifest), "split": "test"}}))
         evaluate(f"data/{name}", good_ckpt, tm, root=str(manifest.parent))
-    evaluate("option/arch_unknown", good_ckpt, good_threat, arch="quadrant_nett")
+    evaluate("option/arch_unknown", good_ckpt, good_threat, arch="small_cn")
     evaluate("option/device", good_ckpt, good_threat, extra=("--device", "tpu"))
     evaluate("option/too_many_examples", good_ckpt, good_threat, extra=("--n-examples", "100000"))
     evaluate("option/only_unknown", good_ckpt, good_threat, extra=("--only", "atacks"))
@@ -172,7 +172,7 @@ def test_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cases = dict(_cases(tmp_path))
-    for name, hint in (("yaml/attack_unknown", "pgd"), ("option/arch_unknown", "quadrant"), ("yaml/manifest_unknown", "cifar10")):
+    for name, hint in (("yaml/attack_unknown", "pgd"), ("option/arch_unknown", "small_cnn"), ("yaml/manifest_unknown", "cifar10")):
         main(cases[name])
         err = capsys.readouterr().err
         assert "did you mean" in err and hint in err, (name, err)

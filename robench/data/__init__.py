@@ -2,6 +2,8 @@
 
 ``load_dataset`` resolves the manifest, verifies the files (checksums are cached), calls the
 registered loader for the manifest's format and checks split size, shape and labels.
+Released corruption sets (CIFAR-10-C, ImageNet-C...) are read cell by cell through
+:func:`robench.data.released.load_corruption_set`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,17 @@ import importlib.util
 import os
 from pathlib import Path
 
-from robench._errors import DataError
+from robench._errors import ConfigError, DataError
 from robench.data import formats as _formats  # noqa: F401  (registers the loaders)
 from robench.data.base import ArrayDataset, Dataset, SubsetDataset
-from robench.data.manifest import Manifest, load_manifest, manifest_path, verify_files
+from robench.data.manifest import (
+    Manifest,
+    VerificationReport,
+    load_manifest,
+    manifest_path,
+    verify_files,
+    verify_report,
+)
 from robench.registry import registry
 from robench.results import DatasetInfo
 from robench.threat_model import DatasetSpec
@@ -23,10 +32,13 @@ __all__ = [
     "Dataset",
     "Manifest",
     "SubsetDataset",
+    "VerificationReport",
     "data_root",
     "load_dataset",
     "load_manifest",
     "verify_dataset",
+    "verify_files",
+    "verify_report",
 ]
 
 
@@ -50,15 +62,65 @@ def data_root(manifest: Manifest, root: str | Path | None = None, data_home: str
     return home / (manifest.directory or manifest.name)
 
 
-def verify_dataset(name: str | Path, root: str | Path | None = None, checksums: bool = True) -> str:
-    """Verify a dataset's files against its manifest; return what was checked.
+def verify_dataset(name: str | Path, root: str | Path | None = None, checksums: bool = True) -> VerificationReport:
+    """Verify a dataset's files against its manifest.
+
+    Returns:
+        A per-file report; ``str(report)`` prints one line per file and a summary line.
 
     Raises:
         ConfigError: unknown manifest.
         DataError: missing or mismatching file (naming file, manifest and expectation).
     """
     manifest, _ = load_manifest(name)
-    return verify_files(manifest, data_root(manifest, root), checksums)
+    return verify_report(manifest, data_root(manifest, root), checksums, manifest_file=manifest_path(name))
+
+
+def finish_dataset(dataset: Dataset, manifest: Manifest, split: str, spec: DatasetSpec, manifest_file: str | Path) -> Dataset:
+    """Check a freshly loaded split against the manifest, then apply ``stride`` and ``n_examples``.
+
+    Raises:
+        DataError: wrong split size, shapes or label counts, or more examples asked than there are.
+    """
+    expected = manifest.split_spec(split)
+    where = f"dataset {manifest.name!r} split {split!r} (manifest {manifest_file})"
+    if len(dataset) != expected.n:
+        raise DataError(f"{where}: found {len(dataset)} examples, manifest expects {expected.n}")
+    resized = spec.resize is not None or spec.center_crop is not None
+    if manifest.input_shape is not None and not resized and tuple(dataset.input_shape) != tuple(manifest.input_shape):
+        raise DataError(f"{where}: images have shape {list(dataset.input_shape)}, manifest expects {list(manifest.input_shape)}")
+    dataset.validate(manifest.name)
+    if expected.label_counts is not None:
+        import torch
+
+        counts = torch.bincount(dataset.labels, minlength=manifest.num_classes).tolist()
+        if tuple(counts) != tuple(expected.label_counts):
+            raise DataError(f"{where}: label counts {counts} differ from the manifest's {list(expected.label_counts)}")
+    if spec.stride > 1:
+        dataset = SubsetDataset(dataset, range(0, len(dataset), spec.stride))
+    if spec.n_examples is not None and spec.n_examples > len(dataset):
+        stride = f" with stride {spec.stride}" if spec.stride > 1 else ""
+        raise DataError(f"{where}: n_examples {spec.n_examples} exceeds the split size {len(dataset)}{stride}")
+    return dataset.subset(spec.n_examples)
+
+
+def read_split(manifest: Manifest, location: Path, split: str, spec: DatasetSpec, manifest_file: str | Path) -> Dataset:
+    """Call the manifest format's loader on verified files and check the result (:func:`finish_dataset`).
+
+    Raises:
+        ConfigError: unknown format, or resize/crop asked of a format that does not resize.
+        DataError: as the loader and :func:`finish_dataset`.
+    """
+    entry = registry.entry("dataset", manifest.format)
+    if (spec.resize is not None or spec.center_crop is not None) and "resizable" not in entry.tags:
+        resizable = ", ".join(registry.names("dataset", tag="resizable"))
+        raise ConfigError(
+            f"dataset {manifest.name!r} (format {manifest.format}) has a fixed image size: resize/center_crop "
+            f"apply only to image-folder formats ({resizable})"
+        )
+    manifest.split_spec(split)  # unknown split -> DataError before any file is read
+    dataset: Dataset = entry.obj(manifest, location, split, spec)
+    return finish_dataset(dataset, manifest, split, spec, manifest_file)
 
 
 def load_dataset(
@@ -70,8 +132,12 @@ def load_dataset(
 ) -> tuple[Dataset, DatasetInfo]:
     """Load the split a threat model declares, verified against its manifest.
 
+    For a corruption set the split is a cell, ``"<corruption>/<severity>"``, and only that
+    cell's files are verified.
+
     Returns:
-        The dataset (first ``spec.n_examples`` examples) and its provenance for results.
+        The dataset (every ``spec.stride``-th example, then the first ``spec.n_examples``) and its
+        provenance for results.
 
     Raises:
         ConfigError: unknown manifest or format.
@@ -79,26 +145,16 @@ def load_dataset(
     """
     spec = DatasetSpec(manifest=spec) if isinstance(spec, str) else spec
     manifest, manifest_sha = load_manifest(spec.manifest)
+    manifest_file = manifest_path(spec.manifest)
+    manifest.split_spec(spec.split)
     location = data_root(manifest, root, data_home)
-    verified = verify_files(manifest, location, checksums)
-    loader = registry.get("dataset", manifest.format)
-    dataset: Dataset = loader(manifest, location, spec.split, spec)
-    split = manifest.splits[spec.split]
-    where = f"dataset {manifest.name!r} split {spec.split!r} (manifest {manifest_path(spec.manifest)})"
-    if len(dataset) != split.n:
-        raise DataError(f"{where}: found {len(dataset)} examples, manifest expects {split.n}")
-    if manifest.input_shape is not None and tuple(dataset.input_shape) != tuple(manifest.input_shape):
-        raise DataError(f"{where}: images have shape {list(dataset.input_shape)}, manifest expects {list(manifest.input_shape)}")
-    dataset.validate(manifest.name)
-    if split.label_counts is not None:
-        import torch
+    paths = None
+    if manifest.corruption_set is not None:
+        from robench.data.released import cell_files
 
-        counts = torch.bincount(dataset.labels, minlength=manifest.num_classes).tolist()
-        if tuple(counts) != tuple(split.label_counts):
-            raise DataError(f"{where}: label counts {counts} differ from the manifest's {list(split.label_counts)}")
-    if spec.n_examples is not None and spec.n_examples > len(dataset):
-        raise DataError(f"{where}: n_examples {spec.n_examples} exceeds the split size {len(dataset)}")
-    dataset = dataset.subset(spec.n_examples)
+        paths = cell_files(manifest, *manifest.corruption_set.parse_cell(manifest.name, spec.split))
+    verified = verify_report(manifest, location, checksums, paths=paths, manifest_file=manifest_file).summary
+    dataset = read_split(manifest, location, spec.split, spec, manifest_file)
     info = DatasetInfo(
         manifest=manifest.name,
         manifest_sha256=manifest_sha,

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from robench._errors import ConfigError, DataError
 
@@ -23,21 +25,46 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class FileSpec(_Frozen):
-    """A file of the dataset, relative to its root. ``*`` in ``path`` matches one folder level."""
+def _inside_root(path: str) -> str:
+    """A manifest path must stay inside the data root: relative, no ``..``, no drive or ``~``."""
+    parts = path.replace("\\", "/").split("/")
+    if not path or path.startswith(("/", "~")) or ".." in parts or ":" in parts[0]:
+        raise ValueError(f"path {path!r} must be relative to the data root and stay inside it (no '..', no absolute path)")
+    return path
 
-    path: str
+
+SafePath = Annotated[str, AfterValidator(_inside_root)]
+
+
+class FileSpec(_Frozen):
+    """A file of the dataset, relative to its root.
+
+    A ``path`` with ``*`` (one folder level per ``*``) is a pattern for a tree of files (image
+    folders): it is checked by the number of entries it matches (``count``), never by checksums.
+    """
+
+    path: SafePath
     md5: str | None = None
     sha256: str | None = None
     size: int | None = Field(default=None, ge=0)
     shape: tuple[int, ...] | None = Field(default=None, description="array shape, for .npy files")
     dtype: str | None = None
+    count: int | None = Field(default=None, ge=1, description="entries a `*` pattern must match")
+
+    @model_validator(mode="after")
+    def _check(self) -> FileSpec:
+        if "*" in self.path:
+            if any(v is not None for v in (self.md5, self.sha256, self.size, self.shape, self.dtype)):
+                raise ValueError(f"pattern {self.path!r} takes only `count`, not checksums, size, shape or dtype")
+        elif self.count is not None:
+            raise ValueError(f"`count` applies to `*` patterns only, not to the file {self.path!r}")
+        return self
 
 
 class ArchiveSpec(_Frozen):
     """An official archive the files come from (verified when present under the root)."""
 
-    name: str
+    name: SafePath
     md5: str | None = None
     sha256: str | None = None
     size: int | None = Field(default=None, ge=0)
@@ -50,6 +77,54 @@ class SplitSpec(_Frozen):
     n: int = Field(gt=0)
     label_counts: tuple[int, ...] | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="format-specific selection")
+
+
+class CorruptionSetSpec(_Frozen):
+    """A released corruption set: one cell of ``split``'s size per corruption and severity.
+
+    ``cell`` locates a cell relative to the root, with ``{corruption}`` and ``{severity}``
+    placeholders: the ``.npy`` stack of a corruption (all severities) or a cell's class folder.
+    """
+
+    corruptions: tuple[str, ...] = Field(min_length=1)
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    split: str = Field(default="test", description="the split describing every cell")
+    cell: SafePath = Field(description="path of a cell: '{corruption}.npy' or '{corruption}/{severity}'")
+    labels: str | None = Field(default=None, description="labels file shared by every corruption (.npy sets)")
+
+    def parse_cell(self, dataset: str, split: str) -> tuple[str, int]:
+        """``"<corruption>/<severity>"`` -> (corruption, severity).
+
+        Raises:
+            DataError: malformed split, unknown corruption or severity.
+        """
+        corruption, _, severity_text = split.rpartition("/")
+        if not corruption or not severity_text.isdigit():
+            raise DataError(
+                f"dataset {dataset!r} is a corruption set: choose the split '<corruption>/<severity>' "
+                f"(e.g. '{self.corruptions[0]}/{self.severities[-1]}'), got {split!r}"
+            )
+        return self.check(dataset, corruption, int(severity_text))
+
+    def check(self, dataset: str, corruption: str, severity: int) -> tuple[str, int]:
+        """Return ``(corruption, severity)`` when the set has them.
+
+        Raises:
+            DataError: unknown corruption or severity.
+        """
+        if corruption not in self.corruptions:
+            import difflib
+
+            close = difflib.get_close_matches(corruption, self.corruptions, n=2, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise DataError(f"dataset {dataset!r} has no corruption {corruption!r}{hint} (it has {', '.join(self.corruptions)})")
+        if severity not in self.severities:
+            raise DataError(f"dataset {dataset!r} has no severity {severity} (it has {list(self.severities)})")
+        return corruption, severity
+
+    def cell_path(self, corruption: str, severity: int) -> str:
+        """Path of one cell relative to the root."""
+        return self.cell.format(corruption=corruption, severity=severity)
 
 
 class Manifest(_Frozen):
@@ -67,6 +142,35 @@ class Manifest(_Frozen):
     archives: tuple[ArchiveSpec, ...] = ()
     splits: dict[str, SplitSpec]
     options: dict[str, Any] = Field(default_factory=dict, description="format-specific settings")
+    corruption_set: CorruptionSetSpec | None = Field(
+        default=None, description="set for released corruption data (CIFAR-10-C, ImageNet-C...)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Manifest:
+        if self.corruption_set is not None and self.corruption_set.split not in self.splits:
+            raise ValueError(
+                f"corruption_set.split {self.corruption_set.split!r} is not one of the splits {sorted(self.splits)}"
+            )
+        for name, split in self.splits.items():
+            if split.label_counts is not None and len(split.label_counts) != self.num_classes:
+                raise ValueError(f"splits.{name}.label_counts has {len(split.label_counts)} entries, expected num_classes={self.num_classes}")
+            if split.label_counts is not None and sum(split.label_counts) != split.n:
+                raise ValueError(f"splits.{name}.label_counts sum to {sum(split.label_counts)}, expected n={split.n}")
+        return self
+
+    def split_spec(self, split: str) -> SplitSpec:
+        """The split ``split``; for a corruption set, ``"<corruption>/<severity>"`` names a cell.
+
+        Raises:
+            DataError: unknown split, corruption or severity.
+        """
+        if self.corruption_set is not None:
+            self.corruption_set.parse_cell(self.name, split)
+            return self.splits[self.corruption_set.split]
+        if split not in self.splits:
+            raise DataError(f"dataset {self.name!r} has no split {split!r}; it has {sorted(self.splits)}")
+        return self.splits[split]
 
 
 def manifest_dir() -> Path:
@@ -146,11 +250,82 @@ def file_digest(path: Path, algorithm: str) -> str:
     return value
 
 
-def _check_file(root: Path, spec: FileSpec, manifest_file: Path, checksums: bool) -> list[str]:
+@dataclass(frozen=True)
+class FileCheck:
+    """What was checked for one manifest entry (a file, a pattern or an official archive)."""
+
+    path: str
+    checks: tuple[str, ...]
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """Per-entry verification of a dataset; ``str()`` gives one line per entry and a summary."""
+
+    dataset: str
+    manifest_file: str
+    root: str
+    entries: tuple[FileCheck, ...]
+
+    @property
+    def summary(self) -> str:
+        """One line: how many files and which checks passed (stored in results as ``verified``)."""
+        counted: dict[str, int] = {}
+        archives = 0
+        for entry in self.entries:
+            if "archive" in entry.checks:
+                archives += 1
+                continue
+            for check in entry.checks:
+                if check != "exists":
+                    counted[check] = counted.get(check, 0) + 1
+        files = sum("archive" not in e.checks for e in self.entries)
+        parts = [f"{files} files"] + [f"{k} {v}" for k, v in counted.items()]
+        if archives:
+            parts.append(f"{archives} archives")
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        width = max((len(e.path) for e in self.entries), default=0)
+        lines = [f"dataset {self.dataset} (manifest {self.manifest_file}) under {self.root}"]
+        for entry in self.entries:
+            detail = f"  ({entry.detail})" if entry.detail else ""
+            lines.append(f"  ok  {entry.path.ljust(width)}  {' '.join(entry.checks)}{detail}")
+        lines.append(f"verified: {self.summary}")
+        return "\n".join(lines)
+
+
+def _check_pattern(root: Path, spec: FileSpec, manifest_file: Path | str) -> FileCheck:
+    matches = sum(1 for _ in root.glob(spec.path))
+    if matches == 0:
+        raise DataError(f"{root / spec.path}: nothing matches; manifest {manifest_file} lists {spec.path}"
+                        + (f" ({spec.count} entries expected)" if spec.count else ""))
+    if spec.count is not None and matches != spec.count:
+        raise DataError(
+            f"{root / spec.path}: {matches} entries match, but manifest {manifest_file} expects {spec.count} (incomplete extraction?)"
+        )
+    return FileCheck(spec.path, ("exists", "count") if spec.count is not None else ("exists",), f"{matches} entries")
+
+
+def _expectation(spec: FileSpec) -> str:
+    parts = [f"{algorithm} {getattr(spec, algorithm)}" for algorithm in ("md5", "sha256") if getattr(spec, algorithm)]
+    if spec.size is not None:
+        parts.append(f"{spec.size} bytes")
+    if spec.shape is not None:
+        parts.append(f"array {spec.dtype or ''}{list(spec.shape)}")
+    return ", ".join(parts) or "a file"
+
+
+def _check_file(root: Path, spec: FileSpec, manifest_file: Path | str, checksums: bool) -> list[str]:
     path = root / spec.path
     if not path.is_file():
-        expected = f" (expected md5 {spec.md5})" if spec.md5 else ""
-        raise DataError(f"{path}: file missing; manifest {manifest_file} lists {spec.path}{expected}")
+        expected = f" (expected: {_expectation(spec)})"
+        hint = ""
+        first = Path(spec.path).parts[0]
+        if len(Path(spec.path).parts) > 1 and root.name == first:
+            hint = f"; give as root the folder that contains {first}/, i.e. {root.parent}"
+        raise DataError(f"{path}: file missing; manifest {manifest_file} lists {spec.path}{expected}{hint}")
     done = ["exists"]
     if spec.size is not None:
         size = path.stat().st_size
@@ -186,29 +361,69 @@ def _check_file(root: Path, spec: FileSpec, manifest_file: Path, checksums: bool
     return done
 
 
-def verify_files(manifest: Manifest, root: Path, checksums: bool = True) -> str:
-    """Check every file (and any official archive present) under ``root`` against the manifest.
+def _manifest_label(manifest: Manifest, manifest_file: str | Path | None) -> Path | str:
+    if manifest_file is not None:
+        return manifest_file
+    try:
+        return manifest_path(manifest.name)
+    except ConfigError:  # a manifest given by path, named otherwise
+        return f"{manifest.name!r}"
+
+
+def verify_report(
+    manifest: Manifest,
+    root: Path,
+    checksums: bool = True,
+    *,
+    paths: Collection[str] | None = None,
+    manifest_file: str | Path | None = None,
+) -> VerificationReport:
+    """Check the manifest's files (and any official archive present) under ``root``, one by one.
+
+    Sizes and shapes are cheap; checksums are computed once per file version (see :func:`file_digest`).
+
+    Args:
+        manifest: The dataset manifest.
+        root: Folder the manifest's paths are relative to.
+        checksums: Also compare md5/sha256 (otherwise sizes, shapes and counts only).
+        paths: Check only these manifest entries (e.g. one cell of a corruption set); archives are
+            then skipped.
+        manifest_file: How to name the manifest in messages (default: its shipped path).
 
     Returns:
-        A one-line summary of what was verified.
+        What was checked per entry.
 
     Raises:
         DataError: a file is missing or does not match, naming the file, the manifest and what was expected.
     """
-    manifest_file = manifest_path(manifest.name)
+    label = _manifest_label(manifest, manifest_file)
     if not root.is_dir():
-        raise DataError(f"data root {root} for dataset {manifest.name!r} is not a folder (manifest {manifest_file})")
-    counted: dict[str, int] = {}
+        raise DataError(f"data root {root} for dataset {manifest.name!r} is not a folder (manifest {label})")
+    wanted = None if paths is None else set(paths)
+    entries: list[FileCheck] = []
     for spec in manifest.files:
-        for check in _check_file(root, spec, manifest_file, checksums):
-            counted[check] = counted.get(check, 0) + 1
-    archives = 0
-    for archive in manifest.archives:
-        path = root / archive.name
-        if path.is_file() and checksums:
-            _check_file(root, FileSpec(path=archive.name, md5=archive.md5, sha256=archive.sha256, size=archive.size), manifest_file, True)
-            archives += 1
-    parts = [f"{len(manifest.files)} files"] + [f"{k} {v}" for k, v in counted.items() if k != "exists"]
-    if archives:
-        parts.append(f"{archives} archives")
-    return ", ".join(parts)
+        if wanted is not None and spec.path not in wanted:
+            continue
+        if "*" in spec.path:
+            entries.append(_check_pattern(root, spec, label))
+        else:
+            entries.append(FileCheck(spec.path, tuple(_check_file(root, spec, label, checksums))))
+    if wanted is None:
+        for archive in manifest.archives:
+            path = root / archive.name
+            if path.is_file():
+                spec = FileSpec(path=archive.name, md5=archive.md5, sha256=archive.sha256, size=archive.size)
+                entries.append(FileCheck(archive.name, ("archive", *_check_file(root, spec, label, checksums)[1:])))
+    return VerificationReport(manifest.name, str(label), str(root), tuple(entries))
+
+
+def verify_files(manifest: Manifest, root: Path, checksums: bool = True) -> str:
+    """Check every file (and any official archive present) under ``root`` against the manifest.
+
+    Returns:
+        A one-line summary of what was verified (see :func:`verify_report` for the per-file report).
+
+    Raises:
+        DataError: a file is missing or does not match, naming the file, the manifest and what was expected.
+    """
+    return verify_report(manifest, root, checksums).summary

@@ -44,3 +44,14 @@ def test_partial_run_renders_with_warning(run: robench.Results) -> None:
     broken.evaluations[-1].status = "error"
     html = render_html(broken)
     assert "did not finish" in html and "NaN logits" in html
+
+
+def test_file_names_with_html_render_as_text(tmp_path: Path, tiny_threat: Path) -> None:
+    import torch
+
+    checkpoint = tmp_path / "<img src=x onerror=alert(1)>.pt"
+    torch.save(QuadrantNet().state_dict(), checkpoint)
+    results = robench.evaluate(checkpoint, tiny_threat, arch="tests.conftest:QuadrantNet", progress=False,
+                               batch_size=16, data_root=tiny_threat.parent / "data", only=["clean"])
+    html = render_html(results)
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html

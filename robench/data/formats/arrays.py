@@ -9,7 +9,7 @@ import numpy as np
 
 from robench._errors import DataError
 from robench.data.base import ArrayDataset, Dataset
-from robench.data.manifest import Manifest
+from robench.data.manifest import Manifest, _inside_root
 from robench.registry import register
 from robench.threat_model import DatasetSpec
 
@@ -57,7 +57,10 @@ def load_npz(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> D
     name = manifest.options.get("file") or (manifest.files[0].path if manifest.files else None)
     if name is None:
         raise DataError(f"manifest {manifest.name!r}: npz format needs options.file or one entry in files")
-    path = root / name
+    try:
+        path = root / _inside_root(str(name))
+    except ValueError as exc:
+        raise DataError(f"manifest {manifest.name!r}: options.file: {exc}") from None
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:

@@ -1,0 +1,257 @@
+"""Image-folder formats: ImageNet validation (class subfolders), ImageNet-C and Tiny-ImageNet-C trees.
+
+Images are decoded lazily, per batch, with PIL: converted to RGB, the shorter side resized
+(bilinear, as torchvision's ``Resize(int)`` on PIL images) and center-cropped (torchvision's
+``CenterCrop`` offsets), so a prefix of a 50,000-image folder costs only what it reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robench._errors import DataError
+from robench.data.base import Dataset
+from robench.data.manifest import Manifest
+from robench.registry import register
+from robench.threat_model import DatasetSpec
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+def resize_shorter_side(image: object, size: int) -> object:
+    """Resize a PIL image so that its shorter side is ``size`` (bilinear; the longer side is truncated)."""
+    from PIL import Image
+
+    width, height = image.size  # type: ignore[attr-defined]
+    short, long = (width, height) if width <= height else (height, width)
+    if short == size:
+        return image
+    new_short, new_long = size, int(size * long / short)
+    new_size = (new_short, new_long) if width <= height else (new_long, new_short)
+    return image.resize(new_size, Image.BILINEAR)  # type: ignore[attr-defined]
+
+
+def center_crop(image: object, size: int, path: Path) -> object:
+    """Crop the central ``size`` x ``size`` square (offsets rounded as torchvision's CenterCrop).
+
+    Raises:
+        DataError: the image is smaller than the crop.
+    """
+    width, height = image.size  # type: ignore[attr-defined]
+    if width < size or height < size:
+        raise DataError(f"{path}: image {width}x{height} is smaller than the center crop {size}; set a resize >= {size}")
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))  # type: ignore[attr-defined]
+
+
+def decode_image(path: Path, resize: int | None, crop: int | None) -> np.ndarray:
+    """Decode one image file to uint8 (H, W, 3) after the optional resize and crop.
+
+    Raises:
+        DataError: the file cannot be decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as handle:
+            image = handle.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from None
+    if resize is not None:
+        image = resize_shorter_side(image, resize)
+    if crop is not None:
+        image = center_crop(image, crop, path)
+    return np.asarray(image, dtype=np.uint8)
+
+
+class ImageFolderDataset(Dataset):
+    """Image files with labels, decoded per batch (a thread pool decodes the files of a batch)."""
+
+    def __init__(self, files: Sequence[Path], labels: Sequence[int], num_classes: int,
+                 resize: int | None = None, crop: int | None = None) -> None:
+        if not files:
+            raise DataError("no image files to load")
+        self._files = list(files)
+        self._labels = torch.as_tensor(list(labels), dtype=torch.long)
+        self._resize, self._crop = resize, crop
+        self.num_classes = num_classes
+        first = decode_image(self._files[0], resize, crop)
+        self.input_shape = (3, int(first.shape[0]), int(first.shape[1]))
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @property
+    def labels(self) -> torch.Tensor:  # noqa: D102
+        return self._labels
+
+    @property
+    def files(self) -> list[Path]:
+        """The image files, in dataset order."""
+        return list(self._files)
+
+    def _decode(self, path: Path) -> np.ndarray:
+        array = decode_image(path, self._resize, self._crop)
+        if (3, array.shape[0], array.shape[1]) != self.input_shape:
+            raise DataError(
+                f"{path}: decoded to {array.shape[1]}x{array.shape[0]} but the dataset's images are "
+                f"{self.input_shape[2]}x{self.input_shape[1]}; set center_crop to give every image one size"
+            )
+        return array
+
+    def load(self, indices: Sequence[int] | slice) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        chosen = list(range(len(self))[indices]) if isinstance(indices, slice) else [int(i) for i in indices]
+        paths = [self._files[i] for i in chosen]
+        if len(paths) >= 8:
+            with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+                arrays = list(pool.map(self._decode, paths))
+        else:
+            arrays = [self._decode(p) for p in paths]
+        if arrays:
+            images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+        else:
+            images = torch.zeros((0, *self.input_shape))
+        return images, self._labels[torch.as_tensor(chosen, dtype=torch.long)]
+
+
+def class_folders(folder: Path) -> list[str]:
+    """Sorted names of the subfolders of ``folder`` (the class ids, e.g. WordNet ids).
+
+    Raises:
+        DataError: ``folder`` is missing.
+    """
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder missing")
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+
+
+def read_class_index(path: Path) -> dict[str, int]:
+    """A class-index JSON as ``{wnid: index}``.
+
+    Accepted layouts: ``{"0": ["n01440764", "tench"], ...}`` (the common ``imagenet_class_index.json``),
+    ``{"n01440764": 0, ...}`` or ``["n01440764", ...]`` (index = position).
+
+    Raises:
+        DataError: missing or malformed file, or indices that are not 0..K-1.
+    """
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable class-index JSON ({exc})") from None
+    if isinstance(raw, list) and all(isinstance(w, str) for w in raw):
+        mapping = {wnid: index for index, wnid in enumerate(raw)}
+    elif isinstance(raw, dict) and all(isinstance(v, int) for v in raw.values()):
+        mapping = {str(k): int(v) for k, v in raw.items()}
+    elif isinstance(raw, dict) and all(isinstance(v, list) and v and isinstance(v[0], str) for v in raw.values()):
+        try:
+            mapping = {v[0]: int(k) for k, v in raw.items()}
+        except ValueError:
+            raise DataError(f"{path}: class-index keys must be integers") from None
+    else:
+        raise DataError(f"{path}: expected {{'0': [wnid, name]}}, {{wnid: index}} or [wnid, ...]")
+    if sorted(mapping.values()) != list(range(len(mapping))):
+        raise DataError(f"{path}: class indices must be 0..{len(mapping) - 1}, each once")
+    return mapping
+
+
+def _class_mapping(manifest: Manifest, root: Path, folder: Path) -> dict[str, int]:
+    wnids = class_folders(folder)
+    index_file = manifest.options.get("class_index")
+    mapping = read_class_index(root / index_file) if index_file else {w: i for i, w in enumerate(wnids)}
+    unknown = [w for w in wnids if w not in mapping]
+    if unknown:
+        raise DataError(f"{folder}: class folders {unknown[:3]} are not in the class index ({len(unknown)} unknown)")
+    if len(mapping) != manifest.num_classes or len(wnids) != manifest.num_classes:
+        raise DataError(
+            f"{folder}: {len(wnids)} class folders (index of {len(mapping)}), manifest {manifest.name!r} "
+            f"expects {manifest.num_classes} classes"
+        )
+    return mapping
+
+
+def scan_folder(manifest: Manifest, root: Path, folder: Path, order: str) -> tuple[list[Path], list[int]]:
+    """Image files and labels of a class-subfolder tree ``folder/<class>/*.JPEG``.
+
+    ``order`` is ``sorted`` (by class, then file name: torchvision's ImageFolder order) or
+    ``interleaved`` (round-robin over the classes, file names sorted within a class), so that any
+    prefix is class-balanced: the first 5,000 of ImageNet's 50,000 are 5 per class.
+
+    Raises:
+        DataError: missing folder, unknown classes, wrong number of classes or empty folders.
+    """
+    mapping = _class_mapping(manifest, root, folder)
+    per_class: list[tuple[int, list[Path]]] = []
+    for wnid in class_folders(folder):
+        names = sorted(e.name for e in os.scandir(folder / wnid) if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+        if not names:
+            raise DataError(f"{folder / wnid}: no images (.JPEG/.jpg/.png)")
+        per_class.append((mapping[wnid], [folder / wnid / name for name in names]))
+    per_class.sort(key=lambda item: item[0])
+    files: list[Path] = []
+    labels: list[int] = []
+    if order == "sorted":
+        for label, paths in per_class:
+            files.extend(paths)
+            labels.extend([label] * len(paths))
+    elif order == "interleaved":
+        for rank in range(max(len(paths) for _, paths in per_class)):
+            for label, paths in per_class:
+                if rank < len(paths):
+                    files.append(paths[rank])
+                    labels.append(label)
+    else:
+        raise DataError(f"manifest {manifest.name!r}: options.order must be 'sorted' or 'interleaved', got {order!r}")
+    return files, labels
+
+
+def _transform(manifest: Manifest, spec: DatasetSpec) -> tuple[int | None, int | None]:
+    resize = spec.resize if spec.resize is not None else manifest.options.get("resize")
+    crop = spec.center_crop if spec.center_crop is not None else manifest.options.get("center_crop")
+    return resize, crop
+
+
+@register("dataset", "imagenet_folder", tags=("resizable",))
+def load_imagenet_folder(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> Dataset:
+    """ImageNet validation images in class subfolders (``val/n01440764/*.JPEG``), decoded lazily.
+
+    ``splits.<split>.options.folder`` is the split's folder (default: the split name). Labels are
+    the positions of the sorted class folders (the standard ImageNet order), or come from the
+    class-index JSON named by ``options.class_index``. ``resize``/``center_crop`` come from the
+    threat model's dataset, else from the manifest's options (256 / 224).
+    """
+    options = manifest.split_spec(split).options
+    folder = root / str(options.get("folder", split))
+    files, labels = scan_folder(manifest, root, folder, str(manifest.options.get("order", "interleaved")))
+    resize, crop = _transform(manifest, spec)
+    return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop)
+
+
+def _load_corruption_folder(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> Dataset:
+    corruption_set = manifest.corruption_set
+    if corruption_set is None:
+        raise DataError(f"manifest {manifest.name!r}: format {manifest.format} needs a corruption_set")
+    corruption, severity = corruption_set.parse_cell(manifest.name, split)
+    folder = root / corruption_set.cell_path(corruption, severity)
+    files, labels = scan_folder(manifest, root, folder, str(manifest.options.get("order", "interleaved")))
+    resize, crop = _transform(manifest, spec)
+    return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop)
+
+
+@register("dataset", "imagenet_c_folder", tags=("resizable",))
+def load_imagenet_c_folder(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> Dataset:
+    """ImageNet-C: ``<corruption>/<severity>/<wnid>/*.JPEG`` (224 px), one cell per split ``"<corruption>/<severity>"``."""
+    return _load_corruption_folder(manifest, root, split, spec)
+
+
+@register("dataset", "tiny_imagenet_c_folder", tags=("resizable",))
+def load_tiny_imagenet_c_folder(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> Dataset:
+    """Tiny-ImageNet-C: ``<corruption>/<severity>/<wnid>/*.JPEG``, 200 classes, 64 px, split ``"<corruption>/<severity>"``."""
+    return _load_corruption_folder(manifest, root, split, spec)

@@ -1,0 +1,109 @@
+"""Released corruption sets (CIFAR-10-C, CIFAR-100-C, ImageNet-C, Tiny-ImageNet-C), one cell at a time.
+
+A cell is one corruption at one severity. Each cell is verified against the manifest (only the
+files it reads: the corruption's ``.npy`` stack and the labels, or the cell's class folders) and
+streamed: ``.npy`` stacks are memory-mapped, image folders decoded per batch, so a sweep never
+holds a whole set in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robench._errors import DataError
+from robench.data.base import Dataset
+from robench.data.manifest import CorruptionSetSpec, Manifest, load_manifest, manifest_path, verify_report
+from robench.threat_model import DatasetSpec
+
+__all__ = ["available_corruptions", "cell_files", "load_corruption_set"]
+
+
+def _corruption_manifest(name: str | Path) -> tuple[Manifest, CorruptionSetSpec, Path]:
+    manifest, _ = load_manifest(name)
+    if manifest.corruption_set is None:
+        raise DataError(
+            f"dataset {manifest.name!r} (manifest {manifest_path(name)}) is not a released corruption set "
+            "(no corruption_set section); use e.g. cifar10c or imagenetc"
+        )
+    return manifest, manifest.corruption_set, manifest_path(name)
+
+
+def cell_files(manifest: Manifest, corruption: str, severity: int) -> list[str]:
+    """The manifest entries one cell depends on: its ``.npy`` stack or folder patterns, and the labels."""
+    corruption_set = manifest.corruption_set
+    if corruption_set is None:
+        return [spec.path for spec in manifest.files]
+    cell = corruption_set.cell_path(corruption, severity)
+    wanted = [spec.path for spec in manifest.files if spec.path == cell or spec.path.startswith(cell.rstrip("/") + "/")]
+    if corruption_set.labels is not None:
+        wanted += [spec.path for spec in manifest.files if spec.path == corruption_set.labels]
+    return wanted
+
+
+def load_corruption_set(
+    manifest: str | Path,
+    corruption: str,
+    severity: int,
+    *,
+    root: str | Path | None = None,
+    data_home: str | Path | None = None,
+    n_examples: int | None = None,
+    resize: int | None = None,
+    center_crop: int | None = None,
+) -> Dataset:
+    """One (corruption, severity) cell of a released corruption set, verified and streamed.
+
+    Args:
+        manifest: Manifest name (``cifar10c``, ``cifar100c``, ``imagenetc``, ``tinyimagenetc``) or path.
+        corruption: Corruption name, e.g. ``gaussian_noise``.
+        severity: Severity level (1..5).
+        root: Folder holding the set (default: ``<data_home>/<manifest directory>``).
+        data_home: Data home (default ``$ROBENCH_DATA`` or ``~/.robench/data``).
+        n_examples: Keep the first ``n_examples`` of the cell (image folders are class-interleaved,
+            so a prefix is class-balanced).
+        resize: Resize the shorter side (image-folder sets only).
+        center_crop: Center crop size (image-folder sets only).
+
+    Returns:
+        A lazy dataset of the cell in [0,1], NCHW, with int64 labels.
+
+    Raises:
+        ConfigError: unknown manifest, or resize/crop for a ``.npy`` set.
+        DataError: unknown corruption or severity; a missing or mismatching file (naming the file, the
+            manifest and what was expected); a cell of the wrong size or label counts.
+    """
+    from robench.data import data_root, read_split
+
+    manifest_obj, corruption_set, manifest_file = _corruption_manifest(manifest)
+    corruption, severity = corruption_set.check(manifest_obj.name, corruption, int(severity))
+    location = data_root(manifest_obj, root, data_home)
+    verify_report(manifest_obj, location, paths=cell_files(manifest_obj, corruption, severity), manifest_file=manifest_file)
+    spec = DatasetSpec(
+        manifest=str(manifest), split=f"{corruption}/{severity}", n_examples=n_examples, resize=resize, center_crop=center_crop
+    )
+    return read_split(manifest_obj, location, spec.split, spec, manifest_file)
+
+
+def available_corruptions(
+    manifest: str | Path, root: str | Path | None = None, *, data_home: str | Path | None = None
+) -> list[str]:
+    """Corruptions of the set whose files are present under the root, in the manifest's order.
+
+    A corruption counts as present when its cell for every severity exists (the ``.npy`` stack, or
+    each ``<corruption>/<severity>`` folder); nothing is hashed.
+
+    Raises:
+        ConfigError: unknown manifest.
+        DataError: the manifest is not a corruption set.
+    """
+    from robench.data import data_root
+
+    manifest_obj, corruption_set, _ = _corruption_manifest(manifest)
+    location = data_root(manifest_obj, root, data_home)
+    if corruption_set.labels is not None and not (location / corruption_set.labels).is_file():
+        return []
+    return [
+        name
+        for name in corruption_set.corruptions
+        if all((location / corruption_set.cell_path(name, severity)).exists() for severity in corruption_set.severities)
+    ]

