@@ -1,1 +1,19 @@
-"""Corruptions (see the issue tracker); importing registers its entries."""
+"""Common corruptions of Hendrycks & Dietterich (ICLR 2019) as batched torch functions.
+
+Every corruption is registered as ``("corruption", name)`` with tags ``benchmark`` or ``extra``
+plus its group (``noise``, ``blur``, ``weather``, ``digital``), and has the signature
+``fn(x, severity, table, generator) -> x_corrupted`` on ``(N, C, H, W)`` floats in [0, 1] on any
+device. Importing this package registers the corruptions and the ``corruptions`` evaluation::
+
+    from robench.corruptions import resolve_table
+    from robench.registry import registry
+    table = resolve_table("auto", image_size=32)
+    out = registry.get("corruption", "fog")(x, 3, table, torch.Generator().manual_seed(0))
+"""
+
+from robench.corruptions import blur, digital, noise, weather  # noqa: F401  (registration)
+from robench.corruptions import sweep  # noqa: F401  (registration of the evaluation)
+from robench.corruptions._base import GROUPS
+from robench.corruptions.params import CIFAR10_TABLE, IMAGENET_TABLE, TABLES, CorruptionTable, resolve_table
+
+__all__ = ["CIFAR10_TABLE", "GROUPS", "IMAGENET_TABLE", "TABLES", "CorruptionTable", "resolve_table"]

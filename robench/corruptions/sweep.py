@@ -1,0 +1,148 @@
+"""The ``corruptions`` section: accuracy under every corruption x severity, CE, mCE, examples.
+
+Generated mode corrupts each batch on the device with the batch's generator and predicts;
+released mode reads CIFAR-10-C-style or ImageNet-C-style files through
+:func:`robench.data.released.load_corruption_set`. Either way every (corruption, severity)
+is one :meth:`EvalContext.map_batches` stage (``"<name>/<severity>"``), so it is journalled and
+resumable, and its probabilities are handed to calibration as ``corruptions/<name>/<severity>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from robench._errors import ConfigError
+from robench.context import EvalContext, EvaluationOutput
+from robench.corruptions._base import GROUPS
+from robench.corruptions._examples import example_grid
+from robench.corruptions.metrics import mean_corruption_errors
+from robench.corruptions.params import ALEXNET_ERRORS, CorruptionTable, resolve_table
+from robench.data.base import Dataset
+from robench.models.wrapper import ModelHandle
+from robench.registry import register, registry
+from robench.results import MetricRecord
+from robench.threat_model import CorruptionsSpec, ThreatModel
+
+SECTION = "corruptions"
+
+
+def _predict(model: ModelHandle) -> Any:
+    def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"probs": model.predict_logits(x).float().softmax(dim=1), "labels": y}
+
+    return batch
+
+
+def _corrupt_then_predict(model: ModelHandle, name: str, severity: int, table: CorruptionTable) -> Any:
+    corrupt = registry.get("corruption", name)
+
+    def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        corrupted = corrupt(x, severity, table, generator)
+        return {"probs": model.predict_logits(corrupted).float().softmax(dim=1), "labels": y}
+
+    return batch
+
+
+def _clean_error(model: ModelHandle, data: Dataset, ctx: EvalContext) -> tuple[float, str]:
+    """Clean error on ``data``: from the clean section's hand-off when it covers it, else measured."""
+    shared = ctx.shared.get("clean")
+    n = len(data)
+    if shared is not None and shared["labels"].numel() >= n and torch.equal(shared["labels"][:n].cpu(), data.labels[:n].cpu()):
+        correct = shared["probs"][:n].argmax(dim=1) == shared["labels"][:n]
+        return 1.0 - float(correct.float().mean()), "clean section"
+    out = ctx.map_batches("clean", data, _predict(model), model.counter, desc="corruptions clean")
+    return 1.0 - float((out["probs"].argmax(dim=1) == out["labels"]).float().mean()), "measured here"
+
+
+@register("evaluation", SECTION)
+def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel, spec: CorruptionsSpec | None, ctx: EvalContext) -> EvaluationOutput:
+    """Accuracy per corruption x severity (95% CI), mean corruption accuracy, CE, mCE and relative mCE."""
+    spec = spec or CorruptionsSpec()
+    if not isinstance(spec, CorruptionsSpec):
+        raise ConfigError(f"Expected a CorruptionsSpec for the corruptions section, but got {type(spec).__name__}")
+    data = data.subset(spec.n_examples)
+    side = min(data.input_shape[1:])
+    output = EvaluationOutput()
+    table = resolve_table(spec.table, side) if spec.source == "generated" else None
+    counts: dict[str, dict[int, tuple[int, int]]] = {}
+    for name in spec.corruptions:
+        counts[name] = {}
+        for severity in spec.severities:
+            stage = f"{name}/{severity}"
+            if spec.source == "released":
+                from robench.data.released import load_corruption_set
+
+                subset = load_corruption_set(
+                    spec.released_manifest, name, severity, data_home=ctx.data_home, n_examples=len(data)
+                )  # released ImageNet-C images are already resized and cropped to 224 px
+                out = ctx.map_batches(stage, subset, _predict(model), model.counter, desc=f"corruptions {stage}")
+            elif table is not None:
+                out = ctx.map_batches(stage, data, _corrupt_then_predict(model, name, severity, table), model.counter, desc=f"corruptions {stage}")
+            probs, labels = out["probs"], out["labels"]
+            correct = int((probs.argmax(dim=1) == labels).sum())
+            counts[name][severity] = (correct, int(labels.numel()))
+            ctx.shared[f"{SECTION}/{stage}"] = {"probs": probs, "labels": labels}
+            output.records.append(
+                MetricRecord.proportion(SECTION, "accuracy", correct, labels.numel(), {"corruption": name, "severity": severity})
+            )
+        pooled_k = sum(k for k, _ in counts[name].values())
+        pooled_n = sum(n for _, n in counts[name].values())
+        output.records.append(MetricRecord.proportion(SECTION, "corruption_accuracy", pooled_k, pooled_n, {"corruption": name}))
+    total_k = sum(k for per in counts.values() for k, _ in per.values())
+    total_n = sum(n for per in counts.values() for _, n in per.values())
+    output.records.append(MetricRecord.proportion(SECTION, "mean_corruption_accuracy", total_k, total_n))
+    _normalised_errors(model, data, spec, table, counts, ctx, output)
+    output.resolved.update({
+        "source": spec.source,
+        "table": table.name if table is not None else None,
+        "image_size": side,
+        "n_examples": len(data),
+        "corruptions": list(spec.corruptions),
+        "severities": list(spec.severities),
+    })
+    output.artifacts = {
+        "groups": {name: GROUPS.get(name, "other") for name in spec.corruptions},
+        "table": table.name if table is not None else spec.released_manifest,
+    }
+    if table is not None and len(data):
+        x, _ = data.load(slice(0, 1))
+        output.artifacts["examples"] = example_grid(x, list(spec.corruptions), list(spec.severities), table, ctx.generator("examples"))
+    return output
+
+
+def _normalised_errors(
+    model: ModelHandle,
+    data: Dataset,
+    spec: CorruptionsSpec,
+    table: CorruptionTable | None,
+    counts: dict[str, dict[int, tuple[int, int]]],
+    ctx: EvalContext,
+    output: EvaluationOutput,
+) -> None:
+    """AlexNet-normalised CE / mCE and relative CE / mCE, when the sweep is ImageNet-C's."""
+    imagenet_like = (table is not None and table.name == "imagenet") or (table is None and data.num_classes == 1000)
+    if not imagenet_like or set(spec.severities) != {1, 2, 3, 4, 5}:
+        output.warnings.append(
+            "CE/mCE are normalised by AlexNet's ImageNet-C errors: reported only for an ImageNet-C sweep "
+            "(imagenet table or 1000 classes) over all five severities"
+        )
+        return
+    errors = {c: {s: 1.0 - k / n for s, (k, n) in per.items()} for c, per in counts.items() if c in ALEXNET_ERRORS}
+    clean_error, clean_source = _clean_error(model, data, ctx)
+    summary = mean_corruption_errors(errors, clean_error)
+    for name, value in summary["ce"].items():  # type: ignore[union-attr]
+        n = sum(n for _, n in counts[name].values())
+        output.records.append(MetricRecord(evaluation=SECTION, name="corruption_error", value=value, n=n, condition={"corruption": name}, unit="ratio"))
+    for name, value in summary["relative_ce"].items():  # type: ignore[union-attr]
+        n = sum(n for _, n in counts[name].values())
+        output.records.append(MetricRecord(evaluation=SECTION, name="relative_corruption_error", value=value, n=n, condition={"corruption": name}, unit="ratio"))
+    total_n = sum(n for c in summary["ce"] for _, n in counts[c].values())  # type: ignore[union-attr]
+    for key in ("mce", "relative_mce"):
+        if summary[key] is not None:
+            output.records.append(MetricRecord(evaluation=SECTION, name=key, value=float(summary[key]), n=total_n, unit="ratio"))  # type: ignore[arg-type]
+    if summary["mce"] is None:
+        output.warnings.append("mCE needs all 15 benchmark corruptions; CE is reported per corruption only")
+    output.resolved["clean_error"] = clean_error
+    output.resolved["clean_error_source"] = clean_source

@@ -1,0 +1,96 @@
+"""Common corruptions: accuracy heatmap (corruption x severity), per-group bars, CE/mCE, example grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from robench.report.plots import figure_data_uri, interval_bars, new_figure
+from robench.results import Results
+
+
+def _heatmap(names: list[str], severities: list[int], values: np.ndarray) -> str:
+    fig, ax = new_figure(1.1 * len(severities) + 3, 0.32 * len(names) + 1.2)
+    ax.grid(False)
+    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(severities)), [str(s) for s in severities])
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("severity")
+    for i in range(len(names)):
+        for j in range(len(severities)):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{100 * values[i, j]:.0f}", ha="center", va="center", fontsize=7, color="white" if values[i, j] < 0.6 else "black")
+    fig.colorbar(image, ax=ax, label="accuracy")
+    return figure_data_uri(fig)
+
+
+def build(results: Results) -> dict[str, Any] | None:
+    """Heatmap, group bars, per-corruption rows with CE, and the example grid; None if not run."""
+    evaluation = next((e for e in results.evaluations if e.section == "corruptions"), None)
+    if evaluation is None:
+        return None
+    records = evaluation.records
+    cells = {(r.condition["corruption"], r.condition["severity"]): r for r in records if r.name == "accuracy"}
+    names = list(dict.fromkeys(c for c, _ in cells))
+    severities = sorted({int(s) for _, s in cells})  # type: ignore[arg-type]
+    values = np.full((len(names), len(severities)), np.nan)
+    for (name, severity), record in cells.items():
+        values[names.index(name), severities.index(int(severity))] = record.value if record.value is not None else np.nan  # type: ignore[arg-type]
+
+    def per(name: str, corruption: str) -> Any:
+        return next((r for r in records if r.name == name and r.condition.get("corruption") == corruption), None)
+
+    rows = [
+        {
+            "corruption": c,
+            "group": evaluation.artifacts.get("groups", {}).get(c, ""),
+            "accuracy": per("corruption_accuracy", c),
+            "ce": per("corruption_error", c),
+            "relative_ce": per("relative_corruption_error", c),
+        }
+        for c in names
+    ]
+    groups: dict[str, list[float]] = {}
+    for row, line in zip(rows, values):
+        groups.setdefault(row["group"] or "other", []).extend(v for v in line if np.isfinite(v))
+    group_names = sorted(groups)
+    group_means = [float(np.mean(groups[g])) if groups[g] else 0.0 for g in group_names]
+    group_figure = None
+    if group_names:
+        fig, ax = new_figure(max(3.5, 0.9 * len(group_names) + 1.5), 3.0)
+        ax.bar(group_names, group_means, color="#4c72b0")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("mean accuracy")
+        group_figure = figure_data_uri(fig)
+    corruption_bars = None
+    plotted = [r for r in rows if r["accuracy"] is not None]
+    if plotted:
+        corruption_bars = interval_bars(
+            [r["corruption"] for r in plotted],
+            [r["accuracy"].value for r in plotted],
+            [r["accuracy"].ci_low for r in plotted],
+            [r["accuracy"].ci_high for r in plotted],
+            "accuracy over severities (95% CI)",
+        )
+    examples = evaluation.artifacts.get("examples")
+
+    def summary(name: str) -> Any:
+        return next((r for r in records if r.name == name and not r.condition), None)
+
+    return {
+        "status": evaluation.status,
+        "error": evaluation.error,
+        "resolved": evaluation.resolved,
+        "mean_accuracy": summary("mean_corruption_accuracy"),
+        "mce": summary("mce"),
+        "relative_mce": summary("relative_mce"),
+        "rows": rows,
+        "heatmap": _heatmap(names, severities, values) if names else None,
+        "group_figure": group_figure,
+        "corruption_bars": corruption_bars,
+        "examples_uri": ("data:image/png;base64," + examples["png_base64"]) if examples else None,
+        "examples": examples,
+        "warnings": evaluation.warnings,
+        "cost": evaluation.cost,
+    }

@@ -1,0 +1,115 @@
+"""Registry-generated tests of every corruption: contract, determinism, severity ordering."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robench._errors import ConfigError, DataError
+from robench.corruptions import TABLES, resolve_table
+from robench.registry import registry
+from robench.threat_model import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
+from tests.corruptions._images import mnist_batch, smooth_rgb
+
+NAMES = registry.names("corruption")
+BATCHES = {"gray28": lambda: mnist_batch(2), "rgb32": lambda: smooth_rgb(2)}
+
+# Mean |corrupted - clean| need not grow with severity for these, because the reference tables trade
+# parameters against each other: elastic_transform (CIFAR: the affine jitter shrinks while the local
+# field grows; ImageNet: severities 1-2 use a large smooth field), frost (the image weight falls as the
+# frost weight rises, so the change depends on the image's brightness), saturate (severities 1-2
+# desaturate, 3-5 oversaturate).
+NOT_ORDERED = {"elastic_transform", "frost", "saturate"}
+# Only severity 5 > severity 1: the table is not monotone in between (glass_blur's sigma/iterations,
+# spatter switches from water to mud at 4, snow's threshold, pixelate's ImageNet fractions at 28-32 px,
+# fog, whose output tends to the rescaled fractal as the amount grows).
+ENDS_ORDERED = {"glass_blur", "spatter", "snow", "pixelate", "fog"}
+
+
+def test_registry_has_the_19_corruptions_with_tags() -> None:
+    assert NAMES == sorted(BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS)
+    assert registry.names("corruption", tag="benchmark") == sorted(BENCHMARK_CORRUPTIONS)
+    assert registry.names("corruption", tag="extra") == sorted(EXTRA_CORRUPTIONS)
+
+
+@pytest.mark.parametrize("table_name", sorted(TABLES))
+@pytest.mark.parametrize("batch", sorted(BATCHES))
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_determinism_and_severity_order(name: str, batch: str, table_name: str) -> None:
+    x = BATCHES[batch]()
+    corrupt = registry.get("corruption", name)
+    table = TABLES[table_name]
+    distortion = []
+    for severity in range(1, 6):
+        # One seed for every severity (common random numbers), so severities differ by their parameters only.
+        out = corrupt(x, severity, table, torch.Generator().manual_seed(0))
+        assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+        assert torch.isfinite(out).all() and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+        if severity in (1, 5):
+            again = corrupt(x, severity, table, torch.Generator().manual_seed(0))
+            assert torch.equal(out, again), "same generator state must give the same corruption"
+        distortion.append(float((out - x).abs().mean()))
+    if name == "saturate" and batch == "gray28":
+        assert distortion == [0.0] * 5, "a gray pixel has no saturation: the reference returns it unchanged"
+        return
+    assert distortion[-1] > 0, "severity 5 must change the images"
+    if name in NOT_ORDERED:
+        return
+    if name in ENDS_ORDERED:
+        assert distortion[-1] > distortion[0]
+        return
+    tolerance = 0.05 if name == "fog" else 0.02  # fog's fractal is random per draw
+    for weaker, stronger in zip(distortion, distortion[1:]):
+        assert stronger >= weaker * (1 - tolerance), distortion
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_random_corruptions_depend_on_the_generator(name: str) -> None:
+    x = smooth_rgb(2)
+    table = TABLES["cifar10"]
+    corrupt = registry.get("corruption", name)
+    a = corrupt(x, 3, table, torch.Generator().manual_seed(0))
+    b = corrupt(x, 3, table, torch.Generator().manual_seed(1))
+    deterministic = {"defocus_blur", "zoom_blur", "gaussian_blur", "brightness", "contrast", "saturate", "pixelate", "jpeg_compression"}
+    assert torch.equal(a, b) == (name in deterministic)
+
+
+def test_batch_items_are_corrupted_independently_of_each_other() -> None:
+    x = smooth_rgb(2)
+    out = registry.get("corruption", "contrast")(x, 3, TABLES["cifar10"], torch.Generator())
+    single = registry.get("corruption", "contrast")(x[1:], 3, TABLES["cifar10"], torch.Generator())
+    torch.testing.assert_close(out[1:], single)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_imagenet_size_smoke(name: str) -> None:
+    x = smooth_rgb(1, side=224)
+    out = registry.get("corruption", name)(x, 5, TABLES["imagenet"], torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+def test_224_smoke_fast_subset() -> None:
+    x = smooth_rgb(1, side=224)
+    for name in ("gaussian_noise", "motion_blur", "frost", "pixelate"):
+        out = registry.get("corruption", name)(x, 2, TABLES["imagenet"], torch.Generator().manual_seed(0))
+        assert out.shape == x.shape and float((out - x).abs().mean()) > 0
+
+
+def test_bad_inputs_raise_robench_errors() -> None:
+    fog = registry.get("corruption", "fog")
+    with pytest.raises(ConfigError):
+        fog(smooth_rgb(1), 6, TABLES["cifar10"], torch.Generator())
+    with pytest.raises(DataError):
+        fog(torch.rand(3, 32, 32), 1, TABLES["cifar10"], torch.Generator())
+    with pytest.raises(DataError):
+        fog(torch.rand(1, 2, 32, 32), 1, TABLES["cifar10"], torch.Generator())
+    with pytest.raises(ConfigError):
+        resolve_table("cifar100", 32)
+
+
+def test_auto_table_by_image_size() -> None:
+    assert resolve_table("auto", 28).name == "cifar10"
+    assert resolve_table("auto", 64).name == "cifar10"
+    assert resolve_table("auto", 96).name == "imagenet"
+    assert resolve_table("imagenet", 32).name == "imagenet"

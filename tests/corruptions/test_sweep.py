@@ -1,0 +1,113 @@
+"""The ``corruptions`` evaluation on a tiny model and dataset; the mCE formulas by hand."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+from robench.context import EvalContext
+from robench.corruptions import TABLES
+from robench.corruptions.metrics import corruption_error, mean_corruption_errors, relative_corruption_error
+from robench.corruptions.params import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS
+from robench.data.base import ArrayDataset
+from robench.models.wrapper import ModelHandle, Normalize, PassCounter, PixelModel
+from robench.registry import registry
+from robench.results import ModelInfo
+from robench.threat_model import CorruptionsSpec, DatasetSpec, ThreatModel
+from tests.conftest import QuadrantNet
+
+
+def _handle() -> ModelHandle:
+    counter = PassCounter()
+    module = PixelModel(QuadrantNet(), Normalize([0.0], [1.0]), counter).eval()
+    return ModelHandle(module=module, info=ModelInfo(source="test", format="test", num_classes=4), device=torch.device("cpu"), counter=counter)
+
+
+def _data(n: int = 16) -> ArrayDataset:
+    generator = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 4
+    x = 0.2 * torch.rand(n, 1, 16, 16, generator=generator)
+    for i, label in enumerate(y.tolist()):
+        r, c = divmod(label, 2)
+        x[i, 0, r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8] += 0.7
+    return ArrayDataset(x, y, 4)
+
+
+THREAT = ThreatModel(name="t", dataset=DatasetSpec(manifest="unused"))
+
+
+def test_generated_sweep_records_and_hand_offs() -> None:
+    spec = CorruptionsSpec(corruptions=("gaussian_noise", "contrast"), severities=(1, 5))
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
+    acc = {(r.condition["corruption"], r.condition["severity"]): r for r in out.records if r.name == "accuracy"}
+    assert set(acc) == {("gaussian_noise", 1), ("gaussian_noise", 5), ("contrast", 1), ("contrast", 5)}
+    for (name, severity), record in acc.items():
+        hand = ctx.shared[f"corruptions/{name}/{severity}"]
+        assert hand["probs"].shape == (16, 4) and torch.equal(hand["labels"], _data().labels)
+        expected = float((hand["probs"].argmax(1) == hand["labels"]).float().mean())
+        assert record.value == pytest.approx(expected) and record.n == 16 and record.ci_low <= record.value <= record.ci_high
+    # Independent recomputation of one cell: corrupt with the same per-batch generators and predict.
+    model = _handle()
+    correct = 0
+    for index, start in enumerate(range(0, 16, 8)):
+        x, y = _data().load(slice(start, start + 8))
+        xc = registry.get("corruption", "contrast")(x, 5, TABLES["cifar10"], ctx.generator("contrast/5", index))
+        correct += int((model.predict_logits(xc).argmax(1) == y).sum())
+    assert acc[("contrast", 5)].value == correct / 16
+    mean = next(r for r in out.records if r.name == "mean_corruption_accuracy")
+    assert mean.value == pytest.approx(sum(r.value for r in acc.values()) / 4) and mean.n == 64
+    assert out.resolved["table"] == "cifar10"
+    assert out.artifacts["examples"]["png_base64"] and out.artifacts["examples"]["columns"] == ["clean", "s1", "s5"]
+    assert not any(r.name == "mce" for r in out.records) and out.warnings  # not an ImageNet-C sweep
+
+
+def test_released_sweep_uses_load_corruption_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def load_corruption_set(manifest: str, corruption: str, severity: int, *, root: object = None, data_home: object = None, n_examples: int | None = None) -> ArrayDataset:
+        calls.append((manifest, corruption, severity, n_examples))
+        return _data(8)
+
+    fake = types.ModuleType("robench.data.released")
+    fake.load_corruption_set = load_corruption_set  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "robench.data.released", fake)
+    spec = CorruptionsSpec(source="released", released_manifest="cifar10c", corruptions=("fog",), severities=(2, 3), n_examples=8)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=4, progress=False)
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
+    assert calls == [("cifar10c", "fog", 2, 8), ("cifar10c", "fog", 3, 8)]
+    assert [r.condition for r in out.records if r.name == "accuracy"] == [{"corruption": "fog", "severity": 2}, {"corruption": "fog", "severity": 3}]
+
+
+def test_mce_formulas_by_hand() -> None:
+    errors = {s: e for s, e in zip(range(1, 6), (0.5, 0.6, 0.7, 0.8, 0.9))}
+    assert corruption_error(errors, 0.8) == pytest.approx(3.5 / (5 * 0.8))
+    assert relative_corruption_error(errors, 0.3, 0.8, 0.4345) == pytest.approx((3.5 - 5 * 0.3) / (5 * 0.8 - 5 * 0.4345))
+    all_errors = {c: errors for c in ALEXNET_ERRORS}
+    summary = mean_corruption_errors(all_errors, clean_error=0.3)
+    expected = sum(0.7 / ALEXNET_ERRORS[c] for c in ALEXNET_ERRORS) / 15
+    assert summary["mce"] == pytest.approx(expected)
+    expected_rel = sum((0.7 - 0.3) / (ALEXNET_ERRORS[c] - ALEXNET_CLEAN_ERROR) for c in ALEXNET_ERRORS) / 15
+    assert summary["relative_mce"] == pytest.approx(expected_rel)
+    partial = mean_corruption_errors({"fog": errors}, clean_error=None)
+    assert partial["mce"] is None and partial["relative_ce"] == {} and set(partial["ce"]) == {"fog"}
+
+
+def test_imagenet_sweep_reports_ce_and_uses_clean_hand_off() -> None:
+    spec = CorruptionsSpec(table="imagenet", corruptions=("brightness",), severities=(1, 2, 3, 4, 5))
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=16, progress=False)
+    data = _data()
+    ctx.shared["clean"] = {"probs": torch.nn.functional.one_hot(data.labels, 4).float(), "labels": data.labels}
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(_handle(), data, THREAT, spec, ctx)
+    accs = [r.value for r in out.records if r.name == "accuracy"]
+    ce = next(r for r in out.records if r.name == "corruption_error")
+    assert ce.value == pytest.approx((1 - sum(accs) / 5) / ALEXNET_ERRORS["brightness"])
+    rce = next(r for r in out.records if r.name == "relative_corruption_error")
+    assert rce.value == pytest.approx((1 - sum(accs) / 5 - 0.0) / (ALEXNET_ERRORS["brightness"] - ALEXNET_CLEAN_ERROR))
+    assert out.resolved["clean_error_source"] == "clean section"
