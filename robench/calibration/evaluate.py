@@ -1,0 +1,176 @@
+"""The ``calibration`` section: calibration clean, under each attack and each corruption severity.
+
+Conditions come from ``ctx.shared``, filled by the sections that ran before: ``clean`` (clean
+section), ``attacks/<id>`` (probabilities on the adversarial examples) and
+``corruptions/<name>/<severity>`` (one per corruption cell), each ``{'probs': (N, K), 'labels': (N,)}``.
+Under shift this follows Ovadia et al. (NeurIPS 2019): one ECE per corruption and severity.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from robench.calibration.bootstrap import DEFAULT_RESAMPLES, bootstrap_intervals
+from robench.calibration.metric import CalibrationMetrics, calibration_metrics
+from robench.calibration.temperature import apply_temperature, fit_temperature, logits_from_probs
+from robench.context import EvalContext, EvaluationOutput
+from robench.data.base import Dataset
+from robench.registry import register
+from robench.results import MetricRecord
+from robench.threat_model import CalibrationSpec, ThreatModel
+
+EVALUATION = "calibration"
+BOOTSTRAP_INTERVAL = f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)"
+
+Condition = dict[str, Any]
+
+
+def _conditions(shared: dict[str, Any], wanted: tuple[str, ...]) -> list[tuple[str, Condition, dict[str, Any]]]:
+    """``(label, condition, hand-off)`` for every condition present, clean first, then attacks, then
+    corruptions by name and severity."""
+    found: list[tuple[str, Condition, dict[str, Any]]] = []
+    # Other hand-offs share the prefixes (``attacks/worst_case`` holds no probabilities).
+    shared = {k: v for k, v in shared.items() if isinstance(v, dict) and "probs" in v and "labels" in v}
+    if "clean" in wanted and "clean" in shared:
+        found.append(("clean", {"condition": "clean"}, shared["clean"]))
+    if "attacks" in wanted:
+        for key in sorted(k for k in shared if isinstance(k, str) and k.startswith("attacks/")):
+            attack = key.split("/", 1)[1]
+            found.append((f"attack {attack}", {"condition": "attack", "attack": attack}, shared[key]))
+    if "corruptions" in wanted:
+        cells = []
+        for key in shared:
+            parts = key.split("/") if isinstance(key, str) else []
+            if len(parts) == 3 and parts[0] == "corruptions":
+                severity: int | str = int(parts[2]) if parts[2].isdigit() else parts[2]
+                cells.append((parts[1], severity, key))
+        for name, severity, key in sorted(cells, key=lambda c: (c[0], str(c[1]))):
+            found.append(
+                (f"{name} s{severity}", {"condition": "corruption", "corruption": name, "severity": severity}, shared[key])
+            )
+    return found
+
+
+# Record names; the maximum calibration error is spelled out so that it is not mistaken for the
+# corruptions section's mCE (mean corruption error).
+RECORD_NAMES = {
+    "ece": "ece",
+    "mce": "max_calibration_error",
+    "adaptive_ece": "adaptive_ece",
+    "classwise_ece": "classwise_ece",
+    "brier": "brier",
+    "nll": "nll",
+}
+UNITS = {"brier": "brier", "nll": "nats"}
+
+
+def _records(
+    metrics: CalibrationMetrics, condition: Condition, intervals: dict[str, tuple[float, float] | None] | None
+) -> list[MetricRecord]:
+    """Accuracy (Clopper-Pearson) and every calibration metric (bootstrap interval when given)."""
+    n = metrics.n
+    records = [MetricRecord.proportion(EVALUATION, "accuracy", metrics.correct, n, condition)]
+    for key, name in RECORD_NAMES.items():
+        interval = (intervals or {}).get(key)
+        records.append(
+            MetricRecord(
+                evaluation=EVALUATION, name=name, value=getattr(metrics, key), n=n,
+                ci_low=interval[0] if interval else None, ci_high=interval[1] if interval else None,
+                condition=condition, unit=UNITS.get(key, "probability"),
+                interval=BOOTSTRAP_INTERVAL if interval else None,
+            )
+        )  # fmt: skip
+    return records
+
+
+def _clean_probs(model: Any, data: Dataset, ctx: EvalContext) -> dict[str, torch.Tensor]:
+    def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"probs": model.predict_logits(x).float().softmax(dim=1), "labels": y}
+
+    return ctx.map_batches("clean", data, batch, model.counter, desc="calibration clean")
+
+
+@register("evaluation", "calibration")
+def evaluate_calibration(
+    model: Any, data: Dataset, threat: ThreatModel, spec: CalibrationSpec | None, ctx: EvalContext
+) -> EvaluationOutput:
+    """ECE/MCE/adaptive/classwise ECE, Brier, NLL and accuracy, clean and under attacks and corruptions."""
+    spec = spec or CalibrationSpec()
+    output = EvaluationOutput(resolved=spec.model_dump(mode="json"))
+    shared = dict(ctx.shared)
+    if "clean" in spec.conditions or spec.temperature_scaling:
+        if "clean" not in shared:
+            shared["clean"] = _clean_probs(model, data, ctx)
+    conditions = _conditions(shared, spec.conditions)
+    present = {c["condition"] for _, c, _ in conditions}
+    for wanted, kind in (("attacks", "attack"), ("corruptions", "corruption")):
+        if wanted in spec.conditions and kind not in present:
+            output.warnings.append(
+                f"calibration under {wanted} was requested, but no {wanted} outputs were found "
+                f"(the {wanted} section did not run before calibration)"
+            )
+    reliability: list[dict[str, Any]] = []
+    for index, (label, condition, handoff) in enumerate(conditions):
+        probs, labels = handoff["probs"].detach().cpu().float(), handoff["labels"].detach().cpu().long()
+        metrics = calibration_metrics(probs, labels, spec.n_bins)
+        intervals = bootstrap_intervals(probs, labels, spec.n_bins, ctx.generator("bootstrap", index))
+        output.records += _records(metrics, condition, intervals)
+        reliability.append({"label": label, "condition": condition, "ece": metrics.ece, **metrics.reliability.to_json()})
+
+    artifacts: dict[str, Any] = {"n_bins": spec.n_bins, "reliability": reliability}
+    if spec.temperature_scaling:
+        artifacts["temperature"] = _temperature_scaling(shared, conditions, spec, output)
+    output.artifacts = artifacts
+    return output
+
+
+def _temperature_scaling(
+    shared: dict[str, Any], conditions: list[tuple[str, Condition, dict[str, Any]]], spec: CalibrationSpec, output: EvaluationOutput
+) -> dict[str, Any]:
+    """Fit ``T`` on the first ``holdout_fraction`` of the clean examples; report every condition on
+    the remaining examples (indices ``>= n_fit``) before and after scaling.
+
+    The conditions of the other sections are computed on the same examples in the same order, so
+    restricting them to indices ``>= n_fit`` keeps the fitting examples out of every report.
+    """
+    clean = shared["clean"]
+    n_total = int(clean["labels"].numel())
+    n_fit = math.ceil(spec.holdout_fraction * n_total)
+    if n_fit < 1 or n_total - n_fit < 1:
+        output.warnings.append(
+            f"temperature scaling skipped: {n_total} clean examples cannot be split into a fitting set "
+            f"({spec.holdout_fraction:g}) and an evaluation set"
+        )
+        return {"skipped": True}
+    fit = fit_temperature(logits_from_probs(clean["probs"][:n_fit].float()), clean["labels"][:n_fit].long())
+    if fit.nll_before < 1e-9:
+        output.warnings.append("temperature not identifiable: the held-out NLL is already ~0 (every fitting example confidently right)")
+    elif fit.at_bound:
+        output.warnings.append(f"fitted temperature {fit.temperature:g} lies on the search bound [0.01, 100]")
+    output.records.append(
+        MetricRecord(evaluation=EVALUATION, name="temperature", value=fit.temperature, n=fit.n, condition={"condition": "clean", "split": "fit"})
+    )
+    for label, condition, handoff in conditions:
+        probs, labels = handoff["probs"].detach().cpu().float(), handoff["labels"].detach().cpu().long()
+        if labels.numel() != n_total:
+            output.warnings.append(
+                f"temperature scaling: {label} has {labels.numel()} examples, not the {n_total} clean ones; "
+                "it is evaluated on its examples from index n_fit on, assuming the same order"
+            )
+        probs, labels = probs[n_fit:], labels[n_fit:]
+        if labels.numel() == 0:
+            continue
+        scaled = apply_temperature(logits_from_probs(probs), fit.temperature).float()
+        for stage, values in (("before", probs), ("after", scaled)):
+            metrics = calibration_metrics(values, labels, spec.n_bins)
+            output.records += _records(metrics, {**condition, "split": "eval", "temperature": stage}, None)
+    return {
+        "temperature": fit.temperature,
+        "n_fit": n_fit,
+        "n_eval": n_total - n_fit,
+        "nll_fit_before": fit.nll_before,
+        "nll_fit_after": fit.nll_after,
+    }

@@ -1,0 +1,219 @@
+"""Calibration metrics against torchmetrics, netcal and brute-force numpy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from netcal.metrics import ECE as NetcalECE
+from netcal.metrics import MCE as NetcalMCE
+from torchmetrics.functional.classification import multiclass_calibration_error
+
+from robench._errors import ConfigError
+from robench.calibration import (
+    CalibrationAccumulator,
+    adaptive_calibration_error,
+    brier_score,
+    calibration_metrics,
+    classwise_calibration_error,
+    expected_calibration_error,
+    max_calibration_error,
+    negative_log_likelihood,
+    reliability_bins,
+)
+
+
+def _random(n: int, k: int, seed: int, temperature: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, k, generator=gen) * temperature
+    labels = torch.where(
+        torch.rand(n, generator=gen) < 0.6, logits.argmax(1), torch.randint(0, k, (n,), generator=gen)
+    )
+    return logits.softmax(1), labels
+
+
+def _binned_reference(conf: np.ndarray, hit: np.ndarray, n_bins: int, right_closed: bool) -> tuple[float, float]:
+    """Guo et al.'s ECE and MCE with an explicit loop over bins (right- or left-closed)."""
+    # The same float edges as robench (torch.linspace in the confidences' dtype): "on an edge" is
+    # equality with these floats.
+    edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.from_numpy(conf[:1]).dtype).numpy()
+    ece, mce = 0.0, 0.0
+    for m in range(n_bins):
+        low, high = edges[m], edges[m + 1]
+        if right_closed:
+            inside = (conf > low) & (conf <= high) if m > 0 else (conf >= low) & (conf <= high)
+        else:
+            inside = (conf >= low) & (conf < high) if m < n_bins - 1 else (conf >= low) & (conf <= high)
+        if inside.any():
+            gap = abs(hit[inside].mean() - conf[inside].astype(np.float64).mean())
+            ece += inside.mean() * gap
+            mce = max(mce, gap)
+    return ece, mce
+
+
+@pytest.mark.parametrize("k,seed", [(2, 0), (3, 1), (10, 2), (100, 3)])
+@pytest.mark.parametrize("n_bins", [15, 7])
+def test_ece_mce_equal_torchmetrics(k: int, seed: int, n_bins: int) -> None:
+    probs, labels = _random(3000, k, seed)
+    ece_tm = float(multiclass_calibration_error(probs, labels, k, n_bins=n_bins, norm="l1"))
+    mce_tm = float(multiclass_calibration_error(probs, labels, k, n_bins=n_bins, norm="max"))
+    assert expected_calibration_error(probs, labels, n_bins) == pytest.approx(ece_tm, abs=1e-6)
+    assert max_calibration_error(probs, labels, n_bins) == pytest.approx(mce_tm, abs=1e-6)
+
+
+@pytest.mark.parametrize("k,seed", [(3, 4), (10, 5), (50, 6)])
+def test_ece_mce_equal_netcal(k: int, seed: int) -> None:
+    probs, labels = _random(2000, k, seed)
+    x, y = probs.double().numpy(), labels.numpy()
+    assert expected_calibration_error(probs.double(), labels) == pytest.approx(NetcalECE(bins=15).measure(x, y), abs=1e-9)
+    assert max_calibration_error(probs.double(), labels) == pytest.approx(NetcalMCE(bins=15).measure(x, y), abs=1e-9)
+
+
+EDGE_CASES = {
+    "one-hot": (torch.eye(4)[torch.tensor([0, 1, 2, 3, 0, 1])], torch.tensor([0, 1, 2, 3, 1, 1])),
+    "uniform (argmax ties)": (torch.full((6, 3), 1 / 3), torch.tensor([0, 0, 1, 2, 2, 0])),
+    "near one half": (torch.tensor([[0.5, 0.49, 0.01], [0.51, 0.48, 0.01], [0.02, 0.5, 0.48]]), torch.tensor([1, 0, 2])),
+    "single example": (torch.tensor([[0.2, 0.5, 0.3]]), torch.tensor([1])),
+}
+
+
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+def test_edge_cases_equal_torchmetrics_and_netcal(case: str) -> None:
+    probs, labels = EDGE_CASES[case]
+    probs = probs.double()
+    k = probs.shape[1]
+    ece, mce = expected_calibration_error(probs, labels), max_calibration_error(probs, labels)
+    assert ece == pytest.approx(float(multiclass_calibration_error(probs, labels, k, n_bins=15, norm="l1")), abs=1e-6)
+    assert mce == pytest.approx(float(multiclass_calibration_error(probs, labels, k, n_bins=15, norm="max")), abs=1e-6)
+    if len(labels.unique()) == k:  # netcal infers the class count from the labels present
+        x, y = probs.numpy(), labels.numpy()
+        assert ece == pytest.approx(NetcalECE(bins=15).measure(x, y), abs=1e-9)
+        assert mce == pytest.approx(NetcalMCE(bins=15).measure(x, y), abs=1e-9)
+
+
+def test_classwise_ece_binary_equals_netcal_binary_ece() -> None:
+    # netcal reads an (N, 2) input as a binary problem: calibration of p(y = 1) over bins of p1.
+    # With K = 2 the two classes' binned errors coincide, so the classwise ECE is that number.
+    probs, labels = _random(4000, 2, 7)
+    x, y = probs.double().numpy(), labels.numpy()
+    assert classwise_calibration_error(probs.double(), labels) == pytest.approx(NetcalECE(bins=15).measure(x, y), abs=1e-9)
+
+
+def test_edge_confidences_follow_guo_right_closed_bins() -> None:
+    # Top-label confidences exactly on inner bin edges (as float32): Guo's bins put m/M in bin m,
+    # torchmetrics' left-closed bins put it in bin m+1. Each matches its own brute-force reference.
+    n_bins, k = 15, 20
+    edges = torch.linspace(0, 1, n_bins + 1)
+    rows, labels = [], []
+    for i, m in enumerate(range(2, n_bins)):
+        # One example exactly on the edge m/M (right) and a companion inside the next bin (wrong):
+        # left-closed bins put both in one bin, right-closed bins keep them apart.
+        for top, right in ((float(edges[m]), True), (float(edges[m]) + 0.02, False)):
+            rest = (1 - top) / (k - 1)
+            row = torch.full((k,), rest, dtype=torch.float32)
+            row[i % k] = top
+            rows.append(row)
+            labels.append(i % k if right else (i + 1) % k)
+    probs, labels_t = torch.stack(rows), torch.tensor(labels)
+    conf, pred = probs.max(1)
+    assert torch.equal(conf[::2], edges[2:n_bins])
+    hit = (pred == labels_t).double().numpy()
+    ours = expected_calibration_error(probs, labels_t, n_bins)
+    right, right_max = _binned_reference(conf.numpy(), hit, n_bins, right_closed=True)
+    left, _ = _binned_reference(conf.numpy(), hit, n_bins, right_closed=False)
+    assert ours == pytest.approx(right, abs=1e-7)
+    assert max_calibration_error(probs, labels_t, n_bins) == pytest.approx(right_max, abs=1e-7)
+    torchmetrics_value = float(multiclass_calibration_error(probs, labels_t, k, n_bins=n_bins, norm="l1"))
+    assert torchmetrics_value == pytest.approx(left, abs=1e-6)
+    assert abs(right - left) > 1e-3  # the conventions really differ on these inputs
+
+
+def test_extreme_confidences() -> None:
+    # Confidence 1.0 lands in the last bin, one-hot correct predictions are perfectly calibrated.
+    probs = torch.eye(4)[torch.tensor([0, 1, 2, 3, 0])]
+    labels = torch.tensor([0, 1, 2, 3, 1])
+    assert expected_calibration_error(probs, labels) == pytest.approx(1 / 5)
+    assert max_calibration_error(probs, labels) == pytest.approx(1 / 5)
+    bins = reliability_bins(probs, labels)
+    assert int(bins.count[-1]) == 5 and int(bins.count[:-1].sum()) == 0
+    uniform = torch.full((6, 3), 1 / 3)
+    assert expected_calibration_error(uniform, torch.tensor([0, 0, 0, 1, 2, 2])) == pytest.approx(abs(3 / 6 - 1 / 3), abs=1e-6)
+
+
+def test_adaptive_and_classwise_equal_brute_force() -> None:
+    probs, labels = _random(1003, 6, 8)
+    n_bins = 15
+    conf, pred = probs.max(1)
+    order = np.argsort(conf.numpy(), kind="stable")
+    hit = (pred == labels).double().numpy()
+    expected = 0.0
+    for group in np.array_split(order, n_bins):
+        expected += len(group) / len(order) * abs(hit[group].mean() - conf.double().numpy()[group].mean())
+    assert adaptive_calibration_error(probs, labels, n_bins) == pytest.approx(expected, abs=1e-9)
+
+    p, y = probs.double().numpy(), labels.numpy()
+    per_class = []
+    for c in range(p.shape[1]):
+        onehot = (y == c).astype(np.float64)
+        per_class.append(_binned_reference(p[:, c], onehot, n_bins, right_closed=True)[0])
+    assert classwise_calibration_error(probs.double(), labels, n_bins) == pytest.approx(np.mean(per_class), abs=1e-9)
+
+
+def test_brier_and_nll_equal_references() -> None:
+    from sklearn.metrics import log_loss
+
+    probs, labels = _random(500, 5, 9)
+    probs = probs.double()
+    onehot = np.eye(5)[labels.numpy()]
+    assert brier_score(probs, labels) == pytest.approx(((probs.double().numpy() - onehot) ** 2).sum(1).mean(), abs=1e-9)
+    assert negative_log_likelihood(probs.double(), labels) == pytest.approx(
+        log_loss(labels.numpy(), probs.double().numpy(), labels=list(range(5))), abs=1e-9
+    )
+    # A zero probability on the true class costs a large but finite amount.
+    zero = torch.tensor([[1.0, 0.0]]), torch.tensor([1])
+    assert 80 < negative_log_likelihood(*zero) < 90
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_accumulated_equals_one_shot_over_random_splits(seed: int) -> None:
+    probs, labels = _random(777, 7, 10 + seed)
+    once = calibration_metrics(probs, labels, 15)
+    gen = np.random.default_rng(seed)
+    cuts = np.sort(gen.choice(np.arange(1, 777), size=gen.integers(1, 12), replace=False))
+    accumulator = CalibrationAccumulator(15)
+    for chunk_p, chunk_y in zip(np.split(probs.numpy(), cuts), np.split(labels.numpy(), cuts)):
+        accumulator.update(torch.from_numpy(chunk_p), torch.from_numpy(chunk_y))
+    batched = accumulator.compute()
+    for name in ("ece", "mce", "adaptive_ece", "classwise_ece", "brier", "nll", "accuracy"):
+        assert getattr(batched, name) == pytest.approx(getattr(once, name), abs=1e-10), name
+    assert batched.n == once.n == 777
+    assert torch.allclose(batched.reliability.count, once.reliability.count)
+    assert once.ece == pytest.approx(expected_calibration_error(probs, labels), abs=1e-12)
+    assert once.adaptive_ece == pytest.approx(adaptive_calibration_error(probs, labels), abs=1e-12)
+
+
+def test_accumulator_empty_and_class_mismatch() -> None:
+    accumulator = CalibrationAccumulator()
+    assert accumulator.compute().ece == 0.0
+    accumulator.update(*_random(10, 3, 0))
+    with pytest.raises(ConfigError, match="3 classes"):
+        accumulator.update(*_random(10, 4, 0))
+
+
+@pytest.mark.parametrize(
+    "probs,labels,n_bins,message",
+    [
+        (torch.full((2, 3), 1 / 3), torch.tensor([0, 1]), 0, "n_bins"),
+        (torch.full((2, 3), 1 / 3), torch.tensor([0, 1]), True, "n_bins"),
+        (torch.randn(2, 3) * 5, torch.tensor([0, 1]), 15, "logits|sum to 1"),
+        (torch.full((2, 3), 0.2), torch.tensor([0, 1]), 15, "sum to 1"),
+        (torch.full((2, 3), 1 / 3), torch.tensor([0, 3]), 15, "labels"),
+        (torch.full((2, 3), 1 / 3), torch.tensor([0.0, 1.0]), 15, "integer"),
+        (torch.full((2, 3), 1 / 3), torch.tensor([0, 1, 2]), 15, "shape"),
+        (torch.full((3,), 1 / 3), torch.tensor([0]), 15, "shape"),
+        (torch.tensor([[float("nan"), 1.0]]), torch.tensor([0]), 15, "finite"),
+    ],
+)
+def test_bad_inputs_raise_config_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        expected_calibration_error(probs, labels, n_bins)  # type: ignore[arg-type]

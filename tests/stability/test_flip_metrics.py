@@ -1,0 +1,128 @@
+"""Flip probability and top-5 distance against hand-computed values and brute-force references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import rankdata
+
+from robench._errors import ConfigError
+from robench.stability import comparison_pairs, flip_probability, rankings, top5_distance
+
+
+def _flip_brute_force(predictions: np.ndarray, noise: bool, difficulty: int) -> float:
+    """FP as the paper defines it, with explicit loops over sequences, chains and frames."""
+    per_sequence = []
+    for sequence in predictions:
+        flips = []
+        if noise:  # every frame against the clean frame 0
+            flips = [int(sequence[j] != sequence[0]) for j in range(1, len(sequence))]
+        else:  # chains i, i+d, i+2d, ... compared consecutively
+            for start in range(difficulty):
+                chain = sequence[start::difficulty]
+                flips += [int(chain[j] != chain[j - 1]) for j in range(1, len(chain))]
+        per_sequence.append(np.mean(flips))
+    return float(np.mean(per_sequence))
+
+
+def _top5_pair_distance(scores_a: np.ndarray, scores_b: np.ndarray) -> int:
+    """d(tau(x), tau(x')) = sum_{i=1}^{5} sum_{j=min(i, s(i))+1}^{max(i, s(i))} 1[1 <= j-1 <= 5],
+    with s(i) the rank in x' of the class ranked i in x (ranks from scipy's rankdata, ordinal)."""
+    rank_a = rankdata(-scores_a, method="ordinal")
+    rank_b = rankdata(-scores_b, method="ordinal")
+    total = 0
+    for i in range(1, min(5, len(scores_a)) + 1):
+        cls = int(np.flatnonzero(rank_a == i)[0])
+        sigma = int(rank_b[cls])
+        total += sum(1 for j in range(min(i, sigma) + 1, max(i, sigma) + 1) if 1 <= j - 1 <= 5)
+    return total
+
+
+def _t5d_brute_force(scores: np.ndarray, noise: bool, difficulty: int) -> float:
+    per_sequence = []
+    for sequence in scores:
+        distances = []
+        if noise:
+            distances = [_top5_pair_distance(sequence[0], sequence[j]) for j in range(1, len(sequence))]
+        else:
+            for start in range(difficulty):
+                chain = sequence[start::difficulty]
+                distances += [_top5_pair_distance(chain[j - 1], chain[j]) for j in range(1, len(chain))]
+        per_sequence.append(np.mean(distances))
+    return float(np.mean(per_sequence))
+
+
+def test_flip_probability_hand_computed() -> None:
+    predictions = torch.tensor([[0, 1, 1, 1, 1], [3, 3, 2, 3, 3]])
+    # Sequential, stride 1: pairs (0,1) (1,2) (2,3) (3,4).
+    assert flip_probability(predictions, noise=False).tolist() == [1 / 4, 2 / 4]
+    # Noise: frames 1..4 against frame 0.
+    assert flip_probability(predictions, noise=True).tolist() == [4 / 4, 1 / 4]
+    # Stride 2: chains 0,2,4 and 1,3 give pairs (0,2) (2,4) (1,3).
+    assert flip_probability(predictions, noise=False, difficulty=2).tolist() == [1 / 3, 2 / 3]
+    # Stride 3: chains 0,3 / 1,4 / 2 give pairs (0,3) (1,4).
+    assert flip_probability(predictions, noise=False, difficulty=3).tolist() == [1 / 2, 0.0]
+    # Noise ignores the stride (the difficulty picks the noise strength instead).
+    assert flip_probability(predictions, noise=True, difficulty=3).tolist() == [1.0, 1 / 4]
+
+
+@pytest.mark.parametrize("noise", [True, False])
+@pytest.mark.parametrize("difficulty", [1, 2, 3, 5])
+@pytest.mark.parametrize("frames", [16, 21, 31])
+def test_flip_probability_equals_brute_force(noise: bool, difficulty: int, frames: int) -> None:
+    gen = torch.Generator().manual_seed(frames * 10 + difficulty)
+    # Sticky predictions (mostly repeats) so that flip probabilities are away from 0 and 1.
+    changes = torch.rand(40, frames, generator=gen) < 0.3
+    predictions = torch.cumsum(changes.long() * torch.randint(1, 3, (40, frames), generator=gen), dim=1) % 4
+    ours = flip_probability(predictions, noise, difficulty)
+    assert ours.shape == (40,)
+    assert float(ours.mean()) == pytest.approx(_flip_brute_force(predictions.numpy(), noise, difficulty), abs=1e-12)
+
+
+def test_rankings_equal_scipy_ordinal_with_ties() -> None:
+    scores = torch.tensor([[0.1, 0.5, 0.5, 0.2, 0.5], [3.0, 3.0, 1.0, 2.0, 0.0]])
+    expected = np.stack([rankdata(-row, method="ordinal") for row in scores.numpy()])
+    assert np.array_equal(rankings(scores).numpy(), expected)
+
+
+def test_top5_distance_constructed_rankings() -> None:
+    classes = 10
+    base = torch.arange(classes, 0, -1, dtype=torch.float64)  # class 0 first, class 9 last
+
+    def frame(order: list[int]) -> torch.Tensor:
+        scores = torch.empty(classes, dtype=torch.float64)
+        scores[torch.tensor(order)] = base
+        return scores
+
+    identity = list(range(classes))
+    swap12 = [1, 0] + identity[2:]  # top-1 and top-2 exchange places: |2-1| + |1-2| = 2
+    drop_first = identity[1:] + [0]  # former top-1 falls to rank 10: min(10, 6) - 1 = 5, and 4 x 1
+    swap56 = [0, 1, 2, 3, 5, 4] + identity[6:]  # only rank 5 <-> 6 changes: |min(6, 6) - 5| = 1
+    outside = [0, 1, 2, 3, 4, 6, 5] + identity[7:]  # ranks 6 and 7 exchange: top-5 unchanged
+    for order, expected in ((identity, 0), (swap12, 2), (drop_first, 9), (swap56, 1), (outside, 0)):
+        scores = torch.stack([frame(identity), frame(order)])[None]
+        assert float(top5_distance(scores, noise=False)[0]) == expected
+        assert _top5_pair_distance(scores[0, 0].numpy(), scores[0, 1].numpy()) == expected
+
+
+@pytest.mark.parametrize("noise,difficulty,classes", [(True, 1, 10), (False, 1, 10), (False, 2, 7), (True, 2, 4), (False, 3, 1000)])
+def test_top5_distance_equals_brute_force(noise: bool, difficulty: int, classes: int) -> None:
+    gen = torch.Generator().manual_seed(classes + difficulty)
+    drift = torch.randn(6, 1, classes, generator=gen, dtype=torch.float64)
+    scores = drift + 0.4 * torch.randn(6, 12, classes, generator=gen, dtype=torch.float64)
+    scores[0, 3] = scores[0, 2]  # identical frames
+    scores[1, :, :3] = 1.0  # ties broken by class index
+    ours = top5_distance(scores, noise, difficulty)
+    assert float(ours.mean()) == pytest.approx(_t5d_brute_force(scores.numpy(), noise, difficulty), abs=1e-12)
+    assert float(ours.max()) <= 15
+
+
+def test_comparison_pairs_and_errors() -> None:
+    assert comparison_pairs(4, noise=True).tolist() == [[0, 1], [0, 2], [0, 3]]
+    assert comparison_pairs(5, noise=False, difficulty=2).tolist() == [[0, 2], [1, 3], [2, 4]]
+    for args in ((1, False, 1), (5, False, 0), (5, False, 5), (5.0, False, 1)):
+        with pytest.raises(ConfigError):
+            comparison_pairs(*args)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="dims"):
+        flip_probability(torch.zeros(5, dtype=torch.long), noise=True)

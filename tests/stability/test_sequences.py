@@ -1,0 +1,151 @@
+"""Perturbation sequences: shapes, seeding, identity frames and independent references
+(OpenCV for tilt, PIL for rotation, scikit-image for blur and brightness)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robench.registry import registry
+from robench.stability.params import TABLES, resolve_table, sequence_params
+from robench.stability.sequences import quantize, tilt_homography
+from robench.threat_model import TEST_PERTURBATIONS, VALIDATION_PERTURBATIONS
+
+NAMES = registry.names("perturbation")
+
+
+def _image(n: int = 2, channels: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """Smooth 8-bit images (blurred noise), so resampling conventions matter little."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, channels, size // 4, size // 4, generator=gen)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    return quantize(x)
+
+
+def _run(name: str, x: torch.Tensor, seed: int = 0, table: str = "cifar10", level: int = 1) -> torch.Tensor:
+    return registry.get("perturbation", name)(x, torch.Generator().manual_seed(seed), params=sequence_params(name, table), level=level)
+
+
+def test_every_declared_perturbation_is_registered_with_both_tables() -> None:
+    assert sorted(NAMES) == sorted(TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS)
+    for table in TABLES.values():
+        assert sorted(table) == sorted(NAMES)
+    assert registry.names("perturbation", tag="noise") == ["gaussian_noise", "shot_noise", "speckle_noise"]
+    assert sequence_params("translate", "cifar10").frames == 16 and sequence_params("motion_blur", "cifar10").frames == 21
+    assert sequence_params("translate", "imagenet").frames == 41
+    assert resolve_table("auto", 32) == "cifar10" and resolve_table("auto", 224) == "imagenet"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shape_range_grid_and_seeding(name: str) -> None:
+    x = _image(size=16)
+    frames = _run(name, x, seed=1)
+    params = sequence_params(name, "cifar10")
+    assert frames.shape == (2, params.frames, 3, 16, 16)
+    assert float(frames.min()) >= 0 and float(frames.max()) <= 1
+    assert torch.equal(frames, quantize(frames))  # on the 8-bit grid
+    assert torch.equal(frames, _run(name, x, seed=1))  # same seed, same sequence
+    assert float((frames[:, 1:] - frames[:, :-1]).abs().amax()) > 0  # frames change
+    gray = _run(name, x[:, :1], seed=1)
+    assert gray.shape == (2, params.frames, 1, 16, 16)
+    if params.noise:
+        assert torch.equal(frames[:, 0], x)  # frame 0 is the clean image
+        assert not torch.equal(frames, _run(name, x, seed=2))
+
+
+@pytest.mark.parametrize(
+    "name,frame",
+    [("rotate", 15), ("shear", 15), ("scale", 15), ("translate", 7), ("brightness", 15), ("zoom_blur", 0)],
+)
+def test_identity_frames(name: str, frame: int) -> None:
+    x = _image()
+    got = _run(name, x)[:, frame]
+    assert float((got - x).abs().max()) <= 1 / 255 + 1e-6
+
+
+def test_imagenet_table_lengths() -> None:
+    x = _image(1, 3, 72)
+    assert _run("translate", x, table="imagenet").shape[1] == 41
+    assert _run("gaussian_noise", x, table="imagenet", level=3).shape[1] == 31
+
+
+def test_translate_shifts_whole_pixels_with_zero_fill() -> None:
+    x = _image(1)
+    frames = _run("translate", x)
+    # Frame i shifts right by i - 7 pixels.
+    assert torch.equal(frames[0, 9, :, :, 2:], x[0, :, :, :-2])
+    assert float(frames[0, 9, :, :, :2].abs().max()) == 0
+    assert torch.equal(frames[0, 0, :, :, :-7], x[0, :, :, 7:])
+
+
+def test_tilt_equals_opencv_warp_perspective() -> None:
+    cv2 = pytest.importorskip("cv2")
+    x = _image(1)
+    frames = _run("tilt", x)
+    image = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    for i in (0, 5, 25, 30):
+        reference = cv2.warpPerspective(image, tilt_homography(32, 32, 0.75 * (i - 15)), (32, 32)) / 255.0
+        ours = frames[0, i].permute(1, 2, 0).numpy()
+        inner = (slice(3, -3), slice(3, -3))  # away from the zero-filled border
+        assert np.abs(ours[inner] - reference[inner]).mean() < 2 / 255
+
+
+def test_rotate_equals_pil_affine() -> None:
+    from PIL import Image
+    from torchvision.transforms.functional import InterpolationMode, affine
+
+    x = _image(1)
+    frames = _run("rotate", x)
+    pil = Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    for i in (0, 8, 22, 30):
+        reference = np.asarray(affine(pil, angle=i - 15, translate=[0, 0], scale=1.0, shear=[0.0], interpolation=InterpolationMode.BILINEAR)) / 255.0
+        ours = frames[0, i].permute(1, 2, 0).numpy()
+        inner = (slice(4, -4), slice(4, -4))
+        assert np.abs(ours[inner] - reference[inner]).mean() < 2 / 255
+
+
+def test_gaussian_blur_and_brightness_equal_skimage() -> None:
+    from skimage.color import hsv2rgb, rgb2hsv
+    from skimage.filters import gaussian
+
+    x = _image(1)
+    image = x[0].permute(1, 2, 0).double().numpy()
+    blur = _run("gaussian_blur", x)
+    bright = _run("brightness", x)
+    for i in (0, 12, 30):
+        reference = np.floor(255 * gaussian(image, sigma=0.3 + 0.015 * i, channel_axis=-1, truncate=7.0, mode="nearest") + 1e-3) / 255
+        assert np.abs(blur[0, i].permute(1, 2, 0).numpy() - reference).max() <= 1 / 255 + 1e-6
+        hsv = rgb2hsv(image)
+        hsv[..., 2] = np.clip(hsv[..., 2] + (i - 15) * 0.015, 0, 1)
+        reference = np.floor(255 * hsv2rgb(hsv) + 1e-3) / 255
+        assert np.abs(bright[0, i].permute(1, 2, 0).numpy() - reference).max() <= 1 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("level,sigma", [(1, 0.02), (2, 0.04), (3, 0.06)])
+def test_gaussian_noise_strength(level: int, sigma: float) -> None:
+    x = torch.full((4, 3, 32, 32), 128 / 255)
+    frames = _run("gaussian_noise", x, level=level)
+    noise = frames[:, 1:] - x[:, None]
+    assert float(noise.std()) == pytest.approx(sigma, rel=0.08)
+    assert abs(float(noise.mean()) + 0.5 / 255) < 0.002  # truncation to the grid lowers by half a step
+
+
+def test_shot_noise_is_poisson() -> None:
+    x = torch.full((4, 3, 32, 32), 0.4)
+    frames = _run("shot_noise", x, level=2)[:, 1:]  # lam = 400: frames ~ Poisson(160) / 400
+    counts = torch.round(frames * 255) / 255 * 400
+    assert float(counts.var()) == pytest.approx(160, rel=0.1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", NAMES)
+def test_cuda_matches_cpu(name: str) -> None:
+    # The generator stays on the CPU, so both devices see the same random draws.
+    x = _image()
+    cpu = _run(name, x, seed=4)
+    cuda = _run(name, x.cuda(), seed=4).cpu()
+    assert cuda.shape == cpu.shape
+    assert float((cuda - cpu).abs().mean()) < 1e-3  # rare 1/255 steps where float rounding crosses the grid
+    assert float((cuda - cpu).abs().max()) <= 2 / 255 + 1e-6  # at most a step at each of two quantisations

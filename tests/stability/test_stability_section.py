@@ -1,0 +1,174 @@
+"""The ``stability`` and ``calibration`` sections end to end, and released CIFAR-10-P style files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from robench._errors import ConfigError, DataError
+from robench.calibration import expected_calibration_error
+from robench.context import EvalContext
+from robench.data import load_dataset
+from robench.models import load_model
+from robench.registry import registry
+from robench.runner import evaluate
+from robench.stability.params import sequence_params
+from robench.threat_model import DatasetSpec, StabilitySpec
+from tests.conftest import QuadrantNet, write_npz_dataset
+from tests.stability.test_flip_metrics import _flip_brute_force, _t5d_brute_force
+
+
+@pytest.fixture
+def tiny_run(tmp_path: Path) -> tuple:
+    manifest = write_npz_dataset(tmp_path / "data", n=16)
+    evaluations: dict = {
+        "attacks": [{"name": "fgsm"}],
+        "stability": {
+            "perturbations": ["rotate", "gaussian_noise", "translate"],
+            "difficulty": 2,
+            "baseline": {"rotate": 0.2, "gaussian_noise": 0.1, "translate": 0.4},
+        },
+        "calibration": {"temperature_scaling": True, "holdout_fraction": 0.25},
+    }
+    if "corruptions" in registry.names("evaluation"):
+        evaluations["corruptions"] = {"corruptions": ["gaussian_noise"], "severities": [1, 3]}
+    threat = {
+        "schema_version": 1,
+        "name": "tiny-stability",
+        "dataset": {"manifest": str(manifest), "split": "test"},
+        "adversary": {"norm": "Linf", "eps": 0.1},
+        "evaluations": evaluations,
+    }
+    path = tmp_path / "threat.yaml"
+    path.write_text(yaml.safe_dump(threat))
+    torch.manual_seed(0)
+    model = QuadrantNet()
+    with torch.no_grad():
+        model.scale.fill_(4.0)  # less confident than the default, so that calibration is not trivial
+    results = evaluate(model, path, data_root=tmp_path / "data", out_dir=tmp_path / "out", device="cpu", progress=False)
+    data, _ = load_dataset(DatasetSpec(manifest=str(manifest)), root=tmp_path / "data")
+    return results, model, data
+
+
+def test_end_to_end_through_the_runner(tiny_run: tuple) -> None:
+    results, model, data = tiny_run
+    assert results.status == "success"
+    assert {e.key: e.status for e in results.evaluations}["stability"] == "success"
+    x, y = data.load(slice(0, len(data)))
+
+    # Rotation is deterministic: recompute its frames and predictions independently.
+    frames = registry.get("perturbation", "rotate")(x, torch.Generator(), params=sequence_params("rotate", "cifar10"))
+    with torch.no_grad():
+        logits = model(frames.reshape(-1, *frames.shape[2:])).reshape(16, frames.shape[1], -1)
+    fp = _flip_brute_force(logits.argmax(2).numpy(), noise=False, difficulty=2)
+    t5d = _t5d_brute_force(logits.numpy(), noise=False, difficulty=2)
+    record = results.records("stability", "flip_probability")
+    by_name = {r.condition["perturbation"]: r for r in record}
+    assert by_name["rotate"].value == pytest.approx(fp, abs=1e-12)
+    assert by_name["rotate"].n == 16 and by_name["rotate"].ci_low <= fp <= by_name["rotate"].ci_high
+    t5d_record = next(r for r in results.records("stability", "top5_distance") if r.condition["perturbation"] == "rotate")
+    assert t5d_record.value == pytest.approx(t5d, abs=1e-12)
+    rates = {r.condition["perturbation"]: r.value for r in results.records("stability", "flip_rate")}
+    assert rates["rotate"] == pytest.approx(fp / 0.2)
+    mean_rate = results.records("stability", "mean_flip_rate")[0].value
+    assert mean_rate == pytest.approx(np.mean([rates[n] for n in ("rotate", "gaussian_noise", "translate")]))
+    artifacts = results.evaluation("stability").artifacts
+    strip = artifacts["perturbations"][0]["strip"]
+    assert strip["images"][0].startswith("data:image/png;base64,") and len(strip["predictions"]) == 31
+
+    # Calibration: clean ECE from the model's own probabilities; attacked and corrupted conditions present.
+    with torch.no_grad():
+        probs = model(x).softmax(1)
+    clean = next(r for r in results.records("calibration", "ece") if r.condition == {"condition": "clean"})
+    assert clean.value == pytest.approx(expected_calibration_error(probs, y), abs=1e-6)
+    conditions = {r.condition["condition"] for r in results.records("calibration", "ece")}
+    assert "attack" in conditions
+    if "corruptions" in registry.names("evaluation"):
+        assert "corruption" in conditions
+    assert results.evaluation("calibration").artifacts["temperature"]["n_fit"] == 4
+
+
+def test_report_sections_render(tiny_run: tuple) -> None:
+    from robench.report.render import render_html
+    from robench.report.sections import calibration as calibration_section
+    from robench.report.sections import stability as stability_section
+
+    results = tiny_run[0]
+    stability = stability_section.build(results)
+    calibration = calibration_section.build(results)
+    assert stability is not None and calibration is not None
+    assert [row["perturbation"] for row in stability["rows"]] == ["rotate", "gaussian_noise", "translate"]
+    html = render_html(results)
+    assert "Flip probability" in html and "Reliability" in html and "ECE" in html
+
+
+def _pixel_model(num_classes: int = 4) -> nn.Module:
+    class MeanQuadrants(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 6 * nn.functional.adaptive_avg_pool2d(x.mean(1, keepdim=True), 2).flatten(1)
+
+    return MeanQuadrants()
+
+
+def _released(tmp_path: Path, frames: int = 6) -> tuple[Path, dict[str, np.ndarray]]:
+    """A CIFAR-10-P style release: rotate.npy and gaussian_noise_2.npy, uint8 (N, T, 8, 8, 3)."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "home" / "tinyp"
+    folder.mkdir(parents=True)
+    arrays, files = {}, []
+    for name in ("rotate.npy", "gaussian_noise_2.npy"):
+        array = rng.integers(0, 256, size=(10, frames, 8, 8, 3), dtype=np.uint8)
+        array[:, 1::2] = array[:, :1]  # repeated frames, so that flips are neither all nor none
+        np.save(folder / name, array)
+        raw = (folder / name).read_bytes()
+        files.append({"path": name, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()})
+        arrays[name] = array
+    manifest = {
+        "schema_version": 1, "name": "tinyp", "format": "cifar_p", "directory": "tinyp", "num_classes": 4,
+        "input_shape": [3, 8, 8], "files": files, "splits": {"test": {"n": 10}},
+    }  # fmt: skip
+    path = tmp_path / "tinyp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path, arrays
+
+
+def test_released_sequences_match_brute_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest, arrays = _released(tmp_path)
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "home"))
+    handle = load_model(_pixel_model(), device="cpu", num_classes=4)
+    spec = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["rotate", "gaussian_noise"], difficulty=2, n_examples=7)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("stability")
+    out = registry.get("evaluation", "stability")(handle, None, None, spec, ctx)  # type: ignore[arg-type]
+    values = {r.condition["perturbation"]: r.value for r in out.records if r.name == "flip_probability"}
+    for name, file, noise in (("rotate", "rotate.npy", False), ("gaussian_noise", "gaussian_noise_2.npy", True)):
+        frames = torch.from_numpy(arrays[file][:7]).permute(0, 1, 4, 2, 3).float() / 255
+        with torch.no_grad():
+            predictions = _pixel_model()(frames.reshape(-1, 3, 8, 8)).reshape(7, 6, -1).argmax(2)
+        assert values[name] == pytest.approx(_flip_brute_force(predictions.numpy(), noise, 2), abs=1e-12)
+    assert all(r.n == 7 for r in out.records if r.name == "flip_probability")
+
+    (tmp_path / "home" / "tinyp" / "rotate.npy").write_bytes(b"tampered")
+    ctx.begin("stability")
+    with pytest.raises(DataError, match="rotate.npy"):
+        registry.get("evaluation", "stability")(handle, None, None, spec, ctx)  # type: ignore[arg-type]
+
+
+def test_released_file_not_listed_and_bad_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest, _ = _released(tmp_path)
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "home"))
+    handle = load_model(_pixel_model(), device="cpu", num_classes=4)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("stability")
+    spec = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["scale"])
+    with pytest.raises(DataError, match="does not list scale.npy"):
+        registry.get("evaluation", "stability")(handle, None, None, spec, ctx)  # type: ignore[arg-type]
+    bad = StabilitySpec(perturbations=["rotate"], baseline={"rotate": 0.0})
+    with pytest.raises(ConfigError, match="baseline"):
+        registry.get("evaluation", "stability")(handle, None, None, bad, ctx)  # type: ignore[arg-type]
