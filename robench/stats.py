@@ -61,3 +61,13 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _register() -> None:
+    from robench.registry import registry
+
+    registry.register("metric", "clopper_pearson", tags=("interval",))(clopper_pearson)
+    registry.register("metric", "wilson", tags=("interval",))(wilson)
+
+
+_register()

@@ -35,3 +35,15 @@ __all__ = [
     "negative_log_likelihood",
     "reliability_bins",
 ]
+
+from robench.registry import registry as _registry
+
+for _name, _fn in (
+    ("ece", expected_calibration_error),
+    ("max_calibration_error", max_calibration_error),
+    ("adaptive_ece", adaptive_calibration_error),
+    ("classwise_ece", classwise_calibration_error),
+    ("brier_score", brier_score),
+    ("nll", negative_log_likelihood),
+):
+    _registry.register("metric", _name, tags=("calibration",))(_fn)

@@ -17,3 +17,9 @@ from robench.corruptions._base import GROUPS
 from robench.corruptions.params import CIFAR10_TABLE, IMAGENET_TABLE, TABLES, CorruptionTable, resolve_table
 
 __all__ = ["CIFAR10_TABLE", "GROUPS", "IMAGENET_TABLE", "TABLES", "CorruptionTable", "resolve_table"]
+
+from robench.corruptions.metrics import corruption_error, relative_corruption_error
+from robench.registry import registry as _registry
+
+_registry.register("metric", "corruption_error", tags=("corruptions",))(corruption_error)
+_registry.register("metric", "relative_corruption_error", tags=("corruptions",))(relative_corruption_error)

@@ -20,3 +20,8 @@ __all__ = [
     "sequence_params",
     "top5_distance",
 ]
+
+from robench.registry import registry as _registry
+
+_registry.register("metric", "flip_probability", tags=("stability",))(flip_probability)
+_registry.register("metric", "top5_distance", tags=("stability",))(top5_distance)
