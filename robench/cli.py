@@ -66,6 +66,7 @@ def print_summary(results: Any) -> None:
 # --------------------------------------------------------------------------- commands
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from robench.report import render_report
+    from robench.report.exports import write_exports
     from robench.runner import evaluate, process_rank
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
@@ -90,8 +91,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if process_rank()[0] != 0:  # under torchrun, rank 0 reports
         return EXIT_OK
     report = render_report(results, out / "report.html")
+    exports = write_exports(results, out)
     print_summary(results)
-    _out(f"wrote {out / 'results.json'} and {report}")
+    _out(f"wrote {out / 'results.json'}, {report}, " + ", ".join(str(p) for p in exports.values()))
     return EXIT_OK
 
 
@@ -169,6 +171,59 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_leaderboard_sync(args: argparse.Namespace) -> int:
+    from robench.leaderboard import DEFAULT_SNAPSHOT, sync_snapshot
+
+    out = Path(args.out) if args.out else DEFAULT_SNAPSHOT
+    snapshot = sync_snapshot(args.source, out)
+    for key, board in sorted(snapshot.boards.items()):
+        _out(f"  {key}: {len(board.entries)} entries")
+    _out(f"wrote {out} ({snapshot.count} entries from {args.source})")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from robench.leaderboard import board_table, compare_runs, compare_to_leaderboard, load_snapshot, runs_table
+    from robench.results import load_results
+
+    first = load_results(args.results)
+    if args.other:
+        comparison = compare_runs(first, load_results(args.other), args.results, args.other)
+        _out(format_table(*runs_table(comparison)))
+        for note in comparison.notes:
+            _out(f"note: {note}")
+        return EXIT_OK
+    snapshot = load_snapshot(args.snapshot) if args.snapshot else load_snapshot()
+    comparisons = compare_to_leaderboard(first, snapshot)
+    if not comparisons:
+        _out(f"no board of the snapshot ({', '.join(sorted(snapshot.boards))}) matches this run's dataset and threat")
+    for comparison in comparisons:
+        at = f" at eps {comparison.eps}" if comparison.eps else ""
+        _out(f"{comparison.board}{at}: rank {comparison.rank or '–'} of {comparison.n_entries + 1}")
+        _out(format_table(*board_table(comparison)))
+        for note in comparison.notes:
+            _out(f"note: {note}")
+        if comparison.scrutiny:
+            _out("SCRUTINY: beats the state of the art without a strong attack (AutoAttack)")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from robench.report.exports import markdown_summary, records_csv, write_exports
+    from robench.results import atomic_write_text, load_results
+
+    results = load_results(args.results)
+    if not args.csv and not args.markdown:
+        for path in write_exports(results, Path(args.results).parent).values():
+            _out(f"wrote {path}")
+        return EXIT_OK
+    if args.csv:
+        _out(f"wrote {atomic_write_text(Path(args.csv), records_csv(results))}")
+    if args.markdown:
+        _out(f"wrote {atomic_write_text(Path(args.markdown), markdown_summary(results))}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 def _positive_int(text: str) -> int:
     try:
@@ -227,6 +282,25 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("results", metavar="RESULTS.json")
     rep.add_argument("--out", help="HTML file (default: report.html next to the results)")
     rep.set_defaults(func=cmd_report)
+
+    cmp = sub.add_parser("compare", help="rank a run among published leaderboard entries, or put two runs side by side")
+    cmp.add_argument("results", metavar="RESULTS.json")
+    cmp.add_argument("other", nargs="?", metavar="OTHER.json", help="a second run: show both with b − a deltas")
+    cmp.add_argument("--snapshot", help="leaderboard snapshot JSON (default: the shipped RobustBench snapshot)")
+    cmp.set_defaults(func=cmd_compare)
+
+    exp = sub.add_parser("export", help="write a flat CSV of all metric records and a Markdown summary")
+    exp.add_argument("results", metavar="RESULTS.json")
+    exp.add_argument("--csv", metavar="FILE", help="CSV file (default with neither option: metrics.csv next to the results)")
+    exp.add_argument("--markdown", metavar="FILE", help="Markdown file (default with neither option: summary.md next to the results)")
+    exp.set_defaults(func=cmd_export)
+
+    board = sub.add_parser("leaderboard", help="published leaderboard baselines")
+    board_sub = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
+    sync = board_sub.add_parser("sync", help="build the leaderboard snapshot from a RobustBench model_info folder")
+    sync.add_argument("--from", dest="source", required=True, metavar="DIR", help="RobustBench model_info folder (<dataset>/<threat>/*.json)")
+    sync.add_argument("--out", help="snapshot file (default: the shipped data_manifests/leaderboards/robustbench.json)")
+    sync.set_defaults(func=cmd_leaderboard_sync)
 
     data = sub.add_parser("data", help="dataset utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

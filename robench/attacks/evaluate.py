@@ -1,15 +1,22 @@
-"""The ``attacks`` section: run each declared attack and measure robust accuracy."""
+"""The ``attacks`` section: run each declared attack and measure robust accuracy.
+
+Bounded attacks (robench's own, Square) run through :class:`~robench.attacks.base.Attack`'s final
+call. Entries that need the whole section (AutoAttack, minimum-norm and decision-based attacks,
+the gradient-masking checks) are classes with a static ``evaluate`` and are dispatched to it.
+"""
 
 from __future__ import annotations
 
 import torch
 
+from robench.attacks._records import add_standard_records
+from robench.attacks._speed import precision_label
+from robench.attacks.eot import DEFAULT_EOT_SAMPLES, STOCHASTIC_PASSES
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle
 from robench.registry import register, registry
-from robench.results import MetricRecord
 from robench.threat_model import EvaluationSpec, ThreatModel, format_eps
 
 
@@ -24,17 +31,53 @@ def choose_targets(
     return (labels + shift) % classes
 
 
+def attack_kind(name: str) -> str:
+    """``white-box``, ``score-based`` or ``decision-based``, from the registry tags."""
+    tags = registry.entry("attack", name).tags
+    return next((t for t in ("decision-based", "score-based") if t in tags), "white-box")
+
+
 @register("evaluation", "attacks")
 def evaluate_attack(
     model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, ctx: EvalContext
 ) -> EvaluationOutput:
     """Run one declared attack on every example; robust accuracy counts clean errors as failures."""
-    adversary = threat.adversary
-    assert adversary is not None  # guaranteed by ThreatModel validation
     params = threat.resolved_params("attacks", spec)
-    attack = registry.get("attack", spec.name)(**(params.model_dump() if params is not None else {}))
+    entry = registry.get("attack", spec.name)
+    if hasattr(entry, "evaluate"):
+        output = entry.evaluate(model, data, threat, spec, params, ctx)
+    else:
+        output = _evaluate_bounded(model, data, threat, spec, params, ctx)
+    assert threat.adversary is not None  # guaranteed by ThreatModel validation
+    kind = attack_kind(spec.name)
+    if threat.adversary.knowledge == "black-box" and kind == "white-box" and spec.name != "gradient_masking":
+        output.warnings.append(
+            f"{spec.key} is a white-box attack run under a black-box threat model: it bounds robustness from below"
+        )
+    output.artifacts.setdefault("attack", spec.name)
+    output.artifacts.setdefault("knowledge", kind)
+    output.artifacts.setdefault("eps_text", format_eps(threat.adversary.eps))
+    return output
+
+
+def _evaluate_bounded(
+    model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params, ctx: EvalContext
+) -> EvaluationOutput:
+    adversary = threat.adversary
+    assert adversary is not None
+    resolved = params.model_dump() if params is not None else {}
+    output = EvaluationOutput()
+    randomized = bool(ctx.shared.get("randomized"))
+    if randomized and "eot_samples" in resolved and "eot_samples" not in spec.params:
+        resolved["eot_samples"] = DEFAULT_EOT_SAMPLES
+        output.warnings.append(f"randomized model: EOT with {DEFAULT_EOT_SAMPLES} samples per gradient step")
+    attack = registry.get("attack", spec.name)(**resolved)
+    if "rel_step_size" in resolved and resolved["rel_step_size"] is None:
+        resolved["rel_step_size"] = attack.rel_step_size  # the effective default, 2.5 / steps
     norm = get_norm(adversary.norm)
     targeted = adversary.goal == "targeted"
+    mode = resolved.get("mode", "exact")
+    ctx.cost.precision = precision_label(mode)
 
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         clean_logits = model.predict_logits(x)
@@ -43,62 +86,37 @@ def evaluate_attack(
         result = attack(
             model.module, x, y, norm=norm, eps=adversary.eps, bounds=adversary.bounds, target=target, generator=generator
         )
-        robust = correct & ~result.success
-        return {
+        out = {
             "correct": correct,
-            "robust": robust,
+            "robust": correct & ~result.success,
             "distance": result.distance,
             "adv_probs": result.logits.float().softmax(dim=1),
             "labels": y,
         }
+        if randomized:
+            # Robust in a pass: correct on the clean and on the adversarial input in that pass.
+            passes = [
+                (model.predict_logits(x).argmax(dim=1) == y) & (model.predict_logits(result.x_adv).argmax(dim=1) == y)
+                for _ in range(STOCHASTIC_PASSES)
+            ]
+            out["robust_rate"] = torch.stack(passes).float().mean(dim=0)
+        return out
 
     out = ctx.map_batches("attack", data, batch, model.counter, desc=f"attack {spec.key}")
-    n = int(out["correct"].numel())
-    correct, robust = out["correct"], out["robust"]
     key = f"attacks/{spec.key}"
-    eps_text = format_eps(adversary.eps)
-    condition = {"attack": spec.key, "norm": adversary.norm, "eps": adversary.eps, "goal": adversary.goal}
-    output = EvaluationOutput(resolved=params.model_dump() if params is not None else {})
-    output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(correct.sum()), n, condition))
-    output.records.append(MetricRecord.proportion(key, "robust_accuracy", int(robust.sum()), n, condition))
-    n_correct = int(correct.sum())
-    if n_correct:
-        fooled = int((correct & ~robust).sum())
-        output.records.append(MetricRecord.proportion(key, "attack_success_rate", fooled, n_correct, condition))
-        distances = out["distance"][correct & ~robust]
-        if distances.numel():
-            for stat, value in (("mean", distances.mean()), ("median", distances.median())):
-                output.records.append(
-                    MetricRecord(
-                        evaluation=key,
-                        name=f"{stat}_perturbation_norm",
-                        value=float(value),
-                        n=int(distances.numel()),
-                        condition=condition,
-                        unit=adversary.norm.lower(),
-                    )
-                )
-    labels = out["labels"]
-    per_class = []
-    for cls in range(int(model.info.num_classes or labels.max() + 1)):
-        mask = labels == cls
-        if mask.any():
-            record = MetricRecord.proportion(
-                key, "robust_accuracy_per_class", int(robust[mask].sum()), int(mask.sum()), {**condition, "class": cls}
-            )
-            output.records.append(record)
-            per_class.append(record.value)
-    if per_class:
-        output.records.append(
-            MetricRecord(
-                evaluation=key,
-                name="worst_class_gap",
-                value=float(sum(per_class) / len(per_class) - min(per_class)),
-                n=n,
-                condition=condition,
-                unit="fraction",
-            )
-        )
-    ctx.shared[key] = {"probs": out["adv_probs"], "labels": labels, "robust": robust}
-    output.artifacts = {"eps_text": eps_text, "attack": spec.name, "params": output.resolved}
+    condition = {
+        "attack": spec.key, "norm": adversary.norm, "eps": adversary.eps, "goal": adversary.goal,
+        "kind": attack_kind(spec.name),
+    }  # fmt: skip
+    robust_rate = out.get("robust_rate")
+    robust = out["robust"] if robust_rate is None else robust_rate >= 0.5
+    add_standard_records(
+        output, ctx, key, condition, correct=out["correct"], robust=robust, labels=out["labels"],
+        adv_probs=out["adv_probs"], distance=out["distance"], num_classes=int(model.info.num_classes or data.num_classes),
+        norm_unit=adversary.norm.lower(), robust_rate=robust_rate,
+    )  # fmt: skip
+    output.resolved = resolved
+    output.artifacts = {"params": resolved, "mode": mode, "compile": bool(resolved.get("compile", False))}
+    if robust_rate is not None:
+        output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES
     return output

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from robench.attacks._speed import StepModel
 from robench.attacks.base import Attack, is_success
 from robench.attacks.losses import LOSSES, margin
 from robench.attacks.norms import Norm
@@ -20,11 +21,17 @@ class PGDParams(BaseModel):
 
     steps: int = Field(default=40, gt=0, le=100_000)
     restarts: int = Field(default=1, ge=1, le=1000)
-    rel_step_size: float = Field(default=2.5 / 40, gt=0, le=10, description="step size as a fraction of eps")
+    rel_step_size: float | None = Field(
+        default=None, gt=0, le=10, description="step size as a fraction of eps (default 2.5 / steps, Madry et al. 2018)"
+    )
     random_start: bool = True
     loss: Literal["ce", "margin", "dlr"] = "ce"
     l1_sparsity: float = Field(default=0.95, ge=0, lt=1, description="L1 only: share of coordinates left out of a step")
     eot_samples: int = Field(default=1, ge=1, le=1000, description="gradients averaged per step (randomized models)")
+    mode: Literal["exact", "fast"] = Field(
+        default="exact", description="fast: iterations in bf16 autocast + channels_last; success decided in fp32"
+    )
+    compile: bool = Field(default=False, description="torch.compile the model for the attack iterations")
 
 
 @register("attack", "pgd", params=PGDParams)
@@ -36,35 +43,53 @@ class PGD(Attack):
         *,
         steps: int = 40,
         restarts: int = 1,
-        rel_step_size: float = 2.5 / 40,
+        rel_step_size: float | None = None,
         random_start: bool = True,
         loss: str = "ce",
         l1_sparsity: float = 0.95,
         eot_samples: int = 1,
+        mode: str = "exact",
+        compile: bool = False,
     ) -> None:
         self.steps = steps
         self.restarts = restarts
-        self.rel_step_size = rel_step_size
+        self.rel_step_size = rel_step_size if rel_step_size is not None else 2.5 / steps
         self.random_start = random_start
         self.loss = LOSSES[loss]
         self.l1_sparsity = l1_sparsity
         self.eot_samples = eot_samples
+        self.mode = mode
+        self.compile = compile
+        self._step_model: StepModel | None = None
 
-    def _gradient(self, model, x_adv, y, target) -> torch.Tensor:
+    def _stepper(self, model: torch.nn.Module) -> StepModel:
+        if self._step_model is None or self._step_model.model is not model:
+            self._step_model = StepModel(model, self.mode, self.compile)  # type: ignore[arg-type]
+        return self._step_model
+
+    def _logits_and_gradient(self, model, x_adv, y, target) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean logits and mean input gradient of the loss over ``eot_samples`` passes."""
         x_adv = x_adv.detach().requires_grad_(True)
         total = torch.zeros_like(x_adv)
+        logits_sum = None
         for _ in range(self.eot_samples):
-            objective = self.loss(model(x_adv), y, target).sum()
-            total += torch.autograd.grad(objective, x_adv)[0]
-        return total / self.eot_samples
+            logits = model(x_adv)
+            total += torch.autograd.grad(self.loss(logits, y, target).sum(), x_adv)[0]
+            logits_sum = logits.detach() if logits_sum is None else logits_sum + logits.detach()
+        return logits_sum / self.eot_samples, total / self.eot_samples
 
     def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
+        stepper = self._stepper(model)
+        with stepper.prepared():
+            return self._run(stepper, x, y, norm=norm, eps=eps, bounds=bounds, target=target, generator=generator)
+
+    def _run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):
         best = x.clone()
         with torch.no_grad():
             best_score = margin(model(x), y, target)
         succeeded = best_score > 0
         step_size = self.rel_step_size * eps
-        for restart in range(self.restarts):
+        for _ in range(self.restarts):
             active = (~succeeded).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
@@ -72,15 +97,21 @@ class PGD(Attack):
             t0 = None if target is None else target[active]
             delta = norm.random(x0, eps, generator) if self.random_start else torch.zeros_like(x0)
             x_adv = (x0 + norm.project(delta, eps)).clamp(*bounds)
-            for _ in range(self.steps):
-                grad = self._gradient(model, x_adv, y0, t0)
-                x_adv = x_adv + norm.step(grad, step_size, self.l1_sparsity)
-                x_adv = (x0 + norm.project(x_adv - x0, eps)).clamp(*bounds).detach()
-                with torch.no_grad():
-                    score = margin(model(x_adv), y0, t0)
+            # Each iterate is scored from the logits of the forward pass that computes its gradient,
+            # so best tracking costs one extra forward per restart, not one per step.
+            for step in range(self.steps + 1):
+                if step < self.steps:
+                    logits, grad = self._logits_and_gradient(model, x_adv, y0, t0)
+                else:
+                    with torch.no_grad():
+                        logits = model(x_adv)
+                score = margin(logits.float(), y0, t0)
                 improved = score > best_score[active]
                 best_score[active] = torch.where(improved, score, best_score[active])
                 best[active] = torch.where(improved.view(-1, *[1] * (x.ndim - 1)), x_adv, best[active])
+                if step < self.steps:
+                    x_adv = x_adv + norm.step(grad, step_size, self.l1_sparsity)
+                    x_adv = (x0 + norm.project(x_adv - x0, eps)).clamp(*bounds).detach()
             succeeded = best_score > 0
         return best
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import jinja2
 
+from robench.report.checklist import checklist
 from robench.results import MetricRecord, Results, atomic_write_text, load_results
 from robench.threat_model import format_eps
 
@@ -19,6 +20,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("stability", "Stability under perturbation sequences"),
     ("calibration", "Calibration"),
     ("certification", "Certification"),
+    ("leaderboard", "Leaderboard comparison"),
 )
 
 
@@ -32,6 +34,12 @@ def _ci(record: MetricRecord | None, digits: int = 1) -> str:
     if record is None or record.ci_low is None or record.ci_high is None:
         return ""
     return f"[{100 * record.ci_low:.{digits}f}, {100 * record.ci_high:.{digits}f}]"
+
+
+def _value(record: MetricRecord | None) -> str:
+    if record is None or record.value is None:
+        return "–"
+    return _pct(record) if record.unit == "fraction" else f"{record.value:.4g}"
 
 
 def _seconds(value: float) -> str:
@@ -50,7 +58,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps)
+    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps, value=_value)
     return env
 
 
@@ -71,14 +79,18 @@ HEADLINE_NAMES: tuple[str, ...] = (
     "mce",
     "relative_mce",
     "mean_flip_rate",
+    "mean_flip_probability",
     "certified_accuracy",
+    "average_certified_radius",
     "ece",
 )
-_DETAIL_KEYS = frozenset({"class", "severity", "radius", "corruption", "perturbation", "bin"})
+_DETAIL_KEYS = frozenset({"class", "severity", "radius", "corruption", "perturbation", "bin", "split", "temperature"})
 
 
-# Condition keys already implied by the evaluation key and the threat model.
+# Condition keys already implied by the evaluation key and the threat model; outside the attack
+# evaluations, ``attack`` and ``condition`` tell records apart (calibration clean vs under attack).
 _IMPLIED_KEYS = frozenset({"attack", "norm", "eps", "goal", "kind", "condition"})
+_IMPLIED_ELSEWHERE = frozenset({"norm", "eps", "goal", "kind"})
 
 
 def _declared_eps(results: Results) -> float | None:
@@ -99,6 +111,8 @@ def summary_records(results: Results) -> list[MetricRecord]:
         return not (r.evaluation == "calibration" and r.name == "accuracy")
 
     picked = [r for r in results.records() if headline(r)]
+    worst = [r for r in picked if r.name == "worst_case_robust_accuracy"]
+    picked = [r for r in picked if r.name != "worst_case_robust_accuracy" or r is worst[-1]]  # the final worst case
     order = {name: i for i, name in enumerate(HEADLINE_NAMES)}
     sections = {key: i for i, (key, _) in enumerate(SECTIONS)}
     return sorted(picked, key=lambda r: (sections.get(r.evaluation.split("/")[0], 99), order[r.name]))
@@ -106,7 +120,8 @@ def summary_records(results: Results) -> list[MetricRecord]:
 
 def record_label(record: MetricRecord) -> str:
     """A short human label: ``attacks/pgd robust_accuracy`` (+ condition when present)."""
-    condition = ", ".join(f"{k}={v}" for k, v in record.condition.items() if k not in _IMPLIED_KEYS)
+    implied = _IMPLIED_KEYS if record.evaluation.startswith("attacks/") else _IMPLIED_ELSEWHERE
+    condition = ", ".join(f"{k}={v}" for k, v in record.condition.items() if k not in implied)
     return f"{record.evaluation} {record.name}" + (f" ({condition})" if condition else "")
 
 
@@ -126,9 +141,30 @@ def build_sections(results: Results) -> list[dict[str, Any]]:
     return out
 
 
-def render_html(results: Results) -> str:
-    """The report as an HTML string."""
-    env = _environment()
+def declared_in_words(results: Results) -> list[str]:
+    """The declared evaluations, one phrase each (``attacks: fgsm, pgd``)."""
+    declared = results.threat_model.get("evaluations") or {}
+    phrases = []
+    if declared.get("clean", True):
+        phrases.append("clean accuracy")
+    for section in ("attacks", "certification"):
+        entries = declared.get(section) or []
+        if entries:
+            phrases.append(f"{section}: " + ", ".join(e.get("id") or e.get("name", "?") for e in entries))
+    corruptions = declared.get("corruptions")
+    if corruptions:
+        names = corruptions.get("corruptions") or []
+        phrases.append(f"corruptions: {len(names)} corruption(s) x severities {', '.join(map(str, corruptions.get('severities') or []))} ({corruptions.get('source', 'generated')})")
+    stability = declared.get("stability")
+    if stability:
+        phrases.append(f"stability: {len(stability.get('perturbations') or [])} perturbation sequence(s)")
+    calibration = declared.get("calibration")
+    if calibration:
+        phrases.append(f"calibration under {', '.join(calibration.get('conditions') or [])}")
+    return phrases
+
+
+def _warnings(results: Results) -> list[str]:
     warnings = [f"{e.key}: {w}" for e in results.evaluations for w in e.warnings]
     if results.model.randomized:
         warnings.insert(0, "The model's outputs are random (two identical forward passes differ): use EOT attacks.")
@@ -136,12 +172,36 @@ def render_html(results: Results) -> str:
         warnings.insert(0, "The checkpoint was unpickled with --trust-checkpoint (it could run code).")
     if results.status != "success":
         warnings.insert(0, f"The run did not finish: status {results.status}: {results.error or 'no error recorded'}.")
+    return warnings
+
+
+def _totals(results: Results) -> dict[str, float]:
+    costs = [e.cost for e in results.evaluations]
+    return {
+        "wall_time_s": sum(c.wall_time_s for c in costs),
+        "forward_passes": sum(c.forward_passes for c in costs),
+        "backward_passes": sum(c.backward_passes for c in costs),
+    }
+
+
+def render_html(results: Results) -> str:
+    """The report as an HTML string."""
+    env = _environment()
+    sections = build_sections(results)
+    leaderboard = next((s["data"] for s in sections if s["name"] == "leaderboard"), None) or {}
+    notes = [f"{item['comparison'].board}: {note}" for item in leaderboard.get("comparisons", []) for note in item["comparison"].notes]
     return env.get_template("report.html.j2").render(
         results=results,
         headline=headline(results),
-        sections=build_sections(results),
-        warnings=warnings,
+        summary=summary_records(results),
+        checklist=checklist(results),
+        declared=declared_in_words(results),
+        sections=sections,
+        warnings=_warnings(results),
+        leaderboard_notes=notes,
+        totals=_totals(results),
         checks=[(e.key, c) for e in results.evaluations for c in e.checks],
+        record_label=record_label,
     )
 
 

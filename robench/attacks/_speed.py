@@ -1,0 +1,60 @@
+"""Execution modes of the attack step: ``exact`` (fp32, as the peers) or ``fast`` (bf16 autocast).
+
+Both modes may compile the model with :func:`torch.compile`. Fast mode runs the attack iterations
+under bf16 autocast with channels_last inputs; success is always decided afterwards by the fp32
+model in :meth:`robench.attacks.base.Attack.__call__`, so only examples that fool the fp32 model
+count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Callable, Literal
+
+import torch
+from torch import nn
+
+Mode = Literal["exact", "fast"]
+
+
+class StepModel:
+    """The model as the attack iterations call it, in the chosen mode.
+
+    Args:
+        model: Pixel-space model.
+        mode: ``exact`` or ``fast``.
+        compile: Wrap the model in :func:`torch.compile`.
+    """
+
+    def __init__(self, model: nn.Module, mode: Mode = "exact", compile: bool = False) -> None:
+        self.model = model
+        self.mode = mode
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(model, dynamic=True) if compile else model  # type: ignore[assignment]
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "exact":
+            return self._forward(x)
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+            return self._forward(x).float()
+
+    @contextlib.contextmanager
+    def prepared(self) -> Iterator[StepModel]:
+        """In fast mode, hold the weights in channels_last for the block and restore them after."""
+        if self.mode != "fast":
+            yield self
+            return
+        self.model.to(memory_format=torch.channels_last)
+        try:
+            yield self
+        finally:
+            self.model.to(memory_format=torch.contiguous_format)
+
+
+def precision_label(mode: Mode) -> str:
+    """What goes into ``cost.precision`` for a mode."""
+    return "bf16-autocast+channels_last (success in fp32)" if mode == "fast" else "fp32"

@@ -1,0 +1,281 @@
+"""AutoAttack (Croce & Hein 2020) through ``pyautoattack``, the official code, with resume per attack.
+
+robench runs AutoAttack's attacks one after the other exactly as ``AutoAttack.run_standard_evaluation``
+does: the clean-correct examples are attacked by the first attack, the examples still robust by the
+next, each in batches of ``batch_size`` over the still-robust examples in dataset order, every call
+reseeded with the run seed. Each attack is a stage of :meth:`~robench.context.EvalContext.map_batches`,
+so a resumed run skips finished attacks and batches (pyautoattack's own ``state_path`` restore is
+broken in 0.2.0). Success is decided by robench with the model on the projected examples. On the same
+model, data, seed and batch size the robust accuracy equals pyautoattack's.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from robench._errors import ConfigError
+from robench.attacks._optional import capture_log, isolated_rng, require
+from robench.attacks._records import add_standard_records
+from robench.attacks.eot import pass_mean_correct
+from robench.attacks.norms import get_norm
+from robench.context import EvalContext, EvaluationOutput
+from robench.data.base import Dataset, SubsetDataset
+from robench.models.wrapper import ModelHandle
+from robench.registry import register
+from robench.results import Check, MetricRecord
+from robench.threat_model import EvaluationSpec, ThreatModel
+
+AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
+
+# Attack lists of the versions (pyautoattack 0.2.0, autoattack.py `_set_version`).
+VERSIONS: dict[str, tuple[str, ...]] = {
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+    "rand": ("apgd-ce", "apgd-dlr"),
+}
+_LOG_LIMIT = 2000
+
+
+class AutoAttackParams(BaseModel):
+    """Parameters of the ``autoattack`` entry; ``None`` keeps pyautoattack's value for the version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal["standard", "plus", "rand", "custom"] = "standard"
+    attacks: tuple[AttackName, ...] | None = Field(default=None, description="attacks in order (version custom)")
+    n_iter: int | None = Field(default=None, gt=0, le=100_000, description="APGD and FAB iterations (default 100)")
+    n_restarts: int | None = Field(default=None, gt=0, le=1000, description="restarts of APGD-CE/DLR and FAB")
+    n_target_classes: int | None = Field(default=None, gt=0, description="APGD-T/FAB-T targets (default min(9, K-1))")
+    square_queries: int | None = Field(default=None, gt=0, le=10_000_000, description="Square queries (default 5000)")
+    eot_iter: int | None = Field(default=None, gt=0, le=1000, description="APGD EOT iterations (rand: 20)")
+    batch_size: int | None = Field(default=None, gt=0, description="default: the run's batch size")
+
+    @model_validator(mode="after")
+    def _check(self) -> AutoAttackParams:
+        if self.version == "custom" and not self.attacks:
+            raise ValueError("version 'custom' needs a non-empty `attacks` list")
+        if self.version != "custom" and self.attacks is not None:
+            raise ValueError(f"`attacks` is only allowed with version 'custom', not {self.version!r}")
+        if self.attacks is not None and len(set(self.attacks)) != len(self.attacks):
+            raise ValueError(f"duplicate attacks in {list(self.attacks)}")
+        return self
+
+    def attack_list(self) -> tuple[str, ...]:
+        """The attacks to run, in order."""
+        return tuple(self.attacks) if self.version == "custom" else VERSIONS[self.version]
+
+
+def _set_iterations(apgd: Any, n_iter: int) -> None:
+    # Derived schedule lengths as APGDAttack.__init__ computes them (pyautoattack 0.2.0, autopgd_base.py).
+    apgd.n_iter = n_iter
+    apgd.n_iter_2 = max(int(0.22 * n_iter), 1)
+    apgd.n_iter_min = max(int(0.06 * n_iter), 1)
+    apgd.size_decr = max(int(0.03 * n_iter), 1)
+
+
+def build_autoattack(
+    module: torch.nn.Module, params: AutoAttackParams, *, norm: str, eps: float, num_classes: int, seed: int, device: Any
+) -> Any:
+    """A configured ``pyautoattack.AutoAttack`` (targets capped at ``num_classes - 1``).
+
+    Raises:
+        UnavailableError: pyautoattack is not installed.
+    """
+    pyautoattack = require("pyautoattack")
+    version = params.version
+    adversary = pyautoattack.AutoAttack(
+        module,
+        attacks=list(params.attacks) if version == "custom" else None,
+        device=device,
+        eps=eps,
+        norm=norm,
+        seed=seed,
+        version=version,
+    )
+    targets = params.n_target_classes or adversary.apgd_targeted.n_target_classes
+    adversary.apgd_targeted.n_target_classes = min(targets, num_classes - 1)
+    adversary.fab.n_target_classes = min(params.n_target_classes or adversary.fab.n_target_classes, num_classes - 1)
+    if params.n_iter is not None:
+        _set_iterations(adversary.apgd, params.n_iter)
+        _set_iterations(adversary.apgd_targeted, params.n_iter)
+        adversary.fab.n_iter = params.n_iter
+    if params.n_restarts is not None:
+        adversary.apgd.n_restarts = params.n_restarts
+        adversary.fab.n_restarts = params.n_restarts
+    if params.square_queries is not None:
+        adversary.square.n_queries = params.square_queries
+    if params.eot_iter is not None:
+        adversary.apgd.eot_iter = params.eot_iter
+        adversary.apgd_targeted.eot_iter = params.eot_iter
+    return adversary
+
+
+def perturb(adversary: Any, name: str, x: torch.Tensor, y: torch.Tensor, order: tuple[str, ...], seed: int) -> torch.Tensor:
+    """Run AutoAttack's attack ``name`` on ``(x, y)`` as ``run_standard_evaluation`` would."""
+    if name in ("apgd-ce", "apgd-dlr"):
+        adversary.apgd.loss = name.removeprefix("apgd-")
+        adversary.apgd.seed = seed
+        return adversary.apgd.perturb(x, y)
+    if name == "apgd-t":
+        adversary.apgd_targeted.seed = seed
+        return adversary.apgd_targeted.perturb(x, y)
+    if name in ("fab", "fab-t"):
+        # run_standard_evaluation sets FAB to one restart for fab-t and never back: a later
+        # untargeted fab inherits it. Derived from the order so that resume cannot change it.
+        if name == "fab-t" or "fab-t" in order[: order.index(name)]:
+            adversary.fab.n_restarts = 1
+        adversary.fab.targeted = name == "fab-t"
+        adversary.fab.seed = seed
+        return adversary.fab.perturb(x, y)
+    adversary.square.seed = seed
+    return adversary.square.perturb(x, y)
+
+
+def _own_checks(adversary: Any, model: ModelHandle, data: Dataset, order: tuple[str, ...], batch_size: int, rand: bool) -> list[str]:
+    """AutoAttack's input checks (checks.py) on the first batch; notes on the ones skipped."""
+    checks = require("pyautoattack.checks")
+    notes = []
+    x, y = data.load(slice(0, min(batch_size, len(data))))
+    x, y = x.to(model.device), y.to(model.device)
+    logger = adversary.logger
+    if not rand:
+        checks.check_randomized(adversary.get_logits, x, y, bs=batch_size, logger=logger)
+    n_classes = checks.check_range_output(adversary.get_logits, x, logger=logger)
+    if sys.gettrace() is None:
+        checks.check_dynamic(adversary.model, x, False, logger=logger)
+    else:
+        notes.append("check_dynamic skipped: a tracer (debugger or coverage) is active and the check would remove it")
+    checks.check_n_classes(
+        n_classes, list(order), adversary.apgd_targeted.n_target_classes, adversary.fab.n_target_classes, logger=logger
+    )
+    return notes
+
+
+@register("attack", "autoattack", params=AutoAttackParams, tags=("white-box", "ensemble"))
+class AutoAttackEvaluation:
+    """AutoAttack via pyautoattack (standard/plus/rand/custom), breakdown per attack, resumable."""
+
+    @staticmethod
+    def evaluate(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: AutoAttackParams, ctx: EvalContext
+    ) -> EvaluationOutput:
+        """Run the attacks in order on the still-robust examples; records after every attack."""
+        adversary_spec = threat.adversary
+        assert adversary_spec is not None  # guaranteed by ThreatModel validation
+        if adversary_spec.goal != "untargeted":
+            raise ConfigError("autoattack measures untargeted robustness; the threat model's goal is 'targeted'")
+        if adversary_spec.bounds != (0.0, 1.0):
+            raise ConfigError(f"autoattack works in the bounds [0, 1], the threat model declares {list(adversary_spec.bounds)}")
+        norm = get_norm(adversary_spec.norm)
+        eps = adversary_spec.eps
+        order = params.attack_list()
+        batch_size = params.batch_size or ctx.batch_size
+        num_classes = data.num_classes
+        key = f"attacks/{spec.key}"
+        condition = {"attack": spec.key, "norm": norm.name, "eps": eps, "goal": "untargeted", "kind": "white-box"}
+        output = EvaluationOutput(resolved={**params.model_dump(mode="json"), "attacks": list(order), "batch_size": batch_size, "seed": ctx.seed})
+        if ctx.shared.get("randomized") and params.version != "rand":
+            output.warnings.append("the model is randomized: use AutoAttack version 'rand' (EOT) for a reliable evaluation")
+        module = model.module
+        with capture_log("auto-attack") as log, isolated_rng(model.device):
+            adversary = build_autoattack(
+                module, params, norm=norm.name, eps=eps, num_classes=num_classes, seed=ctx.seed, device=model.device
+            )
+            output.resolved["n_target_classes"] = adversary.apgd_targeted.n_target_classes
+            notes = _own_checks(adversary, model, data, order, batch_size, params.version == "rand")
+
+            randomized = bool(ctx.shared.get("randomized"))
+
+            def clean(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+                logits = model.predict_logits(x)
+                out = {"correct": logits.argmax(dim=1) == y, "probs": logits.float().softmax(dim=1), "labels": y}
+                if randomized:
+                    out["rate"] = pass_mean_correct(model.module, x, y)
+                return out
+
+            start = ctx.map_batches("clean", data, clean, model.counter, batch_size=batch_size, desc=f"{spec.key} clean")
+            n = len(data)
+            correct = start["correct"]
+            robust = correct.clone()
+            adv_probs = start["probs"].clone()
+            distance = torch.zeros(n)
+            # Randomized models: an example's robustness is its pass-mean accuracy, the lowest over
+            # the clean input and every adversarial input it was attacked with.
+            robust_rate = start["rate"].clone() if randomized else None
+            breakdown = [{"attack": "clean", "robust_accuracy": float(correct.float().mean()) if n else 0.0, "n_robust": int(correct.sum()), "n_attacked": 0}]
+            log.lines.append(f"INFO: robench: initial accuracy {breakdown[0]['robust_accuracy']:.2%} (n={n})")
+            for name in order:
+                index = robust.nonzero().squeeze(1)
+                if index.numel() == 0:
+                    log.lines.append(f"INFO: robench: no robust examples left, {name} not run")
+                    breakdown.append({"attack": name, "robust_accuracy": 0.0, "n_robust": 0, "n_attacked": 0})
+                    continue
+
+                def attack(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, name: str = name) -> dict[str, torch.Tensor]:
+                    with torch.enable_grad():
+                        candidate = perturb(adversary, name, x, y, order, ctx.seed).detach()
+                    x_adv = (x + norm.project(candidate - x, eps)).clamp(0.0, 1.0)
+                    logits = model.predict_logits(x_adv)
+                    out = {
+                        "fooled": logits.argmax(dim=1) != y,
+                        "probs": logits.float().softmax(dim=1),
+                        "distance": norm.distance(x_adv - x),
+                    }
+                    if randomized:
+                        out["rate"] = pass_mean_correct(model.module, x_adv, y)
+                    return out
+
+                stage = ctx.map_batches(
+                    f"autoattack/{name}", SubsetDataset(data, index.tolist()), attack, model.counter,
+                    batch_size=batch_size, desc=f"{spec.key} {name}",
+                )
+                fooled = index[stage["fooled"]]
+                if robust_rate is not None:
+                    robust_rate[index] = torch.minimum(robust_rate[index], stage["rate"])
+                robust[fooled] = False
+                adv_probs[fooled] = stage["probs"][stage["fooled"]]
+                distance[fooled] = stage["distance"][stage["fooled"]]
+                accuracy = float(robust.float().mean())
+                breakdown.append({"attack": name, "robust_accuracy": accuracy, "n_robust": int(robust.sum()), "n_attacked": int(index.numel())})
+                log.lines.append(f"INFO: robench: robust accuracy after {name}: {accuracy:.2%} ({int(index.numel())} attacked)")
+            accuracies = {row["attack"]: row["robust_accuracy"] for row in breakdown}
+            require("pyautoattack.checks").check_square_sr(accuracies, logger=adversary.logger)
+        for position, row in enumerate(breakdown[1:], start=1):
+            output.records.append(
+                MetricRecord.proportion(
+                    key, "robust_accuracy_after", row["n_robust"], n, {**condition, "after": row["attack"], "order": position}
+                )
+            )
+        add_standard_records(
+            output, ctx, key, condition, correct=correct, robust=robust, labels=start["labels"], adv_probs=adv_probs,
+            distance=distance, num_classes=num_classes, norm_unit=norm.name.lower(),
+            robust_rate=None if robust_rate is None else torch.where(correct, robust_rate, torch.zeros_like(robust_rate)),
+        )
+        own_warnings = list(dict.fromkeys(log.warnings))
+        output.warnings += [f"pyautoattack: {w}" for w in own_warnings]
+        output.checks.append(_warnings_check(own_warnings, notes))
+        output.artifacts = {
+            "kind": "autoattack",
+            "version": params.version,
+            "breakdown": breakdown,
+            "log": log.lines[-_LOG_LIMIT:],
+            "resumed_log_note": "batches restored from the journal log nothing" if ctx.cost.resumed_batches else None,
+        }
+        ctx.shared.setdefault("attacks/autoattack_warnings", []).extend(own_warnings)
+        return output
+
+
+def _warnings_check(warnings: list[str], notes: list[str]) -> Check:
+    """AutoAttack's own warnings as one pass/warn record."""
+    if warnings:
+        return Check(
+            name="autoattack_own_checks",
+            status="warn",
+            message=f"AutoAttack's own checks raised {len(warnings)} warning(s): " + warnings[0],
+            evidence={"warnings": warnings, "notes": notes},
+        )
+    return Check(name="autoattack_own_checks", status="pass", message="AutoAttack's own checks raised no warning", evidence={"notes": notes})

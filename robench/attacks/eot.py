@@ -1,0 +1,24 @@
+"""Randomized (stochastic) models: expectation over transformation and pass-averaged accuracy.
+
+A model whose outputs differ between two passes on the same input (dropout left on, random
+input transformations) is detected by :meth:`robench.models.wrapper.ModelHandle.probe`, and the
+runner sets ``ctx.shared["randomized"]``. Attacks then average gradients over ``eot_samples``
+passes (Athalye et al. 2018, Sec. 4), and an example's robustness is the share of
+:data:`STOCHASTIC_PASSES` passes in which the model classifies it correctly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_EOT_SAMPLES = 20
+STOCHASTIC_PASSES = 10
+
+
+@torch.no_grad()
+def pass_mean_correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, passes: int = STOCHASTIC_PASSES) -> torch.Tensor:
+    """Per-example share of ``passes`` stochastic forward passes that classify ``x`` as ``y``."""
+    hits = torch.zeros(len(y), device=y.device)
+    for _ in range(passes):
+        hits += (model(x).argmax(dim=1) == y).float()
+    return hits / passes

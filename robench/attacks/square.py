@@ -1,0 +1,50 @@
+"""Square Attack (Andriushchenko et al. 2020), score-based black-box, through ``pyautoattack``."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from robench._errors import ConfigError
+from robench.attacks._optional import isolated_rng, require
+from robench.attacks.base import Attack
+from robench.attacks.norms import Norm
+from robench.registry import register
+
+
+class SquareParams(BaseModel):
+    """Parameters of :class:`Square`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_queries: int = Field(default=5000, gt=0, le=10_000_000, description="queries per restart")
+    restarts: int = Field(default=1, ge=1, le=100)
+    p_init: float = Field(default=0.8, gt=0, le=1, description="initial share of pixels changed")
+
+
+@register("attack", "square", params=SquareParams, tags=("score-based", "black-box"))
+class Square(Attack):
+    """Square Attack: random square updates accepted when the margin loss improves (scores only)."""
+
+    def __init__(self, *, n_queries: int = 5000, restarts: int = 1, p_init: float = 0.8) -> None:
+        self.n_queries = n_queries
+        self.restarts = restarts
+        self.p_init = p_init
+
+    def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
+        if norm.name not in ("Linf", "L2"):
+            raise ConfigError(f"square supports the Linf and L2 norms, not {norm.name}")
+        if tuple(bounds) != (0.0, 1.0):
+            raise ConfigError(f"square works in the bounds [0, 1], got {list(bounds)}")
+        square = require("pyautoattack.square")
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+        attack = square.SquareAttack(
+            model, p_init=self.p_init, n_queries=self.n_queries, eps=eps, norm=norm.name, n_restarts=self.restarts,
+            seed=seed, verbose=False, device=x.device, resc_schedule=False,
+        )  # fmt: skip
+        if target is not None:
+            attack.loss, attack.targeted = "ce", True
+        with isolated_rng(x.device), torch.no_grad():
+            if target is not None:
+                return attack.perturb(x, target)
+            return attack.perturb(x, y)

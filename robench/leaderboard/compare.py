@@ -1,0 +1,215 @@
+"""Where a run stands among published leaderboard entries of the same dataset, threat and eps.
+
+Matching: the threat model's dataset manifest (``cifar10``, ``cifar100``, ``imagenet``; the
+released corruption sets ``cifar10c``, ``cifar100c``, ``imagenetc`` map to their clean datasets)
+with the adversary's norm (``Linf``, ``L2``) gives an adversarial board, whose entries count only at
+the same eps (relative tolerance ``eps_rtol``; RobustBench lists a few CIFAR-10 entries at 0.031
+instead of 8/255 and these are left out, and counted); a corruption sweep gives the dataset's
+``corruptions`` board.
+
+Rank = 1 + the number of entries with a strictly higher ranked number. A difference is "outside the
+interval" when the entry's number lies outside the run's own 95% interval (the published numbers'
+own sampling error is not known and is ignored). A run that beats every published entry is flagged
+for scrutiny unless its robust accuracy comes from a strong attack (AutoAttack), because a weak
+attack overestimates robustness (Carlini et al. 2019, "On evaluating adversarial robustness").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from robench.leaderboard.snapshot import Board, Entry, Snapshot
+from robench.report.checklist import attack_strengths
+from robench.results import MetricRecord, Results
+from robench.threat_model import BENCHMARK_CORRUPTIONS, format_eps
+
+# Released corruption sets and the clean dataset whose board they belong to.
+_CORRUPTED = {"cifar10c": "cifar10", "cifar100c": "cifar100", "imagenetc": "imagenet"}
+# Test points behind the published numbers (RobustBench: full CIFAR test sets, 5,000 ImageNet images).
+BOARD_N = {"cifar10": 10_000, "cifar100": 10_000, "imagenet": 5_000}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A published entry next to the run, with the run's deltas (run minus entry).
+
+    Attributes:
+        role: ``above`` (nearest better entry), ``below`` (nearest entry not better) or ``best``.
+        entry: The published entry.
+        rank: The entry's rank on the board (1 = best).
+        delta_clean: Run clean accuracy minus the entry's, or ``None``.
+        delta_robust: Run robust (or corruption) accuracy minus the entry's.
+        clean_outside_ci: Whether the entry's clean accuracy lies outside the run's 95% interval.
+        robust_outside_ci: Whether the entry's ranked number lies outside the run's 95% interval.
+    """
+
+    role: str
+    entry: Entry
+    rank: int
+    delta_clean: float | None
+    delta_robust: float | None
+    clean_outside_ci: bool | None
+    robust_outside_ci: bool | None
+
+
+@dataclass(frozen=True)
+class BoardComparison:
+    """The run against one board.
+
+    Attributes:
+        board: ``<dataset>/<threat>``.
+        metric: What is ranked (``robust_accuracy`` or ``mean_corruption_accuracy``).
+        eps: The radius compared at (``8/255``), ``None`` for corruption boards.
+        n_entries: Published entries compared.
+        excluded: Ids of the board's entries left out (other eps or no ranked number).
+        clean: The run's clean-accuracy record.
+        robust: The run's ranked record (worst case over attacks, or mean corruption accuracy).
+        rank: The run's rank among ``n_entries + 1`` (``None`` without a ranked record).
+        neighbours: Nearest entries above and below, and the best entry.
+        beats_sota: The run's number is higher than every published entry's.
+        strong_attack: The robust number comes from a strong attack (AutoAttack); ``None`` on corruption boards.
+        scrutiny: Beats the state of the art without a strong attack: most likely a weak evaluation.
+        notes: Caveats (sample size, subset of corruptions, generated corruptions...).
+    """
+
+    board: str
+    metric: str
+    eps: str | None
+    n_entries: int
+    excluded: tuple[str, ...]
+    clean: MetricRecord | None
+    robust: MetricRecord | None
+    rank: int | None
+    neighbours: tuple[Neighbour, ...]
+    beats_sota: bool
+    strong_attack: bool | None
+    scrutiny: bool
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def neighbour(self, role: str) -> Neighbour | None:
+        """The neighbour with this role, if any."""
+        return next((n for n in self.neighbours if n.role == role), None)
+
+
+def _dataset_name(manifest: str) -> str:
+    name = Path(manifest).name.lower()
+    for suffix in (".yaml", ".yml"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _outside(record: MetricRecord | None, value: float | None) -> bool | None:
+    if record is None or value is None or record.ci_low is None or record.ci_high is None:
+        return None
+    return not (record.ci_low <= value <= record.ci_high)
+
+
+def _delta(record: MetricRecord | None, value: float | None) -> float | None:
+    if record is None or record.value is None or value is None:
+        return None
+    return record.value - value
+
+
+def _clean_record(results: Results) -> MetricRecord | None:
+    return next(iter(results.records("clean", "accuracy")), None)
+
+
+def _worst_case(results: Results, eps: float) -> MetricRecord | None:
+    """The last per-example worst case over all attacks at the threat model's eps."""
+    picked = [
+        r
+        for r in results.records(name="worst_case_robust_accuracy")
+        if "class" not in r.condition and math.isclose(float(r.condition.get("eps", eps)), eps, rel_tol=1e-9)
+    ]
+    return picked[-1] if picked else None
+
+
+def _compare(
+    board: Board, clean: MetricRecord | None, robust: MetricRecord | None, entries: list[Entry], excluded: list[str],
+    eps: str | None, strong: bool | None, notes: list[str],
+) -> BoardComparison:  # fmt: skip
+    ranked = [e for e in entries if e.robust_accuracy is not None]
+    excluded += [e.id for e in entries if e.robust_accuracy is None]
+    value = robust.value if robust is not None else None
+    rank = None if value is None else 1 + sum(e.robust_accuracy > value for e in ranked)  # type: ignore[operator]
+
+    def neighbour(role: str, entry: Entry) -> Neighbour:
+        return Neighbour(
+            role=role,
+            entry=entry,
+            rank=1 + sum(e.robust_accuracy > entry.robust_accuracy for e in ranked),  # type: ignore[operator]
+            delta_clean=_delta(clean, entry.clean_accuracy),
+            delta_robust=_delta(robust, entry.robust_accuracy),
+            clean_outside_ci=_outside(clean, entry.clean_accuracy),
+            robust_outside_ci=_outside(robust, entry.robust_accuracy),
+        )
+
+    neighbours: list[Neighbour] = []
+    beats = False
+    if value is not None and ranked:
+        better = [e for e in ranked if e.robust_accuracy > value]  # type: ignore[operator]
+        rest = [e for e in ranked if e.robust_accuracy <= value]  # type: ignore[operator]
+        if better:
+            neighbours.append(neighbour("above", better[-1]))
+        if rest:
+            neighbours.append(neighbour("below", rest[0]))
+        neighbours.append(neighbour("best", ranked[0]))
+        beats = not better and value > ranked[0].robust_accuracy  # type: ignore[operator]
+    scrutiny = beats and strong is False
+    if scrutiny:
+        notes.append("beats every published entry without a strong attack (AutoAttack): most likely the evaluation is too weak")
+    elif beats and strong:
+        notes.append("beats every published entry under AutoAttack: check the gradient-masking results and try adaptive attacks")
+    elif beats:
+        notes.append("beats every published entry: check that the setting matches the board's exactly")
+    return BoardComparison(
+        board=board.key, metric=board.metric, eps=eps, n_entries=len(ranked), excluded=tuple(excluded), clean=clean,
+        robust=robust, rank=rank, neighbours=tuple(neighbours), beats_sota=beats, strong_attack=strong, scrutiny=scrutiny,
+        notes=tuple(notes),
+    )  # fmt: skip
+
+
+def _sample_note(results: Results, dataset: str, robust: MetricRecord | None) -> list[str]:
+    n = robust.n if robust is not None and robust.n else results.dataset.n_examples
+    expected = BOARD_N.get(dataset)
+    if expected is not None and n < expected:
+        return [f"measured on n = {n:,} examples, the published numbers on {expected:,}: compare within the 95% interval"]
+    return []
+
+
+def compare_to_leaderboard(results: Results, snapshot: Snapshot, eps_rtol: float = 1e-3) -> list[BoardComparison]:
+    """The run against every board of ``snapshot`` that matches its threat model (none: empty list)."""
+    threat = results.threat_model
+    dataset = _dataset_name(str((threat.get("dataset") or {}).get("manifest") or results.dataset.manifest))
+    dataset = _CORRUPTED.get(dataset, dataset)
+    clean = _clean_record(results)
+    out = []
+    adversary = threat.get("adversary")
+    attacks_ran = any(e.section == "attacks" and e.status == "success" for e in results.evaluations)
+    if adversary and attacks_ran and f"{dataset}/{adversary.get('norm')}" in snapshot.boards:
+        board = snapshot.boards[f"{dataset}/{adversary['norm']}"]
+        eps = float(adversary["eps"])
+        same = [e for e in board.entries if e.eps_value is not None and math.isclose(e.eps_value, eps, rel_tol=eps_rtol)]
+        other = [e.id for e in board.entries if e not in same]
+        strengths = attack_strengths(results)
+        strong = any(s.level == "strong" and s.kind == "autoattack" for s in strengths)
+        notes = _sample_note(results, dataset, _worst_case(results, eps))
+        if other:
+            notes.append(f"{len(other)} entries published at another eps were left out")
+        if not same:
+            notes.append(f"no published entry at eps {format_eps(eps)} on this board")
+        out.append(_compare(board, clean, _worst_case(results, eps), same, other, format_eps(eps), strong, notes))
+    corruptions = (threat.get("evaluations") or {}).get("corruptions")
+    mean = next(iter(results.records(name="mean_corruption_accuracy")), None)
+    if corruptions and mean is not None and f"{dataset}/corruptions" in snapshot.boards:
+        board = snapshot.boards[f"{dataset}/corruptions"]
+        notes = _sample_note(results, dataset, None)
+        names = tuple(corruptions.get("corruptions") or ())
+        if set(names) != set(BENCHMARK_CORRUPTIONS) or sorted(corruptions.get("severities") or ()) != [1, 2, 3, 4, 5]:
+            notes.append("the sweep is not the 15 benchmark corruptions x severities 1-5 the board averages: not comparable")
+        if corruptions.get("source") == "generated":
+            notes.append("corruptions were generated on the fly; the board uses the released -C files")
+        out.append(_compare(board, clean, mean, list(board.entries), [], None, None, notes))
+    return out

@@ -1,0 +1,95 @@
+"""Two runs side by side (before/after a defence): headline numbers, deltas, and whether they matter.
+
+A delta is "outside the intervals" when the two 95% intervals do not overlap. That is a
+conservative test: disjoint 95% intervals imply a significant difference, overlapping ones do not
+prove there is none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from robench.report.render import record_label, summary_records
+from robench.results import MetricRecord, Results
+
+
+@dataclass(frozen=True)
+class RunDelta:
+    """One headline metric in both runs.
+
+    Attributes:
+        label: ``evaluation name (condition)``.
+        a: The record in the first run (``None``: absent there).
+        b: The record in the second run.
+        delta: ``b - a`` when both have a value.
+        outside: Whether the two 95% intervals are disjoint (``None`` without both intervals).
+    """
+
+    label: str
+    a: MetricRecord | None
+    b: MetricRecord | None
+    delta: float | None
+    outside: bool | None
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """Two runs: per-metric deltas and what differs in their settings."""
+
+    a_name: str
+    b_name: str
+    deltas: tuple[RunDelta, ...]
+    notes: tuple[str, ...]
+
+
+def _identity(record: MetricRecord) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    # The attack chain of a worst case ("fgsm+pgd") may differ between runs; the metric is the same.
+    condition = tuple(sorted((k, repr(v)) for k, v in record.condition.items() if not (record.name.startswith("worst_case") and k == "attack")))
+    return record.evaluation, record.name, condition
+
+
+def _disjoint(a: MetricRecord, b: MetricRecord) -> bool | None:
+    if None in (a.ci_low, a.ci_high, b.ci_low, b.ci_high):
+        return None
+    return bool(a.ci_high < b.ci_low or b.ci_high < a.ci_low)  # type: ignore[operator]
+
+
+def _settings_notes(a: Results, b: Results) -> list[str]:
+    notes = []
+    pairs = (
+        ("threat model", a.threat_model_sha256[:12], b.threat_model_sha256[:12]),
+        ("dataset manifest", a.dataset.manifest_sha256[:12], b.dataset.manifest_sha256[:12]),
+        ("examples", a.dataset.n_examples, b.dataset.n_examples),
+        ("seed", a.seed, b.seed),
+        ("robench", a.environment.robench_version, b.environment.robench_version),
+    )
+    for what, left, right in pairs:
+        if left != right:
+            notes.append(f"{what} differs: {left} vs {right}")
+    if a.model.sha256 and a.model.sha256 == b.model.sha256:
+        notes.append("both runs evaluate the same checkpoint")
+    for run, name in ((a, "first"), (b, "second")):
+        if run.status != "success":
+            notes.append(f"the {name} run did not finish (status {run.status})")
+    return notes
+
+
+def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -> RunComparison:
+    """The headline records of two runs matched by evaluation, name and condition; ``b - a`` deltas."""
+    left = {_identity(r): r for r in summary_records(a)}
+    right = {_identity(r): r for r in summary_records(b)}
+    keys = list(left) + [k for k in right if k not in left]
+    deltas = []
+    for key in keys:
+        ra, rb = left.get(key), right.get(key)
+        both = ra is not None and rb is not None and ra.value is not None and rb.value is not None
+        deltas.append(
+            RunDelta(
+                label=record_label(ra or rb),  # type: ignore[arg-type]
+                a=ra,
+                b=rb,
+                delta=rb.value - ra.value if both else None,  # type: ignore[union-attr,operator]
+                outside=_disjoint(ra, rb) if both else None,  # type: ignore[arg-type]
+            )
+        )
+    return RunComparison(a_name=a_name, b_name=b_name, deltas=tuple(deltas), notes=tuple(_settings_notes(a, b)))

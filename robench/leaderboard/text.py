@@ -1,0 +1,67 @@
+"""Rows of strings for comparisons, shared by the CLI tables, the Markdown export and the report."""
+
+from __future__ import annotations
+
+from robench.leaderboard.compare import BoardComparison
+from robench.leaderboard.runs import RunComparison
+from robench.results import MetricRecord
+
+Table = tuple[tuple[str, ...], list[tuple[str, ...]]]
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    """``0.5953`` -> ``59.5%``; ``None`` -> ``–``."""
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def points(value: float | None, digits: int = 2) -> str:
+    """A difference of fractions in signed percentage points: ``+1.2 pp``."""
+    return "–" if value is None else f"{100 * value:+.{digits}f} pp"
+
+
+def with_interval(record: MetricRecord | None) -> str:
+    """``59.5% [58.5, 60.5]`` for a proportion, the bare value for other units."""
+    if record is None or record.value is None:
+        return "–"
+    if record.unit != "fraction":
+        return f"{record.value:.4g}"
+    if record.ci_low is None or record.ci_high is None:
+        return percent(record.value)
+    return f"{percent(record.value)} [{100 * record.ci_low:.1f}, {100 * record.ci_high:.1f}]"
+
+
+def _flag(value: bool | None) -> str:
+    return "–" if value is None else ("yes" if value else "no")
+
+
+def board_table(comparison: BoardComparison) -> Table:
+    """The run and its nearest published neighbours on one board."""
+    metric = "corruption acc." if comparison.metric == "mean_corruption_accuracy" else "robust acc."
+    header = ("entry", "published rank", "clean acc.", metric, "Δ clean", "Δ " + metric.split()[0], "outside run's 95% CI (clean / " + metric.split()[0] + ")")
+    total = comparison.n_entries + 1
+    rows = [("this run", f"{comparison.rank}/{total}" if comparison.rank else "–", with_interval(comparison.clean),
+             with_interval(comparison.robust), "", "", "")]  # fmt: skip
+    shown: set[str] = set()
+    for n in comparison.neighbours:
+        e = n.entry
+        if e.id in shown:  # the best entry is often also the nearest one
+            continue
+        shown.add(e.id)
+        flags = "" if e.robust_source != "external" else " (external eval.)"
+        rows.append((
+            f"{n.role}: {e.id}{' [unreliable]' if e.unreliable else ''}", str(n.rank), percent(e.clean_accuracy),
+            percent(e.robust_accuracy) + flags, points(n.delta_clean), points(n.delta_robust),
+            f"{_flag(n.clean_outside_ci)} / {_flag(n.robust_outside_ci)}",
+        ))  # fmt: skip
+    return header, rows
+
+
+def runs_table(comparison: RunComparison) -> Table:
+    """Headline metrics of two runs with ``b - a`` and whether the intervals are disjoint."""
+    header = ("metric", comparison.a_name, comparison.b_name, "Δ (b − a)", "outside intervals")
+    rows = []
+    for d in comparison.deltas:
+        unit = (d.a or d.b).unit if (d.a or d.b) is not None else ""  # type: ignore[union-attr]
+        delta = points(d.delta) if unit == "fraction" else ("–" if d.delta is None else f"{d.delta:+.4g}")
+        rows.append((d.label, with_interval(d.a), with_interval(d.b), delta, _flag(d.outside)))
+    return header, rows

@@ -1,0 +1,364 @@
+"""The best-practice checklist of an evaluation, computed from results.json alone (a pure function).
+
+Items follow Carlini et al. 2019 ("On evaluating adversarial robustness") and the RobustBench
+rules (Croce et al. 2021): a specified threat model, strong adaptive attacks, clean and robust
+accuracy, calibration under shift, recorded code and checkpoint, detailed certification, and the
+evaluation matching what the model card claims.
+
+Model-card claims live in the threat model's ``claims`` mapping. Keys read here (all optional):
+
+- ``source``: where the claim comes from (free text, shown as evidence).
+- ``dataset``: dataset manifest name of the claim (``cifar10``).
+- ``norm``: ``Linf``, ``L2`` or ``L1``; ``eps``: the claimed radius (a number or ``"8/255"``).
+- ``clean_accuracy``, ``robust_accuracy``, ``certified_accuracy``, ``mean_corruption_accuracy``:
+  claimed numbers as fractions in [0, 1].
+- ``other_threats``: list of further claims of robustness (``["L2:0.5", "corruptions"]``); each is
+  robustness claimed outside the evaluated threat model unless it names the evaluated one.
+
+Example: ``claims: {source: "model card", norm: Linf, eps: 8/255, robust_accuracy: 0.6}``.
+Other keys are listed as ignored in the evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from robench.results import EvaluationResult, MetricRecord, Results
+from robench.threat_model import format_eps, parse_eps
+
+Status = Literal["pass", "warn", "fail", "n/a"]
+Level = Literal["strong", "moderate", "weak"]
+CLAIM_KEYS = ("source", "dataset", "norm", "eps", "clean_accuracy", "robust_accuracy", "certified_accuracy",
+              "mean_corruption_accuracy", "other_threats")  # fmt: skip
+# Claimed number -> (record name, evaluation key prefix) it is checked against.
+_CLAIMED_METRICS = {
+    "clean_accuracy": ("accuracy", "clean"),
+    "robust_accuracy": ("worst_case_robust_accuracy", "attacks/"),
+    "certified_accuracy": ("certified_accuracy", "certification/"),
+    "mean_corruption_accuracy": ("mean_corruption_accuracy", "corruptions"),
+}
+STRONG_PGD_STEPS = 100
+STRONG_PGD_RESTARTS = 2
+# Sections that are not attacks, though registered as such.
+_NOT_ATTACKS = frozenset({"gradient_masking"})
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    """One best-practice item with its verdict and the evidence for it.
+
+    Attributes:
+        key: Stable identifier (``strong_attacks``).
+        title: What is checked, in words.
+        status: ``pass``, ``warn``, ``fail``, or ``n/a`` when the item does not apply.
+        evidence: What in results.json the verdict rests on.
+    """
+
+    key: str
+    title: str
+    status: Status
+    evidence: str
+
+
+@dataclass(frozen=True)
+class AttackStrength:
+    """How strong one attack evaluation is, with the reason.
+
+    Attributes:
+        key: Evaluation key (``attacks/pgd``).
+        kind: ``autoattack``, ``pgd``, ``fgsm``, or the attack's registry name.
+        level: ``strong`` (AutoAttack; PGD with >= 100 steps and >= 2 restarts), ``moderate``
+            (other iterative, black-box or minimum-norm attacks) or ``weak`` (single step).
+        reason: The parameters behind the level, in words.
+    """
+
+    key: str
+    kind: str
+    level: Level
+    reason: str
+
+
+def _params(evaluation: EvaluationResult) -> dict[str, Any]:
+    declared = evaluation.declared.get("params") if isinstance(evaluation.declared.get("params"), dict) else {}
+    return {**declared, **{k: v for k, v in (evaluation.resolved or {}).items() if v is not None}}
+
+
+def _strength(evaluation: EvaluationResult) -> AttackStrength:
+    params = _params(evaluation)
+    name = evaluation.name
+    if name == "autoattack":
+        version = params.get("version", "standard")
+        n_iter = params.get("n_iter")
+        attacks = params.get("attacks") or []
+        if n_iter is not None and int(n_iter) < STRONG_PGD_STEPS:
+            return AttackStrength(evaluation.key, name, "moderate", f"AutoAttack {version} with n_iter {n_iter} < {STRONG_PGD_STEPS}")
+        if version == "custom" and not ({"apgd-ce", "apgd-dlr", "apgd-t"} & set(attacks)):
+            return AttackStrength(evaluation.key, name, "moderate", f"AutoAttack custom without APGD ({', '.join(attacks)})")
+        return AttackStrength(evaluation.key, name, "strong", f"AutoAttack version {version}")
+    if name == "pgd":
+        steps, restarts = int(params.get("steps", 40)), int(params.get("restarts", 1))
+        text = f"PGD {steps} steps x {restarts} restart{'s' if restarts != 1 else ''}, loss {params.get('loss', 'ce')}"
+        if steps >= STRONG_PGD_STEPS and restarts >= STRONG_PGD_RESTARTS:
+            return AttackStrength(evaluation.key, name, "strong", text)
+        return AttackStrength(evaluation.key, name, "moderate", f"{text} (strong needs >= {STRONG_PGD_STEPS} steps and >= {STRONG_PGD_RESTARTS} restarts)")
+    if name == "fgsm":
+        return AttackStrength(evaluation.key, name, "weak", "FGSM: a single gradient step")
+    return AttackStrength(evaluation.key, name, "moderate", f"{name}: not a strong white-box evaluation on its own")
+
+
+def attack_strengths(results: Results) -> list[AttackStrength]:
+    """The strength of every attack evaluation that finished, in run order."""
+    return [
+        _strength(e)
+        for e in results.evaluations
+        if e.section == "attacks" and e.status == "success" and e.name not in _NOT_ATTACKS
+    ]
+
+
+def _sections_ran(results: Results, section: str) -> list[EvaluationResult]:
+    return [e for e in results.evaluations if e.section == section and e.status == "success"]
+
+
+def _threat_item(results: Results) -> ChecklistItem:
+    title = "Threat model specified (norm, eps, knowledge, goal)"
+    adversary = results.threat_model.get("adversary")
+    if adversary:
+        missing = [k for k in ("norm", "eps", "knowledge", "goal") if adversary.get(k) in (None, "")]
+        if missing:
+            return ChecklistItem("threat_model", title, "fail", f"adversary lacks {', '.join(missing)}")
+        eps = format_eps(float(adversary["eps"]))
+        return ChecklistItem(
+            "threat_model", title, "pass",
+            f"{adversary['goal']} {adversary['knowledge']} adversary, {adversary['norm']} eps {eps}, "
+            f"threat model sha256 {results.threat_model_sha256[:12]}",
+        )  # fmt: skip
+    if _sections_ran(results, "attacks") or _sections_ran(results, "certification"):
+        return ChecklistItem("threat_model", title, "fail", "attacks or certificates without a declared adversary (norm, eps)")
+    return ChecklistItem("threat_model", title, "n/a", "no adversary: a natural-shift evaluation (corruptions, stability)")
+
+
+def _attacks_item(results: Results) -> ChecklistItem:
+    title = "Strong adaptive attacks (AutoAttack, or PGD >= 100 steps with restarts)"
+    strengths = attack_strengths(results)
+    if not strengths:
+        if not results.threat_model.get("adversary"):
+            return ChecklistItem("strong_attacks", title, "n/a", "no adversary declared")
+        if _sections_ran(results, "certification"):
+            return ChecklistItem("strong_attacks", title, "n/a", "certified evaluation: the certificate bounds robustness, no attack needed")
+        return ChecklistItem("strong_attacks", title, "fail", "an adversary is declared but no attack finished")
+    listed = "; ".join(f"{s.key.split('/', 1)[-1]}: {s.reason} ({s.level})" for s in strengths)
+    levels = {s.level for s in strengths}
+    if "strong" in levels:
+        return ChecklistItem("strong_attacks", title, "pass", listed)
+    if "moderate" in levels:
+        return ChecklistItem("strong_attacks", title, "warn", f"no strong attack: {listed}")
+    return ChecklistItem("strong_attacks", title, "fail", f"weak-only evaluation: {listed}; robust accuracy is overestimated")
+
+
+def _masking_item(results: Results) -> ChecklistItem:
+    title = "No sign of gradient masking in the sanity checks"
+    checks = [(e.key, c) for e in results.evaluations for c in e.checks]
+    if not checks:
+        return ChecklistItem("masking_checks", title, "n/a", "no sanity checks were recorded")
+    bad = [(k, c) for k, c in checks if c.status != "pass"]
+    if not bad:
+        return ChecklistItem("masking_checks", title, "pass", f"{len(checks)} check(s) passed")
+    status: Status = "fail" if any(c.status == "fail" for _, c in bad) else "warn"
+    return ChecklistItem("masking_checks", title, status, "; ".join(f"{k} {c.name} {c.status}: {c.message}" for k, c in bad))
+
+
+def _first(results: Results, name: str, prefix: str) -> MetricRecord | None:
+    picked = [r for r in results.records(name=name) if r.evaluation.startswith(prefix) and not {"class", "radius", "severity"} & set(r.condition)]
+    return picked[-1] if picked else None
+
+
+def _clean_robust_item(results: Results) -> ChecklistItem:
+    title = "Clean and robust accuracy both reported (with n and 95% intervals)"
+    clean = _first(results, "accuracy", "clean")
+    robust = [
+        r
+        for name, prefix in (("worst_case_robust_accuracy", "attacks/"), ("certified_accuracy", "certification/"), ("mean_corruption_accuracy", "corruptions"))
+        if (r := _first(results, name, prefix)) is not None
+    ]  # fmt: skip
+
+    def text(r: MetricRecord) -> str:
+        ci = f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low is not None and r.ci_high is not None else " (no interval)"
+        return f"{r.evaluation} {r.name} {r.value:.3f}{ci}, n = {r.n}"
+
+    if clean is None or not robust:
+        missing = " and ".join(m for m, ok in (("clean accuracy", clean is not None), ("robust accuracy", bool(robust))) if not ok)
+        return ChecklistItem("clean_and_robust", title, "fail", f"missing {missing}")
+    shown = [clean, *robust]
+    status: Status = "pass" if all(r.ci_low is not None and r.n for r in shown) else "warn"
+    return ChecklistItem("clean_and_robust", title, status, "; ".join(text(r) for r in shown))
+
+
+def _calibration_item(results: Results) -> ChecklistItem:
+    title = "Calibration under attack or corruption included"
+    conditions = sorted({str(r.condition.get("condition")) for r in results.records("calibration", "ece")})
+    shifted = [c for c in conditions if c in ("attack", "corruption")]
+    if shifted:
+        return ChecklistItem("calibration", title, "pass", f"ECE measured under {', '.join(conditions)}")
+    if conditions:
+        return ChecklistItem("calibration", title, "warn", f"calibration only under {', '.join(conditions)}: add attacks or corruptions to its conditions")
+    return ChecklistItem("calibration", title, "warn", "calibration was not evaluated")
+
+
+def _provenance_item(results: Results) -> ChecklistItem:
+    title = "Code (robench version, git revision) and checkpoint hash recorded"
+    env = results.environment
+    sha = results.model.sha256
+    code = f"robench {env.robench_version}" + (f", git {env.git_revision}" if env.git_revision else "")
+    if not sha:
+        return ChecklistItem("provenance", title, "fail", f"{code}; no checkpoint sha256 (an in-memory model cannot be re-identified)")
+    if not env.git_revision:
+        return ChecklistItem("provenance", title, "warn", f"{code} (no git revision); checkpoint sha256 {sha[:16]}")
+    return ChecklistItem("provenance", title, "pass", f"{code}; checkpoint sha256 {sha[:16]}")
+
+
+def _certification_item(results: Results) -> ChecklistItem:
+    title = "Certification method, bounds and cost detailed"
+    certified = [e for e in results.evaluations if e.section == "certification"]
+    claimed = "certified_accuracy" in results.threat_model.get("claims", {})
+    if not certified:
+        if claimed:
+            return ChecklistItem("certification", title, "fail", "the claims include certified accuracy but no certification ran")
+        return ChecklistItem("certification", title, "n/a", "no certification claimed")
+    problems, shown = [], []
+    for e in certified:
+        records = [r for r in e.records if r.name == "certified_accuracy"]
+        if e.status != "success":
+            problems.append(f"{e.key} {e.status}")
+            continue
+        if not records or any(r.ci_low is None for r in records):
+            problems.append(f"{e.key}: no certified accuracy with an interval")
+        if not _params(e):
+            problems.append(f"{e.key}: parameters not recorded")
+        if e.cost.forward_passes <= 0 and e.cost.wall_time_s <= 0:
+            problems.append(f"{e.key}: cost not recorded")
+        params = ", ".join(f"{k}={v}" for k, v in sorted(_params(e).items()) if not isinstance(v, (list, dict)))
+        shown.append(f"{e.name} ({params}); {len(records)} certified-accuracy record(s); {e.cost.forward_passes:,} forward passes, {e.cost.wall_time_s:.1f} s")
+    if problems:
+        status: Status = "fail" if any(e.status != "success" for e in certified) else "warn"
+        return ChecklistItem("certification", title, status, "; ".join(problems))
+    return ChecklistItem("certification", title, "pass", "; ".join(shown))
+
+
+def _claimed_eps(value: Any) -> float | None:
+    try:
+        return parse_eps(value)
+    except ValueError:
+        return None
+
+
+def _claims_match_item(results: Results) -> ChecklistItem:
+    title = "Evaluation matches the model card's threat model (dataset, norm, eps)"
+    claims = results.threat_model.get("claims") or {}
+    adversary = results.threat_model.get("adversary") or {}
+    asked = [k for k in ("dataset", "norm", "eps", "other_threats") if k in claims]
+    if not asked:
+        return ChecklistItem("claims_match", title, "n/a", "the threat model records no claimed dataset, norm or eps" + _ignored(claims))
+    fails, warns, ok = [], [], []
+    manifest = str((results.threat_model.get("dataset") or {}).get("manifest", ""))
+    if "dataset" in claims:
+        (ok if str(claims["dataset"]).lower() in (manifest.lower(), results.dataset.manifest.lower()) else fails).append(
+            f"dataset claimed {claims['dataset']}, evaluated {manifest}"
+        )
+    if "norm" in claims:
+        if not adversary:
+            fails.append(f"norm {claims['norm']} claimed, but no adversary was evaluated")
+        else:
+            (ok if str(claims["norm"]).lower() == str(adversary.get("norm")).lower() else fails).append(
+                f"norm claimed {claims['norm']}, evaluated {adversary.get('norm')}"
+            )
+    if "eps" in claims:
+        eps = _claimed_eps(claims["eps"])
+        if eps is None:
+            fails.append(f"claimed eps {claims['eps']!r} is not a radius")
+        elif not adversary:
+            fails.append(f"eps {format_eps(eps)} claimed, but no adversary was evaluated")
+        elif math.isclose(eps, float(adversary["eps"]), rel_tol=1e-6):
+            ok.append(f"eps claimed {format_eps(eps)}, evaluated {format_eps(float(adversary['eps']))}")
+        else:
+            fails.append(f"eps claimed {format_eps(eps)}, evaluated {format_eps(float(adversary['eps']))}")
+    others = claims.get("other_threats") or []
+    evaluated = {str(adversary.get("norm", "")).lower(), f"{adversary.get('norm', '')}:{adversary.get('eps', '')}".lower()}
+    if (results.threat_model.get("evaluations") or {}).get("corruptions"):
+        evaluated.add("corruptions")
+    for other in others if isinstance(others, list) else [others]:
+        if str(other).lower() not in evaluated:
+            warns.append(f"robustness to {other} is claimed but outside the evaluated threat model")
+    status: Status = "fail" if fails else ("warn" if warns else "pass")
+    return ChecklistItem("claims_match", title, status, "; ".join(fails + warns + ok) + _ignored(claims))
+
+
+def _ignored(claims: dict[str, Any]) -> str:
+    unknown = sorted(set(claims) - set(CLAIM_KEYS))
+    return f" (ignored claim keys: {', '.join(unknown)})" if unknown else ""
+
+
+def _claims_numbers_item(results: Results) -> ChecklistItem:
+    title = "Claimed accuracies reproduced within the 95% interval"
+    claims = results.threat_model.get("claims") or {}
+    asked = [k for k in _CLAIMED_METRICS if k in claims]
+    if not asked:
+        return ChecklistItem("claims_reproduced", title, "n/a", "the threat model records no claimed accuracy")
+    fails, warns, ok = [], [], []
+    for key in asked:
+        name, prefix = _CLAIMED_METRICS[key]
+        record = _first(results, name, prefix)
+        claimed = claims[key]
+        if not isinstance(claimed, (int, float)) or isinstance(claimed, bool) or not 0 <= claimed <= 1:
+            fails.append(f"claimed {key} {claimed!r} is not a fraction in [0, 1]")
+            continue
+        if record is None or record.value is None or record.ci_low is None or record.ci_high is None:
+            warns.append(f"{key} {claimed:.3f} claimed but not measured")
+            continue
+        measured = f"measured {record.value:.3f} [{record.ci_low:.3f}, {record.ci_high:.3f}]"
+        if claimed > record.ci_high:
+            fails.append(f"{key}: claimed {claimed:.3f} is above the {measured}")
+        elif claimed < record.ci_low:
+            # A measured robust accuracy above the claim suggests a weaker attack than the paper's.
+            warns.append(f"{key}: claimed {claimed:.3f} is below the {measured}")
+        else:
+            ok.append(f"{key}: claimed {claimed:.3f}, {measured}")
+    status: Status = "fail" if fails else ("warn" if warns else "pass")
+    source = f" (source: {claims['source']})" if claims.get("source") else ""
+    return ChecklistItem("claims_reproduced", title, status, "; ".join(fails + warns + ok) + source)
+
+
+def _complete_item(results: Results) -> ChecklistItem:
+    title = "Run finished and every evaluation succeeded"
+    failed = [f"{e.key}: {e.error or e.status}" for e in results.evaluations if e.status not in ("success", "skipped")]
+    if results.status != "success":
+        return ChecklistItem("complete", title, "fail", f"run status {results.status}: {results.error or 'no error recorded'}")
+    if failed:
+        return ChecklistItem("complete", title, "fail", "; ".join(failed))
+    return ChecklistItem("complete", title, "pass", f"{len(results.evaluations)} evaluation(s) succeeded")
+
+
+def checklist(results: Results) -> list[ChecklistItem]:
+    """The best-practice checklist of a run, in report order (see the module docstring).
+
+    Args:
+        results: A run's results.
+
+    Returns:
+        One :class:`ChecklistItem` per item: ``threat_model``, ``strong_attacks``,
+        ``masking_checks``, ``clean_and_robust``, ``calibration``, ``provenance``,
+        ``certification``, ``claims_match``, ``claims_reproduced``, ``complete``.
+    """
+    return [
+        _threat_item(results),
+        _attacks_item(results),
+        _masking_item(results),
+        _clean_robust_item(results),
+        _calibration_item(results),
+        _provenance_item(results),
+        _certification_item(results),
+        _claims_match_item(results),
+        _claims_numbers_item(results),
+        _complete_item(results),
+    ]

@@ -1,0 +1,119 @@
+"""Machine-readable exports of a run: a flat CSV of every metric record and a Markdown summary.
+
+The CSV has one row per :class:`~robench.results.MetricRecord`, fixed columns first, then one
+``condition.<key>`` column per condition key found in the run (sorted), so that it loads straight
+into a data frame. The Markdown summary (for a paper appendix or a pull request) holds the setting,
+the best-practice checklist, the headline numbers with 95% intervals, the leaderboard comparison
+and the cost.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from robench._errors import ConfigError
+from robench.report.checklist import checklist
+from robench.report.render import record_label, summary_records
+from robench.results import Results, atomic_write_text
+from robench.threat_model import format_eps
+
+CSV_COLUMNS = ("threat_model", "model_sha256", "section", "evaluation", "name", "value", "n", "ci_low", "ci_high",
+               "interval", "unit")  # fmt: skip
+CSV_NAME = "metrics.csv"
+MARKDOWN_NAME = "summary.md"
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else (repr(value) if isinstance(value, float) else str(value))
+
+
+def records_csv(results: Results) -> str:
+    """Every metric record of the run as CSV text (see the module docstring for the columns)."""
+    sections = {e.key: e.section for e in results.evaluations}
+    keys = sorted({k for r in results.records() for k in r.condition})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*CSV_COLUMNS, *(f"condition.{k}" for k in keys)])
+    for e in results.evaluations:
+        for r in e.records:
+            row = [results.threat_model.get("name"), results.model.sha256, sections.get(r.evaluation, e.section), r.evaluation,
+                   r.name, r.value, r.n, r.ci_low, r.ci_high, r.interval, r.unit]  # fmt: skip
+            writer.writerow([_cell(v) for v in row] + [_cell(r.condition.get(k)) for k in keys])
+    return buffer.getvalue()
+
+
+def _md(text: object) -> str:
+    """A Markdown table cell: pipes escaped, no line breaks, HTML tags neutralised."""
+    return " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+
+
+def _table(header: tuple[str, ...] | list[str], rows: list[tuple[str, ...]] | list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
+    """A Markdown summary of the run (setting, checklist, headline numbers, leaderboard, cost)."""
+    from robench.leaderboard.text import with_interval
+
+    adversary = results.threat_model.get("adversary") or {}
+    threat = (
+        f"{adversary['goal']} {adversary['knowledge']} adversary, {adversary['norm']} eps {format_eps(float(adversary['eps']))}"
+        if adversary
+        else "no adversary (natural shift / certification)"
+    )
+    lines = [f"## Robustness audit: `{_md(results.threat_model.get('name'))}`", ""]
+    lines += _table(
+        ("", ""),
+        [
+            ("Model", f"`{results.model.source}` ({results.model.format}{', ' + results.model.arch if results.model.arch else ''})"),
+            ("Checkpoint sha256", f"`{results.model.sha256 or 'none (in-memory module)'}`"),
+            ("Dataset", f"{results.dataset.manifest} {results.dataset.split}, n = {results.dataset.n_examples}"),
+            ("Threat model", f"{threat} (sha256 `{results.threat_model_sha256[:12]}`)"),
+            ("Code", f"robench {results.environment.robench_version}" + (f", git `{results.environment.git_revision}`" if results.environment.git_revision else "")),
+            ("Run", f"status {results.status}, seed {results.seed}, {results.environment.device} {results.environment.device_name}".rstrip()),
+        ],
+    )  # fmt: skip
+    lines += ["### Best-practice checklist", ""]
+    lines += _table(("item", "verdict", "evidence"), [(i.title, f"**{i.status}**", i.evidence) for i in checklist(results)])
+    lines += ["### Headline numbers (95% Clopper-Pearson intervals)", ""]
+    lines += _table(("metric", "value [95% CI]", "n"), [(record_label(r), with_interval(r), "" if r.n is None else str(r.n)) for r in summary_records(results)])
+    if with_leaderboard:
+        lines += _leaderboard_lines(results)
+    lines += ["### Cost", ""]
+    lines += _table(
+        ("evaluation", "status", "wall time (s)", "forward passes", "backward passes", "device"),
+        [(e.key, e.status, f"{e.cost.wall_time_s:.1f}", f"{e.cost.forward_passes:,}", f"{e.cost.backward_passes:,}", e.cost.device) for e in results.evaluations],
+    )  # fmt: skip
+    warnings = [f"{e.key}: {w}" for e in results.evaluations for w in e.warnings]
+    if warnings:
+        lines += ["### Warnings", ""] + [f"- {_md(w)}" for w in warnings] + [""]
+    return "\n".join(lines)
+
+
+def _leaderboard_lines(results: Results) -> list[str]:
+    from robench.leaderboard import board_table, compare_to_leaderboard, load_snapshot
+
+    try:
+        snapshot = load_snapshot()
+    except ConfigError:
+        return []
+    lines = []
+    for comparison in compare_to_leaderboard(results, snapshot):
+        at = f" at eps {comparison.eps}" if comparison.eps else ""
+        lines += [f"### Leaderboard: {comparison.board}{at}, rank {comparison.rank or '–'} of {comparison.n_entries + 1}", ""]
+        lines += _table(*board_table(comparison))
+        lines += [f"- {_md(note)}" for note in comparison.notes] + ([""] if comparison.notes else [])
+    return lines
+
+
+def write_exports(results: Results, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``metrics.csv`` and ``summary.md`` into ``out_dir`` (atomically); return their paths."""
+    out = Path(out_dir)
+    return {
+        "csv": atomic_write_text(out / CSV_NAME, records_csv(results)),
+        "markdown": atomic_write_text(out / MARKDOWN_NAME, markdown_summary(results)),
+    }

@@ -1,0 +1,34 @@
+"""Leaderboard comparison: rank among published RobustBench entries of the same setting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from robench._errors import ConfigError
+from robench.leaderboard import DEFAULT_SNAPSHOT, BoardComparison, Neighbour, board_table, compare_to_leaderboard, load_snapshot
+from robench.results import Results
+
+
+def _unique(comparison: BoardComparison) -> list[Neighbour]:
+    """Neighbours without repeats (the best entry is often the nearest one too)."""
+    seen: set[str] = set()
+    return [n for n in comparison.neighbours if not (n.entry.id in seen or seen.add(n.entry.id))]
+
+
+def build(results: Results) -> dict[str, Any]:
+    """Comparisons with every matching board of the shipped snapshot; always a dict, with ``reason``
+    saying why there is nothing to compare when there is not."""
+    try:
+        snapshot = load_snapshot(DEFAULT_SNAPSHOT)
+    except ConfigError as exc:
+        return {"comparisons": [], "source": {}, "reason": f"no leaderboard snapshot is available ({exc})"}
+    comparisons = compare_to_leaderboard(results, snapshot)
+    dataset = (results.threat_model.get("dataset") or {}).get("manifest", results.dataset.manifest)
+    adversary = results.threat_model.get("adversary") or {}
+    setting = f"{dataset}" + (f", {adversary.get('norm')}" if adversary else "")
+    boards = ", ".join(sorted(snapshot.boards))
+    return {
+        "source": snapshot.source,
+        "comparisons": [{"comparison": c, "table": board_table(c), "entries": _unique(c)} for c in comparisons],
+        "reason": None if comparisons else f"no published board matches this setting ({setting}); boards in the snapshot: {boards}",
+    }

@@ -1,0 +1,173 @@
+"""robench's AutoAttack equals pyautoattack alone on the same model, data, seed and batch size."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+pyautoattack = pytest.importorskip("pyautoattack")
+
+from robench._errors import ConfigError, UnavailableError  # noqa: E402
+from robench.attacks import autoattack as aa_module  # noqa: E402
+from robench.context import EvalContext  # noqa: E402
+from robench.journal import Journal  # noqa: E402
+
+from .conftest import make_threat, record, run_section  # noqa: E402
+
+FAST = {"n_iter": 10, "square_queries": 100, "n_target_classes": 3, "n_restarts": 1, "batch_size": 16}
+ORDER = ["apgd-ce", "apgd-t", "fab-t", "square"]
+EPS = 0.06
+
+
+def reference(module, x, y, *, seed: int, norm: str = "Linf", eps: float = EPS):
+    """pyautoattack alone, configured through its own constructors and attributes."""
+    adversary = pyautoattack.AutoAttack(module, attacks=ORDER, device="cpu", eps=eps, norm=norm, seed=seed, version="custom")
+    adversary.apgd = pyautoattack.autoattack.APGDAttack(
+        module, n_restarts=1, n_iter=10, eps=eps, norm=norm, seed=seed, device="cpu", logger=adversary.logger
+    )
+    adversary.apgd_targeted = pyautoattack.autoattack.APGDAttack_targeted(
+        module, n_restarts=1, n_iter=10, eps=eps, norm=norm, seed=seed, device="cpu", logger=adversary.logger, n_target_classes=3
+    )
+    adversary.fab.n_iter, adversary.fab.n_restarts, adversary.fab.n_target_classes = 10, 1, 3
+    adversary.square.n_queries = 100
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("auto-attack")
+    handler = Collect()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=FAST["batch_size"])
+    finally:
+        logger.removeHandler(handler)
+    after = [line for line in lines if line.startswith("robust accuracy after")]
+    return y_adv == y, after
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", EPS), pytest.param("L2", 1.0, marks=pytest.mark.slow)])
+def test_equals_pyautoattack(handle, mnist_test, norm, eps):
+    data = mnist_test.subset(32)
+    threat = make_threat([{"name": "autoattack", "params": {"version": "custom", "attacks": ORDER, **FAST}}], norm=norm, eps=eps)
+    output, ctx = run_section(handle, data, threat, seed=7)
+    x, y = data.load(slice(0, len(data)))
+    robust_ref, after = reference(handle.module, x, y, seed=7, norm=norm, eps=eps)
+    robust = ctx.shared["attacks/autoattack"]["robust"]
+    assert torch.equal(robust, robust_ref)
+    assert record(output, "robust_accuracy").value == pytest.approx(float(robust_ref.float().mean()))
+    # The breakdown after each attack, in order, matches pyautoattack's log (2-decimal percentages).
+    breakdown = output.artifacts["breakdown"]
+    assert [row["attack"] for row in breakdown] == ["clean", *ORDER]
+    assert len(after) == len(ORDER)
+    for row, line in zip(breakdown[1:], after):
+        assert f"{row['attack'].upper()}: {row['robust_accuracy']:.2%}" in line
+    values = [record(output, "robust_accuracy_after", after=name).value for name in ORDER]
+    assert values == sorted(values, reverse=True)
+    assert any("robust accuracy after" in line for line in output.artifacts["log"])
+    # Informative: the first attack leaves robust examples, so later attacks really run.
+    assert breakdown[1]["n_robust"] > 0 and breakdown[2]["n_attacked"] > 0
+    assert output.checks[0].name == "autoattack_own_checks"
+
+
+def test_resume_per_attack(handle, mnist_test, tmp_path, monkeypatch):
+    data = mnist_test.subset(24)
+    threat = make_threat([{"name": "autoattack", "params": {"version": "custom", "attacks": ORDER, **FAST}}], eps=EPS)
+    full, full_ctx = run_section(handle, data, threat, seed=1)
+    identity = {"run": "resume-test"}
+    real = aa_module.perturb
+
+    def crash_on_fab(adversary, name, *args, **kwargs):
+        if name == "fab-t":
+            raise KeyboardInterrupt
+        return real(adversary, name, *args, **kwargs)
+
+    monkeypatch.setattr(aa_module, "perturb", crash_on_fab)
+    journal = Journal(tmp_path / "journal.bin", identity, resume=False)
+    ctx = EvalContext(device=torch.device("cpu"), seed=1, batch_size=100, progress=False, journal=journal)
+    with pytest.raises(KeyboardInterrupt):
+        run_section(handle, data, threat, ctx=ctx)
+    journal.close()
+    monkeypatch.setattr(aa_module, "perturb", real)
+    journal = Journal(tmp_path / "journal.bin", identity, resume=True)
+    ctx = EvalContext(device=torch.device("cpu"), seed=1, batch_size=100, progress=False, journal=journal)
+    resumed, ctx = run_section(handle, data, threat, ctx=ctx)
+    journal.close()
+    assert ctx.cost.resumed_batches >= 2  # clean + apgd-ce (+ apgd-t) came from the journal
+    assert torch.equal(ctx.shared["attacks/autoattack"]["robust"], full_ctx.shared["attacks/autoattack"]["robust"])
+    assert resumed.artifacts["breakdown"] == full.artifacts["breakdown"]
+
+
+def test_targets_capped_below_ten_classes(trained_net):
+    from robench.attacks.autoattack import AutoAttackParams, build_autoattack
+
+    with aa_module.capture_log("auto-attack") as log:
+        adversary = build_autoattack(trained_net, AutoAttackParams(), norm="Linf", eps=0.1, num_classes=4, seed=0, device="cpu")
+        pyautoattack.checks.check_n_classes(4, ["apgd-t", "fab-t"], adversary.apgd_targeted.n_target_classes,
+                                            adversary.fab.n_target_classes, logger=adversary.logger)  # fmt: skip
+    assert adversary.apgd_targeted.n_target_classes == 3 and adversary.fab.n_target_classes == 3
+    assert not log.warnings
+    ten = build_autoattack(trained_net, AutoAttackParams(), norm="Linf", eps=0.1, num_classes=10, seed=0, device="cpu")
+    assert ten.apgd_targeted.n_target_classes == 9
+    assert ten.attacks_to_run == ["apgd-ce", "apgd-t", "fab-t", "square"]
+
+
+def test_versions_and_params():
+    from robench.attacks.autoattack import VERSIONS, AutoAttackParams
+
+    assert AutoAttackParams(version="plus").attack_list() == VERSIONS["plus"]
+    threat = make_threat([{"name": "autoattack", "params": {"version": "custom"}}])
+    with pytest.raises(ConfigError, match="custom"):
+        threat.resolved_params("attacks", threat.evaluations.attacks[0])
+
+
+def test_targeted_goal_rejected(handle, mnist_test):
+    threat = make_threat([{"name": "autoattack"}], goal="targeted")
+    with pytest.raises(ConfigError, match="untargeted"):
+        run_section(handle, mnist_test.subset(4), threat)
+
+
+def test_missing_package_is_unavailable(handle, mnist_test, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyautoattack", None)
+    threat = make_threat([{"name": "autoattack"}])
+    with pytest.raises(UnavailableError, match="pip install"):
+        run_section(handle, mnist_test.subset(4), threat)
+
+
+def test_own_warnings_surfaced(trained_net, mnist_test):
+    from torch import nn
+
+    from robench.models import load_model
+
+    handle = load_model(nn.Sequential(trained_net, nn.Softmax(dim=1)), device="cpu")
+    params = {"version": "custom", "attacks": ["apgd-ce"], "n_iter": 2, "n_restarts": 1}
+    output, _ = run_section(handle, mnist_test.subset(8), make_threat([{"name": "autoattack", "params": params}]))
+    check = next(c for c in output.checks if c.name == "autoattack_own_checks")
+    assert check.status == "warn" and "probability distribution" in check.message
+    assert any(w.startswith("pyautoattack: ") for w in output.warnings)
+
+
+def test_randomized_model_pass_mean(trained_net, mnist_test):
+    from torch import nn
+
+    from robench.models import load_model
+
+    handle = load_model(nn.Sequential(nn.Dropout(0.3), trained_net), device="cpu")
+    handle.module.train()  # dropout on: a stochastic model
+    threat = make_threat([{"name": "autoattack", "params": {"version": "rand", "n_iter": 2, "eot_iter": 2}}])
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=100, progress=False)
+    ctx.shared["randomized"] = True
+    output, ctx = run_section(handle, mnist_test.subset(8), threat, ctx=ctx)
+    robust = record(output, "robust_accuracy")
+    assert robust.condition["stochastic_passes"] is True
+    # Pass-mean robustness is zero for clean errors and at most 1 otherwise: never above clean accuracy.
+    assert 0.0 <= robust.value <= record(output, "clean_accuracy").value
+    assert robust.interval.startswith("clopper-pearson (rounded")
+    assert output.resolved["attacks"] == ["apgd-ce", "apgd-dlr"]
+    assert not any("version 'rand'" in w for w in output.warnings)

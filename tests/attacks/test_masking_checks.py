@@ -1,0 +1,81 @@
+"""Gradient-masking checks: a quantising (zero-gradient) toy model trips them, a normal model passes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from robench.attacks.masking_checks import (
+    check_gradients,
+    check_iterative_vs_single_step,
+    check_large_eps,
+    check_monotone_in_eps,
+    check_white_vs_black_box,
+    declared_attack_checks,
+    large_radius,
+)
+from robench.models import load_model
+
+from .conftest import make_threat, run_section
+
+PARAMS = {"n_examples": 20, "steps": 5, "eps_factors": [0.5, 1.0, 2.0], "square_queries": 60}
+
+
+class Quantize(nn.Module):
+    """Rounds pixels to 5 levels: piecewise constant, so every input gradient is exactly zero."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.round(x * 4) / 4
+
+
+def _statuses(output) -> dict[str, str]:
+    return {c.name: c.status for c in output.checks}
+
+
+def test_pure_checks_pass_and_warn():
+    assert check_iterative_vs_single_step(0.3, 0.4).status == "pass"
+    assert check_iterative_vs_single_step(0.5, 0.4).status == "warn"
+    assert check_white_vs_black_box(0.3, 0.3).status == "pass"
+    assert check_white_vs_black_box(0.6, 0.3).status == "warn"
+    assert check_monotone_in_eps([0.1, 0.2, 0.3], [0.5, 0.4, 0.4]).status == "pass"
+    warned = check_monotone_in_eps([0.1, 0.2, 0.3], [0.5, 0.2, 0.4])
+    assert warned.status == "warn" and warned.evidence["increases"] == [[0.2, 0.3]]
+    assert check_large_eps(1.0, 0.0).status == "pass" and check_large_eps(1.0, 0.3).status == "warn"
+    assert check_gradients(100, 0, 50, 0).status == "pass"  # CE underflow alone is not masking
+    assert check_gradients(100, 20, 20, 0).status == "warn" and check_gradients(100, 0, 0, 1).status == "warn"
+    assert large_radius("L2", (0.0, 1.0), 784) == pytest.approx(28.0)
+
+
+def test_declared_attacks_compared():
+    robust = torch.tensor([True, False, True, True])
+    summary = {
+        "fgsm": {"robust_accuracy": 0.5, "n": 4, "eps": 0.1, "kind": "white-box", "robust": torch.tensor([True, False, True, False])},
+        "pgd": {"robust_accuracy": 0.75, "n": 4, "eps": 0.1, "kind": "white-box", "robust": robust},
+        "square": {"robust_accuracy": 0.25, "n": 4, "eps": 0.1, "kind": "score-based", "robust": torch.tensor([True, False, False, False])},
+    }
+    checks = {c.name: c for c in declared_attack_checks(summary)}
+    assert checks["iterative_at_least_single_step"].status == "warn"
+    assert checks["iterative_at_least_single_step"].evidence["examples_only_single_step_fooled"] == 1
+    assert checks["white_box_at_least_black_box"].status == "warn"
+
+
+def test_normal_model_passes(handle, mnist_test):
+    threat = make_threat([{"name": "gradient_masking", "params": PARAMS}], eps=0.1)
+    output, _ = run_section(handle, mnist_test, threat)
+    statuses = _statuses(output)
+    assert set(statuses.values()) == {"pass"}, output.checks
+    assert {"iterative_at_least_single_step", "white_box_at_least_black_box", "non_increasing_in_eps",
+            "near_zero_at_large_eps", "gradients_nonzero_finite"} <= set(statuses)  # fmt: skip
+
+
+def test_masked_model_trips_checks(trained_net, mnist_test):
+    handle = load_model(nn.Sequential(Quantize(), trained_net), device="cpu")
+    threat = make_threat([{"name": "gradient_masking", "params": PARAMS}], eps=0.1)
+    output, _ = run_section(handle, mnist_test, threat)
+    statuses = _statuses(output)
+    assert statuses["gradients_nonzero_finite"] == "warn"
+    assert statuses["near_zero_at_large_eps"] == "warn"
+    assert statuses["white_box_at_least_black_box"] == "warn"
+    evidence = next(c for c in output.checks if c.name == "gradients_nonzero_finite").evidence
+    assert evidence["zero_margin_gradients"] == evidence["n"] == 20

@@ -1,0 +1,127 @@
+"""PGD/FGSM: projection invariants, targeted mode, modes, and strength against torchattacks and foolbox."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robench.attacks import FGSM, PGD, get_norm
+
+from .conftest import make_threat, record, run_section
+
+BOUNDS = (0.0, 1.0)
+
+
+def _robust(module, x, y, x_adv) -> float:
+    with torch.no_grad():
+        return float(((module(x).argmax(1) == y) & (module(x_adv).argmax(1) == y)).float().mean())
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 0.1), ("L2", 1.5), ("L1", 10.0)])
+def test_projection_keeps_ball_and_bounds(handle, mnist_test, norm, eps):
+    x, y = mnist_test.load(slice(0, 64))
+    result = PGD(steps=5, rel_step_size=0.5)(handle.module, x, y, norm=norm, eps=eps, generator=torch.Generator().manual_seed(0))
+    assert float(result.distance.max()) <= eps * (1 + 1e-5)
+    assert float(result.x_adv.min()) >= BOUNDS[0] and float(result.x_adv.max()) <= BOUNDS[1]
+    with torch.no_grad():
+        assert torch.equal(result.success, handle.module(result.x_adv).argmax(1) != y)
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2", "L1"])
+def test_norm_projection_is_idempotent_and_inside(norm):
+    delta = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    projection = get_norm(norm).project(delta, 0.7)
+    assert float(get_norm(norm).distance(projection).max()) <= 0.7 * (1 + 1e-5)
+    assert torch.allclose(get_norm(norm).project(projection, 0.7), projection, atol=1e-6)
+
+
+def test_at_least_as_strong_as_torchattacks(handle, mnist_test):
+    torchattacks = pytest.importorskip("torchattacks")
+    x, y = mnist_test.load(slice(0, 200))
+    eps, steps, alpha = 0.08, 10, 0.02
+    ours = PGD(steps=steps, rel_step_size=alpha / eps)(handle.module, x, y, norm="Linf", eps=eps, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    theirs = torchattacks.PGD(handle.module, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
+    ours_acc, theirs_acc = _robust(handle.module, x, y, ours.x_adv), _robust(handle.module, x, y, theirs)
+    assert 0.05 < theirs_acc  # the comparison is informative: the peer leaves robust examples
+    assert ours_acc <= theirs_acc
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 0.08), ("L2", 1.0)])
+def test_at_least_as_strong_as_foolbox(handle, mnist_test, norm, eps):
+    fb = pytest.importorskip("foolbox")
+    x, y = mnist_test.load(slice(0, 200))
+    steps, rel = 10, 0.25
+    ours = PGD(steps=steps, rel_step_size=rel)(handle.module, x, y, norm=norm, eps=eps, generator=torch.Generator().manual_seed(0))
+    attack = (fb.attacks.LinfPGD if norm == "Linf" else fb.attacks.L2PGD)(steps=steps, rel_stepsize=rel)
+    torch.manual_seed(0)
+    _, clipped, _ = attack(fb.PyTorchModel(handle.module, bounds=BOUNDS, device="cpu"), x, y, epsilons=eps)
+    ours_acc, theirs_acc = _robust(handle.module, x, y, ours.x_adv), _robust(handle.module, x, y, clipped)
+    assert 0.05 < theirs_acc
+    assert ours_acc <= theirs_acc
+
+
+def test_iterative_stronger_than_fgsm(handle, mnist_test):
+    x, y = mnist_test.load(slice(0, 200))
+    fgsm = FGSM()(handle.module, x, y, norm="Linf", eps=0.08)
+    pgd = PGD(steps=10)(handle.module, x, y, norm="Linf", eps=0.08, generator=torch.Generator().manual_seed(0))
+    assert float(pgd.success.float().mean()) >= float(fgsm.success.float().mean())
+
+
+def test_targeted_mode_hits_targets(handle, mnist_test):
+    threat = make_threat([{"name": "pgd", "params": {"steps": 20, "loss": "margin"}}], eps=0.3, goal="targeted")
+    output, ctx = run_section(handle, mnist_test.subset(30), threat)
+    # Targeted success means classified as the target; a large eps gets most of them there.
+    assert record(output, "attack_success_rate").value > 0.8
+    x, y = mnist_test.load(slice(0, 50))
+    target = (y + 1) % 10
+    result = PGD(steps=20, loss="margin")(handle.module, x, y, norm="Linf", eps=0.3, target=target)
+    with torch.no_grad():
+        assert torch.equal(result.success, handle.module(result.x_adv).argmax(1) == target)
+
+
+def test_fast_mode_decides_success_in_fp32(handle, mnist_test):
+    x, y = mnist_test.load(slice(0, 100))
+    gen = torch.Generator().manual_seed(0)
+    fast = PGD(steps=10, mode="fast")(handle.module, x, y, norm="Linf", eps=0.08, generator=gen)
+    exact = PGD(steps=10)(handle.module, x, y, norm="Linf", eps=0.08, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(fast.success, handle.module(fast.x_adv.float()).argmax(1) != y)
+    assert fast.x_adv.dtype == torch.float32
+    assert abs(float(fast.success.float().mean()) - float(exact.success.float().mean())) < 0.1
+    assert next(handle.module.parameters()).is_contiguous()  # weights restored after channels_last
+
+
+def test_mode_recorded_in_results(handle, mnist_test):
+    threat = make_threat([{"name": "pgd", "params": {"steps": 3, "mode": "fast"}}])
+    output, ctx = run_section(handle, mnist_test.subset(20), threat)
+    assert output.artifacts["mode"] == "fast" and "bf16" in ctx.cost.precision
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_same_numbers(handle, mnist_test):
+    x, y = mnist_test.load(slice(0, 32))
+    eager = PGD(steps=3, random_start=False)(handle.module, x, y, norm="Linf", eps=0.08)
+    compiled = PGD(steps=3, random_start=False, compile=True)(handle.module, x, y, norm="Linf", eps=0.08)
+    assert torch.equal(eager.success, compiled.success)
+    assert torch.allclose(eager.x_adv, compiled.x_adv, atol=1e-5)
+
+
+def test_randomized_model_uses_eot_and_pass_mean(trained_net, mnist_test):
+    from torch import nn
+
+    from robench.models import load_model
+
+    noisy = nn.Sequential(nn.Dropout(0.2), trained_net).train()
+    handle = load_model(noisy, device="cpu")
+    handle.module.train()
+    threat = make_threat([{"name": "pgd", "params": {"steps": 2}}])
+    from robench.context import EvalContext
+
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=100, progress=False)
+    ctx.shared["randomized"] = True
+    output, ctx = run_section(handle, mnist_test.subset(20), threat, ctx=ctx)
+    assert output.resolved["eot_samples"] == 20
+    robust = record(output, "robust_accuracy")
+    assert robust.condition["stochastic_passes"] is True
+    assert output.artifacts["stochastic_passes"] == 10

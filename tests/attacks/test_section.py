@@ -1,0 +1,81 @@
+"""The attacks section end to end through robench.evaluate(), its records, hand-offs and report."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robench.results import Results
+
+from .conftest import make_threat, record, run_section
+
+pytest.importorskip("pyautoattack")
+pytest.importorskip("foolbox")
+
+
+@pytest.fixture(scope="module")
+def results(trained_net) -> Results:
+    from robench.runner import evaluate
+
+    threat = make_threat(
+        [
+            {"name": "fgsm"},
+            {"name": "pgd", "params": {"steps": 5}},
+            {"name": "autoattack", "params": {"version": "custom", "attacks": ["apgd-ce", "square"], "n_iter": 5, "square_queries": 10}},
+            {"name": "fmn", "params": {"steps": 5}},
+            {"name": "square", "params": {"n_queries": 10}},
+            {"name": "gradient_masking", "params": {"n_examples": 12, "steps": 3, "eps_factors": [1.0, 2.0], "square_queries": 20}},
+        ],
+        eps=0.1,
+    )
+    return evaluate(trained_net, threat, n_examples=12, device="cpu", progress=False, batch_size=12)
+
+
+def test_records_and_worst_case(results):
+    keys = [e.key for e in results.evaluations]
+    assert keys == ["clean", "attacks/fgsm", "attacks/pgd", "attacks/autoattack", "attacks/fmn", "attacks/square", "attacks/gradient_masking"]
+    worst = results.records(name="worst_case_robust_accuracy")
+    values = [r.value for r in worst]
+    assert values == sorted(values, reverse=True)  # running per-example minimum over attacks
+    for evaluation in results.evaluations[1:6]:
+        robust = record(evaluation, "robust_accuracy")
+        assert robust.n == 12 and robust.ci_low <= robust.value <= robust.ci_high
+        assert robust.value <= record(evaluation, "clean_accuracy").value
+        per_class = [r for r in evaluation.records if r.name == "robust_accuracy_per_class"]
+        assert sum(r.n for r in per_class) == 12
+    assert results.evaluation("attacks/square").artifacts["knowledge"] == "score-based"
+    assert results.evaluation("attacks/pgd").resolved["rel_step_size"] == pytest.approx(0.5)
+    masking = results.evaluation("attacks/gradient_masking")
+    names = {c.name for c in masking.checks}
+    declared = [c for c in masking.checks if c.evidence.get("source", "").startswith("declared attacks")]
+    strongest = min(record(results.evaluation(f"attacks/{k}"), "robust_accuracy").value for k in ("pgd", "autoattack", "fmn"))
+    assert declared and all(c.evidence.get("iterative", c.evidence.get("white_box")) == strongest for c in declared)
+    assert {"autoattack_warnings", "white_box_at_least_black_box", "iterative_at_least_single_step"} <= names
+
+
+def test_handoff_for_calibration(handle, mnist_test):
+    threat = make_threat([{"name": "pgd", "params": {"steps": 3}}])
+    output, ctx = run_section(handle, mnist_test.subset(16), threat)
+    shared = ctx.shared["attacks/pgd"]
+    assert shared["probs"].shape == (16, 10) and torch.allclose(shared["probs"].sum(1), torch.ones(16))
+    assert shared["labels"].shape == (16,) and shared["robust"].dtype == torch.bool
+    assert float(shared["robust"].float().mean()) == pytest.approx(record(output, "robust_accuracy").value)
+
+
+def test_report_renders(results):
+    from robench.report.render import render_html
+    from robench.report.sections.attacks import build
+
+    section = build(results)
+    assert section["breakdowns"][0]["rows"][0]["attack"] == "clean"
+    assert section["curve_figure"].startswith("data:image/png")
+    assert section["min_norm"][0]["norm"] == "Linf"
+    html = render_html(results)
+    assert "AutoAttack breakdown" in html and "Gradient-masking checks" in html and "Robust accuracy vs ε" in html
+
+
+def test_report_section_absent_without_attacks(results):
+    from robench.report.sections.attacks import build
+
+    empty = results.model_copy(update={"evaluations": [e for e in results.evaluations if e.section != "attacks"]})
+    assert build(empty) is None

@@ -1,0 +1,131 @@
+"""Rank, neighbours, deltas and flags against a brute-force reading of the raw files (pandas) and
+statsmodels' Clopper-Pearson intervals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+from robench.cli import main
+from robench.leaderboard import build_snapshot, compare_to_leaderboard, load_snapshot
+from robench.results import EvaluationResult, MetricRecord, Results
+from tests.report import fixtures
+
+N = fixtures.N
+
+
+def _raw(folder: Path, eps: str | None = "8/255") -> pd.DataFrame:
+    rows = []
+    for path in folder.glob("*.json"):
+        info = json.loads(path.read_text())
+        ranked = info.get("corruptions_acc") or info.get("external") or info["autoattack_acc"]
+        rows.append({"id": path.stem, "eps": info.get("eps"), "clean": float(info["clean_acc"]) / 100, "ranked": float(ranked) / 100})
+    frame = pd.DataFrame(rows)
+    return frame[frame["eps"] == eps] if eps is not None else frame
+
+
+def _with_worst_case(results: Results, robust: int, attack: str = "autoattack") -> Results:
+    results = results.model_copy(deep=True)
+    for evaluation in results.evaluations:
+        evaluation.records = [
+            MetricRecord.proportion(r.evaluation, r.name, robust, N, r.condition) if r.name == "worst_case_robust_accuracy" else r
+            for r in evaluation.records
+        ]
+    return results
+
+
+@pytest.mark.parametrize("robust", [0, 120, 222, 275, 276, 300, 355, 356, 400, 500])
+def test_rank_neighbours_and_deltas_match_brute_force(model_info: Path, robust: int) -> None:
+    snapshot = build_snapshot(model_info)
+    results = _with_worst_case(fixtures.strong(), robust)
+    [comparison] = compare_to_leaderboard(results, snapshot)
+    raw = _raw(model_info / "cifar10" / "Linf")
+    value = robust / N
+    assert comparison.board == "cifar10/Linf" and comparison.eps == "8/255"
+    assert comparison.n_entries == len(raw) and comparison.excluded == ("Eps2019Old",)
+    assert comparison.rank == 1 + int((raw["ranked"] > value).sum())
+    low, high = proportion_confint(robust, N, alpha=0.05, method="beta")
+    above, below = raw[raw["ranked"] > value], raw[raw["ranked"] <= value]
+    expected = {}
+    if len(above):
+        expected["above"] = above.loc[above["ranked"].idxmin()]
+    if len(below):
+        expected["below"] = below.loc[below["ranked"].idxmax()]
+    expected["best"] = raw.loc[raw["ranked"].idxmax()]
+    assert [n.role for n in comparison.neighbours] == list(expected)
+    clean = 440 / N
+    for n in comparison.neighbours:
+        row = expected[n.role]
+        assert n.entry.id == row["id"]
+        assert n.delta_robust == pytest.approx(value - row["ranked"], abs=1e-9)
+        assert n.delta_clean == pytest.approx(clean - row["clean"], abs=1e-9)
+        assert n.robust_outside_ci == (not (low - 1e-12 <= row["ranked"] <= high + 1e-12))
+    assert comparison.beats_sota == (value > raw["ranked"].max())
+    assert not comparison.scrutiny  # the strong fixture's number comes from AutoAttack
+
+
+def test_weak_evaluation_beating_sota_is_flagged(model_info: Path) -> None:
+    [comparison] = compare_to_leaderboard(fixtures.weak(), build_snapshot(model_info))
+    assert comparison.beats_sota and comparison.strong_attack is False and comparison.scrutiny
+    assert comparison.rank == 1
+    assert any("too weak" in note for note in comparison.notes)
+    assert any("n = 500" in note for note in comparison.notes)  # fewer test points than the board
+
+
+def test_strong_evaluation_beating_sota_is_not_flagged(model_info: Path) -> None:
+    [comparison] = compare_to_leaderboard(_with_worst_case(fixtures.strong(), 450), build_snapshot(model_info))
+    assert comparison.beats_sota and comparison.strong_attack and not comparison.scrutiny
+
+
+def test_entries_count_only_at_the_same_eps(model_info: Path) -> None:
+    results = fixtures.strong().model_copy(deep=True)
+    results.threat_model["adversary"]["eps"] = 0.031
+    for evaluation in results.evaluations:
+        evaluation.records = [r.model_copy(update={"condition": {**r.condition, "eps": 0.031}}) if "eps" in r.condition else r for r in evaluation.records]
+    [comparison] = compare_to_leaderboard(results, build_snapshot(model_info))
+    assert comparison.n_entries == 1 and [n.entry.id for n in comparison.neighbours][-1] == "Eps2019Old"
+
+
+def _corruption_run(names: list[str], mean: int) -> Results:
+    results = fixtures.strong().model_copy(deep=True)
+    results.threat_model["adversary"] = None
+    results.threat_model["evaluations"] = {"clean": True, "corruptions": {"source": "released", "corruptions": names, "severities": [1, 2, 3, 4, 5]}}
+    results.evaluations = [
+        results.evaluations[0],
+        EvaluationResult(key="corruptions", section="corruptions", name="corruptions", status="success",
+                         records=[MetricRecord.proportion("corruptions", "mean_corruption_accuracy", mean, N)]),
+    ]  # fmt: skip
+    return results
+
+
+def test_corruption_board(model_info: Path) -> None:
+    from robench.threat_model import BENCHMARK_CORRUPTIONS
+
+    [comparison] = compare_to_leaderboard(_corruption_run(list(BENCHMARK_CORRUPTIONS), 400), build_snapshot(model_info))
+    raw = _raw(model_info / "cifar10" / "corruptions", eps=None)
+    assert comparison.board == "cifar10/corruptions" and comparison.metric == "mean_corruption_accuracy"
+    assert comparison.rank == 1 + int((raw["ranked"] > 0.8).sum()) and comparison.strong_attack is None
+    assert not any("not comparable" in n for n in comparison.notes)
+    [subset] = compare_to_leaderboard(_corruption_run(["fog"], 400), build_snapshot(model_info))
+    assert any("not comparable" in n for n in subset.notes)
+
+
+def test_unmatched_settings_give_nothing(model_info: Path) -> None:
+    snapshot = build_snapshot(model_info)
+    mnist = fixtures.strong().model_copy(deep=True)
+    mnist.threat_model["dataset"]["manifest"] = "mnist5k"
+    assert compare_to_leaderboard(mnist, snapshot) == []
+    assert compare_to_leaderboard(fixtures.certified(), load_snapshot()) == []  # certificates are not AutoAttack numbers
+
+
+def test_shipped_snapshot_rank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "weak.json"
+    fixtures.weak().save(path)
+    assert main(["compare", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "cifar10/Linf at eps 8/255: rank 1 of" in out and "SCRUTINY" in out and "this run" in out
+    assert main(["compare", str(tmp_path / "absent.json")]) == 2

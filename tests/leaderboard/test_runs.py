@@ -1,0 +1,55 @@
+"""Two runs side by side: deltas b - a and interval disjointness against statsmodels' intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+from robench.cli import main
+from robench.leaderboard import compare_runs, runs_table
+from tests.report import fixtures
+
+
+def test_deltas_and_disjoint_intervals() -> None:
+    a, b = fixtures.strong(), fixtures.weak()
+    comparison = compare_runs(a, b, "before", "after")
+    by_label = {d.label: d for d in comparison.deltas}
+    clean = by_label["clean accuracy"]
+    assert clean.delta == pytest.approx(470 / 500 - 440 / 500)
+    (la, ha), (lb, hb) = (proportion_confint(k, 500, method="beta") for k in (440, 470))
+    assert clean.outside == (ha < lb or hb < la)
+    only_a = [d for d in comparison.deltas if d.b is None]
+    only_b = [d for d in comparison.deltas if d.a is None]
+    assert {d.a.evaluation for d in only_a} == {"attacks/pgd", "attacks/autoattack", "calibration"}
+    assert {d.b.evaluation for d in only_b} == {"attacks/fgsm"}
+    assert all(d.delta is None and d.outside is None for d in only_a + only_b)
+    header, rows = runs_table(comparison)
+    assert header[1:3] == ("before", "after") and len(rows) == len(comparison.deltas)
+
+
+def test_worst_case_matches_across_attack_chains() -> None:
+    a, b = fixtures.strong(), fixtures.strong().model_copy(deep=True)
+    for evaluation in b.evaluations:
+        evaluation.records = [r.model_copy(update={"condition": {**r.condition, "attack": "other"}}) if r.name == "worst_case_robust_accuracy" else r
+                              for r in evaluation.records]  # fmt: skip
+    comparison = compare_runs(a, b)
+    worst = [d for d in comparison.deltas if "worst_case" in d.label and d.a is not None and d.b is not None]
+    assert worst and all(d.delta == 0 and d.outside is False for d in worst)
+    assert "both runs evaluate the same checkpoint" in comparison.notes
+
+
+def test_setting_differences_are_noted() -> None:
+    b = fixtures.certified()
+    b.seed, b.status = 3, "error"
+    notes = compare_runs(fixtures.strong(), b).notes
+    assert any(n.startswith("seed differs") for n in notes) and any("did not finish" in n for n in notes)
+
+
+def test_cli_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fixtures.strong().save(tmp_path / "a.json")
+    fixtures.weak().save(tmp_path / "b.json")
+    assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "Δ (b − a)" in out and "+6.00 pp" in out and "clean accuracy" in out

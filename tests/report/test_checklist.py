@@ -1,0 +1,94 @@
+"""Golden checklist states of the strong, weak-only and certified fixtures, and edge cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robench.report.checklist import attack_strengths, checklist
+from robench.results import Check, load_results
+from tests.report import fixtures
+
+GOLDEN = {
+    "strong": {"threat_model": "pass", "strong_attacks": "pass", "masking_checks": "pass", "clean_and_robust": "pass",
+               "calibration": "pass", "provenance": "pass", "certification": "n/a", "claims_match": "pass",
+               "claims_reproduced": "pass", "complete": "pass"},
+    "weak": {"threat_model": "pass", "strong_attacks": "fail", "masking_checks": "n/a", "clean_and_robust": "pass",
+             "calibration": "warn", "provenance": "warn", "certification": "n/a", "claims_match": "fail",
+             "claims_reproduced": "fail", "complete": "pass"},
+    "certified": {"threat_model": "pass", "strong_attacks": "n/a", "masking_checks": "n/a", "clean_and_robust": "pass",
+                  "calibration": "warn", "provenance": "pass", "certification": "pass", "claims_match": "pass",
+                  "claims_reproduced": "pass", "complete": "pass"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(fixtures.FIXTURES))
+def test_fixture_files_are_current(name: str) -> None:
+    assert (fixtures.DATA / f"{name}.json").read_text() == fixtures.text(name)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_states(name: str) -> None:
+    items = checklist(load_results(fixtures.DATA / f"{name}.json"))
+    assert {i.key: i.status for i in items} == GOLDEN[name]
+    assert all(i.evidence for i in items)
+
+
+def test_weak_evidence_names_the_problems() -> None:
+    items = {i.key: i for i in checklist(fixtures.weak())}
+    assert "weak-only" in items["strong_attacks"].evidence and "FGSM" in items["strong_attacks"].evidence
+    assert "eps claimed 4/255, evaluated 8/255" in items["claims_match"].evidence
+    assert "L2:0.5" in items["claims_match"].evidence and "outside the evaluated threat model" in items["claims_match"].evidence
+    assert "claimed 0.950 is above the measured 0.800" in items["claims_reproduced"].evidence
+
+
+@pytest.mark.parametrize(
+    ("params", "level"),
+    [({"steps": 100, "restarts": 2}, "strong"), ({"steps": 100, "restarts": 1}, "moderate"), ({"steps": 40, "restarts": 5}, "moderate")],
+)
+def test_pgd_strength(params: dict, level: str) -> None:
+    results = fixtures.weak()
+    results.evaluations[1] = fixtures._attack("pgd", params, 300, "pgd", 300, 470)
+    assert [s.level for s in attack_strengths(results)] == [level]
+    assert {i.key: i.status for i in checklist(results)}["strong_attacks"] == ("pass" if level == "strong" else "warn")
+
+
+def test_reduced_autoattack_is_not_strong() -> None:
+    results = fixtures.weak()
+    results.evaluations[1] = fixtures._attack("autoattack", {"version": "standard", "n_iter": 10}, 300, "aa", 300, 470)
+    assert attack_strengths(results)[0].level == "moderate"
+
+
+def test_failures() -> None:
+    results = fixtures.strong()
+    results.status, results.error = "error", "NaN logits"
+    results.evaluations[2].status = "error"
+    results.evaluations[3].checks = [Check(name="loss_increase", status="fail", message="loss never increased")]
+    results.model.sha256 = None
+    results.threat_model["claims"] = {"robust_accuracy": 55, "norm": "L2", "bogus": 1}
+    items = {i.key: i for i in checklist(results)}
+    assert items["complete"].status == "fail" and "NaN logits" in items["complete"].evidence
+    assert items["strong_attacks"].status == "warn"  # the failed AutoAttack does not count
+    assert items["masking_checks"].status == "fail"
+    assert items["provenance"].status == "fail"
+    assert items["claims_match"].status == "fail" and "ignored claim keys: bogus" in items["claims_match"].evidence
+    assert items["claims_reproduced"].status == "fail" and "not a fraction" in items["claims_reproduced"].evidence
+
+
+def test_adversary_without_attacks_fails_and_claimed_certificate_must_run() -> None:
+    results = fixtures.weak()
+    results.evaluations = results.evaluations[:1]
+    results.threat_model["claims"] = {"certified_accuracy": 0.4}
+    items = {i.key: i for i in checklist(results)}
+    assert items["strong_attacks"].status == "fail" and items["clean_and_robust"].status == "fail"
+    assert items["certification"].status == "fail"
+
+
+def test_natural_shift_run_has_no_adversary_items(tmp_path: Path) -> None:
+    results = fixtures.strong()
+    results.threat_model["adversary"] = None
+    results.threat_model["claims"] = {}
+    results.evaluations = results.evaluations[:1]
+    items = {i.key: i.status for i in checklist(results)}
+    assert items["threat_model"] == items["strong_attacks"] == items["claims_match"] == "n/a"

@@ -1,0 +1,61 @@
+"""CSV and Markdown exports: every record round-trips through pandas; the summary carries the checklist."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from robench.cli import main
+from robench.report.checklist import checklist
+from robench.report.exports import CSV_COLUMNS, markdown_summary, records_csv, write_exports
+from tests.report import fixtures
+
+
+@pytest.mark.parametrize("name", sorted(fixtures.FIXTURES))
+def test_csv_round_trips_every_record(name: str) -> None:
+    results = fixtures.FIXTURES[name]()
+    frame = pd.read_csv(io.StringIO(records_csv(results)))
+    records = results.records()
+    assert len(frame) == len(records)
+    assert list(frame.columns[: len(CSV_COLUMNS)]) == list(CSV_COLUMNS)
+    for (_, row), record in zip(frame.iterrows(), records):
+        assert (row["evaluation"], row["name"]) == (record.evaluation, record.name)
+        assert row["value"] == record.value  # repr() keeps every digit of a float
+        for column in ("ci_low", "ci_high"):
+            expected = getattr(record, column)
+            assert (math.isnan(row[column]) if expected is None else row[column] == expected)
+        for key, value in record.condition.items():
+            cell = row[f"condition.{key}"]
+            assert str(cell) == str(value) or (isinstance(value, (int, float)) and float(cell) == float(value))
+
+
+def test_markdown_summary() -> None:
+    results = fixtures.weak()
+    results.evaluations[1].warnings = ["a | pipe and <b>tag</b>"]
+    text = markdown_summary(results)
+    for item in checklist(results):
+        assert f"| {item.title} | **{item.status}** |" in text
+    assert "80.0% [76.2, 83.4]" in text  # the worst-case robust accuracy with its interval
+    assert "### Leaderboard: cifar10/Linf at eps 8/255, rank 1 of" in text and "too weak" in text
+    assert "a \\| pipe and &lt;b>tag&lt;/b>" in text
+    for line in text.splitlines():
+        if line.startswith("|"):
+            assert line.rstrip().endswith("|")
+
+
+def test_write_exports_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = fixtures.strong()
+    paths = write_exports(results, tmp_path / "run")
+    assert paths["csv"].name == "metrics.csv" and paths["markdown"].name == "summary.md"
+    assert paths["csv"].read_text() == records_csv(results)
+    results.save(tmp_path / "results.json")
+    assert main(["export", str(tmp_path / "results.json")]) == 0
+    assert (tmp_path / "metrics.csv").exists() and (tmp_path / "summary.md").exists()
+    assert main(["export", str(tmp_path / "results.json"), "--csv", str(tmp_path / "x.csv"), "--markdown", str(tmp_path / "x.md")]) == 0
+    assert (tmp_path / "x.md").read_text() == markdown_summary(results)
+    assert main(["export", str(tmp_path / "missing.json")]) == 2
+    assert "robench: error:" in capsys.readouterr().err
