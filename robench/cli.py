@@ -40,18 +40,23 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), rule, *[line(r) for r in rows]])
 
 
+def format_record(record: Any) -> tuple[str, str]:
+    """``(value, 95% CI)`` as text: fractions in percent, other units as numbers."""
+    percent = record.unit == "fraction"
+    value = "–" if record.value is None else (f"{100 * record.value:.1f}%" if percent else f"{record.value:.4g}")
+    ci = ""
+    if record.ci_low is not None and record.ci_high is not None:
+        ci = f"[{100 * record.ci_low:.1f}, {100 * record.ci_high:.1f}]" if percent else f"[{record.ci_low:.3g}, {record.ci_high:.3g}]"
+    return value, ci
+
+
 def _summary_rows(results: Any) -> list[tuple[str, str, str, str]]:
     """``(metric, value, 95% CI, n)`` rows for the headline records of a run."""
     from robench.report.render import record_label, summary_records
 
-    rows = []
-    for record in summary_records(results):
-        value = "–" if record.value is None else (f"{100 * record.value:.1f}%" if record.unit == "fraction" else f"{record.value:.4g}")
-        ci = ""
-        if record.ci_low is not None and record.ci_high is not None and record.unit == "fraction":
-            ci = f"[{100 * record.ci_low:.1f}, {100 * record.ci_high:.1f}]"
-        rows.append((record_label(record), value, ci, "" if record.n is None else str(record.n)))
-    return rows
+    return [
+        (record_label(r), *format_record(r), "" if r.n is None else str(r.n)) for r in summary_records(results)
+    ]
 
 
 def print_summary(results: Any) -> None:

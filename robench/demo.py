@@ -130,17 +130,14 @@ def run_demo(
 
 def demo_table(outcomes: dict[str, Results]) -> str:
     """Side-by-side summary of the demo models: one row per headline metric, one column per model."""
-    from robench.cli import format_table
+    from robench.cli import format_record, format_table
     from robench.report.render import record_label, summary_records
 
     variants = list(outcomes)
     cells: dict[str, dict[str, str]] = {}
     for variant, results in outcomes.items():
         for record in summary_records(results):
-            text = "–" if record.value is None else f"{100 * record.value:.1f}%"
-            if record.ci_low is not None and record.ci_high is not None:
-                text += f" [{100 * record.ci_low:.1f}, {100 * record.ci_high:.1f}]"
-            cells.setdefault(record_label(record), {})[variant] = text
+            cells.setdefault(record_label(record), {})[variant] = " ".join(format_record(record)).strip()
     n = {v: r.dataset.n_examples for v, r in outcomes.items()}
     header = ("metric (95% CI)", *[f"{v} (n={n[v]})" for v in variants])
     rows = [(label, *[row.get(v, "–") for v in variants]) for label, row in cells.items()]
