@@ -11,7 +11,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +26,7 @@ from robench.journal import Journal
 from robench.models import load_model
 from robench.registry import registry
 from robench.results import Environment, EvaluationResult, Results
-from robench.threat_model import EvaluationSpec, ThreatModel, ThreatModelError, _param_errors, load_threat_model
+from robench.threat_model import ThreatModel, ThreatModelError, _param_errors, load_threat_model
 
 _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pydantic", "pyautoattack", "foolbox", "timm", "robustbench")
 _DEFAULT_BATCH = {"cpu": 128, "cuda": 512}

@@ -76,3 +76,23 @@ def last_linear(module: fx.GraphModule) -> fx.Node | None:
         if isinstance(module.get_submodule(str(produced.target)), nn.Linear):
             return produced
     return None
+
+
+class TracingInterpreter(fx.Interpreter):
+    """An :class:`fx.Interpreter` that remembers the node it runs, so that an unsupported layer
+    can be named in the error (:meth:`fail`). Subclasses set :attr:`method` (``IBP``...)."""
+
+    method = "certification"
+
+    def __init__(self, module: fx.GraphModule, **kwargs: Any) -> None:
+        super().__init__(module, **kwargs)
+        self._node: fx.Node | None = None
+
+    def run_node(self, n: fx.Node) -> Any:  # noqa: D102
+        self._node = n
+        return super().run_node(n)
+
+    def fail(self) -> ConfigError:
+        """The error naming the node being run."""
+        assert self._node is not None
+        return unsupported(self._node, self.module, self.method)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from robench._errors import ConfigError
-from robench.certify._trace import last_linear, trace, unsupported
+from robench.certify._trace import TracingInterpreter, last_linear, trace
 from robench.models.wrapper import Normalize
 
 # Leaf layers that are monotone non-decreasing maps (applied to both ends of the box).
@@ -177,30 +177,23 @@ def propagate_method(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return NotImplemented
 
 
-class IntervalInterpreter(fx.Interpreter):
+class IntervalInterpreter(TracingInterpreter):
     """Runs a traced model on :class:`Box` values instead of tensors."""
+
+    method = _METHOD
 
     def __init__(self, module: fx.GraphModule) -> None:
         super().__init__(module, garbage_collect_values=False)
-        self._node: fx.Node | None = None
-
-    def run_node(self, n: fx.Node) -> Any:  # noqa: D102
-        self._node = n
-        return super().run_node(n)
-
-    def _fail(self) -> ConfigError:
-        assert self._node is not None
-        return unsupported(self._node, self.module, _METHOD)  # type: ignore[arg-type]
 
     def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
         if not any(isinstance(a, Box) for a in args):
             return super().call_module(target, args, kwargs)
         layer = self.fetch_attr(target)
         if len(args) != 1 or kwargs or not isinstance(args[0], Box):
-            raise self._fail()
+            raise self.fail()
         out = propagate_layer(layer, args[0])
         if out is None:
-            raise self._fail()
+            raise self.fail()
         return out
 
     def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
@@ -211,7 +204,7 @@ class IntervalInterpreter(fx.Interpreter):
             return super().call_function(target, args, kwargs)
         out = propagate_function(target, args, kwargs)
         if out is NotImplemented:
-            raise self._fail()
+            raise self.fail()
         return out
 
     def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
@@ -219,7 +212,7 @@ class IntervalInterpreter(fx.Interpreter):
             return super().call_method(target, args, kwargs)
         out = propagate_method(str(target), args, kwargs)
         if out is NotImplemented:
-            raise self._fail()
+            raise self.fail()
         return out
 
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from robench._errors import ConfigError
-from robench.certify._trace import trace, unsupported
+from robench.certify._trace import TracingInterpreter, trace
 from robench.models.wrapper import Normalize
 
 ConvMethod = Literal["bound", "power"]
@@ -227,33 +227,26 @@ def layer_norm_bound(layer: nn.Module, input_shape: tuple[int, ...], method: Con
     return float(slope(layer) if callable(slope) else slope)
 
 
-class LipschitzInterpreter(fx.Interpreter):
+class LipschitzInterpreter(TracingInterpreter):
     """Runs a traced model on one example while multiplying per-layer norm bounds along the graph."""
+
+    method = _METHOD
 
     def __init__(self, module: fx.GraphModule, method: ConvMethod = "bound", iterations: int = 100, margin: float = 0.05) -> None:
         super().__init__(module)
-        self.method, self.iterations, self.margin = method, iterations, margin
+        self.conv_method, self.iterations, self.margin = method, iterations, margin
         self.layer_norms: dict[str, float] = {}
-        self._node: fx.Node | None = None
-
-    def run_node(self, n: fx.Node) -> Any:  # noqa: D102
-        self._node = n
-        return super().run_node(n)
-
-    def _fail(self) -> ConfigError:
-        assert self._node is not None
-        return unsupported(self._node, self.module, _METHOD)  # type: ignore[arg-type]
 
     def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
         if not any(isinstance(a, Lip) for a in args):
             return super().call_module(target, args, kwargs)
         if len(args) != 1 or kwargs:
-            raise self._fail()
+            raise self.fail()
         layer = self.fetch_attr(target)
         value = args[0].value
-        bound = layer_norm_bound(layer, tuple(value.shape[1:]), self.method, self.iterations, self.margin)
+        bound = layer_norm_bound(layer, tuple(value.shape[1:]), self.conv_method, self.iterations, self.margin)
         if bound is None:
-            raise self._fail()
+            raise self.fail()
         self.layer_norms[str(target)] = bound
         return Lip(layer(value), args[0].constant * bound)
 
@@ -270,7 +263,7 @@ class LipschitzInterpreter(fx.Interpreter):
         if target in (operator.mul, torch.mul, operator.truediv, torch.div) and len(lips) == 1 and len(args) == 2 and not kwargs:
             dividing = target in (operator.truediv, torch.div)
             if dividing and not isinstance(args[0], Lip):
-                raise self._fail()
+                raise self.fail()
             other = torch.as_tensor(raw[1] if isinstance(args[0], Lip) else raw[0]).detach().double().abs()
             factor = 1.0 / float(other.min()) if dividing else float(other.max())
             return Lip(target(*raw), lips[0].constant * factor)
@@ -282,7 +275,7 @@ class LipschitzInterpreter(fx.Interpreter):
         slope = _FUNCTION_SLOPE.get(target)
         if slope is not None and len(lips) == 1 and isinstance(args[0], Lip):
             return Lip(target(*raw, **kwargs), lips[0].constant * slope)
-        raise self._fail()
+        raise self.fail()
 
     def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
         if not isinstance(args[0], Lip):
@@ -292,7 +285,7 @@ class LipschitzInterpreter(fx.Interpreter):
             return getattr(value, target)(*args[1:], **kwargs)
         slope = _METHOD_SLOPE.get(str(target))
         if slope is None or any(isinstance(a, Lip) for a in args[1:]):
-            raise self._fail()
+            raise self.fail()
         return Lip(getattr(value, target)(*args[1:], **kwargs), args[0].constant * slope)
 
 

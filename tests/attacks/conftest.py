@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from robench.context import EvalContext
-from robench.data import load_dataset
+from tests._mnist import digits, fit
 from robench.data.base import ArrayDataset
 from robench.models import load_model
-from robench.threat_model import DatasetSpec, ThreatModel
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    """One intra-op thread: these models are tiny, and on a shared 2-core machine OpenMP threads
-    spinning against other processes made the suite 8x slower (84 s vs 10 s measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from robench.threat_model import ThreatModel
 
 
 class TinyCNN(nn.Module):
@@ -41,33 +30,15 @@ class TinyCNN(nn.Module):
 
 @pytest.fixture(scope="session")
 def mnist_test() -> ArrayDataset:
-    """The first 200 mnist5k test digits (20 per class, in class order shuffled by a fixed permutation)."""
-    data, _ = load_dataset(DatasetSpec(manifest="mnist5k", split="test"))
-    x, y = data.load(slice(0, len(data)))
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:200]
-    return ArrayDataset(x[order], y[order], 10)
+    """200 mnist5k test digits in a fixed random order."""
+    return digits("test", 200)
 
 
 @pytest.fixture(scope="session")
 def trained_net() -> nn.Module:
     """TinyCNN trained for 4 epochs on 600 mnist5k training digits (about a second on CPU)."""
-    data, _ = load_dataset(DatasetSpec(manifest="mnist5k", split="train"))
-    x_all, y_all = data.load(slice(0, len(data)))
-    generator = torch.Generator().manual_seed(0)
-    chosen = torch.randperm(len(y_all), generator=generator)[:600]
-    x_all, y_all = x_all[chosen], y_all[chosen]
     torch.manual_seed(0)
-    net = TinyCNN()
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(4):
-        order = torch.randperm(len(y_all), generator=generator)
-        for start in range(0, len(order), 50):
-            index = order[start : start + 50]
-            loss = F.cross_entropy(net(x_all[index]), y_all[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return net.eval()
+    return fit(TinyCNN(), digits("train", 600), epochs=4)
 
 
 @pytest.fixture()
