@@ -42,6 +42,13 @@ def _value(record: MetricRecord | None) -> str:
     return _pct(record) if record.unit == "fraction" else f"{record.value:.4g}"
 
 
+def _value_ci(record: MetricRecord | None) -> str:
+    """The interval in the same form as :func:`_value` (percent for fractions, numbers otherwise)."""
+    if record is None or record.ci_low is None or record.ci_high is None:
+        return ""
+    return _ci(record) if record.unit == "fraction" else f"[{record.ci_low:.4g}, {record.ci_high:.4g}]"
+
+
 def _seconds(value: float) -> str:
     if value < 120:
         return f"{value:.1f} s"
@@ -58,7 +65,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps, value=_value)
+    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps, value=_value, value_ci=_value_ci)
     return env
 
 
