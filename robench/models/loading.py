@@ -101,8 +101,28 @@ def _callable_arch(module_name: str, attr: str, spec: str) -> nn.Module:
     return model
 
 
+def _pkg_resources_shim() -> None:
+    """robustbench 1.1.1 imports ``pkg_resources`` (gone from setuptools >= 81) for one call,
+    ``resource_filename``; provide just that when the real module is missing."""
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import importlib.resources
+        import types
+
+        shim = types.ModuleType("pkg_resources")
+
+        def resource_filename(package: str, path: str) -> str:
+            return str(importlib.resources.files(package.rpartition(".")[0] or package) / path)
+
+        shim.resource_filename = resource_filename  # type: ignore[attr-defined]
+        sys.modules["pkg_resources"] = shim
+
+
 def _import_robustbench() -> Any:
-    """Import robustbench, which expects a module called ``autoattack`` (pyautoattack ships it renamed)."""
+    """Import robustbench, which expects a module called ``autoattack`` (pyautoattack ships it
+    renamed) and ``pkg_resources`` (REFERENCE.md: both fail out of the box)."""
+    _pkg_resources_shim()
     try:
         import pyautoattack
 

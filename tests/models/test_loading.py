@@ -176,3 +176,29 @@ def test_probe_detects_randomness_and_bad_outputs() -> None:
         load_model(_NaN()).probe((1, 8, 8), 4, gen)
     with pytest.raises(ModelError):
         load_model(QuadrantNet()).probe((3, 8, 9), 4, gen) if False else load_model(nn.Linear(3, 4)).probe((1, 8, 8), 4, gen)
+
+
+def test_timm_arch() -> None:
+    pytest.importorskip("timm")
+    assert isinstance(build_arch("timm:resnet18", num_classes=10), nn.Module)
+    with pytest.raises(ConfigError):
+        build_arch("timm:resnet_nonexistent")
+
+
+def test_robustbench_arch_with_local_checkpoint(tmp_path: Path) -> None:
+    """robustbench's architecture + a local checkpoint in its layout (dict with 'state_dict',
+    DataParallel 'module.' prefixes); nothing is downloaded."""
+    from robench._errors import UnavailableError
+
+    try:
+        net = build_arch("robustbench:cifar10/Linf/Standard")
+    except UnavailableError as exc:
+        pytest.skip(f"robustbench not importable: {exc}")
+    path = tmp_path / "cifar10" / "Linf" / "Standard.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, path)
+    handle = load_model(path, arch="robustbench:cifar10/Linf/Standard")
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(handle.predict_logits(x), net.eval()(x))
+    with pytest.raises(ConfigError, match="did you mean"):
+        build_arch("robustbench:cifar10/Linf/Standrd")
