@@ -1,4 +1,4 @@
-"""PGD and AutoAttack throughput: robench vs a bare loop, torchattacks, foolbox and pyautoattack.
+"""PGD and AutoAttack throughput: robench vs a bare loop, torchattacks, foolbox, ART and pyautoattack.
 
 Every contender runs in the same process on the same model, inputs and budget (PGD-10, Linf
 eps 8/255 on CIFAR-sized or MNIST-sized inputs); the figure of merit is the time per image-step
@@ -19,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -109,6 +110,20 @@ def main() -> None:
         fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=device)
         fb_attack = fb.attacks.LinfPGD(steps=STEPS, abs_stepsize=ALPHA)
         contenders["foolbox LinfPGD"] = lambda: fb_attack(fmodel, x, y, epsilons=EPS)
+    if importlib.util.find_spec("art"):
+        from art.attacks.evasion import ProjectedGradientDescentPyTorch
+        from art.estimators.classification import PyTorchClassifier
+
+        classifier = PyTorchClassifier(
+            model, loss=nn.CrossEntropyLoss(), input_shape=shape, nb_classes=10, clip_values=(0.0, 1.0),
+            device_type="gpu" if device.type == "cuda" else "cpu",
+        )
+        art_attack = ProjectedGradientDescentPyTorch(
+            classifier, norm=np.inf, eps=EPS, eps_step=ALPHA, max_iter=STEPS, num_random_init=0,
+            batch_size=args.batch, verbose=False,
+        )
+        x_np, y_np = x.cpu().numpy(), y.cpu().numpy()
+        contenders["ART PGD"] = lambda: art_attack.generate(x_np, y_np)
     if importlib.util.find_spec("pyautoattack"):
         from pyautoattack.autopgd_base import APGDAttack
 
