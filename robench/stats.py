@@ -6,6 +6,7 @@ Every accuracy robench reports carries ``n`` and a two-sided 95% interval.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from scipy.stats import beta, norm
 
@@ -61,6 +62,33 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_interval(scores: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Conservative interval for the mean of per-example scores in [0, 1].
+
+    For averages over conditions that share their examples (mean accuracy over corruption cells:
+    every cell holds the same images) the examples are the independent units; pooling the cells as
+    independent trials would make the interval several times too narrow. With ``n`` examples and
+    mean ``p``, this is the Clopper-Pearson interval of ``k = n p`` (fractional) successes in ``n``
+    trials: a score in [0, 1] with mean ``p`` has variance at most ``p (1 - p)``, the variance of a
+    Bernoulli, so the interval is at least as wide as needed, behaves at 0 and 1, and equals the
+    exact binomial interval when every score is 0 or 1 (one cell).
+
+    Raises:
+        ValueError: no scores, a score outside [0, 1], or a confidence out of (0, 1).
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"Expected `confidence` in (0, 1), but got {confidence}")
+    values = [float(v) for v in scores]
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError("Expected at least one score, all in [0, 1]")
+    n = len(values)
+    k = math.fsum(values)
+    alpha = 1.0 - confidence
+    low = 0.0 if k <= 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k >= n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
 
 
 def _register() -> None:

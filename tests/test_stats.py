@@ -47,3 +47,28 @@ def test_edges_and_errors() -> None:
             clopper_pearson(*bad)
     with pytest.raises(ValueError):
         clopper_pearson(1, 2, confidence=1.5)
+
+
+def test_mean_interval_reduces_to_clopper_pearson_and_is_conservative() -> None:
+    import random
+
+    from robench.stats import mean_interval
+
+    assert mean_interval([1.0] * 7 + [0.0] * 3) == pytest.approx(clopper_pearson(7, 10))
+    assert mean_interval([1.0] * 5) == (pytest.approx(clopper_pearson(5, 5)[0]), 1.0)
+    rng = random.Random(0)
+    # coverage by simulation: per-example scores = mean of 5 correlated cells
+    covered, trials, p = 0, 400, 0.7
+    for _ in range(trials):
+        scores = []
+        for _ in range(60):
+            easy = rng.random() < p
+            scores.append(sum((rng.random() < (0.95 if easy else 0.2)) for _ in range(5)) / 5)
+        low, high = mean_interval(scores)
+        truth = p * 0.95 + (1 - p) * 0.2
+        covered += low <= truth <= high
+    assert covered / trials >= 0.95
+    with pytest.raises(ValueError):
+        mean_interval([])
+    with pytest.raises(ValueError):
+        mean_interval([1.5])

@@ -23,6 +23,7 @@ from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle
 from robench.registry import register, registry
 from robench.results import MetricRecord
+from robench.stats import mean_interval
 from robench.threat_model import CorruptionsSpec, ThreatModel
 
 SECTION = "corruptions"
@@ -56,6 +57,17 @@ def _clean_error(model: ModelHandle, data: Dataset, ctx: EvalContext) -> tuple[f
     return 1.0 - float((out["probs"].argmax(dim=1) == out["labels"]).float().mean()), "measured here"
 
 
+def _mean_over_cells(name: str, rows: list[torch.Tensor], condition: dict[str, Any]) -> MetricRecord:
+    """Accuracy averaged over cells that share their examples, with an interval over examples
+    (:func:`robench.stats.mean_interval`); ``n`` is the number of examples, not of predictions."""
+    scores = torch.stack(rows).float().mean(dim=0)
+    low, high = mean_interval(scores.tolist())
+    return MetricRecord(
+        evaluation=SECTION, name=name, value=float(scores.mean()), n=int(scores.numel()), ci_low=low, ci_high=high,
+        condition=condition, unit="fraction", interval="clopper-pearson over examples (mean score per example; cells share their examples)",
+    )
+
+
 @register("evaluation", SECTION)
 def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel, spec: CorruptionsSpec | None, ctx: EvalContext) -> EvaluationOutput:
     """Accuracy per corruption x severity (95% CI), mean corruption accuracy, CE, mCE and relative mCE."""
@@ -67,8 +79,10 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     output = EvaluationOutput()
     table = resolve_table(spec.table, side) if spec.source == "generated" else None
     counts: dict[str, dict[int, tuple[int, int]]] = {}
+    hits: dict[str, list[torch.Tensor]] = {}  # per corruption: one row of per-example correctness per severity
     for name in spec.corruptions:
         counts[name] = {}
+        hits[name] = []
         for severity in spec.severities:
             stage = f"{name}/{severity}"
             if spec.source == "released":
@@ -81,18 +95,16 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
             elif table is not None:
                 out = ctx.map_batches(stage, data, _corrupt_then_predict(model, name, severity, table), model.counter, desc=f"corruptions {stage}")
             probs, labels = out["probs"], out["labels"]
-            correct = int((probs.argmax(dim=1) == labels).sum())
+            hit = probs.argmax(dim=1) == labels
+            hits[name].append(hit)
+            correct = int(hit.sum())
             counts[name][severity] = (correct, int(labels.numel()))
             ctx.shared[f"{SECTION}/{stage}"] = {"probs": probs, "labels": labels}
             output.records.append(
                 MetricRecord.proportion(SECTION, "accuracy", correct, labels.numel(), {"corruption": name, "severity": severity})
             )
-        pooled_k = sum(k for k, _ in counts[name].values())
-        pooled_n = sum(n for _, n in counts[name].values())
-        output.records.append(MetricRecord.proportion(SECTION, "corruption_accuracy", pooled_k, pooled_n, {"corruption": name}))
-    total_k = sum(k for per in counts.values() for k, _ in per.values())
-    total_n = sum(n for per in counts.values() for _, n in per.values())
-    output.records.append(MetricRecord.proportion(SECTION, "mean_corruption_accuracy", total_k, total_n))
+        output.records.append(_mean_over_cells("corruption_accuracy", hits[name], {"corruption": name}))
+    output.records.append(_mean_over_cells("mean_corruption_accuracy", [h for rows in hits.values() for h in rows], {}))
     _normalised_errors(model, data, spec, table, counts, ctx, output)
     output.resolved.update({
         "source": spec.source,

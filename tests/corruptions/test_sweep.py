@@ -6,6 +6,8 @@ import sys
 import types
 
 import pytest
+
+from robench.stats import clopper_pearson
 import torch
 
 from robench.context import EvalContext
@@ -60,7 +62,11 @@ def test_generated_sweep_records_and_hand_offs() -> None:
         correct += int((model.predict_logits(xc).argmax(1) == y).sum())
     assert acc[("contrast", 5)].value == correct / 16
     mean = next(r for r in out.records if r.name == "mean_corruption_accuracy")
-    assert mean.value == pytest.approx(sum(r.value for r in acc.values()) / 4) and mean.n == 64
+    assert mean.value == pytest.approx(sum(r.value for r in acc.values()) / 4)
+    assert mean.n == 16  # the 16 images are the independent units; the 4 cells share them
+    # wider than the (wrong) pooled interval over 64 predictions
+    pooled = clopper_pearson(round(mean.value * 64), 64)
+    assert mean.ci_high - mean.ci_low >= pooled[1] - pooled[0] - 1e-9
     assert out.resolved["table"] == "cifar10"
     assert out.artifacts["examples"]["png_base64"] and out.artifacts["examples"]["columns"] == ["clean", "s1", "s5"]
     assert not any(r.name == "mce" for r in out.records) and out.warnings  # not an ImageNet-C sweep
