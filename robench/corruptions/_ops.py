@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -177,7 +178,13 @@ def pil_resample_matrix(in_size: int, out_size: int, kind: str, dtype: torch.dty
     scale = in_size / out_size
     centers = (torch.arange(out_size, dtype=torch.float64) + 0.5) * scale
     if kind == "nearest":
-        index = torch.floor(centers).long().clamp(0, in_size - 1)
+        # Pillow maps nearest-neighbour coordinates by accumulating the scale in floating point, so
+        # exact-integer centres can land on either side; ask Pillow for its index map instead of
+        # re-deriving its rounding (an index image of mode "I" resized along this axis).
+        from PIL import Image
+
+        ramp = Image.fromarray(np.arange(in_size, dtype=np.int32)[None, :])  # int32: mode "I"
+        index = torch.from_numpy(np.asarray(ramp.resize((out_size, 1), Image.NEAREST), dtype=np.int64)[0].copy())
         return F.one_hot(index, in_size).to(dtype)
     if kind != "box":
         raise ValueError(f"Expected resampling filter 'box' or 'nearest', but got {kind!r}")

@@ -113,3 +113,23 @@ def test_auto_table_by_image_size() -> None:
     assert resolve_table("auto", 64).name == "cifar10"
     assert resolve_table("auto", 96).name == "imagenet"
     assert resolve_table("imagenet", 32).name == "imagenet"
+
+
+@pytest.mark.parametrize(("size", "small"), [(28, 16), (28, 8), (32, 19), (224, 134)])
+@pytest.mark.parametrize("kind", ["box", "nearest"])
+def test_resampling_matches_pillow_on_sharp_images(size: int, small: int, kind: str) -> None:
+    """Random uint8 images (sharp, unlike natural ones) expose any off-by-one in the index maps."""
+    import numpy as np
+    from PIL import Image
+
+    from robench.corruptions import _ops
+
+    flt = {"box": Image.BOX, "nearest": Image.NEAREST}[kind]
+    rng = np.random.default_rng(size + small)
+    for source, target in ((size, small), (small, size)):
+        image = rng.integers(0, 256, (source, source), dtype=np.uint8)
+        expected = np.asarray(Image.fromarray(image).resize((target, target), flt), dtype=np.float64)
+        x = torch.tensor(image, dtype=torch.float64)[None, None]
+        matrix = _ops.pil_resample_matrix(source, target, kind)
+        ours = _ops.apply_axes(x, matrix, matrix)[0, 0].numpy()
+        assert np.abs(ours - expected).max() <= (1.0 if kind == "box" else 0.0)  # box: Pillow rounds to uint8
