@@ -465,12 +465,13 @@ def _dataset_errors(tm: ThreatModel) -> list[str]:
         return [f"dataset.manifest: {exc}"]
     if tm.dataset.split not in manifest.splits:
         errors.append(f"dataset.split: manifest {manifest.name!r} has no split {tm.dataset.split!r}; it has {sorted(manifest.splits)}")
-    corruptions = tm.evaluations.corruptions
-    if corruptions is not None and corruptions.released_manifest is not None:
-        try:
-            load_manifest(corruptions.released_manifest)
-        except ConfigError as exc:
-            errors.append(f"evaluations.corruptions.released_manifest: {exc}")
+    for section in ("corruptions", "stability"):
+        spec = getattr(tm.evaluations, section)
+        if spec is not None and spec.released_manifest is not None:
+            try:
+                load_manifest(spec.released_manifest)
+            except ConfigError as exc:
+                errors.append(f"evaluations.{section}.released_manifest: {exc}")
     return errors
 
 

@@ -8,6 +8,7 @@ resume, cost) and writes records with ``n`` and Clopper-Pearson intervals.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 import torch
@@ -15,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from robench._errors import ConfigError
 from robench.attacks._speed import StepModel, precision_label
-from robench.certify import ibp, lipschitz
+from robench.certify import crown, ibp, lipschitz
 from robench.certify._records import add_acr, add_curve, add_headline_l2
 from robench.certify._trace import trace
 from robench.certify.smoothing import ABSTAIN, NoiseSampler, certify_from_counts, make_generators, predict_from_counts, radius_grid
@@ -140,49 +141,94 @@ class IntervalBoundPropagation:
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: IBPParams, ctx: EvalContext
     ) -> EvaluationOutput:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
-        key = f"certification/{spec.key}"
-        adversary = threat.adversary
-        eps = params.eps if params.eps is not None else (adversary.eps if adversary is not None else None)
-        if eps is None:
-            raise ConfigError(f"certification {spec.key!r}: IBP needs an eps (params.eps or an adversary)")
-        norm = adversary.norm if adversary is not None else "Linf"
-        bounds = adversary.bounds if adversary is not None else (0.0, 1.0)
         graph = trace(model.module)
-        grid = tuple(sorted({*(f * eps for f in params.eps_fractions if f > 0), eps}))
 
-        def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-            correct = model.predict_logits(x).argmax(dim=1) == y
-            out = {"correct": correct, "labels": y}
-            for index, value in enumerate(grid):
-                out[f"verified_{index}"] = ibp.verified(graph, x, y, value, bounds, params.fold_specification) & correct
-            if params.pgd_check_steps:
-                out["broken"] = _pgd_broken(model, x, y, out[f"verified_{grid.index(eps)}"], norm, eps, bounds, params.pgd_check_steps, generator)
-            return out
+        def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
+            return ibp.verified(graph, x, y, eps, bounds, params.fold_specification)
 
-        out = ctx.map_batches("verify", data, batch, model.counter, desc=f"verify {spec.key}")
-        output = EvaluationOutput()
-        condition = {"certifier": spec.key, "norm": norm, "box": "Linf"}
-        n = int(out["labels"].numel())
-        output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(out["correct"].sum()), n, condition))
-        curve = add_curve(output, key, "eps", grid, lambda e: out[f"verified_{grid.index(e)}"], condition)
-        at_eps = out[f"verified_{grid.index(eps)}"]
-        output.records.append(
-            MetricRecord.proportion(key, "certified_accuracy", int(at_eps.sum()), n, {**condition, "threat_norm": norm, "threat_eps": eps})
-        )
+        return _verify_section(model, data, threat, spec, params, ctx, "ibp", verify)
+
+
+class CROWNParams(_Params):
+    """Parameters of :class:`CROWNCertifier`."""
+
+    eps: Eps | None = Field(default=None, description="radius (default: the adversary's eps)")
+    eps_fractions: Radii = Field(default=(0.25, 0.5, 0.75, 1.0), description="curve points as fractions of eps")
+    pgd_check_steps: int = Field(default=20, ge=0, le=10_000, description="PGD steps on verified examples (0: no check)")
+    max_elements: int = Field(default=crown.DEFAULT_MAX_ELEMENTS, ge=1024, le=1 << 34, description="memory bound: numbers per backward pass")
+
+
+@register("certifier", "crown", params=CROWNParams)
+class CROWNCertifier:
+    """CROWN backward linear relaxation (Zhang et al. 2018) on ReLU chains: verified accuracy in the ball."""
+
+    @staticmethod
+    def evaluate(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: CROWNParams, ctx: EvalContext
+    ) -> EvaluationOutput:
+        """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
+        graph = trace(model.module)
+
+        def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
+            return crown.verified(graph, x, y, eps, bounds, params.max_elements)
+
+        return _verify_section(model, data, threat, spec, params, ctx, "crown", verify)
+
+
+def _verify_section(
+    model: ModelHandle,
+    data: Dataset,
+    threat: ThreatModel,
+    spec: EvaluationSpec,
+    params: IBPParams | CROWNParams,
+    ctx: EvalContext,
+    certifier: str,
+    verify: Callable[[torch.Tensor, torch.Tensor, float, tuple[float, float]], torch.Tensor],
+) -> EvaluationOutput:
+    """Records of a box verifier (IBP, CROWN): ``verify(x, y, eps, bounds) -> (B,) bool``."""
+    key = f"certification/{spec.key}"
+    method = certifier.upper()
+    adversary = threat.adversary
+    eps = params.eps if params.eps is not None else (adversary.eps if adversary is not None else None)
+    if eps is None:
+        raise ConfigError(f"certification {spec.key!r}: {method} needs an eps (params.eps or an adversary)")
+    norm = adversary.norm if adversary is not None else "Linf"
+    bounds = adversary.bounds if adversary is not None else (0.0, 1.0)
+    grid = tuple(sorted({*(f * eps for f in params.eps_fractions if f > 0), eps}))
+
+    def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        correct = model.predict_logits(x).argmax(dim=1) == y
+        out = {"correct": correct, "labels": y}
+        for index, value in enumerate(grid):
+            out[f"verified_{index}"] = verify(x, y, value, bounds) & correct
         if params.pgd_check_steps:
-            broken = int(out["broken"].sum())
-            ctx.add_check(
-                output, "ibp_pgd_consistency", broken == 0,
-                f"PGD-{params.pgd_check_steps} broke {broken} of {int(at_eps.sum())} verified examples"
-                + ("" if broken == 0 else ": the bounds are unsound (a robench bug)"),
-                warn_only=False, broken=broken, verified=int(at_eps.sum()),
-            )  # fmt: skip
-        if norm != "Linf":
-            output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")
-        resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid)}
-        output.resolved = resolved
-        output.artifacts = {"certifier": "ibp", "norm": norm, "params": resolved, "curve": curve}
-        return output
+            out["broken"] = _pgd_broken(model, x, y, out[f"verified_{grid.index(eps)}"], norm, eps, bounds, params.pgd_check_steps, generator)
+        return out
+
+    out = ctx.map_batches("verify", data, batch, model.counter, desc=f"verify {spec.key}")
+    output = EvaluationOutput()
+    condition = {"certifier": spec.key, "norm": norm, "box": "Linf"}
+    n = int(out["labels"].numel())
+    output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(out["correct"].sum()), n, condition))
+    curve = add_curve(output, key, "eps", grid, lambda e: out[f"verified_{grid.index(e)}"], condition)
+    at_eps = out[f"verified_{grid.index(eps)}"]
+    output.records.append(
+        MetricRecord.proportion(key, "certified_accuracy", int(at_eps.sum()), n, {**condition, "threat_norm": norm, "threat_eps": eps})
+    )
+    if params.pgd_check_steps:
+        broken = int(out["broken"].sum())
+        ctx.add_check(
+            output, f"{certifier}_pgd_consistency", broken == 0,
+            f"PGD-{params.pgd_check_steps} broke {broken} of {int(at_eps.sum())} verified examples"
+            + ("" if broken == 0 else ": the bounds are unsound (a robench bug)"),
+            warn_only=False, broken=broken, verified=int(at_eps.sum()),
+        )  # fmt: skip
+    if norm != "Linf":
+        output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")
+    resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid)}
+    output.resolved = resolved
+    output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve}
+    return output
 
 
 def _pgd_broken(model, x, y, mask, norm, eps, bounds, steps, generator) -> torch.Tensor:  # noqa: ANN001

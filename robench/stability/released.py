@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from robench._errors import DataError
+from robench._errors import ConfigError, DataError
 from robench.data.base import Dataset
 from robench.data.manifest import Manifest, load_manifest, manifest_path, verify_files
+from robench.registry import register
 
 
 def released_file(name: str, noise: bool, level: int) -> str:
@@ -112,3 +114,12 @@ def open_released(
     if manifest.input_shape is not None and tuple(manifest.input_shape) != sequences.input_shape:
         raise DataError(f"{location / file}: frames have shape {list(sequences.input_shape)}, manifest expects {list(manifest.input_shape)}")
     return sequences
+
+
+@register("dataset", "cifar_p")
+def load_cifar_p(manifest: Manifest, root: Path, split: str, spec: Any) -> Dataset:
+    """CIFAR-10-P perturbation sequences: used by the stability section (``released_manifest``), not as a dataset."""
+    raise ConfigError(
+        f"dataset {manifest.name!r} holds perturbation sequences; declare it as "
+        "evaluations.stability.released_manifest (with source: released), not as dataset.manifest"
+    )

@@ -30,6 +30,18 @@ METHODS: dict[str, dict[str, str]] = {
             "enclosing Linf box: sound but loose. IBP is loose for models not trained with it."
         ),
     },
+    "crown": {
+        "title": "CROWN linear relaxation bounds (Zhang et al. 2018)",
+        "guarantee": (
+            "Deterministic and sound (up to floating-point rounding), like IBP: every point of the input box "
+            "is classified correctly for a verified example. Each ReLU is bounded by linear functions of its "
+            "input (stable neurons exactly; unstable ones by the chord above and an adaptive line of slope 0 "
+            "or 1 below), and these are propagated backward from every layer to the input (full CROWN, as "
+            "auto_LiRPA's method 'CROWN'), with the margin specification folded in. Usually much tighter than "
+            "IBP (not guaranteed neuron by neuron) but costlier: about 2·(neurons)·(depth) backward passes per "
+            "example. Limited to chains of affine layers and ReLUs; L2 balls use their enclosing Linf box."
+        ),
+    },
     "lipschitz": {
         "title": "Global Lipschitz bound",
         "guarantee": (
@@ -75,7 +87,7 @@ def build(results: Results) -> dict[str, Any] | None:
     for evaluation in evaluations:
         certifier = evaluation.artifacts.get("certifier", evaluation.name)
         curve = evaluation.artifacts.get("curve") or []
-        grid_key = "eps" if certifier == "ibp" else "radius"
+        grid_key = "eps" if certifier in ("ibp", "crown") else "radius"
         headline = next((r for r in evaluation.records if r.name == "certified_accuracy" and "threat_eps" in r.condition), None)
         rows.append(
             {

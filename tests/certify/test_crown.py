@@ -1,0 +1,249 @@
+"""CROWN: sound on random ReLU chains of every supported layer, equal to a dense per-neuron reference,
+tighter than IBP on average, exact at eps = 0, never contradicted by PGD."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robench._errors import ConfigError
+from robench.certify import crown, ibp
+from robench.certify.ibp import Box, input_box
+from robench.models.wrapper import Normalize
+from tests.certify.nets import _randomize_bn, networks
+
+TOL = 1e-9
+
+
+class FunctionalTail(nn.Module):
+    """``relu`` as functions and methods, ``view(x.size(0), -1)`` flattening, then a linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3 * 3 * 3, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        x = x.view(x.size(0), -1).relu()
+        return self.linear(torch.relu(x))
+
+
+def _chains() -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    nets = {
+        "mlp": nn.Sequential(nn.Flatten(), nn.Linear(64, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 5)),
+        "conv_bn_avgpool": nn.Sequential(
+            Normalize([0.5], [0.25]), nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AvgPool2d(2),
+            nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(24, 12), nn.ReLU(),
+            nn.Dropout(0.5), nn.Linear(12, 5),
+        ),
+        "functional": nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), FunctionalTail()),
+    }  # fmt: skip
+    generator = torch.Generator().manual_seed(1)
+    for net in nets.values():
+        _randomize_bn(net, generator)
+        net.eval().double()
+    return nets
+
+
+CHAINS = _chains()
+
+
+def _box(n: int, eps: float, seed: int = 0) -> tuple[torch.Tensor, Box]:
+    x = torch.rand((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    box = input_box(x, eps)
+    return x, box
+
+
+@pytest.mark.parametrize("name", sorted(CHAINS))
+def test_bounds_contain_sampled_and_attacked_outputs(name: str) -> None:
+    net = CHAINS[name]
+    x, box = _box(4, 0.08)
+    bounds = crown.crown_bounds(net, box)
+    labels = torch.arange(4) % 5
+    margins = crown.margin_lower_bounds(net, box, labels)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for corners in (False, True):
+            u = torch.rand((1000, *x.shape), generator=generator, dtype=torch.float64)
+            points = box.lower + (u.round() if corners else u) * (box.upper - box.lower)
+            out = net(points.flatten(0, 1)).view(1000, 4, -1)
+            assert (out >= bounds.lower - TOL).all() and (out <= bounds.upper + TOL).all()
+            true = out.gather(2, labels[None, :, None].expand(1000, -1, 1))
+            assert ((true - out).amin(0).scatter(1, labels[:, None], float("inf")) >= margins - TOL).all()
+    for sign in (1.0, -1.0):  # sign-gradient ascent/descent on every logit stays inside
+        z = x.clone().requires_grad_(True)
+        for _ in range(30):
+            (grad,) = torch.autograd.grad(sign * net(z).sum(), z)
+            z = torch.max(torch.min(z.detach() + 0.02 * grad.sign(), box.upper), box.lower).requires_grad_(True)
+        out = net(z).detach()
+        assert (out >= bounds.lower - TOL).all() and (out <= bounds.upper + TOL).all()
+    # the bounds are informative: not wildly looser than the sampled range
+    assert bool((bounds.upper - bounds.lower).max() < 1e3)
+
+
+@pytest.mark.parametrize("name", sorted(CHAINS))
+def test_tighter_than_ibp_on_average(name: str) -> None:
+    # CROWN is not guaranteed tighter than IBP neuron by neuron (the adaptive lower slope can lose),
+    # but on average it should be, and its margins should be at least IBP's on average.
+    net = CHAINS[name]
+    _, box = _box(8, 0.05, seed=3)
+    ours, interval = crown.crown_bounds(net, box), ibp.interval_bounds(net, box)
+    assert float((interval.upper - interval.lower - (ours.upper - ours.lower)).mean()) > 0
+    labels = torch.arange(8) % 5
+    gap = crown.margin_lower_bounds(net, box, labels) - ibp.margin_lower_bounds(net, box, labels)
+    assert float(gap[gap.isfinite()].mean()) >= 0
+
+
+def _dense_crown(weights: list[torch.Tensor], biases: list[torch.Tensor], lower: torch.Tensor, upper: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+    """Zhang et al. (2018) written out with explicit matrices and a loop over neurons, one example."""
+    centre, radius = (upper + lower) / 2, (upper - lower) / 2
+    pre: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def lower_bound(layer: int, rows: torch.Tensor) -> torch.Tensor:  # lower bound of rows @ z_layer
+        lam, const = rows.clone(), torch.zeros(rows.shape[0], dtype=torch.float64)
+        for j in range(layer, -1, -1):
+            const += lam @ biases[j]
+            lam = lam @ weights[j]
+            if j > 0:
+                l, u = pre[j - 1]
+                for i in range(lam.shape[1]):
+                    if l[i] >= 0:
+                        continue
+                    if u[i] <= 0:
+                        lam[:, i] = 0
+                        continue
+                    slope, alpha = u[i] / (u[i] - l[i]), 1.0 if u[i] > -l[i] else 0.0
+                    for r in range(lam.shape[0]):
+                        if lam[r, i] < 0:
+                            const[r] += lam[r, i] * (-slope * l[i])
+                            lam[r, i] = lam[r, i] * slope
+                        else:
+                            lam[r, i] = lam[r, i] * alpha
+        return const + lam @ centre - lam.abs() @ radius
+
+    for layer in range(len(weights) - 1):
+        eye = torch.eye(weights[layer].shape[0], dtype=torch.float64)
+        pre.append((lower_bound(layer, eye), -lower_bound(layer, -eye)))
+    return lower_bound(len(weights) - 1, spec)
+
+
+def test_equal_to_dense_per_neuron_reference() -> None:
+    net = CHAINS["mlp"]
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    _, box = _box(3, 0.1, seed=5)
+    labels = torch.tensor([0, 3, 4])
+    ours = crown.margin_lower_bounds(net, box, labels)
+    for b in range(3):
+        spec = crown.specification(labels[b : b + 1], 5, torch.float64)[0]
+        reference = _dense_crown(
+            [m.weight.detach() for m in linears], [m.bias.detach() for m in linears], box.lower[b].flatten(), box.upper[b].flatten(), spec
+        )
+        reference[labels[b]] = float("inf")
+        torch.testing.assert_close(ours[b], reference, rtol=1e-10, atol=1e-10)
+
+
+def test_chunking_does_not_change_the_bounds() -> None:
+    net = CHAINS["conv_bn_avgpool"]
+    _, box = _box(5, 0.05, seed=6)
+    labels = torch.arange(5)
+    full = crown.margin_lower_bounds(net, box, labels)
+    chunked = crown.margin_lower_bounds(net, box, labels, max_elements=1000)
+    torch.testing.assert_close(full, chunked, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(CHAINS))
+def test_exact_at_zero_radius(name: str) -> None:
+    net = CHAINS[name]
+    x, _ = _box(6, 0.0, seed=7)
+    labels = torch.arange(6) % 5
+    margins = crown.margin_lower_bounds(net, Box(x, x), labels)
+    with torch.no_grad():
+        logits = net(x)
+    reference = (logits.gather(1, labels[:, None]) - logits).scatter(1, labels[:, None], float("inf"))
+    torch.testing.assert_close(margins, reference, rtol=1e-9, atol=1e-9)
+    bounds = crown.crown_bounds(net, Box(x, x))
+    torch.testing.assert_close(bounds.lower, logits, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(bounds.upper, logits, rtol=1e-9, atol=1e-9)
+
+
+def test_mnist_mlp_verifies_at_least_as_many_as_ibp_and_pgd_agrees(digit_mlp, digits) -> None:
+    from robench.attacks.pgd import PGD
+
+    x, y = digits.load(slice(0, 100))
+    correct = digit_mlp(x).argmax(1) == y
+    for eps in (0.01, 0.02):
+        ours = crown.verified(digit_mlp, x, y, eps) & correct
+        interval = ibp.verified(digit_mlp, x, y, eps) & correct
+        assert int(ours.sum()) >= int(interval.sum())
+        assert not bool((interval & ~ours).any())  # one hidden layer: CROWN dominates IBP here
+    flags = crown.verified(digit_mlp, x, y, 0.02) & correct
+    assert int(flags.sum()) > int((ibp.verified(digit_mlp, x, y, 0.02) & correct).sum())
+    assert 10 <= int(flags.sum()) < 100
+    result = PGD(steps=40, loss="margin")(digit_mlp, x[flags], y[flags], norm="Linf", eps=0.02)
+    assert not bool(result.success.any())
+
+
+def test_unsupported_layers_are_named() -> None:
+    box = Box(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2))
+    with pytest.raises(ConfigError, match=r"CROWN: unsupported layer '2' \(GELU\)"):
+        crown.crown_bounds(net, box)
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
+    with pytest.raises(ConfigError, match=r"layer '2' \(MaxPool2d\)"):
+        crown.crown_bounds(net, box)
+    residual = networks()["conv_maxpool_residual"]
+    with pytest.raises(ConfigError, match=r"function 'add'"):
+        crown.crown_bounds(residual, Box(torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8)))
+
+
+def test_crown_section_end_to_end(digit_mlp, digits) -> None:
+    from robench.report.render import render_html
+    from robench.report.sections.certification import build
+    from robench.results import EvaluationResult, Results
+    from tests.certify.test_section import _records, _run, _threat
+
+    threat = _threat([{"name": "ibp", "params": {"pgd_check_steps": 0}}, {"name": "crown", "params": {"pgd_check_steps": 10}}], {"norm": "Linf", "eps": 0.02})
+    ibp_out, _ = _run(digit_mlp, digits, threat, 0)
+    out, _ = _run(digit_mlp, digits, threat, 1)
+    assert out.checks[0].name == "crown_pgd_consistency" and out.checks[0].status == "pass"
+    assert out.artifacts["certifier"] == "crown" and out.resolved["max_elements"] == crown.DEFAULT_MAX_ELEMENTS
+    curve = [r for r in _records(out, "certified_accuracy") if "eps" in r.condition]
+    assert [r.condition["eps"] for r in curve] == pytest.approx([0.005, 0.01, 0.015, 0.02])
+    values = [r.value for r in curve]
+    assert values == sorted(values, reverse=True) and all(r.n == 200 for r in curve)
+    headline = next(r for r in _records(out, "certified_accuracy") if "threat_eps" in r.condition)
+    x, y = digits.load(slice(0, 200))
+    expected = crown.verified(digit_mlp, x, y, 0.02) & (digit_mlp(x).argmax(1) == y)
+    assert headline.value == pytest.approx(float(expected.double().mean()))
+    ibp_headline = next(r for r in _records(ibp_out, "certified_accuracy") if "threat_eps" in r.condition)
+    assert headline.value > ibp_headline.value
+    results = Results(
+        threat_model=threat.model_dump(mode="json"), threat_model_sha256=threat.sha256,
+        model={"source": "test", "format": "module"},
+        dataset={"manifest": "m", "manifest_sha256": "0", "format": "npz", "split": "test", "n_examples": 200,
+                 "num_classes": 10, "input_shape": [1, 28, 28], "verified": "none"},
+        environment={"robench_version": "0", "python": "3"}, options={"only": None},
+    )  # fmt: skip
+    for key, output in (("ibp", ibp_out), ("crown", out)):
+        results.evaluations.append(
+            EvaluationResult(key=f"certification/{key}", section="certification", name=key, status="success",
+                             records=output.records, checks=output.checks, artifacts=output.artifacts, resolved=output.resolved)
+        )  # fmt: skip
+    section = build(results)
+    assert section is not None and section["figure_eps"].startswith("data:image/png")
+    assert [r["grid_key"] for r in section["rows"]] == ["eps", "eps"]
+    html = render_html(results)
+    assert "CROWN linear relaxation bounds" in html and "Interval bound propagation" in html
+
+
+def test_crown_section_l2_warns(digit_mlp, digits) -> None:
+    from robench.data.base import ArrayDataset
+    from tests.certify.test_section import _run, _threat
+
+    x, y = digits.load(slice(0, 20))
+    threat = _threat([{"name": "crown", "params": {"pgd_check_steps": 0, "eps_fractions": [1.0]}}], {"norm": "L2", "eps": 0.1})
+    out, _ = _run(digit_mlp, ArrayDataset(x, y, 10), threat)
+    assert any("enclosing Linf box" in w for w in out.warnings)
