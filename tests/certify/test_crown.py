@@ -40,6 +40,7 @@ def _chains() -> dict[str, nn.Module]:
             nn.Dropout(0.5), nn.Linear(12, 5),
         ),
         "functional": nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), FunctionalTail()),
+        "linear_bn1d": nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 5)),
     }  # fmt: skip
     generator = torch.Generator().manual_seed(1)
     for net in nets.values():
