@@ -64,4 +64,4 @@ def test_builtins_load() -> None:
     assert "small_cnn" in registry.names("arch")
     assert {"ece", "flip_probability", "corruption_error", "clopper_pearson"} <= set(registry.names("metric"))
     assert len(registry.names("corruption")) == 19 and len(registry.names("corruption", tag="benchmark")) == 15
-    assert {"smoothing", "ibp", "lipschitz"} <= set(registry.names("certifier"))
+    assert {"smoothing", "ibp", "crown", "lipschitz"} <= set(registry.names("certifier"))
