@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from robench._errors import ConfigError
 from robench.attacks._optional import capture_log, isolated_rng, require
 from robench.attacks._records import add_standard_records
+from robench.attacks._speed import Mode, StepModel, precision_label
 from robench.attacks.eot import pass_mean_correct
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
@@ -53,6 +54,11 @@ class AutoAttackParams(BaseModel):
     square_queries: int | None = Field(default=None, gt=0, le=10_000_000, description="Square queries (default 5000)")
     eot_iter: int | None = Field(default=None, gt=0, le=1000, description="APGD EOT iterations (rand: 20)")
     batch_size: int | None = Field(default=None, gt=0, description="default: the run's batch size")
+    mode: Mode = Field(
+        default="exact",
+        description="fast: the attacks query a bf16-autocast, channels_last model; success is re-checked in fp32",
+    )
+    compile: bool = Field(default=False, description="torch.compile the model the attacks query")
 
     @model_validator(mode="after")
     def _check(self) -> AutoAttackParams:
@@ -67,6 +73,18 @@ class AutoAttackParams(BaseModel):
     def attack_list(self) -> tuple[str, ...]:
         """The attacks to run, in order."""
         return tuple(self.attacks) if self.version == "custom" else VERSIONS[self.version]
+
+
+class _QueriedModel(torch.nn.Module):
+    """An ``nn.Module`` face for a :class:`StepModel` (pyautoattack calls modules)."""
+
+    def __init__(self, stepper: StepModel) -> None:
+        super().__init__()
+        self._stepper = stepper
+        self.inner = stepper.model  # registered: .eval(), .parameters() reach the real model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self._stepper(x)
 
 
 def _set_iterations(apgd: Any, n_iter: int) -> None:
@@ -180,8 +198,13 @@ class AutoAttackEvaluation:
         output = EvaluationOutput(resolved={**params.model_dump(mode="json"), "attacks": list(order), "batch_size": batch_size, "seed": ctx.seed})
         if ctx.shared.get("randomized") and params.version != "rand":
             output.warnings.append("the model is randomized: use AutoAttack version 'rand' (EOT) for a reliable evaluation")
-        module = model.module
-        with capture_log("auto-attack") as log, isolated_rng(model.device):
+        # The model the attacks query: exact (the fp32 model itself, as pyautoattack alone) or fast
+        # (bf16 autocast + channels_last, optionally compiled). Success is always re-checked with
+        # the fp32 model below, so only examples that fool it count.
+        stepper = StepModel(model.module, params.mode, params.compile)
+        module = model.module if params.mode == "exact" and not params.compile else _QueriedModel(stepper)
+        ctx.cost.precision = precision_label(params.mode)
+        with capture_log("auto-attack") as log, isolated_rng(model.device), stepper.prepared():
             adversary = build_autoattack(
                 module, params, norm=norm.name, eps=eps, num_classes=num_classes, seed=ctx.seed, device=model.device
             )
