@@ -203,7 +203,7 @@ def test_unsupported_layers_are_named() -> None:
 def test_crown_section_end_to_end(digit_mlp, digits) -> None:
     from robench.report.render import render_html
     from robench.report.sections.certification import build
-    from robench.results import EvaluationResult, Results
+    from tests.certify._results import certification_results
     from tests.certify.test_section import _records, _run, _threat
 
     threat = _threat([{"name": "ibp", "params": {"pgd_check_steps": 0}}, {"name": "crown", "params": {"pgd_check_steps": 10}}], {"norm": "Linf", "eps": 0.02})
@@ -221,18 +221,7 @@ def test_crown_section_end_to_end(digit_mlp, digits) -> None:
     assert headline.value == pytest.approx(float(expected.double().mean()))
     ibp_headline = next(r for r in _records(ibp_out, "certified_accuracy") if "threat_eps" in r.condition)
     assert headline.value > ibp_headline.value
-    results = Results(
-        threat_model=threat.model_dump(mode="json"), threat_model_sha256=threat.sha256,
-        model={"source": "test", "format": "module"},
-        dataset={"manifest": "m", "manifest_sha256": "0", "format": "npz", "split": "test", "n_examples": 200,
-                 "num_classes": 10, "input_shape": [1, 28, 28], "verified": "none"},
-        environment={"robench_version": "0", "python": "3"}, options={"only": None},
-    )  # fmt: skip
-    for key, output in (("ibp", ibp_out), ("crown", out)):
-        results.evaluations.append(
-            EvaluationResult(key=f"certification/{key}", section="certification", name=key, status="success",
-                             records=output.records, checks=output.checks, artifacts=output.artifacts, resolved=output.resolved)
-        )  # fmt: skip
+    results = certification_results(threat, {"ibp": ibp_out, "crown": out})
     section = build(results)
     assert section is not None and section["figure_eps"].startswith("data:image/png")
     assert [r["grid_key"] for r in section["rows"]] == ["eps", "eps"]

@@ -9,7 +9,7 @@ from robench.context import EvalContext
 from robench.models import load_model
 from robench.registry import registry
 from robench.report.sections.certification import build
-from robench.results import EvaluationResult, Results
+from tests.certify._results import certification_results
 from robench.threat_model import ThreatModel, validate_data
 
 
@@ -65,18 +65,7 @@ def test_ibp_and_lipschitz_sections(digit_mlp, digits) -> None:
     assert all(r.value <= clean for r in curve) and curve[0].value >= curve[-1].value
     lip_out, _ = _run(digit_mlp, data, threat, 1)
     assert lip_out.checks[0].status == "pass" and lip_out.artifacts["lipschitz_bound"] > 0
-    results = Results(
-        threat_model=threat.model_dump(mode="json"), threat_model_sha256=threat.sha256,
-        model={"source": "test", "format": "module"},
-        dataset={"manifest": "m", "manifest_sha256": "0", "format": "npz", "split": "test", "n_examples": 200,
-                 "num_classes": 10, "input_shape": [1, 28, 28], "verified": "none"},
-        environment={"robench_version": "0", "python": "3"}, options={"only": None},
-    )  # fmt: skip
-    for key, out in (("ibp", ibp_out), ("lipschitz", lip_out)):
-        results.evaluations.append(
-            EvaluationResult(key=f"certification/{key}", section="certification", name=key, status="success",
-                             records=out.records, checks=out.checks, artifacts=out.artifacts, resolved=out.resolved)
-        )  # fmt: skip
+    results = certification_results(threat, {"ibp": ibp_out, "lipschitz": lip_out})
     section = build(results)
     assert section is not None and section["figure_eps"].startswith("data:image/png") and section["figure_radius"]
     from robench.report.render import render_html
