@@ -6,7 +6,7 @@ relative to the bare forward + input-gradient loop (lower is better; 1.0 = no ov
 missing from the environment are skipped. Usage::
 
     python benchmarks/bench_attacks.py --device cpu --model small_cnn --batch 128
-    python benchmarks/bench_attacks.py --device cuda --model wrn --batch 256   # GPU figures
+    python benchmarks/bench_attacks.py --device cuda --model wrn-28-10 --batch 256   # GPU figures
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import datetime
 import importlib.util
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,27 +28,12 @@ from torch import nn
 
 from robench.attacks import PGD
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _models import MODELS, build, sync as _sync  # noqa: E402
+
 STEPS = 10
 EPS = 8 / 255
 ALPHA = 2 / 255
-
-
-def _model(name: str, device: torch.device) -> tuple[nn.Module, tuple[int, int, int]]:
-    from robench.models.archs import SmallCNN
-
-    if name == "small_cnn":
-        return SmallCNN().to(device).eval(), (1, 28, 28)
-    import torchvision
-
-    net = torchvision.models.resnet18(num_classes=10)
-    net.conv1 = nn.Conv2d(3, 64, 3, padding=1, bias=False)
-    net.maxpool = nn.Identity()
-    return net.to(device).eval(), (3, 32, 32)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _time_all(contenders: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
@@ -67,7 +54,7 @@ def _time_all(contenders: dict[str, Callable[[], object]], device: torch.device,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", choices=["small_cnn", "resnet18"], default="small_cnn")
+    parser.add_argument("--model", choices=MODELS, default="small_cnn")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
@@ -75,9 +62,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model, shape = _model(args.model, device)
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model, shape = build(args.model, device)
     generator = torch.Generator().manual_seed(0)
     x = torch.rand((args.batch, *shape), generator=generator).to(device)
     with torch.no_grad():

@@ -10,15 +10,18 @@ Measured in the same process on the same model and device:
   device from per-image generators, counts kept on the device (optionally bf16 + channels_last and
   ``torch.compile``).
 
-Usage: ``python benchmarks/bench_certify.py [--device cuda] [--model small|resnet18] [--n 2000]``.
+Usage: ``python benchmarks/bench_certify.py [--device cuda] [--model small|resnet18|wrn-28-10] [--n 2000]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,27 +29,8 @@ from torch import nn
 from robench.attacks._speed import StepModel
 from robench.certify.smoothing import NoiseSampler, cohen_reference_counts, make_generators
 
-
-def small_cnn() -> nn.Module:
-    """A small CIFAR-size conv net (three convolutions), cheap enough for CPU runs."""
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
-    )  # fmt: skip
-
-
-def build_model(name: str) -> nn.Module:
-    """``small`` (above) or ``resnet18`` (torchvision, CIFAR-size input)."""
-    if name == "resnet18":
-        from torchvision.models import resnet18
-
-        return resnet18(num_classes=10)
-    return small_cnn()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _models import MODELS, build, sync as _sync  # noqa: E402
 
 
 def bare_forward(model: nn.Module, device: torch.device, batch: int, seconds: float) -> float:
@@ -90,7 +74,7 @@ def main() -> None:
     """Run the three measurements and print one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", default="small", choices=["small", "resnet18"])
+    parser.add_argument("--model", default="small", choices=[m for m in MODELS if m != "small_cnn"])
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--n", type=int, default=2000, help="noisy samples per image")
     parser.add_argument("--batch", type=int, default=1000, help="robench samples per forward pass")
@@ -100,12 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = build_model(args.model).to(device).eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    model, _ = build(args.model, device)
     images = torch.rand(args.images, 3, 32, 32, device=device)
     result = {
-        "date": "2026-11-25",
+        "date": datetime.date.today().isoformat(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "model": args.model,

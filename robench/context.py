@@ -97,6 +97,7 @@ class EvalContext:
         *,
         batch_size: int | None = None,
         desc: str | None = None,
+        rng_on_device: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Apply ``fn`` to every batch; return its outputs concatenated along dim 0 (on the CPU).
 
@@ -117,6 +118,8 @@ class EvalContext:
             model_counter: The model's :class:`~robench.models.wrapper.PassCounter`.
             batch_size: Overrides :attr:`batch_size`.
             desc: Progress-bar label.
+            rng_on_device: Give ``fn`` a generator on :attr:`device` rather than on the CPU (faster
+                draws on a GPU; the stream, so the draws, then depend on the device type).
         """
         from tqdm.auto import tqdm
 
@@ -142,7 +145,7 @@ class EvalContext:
                     data, meta = found
                     meta = {**meta, "resumed": True}
                 else:
-                    data, meta = self._run_batch(fn, dataset, start, stop, stage, index, model_counter)
+                    data, meta = self._run_batch(fn, dataset, start, stop, stage, index, model_counter, rng_on_device)
                     if self.journal is not None:
                         self.journal.put(journal_key, data, meta)
                 mine[index] = (data, meta)
@@ -182,14 +185,14 @@ class EvalContext:
         return merged
 
     def _run_batch(
-        self, fn: BatchFn, dataset: Dataset, start: int, stop: int, stage: str, index: int, counter: Any
+        self, fn: BatchFn, dataset: Dataset, start: int, stop: int, stage: str, index: int, counter: Any, rng_on_device: bool
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         forward0, backward0 = counter.snapshot()
         tick = time.perf_counter()
         retries = 0
         while True:
             chunk = min(self._chunk or (stop - start), stop - start)
-            generator = self.generator(stage, index)
+            generator = self.generator(stage, index, device=self.device if rng_on_device else None)
             try:
                 pieces = []
                 for lo in range(start, stop, chunk):

@@ -216,6 +216,11 @@ class CorruptionsSpec(_Frozen):
     corruptions: CorruptionNames = BENCHMARK_CORRUPTIONS
     severities: tuple[Severity, ...] = (1, 2, 3, 4, 5)
     n_examples: int | None = Field(default=None, gt=0, description="overrides dataset.n_examples")
+    rng: Literal["cpu", "device"] = Field(
+        default="cpu",
+        description="where generated corruptions draw their random numbers: cpu (the same corrupted images on "
+        "every device) or device (drawn on the GPU: no host-side draws or copies, but another random stream)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CorruptionsSpec:

@@ -14,6 +14,19 @@ from torch import nn
 # Small models: one thread is fastest and keeps the suite steady on loaded CI machines.
 torch.set_num_threads(1)
 
+#: Parametrize a test over devices; the CUDA case carries the ``gpu`` marker.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip every test marked ``gpu`` where CUDA is not available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
 N_CLASSES = 4
 SIDE = 8
 

@@ -52,3 +52,28 @@ def test_oom_at_batch_one_is_a_clean_error() -> None:
     ctx.begin("e")
     with pytest.raises(ResourceError, match="one example"):
         ctx.map_batches("s", _data(), fn, PassCounter())
+
+
+@pytest.mark.gpu
+def test_real_cuda_oom_halves_the_batch() -> None:
+    # Batches over 3 examples ask for twice the card's memory: a genuine allocator failure.
+    too_much = 2 * torch.cuda.get_device_properties(0).total_memory
+
+    def fn(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
+        assert x.is_cuda
+        if len(x) > 3:
+            torch.empty(too_much, dtype=torch.uint8, device=x.device)
+        return {"y": y}
+
+    ctx = EvalContext(device=torch.device("cuda"), batch_size=8, progress=False)
+    ctx.begin("e")
+    out = ctx.map_batches("s", _data(), fn, PassCounter())
+    assert torch.equal(out["y"], torch.arange(20) % 2) and ctx.cost.oom_retries == 2
+
+
+def test_generator_on_the_device_when_asked() -> None:
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=10, progress=False)
+    ctx.begin("e")
+    devices = []
+    ctx.map_batches("s", _data(), lambda x, y, g: devices.append(g.device) or {"y": y}, PassCounter(), rng_on_device=True)
+    assert devices == [torch.device("cpu")] * 2

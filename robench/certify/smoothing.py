@@ -146,7 +146,8 @@ class NoiseSampler:
             owner = torch.cat(owners)
             noisy = x.index_select(0, owner) + self.sigma * torch.cat(noise_parts)
             predictions = self.forward(noisy).argmax(dim=1)
-            counts += torch.bincount(owner * self.num_classes + predictions, minlength=images * self.num_classes)
+            # index_add_, not bincount: CUDA's bincount reads the maximum back to the host every pass
+            counts.index_add_(0, owner * self.num_classes + predictions, torch.ones_like(predictions))
             self.samples += stop - start
         return counts.view(images, self.num_classes)
 

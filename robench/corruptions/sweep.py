@@ -93,7 +93,10 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
                 )  # released ImageNet-C images are already resized and cropped to 224 px
                 out = ctx.map_batches(stage, subset, _predict(model), model.counter, desc=f"corruptions {stage}")
             elif table is not None:
-                out = ctx.map_batches(stage, data, _corrupt_then_predict(model, name, severity, table), model.counter, desc=f"corruptions {stage}")
+                out = ctx.map_batches(
+                    stage, data, _corrupt_then_predict(model, name, severity, table), model.counter,
+                    desc=f"corruptions {stage}", rng_on_device=spec.rng == "device",
+                )
             probs, labels = out["probs"], out["labels"]
             hit = probs.argmax(dim=1) == labels
             hits[name].append(hit)
@@ -113,6 +116,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
         "n_examples": len(data),
         "corruptions": list(spec.corruptions),
         "severities": list(spec.severities),
+        "random_draws_on": (ctx.device.type if spec.rng == "device" else "cpu") if spec.source == "generated" else None,
     })
     output.artifacts = {
         "groups": {name: GROUPS.get(name, "other") for name in spec.corruptions},

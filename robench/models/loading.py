@@ -189,6 +189,9 @@ def _find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    ignored = tuple(getattr(net, "ignored_checkpoint_keys", ()))  # see robench.models.archs.WideResNet
+    if ignored:
+        state = {k: v for k, v in state.items() if not k.startswith(ignored)}
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -125,3 +127,32 @@ def test_randomized_model_uses_eot_and_pass_mean(trained_net, mnist_test):
     robust = record(output, "robust_accuracy")
     assert robust.condition["stochastic_passes"] is True
     assert output.artifacts["stochastic_passes"] == 10
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_cuda_pgd_agrees_with_cpu(trained_net, mnist_test, mode):
+    from robench.models import load_model
+
+    x, y = mnist_test.load(slice(0, 200))
+    results = {}
+    for device in ("cpu", "cuda"):
+        module = load_model(copy.deepcopy(trained_net), device=device).module  # .to() would move the shared fixture
+        attack = PGD(steps=20, random_start=False, mode=mode)
+        result = attack(module, x.to(device), y.to(device), norm="Linf", eps=0.08)
+        assert result.x_adv.device.type == device and result.x_adv.dtype == torch.float32
+        assert float((result.x_adv - x.to(device)).abs().max()) <= 0.08 + 1e-6
+        results[device] = float(result.success.float().mean())
+    assert abs(results["cuda"] - results["cpu"]) <= 0.03, results  # float (and bf16) rounding only
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_cuda_compiled_fast_pgd_matches_eager(trained_net, mnist_test):
+    from robench.models import load_model
+
+    module = load_model(copy.deepcopy(trained_net), device="cuda").module
+    x, y = (t.cuda() for t in mnist_test.load(slice(0, 128)))
+    eager = PGD(steps=10, random_start=False, mode="fast")(module, x, y, norm="Linf", eps=0.08)
+    compiled = PGD(steps=10, random_start=False, mode="fast", compile=True)(module, x, y, norm="Linf", eps=0.08)
+    assert abs(float(eager.success.float().mean()) - float(compiled.success.float().mean())) <= 0.03

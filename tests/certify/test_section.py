@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -19,9 +21,9 @@ def _threat(entries: list[dict], adversary: dict | None = None) -> ThreatModel:
     )
 
 
-def _run(net, data, threat: ThreatModel, index: int = 0, seed: int = 0):
-    handle = load_model(net, device="cpu")
-    ctx = EvalContext(device=torch.device("cpu"), seed=seed, batch_size=50, progress=False)
+def _run(net, data, threat: ThreatModel, index: int = 0, seed: int = 0, device: str = "cpu"):
+    handle = load_model(net, device=device)
+    ctx = EvalContext(device=torch.device(device), seed=seed, batch_size=50, progress=False)
     spec = threat.evaluations.certification[index]
     ctx.begin(f"certification/{spec.key}")
     return registry.get("evaluation", "certification")(handle, data, threat, spec, ctx), ctx
@@ -52,6 +54,23 @@ def test_smoothing_section_records_and_reproducibility(digit_mlp, digits) -> Non
     assert again.artifacts["examples"] == examples
     other, _ = _run(digit_mlp, digits, threat, seed=1)
     assert other.artifacts["examples"] != examples
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_smoothing_section_on_cuda_exact_and_fast_compiled(digit_mlp, digits) -> None:
+    base = {"sigma": 0.25, "n0": 20, "n": 2000, "batch": 4096, "n_examples": 30, "images_per_batch": 16}
+    accuracy = {}
+    for label, extra, device in [("cpu", {}, "cpu"), ("exact", {}, "cuda"), ("fast", {"mode": "fast", "compile": True}, "cuda")]:
+        threat = _threat([{"name": "smoothing", "params": {**base, **extra}}], {"norm": "L2", "eps": 0.25})
+        output, ctx = _run(copy.deepcopy(digit_mlp), digits, threat, device=device)  # .to() would move the fixture
+        assert ctx.cost.forward_passes == 30 * (20 + 2000)
+        accuracy[label] = [r.value for r in _records(output, "certified_accuracy") if "radius" in r.condition]
+        if label == "fast":
+            assert "bf16" in ctx.cost.precision
+    # the devices draw different noise and bf16 rounds differently: the curves agree within sampling error
+    for label in ("exact", "fast"):
+        assert max(abs(a - b) for a, b in zip(accuracy[label], accuracy["cpu"])) <= 0.15, accuracy
 
 
 def test_ibp_and_lipschitz_sections(digit_mlp, digits) -> None:

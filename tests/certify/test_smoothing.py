@@ -20,6 +20,7 @@ from robench.certify.smoothing import (
     predict_from_counts,
 )
 from robench.stats import clopper_pearson_lower
+from tests.conftest import DEVICES
 
 
 @pytest.mark.parametrize("count,n", [(0, 100), (1, 100), (50, 100), (99, 100), (100, 100), (99_950, 100_000), (7, 10)])
@@ -70,16 +71,19 @@ class ThresholdNet(nn.Module):
         return nn.functional.one_hot(first, 3).float()
 
 
-def test_radius_matches_closed_form_on_known_probabilities() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_radius_matches_closed_form_on_known_probabilities(device: str) -> None:
     sigma, threshold, n = 0.5, 0.6, 40_000
     net = ThresholdNet(threshold)
     x = torch.zeros(3, 1, 4, 4)
     x[1, 0, 0, 0] = 0.3  # p0 = Phi(0.6)
     x[2, 0, 0, 0] = 0.6  # p0 = 1/2: abstain
+    x = x.to(device)
     sampler = NoiseSampler(net, 3, sigma, batch=4096)
-    generators = make_generators(torch.tensor([1, 2, 3]), torch.device("cpu"))
+    generators = make_generators(torch.tensor([1, 2, 3]), torch.device(device))
     selection = sampler.counts(x, 100, generators)
     estimation = sampler.counts(x, n, generators)
+    assert estimation.device.type == device and estimation.sum(dim=1).tolist() == [n] * 3
     for image, shift in enumerate([0.0, 0.3]):
         p_true = norm.cdf((threshold - shift) / sigma)
         count = int(estimation[image, 0])
@@ -101,16 +105,17 @@ class ConstantPerImage(nn.Module):
         return nn.functional.one_hot(label, 10).float()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [1, 7, 25, 1000])
-def test_sampler_assigns_samples_to_their_images(batch: int) -> None:
+def test_sampler_assigns_samples_to_their_images(batch: int, device: str) -> None:
     x = torch.zeros(5, 1, 2, 8)
     for i in range(5):
         x[i, 0, 0, :] = (2 * i) / 10
     sampler = NoiseSampler(ConstantPerImage(), 10, sigma=0.0, batch=batch)
-    counts = sampler.counts(x, 13, make_generators(torch.arange(5), torch.device("cpu")))
+    counts = sampler.counts(x.to(device), 13, make_generators(torch.arange(5), torch.device(device)))
     expected = torch.zeros(5, 10, dtype=torch.long)
     expected[torch.arange(5), 2 * torch.arange(5)] = 13
-    assert torch.equal(counts, expected)
+    assert torch.equal(counts.cpu(), expected)
 
 
 def test_sampler_noise_comes_from_each_image_generator() -> None:

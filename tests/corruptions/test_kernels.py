@@ -133,3 +133,45 @@ def test_resampling_matches_pillow_on_sharp_images(size: int, small: int, kind: 
         matrix = _ops.pil_resample_matrix(source, target, kind)
         ours = _ops.apply_axes(x, matrix, matrix)[0, 0].numpy()
         assert np.abs(ours - expected).max() <= (1.0 if kind == "box" else 0.0)  # box: Pillow rounds to uint8
+
+
+# On CUDA: libjpeg (CPU) and nvJPEG (GPU) use different DCT arithmetic, so JPEG agrees only roughly.
+CUDA_MEAN_TOLERANCE = {"jpeg_compression": 3 / 255}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("table_name", sorted(TABLES))
+@pytest.mark.parametrize("name", NAMES)
+def test_cuda_with_a_cpu_generator_matches_cpu(name: str, table_name: str) -> None:
+    # The draws come from the CPU generator, so the two devices corrupt with the same random numbers;
+    # only float arithmetic differs (a few pixels may cross a threshold, e.g. spatter's liquid mask).
+    x = smooth_rgb(4)
+    corrupt = registry.get("corruption", name)
+    for severity in (1, 5):
+        cpu = corrupt(x, severity, TABLES[table_name], torch.Generator().manual_seed(3))
+        cuda = corrupt(x.cuda(), severity, TABLES[table_name], torch.Generator().manual_seed(3))
+        assert cuda.device.type == "cuda" and cuda.shape == cpu.shape and cuda.dtype == cpu.dtype
+        difference = (cuda.cpu() - cpu).abs()
+        assert float(difference.mean()) < CUDA_MEAN_TOLERANCE.get(name, 2e-3), (severity, float(difference.mean()))
+        if name not in CUDA_MEAN_TOLERANCE:
+            assert float((difference > 2 / 255).float().mean()) < 0.01, severity
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NAMES)
+def test_cuda_generator_draws_on_the_gpu(name: str) -> None:
+    x = smooth_rgb(4, side=64).cuda()
+    corrupt = registry.get("corruption", name)
+    a = corrupt(x, 3, TABLES["imagenet"], torch.Generator(device="cuda").manual_seed(0))
+    b = corrupt(x, 3, TABLES["imagenet"], torch.Generator(device="cuda").manual_seed(0))
+    assert a.device.type == "cuda" and torch.equal(a, b)
+    assert torch.isfinite(a).all() and 0 <= float(a.min()) and float(a.max()) <= 1
+
+
+@pytest.mark.gpu
+def test_cuda_generator_noise_has_the_table_sigma() -> None:
+    x = torch.full((64, 3, 32, 32), 0.5, device="cuda")  # no clipping at sigma <= 0.1
+    sigma = TABLES["cifar10"]("gaussian_noise", 3)
+    out = registry.get("corruption", "gaussian_noise")(x, 3, TABLES["cifar10"], torch.Generator(device="cuda").manual_seed(0))
+    noise = out - x
+    assert float(noise.std()) == pytest.approx(sigma, rel=0.02) and abs(float(noise.mean())) < 0.002

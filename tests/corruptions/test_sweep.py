@@ -72,6 +72,43 @@ def test_generated_sweep_records_and_hand_offs() -> None:
     assert not any(r.name == "mce" for r in out.records) and out.warnings  # not an ImageNet-C sweep
 
 
+@pytest.mark.parametrize("rng", ["cpu", "device"])
+def test_rng_setting_chooses_the_generator_device(rng: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+    original = EvalContext.generator
+
+    def spy(self: EvalContext, *tags: object, device: object = None) -> torch.Generator:
+        asked.append((tags[0], device))
+        return original(self, *tags, device=device)
+
+    monkeypatch.setattr(EvalContext, "generator", spy)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("corruptions")
+    spec = CorruptionsSpec(corruptions=("gaussian_noise",), severities=(2,), rng=rng)
+    out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
+    cells = [device for stage, device in asked if stage == "gaussian_noise/2"]
+    assert cells == [torch.device("cpu") if rng == "device" else None] * 2  # two batches of 8
+    assert out.resolved["random_draws_on"] == "cpu"
+
+
+@pytest.mark.gpu
+def test_rng_on_device_sweep_on_cuda() -> None:
+    counter = PassCounter()
+    module = PixelModel(QuadrantNet(), Normalize([0.0], [1.0]), counter).eval().cuda()
+    handle = ModelHandle(module=module, info=ModelInfo(source="test", format="test", num_classes=4), device=torch.device("cuda"), counter=counter)
+    results = {}
+    for rng in ("cpu", "device"):
+        ctx = EvalContext(device=torch.device("cuda"), batch_size=8, progress=False)
+        ctx.begin("corruptions")
+        spec = CorruptionsSpec(corruptions=("gaussian_noise", "glass_blur"), severities=(5,), rng=rng)
+        out = registry.get("evaluation", "corruptions")(handle, _data(), THREAT, spec, ctx)
+        assert out.resolved["random_draws_on"] == ("cuda" if rng == "device" else "cpu")
+        results[rng] = {r.condition["corruption"]: r.value for r in out.records if r.name == "accuracy"}
+    # another random stream, the same distribution: this easy task stays easy under either
+    for name, value in results["cpu"].items():
+        assert abs(results["device"][name] - value) <= 0.25, (name, results)
+
+
 def test_released_sweep_uses_load_corruption_set(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 

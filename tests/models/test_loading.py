@@ -202,3 +202,39 @@ def test_robustbench_arch_with_local_checkpoint(tmp_path: Path) -> None:
     torch.testing.assert_close(handle.predict_logits(x), net.eval()(x))
     with pytest.raises(ConfigError, match="did you mean"):
         build_arch("robustbench:cifar10/Linf/Standrd")
+
+
+@pytest.mark.parametrize("name", ["wrn-28-10", "wrn-34-10"])
+def test_native_wideresnet_loads_robustbench_checkpoints(tmp_path: Path, name: str) -> None:
+    """robench's own WRN reads a RobustBench-layout checkpoint of robustbench's WideResNet (the
+    independent reference) and computes the same logits, so such audits need no robustbench."""
+    from robench._errors import UnavailableError
+
+    entry = {"wrn-28-10": "Standard", "wrn-34-10": "Zhang2019Theoretically"}[name]
+    try:
+        reference = build_arch(f"robustbench:cifar10/Linf/{entry}")
+    except UnavailableError as exc:
+        pytest.skip(f"robustbench not importable: {exc}")
+    torch.manual_seed(0)
+    for module in reference.modules():  # non-trivial batch-norm statistics and affine parameters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    ours = build_arch(name)
+    # TRADES-derived checkpoints also hold an unused ``sub_block1`` group, which robench's WRN skips
+    assert list(ours.state_dict()) == [k for k in reference.state_dict() if not k.startswith("sub_block1.")]
+    path = tmp_path / f"{entry}.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, path)
+    handle = load_model(path, arch=name)
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(handle.predict_logits(x), reference.eval()(x), rtol=1e-4, atol=1e-4)
+
+
+def test_native_wideresnets_have_the_published_sizes() -> None:
+    # Zagoruyko & Komodakis (2016), Table: WRN-28-10 has 36.5M parameters; TRADES's WRN-34-10 46.2M.
+    for name, millions in [("wrn-28-10", 36.5), ("wrn-34-10", 46.2)]:
+        net = build_arch(name)
+        assert sum(p.numel() for p in net.parameters()) / 1e6 == pytest.approx(millions, abs=0.05)
+    assert build_arch("wrn-28-10", num_classes=100).eval()(torch.rand(1, 3, 32, 32)).shape == (1, 100)

@@ -139,7 +139,6 @@ def test_shot_noise_is_poisson() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", NAMES)
 def test_cuda_matches_cpu(name: str) -> None:
     # The generator stays on the CPU, so both devices see the same random draws.
