@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,44 @@ def derive_seed(seed: int, *tags: object) -> int:
     """A 63-bit seed derived from the run seed and any tags (stable across processes)."""
     text = "|".join([str(seed), *map(str, tags)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & ((1 << 63) - 1)
+
+
+class _Prefetcher:
+    """Loads ``dataset`` batches one ahead of their use, in a background thread.
+
+    ``take(start, stop)`` must be called for the batches in the order given; it returns the batch's
+    ``(x, y)`` (in pinned memory when ``pin``, so that copies to the GPU are asynchronous) and starts
+    loading the next one. Loading errors surface from ``take``, in the caller's thread.
+    """
+
+    def __init__(self, dataset: Dataset, batches: list[tuple[int, int]], pin: bool) -> None:
+        self.dataset, self.batches, self.pin = dataset, batches, pin
+        self.position = 0
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robench-prefetch") if batches else None
+        self.ahead: Future[tuple[torch.Tensor, torch.Tensor]] | None = self._submit(0)
+
+    def _load(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.dataset.load(slice(start, stop))
+        return (x.pin_memory(), y.pin_memory()) if self.pin else (x, y)
+
+    def _submit(self, position: int) -> Future[tuple[torch.Tensor, torch.Tensor]] | None:
+        if self.pool is None or position >= len(self.batches):
+            return None
+        return self.pool.submit(self._load, *self.batches[position])
+
+    def take(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch ``[start, stop)``, the next one in the plan."""
+        if self.position >= len(self.batches) or self.batches[self.position] != (start, stop) or self.ahead is None:
+            raise RuntimeError(f"batch {start}:{stop} taken out of order")  # a programming error, not user input
+        batch = self.ahead.result()  # with one worker, the next load could not start any sooner
+        self.position += 1
+        self.ahead = self._submit(self.position)
+        return batch
+
+    def close(self) -> None:
+        """Stop loading (a pending load finishes; its result is dropped)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -108,6 +147,10 @@ class EvalContext:
         and every rank receives every output, in order; since a batch's generator depends only on
         ``(seed, evaluation, stage, i)``, the result equals a single-process run.
 
+        Batches are loaded one ahead, in a background thread (pinned memory on CUDA), so decoding and
+        host-to-device copies overlap the computation; ``dataset.load`` must therefore be safe to
+        call from another thread (every built-in dataset is).
+
         On CUDA out-of-memory the batch is retried in halves (and later batches of the evaluation
         use the smaller size); :attr:`Cost.oom_retries` records it.
 
@@ -134,23 +177,28 @@ class EvalContext:
             leave=False,
             dynamic_ncols=True,
         )
+        # This rank's batches; those already in the journal are taken from it, the rest computed while
+        # a background thread loads the next one (decoding and host-to-device staging overlap compute).
+        plan = []
+        for index, start in enumerate(starts):
+            if index % self.world_size == self.rank:
+                key = f"{self.key}/{stage}/{index}"
+                plan.append((index, start, min(start + size, len(dataset)), key, self.journal.get(key) if self.journal is not None else None))
+        pending = [(start, stop) for _, start, stop, _, found in plan if found is None]
+        loader = _Prefetcher(dataset, pending, pin=self.device.type == "cuda")
         try:
-            for index, start in enumerate(starts):
-                stop = min(start + size, len(dataset))
-                if index % self.world_size != self.rank:
-                    continue
-                journal_key = f"{self.key}/{stage}/{index}"
-                found = self.journal.get(journal_key) if self.journal is not None else None
+            for index, start, stop, journal_key, found in plan:
                 if found is not None:
                     data, meta = found
                     meta = {**meta, "resumed": True}
                 else:
-                    data, meta = self._run_batch(fn, dataset, start, stop, stage, index, model_counter, rng_on_device)
+                    data, meta = self._run_batch(fn, loader, start, stop, stage, index, model_counter, rng_on_device)
                     if self.journal is not None:
                         self.journal.put(journal_key, data, meta)
                 mine[index] = (data, meta)
                 bar.update((stop - start) * self.world_size)
         finally:
+            loader.close()
             bar.close()
         done = self._gather(mine)
         per_rank_time: dict[int, float] = {}
@@ -185,19 +233,20 @@ class EvalContext:
         return merged
 
     def _run_batch(
-        self, fn: BatchFn, dataset: Dataset, start: int, stop: int, stage: str, index: int, counter: Any, rng_on_device: bool
+        self, fn: BatchFn, loader: _Prefetcher, start: int, stop: int, stage: str, index: int, counter: Any, rng_on_device: bool
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         forward0, backward0 = counter.snapshot()
-        tick = time.perf_counter()
+        tick = time.perf_counter()  # includes any wait for the data: per-batch times add up to the wall time
+        x_all, y_all = loader.take(start, stop)
         retries = 0
         while True:
             chunk = min(self._chunk or (stop - start), stop - start)
             generator = self.generator(stage, index, device=self.device if rng_on_device else None)
             try:
                 pieces = []
-                for lo in range(start, stop, chunk):
-                    x, y = dataset.load(slice(lo, min(lo + chunk, stop)))
-                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                for lo in range(0, stop - start, chunk):
+                    x = x_all[lo : lo + chunk].to(self.device, non_blocking=True)
+                    y = y_all[lo : lo + chunk].to(self.device, non_blocking=True)
                     pieces.append({k: v.detach().cpu() for k, v in fn(x, y, generator).items()})
                 break
             except torch.cuda.OutOfMemoryError:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
-from robench._errors import ResourceError
+from robench._errors import DataError, ResourceError
 from robench.context import EvalContext
 from robench.data.base import ArrayDataset
 from robench.models.wrapper import PassCounter
@@ -77,3 +79,43 @@ def test_generator_on_the_device_when_asked() -> None:
     devices = []
     ctx.map_batches("s", _data(), lambda x, y, g: devices.append(g.device) or {"y": y}, PassCounter(), rng_on_device=True)
     assert devices == [torch.device("cpu")] * 2
+
+
+class _SignallingData(ArrayDataset):
+    """Sets ``loading[i]`` when the load of the batch starting at ``i`` begins."""
+
+    def __init__(self, n: int, fail_at: int | None = None) -> None:
+        super().__init__(torch.rand(n, 1, 4, 4), torch.arange(n), num_classes=n)  # label = position
+        self.loading = {start: threading.Event() for start in range(0, n)}
+        self.fail_at = fail_at
+
+    def load(self, index: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        self.loading[index.start].set()
+        if index.start == self.fail_at:
+            raise DataError(f"batch at {index.start} is unreadable")
+        return super().load(index)
+
+
+def test_next_batch_loads_while_the_current_one_computes() -> None:
+    data = _SignallingData(12)
+    overlapped = []
+
+    def fn(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
+        start = int(y[0])
+        if start + 4 < 12:  # the next batch's load has begun before this batch's work ends
+            overlapped.append(data.loading[start + 4].wait(timeout=10))
+        return {"y": y}
+
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=4, progress=False)
+    ctx.begin("e")
+    out = ctx.map_batches("s", data, fn, PassCounter())
+    assert torch.equal(out["y"], torch.arange(12)) and overlapped == [True, True]
+
+
+def test_a_failing_load_raises_in_the_caller_and_stops_loading() -> None:
+    data = _SignallingData(12, fail_at=4)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=4, progress=False)
+    ctx.begin("e")
+    with pytest.raises(DataError, match="unreadable"):
+        ctx.map_batches("s", data, lambda x, y, g: {"y": y}, PassCounter())
+    assert not data.loading[8].is_set()  # nothing is loaded past the failure
