@@ -205,6 +205,15 @@ PerturbationNames = Annotated[
 ]
 
 
+RandomDraws = Annotated[
+    Literal["cpu", "device"],
+    Field(
+        description="where generated corruptions / perturbations draw their random numbers: cpu (the same images "
+        "on every device) or device (drawn on the GPU: no host-side draws or copies, but another random stream)"
+    ),
+]
+
+
 class CorruptionsSpec(_Frozen):
     """Common-corruption sweep: generated on the device, or read from released files."""
 
@@ -216,11 +225,7 @@ class CorruptionsSpec(_Frozen):
     corruptions: CorruptionNames = BENCHMARK_CORRUPTIONS
     severities: tuple[Severity, ...] = (1, 2, 3, 4, 5)
     n_examples: int | None = Field(default=None, gt=0, description="overrides dataset.n_examples")
-    rng: Literal["cpu", "device"] = Field(
-        default="cpu",
-        description="where generated corruptions draw their random numbers: cpu (the same corrupted images on "
-        "every device) or device (drawn on the GPU: no host-side draws or copies, but another random stream)",
-    )
+    rng: RandomDraws = "cpu"
 
     @model_validator(mode="after")
     def _check(self) -> CorruptionsSpec:
@@ -239,6 +244,7 @@ class StabilitySpec(_Frozen):
     perturbations: PerturbationNames = TEST_PERTURBATIONS
     difficulty: int = Field(default=1, ge=1, le=10, description="frame stride for sequential perturbations")
     n_examples: int | None = Field(default=None, gt=0)
+    rng: RandomDraws = "cpu"
     baseline: dict[str, float] | None = Field(
         default=None, description="baseline flip probabilities per perturbation, for FR and mFR"
     )

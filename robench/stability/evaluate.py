@@ -121,6 +121,8 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
     table = "cifar10" if spec.source == "released" else resolve_table("auto", int(max(data.input_shape[1:])))
     difficulty, level = spec.difficulty, noise_level(spec.difficulty)
     output = EvaluationOutput(resolved={**spec.model_dump(mode="json"), "table": table, "noise_level": level})
+    if spec.source == "generated":
+        output.resolved["random_draws_on"] = ctx.device.type if spec.rng == "device" else "cpu"
     n = min(spec.n_examples or len(data), len(data)) if spec.source == "generated" else spec.n_examples
     if ctx.shared.get("randomized"):
         output.warnings.append("the model's outputs are random: flip probabilities include its own randomness, not only the perturbations'")
@@ -147,7 +149,8 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
 
         # Sequences per batch: about FRAME_BUDGET float32 values of frames held at once.
         per_batch = max(1, min(ctx.batch_size, FRAME_BUDGET // (n_frames * math.prod(sequences.input_shape))))
-        out = ctx.map_batches(name, sequences, batch, model.counter, batch_size=per_batch, desc=f"stability {name}")
+        on_device = spec.rng == "device" and spec.source == "generated"
+        out = ctx.map_batches(name, sequences, batch, model.counter, batch_size=per_batch, desc=f"stability {name}", rng_on_device=on_device)
         per_sequence[name] = out
 
         def strip(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, frames_of: Any = frames_of) -> dict[str, torch.Tensor]:
@@ -156,7 +159,9 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
             picks, thumbs = _thumbnails(frames)
             return {"predictions": logits.argmax(dim=2), "thumbnails": thumbs, "picks": torch.tensor([picks])}
 
-        shown = ctx.map_batches(f"{name}/strip", sequences.subset(1), strip, model.counter, batch_size=1, desc=f"stability {name} strip")
+        shown = ctx.map_batches(
+            f"{name}/strip", sequences.subset(1), strip, model.counter, batch_size=1, desc=f"stability {name} strip", rng_on_device=on_device
+        )
         condition = {"perturbation": name, "difficulty": difficulty, "source": spec.source}
         fp, t5d = out["flip_probability"], out["top5_distance"]
         fp_interval = bootstrap_mean_interval(fp, ctx.generator("bootstrap", name, "fp"))

@@ -18,7 +18,7 @@ from robench.data.base import ArrayDataset
 from robench.models.wrapper import ModelHandle, Normalize, PassCounter, PixelModel
 from robench.registry import registry
 from robench.results import ModelInfo
-from robench.threat_model import CorruptionsSpec, DatasetSpec, ThreatModel
+from robench.threat_model import CorruptionsSpec, DatasetSpec, StabilitySpec, ThreatModel
 from tests.conftest import QuadrantNet
 
 
@@ -72,8 +72,9 @@ def test_generated_sweep_records_and_hand_offs() -> None:
     assert not any(r.name == "mce" for r in out.records) and out.warnings  # not an ImageNet-C sweep
 
 
+@pytest.mark.parametrize("section", ["corruptions", "stability"])
 @pytest.mark.parametrize("rng", ["cpu", "device"])
-def test_rng_setting_chooses_the_generator_device(rng: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rng_setting_chooses_the_generator_device(rng: str, section: str, monkeypatch: pytest.MonkeyPatch) -> None:
     asked = []
     original = EvalContext.generator
 
@@ -83,11 +84,14 @@ def test_rng_setting_chooses_the_generator_device(rng: str, monkeypatch: pytest.
 
     monkeypatch.setattr(EvalContext, "generator", spy)
     ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
-    ctx.begin("corruptions")
-    spec = CorruptionsSpec(corruptions=("gaussian_noise",), severities=(2,), rng=rng)
-    out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
-    cells = [device for stage, device in asked if stage == "gaussian_noise/2"]
-    assert cells == [torch.device("cpu") if rng == "device" else None] * 2  # two batches of 8
+    ctx.begin(section)
+    if section == "corruptions":
+        spec, stage = CorruptionsSpec(corruptions=("gaussian_noise",), severities=(2,), rng=rng), "gaussian_noise/2"
+    else:
+        spec, stage = StabilitySpec(perturbations=("gaussian_noise",), rng=rng), "gaussian_noise"
+    out = registry.get("evaluation", section)(_handle(), _data(), THREAT, spec, ctx)
+    batches = [device for tag, device in asked if tag == stage]
+    assert batches and batches == [torch.device("cpu") if rng == "device" else None] * len(batches)
     assert out.resolved["random_draws_on"] == "cpu"
 
 
