@@ -15,6 +15,7 @@ import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from robench._errors import ConfigError
+from robench._numerics import ieee_fp32
 from robench.attacks._speed import StepModel, precision_label
 from robench.certify import crown, ibp, lipschitz
 from robench.certify._records import add_acr, add_curve, add_headline_l2
@@ -205,7 +206,8 @@ def _verify_section(
             out["broken"] = _pgd_broken(model, x, y, out[f"verified_{grid.index(eps)}"], norm, eps, bounds, params.pgd_check_steps, generator)
         return out
 
-    out = ctx.map_batches("verify", data, batch, model.counter, desc=f"verify {spec.key}")
+    with ieee_fp32():  # bounds in TF32 need not contain the float32 model's outputs
+        out = ctx.map_batches("verify", data, batch, model.counter, desc=f"verify {spec.key}")
     output = EvaluationOutput()
     condition = {"certifier": spec.key, "norm": norm, "box": "Linf"}
     n = int(out["labels"].numel())
@@ -225,7 +227,7 @@ def _verify_section(
         )  # fmt: skip
     if norm != "Linf":
         output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")
-    resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid)}
+    resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid), "arithmetic": "float32, TF32 off"}
     output.resolved = resolved
     output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve}
     return output
@@ -262,9 +264,10 @@ class LipschitzCertifier:
         """Certified accuracy at L2 radii and at the threat model's ball; checks the bound on gradients."""
         key = f"certification/{spec.key}"
         example = data.load(slice(0, 1))[0].to(model.device)
-        constant, layer_norms = lipschitz.lipschitz_bound(
-            model.module, example, params.method, params.power_iterations, params.power_margin
-        )
+        with ieee_fp32():  # no TF32: the bound and the margins are those of the float32 model
+            constant, layer_norms = lipschitz.lipschitz_bound(
+                model.module, example, params.method, params.power_iterations, params.power_margin
+            )
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
             with torch.enable_grad():
@@ -281,7 +284,8 @@ class LipschitzCertifier:
                 "labels": y,
             }
 
-        out = ctx.map_batches("certify", data, batch, model.counter, desc=f"lipschitz {spec.key}")
+        with ieee_fp32():
+            out = ctx.map_batches("certify", data, batch, model.counter, desc=f"lipschitz {spec.key}")
         radius, correct = out["radius"].double(), out["correct"]
         output = EvaluationOutput()
         condition = {"certifier": spec.key, "norm": "L2", "method": params.method}

@@ -135,3 +135,25 @@ def test_untraceable_model_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="cannot trace"):
         interval_bounds(Branchy(), Box(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_cuda_bounds_equal_cpu_bounds_and_contain_float64_outputs(name: str) -> None:
+    import copy
+
+    from robench._numerics import ieee_fp32
+
+    net = NETS[name]
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand((4, *input_shape(name)), generator=generator)
+    cpu = interval_bounds(net, input_box(x, 0.05))
+    with ieee_fp32():  # as the certifiers run: no TF32
+        gpu = interval_bounds(copy.deepcopy(net).cuda(), input_box(x.cuda(), 0.05))
+    torch.testing.assert_close(gpu.lower.cpu(), cpu.lower, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gpu.upper.cpu(), cpu.upper, rtol=1e-4, atol=1e-4)
+    box = input_box(x, 0.05)
+    points = box.lower + torch.rand((300, *x.shape), generator=generator) * (box.upper - box.lower)
+    with torch.no_grad():
+        out = copy.deepcopy(net).double()(points.flatten(0, 1).double()).view(300, x.shape[0], -1)
+    assert (out >= gpu.lower.cpu().double() - TOL).all() and (out <= gpu.upper.cpu().double() + TOL).all()

@@ -102,3 +102,14 @@ def test_bad_parameters_are_reported_with_their_path() -> None:
         {"name": "t", "dataset": {"manifest": "mnist5k"}, "evaluations": {"certification": [{"name": "smothing"}]}}
     )
     assert "did you mean 'smoothing'" in errors[0]
+
+
+@pytest.mark.gpu
+def test_ibp_crown_lipschitz_sections_on_cuda_match_cpu(digit_mlp, digits) -> None:
+    threat = _threat([{"name": "ibp", "params": {"pgd_check_steps": 10}}, {"name": "crown"}, {"name": "lipschitz"}], {"norm": "Linf", "eps": 0.01})
+    for index, record in [(0, "certified_accuracy"), (1, "certified_accuracy"), (2, "average_certified_radius")]:
+        cpu, _ = _run(copy.deepcopy(digit_mlp), digits, threat, index)
+        cuda, _ = _run(copy.deepcopy(digit_mlp), digits, threat, index, device="cuda")
+        assert [c.status for c in cuda.checks] == [c.status for c in cpu.checks]
+        a, b = _records(cpu, record)[0], _records(cuda, record)[0]
+        assert abs(a.value - b.value) <= 1.5 / a.n if record == "certified_accuracy" else a.value == pytest.approx(b.value, rel=1e-4)

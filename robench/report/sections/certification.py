@@ -23,8 +23,8 @@ METHODS: dict[str, dict[str, str]] = {
     "ibp": {
         "title": "Interval bound propagation (Gowal et al. 2018)",
         "guarantee": (
-            "Deterministic and sound (up to floating-point rounding): every point of the input box is "
-            "classified correctly for a verified example. Bounds are propagated layer by layer through the "
+            "Deterministic and sound (up to float32 rounding; on GPUs TF32 is switched off while bounding): "
+            "every point of the input box is classified correctly for a verified example. Bounds are propagated layer by layer through the "
             "traced model (affine layers in centre/radius form, monotone activations on both ends); the "
             "margin specification is folded into the last linear layer. L2 balls are bounded by their "
             "enclosing Linf box: sound but loose. IBP is loose for models not trained with it."
@@ -33,7 +33,7 @@ METHODS: dict[str, dict[str, str]] = {
     "crown": {
         "title": "CROWN linear relaxation bounds (Zhang et al. 2018)",
         "guarantee": (
-            "Deterministic and sound (up to floating-point rounding), like IBP: every point of the input box "
+            "Deterministic and sound (up to float32 rounding; TF32 off), like IBP: every point of the input box "
             "is classified correctly for a verified example. Each ReLU is bounded by linear functions of its "
             "input (stable neurons exactly; unstable ones by the chord above and an adaptive line of slope 0 "
             "or 1 below), and these are propagated backward from every layer to the input (full CROWN, as "
