@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from robench._errors import ConfigError
@@ -153,3 +154,17 @@ def test_model_validate_round_trip() -> None:
     tm = load_threat_model("mnist-linf-0.3")
     again = ThreatModel.model_validate_json(tm.canonical_json())
     assert again == tm and again.sha256 == tm.sha256
+
+
+def test_fast_audit_is_the_audit_with_speed_levers_only() -> None:
+    def load(name: str) -> dict:
+        data = yaml.safe_load((builtin_dir() / f"{name}.yaml").read_text())
+        data.pop("name"), data.pop("description")
+        return data
+
+    exact, fast = load("cifar10-audit"), load("cifar10-audit-fast")
+    for entry in fast["evaluations"]["attacks"] + fast["evaluations"]["certification"]:
+        if entry["name"] in ("autoattack", "smoothing"):
+            assert entry["params"].pop("mode") == "fast" and entry["params"].pop("compile") is True
+    assert fast["evaluations"]["stability"].pop("rng") == "device"
+    assert fast == exact
