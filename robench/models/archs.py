@@ -49,8 +49,8 @@ class _WideBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.relu2 = nn.ReLU()
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
-        self.equalInOut = in_planes == out_planes and stride == 1
-        self.convShortcut = None if self.equalInOut else nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+        identity = in_planes == out_planes and stride == 1
+        self.convShortcut = None if identity else nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
     def forward(self, x):  # noqa: D102
         activated = self.relu1(self.bn1(x))
@@ -75,8 +75,8 @@ class WideResNet(nn.Module):
     The layout and parameter names are those of the TRADES / RobustBench ``WideResNet`` (``conv1``,
     ``block1..3.layer.N.{bn1,conv1,bn2,conv2,convShortcut}``, ``bn1``, ``fc``), so the many
     RobustBench CIFAR checkpoints of this family load with ``--arch wrn-28-10`` (or ``wrn-34-10``)
-    without the robustbench package. Inputs are expected unnormalised or normalised as the
-    checkpoint was trained (the threat model's preprocessing).
+    without the robustbench package. It applies no normalisation itself: RobustBench's checkpoints
+    of this family take [0, 1] pixels; for others, declare the mean/std in the threat model.
     """
 
     #: Checkpoint keys skipped on loading: TRADES-derived checkpoints carry a ``sub_block1`` group
