@@ -22,10 +22,10 @@ from robench.threat_model import CorruptionsSpec, DatasetSpec, StabilitySpec, Th
 from tests.conftest import QuadrantNet
 
 
-def _handle() -> ModelHandle:
+def _handle(device: str = "cpu") -> ModelHandle:
     counter = PassCounter()
-    module = PixelModel(QuadrantNet(), Normalize([0.0], [1.0]), counter).eval()
-    return ModelHandle(module=module, info=ModelInfo(source="test", format="test", num_classes=4), device=torch.device("cpu"), counter=counter)
+    module = PixelModel(QuadrantNet(), Normalize([0.0], [1.0]), counter).eval().to(device)
+    return ModelHandle(module=module, info=ModelInfo(source="test", format="test", num_classes=4), device=torch.device(device), counter=counter)
 
 
 def _data(n: int = 16) -> ArrayDataset:
@@ -97,9 +97,7 @@ def test_rng_setting_chooses_the_generator_device(rng: str, section: str, monkey
 
 @pytest.mark.gpu
 def test_rng_on_device_sweep_on_cuda() -> None:
-    counter = PassCounter()
-    module = PixelModel(QuadrantNet(), Normalize([0.0], [1.0]), counter).eval().cuda()
-    handle = ModelHandle(module=module, info=ModelInfo(source="test", format="test", num_classes=4), device=torch.device("cuda"), counter=counter)
+    handle = _handle("cuda")
     results = {}
     for rng in ("cpu", "device"):
         ctx = EvalContext(device=torch.device("cuda"), batch_size=8, progress=False)
