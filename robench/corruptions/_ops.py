@@ -102,9 +102,14 @@ def gaussian_filter(x: torch.Tensor, sigma: float, mode: str = "nearest", trunca
 
 
 def box_blur3(x: torch.Tensor) -> torch.Tensor:
-    """cv2.blur(x, (3, 3)): 3x3 mean, OpenCV's default border (reflect101)."""
-    kernel = torch.full((3,), 1.0 / 3.0, dtype=torch.float64)
-    return separable(x, kernel, kernel, "reflect101")
+    """cv2.blur(x, (3, 3)): 3x3 mean, OpenCV's default border (reflect101).
+
+    As OpenCV computes it: the window sum (exact in float64 for 8-bit or float32 values) times
+    the float64 ``1 / 9``, so a mean of whole numbers comes out whole (a later floor or round
+    agrees with OpenCV's), not a hair below through two rounded 1/3 passes.
+    """
+    ones = torch.ones(3, dtype=torch.float64)
+    return separable(x, ones, ones, "reflect101") * (1.0 / 9.0)
 
 
 def cv2_gaussian_kernel1d(ksize: int, sigma: float) -> torch.Tensor:

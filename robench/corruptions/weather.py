@@ -126,7 +126,7 @@ def spatter(x: torch.Tensor, severity: int, table: CorruptionTable, generator: t
     if not mud:
         liquid8 = torch.floor(liquid * 255.0).clamp(0, 255)
         distance = capped_distance_to_edges(canny(liquid8, 50.0, 150.0), cap=20)
-        distance = torch.floor(_ops.box_blur3(distance))  # float blur, astype(uint8)
+        distance = torch.floor(_ops.box_blur3(distance).float())  # float32 blur, astype(uint8)
         distance = equalize_hist_uint8(distance)
         emboss = torch.tensor([[-2.0, -1.0, 0.0], [-1.0, 1.0, 1.0], [0.0, 1.0, 2.0]], dtype=torch.float64)
         distance = torch.round(_ops.correlate2d(distance, emboss, "reflect101")).clamp(0, 255)
