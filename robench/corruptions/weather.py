@@ -124,7 +124,9 @@ def spatter(x: torch.Tensor, severity: int, table: CorruptionTable, generator: t
     liquid = _ops.gaussian_filter(liquid, float(sigma))
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     if not mud:
-        liquid8 = torch.floor(liquid * 255.0).clamp(0, 255)
+        # The reference casts with ``astype(np.uint8)``: a smoothed value above 1 (near the corners, where
+        # 'nearest' padding repeats one noise value) wraps modulo 256 on x86, where the data were made.
+        liquid8 = torch.remainder(torch.floor(liquid * 255.0), 256.0)
         distance = capped_distance_to_edges(canny(liquid8, 50.0, 150.0), cap=20)
         distance = torch.floor(_ops.box_blur3(distance).float())  # float32 blur, astype(uint8)
         distance = equalize_hist_uint8(distance)

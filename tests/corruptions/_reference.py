@@ -15,6 +15,7 @@ Patches, local to the loaded module:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import types
@@ -157,6 +158,25 @@ def reference_corrupt(image: np.ndarray, name: str, severity: int, seed: int, *,
     if image.ndim == 2 and out.ndim == 3:
         out = out @ np.array([0.2989, 0.5870, 0.1140]) if original and name in ("glass_blur", "frost") else out[..., 0]
     return np.clip(out / 255.0, 0, 1)
+
+
+def package_table() -> Any:
+    """robench's ImageNet-C table as the package implements it: pixelate up-sampled with NEAREST
+    (make_imagenet_c.py uses BOX)."""
+    from robench.corruptions import TABLES
+
+    rows = dict(TABLES["imagenet"].rows)
+    rows["pixelate"] = tuple((fraction, "nearest") for fraction, _ in rows["pixelate"])
+    return dataclasses.replace(TABLES["imagenet"], rows=rows)
+
+
+def reference_batch(x: torch.Tensor, name: str, severity: int, *, seed: int = 0, original: bool = False) -> np.ndarray:
+    """:func:`reference_corrupt` on each image of a batch (N, C, H, W) in [0, 1] (8-bit valued);
+    image ``i`` seeds ``numpy.random`` with ``seed * 1_000_003 + i``. Output (N, C, H, W) in [0, 1]."""
+    images = (x * 255).round().to(torch.uint8).numpy()
+    out = [reference_corrupt(im.transpose(1, 2, 0) if im.shape[0] == 3 else im[0], name, severity, seed=seed * 1_000_003 + i, original=original) for i, im in enumerate(images)]
+    ref = np.stack(out)
+    return ref.transpose(0, 3, 1, 2) if ref.ndim == 4 else ref[:, None]
 
 
 # --------------------------------------------------------------------------- shared random draws

@@ -8,7 +8,8 @@ numbers: robench's draws are recorded and served to the reference in place of ``
 
 from __future__ import annotations
 
-import dataclasses
+import re
+
 
 import numpy as np
 import pytest
@@ -17,21 +18,17 @@ import torch
 from robench.corruptions import TABLES
 from robench.registry import registry
 from tests.corruptions._images import mnist_batch, smooth_rgb
-from tests.corruptions._reference import SHARED_DRAWS, DrawFeeder, recorded_draws, reference_corrupt, reference_on_draws
-
-# imagecorruptions up-samples pixelate with NEAREST where make_imagenet_c.py uses BOX.
-_ROWS = dict(TABLES["imagenet"].rows)
-_ROWS["pixelate"] = tuple((fraction, "nearest") for fraction, _ in _ROWS["pixelate"])
-IMAGECORRUPTIONS_TABLE = dataclasses.replace(TABLES["imagenet"], rows=_ROWS)
+from tests.corruptions._reference import (
+    SHARED_DRAWS,
+    DrawFeeder,
+    package_table,
+    recorded_draws,
+    reference_batch,
+    reference_on_draws,
+)
 
 EXACT = ("contrast", "brightness", "defocus_blur", "gaussian_blur", "zoom_blur", "saturate", "jpeg_compression")
-
-
-def _reference_batch(x: torch.Tensor, name: str, severity: int) -> np.ndarray:
-    images = (x * 255).round().to(torch.uint8).numpy()
-    out = [reference_corrupt(im.transpose(1, 2, 0) if im.shape[0] == 3 else im[0], name, severity, seed=i) for i, im in enumerate(images)]
-    ref = np.stack(out)
-    return ref.transpose(0, 3, 1, 2) if ref.ndim == 4 else ref[:, None]
+IMAGECORRUPTIONS_TABLE = package_table()
 
 
 @pytest.mark.parametrize("images", ["rgb32", "gray28"])
@@ -40,14 +37,14 @@ def test_deterministic_corruptions_match_imagecorruptions(name: str, images: str
     x = smooth_rgb(2) if images == "rgb32" else mnist_batch(2)
     for severity in range(1, 6):
         ours = registry.get("corruption", name)(x.double(), severity, IMAGECORRUPTIONS_TABLE, torch.Generator()).numpy()
-        np.testing.assert_allclose(ours * 255, _reference_batch(x, name, severity) * 255, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(ours * 255, reference_batch(x, name, severity) * 255, atol=1e-3, rtol=0)
 
 
 def test_pixelate_matches_up_to_pil_uint8_rounding() -> None:
     x = smooth_rgb(2)
     for severity in range(1, 6):
         ours = registry.get("corruption", "pixelate")(x.double(), severity, IMAGECORRUPTIONS_TABLE, torch.Generator()).numpy()
-        np.testing.assert_allclose(ours * 255, _reference_batch(x, "pixelate", severity) * 255, atol=1.0 + 1e-6, rtol=0)
+        np.testing.assert_allclose(ours * 255, reference_batch(x, "pixelate", severity) * 255, atol=1.0 + 1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"])
@@ -56,7 +53,7 @@ def test_noise_statistics_match_imagecorruptions(name: str) -> None:
     x = smooth_rgb(8)
     severity = 3
     ours = registry.get("corruption", name)(x, severity, IMAGECORRUPTIONS_TABLE, torch.Generator().manual_seed(0)).numpy() - x.numpy()
-    ref = _reference_batch(x, name, severity) - x.numpy()
+    ref = reference_batch(x, name, severity) - x.numpy()
     n = ours.size
     assert abs(ours.mean() - ref.mean()) < 3 * np.sqrt((ours.var() + ref.var()) / n) + 1e-4
     assert abs(ours.std() - ref.std()) / ref.std() < 0.05
@@ -89,3 +86,47 @@ def test_draw_feeder_refuses_draws_that_do_not_line_up() -> None:
     unused = DrawFeeder.for_image(draws, 0)
     with pytest.raises(AssertionError, match="never used"):
         unused.check_exhausted()
+
+
+def test_fidelity_report_covers_every_corruption_and_severity() -> None:
+    """docs/corruption_fidelity.md is the script's output: every table holds a row per corruption, with
+    a cell per severity, and the accuracy table a paired interval in each cell."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "corruption_fidelity.md").read_text()
+    assert "`python scripts/corruption_fidelity.py" in text and (root / "scripts" / "corruption_fidelity.py").is_file()
+    tables: list[dict[str, list[str]]] = []
+    for block in text.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| corruption")]
+        if rows:
+            tables.append({row.split("|")[1].strip(): [cell.strip() for cell in row.split("|")[2:-1]] for row in rows})
+    assert len(tables) == 4  # pixels on gray and on RGB, demo-model accuracy, the package as it ships
+    for table in tables[:3]:
+        assert set(registry.names("corruption")) <= set(table)
+        assert all(len([c for c in cells if c.startswith(("max", "Δmean")) or " / " in c]) == 5 for cells in table.values())
+    accuracy = tables[2]
+    assert all(re.search(r"\([+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", cell) for cells in accuracy.values() for cell in cells[1:])
+
+
+@pytest.mark.parametrize("images", ["gray", "rgb"])
+def test_spatter_liquid_above_one_wraps_like_the_reference_uint8_cast(images: str) -> None:
+    """Near a corner, 'nearest' padding can lift the smoothed liquid above 1; the reference's
+    ``astype(np.uint8)`` wraps it (x86), which changes the edges and the mask's normalisation."""
+    from unittest import mock
+
+    from robench.corruptions import _ops
+
+    def spiky(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        z = torch.zeros(shape)
+        z[..., 8:14, 8:14] = 2.0  # a drop in the middle
+        z[..., -1, -1] = 40.0  # a corner value the smoothing cannot bring under 1
+        return z.to(device)
+
+    x = smooth_rgb(1) if images == "rgb" else mnist_batch(1, start=3)
+    with mock.patch.object(_ops, "randn", spiky), recorded_draws() as draws:
+        ours = registry.get("corruption", "spatter")(x.double(), 3, TABLES["imagenet"], torch.Generator())
+    image = (x[0] * 255).round().to(torch.uint8).numpy()
+    ref = reference_on_draws(image.transpose(1, 2, 0) if images == "rgb" else image[0], "spatter", 3, DrawFeeder.for_image(draws, 0))
+    ref = ref.transpose(2, 0, 1) if ref.ndim == 3 else ref[None]
+    np.testing.assert_allclose(ours[0].numpy() * 255, ref * 255, atol=0.05, rtol=0)
