@@ -48,12 +48,10 @@ from tests.corruptions._images import smooth_rgb  # noqa: E402
 from tests.corruptions._reference import (  # noqa: E402
     NAMES,
     SHARED_DRAWS,
-    DrawFeeder,
     imagecorruptions,
+    on_shared_draws,
     package_table,
-    recorded_draws,
     reference_batch,
-    reference_on_draws,
 )
 
 DETERMINISTIC = {"defocus_blur", "zoom_blur", "gaussian_blur", "brightness", "contrast", "saturate", "pixelate", "jpeg_compression"}
@@ -68,9 +66,9 @@ NOTES = """
   precision) against float64. This includes spatter, whose OpenCV steps robench reproduces exactly (Canny's
   fixed-point sector test and non-maximum suppression, the 5 x 5 chamfer distance transform, `cv2.blur` then
   truncation, `equalizeHist` with its float32 rounding; and the liquid layer's `astype(np.uint8)`, which on x86
-  wraps values above 1 modulo 256). glass_blur truncates a Gaussian blur to 8 bits before the
-  shuffle; where the blurred value is within rounding of a whole grey level the two float computations can land
-  either side, so a few values (tens in 200,000) differ by under one level.
+  wraps values above 1 modulo 256). Where the reference quantises to 8 bits midway (glass_blur's blurred image,
+  snow's flake layer), a value within rounding of a step can land on either side in the two float computations, so
+  a few values (tens in 200,000) differ by up to one level.
 - NaN: on a 28 px digit the package's water spatter (severities 1-3) sometimes finds no liquid above the threshold
   and divides 0 by 0 (`m /= np.max(m)`), returning NaN pixels (the released-data generator would have stored
   them as 0 after its uint8 cast). robench adds no spatter there. Such digits are counted and left out of both
@@ -173,19 +171,6 @@ def package_frost_textures() -> Iterator[None]:
         yield
 
 
-def layout(image: np.ndarray) -> np.ndarray:
-    """(C, H, W) uint8 to what the reference takes: (H, W, 3) or (H, W)."""
-    return image.transpose(1, 2, 0) if image.shape[0] == 3 else image[0]
-
-
-def unlayout(out: np.ndarray) -> np.ndarray:
-    return out.transpose(2, 0, 1) if out.ndim == 3 else out[None]
-
-
-def pixels(x: torch.Tensor) -> np.ndarray:
-    return (x * 255).round().to(torch.uint8).numpy()
-
-
 def ours(x: torch.Tensor, name: str, severity: int, table: CorruptionTable, seed: int) -> torch.Tensor:
     return registry.get("corruption", name)(x, severity, table, torch.Generator().manual_seed(seed)).clamp(0, 1)
 
@@ -194,12 +179,10 @@ def reference_independent(x: torch.Tensor, name: str, severity: int, seed: int, 
     return torch.from_numpy(reference_batch(x, name, severity, seed=seed, original=original)).float()
 
 
-def on_shared_draws(x: torch.Tensor, name: str, severity: int, table: CorruptionTable, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def shared(x: torch.Tensor, name: str, severity: int, table: CorruptionTable, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """robench's output and the reference's on robench's own random numbers."""
-    with recorded_draws() as draws:
-        a = ours(x, name, severity, table, seed)
-    b = [unlayout(reference_on_draws(layout(im), name, severity, DrawFeeder.for_image(draws, i))) for i, im in enumerate(pixels(x))]
-    return a, torch.from_numpy(np.stack(b)).float()
+    a, b = on_shared_draws(x, name, severity, table, torch.Generator().manual_seed(seed))
+    return a.clamp(0, 1), torch.from_numpy(b).float()
 
 
 def shares_draws(name: str, x: torch.Tensor) -> bool:
@@ -228,7 +211,7 @@ def pixel_section(sets: dict[str, torch.Tensor], table: CorruptionTable) -> list
                 if name in DETERMINISTIC:
                     a, b, exact = ours(x, name, severity, table, severity), reference_independent(x, name, severity, severity), True
                 elif shares_draws(name, x):
-                    (a, b), exact = on_shared_draws(x, name, severity, table, severity), True
+                    (a, b), exact = shared(x, name, severity, table, severity), True
                 else:
                     a, b, exact = ours(x, name, severity, table, severity), reference_independent(x, name, severity, severity), False
                 cells.append(pixel_cell(a, b, exact))
@@ -270,7 +253,7 @@ def accuracy_section(model: torch.nn.Module, digits: torch.Tensor, labels: torch
                 a = correct(model, ours(digits, name, severity, table, severity), labels)
                 b = correct(model, reference_independent(digits, name, severity, severity), labels)
             elif shares_draws(name, digits):
-                x_ours, x_ref = on_shared_draws(digits, name, severity, table, severity)
+                x_ours, x_ref = shared(digits, name, severity, table, severity)
                 a, b = correct(model, x_ours, labels), correct(model, x_ref, labels)
             else:
                 with textures():

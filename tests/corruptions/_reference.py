@@ -170,13 +170,18 @@ def package_table() -> Any:
     return dataclasses.replace(TABLES["imagenet"], rows=rows)
 
 
-def reference_batch(x: torch.Tensor, name: str, severity: int, *, seed: int = 0, original: bool = False) -> np.ndarray:
-    """:func:`reference_corrupt` on each image of a batch (N, C, H, W) in [0, 1] (8-bit valued);
-    image ``i`` seeds ``numpy.random`` with ``seed * 1_000_003 + i``. Output (N, C, H, W) in [0, 1]."""
+def _per_image(x: torch.Tensor, corrupt: Any) -> np.ndarray:
+    """``corrupt(i, image)`` on each image of a batch (N, C, H, W) in [0, 1] (8-bit valued), given as
+    the reference takes it: uint8 (H, W, 3) or (H, W). Outputs stacked back to (N, C, H, W)."""
     images = (x * 255).round().to(torch.uint8).numpy()
-    out = [reference_corrupt(im.transpose(1, 2, 0) if im.shape[0] == 3 else im[0], name, severity, seed=seed * 1_000_003 + i, original=original) for i, im in enumerate(images)]
-    ref = np.stack(out)
+    ref = np.stack([corrupt(i, im.transpose(1, 2, 0) if im.shape[0] == 3 else im[0]) for i, im in enumerate(images)])
     return ref.transpose(0, 3, 1, 2) if ref.ndim == 4 else ref[:, None]
+
+
+def reference_batch(x: torch.Tensor, name: str, severity: int, *, seed: int = 0, original: bool = False) -> np.ndarray:
+    """:func:`reference_corrupt` on each image of a batch; image ``i`` seeds ``numpy.random`` with
+    ``seed * 1_000_003 + i``. Output (N, C, H, W) in [0, 1]."""
+    return _per_image(x, lambda i, image: reference_corrupt(image, name, severity, seed=seed * 1_000_003 + i, original=original))
 
 
 # --------------------------------------------------------------------------- shared random draws
@@ -286,3 +291,13 @@ def reference_on_draws(image: np.ndarray, name: str, severity: int, feeder: Draw
         del proxy.random
     feeder.check_exhausted()
     return out
+
+
+def on_shared_draws(x: torch.Tensor, name: str, severity: int, table: Any, generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
+    """robench's ``name`` on the batch ``x``, and the reference (``original=True``) on each image
+    with robench's own random numbers: (robench's output, the reference's as (N, C, H, W))."""
+    from robench.registry import registry
+
+    with recorded_draws() as draws:
+        ours = registry.get("corruption", name)(x, severity, table, generator)
+    return ours, _per_image(x, lambda i, image: reference_on_draws(image, name, severity, DrawFeeder.for_image(draws, i)))

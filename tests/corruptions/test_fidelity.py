@@ -21,10 +21,10 @@ from tests.corruptions._images import mnist_batch, smooth_rgb
 from tests.corruptions._reference import (
     SHARED_DRAWS,
     DrawFeeder,
+    on_shared_draws,
     package_table,
     recorded_draws,
     reference_batch,
-    reference_on_draws,
 )
 
 EXACT = ("contrast", "brightness", "defocus_blur", "gaussian_blur", "zoom_blur", "saturate", "jpeg_compression")
@@ -64,15 +64,10 @@ def test_random_corruptions_match_the_reference_on_the_same_draws(name: str, ima
     """Given robench's random numbers, the reference (with the released-data generator's formula where
     the package departs from it) produces the same images: every draw is consumed, none is missing."""
     x = smooth_rgb(2) if images == "rgb" else mnist_batch(2, start=7)
-    pixels = (x * 255).round().to(torch.uint8).numpy()
     for severity in range(1, 6):
-        with recorded_draws() as draws:
-            ours = registry.get("corruption", name)(x.double(), severity, TABLES["imagenet"], torch.Generator().manual_seed(severity))
-        for i, image in enumerate(pixels):
-            ref = reference_on_draws(image.transpose(1, 2, 0) if images == "rgb" else image[0], name, severity, DrawFeeder.for_image(draws, i))
-            ref = ref.transpose(2, 0, 1) if ref.ndim == 3 else ref[None]
-            # gray glass_blur: the reference's luma weights sum to 0.9999
-            np.testing.assert_allclose(ours[i].numpy() * 255, ref * 255, atol=0.05, rtol=0, err_msg=f"{name} severity {severity} image {i}")
+        ours, ref = on_shared_draws(x.double(), name, severity, TABLES["imagenet"], torch.Generator().manual_seed(severity))
+        # gray glass_blur: the reference's luma weights sum to 0.9999
+        np.testing.assert_allclose(ours.numpy() * 255, ref * 255, atol=0.05, rtol=0, err_msg=f"{name} severity {severity}")
 
 
 def test_draw_feeder_refuses_draws_that_do_not_line_up() -> None:
@@ -124,9 +119,6 @@ def test_spatter_liquid_above_one_wraps_like_the_reference_uint8_cast(images: st
         return z.to(device)
 
     x = smooth_rgb(1) if images == "rgb" else mnist_batch(1, start=3)
-    with mock.patch.object(_ops, "randn", spiky), recorded_draws() as draws:
-        ours = registry.get("corruption", "spatter")(x.double(), 3, TABLES["imagenet"], torch.Generator())
-    image = (x[0] * 255).round().to(torch.uint8).numpy()
-    ref = reference_on_draws(image.transpose(1, 2, 0) if images == "rgb" else image[0], "spatter", 3, DrawFeeder.for_image(draws, 0))
-    ref = ref.transpose(2, 0, 1) if ref.ndim == 3 else ref[None]
-    np.testing.assert_allclose(ours[0].numpy() * 255, ref * 255, atol=0.05, rtol=0)
+    with mock.patch.object(_ops, "randn", spiky):
+        ours, ref = on_shared_draws(x.double(), "spatter", 3, TABLES["imagenet"], torch.Generator())
+    np.testing.assert_allclose(ours.numpy() * 255, ref * 255, atol=0.05, rtol=0)
