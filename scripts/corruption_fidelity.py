@@ -172,21 +172,30 @@ def package_frost_textures() -> Iterator[None]:
 
 
 def ours(x: torch.Tensor, name: str, severity: int, table: CorruptionTable, seed: int) -> torch.Tensor:
-    return registry.get("corruption", name)(x, severity, table, torch.Generator().manual_seed(seed)).clamp(0, 1)
+    return registry.get("corruption", name)(x, severity, table, torch.Generator().manual_seed(seed))
 
 
 def reference_independent(x: torch.Tensor, name: str, severity: int, seed: int, original: bool = True) -> torch.Tensor:
     return torch.from_numpy(reference_batch(x, name, severity, seed=seed, original=original)).float()
 
 
-def shared(x: torch.Tensor, name: str, severity: int, table: CorruptionTable, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """robench's output and the reference's on robench's own random numbers."""
-    a, b = on_shared_draws(x, name, severity, table, torch.Generator().manual_seed(seed))
-    return a.clamp(0, 1), torch.from_numpy(b).float()
+INDEPENDENT = "independent draws"
 
 
-def shares_draws(name: str, x: torch.Tensor) -> bool:
-    return ("gray" if x.shape[1] == 1 else "rgb") in SHARED_DRAWS.get(name, ())
+def matching(name: str, x: torch.Tensor) -> str:
+    """How robench's and the reference's images of ``x`` line up: ``"same input"`` (deterministic),
+    ``"same draws"`` (the reference is fed robench's random numbers) or :data:`INDEPENDENT`."""
+    if name in DETERMINISTIC:
+        return "same input"
+    return "same draws" if ("gray" if x.shape[1] == 1 else "rgb") in SHARED_DRAWS.get(name, ()) else INDEPENDENT
+
+
+def both(x: torch.Tensor, name: str, severity: int, table: CorruptionTable, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """robench's and the reference's images of ``x``, on the same draws where :func:`matching` says so."""
+    if matching(name, x) == "same draws":
+        a, b = on_shared_draws(x, name, severity, table, torch.Generator().manual_seed(seed))
+        return a, torch.from_numpy(b).float()
+    return ours(x, name, severity, table, seed), reference_independent(x, name, severity, seed)
 
 
 def pixel_cell(a: torch.Tensor, b: torch.Tensor, exact: bool) -> str:
@@ -207,16 +216,10 @@ def pixel_section(sets: dict[str, torch.Tensor], table: CorruptionTable) -> list
         lines += [f"### {set_name}, n={len(x)}", "", "| corruption | compared | " + " | ".join(f"s{s}" for s in range(1, 6)) + " |", "|---|---|" + "---|" * 5]
         for name in NAMES:
             cells = []
+            how = matching(name, x)
             for severity in range(1, 6):
-                if name in DETERMINISTIC:
-                    a, b, exact = ours(x, name, severity, table, severity), reference_independent(x, name, severity, severity), True
-                elif shares_draws(name, x):
-                    (a, b), exact = shared(x, name, severity, table, severity), True
-                else:
-                    a, b, exact = ours(x, name, severity, table, severity), reference_independent(x, name, severity, severity), False
-                cells.append(pixel_cell(a, b, exact))
-            how = "same input" if name in DETERMINISTIC else "same draws" if shares_draws(name, x) else "statistics"
-            lines.append(f"| {name} | {how} | " + " | ".join(cells) + " |")
+                cells.append(pixel_cell(*both(x, name, severity, table, severity), exact=how != INDEPENDENT))
+            lines.append(f"| {name} | {'statistics' if how == INDEPENDENT else how} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -248,12 +251,10 @@ def accuracy_section(model: torch.nn.Module, digits: torch.Tensor, labels: torch
     rows = [(name, name, contextlib.nullcontext) for name in NAMES] + [(FROST_ON_PACKAGE_TEXTURES, "frost", package_frost_textures)]
     for label, name, textures in rows:
         cells = []
+        how = matching(name, digits)
         for severity in range(1, 6):
-            if name in DETERMINISTIC:
-                a = correct(model, ours(digits, name, severity, table, severity), labels)
-                b = correct(model, reference_independent(digits, name, severity, severity), labels)
-            elif shares_draws(name, digits):
-                x_ours, x_ref = shared(digits, name, severity, table, severity)
+            if how != INDEPENDENT:
+                x_ours, x_ref = both(digits, name, severity, table, severity)
                 a, b = correct(model, x_ours, labels), correct(model, x_ref, labels)
             else:
                 with textures():
@@ -262,8 +263,7 @@ def accuracy_section(model: torch.nn.Module, digits: torch.Tensor, labels: torch
             paired = Paired.of(a, b)
             results.append((label, severity, paired))
             cells.append(paired.cell())
-        how = "same input" if name in DETERMINISTIC else "same draws" if shares_draws(name, digits) else f"{replicates} draws each"
-        lines.append(f"| {label} | {how} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {f'{replicates} draws each' if how == INDEPENDENT else how} | " + " | ".join(cells) + " |")
     worst = max(results, key=lambda item: abs(item[2].delta))
     over = [f"{n} s{s} ({100 * p.delta:+.1f})" for n, s, p in results if abs(p.delta) > 0.01]
     excluded = [f"{n} s{s}" for n, s, p in results if p.low > 0 or p.high < 0]
