@@ -161,7 +161,7 @@ class CROWNParams(_Params):
 
 @register("certifier", "crown", params=CROWNParams)
 class CROWNCertifier:
-    """CROWN backward linear relaxation (Zhang et al. 2018) on ReLU chains: verified accuracy in the ball."""
+    """CROWN backward linear relaxation (Zhang et al. 2018) on ReLU networks with residual additions: verified accuracy in the ball."""
 
     @staticmethod
     def evaluate(

@@ -1,18 +1,25 @@
 """CROWN: backward linear relaxation bounds (Zhang et al. 2018, "Efficient Neural Network Robustness
 Certification with General Activation Functions"), as auto_LiRPA's ``method='CROWN'``.
 
-The model must trace (:func:`robench.certify._trace.trace`) to a chain
-``x -> A_0 -> ReLU -> A_1 -> ReLU -> ... -> A_m -> logits`` where every ``A_j`` is a composition of
-affine layers: the normalisation wrapper, ``nn.Linear``, ``nn.Conv1d/2d``, eval ``nn.BatchNorm1d/2d``,
-``nn.AvgPool1d/2d``, ``nn.Flatten``/``flatten``/``view``/``reshape``, ``nn.Identity``/``nn.Dropout``.
-ReLU is the only non-linearity (``nn.ReLU``, ``torch.relu``, ``F.relu``, ``.relu()``). Anything else
-(residual additions, max pooling, other activations) raises a :class:`~robench.ConfigError` naming the
-layer; use IBP for those models.
+The model is traced (:func:`robench.certify._trace.trace`) into a graph of
 
-Algorithm (full CROWN). For every ReLU layer ``k`` in order, the bounds of its pre-activation
-``z_k`` are obtained by propagating the identity (and its negation, for the upper bound) backward to
-the input: through ``A_j`` by the vector-Jacobian product of ``A_j`` (autograd; the constant
-``Λ·A_j(0)`` is added separately), through the earlier ReLUs by their linear relaxation built from
+- affine nodes: the normalisation wrapper, ``nn.Linear``, ``nn.Conv1d/2d``, eval ``nn.BatchNorm1d/2d``,
+  ``nn.AvgPool1d/2d`` and ``nn.AdaptiveAvgPool1d/2d`` (as layers or functions),
+  ``nn.Flatten``/``flatten``/``view``/``reshape``, ``nn.Identity``/``nn.Dropout``/``contiguous``, and
+  addition, subtraction, multiplication and division by constants (tensors that do not depend on
+  the input) and negation;
+- ReLU (``nn.ReLU``, ``torch.relu``, ``F.relu``, ``.relu()``), the only non-linearity;
+- residual additions and subtractions of two input-dependent tensors (the graph is a DAG, not
+  necessarily a chain: ResNet and WideResNet blocks are supported).
+
+Anything else (max pooling, other activations, concatenation...) raises a
+:class:`~robench.ConfigError` naming the layer; use IBP for those models.
+
+Algorithm (full CROWN). For the input of every ReLU, in topological order, bounds are obtained by
+propagating the identity (and its negation, for the upper bound) backward to the input, in reverse
+topological order: through an affine node ``f`` by the vector-Jacobian product of ``f`` (autograd;
+the constant ``Λ·f(0)`` is added separately), through an addition to both operands (the coefficients
+of a tensor used twice are summed), through the earlier ReLUs by their linear relaxation built from
 the already computed bounds ``[l, u]``:
 
 - stable neurons are exact (``l >= 0``: identity, ``u <= 0``: zero);
@@ -22,25 +29,25 @@ the already computed bounds ``[l, u]``:
 
 The resulting linear function of the input is concretised over the (clipped) input box
 ``[max(x - eps, lo), min(x + eps, hi)]`` in centre/radius form ``Λ·mid - |Λ|·rad + c`` (the dual norm
-of Linf). The last step starts from the specification ``C`` with rows ``e_y - e_j`` (folded into the
-last affine map), giving lower bounds of the margins ``z_y - z_j``. L2 sets are bounded by their
-enclosing box (sound, loose), as for IBP.
+of Linf). The last step starts from the specification ``C`` with rows ``e_y - e_j`` at the logits,
+giving lower bounds of the margins ``z_y - z_j``. L2 sets are bounded by their enclosing box (sound,
+loose), as for IBP.
 
 CROWN is usually much tighter than IBP but is not guaranteed to be tighter neuron by neuron (the
 adaptive lower slope can lose to interval arithmetic on some neurons).
 
-Cost: bounding layer ``k`` (``n_k`` neurons) back-propagates ``2 n_k`` rows through ``k`` affine
-segments, each a vector-Jacobian product (one forward and one backward of that segment per row), so
-the total is ``O(sum_k 2 n_k · depth)`` segment passes per example: quadratic in depth and linear in
-the width, far more than IBP's one pass. Memory is bounded by ``max_elements``: rows and examples are
-processed in chunks so that at most about ``max_elements`` numbers of the widest activation are alive
-per pass.
+Cost: bounding a ReLU input with ``n`` neurons back-propagates ``2 n`` rows through every earlier
+node, each a vector-Jacobian product, so the total is ``O(sum_k 2 n_k · depth)`` node passes per
+example: quadratic in depth and linear in the width, far more than IBP's one pass. Memory is bounded
+by ``max_elements``: rows and examples are processed in chunks so that about ``max_elements`` numbers
+of the coefficients alive at once (two per residual block) are held per pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+import operator
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +63,10 @@ _METHOD = "CROWN"
 # Leaf layers that are affine maps of their input (the generic VJP handles them all).
 AFFINE_LAYERS: tuple[type[nn.Module], ...] = (
     Normalize, nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool1d, nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
 )  # fmt: skip
+# Functions that are affine (linear) in their first argument when the others are constants.
+AFFINE_FUNCTIONS: frozenset[Any] = frozenset({F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d})
 _IDENTITY_LAYERS: tuple[type[nn.Module], ...] = (nn.Identity, nn.Dropout)
 _RESHAPE_LAYERS: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Unflatten)
 _RELU_FUNCTIONS = frozenset({torch.relu, F.relu})
@@ -65,21 +75,48 @@ _RESHAPE_METHODS = frozenset({"flatten", "view", "reshape"})
 _IDENTITY_METHODS = frozenset({"contiguous"})
 _SHAPE_METHODS = frozenset({"size", "dim"})
 _SHAPE_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "device"})
+_ADD = frozenset({operator.add, torch.add})
+_SUB = frozenset({operator.sub, torch.sub})
+_MUL = frozenset({operator.mul, torch.mul})
+_DIV = frozenset({operator.truediv, torch.div})
+_NEG = frozenset({operator.neg, torch.neg})
 DEFAULT_MAX_ELEMENTS = 1 << 24
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
 
-class Chain(NamedTuple):
-    """A traced ReLU network as affine segments ``A_0 .. A_m`` separated by ``m`` ReLU layers.
+class Node(NamedTuple):
+    """One input-dependent node of the traced model.
 
     Attributes:
-        segments: ``m + 1`` lists of affine maps (an empty list is the identity).
-        shapes: ``m + 2`` per-example shapes: the input, then the output of every segment.
+        kind: ``"input"``, ``"affine"``, ``"relu"``, ``"add"`` or ``"sub"``.
+        inputs: Indices of the input-dependent operands (none for the input, two for add/sub).
+        fn: The affine map of an ``"affine"`` node, on batches ``(R, *operand shape)``.
+        shape: The per-example output shape.
     """
 
-    segments: list[list[Map]]
-    shapes: list[tuple[int, ...]]
+    kind: str
+    inputs: tuple[int, ...]
+    fn: Map | None
+    shape: tuple[int, ...]
+
+
+class Graph(NamedTuple):
+    """A traced ReLU network: nodes in topological order, node 0 the input, the last node the output."""
+
+    nodes: list[Node]
+    biases: list[torch.Tensor | None]  # f(0) of every affine node, (1, *shape); None when zero or not affine
+
+    def numel(self, i: int) -> int:  # noqa: D102
+        return int(torch.Size(self.nodes[i].shape).numel())
+
+    def live(self) -> list[int]:
+        """Per-example numbers alive while node ``i`` is back-propagated: the coefficients pending on
+        the nodes made at or before ``i`` and used after it, plus node ``i``'s own."""
+        last_use = {j: i for i, node in enumerate(self.nodes) for j in node.inputs}
+        return [
+            self.numel(i) + sum(self.numel(j) for j in range(i + 1) if last_use.get(j, -1) > i) for i in range(len(self.nodes))
+        ]
 
 
 def _is_shape_query(node: fx.Node) -> bool:
@@ -92,101 +129,141 @@ def _reshape_to(shape: tuple[int, ...]) -> Map:
     return lambda h: h.reshape(h.shape[0], *shape)
 
 
-def _node_map(node: fx.Node, module: fx.GraphModule) -> Map | str | None:
-    """The affine map of a chain node, ``"relu"``, ``"identity"``, or ``None`` when unsupported."""
+def _constant(value: Any, node: fx.Node, graph: fx.GraphModule, ndim: int) -> Any:
+    """A constant operand, refused when it carries a batch dimension (it would not broadcast over rows)."""
+    if isinstance(value, torch.Tensor) and value.ndim > ndim and value.shape[0] != 1:
+        raise unsupported(node, graph, _METHOD)
+    return value
+
+
+def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dict[fx.Node, Any]) -> tuple[str, Map | None]:
+    """``("affine", f)``, ``("relu", None)``, ``("identity", None)``, ``("add"|"sub", None)`` for a node
+    whose operands ``ops`` are marked ``None`` where input-dependent; raises when unsupported."""
     out_shape = tuple(node.meta["tensor_meta"].shape[1:]) if "tensor_meta" in node.meta else None
+    dependent = [i for i, a in enumerate(ops) if a is None]
+    ndim = 1 + len(out_shape) if out_shape is not None else 0
+
+    def const(i: int) -> Any:
+        return _constant(ops[i], node, graph, ndim)
+
     if node.op == "call_module":
-        layer = module.get_submodule(str(node.target))
+        layer = graph.get_submodule(str(node.target))
+        if dependent != [0] or len(ops) != 1 or node.kwargs:
+            raise unsupported(node, graph, _METHOD)
         if isinstance(layer, nn.ReLU):
-            return "relu"
+            return "relu", None
         if isinstance(layer, _IDENTITY_LAYERS):
-            return "identity"
+            return "identity", None
         if isinstance(layer, _RESHAPE_LAYERS) and out_shape is not None:
-            return _reshape_to(out_shape)
+            return "affine", _reshape_to(out_shape)
         if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) and (layer.running_mean is None or layer.running_var is None):
-            raise ConfigError(f"CROWN needs BatchNorm with running statistics: {describe(node, module)}")
+            raise ConfigError(f"CROWN needs BatchNorm with running statistics: {describe(node, graph)}")
         if isinstance(layer, AFFINE_LAYERS):
-            return layer
-        return None
+            return "affine", layer
+        raise unsupported(node, graph, _METHOD)
+    target = node.target
+    if node.op == "call_function" and len(ops) == 2 and not node.kwargs and target in _ADD | _SUB:
+        if dependent == [0, 1]:
+            return ("add" if target in _ADD else "sub"), None
+        c = const(1 - dependent[0])
+        if target in _ADD:
+            return "affine", lambda h: h + c
+        return "affine", (lambda h: h - c) if dependent == [0] else (lambda h: c - h)
+    if node.op == "call_function" and len(ops) == 2 and not node.kwargs and len(dependent) == 1:
+        c = const(1 - dependent[0])
+        if target in _MUL:
+            return "affine", lambda h: h * c
+        if target in _DIV and dependent == [0]:
+            return "affine", lambda h: h / c
+    if dependent != [0]:
+        raise unsupported(node, graph, _METHOD)
+    rest, kwargs = [const(i) for i in range(1, len(ops))], {k: consts.get(v, v) for k, v in node.kwargs.items()}
     if node.op == "call_function":
-        if node.target in _RELU_FUNCTIONS:
-            return "relu"
-        if node.target in _RESHAPE_FUNCTIONS and out_shape is not None:
-            return _reshape_to(out_shape)
-        return None
+        if target in _RELU_FUNCTIONS and set(kwargs) <= {"inplace"} and all(isinstance(a, bool) for a in rest):
+            return "relu", None  # F.relu(x, inplace=False)
+        if target in _NEG and not rest:
+            return "affine", operator.neg
+        if target in _RESHAPE_FUNCTIONS and out_shape is not None:
+            return "affine", _reshape_to(out_shape)
+        if target in AFFINE_FUNCTIONS:
+            return "affine", lambda h: target(h, *rest, **kwargs)  # type: ignore[operator]
     if node.op == "call_method":
-        if node.target == "relu":
-            return "relu"
-        if node.target in _IDENTITY_METHODS:
-            return "identity"
-        if node.target in _RESHAPE_METHODS and out_shape is not None:
-            return _reshape_to(out_shape)
-    return None
+        if target == "relu" and not rest:
+            return "relu", None
+        if target in _IDENTITY_METHODS:
+            return "identity", None
+        if target in _RESHAPE_METHODS and out_shape is not None:
+            return "affine", _reshape_to(out_shape)
+    raise unsupported(node, graph, _METHOD)
 
 
-def parse_chain(module: nn.Module | fx.GraphModule, example: torch.Tensor) -> Chain:
-    """Split a traced model into affine segments and ReLU layers.
+def parse_graph(module: nn.Module | fx.GraphModule, example: torch.Tensor) -> Graph:
+    """The input-dependent part of a traced model as a :class:`Graph` of supported nodes.
 
     Args:
         module: The model (traced here unless already a ``GraphModule``).
-        example: A ``(B, ...)`` input batch with ``B >= 2`` or any batch (used for shapes only).
+        example: An input batch (its first two examples are run once, for shapes and constants).
 
     Raises:
-        ConfigError: the model is not a chain of supported layers (the error names the first
-            offending node) or cannot be traced.
+        ConfigError: a node CROWN cannot bound (the error names the first one), a model with other
+            than one input, or a model that cannot be traced.
     """
     graph = module if isinstance(module, fx.GraphModule) else trace(module)
     with torch.no_grad():
         ShapeProp(graph).propagate(example[:2])
+        interpreter = fx.Interpreter(graph, garbage_collect_values=False)
+        interpreter.run(example[:2])
     placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise ConfigError(f"CROWN: the model must take one input tensor, got {len(placeholders)}")
-    current = placeholders[0]
-    dependent, shapes_only = {current}, set()
-    segments: list[list[Map]] = [[]]
-    shapes = [tuple(example.shape[1:])]
+    index: dict[fx.Node, int] = {placeholders[0]: 0}
+    nodes = [Node("input", (), None, tuple(example.shape[1:]))]
+    dependent, shapes_only = {placeholders[0]}, set()
     for node in graph.graph.nodes:
         if node.op == "placeholder":
             continue
         if node.op == "output":
-            if node.args[0] is not current:
-                raise ConfigError("CROWN: the model's output is not the end of a single chain of layers")
+            produced = node.args[0]
+            if not isinstance(produced, fx.Node) or produced not in index:
+                raise ConfigError("CROWN: the model's output must be one tensor that depends on the input")
+            if index[produced] != len(nodes) - 1:  # make the output the last node
+                nodes.append(Node("affine", (index[produced],), lambda h: h, nodes[index[produced]].shape))
             break
-        inputs = [n for n in node.all_input_nodes if n in dependent and n not in shapes_only]
         if not any(n in dependent for n in node.all_input_nodes):
             continue  # a constant (parameter, buffer) that does not depend on the input
         dependent.add(node)
-        if not inputs or _is_shape_query(node):
-            shapes_only.add(node)  # shape arithmetic: the chain's shapes are recorded by ShapeProp
+        if _is_shape_query(node) or all(n in shapes_only for n in node.all_input_nodes if n in dependent):
+            shapes_only.add(node)  # shape arithmetic: the shapes are recorded by ShapeProp
             continue
-        if inputs != [current] or not node.args or node.args[0] is not current:
+        flat = [*node.args]
+        if any(isinstance(a, (list, tuple, dict)) and any(isinstance(b, fx.Node) and b in index for b in a) for a in flat):
             raise unsupported(node, graph, _METHOD)
-        kind = _node_map(node, graph)
-        if kind is None:
-            raise unsupported(node, graph, _METHOD)
-        if kind == "relu":
-            shapes.append(tuple(node.meta["tensor_meta"].shape[1:]))
-            segments.append([])
-        elif kind != "identity":
-            segments[-1].append(kind)  # type: ignore[arg-type]
-        current = node
-    shapes.append(tuple(current.meta["tensor_meta"].shape[1:]) if current.op != "placeholder" else shapes[0])
-    return Chain(segments, shapes)
+        ops = [None if isinstance(a, fx.Node) and a in index else (interpreter.env.get(a, a) if isinstance(a, fx.Node) else a) for a in flat]
+        kind, fn = _node_kind(node, graph, ops, interpreter.env)
+        operands = tuple(index[a] for a in flat if isinstance(a, fx.Node) and a in index)
+        if kind == "identity":
+            index[node] = operands[0]
+            continue
+        index[node] = len(nodes)
+        nodes.append(Node(kind, operands, fn, tuple(node.meta["tensor_meta"].shape[1:])))
+    biases: list[torch.Tensor | None] = []
+    with torch.no_grad():
+        for node in nodes:
+            bias = None
+            if node.kind == "affine":
+                assert node.fn is not None
+                zero = torch.zeros((1, *nodes[node.inputs[0]].shape), dtype=example.dtype, device=example.device)
+                bias = node.fn(zero)
+                bias = bias if bool((bias != 0).any()) else None
+            biases.append(bias)
+    return Graph(nodes, biases)
 
 
-def _apply(maps: Sequence[Map], h: torch.Tensor) -> torch.Tensor:
-    for fn in maps:
-        h = fn(h)
-    return h
-
-
-def _vjp(maps: Sequence[Map], lam: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
-    """``Λ J`` for ``Λ`` of shape ``(R, *out_shape)`` and the (constant) Jacobian ``J`` of the affine ``maps``."""
-    if not maps:
-        return lam.reshape(lam.shape[0], *in_shape)
+def _vjp(fn: Map, lam: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """``Λ J`` for ``Λ`` of shape ``(R, *out_shape)`` and the (constant) Jacobian ``J`` of the affine ``fn``."""
     with torch.enable_grad():
         h = torch.zeros((lam.shape[0], *in_shape), dtype=lam.dtype, device=lam.device, requires_grad=True)
-        (grad,) = torch.autograd.grad(_apply(maps, h), h, grad_outputs=lam)
+        (grad,) = torch.autograd.grad(fn(h), h, grad_outputs=lam)
     return grad
 
 
@@ -207,62 +284,75 @@ def _relu_backward(lam: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) 
     return new, constant
 
 
-def _backward_lower(
-    chain: Chain, bounds: list[Box], last: int, lam: torch.Tensor, centre: torch.Tensor, radius: torch.Tensor
-) -> torch.Tensor:
-    """Lower bounds of ``Λ · (output of segment last)`` over the box: ``(b, R)``."""
+def _accumulate(pending: dict[int, torch.Tensor], i: int, lam: torch.Tensor) -> None:
+    pending[i] = pending[i] + lam if i in pending else lam
+
+
+def _backward_lower(graph: Graph, bounds: dict[int, Box], target: int, lam: torch.Tensor, box: Box) -> torch.Tensor:
+    """Lower bounds of ``Λ · (output of node target)`` over the box: ``(b, R)``."""
     b, rows = lam.shape[:2]
     constant = torch.zeros((b, rows), dtype=lam.dtype, device=lam.device)
-    for j in range(last, -1, -1):
-        maps, in_shape = chain.segments[j], chain.shapes[j]
-        if maps:
-            zero = torch.zeros((1, *in_shape), dtype=lam.dtype, device=lam.device)
-            bias = _apply(maps, zero)
-            constant = constant + (lam * bias).flatten(2).sum(2)
-        lam = _vjp(maps, lam.flatten(0, 1), in_shape).view(b, rows, *in_shape)
-        if j > 0:
-            lam, extra = _relu_backward(lam, bounds[j - 1].lower, bounds[j - 1].upper)
+    pending = {target: lam}
+    for i in range(target, 0, -1):
+        lam = pending.pop(i, None)  # type: ignore[assignment]
+        if lam is None:
+            continue
+        node = graph.nodes[i]
+        if node.kind == "affine":
+            assert node.fn is not None
+            bias = graph.biases[i]
+            if bias is not None:
+                constant = constant + (lam * bias).flatten(2).sum(2)
+            in_shape = graph.nodes[node.inputs[0]].shape
+            _accumulate(pending, node.inputs[0], _vjp(node.fn, lam.flatten(0, 1), in_shape).view(b, rows, *in_shape))
+        elif node.kind == "relu":
+            source = bounds[node.inputs[0]]
+            lam, extra = _relu_backward(lam, source.lower, source.upper)
             constant = constant + extra
+            _accumulate(pending, node.inputs[0], lam)
+        else:  # add, sub
+            _accumulate(pending, node.inputs[0], lam)
+            _accumulate(pending, node.inputs[1], lam if node.kind == "add" else -lam)
+    lam = pending.get(0, torch.zeros_like(lam[:, :, :0]))
+    if lam.numel() == 0:
+        return constant
     flat = lam.flatten(2)
-    return constant + torch.einsum("brd,bd->br", flat, centre.flatten(1)) - torch.einsum("brd,bd->br", flat.abs(), radius.flatten(1))
+    return constant + torch.einsum("brd,bd->br", flat, box.centre.flatten(1)) - torch.einsum("brd,bd->br", flat.abs(), box.radius.flatten(1))
 
 
-def _layer_bounds(chain: Chain, bounds: list[Box], k: int, box: Box, max_elements: int) -> Box:
-    """Bounds of the output of segment ``k`` (pre-activation of ReLU ``k + 1``) by CROWN, in row chunks."""
-    shape = chain.shapes[k + 1]
-    n, b = int(torch.Size(shape).numel()), box.lower.shape[0]
-    widest = max(int(torch.Size(s).numel()) for s in chain.shapes[: k + 2])
-    rows = max(1, min(n, max_elements // max(1, 2 * b * widest)))
+def _node_bounds(graph: Graph, bounds: dict[int, Box], k: int, box: Box, max_elements: int, live: list[int]) -> Box:
+    """Bounds of the output of node ``k`` by CROWN, in row chunks."""
+    shape = graph.nodes[k].shape
+    n, b = graph.numel(k), box.lower.shape[0]
+    rows = max(1, min(n, max_elements // max(1, 2 * b * max(live[: k + 1]))))
     lowers, uppers = [], []
     for start in range(0, n, rows):
         count = min(rows, n - start)
         eye = torch.zeros((count, n), dtype=box.lower.dtype, device=box.lower.device)
         eye[torch.arange(count), torch.arange(start, start + count)] = 1.0
         lam = torch.cat([eye, -eye]).view(1, 2 * count, *shape).expand(b, -1, *shape)
-        bound = _backward_lower(chain, bounds, k, lam, box.centre, box.radius)
+        bound = _backward_lower(graph, bounds, k, lam, box)
         lowers.append(bound[:, :count])
         uppers.append(-bound[:, count:])
     return Box(torch.cat(lowers, 1).view(b, *shape), torch.cat(uppers, 1).view(b, *shape))
 
 
-def _chunks(chain: Chain, batch: int, rows: int, max_elements: int) -> int:
-    widest = max(int(torch.Size(s).numel()) for s in chain.shapes)
-    largest = max([rows] + [2 * int(torch.Size(s).numel()) for s in chain.shapes[1:-1]])
-    return max(1, min(batch, max_elements // max(1, largest * widest)))
-
-
-def _bound(chain: Chain, box: Box, spec: torch.Tensor, max_elements: int) -> torch.Tensor:
+def _bound(graph: Graph, box: Box, spec: torch.Tensor, max_elements: int) -> torch.Tensor:
     """Lower bounds of ``spec[b] @ logits`` over the box, ``spec``: ``(B, R, K)``; examples in chunks."""
-    m = len(chain.segments) - 1
+    live = graph.live()
+    needed = sorted({node.inputs[0] for node in graph.nodes if node.kind == "relu"})
+    largest = max([spec.shape[1]] + [2 * graph.numel(k) for k in needed])
+    step = max(1, min(box.lower.shape[0], max_elements // max(1, largest * max(live))))
     out = []
-    step = _chunks(chain, box.lower.shape[0], spec.shape[1], max_elements)
     for start in range(0, box.lower.shape[0], step):
         part = Box(box.lower[start : start + step], box.upper[start : start + step])
-        bounds: list[Box] = []
-        for k in range(m):
-            bounds.append(_layer_bounds(chain, bounds, k, part, max_elements))
-        lam = spec[start : start + step].to(part.lower.dtype).view(-1, spec.shape[1], *chain.shapes[-1])
-        out.append(_backward_lower(chain, bounds, m, lam, part.centre, part.radius))
+        bounds: dict[int, Box] = {0: part}
+        for k in needed:
+            if k not in bounds:
+                bounds[k] = _node_bounds(graph, bounds, k, part, max_elements, live)
+        last = len(graph.nodes) - 1
+        lam = spec[start : start + step].to(part.lower.dtype).view(-1, spec.shape[1], *graph.nodes[last].shape)
+        out.append(_backward_lower(graph, bounds, last, lam, part))
     return torch.cat(out)
 
 
@@ -271,13 +361,13 @@ def crown_bounds(model: nn.Module | fx.GraphModule, box: Box, max_elements: int 
     """Element-wise CROWN bounds of the model's (flat) outputs over the input box.
 
     Raises:
-        ConfigError: the model is not a chain of supported layers (the error names the layer).
+        ConfigError: the model has a node CROWN cannot bound (the error names the layer).
     """
-    chain = parse_chain(model, box.lower)
-    k = int(torch.Size(chain.shapes[-1]).numel())
+    graph = parse_graph(model, box.lower)
+    k = graph.numel(len(graph.nodes) - 1)
     eye = torch.eye(k, dtype=box.lower.dtype, device=box.lower.device)
     spec = torch.cat([eye, -eye]).expand(box.lower.shape[0], -1, -1)
-    bound = _bound(chain, box, spec, max_elements)
+    bound = _bound(graph, box, spec, max_elements)
     return Box(bound[:, :k], -bound[:, k:])
 
 
@@ -294,13 +384,14 @@ def margin_lower_bounds(
     """CROWN lower bounds of ``z_y - z_j`` over the box, ``(B, K)``, ``+inf`` at ``j = y``.
 
     Raises:
-        ConfigError: the model is not a chain of supported layers, or its output is not ``(B, K)``.
+        ConfigError: the model has a node CROWN cannot bound, or its output is not ``(B, K)``.
     """
-    chain = parse_chain(model, box.lower)
-    if len(chain.shapes[-1]) != 1:
-        raise ConfigError(f"CROWN: expected (batch, classes) logits, got per-example shape {chain.shapes[-1]}")
-    spec = specification(labels, chain.shapes[-1][0], box.lower.dtype)
-    margins = _bound(chain, box, spec, max_elements)
+    graph = parse_graph(model, box.lower)
+    out_shape = graph.nodes[-1].shape
+    if len(out_shape) != 1:
+        raise ConfigError(f"CROWN: expected (batch, classes) logits, got per-example shape {out_shape}")
+    spec = specification(labels, out_shape[0], box.lower.dtype)
+    margins = _bound(graph, box, spec, max_elements)
     return margins.scatter(1, labels[:, None], float("inf"))
 
 

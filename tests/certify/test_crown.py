@@ -1,7 +1,10 @@
-"""CROWN: sound on random ReLU chains of every supported layer, equal to a dense per-neuron reference,
-tighter than IBP on average, exact at eps = 0, never contradicted by PGD."""
+"""CROWN: sound on random ReLU networks of every supported layer (chains and residual graphs, robench's
+own WideResNet included), equal to dense per-neuron references, tighter than IBP on average, exact at
+eps = 0, never contradicted by PGD."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ from torch import nn
 from robench._errors import ConfigError
 from robench.certify import crown, ibp
 from robench.certify.ibp import Box, input_box
+from robench.models.archs import WideResNet
 from robench.models.wrapper import Normalize
 from tests.certify.nets import _randomize_bn, networks
 
@@ -30,7 +34,60 @@ class FunctionalTail(nn.Module):
         return self.linear(torch.relu(x))
 
 
-def _chains() -> dict[str, nn.Module]:
+class ResidualMLP(nn.Module):
+    """``z1 = W1 x``, ``z2 = W2 relu(z1) + z1`` (pre-activation skip), ``z3 = W3 relu(z2) - relu(z1)`` (a
+    skip over a ReLU, subtracted), logits ``W4 relu(z3)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3, self.out = nn.Linear(16, 10), nn.Linear(10, 10), nn.Linear(10, 10), nn.Linear(10, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z1 = self.fc1(x.flatten(1))
+        a1 = torch.relu(z1)
+        a2 = torch.relu(self.fc2(a1) + z1)
+        return self.out(F.relu(self.fc3(a2) - a1))
+
+
+class FunctionalResidual(nn.Module):
+    """Residual additions written as functions: ``torch.add``, a tensor added to itself, constant
+    scaling, a skip across two ReLUs, functional average pooling and a final ``torch.flatten``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 3, 3, padding=1)
+        self.a, self.b = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem(x))
+        g = torch.add(h, 0.5 * self.a(h).relu())
+        g = self.bn(g + g - self.b(F.relu(g)) / 3.0) + h
+        g = F.avg_pool2d(torch.relu(g), 2)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(g, 2), 1))
+
+
+class Concatenated(nn.Module):
+    """A concatenation of two branches (IBP bounds it, CROWN does not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1)
+        return self.fc(torch.cat([h, torch.relu(h)], 1))
+
+
+def _tiny_wrn() -> nn.Module:
+    """robench's WideResNet-10-1 (the yardstick's family, pre-activation blocks and 1x1 shortcuts) on 4 px."""
+    net = WideResNet(10, 1, num_classes=5)
+    net.pool = nn.AdaptiveAvgPool2d(1)
+    return net
+
+
+def _nets() -> dict[str, nn.Module]:
     torch.manual_seed(0)
     nets = {
         "mlp": nn.Sequential(nn.Flatten(), nn.Linear(64, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 5)),
@@ -41,6 +98,9 @@ def _chains() -> dict[str, nn.Module]:
         ),
         "functional": nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), FunctionalTail()),
         "linear_bn1d": nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 5)),
+        "residual_mlp": ResidualMLP(),
+        "residual_functional": FunctionalResidual(),
+        "wrn_10_1": _tiny_wrn(),
     }  # fmt: skip
     generator = torch.Generator().manual_seed(1)
     for net in nets.values():
@@ -49,19 +109,20 @@ def _chains() -> dict[str, nn.Module]:
     return nets
 
 
-CHAINS = _chains()
+NETS = _nets()
+SHAPES = {"residual_mlp": (1, 4, 4), "wrn_10_1": (3, 4, 4)}
 
 
-def _box(n: int, eps: float, seed: int = 0) -> tuple[torch.Tensor, Box]:
-    x = torch.rand((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+def _box(n: int, eps: float, seed: int = 0, name: str = "") -> tuple[torch.Tensor, Box]:
+    x = torch.rand((n, *SHAPES.get(name, (1, 8, 8))), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     box = input_box(x, eps)
     return x, box
 
 
-@pytest.mark.parametrize("name", sorted(CHAINS))
+@pytest.mark.parametrize("name", sorted(NETS))
 def test_bounds_contain_sampled_and_attacked_outputs(name: str) -> None:
-    net = CHAINS[name]
-    x, box = _box(4, 0.08)
+    net = NETS[name]
+    x, box = _box(4, 0.08, name=name)
     bounds = crown.crown_bounds(net, box)
     labels = torch.arange(4) % 5
     margins = crown.margin_lower_bounds(net, box, labels)
@@ -85,12 +146,12 @@ def test_bounds_contain_sampled_and_attacked_outputs(name: str) -> None:
     assert bool((bounds.upper - bounds.lower).max() < 1e3)
 
 
-@pytest.mark.parametrize("name", sorted(CHAINS))
+@pytest.mark.parametrize("name", sorted(NETS))
 def test_tighter_than_ibp_on_average(name: str) -> None:
     # CROWN is not guaranteed tighter than IBP neuron by neuron (the adaptive lower slope can lose),
     # but on average it should be, and its margins should be at least IBP's on average.
-    net = CHAINS[name]
-    _, box = _box(8, 0.05, seed=3)
+    net = NETS[name]
+    _, box = _box(8, 0.05, seed=3, name=name)
     ours, interval = crown.crown_bounds(net, box), ibp.interval_bounds(net, box)
     assert float((interval.upper - interval.lower - (ours.upper - ours.lower)).mean()) > 0
     labels = torch.arange(8) % 5
@@ -98,9 +159,32 @@ def test_tighter_than_ibp_on_average(name: str) -> None:
     assert float(gap[gap.isfinite()].mean()) >= 0
 
 
+def _relax(lam: torch.Tensor, const: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """Rows ``lam`` on a ReLU's output moved to its input, neuron by neuron (in place); adds to ``const``."""
+    for i in range(lam.shape[1]):
+        l, u = lower[i], upper[i]
+        if l >= 0:
+            continue
+        if u <= 0:
+            lam[:, i] = 0
+            continue
+        slope, alpha = u / (u - l), 1.0 if u > -l else 0.0
+        for r in range(lam.shape[0]):
+            if lam[r, i] < 0:
+                const[r] += lam[r, i] * (-slope * l)
+                lam[r, i] = lam[r, i] * slope
+            else:
+                lam[r, i] = lam[r, i] * alpha
+    return lam
+
+
+def _concretise(lam: torch.Tensor, const: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    centre, radius = (upper + lower) / 2, (upper - lower) / 2
+    return const + lam @ centre - lam.abs() @ radius
+
+
 def _dense_crown(weights: list[torch.Tensor], biases: list[torch.Tensor], lower: torch.Tensor, upper: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
     """Zhang et al. (2018) written out with explicit matrices and a loop over neurons, one example."""
-    centre, radius = (upper + lower) / 2, (upper - lower) / 2
     pre: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def lower_bound(layer: int, rows: torch.Tensor) -> torch.Tensor:  # lower bound of rows @ z_layer
@@ -109,21 +193,8 @@ def _dense_crown(weights: list[torch.Tensor], biases: list[torch.Tensor], lower:
             const += lam @ biases[j]
             lam = lam @ weights[j]
             if j > 0:
-                l, u = pre[j - 1]
-                for i in range(lam.shape[1]):
-                    if l[i] >= 0:
-                        continue
-                    if u[i] <= 0:
-                        lam[:, i] = 0
-                        continue
-                    slope, alpha = u[i] / (u[i] - l[i]), 1.0 if u[i] > -l[i] else 0.0
-                    for r in range(lam.shape[0]):
-                        if lam[r, i] < 0:
-                            const[r] += lam[r, i] * (-slope * l[i])
-                            lam[r, i] = lam[r, i] * slope
-                        else:
-                            lam[r, i] = lam[r, i] * alpha
-        return const + lam @ centre - lam.abs() @ radius
+                lam = _relax(lam, const, *pre[j - 1])
+        return _concretise(lam, const, lower, upper)
 
     for layer in range(len(weights) - 1):
         eye = torch.eye(weights[layer].shape[0], dtype=torch.float64)
@@ -131,8 +202,43 @@ def _dense_crown(weights: list[torch.Tensor], biases: list[torch.Tensor], lower:
     return lower_bound(len(weights) - 1, spec)
 
 
+def _dense_residual_mlp(
+    net: ResidualMLP, lower: torch.Tensor, upper: torch.Tensor, spec: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """CROWN on :class:`ResidualMLP` by hand, one example: the coefficients reaching ``relu(z1)`` from
+    ``W2`` and from the subtracted skip are summed before that ReLU is relaxed (as auto_LiRPA does).
+    Returns the margins' lower bounds and the pre-activation bounds."""
+    (w1, b1), (w2, b2), (w3, b3), (w4, b4) = [(m.weight.detach(), m.bias.detach()) for m in (net.fc1, net.fc2, net.fc3, net.out)]
+    bounds: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def from_z1(lam: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
+        return _concretise(lam @ w1, const + lam @ b1, lower, upper)
+
+    def from_z2(lam: torch.Tensor, const: torch.Tensor, on_a1: torch.Tensor) -> torch.Tensor:
+        on_a1 = on_a1 + lam @ w2  # z2 = W2 a1 + b2 + z1
+        on_z1 = lam.clone()
+        const = const + lam @ b2
+        return from_z1(on_z1 + _relax(on_a1, const, *bounds["z1"]), const)
+
+    def from_z3(lam: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
+        on_a2, on_a1 = lam @ w3, -lam  # z3 = W3 a2 + b3 - a1
+        const = const + lam @ b3
+        on_z2 = _relax(on_a2, const, *bounds["z2"])
+        return from_z2(on_z2, const, on_a1)
+
+    def both(bound: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        eye, zero = torch.eye(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+        return bound(eye, zero.clone()), -bound(-eye, zero.clone())
+
+    bounds["z1"] = both(from_z1, 10)
+    bounds["z2"] = both(lambda lam, const: from_z2(lam, const, torch.zeros_like(lam)), 10)
+    bounds["z3"] = both(from_z3, 10)
+    lam, const = spec @ w4, spec @ b4
+    return from_z3(_relax(lam, const, *bounds["z3"]), const), bounds
+
+
 def test_equal_to_dense_per_neuron_reference() -> None:
-    net = CHAINS["mlp"]
+    net = NETS["mlp"]
     linears = [m for m in net if isinstance(m, nn.Linear)]
     _, box = _box(3, 0.1, seed=5)
     labels = torch.tensor([0, 3, 4])
@@ -146,19 +252,34 @@ def test_equal_to_dense_per_neuron_reference() -> None:
         torch.testing.assert_close(ours[b], reference, rtol=1e-10, atol=1e-10)
 
 
-def test_chunking_does_not_change_the_bounds() -> None:
-    net = CHAINS["conv_bn_avgpool"]
-    _, box = _box(5, 0.05, seed=6)
+def test_equal_to_dense_reference_on_a_residual_graph() -> None:
+    net = NETS["residual_mlp"]
+    _, box = _box(3, 0.15, seed=8, name="residual_mlp")
+    labels = torch.tensor([1, 2, 4])
+    ours = crown.margin_lower_bounds(net, box, labels)
+    for b in range(3):
+        spec = crown.specification(labels[b : b + 1], 5, torch.float64)[0]
+        reference, pre = _dense_residual_mlp(net, box.lower[b].flatten(), box.upper[b].flatten(), spec)
+        reference[labels[b]] = float("inf")
+        torch.testing.assert_close(ours[b], reference, rtol=1e-10, atol=1e-10)
+        for lower, upper in pre.values():  # every ReLU has unstable neurons: the relaxations are exercised
+            assert bool(((lower < 0) & (upper > 0)).any())
+
+
+@pytest.mark.parametrize("name", ["conv_bn_avgpool", "residual_functional"])
+def test_chunking_does_not_change_the_bounds(name: str) -> None:
+    net = NETS[name]
+    _, box = _box(5, 0.05, seed=6, name=name)
     labels = torch.arange(5)
     full = crown.margin_lower_bounds(net, box, labels)
     chunked = crown.margin_lower_bounds(net, box, labels, max_elements=1000)
     torch.testing.assert_close(full, chunked, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(CHAINS))
+@pytest.mark.parametrize("name", sorted(NETS))
 def test_exact_at_zero_radius(name: str) -> None:
-    net = CHAINS[name]
-    x, _ = _box(6, 0.0, seed=7)
+    net = NETS[name]
+    x, _ = _box(6, 0.0, seed=7, name=name)
     labels = torch.arange(6) % 5
     margins = crown.margin_lower_bounds(net, Box(x, x), labels)
     with torch.no_grad():
@@ -195,9 +316,11 @@ def test_unsupported_layers_are_named() -> None:
     net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
     with pytest.raises(ConfigError, match=r"layer '2' \(MaxPool2d\)"):
         crown.crown_bounds(net, box)
-    residual = networks()["conv_maxpool_residual"]
-    with pytest.raises(ConfigError, match=r"function 'add'"):
+    residual = networks()["conv_maxpool_residual"]  # the residual addition is supported, max pooling is not
+    with pytest.raises(ConfigError, match=r"layer '3' \(MaxPool2d\)"):
         crown.crown_bounds(residual, Box(torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8)))
+    with pytest.raises(ConfigError, match=r"function 'cat'"):
+        crown.crown_bounds(Concatenated(), box)
 
 
 def test_crown_section_end_to_end(digit_mlp, digits) -> None:

@@ -39,7 +39,8 @@ METHODS: dict[str, dict[str, str]] = {
             "or 1 below), and these are propagated backward from every layer to the input (full CROWN, as "
             "auto_LiRPA's method 'CROWN'), with the margin specification folded in. Usually much tighter than "
             "IBP (not guaranteed neuron by neuron) but costlier: about 2·(neurons)·(depth) backward passes per "
-            "example. Limited to chains of affine layers and ReLUs; L2 balls use their enclosing Linf box."
+            "example. Supports affine layers, ReLUs and residual additions (ResNet/WideResNet blocks), not max "
+            "pooling or other activations; L2 balls use their enclosing Linf box."
         ),
     },
     "lipschitz": {
