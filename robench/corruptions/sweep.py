@@ -78,10 +78,8 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     side = min(data.input_shape[1:])
     output = EvaluationOutput()
     table = resolve_table(spec.table, side) if spec.source == "generated" else None
-    counts: dict[str, dict[int, tuple[int, int]]] = {}
     hits: dict[str, list[torch.Tensor]] = {}  # per corruption: one row of per-example correctness per severity
     for name in spec.corruptions:
-        counts[name] = {}
         hits[name] = []
         for severity in spec.severities:
             stage = f"{name}/{severity}"
@@ -101,14 +99,13 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
             hit = probs.argmax(dim=1) == labels
             hits[name].append(hit)
             correct = int(hit.sum())
-            counts[name][severity] = (correct, int(labels.numel()))
             ctx.shared[f"{SECTION}/{stage}"] = {"probs": probs, "labels": labels}
             output.records.append(
                 MetricRecord.proportion(SECTION, "accuracy", correct, labels.numel(), {"corruption": name, "severity": severity})
             )
         output.records.append(_mean_over_cells("corruption_accuracy", hits[name], {"corruption": name}))
     output.records.append(_mean_over_cells("mean_corruption_accuracy", [h for rows in hits.values() for h in rows], {}))
-    _normalised_errors(model, data, spec, table, counts, ctx, output)
+    _normalised_errors(model, data, spec, table, hits, ctx, output)
     output.resolved.update({
         "source": spec.source,
         "table": table.name if table is not None else None,
@@ -133,31 +130,57 @@ def _normalised_errors(
     data: Dataset,
     spec: CorruptionsSpec,
     table: CorruptionTable | None,
-    counts: dict[str, dict[int, tuple[int, int]]],
+    hits: dict[str, list[torch.Tensor]],
     ctx: EvalContext,
     output: EvaluationOutput,
 ) -> None:
-    """AlexNet-normalised CE / mCE and relative CE / mCE, when the sweep is ImageNet-C's."""
-    imagenet_like = (table is not None and table.name == "imagenet") or (table is None and data.num_classes == 1000)
+    """AlexNet-normalised CE / mCE and relative CE / mCE, when the sweep is ImageNet-C's.
+
+    ``n`` is the number of examples (every cell holds the same ones). CE_c and mCE are means of
+    per-example errors divided by constants, so they get the interval over examples of
+    :func:`robench.stats.mean_interval`, divided likewise; the relative errors subtract the clean
+    error and carry no interval.
+    """
+    # AlexNet's errors are those of ImageNet-1k's 1000 classes: meaningless for another label set,
+    # whatever the image size (a 96 px 10-class set resolves to the imagenet table too).
+    imagenet_like = data.num_classes == 1000 and (table is None or table.name == "imagenet")
     if not imagenet_like or set(spec.severities) != {1, 2, 3, 4, 5}:
         output.warnings.append(
             "CE/mCE are normalised by AlexNet's ImageNet-C errors: reported only for an ImageNet-C sweep "
-            "(imagenet table or 1000 classes) over all five severities"
+            "(1000 classes, released ImageNet-C or the imagenet table) over all five severities"
         )
         return
-    errors = {c: {s: 1.0 - k / n for s, (k, n) in per.items()} for c, per in counts.items() if c in ALEXNET_ERRORS}
+    if spec.source == "generated":
+        output.warnings.append(
+            "CE/mCE divide errors on robench-generated corruptions by AlexNet's errors on the released "
+            "ImageNet-C files (JPEG-saved): compare them with published mCE with that in mind"
+        )
+    # Per corruption, each example's error averaged over the five severities.
+    example_errors = {c: 1.0 - torch.stack(rows).float().mean(dim=0) for c, rows in hits.items() if c in ALEXNET_ERRORS}
+    errors = {c: {s: 1.0 - float(row.float().mean()) for s, row in zip(spec.severities, hits[c])} for c in example_errors}
     clean_error, clean_source = _clean_error(model, data, ctx)
     summary = mean_corruption_errors(errors, clean_error)
+    n = len(data)
+    interval = "clopper-pearson over examples (mean error per example over the cells), divided by AlexNet's error"
     for name, value in summary["ce"].items():  # type: ignore[union-attr]
-        n = sum(n for _, n in counts[name].values())
-        output.records.append(MetricRecord(evaluation=SECTION, name="corruption_error", value=value, n=n, condition={"corruption": name}, unit="ratio"))
+        low, high = mean_interval(example_errors[name].tolist())
+        output.records.append(MetricRecord(
+            evaluation=SECTION, name="corruption_error", value=value, n=n, condition={"corruption": name}, unit="ratio",
+            ci_low=low / ALEXNET_ERRORS[name], ci_high=high / ALEXNET_ERRORS[name], interval=interval,
+        ))  # fmt: skip
     for name, value in summary["relative_ce"].items():  # type: ignore[union-attr]
-        n = sum(n for _, n in counts[name].values())
         output.records.append(MetricRecord(evaluation=SECTION, name="relative_corruption_error", value=value, n=n, condition={"corruption": name}, unit="ratio"))
-    total_n = sum(n for c in summary["ce"] for _, n in counts[c].values())  # type: ignore[union-attr]
-    for key in ("mce", "relative_mce"):
-        if summary[key] is not None:
-            output.records.append(MetricRecord(evaluation=SECTION, name=key, value=float(summary[key]), n=total_n, unit="ratio"))  # type: ignore[arg-type]
+    if summary["mce"] is not None:
+        # mCE = mean_i (1/15) sum_c e_ic / A_c; scaled by min_c A_c every per-example score is in [0, 1].
+        floor = min(ALEXNET_ERRORS[c] for c in example_errors)
+        scores = torch.stack([example_errors[c] * (floor / ALEXNET_ERRORS[c]) for c in example_errors]).mean(dim=0)
+        low, high = mean_interval(scores.clamp(0.0, 1.0).tolist())
+        output.records.append(MetricRecord(
+            evaluation=SECTION, name="mce", value=float(summary["mce"]), n=n, unit="ratio",  # type: ignore[arg-type]
+            ci_low=low / floor, ci_high=high / floor, interval=interval,
+        ))  # fmt: skip
+    if summary["relative_mce"] is not None:
+        output.records.append(MetricRecord(evaluation=SECTION, name="relative_mce", value=float(summary["relative_mce"]), n=n, unit="ratio"))  # type: ignore[arg-type]
     if summary["mce"] is None:
         output.warnings.append("mCE needs all 15 benchmark corruptions; CE is reported per corruption only")
     output.resolved["clean_error"] = clean_error

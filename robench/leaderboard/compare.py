@@ -205,7 +205,7 @@ def compare_to_leaderboard(results: Results, snapshot: Snapshot, eps_rtol: float
     mean = next(iter(results.records(name="mean_corruption_accuracy")), None)
     if corruptions and mean is not None and f"{dataset}/corruptions" in snapshot.boards:
         board = snapshot.boards[f"{dataset}/corruptions"]
-        notes = _sample_note(results, dataset, None)
+        notes = _sample_note(results, dataset, mean)
         names = tuple(corruptions.get("corruptions") or ())
         if set(names) != set(BENCHMARK_CORRUPTIONS) or sorted(corruptions.get("severities") or ()) != [1, 2, 3, 4, 5]:
             notes.append("the sweep is not the 15 benchmark corruptions x severities 1-5 the board averages: not comparable")

@@ -136,7 +136,7 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
         params = sequence_params(name, table)
         if params.noise and difficulty > level:
             output.warnings.append(f"{name}: noise sequences have 3 strengths; difficulty {difficulty} uses strength {level}")
-        sequences, n_frames, frames_of = _sequences(spec, data, name, params, level, n)
+        sequences, n_frames, frames_of = _sequences(spec, data, name, params, level, n, data_home=ctx.data_home)
         pairs = comparison_pairs(n_frames, params.noise, difficulty)
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, frames_of: Any = frames_of, noise: bool = params.noise) -> dict[str, torch.Tensor]:

@@ -143,16 +143,79 @@ def test_mce_formulas_by_hand() -> None:
     assert partial["mce"] is None and partial["relative_ce"] == {} and set(partial["ce"]) == {"fog"}
 
 
+class _Padded1000(torch.nn.Module):
+    """QuadrantNet's four logits followed by 996 hopeless ones: an ImageNet-sized label set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = QuadrantNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        return torch.cat([logits, torch.full((x.shape[0], 996), -1e4, dtype=logits.dtype, device=logits.device)], dim=1)
+
+
+def _imagenet_handle() -> ModelHandle:
+    counter = PassCounter()
+    module = PixelModel(_Padded1000(), Normalize([0.0], [1.0]), counter).eval()
+    return ModelHandle(module=module, info=ModelInfo(source="test", format="test", num_classes=1000), device=torch.device("cpu"), counter=counter)
+
+
+def _imagenet_data() -> ArrayDataset:
+    x, y = _data().load(slice(0, 16))
+    return ArrayDataset(x, y, 1000)
+
+
 def test_imagenet_sweep_reports_ce_and_uses_clean_hand_off() -> None:
     spec = CorruptionsSpec(table="imagenet", corruptions=("brightness",), severities=(1, 2, 3, 4, 5))
     ctx = EvalContext(device=torch.device("cpu"), batch_size=16, progress=False)
-    data = _data()
-    ctx.shared["clean"] = {"probs": torch.nn.functional.one_hot(data.labels, 4).float(), "labels": data.labels}
+    data = _imagenet_data()
+    ctx.shared["clean"] = {"probs": torch.nn.functional.one_hot(data.labels, 1000).float(), "labels": data.labels}
     ctx.begin("corruptions")
-    out = registry.get("evaluation", "corruptions")(_handle(), data, THREAT, spec, ctx)
+    out = registry.get("evaluation", "corruptions")(_imagenet_handle(), data, THREAT, spec, ctx)
     accs = [r.value for r in out.records if r.name == "accuracy"]
     ce = next(r for r in out.records if r.name == "corruption_error")
     assert ce.value == pytest.approx((1 - sum(accs) / 5) / ALEXNET_ERRORS["brightness"])
+    assert ce.n == 16  # examples, not the 80 predictions
     rce = next(r for r in out.records if r.name == "relative_corruption_error")
     assert rce.value == pytest.approx((1 - sum(accs) / 5 - 0.0) / (ALEXNET_ERRORS["brightness"] - ALEXNET_CLEAN_ERROR))
+    assert rce.n == 16
     assert out.resolved["clean_error_source"] == "clean section"
+    assert any("generated" in w for w in out.warnings)
+
+
+def test_mce_interval_over_examples() -> None:
+    """mCE and CE intervals: the mean-score interval over examples, by an independent recomputation."""
+    spec = CorruptionsSpec(table="imagenet", corruptions=tuple(ALEXNET_ERRORS), severities=(1, 2, 3, 4, 5))
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=16, progress=False)
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(_imagenet_handle(), _imagenet_data(), THREAT, spec, ctx)
+    per_cell = {c: [ctx.shared[f"corruptions/{c}/{s}"] for s in range(1, 6)] for c in ALEXNET_ERRORS}
+    errors = {c: torch.stack([(h["probs"].argmax(1) != h["labels"]).double() for h in cells]).mean(0) for c, cells in per_cell.items()}
+    mce = next(r for r in out.records if r.name == "mce")
+    expected = sum(float(e.mean()) / ALEXNET_ERRORS[c] for c, e in errors.items()) / 15
+    assert mce.value == pytest.approx(expected) and mce.n == 16
+    # every example's score (1/15) sum_c e_c / A_c lies in [0, 1 / min A]: the interval of the scaled scores
+    floor = min(ALEXNET_ERRORS.values())
+    scores = sum(e * floor / ALEXNET_ERRORS[c] for c, e in errors.items()) / 15
+    k = float(scores.sum())
+    from scipy.stats import beta
+
+    low = beta.ppf(0.025, k, 16 - k + 1) if k > 0 else 0.0
+    high = beta.ppf(0.975, k + 1, 16 - k) if k < 16 else 1.0
+    assert mce.ci_low == pytest.approx(low / floor) and mce.ci_high == pytest.approx(high / floor)
+    assert mce.ci_low <= mce.value <= mce.ci_high
+    for record in (r for r in out.records if r.name == "corruption_error"):
+        assert record.n == 16 and record.ci_low <= record.value <= record.ci_high
+    relative = next(r for r in out.records if r.name == "relative_mce")
+    assert relative.n == 16
+
+
+def test_no_alexnet_normalisation_for_other_label_sets() -> None:
+    """A 4-class set corrupted with the ImageNet table (any image > 64 px resolves to it) gets no CE."""
+    spec = CorruptionsSpec(table="imagenet", corruptions=("brightness",), severities=(1, 2, 3, 4, 5))
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=16, progress=False)
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
+    assert not any(r.name in {"corruption_error", "relative_corruption_error", "mce"} for r in out.records)
+    assert any("1000 classes" in w for w in out.warnings)

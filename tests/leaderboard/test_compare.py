@@ -114,6 +114,17 @@ def test_corruption_board(model_info: Path) -> None:
     assert any("not comparable" in n for n in subset.notes)
 
 
+def test_corruption_board_small_sample_note_reads_the_mean_record(model_info: Path) -> None:
+    """The mean's own n decides the note (corruptions.n_examples can be below the dataset's)."""
+    from robench.threat_model import BENCHMARK_CORRUPTIONS
+
+    results = _corruption_run(list(BENCHMARK_CORRUPTIONS), 0)
+    results.dataset.n_examples = 10_000
+    results.evaluations[1].records = [MetricRecord.proportion("corruptions", "mean_corruption_accuracy", 160, 200)]
+    [comparison] = compare_to_leaderboard(results, build_snapshot(model_info))
+    assert any("n = 200 examples" in note for note in comparison.notes), comparison.notes
+
+
 def test_unmatched_settings_give_nothing(model_info: Path) -> None:
     snapshot = build_snapshot(model_info)
     mnist = fixtures.strong().model_copy(deep=True)

@@ -160,6 +160,18 @@ def test_released_sequences_match_brute_force(tmp_path: Path, monkeypatch: pytes
         registry.get("evaluation", "stability")(handle, None, None, spec, ctx)  # type: ignore[arg-type]
 
 
+def test_released_sequences_are_read_from_data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--data-home`` (the context's data_home) locates the release; $ROBENCH_DATA is not needed."""
+    manifest, _ = _released(tmp_path)
+    monkeypatch.delenv("ROBENCH_DATA", raising=False)
+    handle = load_model(_pixel_model(), device="cpu", num_classes=4)
+    spec = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["rotate"], n_examples=4)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False, data_home=str(tmp_path / "home"))
+    ctx.begin("stability")
+    out = registry.get("evaluation", "stability")(handle, None, None, spec, ctx)  # type: ignore[arg-type]
+    assert [r.n for r in out.records if r.name == "flip_probability"] == [4]
+
+
 def test_released_file_not_listed_and_bad_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest, _ = _released(tmp_path)
     monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "home"))
