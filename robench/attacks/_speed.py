@@ -3,7 +3,7 @@
 Both modes may compile the model with :func:`torch.compile`. Fast mode runs the attack iterations
 under bf16 autocast with channels_last inputs; success is always decided afterwards by the fp32
 model in :meth:`robench.attacks.base.Attack.__call__`, so only examples that fool the fp32 model
-count.
+count, and which examples still need attacking is decided in fp32 too (:meth:`StepModel.verdict`).
 """
 
 from __future__ import annotations
@@ -35,12 +35,19 @@ class StepModel:
         )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits as the attack iterations see them (bf16 autocast in fast mode)."""
         if self.mode == "exact":
             return self._forward(x)
         if x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
             return self._forward(x).float()
+
+    def verdict(self, x: torch.Tensor) -> torch.Tensor:
+        """fp32 logits, whatever the mode: what decides which examples are attacked, whether a
+        restart succeeded and whether the attack succeeded. (A bf16 model that misclassifies an
+        input the fp32 model gets right must not exempt it from the attack.)"""
+        return self._forward(x) if self.mode == "exact" else self.model(x)
 
     @contextlib.contextmanager
     def prepared(self) -> Iterator[StepModel]:

@@ -6,12 +6,14 @@ next, each in batches of ``batch_size`` over the still-robust examples in datase
 reseeded with the run seed. Each attack is a stage of :meth:`~robench.context.EvalContext.map_batches`,
 so a resumed run skips finished attacks and batches (pyautoattack's own ``state_path`` restore is
 broken in 0.2.0). Success is decided by robench with the model on the projected examples. On the same
-model, data, seed and batch size the robust accuracy equals pyautoattack's.
+model, data, seed and batch size the robust accuracy equals pyautoattack's. In fast mode (bf16 queries)
+an example the bf16 model calls broken while the fp32 model does not is attacked again in fp32.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, Literal
 
 import torch
@@ -89,7 +91,9 @@ class _QueriedModel(torch.nn.Module):
 
 def _set_iterations(apgd: Any, n_iter: int) -> None:
     # Derived schedule lengths as APGDAttack.__init__ computes them (pyautoattack 0.2.0, autopgd_base.py).
+    # With use_largereps (the L1 version) perturb() takes its schedule from n_iter_orig instead.
     apgd.n_iter = n_iter
+    apgd.n_iter_orig = n_iter
     apgd.n_iter_2 = max(int(0.22 * n_iter), 1)
     apgd.n_iter_min = max(int(0.06 * n_iter), 1)
     apgd.size_decr = max(int(0.03 * n_iter), 1)
@@ -208,8 +212,20 @@ class AutoAttackEvaluation:
             adversary = build_autoattack(
                 module, params, norm=norm.name, eps=eps, num_classes=num_classes, seed=ctx.seed, device=model.device
             )
+            # Fast mode: pyautoattack leaves alone every point its (bf16) model already calls broken, the
+            # clean input included. Where the fp32 model disagrees, the point is attacked again by the
+            # same attack querying the fp32 model, so that no example counts robust unattacked.
+            exact = (
+                build_autoattack(model.module, params, norm=norm.name, eps=eps, num_classes=num_classes, seed=ctx.seed, device=model.device)
+                if params.mode == "fast" else None
+            )  # fmt: skip
             output.resolved["n_target_classes"] = adversary.apgd_targeted.n_target_classes
+            checks_start, tick = model.counter.snapshot(), time.perf_counter()
             notes = _own_checks(adversary, model, data, order, batch_size, params.version == "rand")
+            # pyautoattack's input checks run outside map_batches: their passes are part of the cost
+            ctx.cost.forward_passes += model.counter.forward - checks_start[0]
+            ctx.cost.backward_passes += model.counter.backward - checks_start[1]
+            ctx.cost.wall_time_s += time.perf_counter() - tick
 
             randomized = bool(ctx.shared.get("randomized"))
 
@@ -231,6 +247,7 @@ class AutoAttackEvaluation:
             robust_rate = start["rate"].clone() if randomized else None
             breakdown = [{"attack": "clean", "robust_accuracy": float(correct.float().mean()) if n else 0.0, "n_robust": int(correct.sum()), "n_attacked": 0}]
             log.lines.append(f"INFO: robench: initial accuracy {breakdown[0]['robust_accuracy']:.2%} (n={n})")
+            redone = 0
             for name in order:
                 index = robust.nonzero().squeeze(1)
                 if index.numel() == 0:
@@ -243,10 +260,21 @@ class AutoAttackEvaluation:
                         candidate = perturb(adversary, name, x, y, order, ctx.seed).detach()
                     x_adv = (x + norm.project(candidate - x, eps)).clamp(0.0, 1.0)
                     logits = model.predict_logits(x_adv)
+                    redo = torch.zeros_like(y, dtype=torch.bool)
+                    if exact is not None:
+                        with torch.no_grad():
+                            redo = (stepper(x_adv).argmax(dim=1) != y) & (logits.argmax(dim=1) == y)
+                        if redo.any():
+                            again = redo.nonzero().squeeze(1)
+                            with torch.enable_grad():
+                                candidate = perturb(exact, name, x[again], y[again], order, ctx.seed).detach()
+                            x_adv[again] = (x[again] + norm.project(candidate - x[again], eps)).clamp(0.0, 1.0)
+                            logits[again] = model.predict_logits(x_adv[again])
                     out = {
                         "fooled": logits.argmax(dim=1) != y,
                         "probs": logits.float().softmax(dim=1),
                         "distance": norm.distance(x_adv - x),
+                        "redone_in_fp32": redo,
                     }
                     if randomized:
                         out["rate"] = pass_mean_correct(model.module, x_adv, y)
@@ -257,6 +285,7 @@ class AutoAttackEvaluation:
                     batch_size=batch_size, desc=f"{spec.key} {name}",
                 )
                 fooled = index[stage["fooled"]]
+                redone += int(stage["redone_in_fp32"].sum())
                 if robust_rate is not None:
                     robust_rate[index] = torch.minimum(robust_rate[index], stage["rate"])
                 robust[fooled] = False
@@ -288,6 +317,9 @@ class AutoAttackEvaluation:
             "log": log.lines[-_LOG_LIMIT:],
             "resumed_log_note": "batches restored from the journal log nothing" if ctx.cost.resumed_batches else None,
         }
+        if params.mode == "fast":
+            # examples the bf16 queries called broken but the fp32 model did not: attacked again in fp32
+            output.resolved["fast_mode_reattacked_in_fp32"] = redone
         ctx.shared.setdefault("attacks/autoattack_warnings", []).extend(own_warnings)
         return output
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from robench._errors import ConfigError
+
 
 def _true_and_best_other(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     true = logits.gather(1, labels[:, None]).squeeze(1)
@@ -37,6 +39,12 @@ def dlr(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None 
     Untargeted: ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3)``; targeted:
     ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``, with ``z_pi`` the sorted logits.
     """
+    needed = 3 if target is None else 4
+    if logits.shape[1] < needed:
+        raise ConfigError(
+            f"the DLR loss needs at least {needed} classes{' (targeted)' if target is not None else ''}, "
+            f"the model has {logits.shape[1]}: use loss 'ce' or 'margin'"
+        )
     ordered, _ = logits.float().sort(dim=1, descending=True)
     true, other = _true_and_best_other(logits.float(), labels)
     if target is None:

@@ -136,7 +136,7 @@ class GradientMaskingChecks:
         norm, eps, bounds = get_norm(adversary.norm), adversary.eps, tuple(adversary.bounds)
         subset = data.subset(params.n_examples)
         numel = int(math.prod(data.input_shape))
-        radii = sorted(eps * f for f in params.eps_factors)
+        radii = sorted({eps * f for f in params.eps_factors} | {eps})  # eps itself: the comparisons' reference
         large = large_radius(norm.name, bounds, numel)
         step = 2.5 / params.steps
         eot = DEFAULT_EOT_SAMPLES if ctx.shared.get("randomized") else 1
@@ -163,11 +163,10 @@ class GradientMaskingChecks:
         def accuracy(name: str) -> float:
             return float(out[name].float().mean()) if n else 0.0
 
-        at_eps = accuracy(f"pgd_{radii.index(eps)}") if eps in radii else None
         pgd_curve = [accuracy(f"pgd_{i}") for i in range(len(radii))]
         large_accuracy = accuracy(f"pgd_{len(radii)}")
         checks = output.checks
-        reference = at_eps if at_eps is not None else pgd_curve[-1]
+        reference = pgd_curve[radii.index(eps)]
         checks.append(check_iterative_vs_single_step(reference, accuracy("fgsm"), params.tolerance, n=n, source="this check"))
         if use_square:
             checks.append(check_white_vs_black_box(reference, accuracy("square"), params.tolerance, n=n, source="this check"))

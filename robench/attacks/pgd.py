@@ -83,10 +83,12 @@ class PGD(Attack):
         with stepper.prepared():
             return self._run(stepper, x, y, norm=norm, eps=eps, bounds=bounds, target=target, generator=generator)
 
-    def _run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):
+    def _run(self, model: StepModel, x, y, *, norm: Norm, eps, bounds, target, generator):
+        # Which examples are attacked, and whether a restart succeeded, is decided by the fp32 model
+        # (model.verdict); in fast mode the bf16 scores only pick the best iterate within a restart.
         best = x.clone()
         with torch.no_grad():
-            best_score = margin(model(x), y, target)
+            best_score = margin(model.verdict(x).float(), y, target)
         succeeded = best_score > 0
         step_size = self.rel_step_size * eps
         for _ in range(self.restarts):
@@ -104,7 +106,7 @@ class PGD(Attack):
                     logits, grad = self._logits_and_gradient(model, x_adv, y0, t0)
                 else:
                     with torch.no_grad():
-                        logits = model(x_adv)
+                        logits = model.verdict(x_adv)
                 score = margin(logits.float(), y0, t0)
                 improved = score > best_score[active]
                 best_score[active] = torch.where(improved, score, best_score[active])
@@ -112,6 +114,9 @@ class PGD(Attack):
                 if step < self.steps:
                     x_adv = x_adv + norm.step(grad, step_size, self.l1_sparsity)
                     x_adv = (x0 + norm.project(x_adv - x0, eps)).clamp(*bounds).detach()
+            if model.mode == "fast":  # a bf16-scored best iterate must fool the fp32 model to count
+                with torch.no_grad():
+                    best_score[active] = margin(model.verdict(best[active]).float(), y0, t0)
             succeeded = best_score > 0
         return best
 

@@ -24,7 +24,12 @@ class SquareParams(BaseModel):
 
 @register("attack", "square", params=SquareParams, tags=("score-based", "black-box"))
 class Square(Attack):
-    """Square Attack: random square updates accepted when the margin loss improves (scores only)."""
+    """Square Attack: random square updates accepted when the margin loss improves (scores only).
+
+    The square-size schedule of ``p`` is rescaled to the query budget (``it * 10000 / n_queries``),
+    as in the authors' code and pyautoattack's default; AutoAttack's own Square keeps the 5,000-query
+    schedule unscaled, which at a smaller budget would leave the squares large and the attack weak.
+    """
 
     def __init__(self, *, n_queries: int = 5000, restarts: int = 1, p_init: float = 0.8) -> None:
         self.n_queries = n_queries
@@ -40,7 +45,7 @@ class Square(Attack):
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
         attack = square.SquareAttack(
             model, p_init=self.p_init, n_queries=self.n_queries, eps=eps, norm=norm.name, n_restarts=self.restarts,
-            seed=seed, verbose=False, device=x.device, resc_schedule=False,
+            seed=seed, verbose=False, device=x.device, resc_schedule=True,
         )  # fmt: skip
         if target is not None:
             attack.loss, attack.targeted = "ce", True

@@ -74,3 +74,21 @@ def record(output, name: str, **condition):
     found = [r for r in output.records if r.name == name and all(r.condition.get(k) == v for k, v in condition.items())]
     assert len(found) == 1, (name, condition, len(found))
     return found[0]
+
+
+class AutocastLiar(nn.Module):
+    """``net`` in fp32; under autocast (robench's fast mode) the same logits plus 1000 on class 0.
+
+    The offset leaves every input gradient as it is, but the bf16-mode model calls every input of
+    another class broken, the clean one included: an attack that trusts it skips those examples.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        logits = self.net(x)
+        if torch.is_autocast_enabled(x.device.type):
+            logits = logits + 1000.0 * (torch.arange(logits.shape[1], device=x.device) == 0)
+        return logits

@@ -194,3 +194,51 @@ def test_fast_mode_counts_only_fp32_successes(handle, mnist_test):
     assert broken.any() and (adv_probs[broken].argmax(1) != y[broken]).all()
     exact_value, fast_value = record(exact, "robust_accuracy").value, record(fast, "robust_accuracy").value
     assert abs(exact_value - fast_value) <= 0.13  # 4 of 32 examples: bf16 changes some trajectories
+
+
+def test_fast_mode_reattacks_what_bf16_calls_broken(trained_net, mnist_test):
+    """pyautoattack skips every point its model already misclassifies; in fast mode that model is bf16.
+    A bf16 model that calls correct inputs broken must not make them count robust unattacked."""
+    from robench.models import load_model
+
+    from .conftest import AutocastLiar
+
+    handle = load_model(AutocastLiar(trained_net), device="cpu")
+    data = mnist_test.subset(32)
+    params = {"version": "custom", "attacks": ["apgd-ce"], "n_iter": 10, "n_restarts": 1, "batch_size": 16}
+    threat = make_threat([
+        {"name": "autoattack", "id": "exact", "params": params},
+        {"name": "autoattack", "id": "fast", "params": {**params, "mode": "fast"}},
+    ], eps=0.15)  # fmt: skip
+    exact, _ = run_section(handle, data, threat, index=0, seed=3)
+    fast, _ = run_section(handle, data, threat, index=1, seed=3)
+    clean = record(exact, "clean_accuracy").value
+    assert record(exact, "robust_accuracy").value < clean - 0.3  # the attack works in fp32
+    # trusting bf16, every clean-correct example of a class other than 0 would have stayed "robust"
+    assert record(fast, "robust_accuracy").value == pytest.approx(record(exact, "robust_accuracy").value, abs=0.07)
+    assert fast.resolved["fast_mode_reattacked_in_fp32"] > 0
+
+
+def test_l1_iterations_follow_n_iter(handle, mnist_test):
+    """The standard L1 version schedules APGD from n_iter_orig (use_largereps): n_iter must reach it."""
+    from robench.attacks.autoattack import AutoAttackParams, build_autoattack
+
+    x, y = mnist_test.load(slice(0, 8))
+    passes = {}
+    for n_iter in (5, 20):
+        adversary = build_autoattack(handle.module, AutoAttackParams(n_iter=n_iter, n_restarts=1), norm="L1", eps=5.0, num_classes=10, seed=0, device="cpu")
+        assert adversary.apgd.use_largereps  # the schedule this test is about
+        before = handle.counter.backward
+        with aa_module.isolated_rng(torch.device("cpu")):
+            adversary.apgd.perturb(x, y)
+        passes[n_iter] = handle.counter.backward - before
+    assert passes[20] > 2 * passes[5], passes
+
+
+def test_cost_counts_every_pass(handle, mnist_test):
+    """pyautoattack's input checks run outside the batches; their passes are in the cost all the same."""
+    params = {"version": "custom", "attacks": ["apgd-ce"], "n_iter": 3, "n_restarts": 1}
+    before = handle.counter.snapshot()
+    _, ctx = run_section(handle, mnist_test.subset(8), make_threat([{"name": "autoattack", "params": params}]))
+    assert ctx.cost.forward_passes == handle.counter.forward - before[0]
+    assert ctx.cost.backward_passes == handle.counter.backward - before[1]

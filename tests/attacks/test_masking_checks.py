@@ -79,3 +79,14 @@ def test_masked_model_trips_checks(trained_net, mnist_test):
     assert statuses["white_box_at_least_black_box"] == "warn"
     evidence = next(c for c in output.checks if c.name == "gradients_nonzero_finite").evidence
     assert evidence["zero_margin_gradients"] == evidence["n"] == 20
+
+
+def test_reference_radius_is_eps_whatever_the_factors(handle, mnist_test):
+    """FGSM and Square at eps are compared with PGD at eps, even when eps_factors leaves 1.0 out
+    (with factors 0.25 and 0.5 the comparison with PGD at eps/2 raised a false warning)."""
+    params = {**PARAMS, "eps_factors": [0.25, 0.5]}
+    output, _ = run_section(handle, mnist_test, make_threat([{"name": "gradient_masking", "params": params}], eps=0.1))
+    at = {r.condition["eps"]: r.value for r in output.records if r.name == "pgd_robust_accuracy_at_eps"}
+    assert sorted(at) == pytest.approx([0.025, 0.05, 0.1])
+    single = next(c for c in output.checks if c.name == "iterative_at_least_single_step")
+    assert _statuses(output)["iterative_at_least_single_step"] == "pass", single

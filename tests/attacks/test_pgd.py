@@ -94,6 +94,24 @@ def test_fast_mode_decides_success_in_fp32(handle, mnist_test):
     assert next(handle.module.parameters()).is_contiguous()  # weights restored after channels_last
 
 
+def test_fast_mode_attacks_what_bf16_already_misclassifies(trained_net, mnist_test):
+    """Which examples are attacked (and whether a restart succeeded) is decided in fp32: a bf16 model
+    that calls a correctly classified input broken does not exempt it from the attack."""
+    from robench.models import load_model
+
+    from .conftest import AutocastLiar
+
+    handle = load_model(AutocastLiar(trained_net), device="cpu")
+    x, y = mnist_test.load(slice(0, 100))
+    fast = PGD(steps=10, mode="fast")(handle.module, x, y, norm="Linf", eps=0.15, generator=torch.Generator().manual_seed(0))
+    exact = PGD(steps=10)(handle.module, x, y, norm="Linf", eps=0.15, generator=torch.Generator().manual_seed(0))
+    others = y != 0
+    assert exact.success[others].float().mean() > 0.8  # the attack works on them in fp32 ...
+    # ... and in fast mode too: trusting bf16, none of them would have been attacked (success 0).
+    # (Lower than exact: the liar's bf16 scores also mislead the choice of the best iterate.)
+    assert fast.success[others].float().mean() > 0.6
+
+
 def test_mode_recorded_in_results(handle, mnist_test):
     threat = make_threat([{"name": "pgd", "params": {"steps": 3, "mode": "fast"}}])
     output, ctx = run_section(handle, mnist_test.subset(20), threat)
@@ -156,3 +174,14 @@ def test_cuda_compiled_fast_pgd_matches_eager(trained_net, mnist_test):
     eager = PGD(steps=10, random_start=False, mode="fast")(module, x, y, norm="Linf", eps=0.08)
     compiled = PGD(steps=10, random_start=False, mode="fast", compile=True)(module, x, y, norm="Linf", eps=0.08)
     assert abs(float(eager.success.float().mean()) - float(compiled.success.float().mean())) <= 0.03
+
+
+def test_dlr_needs_enough_classes():
+    from robench._errors import ConfigError
+    from robench.attacks.losses import dlr
+
+    with pytest.raises(ConfigError, match="at least 3 classes"):
+        dlr(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ConfigError, match="at least 4 classes"):
+        dlr(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long))
+    assert dlr(torch.randn(4, 4), torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)).shape == (4,)
