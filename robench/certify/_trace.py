@@ -8,10 +8,13 @@ traced as ``net(normalize(x))`` without its pass counter.
 
 from __future__ import annotations
 
+import inspect
+from copy import deepcopy
 from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from robench._errors import ConfigError
 from robench.models.wrapper import Normalize, PixelModel
@@ -36,21 +39,85 @@ class _Pixel(nn.Module):
         return self.net(self.normalize(x))
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """The model as a :class:`torch.fx.GraphModule` in eval mode.
+def _inplace_argument(node: fx.Node) -> bool:
+    """A function node called with ``inplace=True``, by keyword or by position."""
+    if node.kwargs.get("inplace") is True:
+        return True
+    if node.op != "call_function":
+        return False
+    try:
+        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # builtins without a signature; arguments that do not bind
+        return False
+    return bound.arguments.get("inplace") is True
+
+
+def _refuse_in_place(module: fx.GraphModule) -> None:
+    """In-place operations left in the graph (``x.add_(...)``, ``F.relu(x, True)``)."""
+    for node in module.graph.nodes:
+        in_place = _inplace_argument(node) or (
+            node.op == "call_method" and str(node.target).endswith("_") and not str(node.target).endswith("__")
+        )
+        if in_place:
+            raise ConfigError(
+                f"certification: in-place {describe(node, module)}: the bounds would describe the graph, "
+                "not the model that overwrites its tensors; write it out of place"
+            )
+
+
+def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModule:
+    """The model as a :class:`torch.fx.GraphModule` in eval mode, with no in-place operations.
+
+    The graph is traced from a copy whose layers run out of place (``inplace=False``): an in-place
+    ReLU whose input is also used elsewhere (a shortcut) overwrites that input when the model runs,
+    which the graph does not record. What the copy cannot undo (``h += branch(x)`` aliasing, which
+    fx records as an ordinary addition) is caught by comparing the graph with the model itself on
+    ``example`` and on random inputs of its shape, when ``example`` is given.
 
     Raises:
-        ConfigError: the model cannot be traced symbolically (data-dependent control flow...).
+        ConfigError: the model cannot be traced symbolically (data-dependent control flow...), it
+            uses in-place functions or methods, or the graph does not reproduce the model.
     """
     root = _Pixel(model.normalize, model.net) if isinstance(model, PixelModel) else model
+    if any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in root.modules()):
+        if example is None:
+            raise ConfigError("certification: the model has uninitialised lazy layers; run it once on an input first")
+        with torch.no_grad():
+            root(example[:1].clone())  # materialise them in the model itself, so that the copy has the same weights
+    copy = deepcopy(root)  # traced and changed; the user's model stays as it is
+    for layer in copy.modules():
+        if isinstance(getattr(layer, "inplace", None), bool):
+            layer.inplace = False
     try:
-        graph = _Tracer().trace(root)
+        graph = _Tracer().trace(copy)
     except Exception as exc:  # noqa: BLE001 - fx raises many types; all mean "not traceable"
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"cannot trace the model with torch.fx for certification: {first}") from None
-    module = fx.GraphModule(root, graph)
+    module = fx.GraphModule(copy, graph)
     module.eval()
+    _refuse_in_place(module)
+    if example is not None:
+        _check_reproduces(module, root, example)
     return module
+
+
+def _check_reproduces(module: fx.GraphModule, root: nn.Module, example: torch.Tensor) -> None:
+    was_training = root.training
+    root.eval()
+    generator = torch.Generator().manual_seed(0)
+    inputs = [example[:4], torch.rand(example[:4].shape, generator=generator).to(example)]
+    try:
+        with torch.no_grad():
+            for x in inputs:
+                expected, got = root(x.clone()), module(x.clone())
+                if not torch.allclose(got, expected, rtol=1e-3, atol=1e-4):
+                    worst = float((got - expected).abs().max())
+                    raise ConfigError(
+                        f"certification: the traced graph does not reproduce the model (outputs differ by {worst:.3g}); "
+                        "in-place updates such as `h += branch(x)` are the usual cause: write them out of place"
+                    )
+    finally:
+        root.train(was_training)
 
 
 def describe(node: fx.Node, module: fx.GraphModule) -> str:

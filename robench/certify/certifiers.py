@@ -142,7 +142,7 @@ class IntervalBoundPropagation:
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: IBPParams, ctx: EvalContext
     ) -> EvaluationOutput:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
-        graph = trace(model.module)
+        graph = trace(model.module, data.load(slice(0, min(4, len(data))))[0].to(model.device))
 
         def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
             return ibp.verified(graph, x, y, eps, bounds, params.fold_specification)
@@ -168,7 +168,7 @@ class CROWNCertifier:
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: CROWNParams, ctx: EvalContext
     ) -> EvaluationOutput:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
-        graph = trace(model.module)
+        graph = trace(model.module, data.load(slice(0, min(4, len(data))))[0].to(model.device))
 
         def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
             return crown.verified(graph, x, y, eps, bounds, params.max_elements)

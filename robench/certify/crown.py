@@ -156,8 +156,10 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
             return "identity", None
         if isinstance(layer, _RESHAPE_LAYERS) and out_shape is not None:
             return "affine", _reshape_to(out_shape)
-        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) and (layer.running_mean is None or layer.running_var is None):
-            raise ConfigError(f"CROWN needs BatchNorm with running statistics: {describe(node, graph)}")
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) and (
+            layer.training or layer.running_mean is None or layer.running_var is None
+        ):
+            raise ConfigError(f"CROWN needs BatchNorm in eval mode with running statistics: {describe(node, graph)}")
         if isinstance(layer, AFFINE_LAYERS):
             return "affine", layer
         raise unsupported(node, graph, _METHOD)
@@ -208,7 +210,7 @@ def parse_graph(module: nn.Module | fx.GraphModule, example: torch.Tensor) -> Gr
         ConfigError: a node CROWN cannot bound (the error names the first one), a model with other
             than one input, or a model that cannot be traced.
     """
-    graph = module if isinstance(module, fx.GraphModule) else trace(module)
+    graph = module if isinstance(module, fx.GraphModule) else trace(module, example)
     with torch.no_grad():
         ShapeProp(graph).propagate(example[:2])
         interpreter = fx.Interpreter(graph, garbage_collect_values=False)

@@ -117,9 +117,40 @@ def propagate_layer(layer: nn.Module, box: Box) -> Box | None:
         return None
     if isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)) and layer.return_indices:
         return None
-    if isinstance(layer, MONOTONE_LAYERS):
+    if isinstance(layer, MONOTONE_LAYERS) and _monotone_as_configured(layer):
         return Box(layer(box.lower), layer(box.upper))
     return None
+
+
+def _monotone_as_configured(layer: nn.Module) -> bool:
+    """Settings under which a listed layer stops being monotone non-decreasing: ELU/CELU with a
+    negative alpha, Softplus switching to the identity below its default threshold 20 (a downward
+    jump of log(1 + e^-t) / beta at the switch), average pooling with a divisor override (a sum,
+    or a negative scale)."""
+    if isinstance(layer, (nn.ELU, nn.CELU)):
+        return layer.alpha >= 0
+    if isinstance(layer, nn.Softplus):
+        return layer.threshold >= 20
+    if isinstance(layer, (nn.AvgPool1d, nn.AvgPool2d)):
+        return getattr(layer, "divisor_override", None) is None
+    return True
+
+
+def _argument(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, name: str, default: Any) -> Any:
+    return args[position] if len(args) > position else kwargs.get(name, default)
+
+
+def _monotone_function_as_configured(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """:func:`_monotone_as_configured` for the functional forms (positions as in torch.nn.functional)."""
+    if target is F.leaky_relu:
+        return _argument(args, kwargs, 1, "negative_slope", 0.01) >= 0
+    if target is F.elu:
+        return _argument(args, kwargs, 1, "alpha", 1.0) >= 0
+    if target is F.softplus:
+        return _argument(args, kwargs, 2, "threshold", 20.0) >= 20
+    if target is F.avg_pool2d:
+        return _argument(args, kwargs, 6, "divisor_override", None) is None
+    return True
 
 
 def _scale(box: Box, factor: Any) -> Box:
@@ -159,7 +190,7 @@ def propagate_function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any
             return Box(torch.cat([t.lower for t in tensors], *rest, **kwargs), torch.cat([t.upper for t in tensors], *rest, **kwargs))
         return NotImplemented
     if target in MONOTONE_FUNCTIONS and len(boxes) == 1 and isinstance(args[0], Box):
-        if target is F.leaky_relu and (args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)) < 0:
+        if not _monotone_function_as_configured(target, args, kwargs):
             return NotImplemented
         return Box(target(args[0].lower, *args[1:], **kwargs), target(args[0].upper, *args[1:], **kwargs))
     return NotImplemented
@@ -216,8 +247,8 @@ class IntervalInterpreter(TracingInterpreter):
         return out
 
 
-def _as_graph(model: nn.Module | fx.GraphModule) -> fx.GraphModule:
-    return model if isinstance(model, fx.GraphModule) else trace(model)
+def _as_graph(model: nn.Module | fx.GraphModule, example: torch.Tensor) -> fx.GraphModule:
+    return model if isinstance(model, fx.GraphModule) else trace(model, example)
 
 
 @torch.no_grad()
@@ -227,7 +258,7 @@ def interval_bounds(model: nn.Module | fx.GraphModule, box: Box) -> Box:
     Raises:
         ConfigError: a layer or operation without an interval rule (the error names it).
     """
-    out = IntervalInterpreter(_as_graph(model)).run(box)
+    out = IntervalInterpreter(_as_graph(model, box.centre)).run(box)
     if not isinstance(out, Box):
         raise ConfigError("IBP: the model's output does not depend on its input")
     return out
@@ -247,7 +278,7 @@ def margin_lower_bounds(model: nn.Module | fx.GraphModule, box: Box, labels: tor
         labels: ``(B,)`` true classes.
         fold: Fold the specification into the last linear layer when possible.
     """
-    graph = _as_graph(model)
+    graph = _as_graph(model, box.centre)
     interpreter = IntervalInterpreter(graph)
     logits = interpreter.run(box)
     if not isinstance(logits, Box):

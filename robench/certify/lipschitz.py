@@ -38,11 +38,12 @@ from robench.models.wrapper import Normalize
 
 ConvMethod = Literal["bound", "power"]
 _METHOD = "Lipschitz"
+_SHAPE_ATTRIBUTES = frozenset({"shape", "dtype", "device", "ndim"})
 _SHAPE_METHODS = frozenset({"flatten", "view", "reshape", "contiguous", "clone", "unsqueeze", "squeeze", "float", "to"})
 _ACTIVATION_SLOPE: dict[type[nn.Module], Any] = {
     nn.ReLU: 1.0, nn.ReLU6: 1.0, nn.Tanh: 1.0, nn.Hardtanh: 1.0, nn.Softplus: 1.0, nn.Sigmoid: 0.25,
     nn.Hardsigmoid: 1.0 / 6.0, nn.Identity: 1.0, nn.Flatten: 1.0, nn.Unflatten: 1.0, nn.Dropout: 1.0,
-    nn.LeakyReLU: lambda m: max(1.0, abs(m.negative_slope)), nn.ELU: lambda m: max(1.0, m.alpha),
+    nn.LeakyReLU: lambda m: max(1.0, abs(m.negative_slope)), nn.ELU: lambda m: max(1.0, abs(m.alpha)),
 }  # fmt: skip
 _FUNCTION_SLOPE: dict[Any, float] = {
     F.relu: 1.0, torch.relu: 1.0, F.relu6: 1.0, torch.tanh: 1.0, F.tanh: 1.0, torch.sigmoid: 0.25,
@@ -179,6 +180,8 @@ def pool_norm(layer: nn.Module, input_shape: tuple[int, ...]) -> float | None:
         return None
     matrices = []
     for axis, size in enumerate(spatial):
+        if isinstance(layer, nn.AvgPool2d) and layer.divisor_override is not None:
+            return None  # a sum (or another scale), not an average
         if isinstance(layer, (nn.AvgPool2d, nn.MaxPool2d)):
             kernel, stride = _pair(layer.kernel_size)[axis], _pair(layer.stride or layer.kernel_size)[axis]
             padding = _pair(layer.padding)[axis]
@@ -222,8 +225,8 @@ def layer_norm_bound(layer: nn.Module, input_shape: tuple[int, ...], method: Con
     slope = _ACTIVATION_SLOPE.get(type(layer))
     if slope is None:
         return None
-    if isinstance(layer, nn.Softplus) and layer.beta <= 0:
-        return None
+    if isinstance(layer, nn.Softplus) and (layer.beta <= 0 or layer.threshold < 20):
+        return None  # below the default threshold the switch to the identity is a visible jump
     return float(slope(layer) if callable(slope) else slope)
 
 
@@ -257,22 +260,31 @@ class LipschitzInterpreter(TracingInterpreter):
             return super().call_function(target, args, kwargs)
         raw = [a.value if isinstance(a, Lip) else a for a in args]
         if target is builtins.getattr:
-            return getattr(args[0].value, args[1])
-        if target in (operator.add, torch.add, operator.sub, torch.sub) and len(args) == 2 and not kwargs:
-            return Lip(target(*raw), sum(a.constant for a in lips))
-        if target in (operator.mul, torch.mul, operator.truediv, torch.div) and len(lips) == 1 and len(args) == 2 and not kwargs:
-            dividing = target in (operator.truediv, torch.div)
-            if dividing and not isinstance(args[0], Lip):
+            if args[1] not in _SHAPE_ATTRIBUTES:  # .data, .mT...: a tensor whose dependence would be lost
                 raise self.fail()
-            other = torch.as_tensor(raw[1] if isinstance(args[0], Lip) else raw[0]).detach().double().abs()
-            factor = 1.0 / float(other.min()) if dividing else float(other.max())
-            return Lip(target(*raw), lips[0].constant * factor)
+            return getattr(args[0].value, args[1])
+        elementwise = (operator.add, torch.add, operator.sub, torch.sub, operator.mul, torch.mul, operator.truediv, torch.div)
+        if target in elementwise and len(args) == 2 and not kwargs:
+            out = target(*raw)
+            if any(a.value.shape != out.shape for a in lips):
+                raise self.fail()  # broadcasting copies an input-dependent value: its norm grows
+            if target in (operator.add, torch.add, operator.sub, torch.sub):
+                return Lip(out, sum(a.constant for a in lips))
+            if len(lips) == 1:
+                dividing = target in (operator.truediv, torch.div)
+                if dividing and not isinstance(args[0], Lip):
+                    raise self.fail()
+                other = torch.as_tensor(raw[1] if isinstance(args[0], Lip) else raw[0]).detach().double().abs()
+                factor = 1.0 / float(other.min()) if dividing else float(other.max())
+                return Lip(out, lips[0].constant * factor)
         if target in (operator.neg, torch.neg):
             return Lip(-raw[0], lips[0].constant)
         if target is torch.cat and nested and all(isinstance(b, Lip) for b in args[0]):
             values = torch.cat([b.value for b in args[0]], *args[1:], **kwargs)
             return Lip(values, math.sqrt(sum(b.constant**2 for b in args[0])))
         slope = _FUNCTION_SLOPE.get(target)
+        if target is F.softplus and (args[2] if len(args) > 2 else kwargs.get("threshold", 20.0)) < 20:
+            slope = None  # below the default threshold the switch to the identity is a visible jump
         if slope is not None and len(lips) == 1 and isinstance(args[0], Lip):
             return Lip(target(*raw, **kwargs), lips[0].constant * slope)
         raise self.fail()
@@ -312,7 +324,7 @@ def lipschitz_bound(
     Raises:
         ConfigError: a layer without a norm bound (named in the message).
     """
-    graph = model if isinstance(model, fx.GraphModule) else trace(model)
+    graph = model if isinstance(model, fx.GraphModule) else trace(model, example)
     interpreter = LipschitzInterpreter(graph, method, iterations, margin)
     with torch.enable_grad() if method == "power" else torch.no_grad():
         out = interpreter.run(Lip(example[:1], 1.0))

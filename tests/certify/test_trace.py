@@ -1,0 +1,190 @@
+"""What the certifiers trace is the model that runs: in-place operations, lazy layers, settings
+under which a layer stops being monotone or 1-Lipschitz, broadcasting and attribute access."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from robench._errors import ConfigError
+from robench.certify import crown, ibp
+from robench.certify._trace import trace
+from robench.certify.ibp import Box
+from robench.certify.lipschitz import lipschitz_bound
+
+
+class _AliasedShortcut(nn.Module):
+    """``fc1(relu_(h)) + h``: the in-place ReLU overwrites ``h``, the shortcut, when the model runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc0, self.fc1, self.fc2 = nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2)
+        self.relu = nn.ReLU(inplace=True)
+        with torch.no_grad():  # the reviewer's counterexample: (0.4, 0.55) is "verified", (0.4, 0.45) is not
+            self.fc0.weight.copy_(torch.eye(2))
+            self.fc0.bias.copy_(torch.tensor([-0.6, 0.0]))
+            self.fc1.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+            self.fc1.bias.zero_()
+            self.fc2.weight.copy_(torch.tensor([[-1.0, 1.0], [0.0, 0.0]]))
+            self.fc2.bias.copy_(torch.tensor([-0.54, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        h = self.fc0(x)
+        return self.fc2(self.fc1(self.relu(h)) + h)
+
+
+class _AugmentedAssignment(nn.Module):
+    """``y = h; y += branch(x)``: fx records an addition, the model also changes ``h``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        h = self.a(x)
+        y = h
+        y += self.b(x)
+        return self.c(h)
+
+
+class _ResidualBlock(nn.Module):
+    """A torchvision-style block: in-place ReLUs and ``out += identity`` on a fresh tensor (harmless)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out = self.conv2(self.relu(self.conv1(x)))
+        out += x
+        return self.head(self.relu(out))
+
+
+def test_in_place_shortcut_is_refused_not_verified() -> None:
+    model = _AliasedShortcut().eval()
+    x, y = torch.tensor([[0.4, 0.55]]), torch.tensor([0])
+    assert model(x.clone()).argmax(1).item() == 0 and model(torch.tensor([[0.4, 0.45]])).argmax(1).item() == 1
+    for verify in (crown.verified, ibp.verified):
+        with pytest.raises(ConfigError, match="does not reproduce the model"):
+            verify(model, x, y, 0.1)
+
+
+def test_augmented_assignment_aliasing_is_refused() -> None:
+    with pytest.raises(ConfigError, match="does not reproduce the model"):
+        ibp.interval_bounds(_AugmentedAssignment().eval(), Box(torch.zeros(2, 4), torch.ones(2, 4)))
+
+
+def test_in_place_functions_and_methods_are_refused() -> None:
+    class Functional(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return F.relu(x, True)
+
+    class Method(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return x.clone().clamp_(0, 1)
+
+    for model in (Functional(), Method()):
+        with pytest.raises(ConfigError, match="in-place"):
+            trace(model, torch.rand(2, 3))
+
+
+def test_harmless_in_place_layers_give_the_out_of_place_bounds() -> None:
+    torch.manual_seed(0)
+    model = _ResidualBlock().eval()
+    box = Box(torch.rand(2, 2, 4, 4) * 0.5, torch.rand(2, 2, 4, 4) * 0.5 + 0.5)
+    with_inplace = ibp.interval_bounds(model, box), crown.crown_bounds(model, box)
+    assert model.relu.inplace  # the user's model is left as it was
+    model.relu.inplace = False
+    without = ibp.interval_bounds(model, box), crown.crown_bounds(model, box)
+    for a, b in zip(with_inplace, without):
+        assert torch.equal(a.lower, b.lower) and torch.equal(a.upper, b.upper)
+    out = model(box.centre)
+    assert (without[1].lower <= out + 1e-5).all() and (out <= without[1].upper + 1e-5).all()
+
+
+def test_lazy_layers_are_materialised_in_the_model_before_copying() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3)).eval()
+    x = torch.rand(5, 1, 6, 6)
+    bounds = ibp.interval_bounds(model, Box(x - 0.01, x + 0.01))
+    out = model(x)  # the weights the bounds were computed with
+    assert (bounds.lower <= out + 1e-6).all() and (out <= bounds.upper + 1e-6).all()
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nn.ELU(alpha=-2.0), nn.CELU(alpha=-1.0), nn.Softplus(beta=2.0, threshold=1.0), nn.AvgPool2d(2, divisor_override=1)],
+    ids=["elu-negative-alpha", "celu-negative-alpha", "softplus-low-threshold", "avgpool-divisor-override"],
+)
+def test_layers_not_monotone_as_configured_are_refused_by_ibp(layer: nn.Module) -> None:
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.raises(ConfigError, match="unsupported"):
+        ibp.interval_bounds(nn.Sequential(layer), Box(x - 0.5, x + 0.5))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda x: F.elu(x, -2.0), lambda x: F.softplus(x, 2.0, 1.0), lambda x: F.avg_pool2d(x, 2, divisor_override=1)],
+    ids=["elu", "softplus", "avg_pool2d"],
+)
+def test_functional_forms_not_monotone_as_configured_are_refused_by_ibp(call) -> None:  # noqa: ANN001
+    class Functional(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return call(x)
+
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.raises(ConfigError, match="unsupported"):
+        ibp.interval_bounds(Functional(), Box(x - 0.5, x + 0.5))
+
+
+def test_elu_with_negative_alpha_lipschitz_bound_holds() -> None:
+    """ELU(alpha=-2) has slope |alpha| e^x, up to 2 just below 0 (the old bound took max(1, alpha) = 1)."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.ELU(alpha=-2.0), nn.Linear(3, 2)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(3))
+        model[0].bias.fill_(-1e-3)
+        model[2].weight.copy_(torch.eye(3)[:2])
+        model[2].bias.zero_()
+    bound, _ = lipschitz_bound(model, torch.rand(1, 3))
+    x = (torch.rand(4096, 3) * 1e-3).requires_grad_(True)
+    for k in range(2):
+        grad = torch.autograd.grad(model(x)[:, k].sum(), x)[0]
+        assert float(grad.norm(dim=1).max()) <= bound * (1 + 1e-6)
+
+
+class _Broadcast(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return (x.unsqueeze(1) * torch.ones(1, 16, 1)).flatten(1)
+
+
+class _Attribute(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.a(x) + 10 * self.b(x.mT.mT)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [_Broadcast(), _Attribute(), nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.AvgPool2d(2, divisor_override=1), nn.Flatten())],
+    ids=["broadcast-copies-input", "tensor-attribute", "avgpool-divisor-override"],
+)
+def test_lipschitz_refuses_what_it_cannot_bound(model: nn.Module) -> None:
+    example = torch.rand(1, 3) if not isinstance(model, nn.Sequential) else torch.rand(1, 1, 4, 4)
+    with pytest.raises(ConfigError, match="Lipschitz: unsupported"):
+        lipschitz_bound(model.eval(), example)
+
+
+def test_crown_refuses_training_mode_batchnorm() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    graph = fx.symbolic_trace(model)
+    graph.train()
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.raises(ConfigError, match="eval mode"):
+        crown.crown_bounds(graph, Box(x - 0.1, x + 0.1))
