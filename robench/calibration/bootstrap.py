@@ -1,16 +1,27 @@
-"""Percentile-bootstrap intervals of the calibration metrics, resampling examples.
+"""Bootstrap intervals of the calibration metrics, resampling examples.
 
-Binned calibration errors have no closed-form interval; the bootstrap (Efron & Tibshirani 1993,
-ch. 13) resamples the ``N`` examples with replacement ``R`` times, recomputes every metric with the
-same ``_compute`` functions as :mod:`robench.calibration.functional`, and reports the
-``(2.5%, 97.5%)`` quantiles. Binned errors are biased upwards in small samples and the percentile
-interval inherits that bias: read it as sampling variability, not as a bound on the true error.
+Binned calibration errors have no closed-form interval. The bootstrap (Efron & Tibshirani 1993)
+resamples the ``N`` examples with replacement ``R`` times. For Brier and NLL, means of per-example
+terms, the interval is the percentile one: the ``(2.5%, 97.5%)`` quantiles of the resampled means.
+
+The binned errors are norms of a vector of per-bin mean gaps: ``ECE = sum_m |Z_m|`` with
+``Z_m = (1/N) sum_i (1[correct_i] - conf_i) 1[i in B_m]`` (the classwise ECE likewise over class x
+bin cells, divided by ``K``). Their plug-in estimates are biased upwards (``E|Z_m| > |E Z_m|``) and
+so is the bootstrap distribution around them: the percentile interval of a calibrated model's ECE
+almost never holds its true value 0 (docs/calibration_intervals.md, made by
+scripts/calibration_interval_coverage.py, has the coverage table). robench bounds the error of the
+estimate instead: by the triangle inequality ``|ECE_hat - ECE| <= sum_m |Z_hat_m - E Z_m|``, and the
+bootstrap estimates the distribution of that deviation by ``sum_m |Z*_m - Z_hat_m|``; the interval
+is ``[ECE_hat - q, ECE_hat + q]`` clipped to [0, 1], ``q`` its 95% quantile. It always holds the
+estimate and is conservative where the errors of the bins partly cancel. The adaptive ECE keeps the
+full sample's equal-mass bins in every resample (its interval is conditional on those bin edges).
+The MCE, a maximum over bins that may hold a handful of examples, where the bootstrap fails, gets
+simultaneous Clopper-Pearson intervals of the bins' accuracies instead (:func:`_mce_interval`).
 
 A resample is represented by its multiplicity weights ``w_i`` (how often example ``i`` was drawn),
-so the additive statistics (per-bin counts and sums, Brier and NLL sums) of all resamples are one
-matrix product, and the metrics of all resamples are computed at once by the batched
-``_*_values`` functions. The classwise ECE needs an ``(N, K * M)`` indicator: it gets an interval
-only when ``N * K * M`` stays below :data:`CLASSWISE_BUDGET` (otherwise ``None``).
+so the per-bin sums of all resamples are one matrix product. The classwise ECE needs an
+``(N, K * M)`` indicator: it gets an interval only when ``N * K * M`` stays below
+:data:`CLASSWISE_BUDGET` (otherwise ``None``).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import torch
 
 from robench.calibration import functional as F
+from robench.stats import clopper_pearson
 
 DEFAULT_RESAMPLES = 200
 CLASSWISE_BUDGET = 2 * 10**7
@@ -29,6 +41,23 @@ def bootstrap_draws(n: int, resamples: int, generator: torch.Generator) -> torch
     return torch.randint(0, n, (resamples, n), generator=generator)
 
 
+def _deviation_interval(estimate: float, deviations: torch.Tensor, confidence_level: float) -> tuple[float, float]:
+    """``[estimate - q, estimate + q]`` clipped to [0, 1], ``q`` the ``confidence_level`` quantile of
+    the resampled deviations (see the module's docstring)."""
+    q = float(torch.quantile(deviations, confidence_level))
+    return max(0.0, estimate - q), min(1.0, estimate + q)
+
+
+def _l1_interval(cells: torch.Tensor, weights: torch.Tensor, scale: float, confidence_level: float) -> tuple[float, float]:
+    """Interval of ``scale * sum_c |Z_c|``, ``Z = mean_i cells_i``, for ``(N, C)`` per-example cell
+    contributions and ``(R, N)`` resample weights."""
+    n = cells.shape[0]
+    full = cells.sum(dim=0) / n
+    resampled = weights @ cells / n
+    deviations = scale * (resampled - full).abs().sum(dim=-1)
+    return _deviation_interval(scale * float(full.abs().sum()), deviations, confidence_level)
+
+
 def bootstrap_intervals(
     probs: torch.Tensor,
     labels: torch.Tensor,
@@ -37,7 +66,7 @@ def bootstrap_intervals(
     resamples: int = DEFAULT_RESAMPLES,
     confidence_level: float = 0.95,
 ) -> dict[str, tuple[float, float] | None]:
-    """Percentile-bootstrap intervals of every metric in :data:`METRICS`.
+    """Bootstrap intervals of every metric in :data:`METRICS` (see the module's docstring).
 
     Args:
         probs: ``(N, K)`` probabilities.
@@ -68,37 +97,50 @@ def bootstrap_intervals(
     # Bin in the probabilities' own dtype, as the functional metrics do (edges are dtype floats).
     onehot = torch.nn.functional.one_hot(F.bin_index(confidence, n_bins), n_bins).double()
     correct = (prediction == labels).double()
-    confidence = confidence.double()
-    top = F.BinStatistics(weights @ onehot, (weights * confidence) @ onehot, (weights * correct) @ onehot)
-    values: dict[str, torch.Tensor | None] = {
-        "ece": F._ece_values(top),
-        "mce": F._mce_values(top),
-        "adaptive_ece": F._adaptive_values(confidence[draws], correct[draws], n_bins),
+    gap = correct - confidence.double()  # per example: correct - confidence
+    # The adaptive ECE's equal-mass bins of the full sample, as an (N, M) assignment of each example.
+    order = torch.sort(confidence.double(), stable=True).indices
+    adaptive = torch.empty(n, n_bins, dtype=torch.float64)
+    adaptive[order] = F.equal_mass_groups(n, n_bins)
+    out: dict[str, tuple[float, float] | None] = {
+        "ece": _l1_interval(gap[:, None] * onehot, weights, 1.0, confidence_level),
+        "mce": _mce_interval(correct, confidence.double(), onehot, confidence_level),
+        "adaptive_ece": _l1_interval(gap[:, None] * adaptive, weights, 1.0, confidence_level),
         "classwise_ece": None,
-        "brier": weights @ F.brier_terms(probs, labels) / n,
-        "nll": weights @ F.nll_terms(probs, labels) / n,
     }
     if n * num_classes * n_bins <= CLASSWISE_BUDGET:
-        # Per class k and bin m: which examples have p_k in bin m, as an (N, K*M) indicator.
+        # Per class k and bin m: (1[y = k] - p_k) where p_k falls in bin m, as (N, K*M) contributions.
         cells = (F.bin_index(probs, n_bins) + n_bins * torch.arange(num_classes)).reshape(n, num_classes)
-        indicator = torch.zeros(n, num_classes * n_bins, dtype=torch.float64).scatter_(1, cells, 1.0)
         target = torch.nn.functional.one_hot(labels, num_classes).double()
-        spread = indicator.view(n, num_classes, n_bins)
-        classwise = F.BinStatistics(
-            (weights @ indicator).view(resamples, num_classes, n_bins),
-            (weights @ (spread * probs.double()[:, :, None]).view(n, -1)).view(resamples, num_classes, n_bins),
-            (weights @ (spread * target[:, :, None]).view(n, -1)).view(resamples, num_classes, n_bins),
-        )
-        values["classwise_ece"] = F._classwise_values(classwise)
+        contributions = torch.zeros(n, num_classes * n_bins, dtype=torch.float64)
+        contributions.scatter_(1, cells, target - probs.double())
+        out["classwise_ece"] = _l1_interval(contributions, weights, 1.0 / num_classes, confidence_level)
 
     alpha = 1.0 - confidence_level
     levels = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)
-    out: dict[str, tuple[float, float] | None] = {}
-    for name in METRICS:
-        draws_of_metric = values[name]
-        if draws_of_metric is None:
-            out[name] = None
-            continue
-        low, high = torch.quantile(draws_of_metric, levels).tolist()
+    for name, terms in (("brier", F.brier_terms(probs, labels)), ("nll", F.nll_terms(probs, labels))):
+        low, high = torch.quantile(weights @ terms / n, levels).tolist()
         out[name] = (float(low), float(high))
     return out
+
+
+def _mce_interval(correct: torch.Tensor, confidence: torch.Tensor, onehot: torch.Tensor, confidence_level: float) -> tuple[float, float]:
+    """MCE = max over occupied bins of ``|acc_m - conf_m|``, from simultaneous exact intervals.
+
+    The bootstrap fails for a maximum over sparse bins (a bin of two examples resamples to itself),
+    so each occupied bin's accuracy gets a Clopper-Pearson interval at level ``1 - alpha / B``
+    (Bonferroni over the ``B`` occupied bins), conditional on the observed confidences; the gap of a
+    bin then lies between the distance from ``conf_m`` to that interval and the farther end of it.
+    """
+    counts = onehot.sum(dim=0)
+    hits = correct @ onehot
+    mean_confidence = (confidence @ onehot) / counts.clamp(min=1)
+    occupied = [m for m in range(onehot.shape[1]) if counts[m] > 0]
+    level = 1.0 - (1.0 - confidence_level) / len(occupied)
+    low = high = 0.0
+    for m in occupied:
+        a, b = clopper_pearson(int(round(float(hits[m]))), int(counts[m]), level)
+        c = float(mean_confidence[m])
+        low = max(low, max(a - c, c - b, 0.0))
+        high = max(high, abs(a - c), abs(b - c))
+    return low, min(1.0, high)

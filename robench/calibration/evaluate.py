@@ -23,7 +23,15 @@ from robench.results import MetricRecord
 from robench.threat_model import CalibrationSpec, ThreatModel
 
 EVALUATION = "calibration"
-BOOTSTRAP_INTERVAL = f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)"
+# How each metric's interval is made (robench.calibration.bootstrap explains why they differ).
+INTERVALS = {
+    "ece": f"bootstrap bound on the per-bin gaps' deviation ({DEFAULT_RESAMPLES} resamples of examples)",
+    "adaptive_ece": f"bootstrap bound on the per-bin gaps' deviation, bins of the full sample ({DEFAULT_RESAMPLES} resamples)",
+    "classwise_ece": f"bootstrap bound on the per-cell gaps' deviation ({DEFAULT_RESAMPLES} resamples of examples)",
+    "mce": "clopper-pearson per occupied bin, bonferroni over the bins, given the confidences",
+    "brier": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)",
+    "nll": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)",
+}
 
 Condition = dict[str, Any]
 
@@ -80,7 +88,7 @@ def _records(
                 evaluation=EVALUATION, name=name, value=getattr(metrics, key), n=n,
                 ci_low=interval[0] if interval else None, ci_high=interval[1] if interval else None,
                 condition=condition, unit=UNITS.get(key, "probability"),
-                interval=BOOTSTRAP_INTERVAL if interval else None,
+                interval=INTERVALS[key] if interval else None,
             )
         )  # fmt: skip
     return records

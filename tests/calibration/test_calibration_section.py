@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from statsmodels.stats.proportion import proportion_confint
+
 from robench._errors import ConfigError
 from robench.calibration import calibration_metrics, expected_calibration_error
 from robench.calibration.bootstrap import bootstrap_intervals
+from robench.calibration.evaluate import INTERVALS
 from robench.calibration.temperature import apply_temperature, fit_temperature, logits_from_probs
 from robench.context import EvalContext
 from robench.registry import registry
@@ -25,22 +28,93 @@ def _sample(n: int, k: int, seed: int, temperature: float) -> tuple[torch.Tensor
     return logits, labels
 
 
+def _naive_gaps(probs: np.ndarray, labels: np.ndarray, n_bins: int, adaptive_bins: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-cell mean gaps of one (re)sample, one example at a time (numpy, right-closed float32 edges)."""
+    n, k = probs.shape
+    edges = np.linspace(0, 1, n_bins + 1, dtype=np.float32)
+    def bin_of(p: float) -> int:
+        return int(min(max(np.searchsorted(edges, np.float32(p), side="left") - 1, 0), n_bins - 1))
+    top = np.zeros(n_bins); counts = np.zeros(n_bins); adaptive = np.zeros(n_bins); classwise = np.zeros((k, n_bins))
+    for i in range(n):
+        c, pred = probs[i].max(), probs[i].argmax()
+        g = float(pred == labels[i]) - float(c)
+        top[bin_of(c)] += g; counts[bin_of(c)] += 1; adaptive[adaptive_bins[i]] += g
+        for j in range(k):
+            classwise[j, bin_of(probs[i, j])] += float(labels[i] == j) - float(probs[i, j])
+    return {"top": top / n, "counts": counts, "sums": top, "adaptive": adaptive / n, "classwise": classwise / n}
+
+
 def test_bootstrap_equals_naive_resampling_loop() -> None:
-    logits, labels = _sample(300, 5, 0, 1.0)
-    probs = logits.softmax(1)
-    probs = probs.float()  # binned in float32 by both paths
-    got = bootstrap_intervals(probs, labels, 15, torch.Generator().manual_seed(3), resamples=50)
-    draws = torch.randint(0, 300, (50, 300), generator=torch.Generator().manual_seed(3))
-    naive = {name: [] for name in got}
+    """Percentile intervals of Brier/NLL and gap-deviation intervals of the binned errors, against a
+    loop that recomputes every resample from its examples."""
+    n, k, resamples = 120, 4, 40
+    logits, labels = _sample(n, k, 0, 1.5)
+    probs = logits.softmax(1).float()  # binned in float32 by both paths
+    got = bootstrap_intervals(probs, labels, 15, torch.Generator().manual_seed(3), resamples=resamples)
+    draws = torch.randint(0, n, (resamples, n), generator=torch.Generator().manual_seed(3)).numpy()
+    p, y = probs.numpy(), labels.numpy()
+    adaptive_bins = np.empty(n, dtype=int)
+    for group, members in enumerate(np.array_split(np.argsort(p.max(1), kind="stable"), 15)):
+        adaptive_bins[members] = group
+    full = _naive_gaps(p, y, 15, adaptive_bins)
+    deviations: dict[str, list[float]] = {"ece": [], "adaptive_ece": [], "classwise_ece": []}
+    means: dict[str, list[float]] = {"brier": [], "nll": []}
     for index in draws:
+        res = _naive_gaps(p[index], y[index], 15, adaptive_bins[index])
+        deviations["ece"].append(np.abs(res["top"] - full["top"]).sum())
+        deviations["adaptive_ece"].append(np.abs(res["adaptive"] - full["adaptive"]).sum())
+        deviations["classwise_ece"].append(np.abs(res["classwise"] - full["classwise"]).sum() / k)
         metrics = calibration_metrics(probs[index], labels[index], 15)
-        for name in naive:
-            naive[name].append(getattr(metrics, name))
-    for name, interval in got.items():
-        assert interval is not None
-        low, high = np.quantile(np.array(naive[name]), [0.025, 0.975])
-        assert interval == pytest.approx((low, high), abs=1e-9), name
-        assert interval[0] <= interval[1]
+        means["brier"].append(metrics.brier)
+        means["nll"].append(metrics.nll)
+    estimates = {
+        "ece": np.abs(full["top"]).sum(), "adaptive_ece": np.abs(full["adaptive"]).sum(),
+        "classwise_ece": np.abs(full["classwise"]).sum() / k,
+    }  # fmt: skip
+    metrics = calibration_metrics(probs, labels, 15)
+    for name, estimate in estimates.items():
+        assert estimate == pytest.approx(getattr(metrics, name), abs=1e-6), name
+        q = np.quantile(np.array(deviations[name]), 0.95)
+        assert got[name] == pytest.approx((max(0.0, estimate - q), min(1.0, estimate + q)), abs=1e-6), name
+        assert got[name][0] <= getattr(metrics, name) <= got[name][1]
+    for name, values in means.items():
+        assert got[name] == pytest.approx(tuple(np.quantile(np.array(values), [0.025, 0.975])), abs=1e-9), name
+    # MCE: statsmodels' exact intervals of every occupied bin's accuracy, Bonferroni over those bins.
+    confidence, correct = p.max(1), (p.argmax(1) == y)
+    bins = np.clip(np.searchsorted(np.linspace(0, 1, 16, dtype=np.float32), confidence, side="left") - 1, 0, 14)
+    occupied = np.unique(bins)
+    low = high = 0.0
+    for m in occupied:
+        a, b = proportion_confint(int(correct[bins == m].sum()), int((bins == m).sum()), alpha=0.05 / len(occupied), method="beta")
+        c = float(confidence[bins == m].astype(np.float64).mean())
+        low, high = max(low, a - c, c - b), max(high, abs(a - c), abs(b - c))
+    assert got["mce"] == pytest.approx((low, high), abs=1e-9)
+    assert got["mce"][0] <= metrics.mce <= got["mce"][1]
+
+
+@pytest.mark.slow
+def test_binned_error_intervals_cover_the_true_error() -> None:
+    """Coverage by simulation. Labels drawn from the model's own probabilities: the top label and every
+    class probability are calibrated, so the true ECE, adaptive ECE, classwise ECE and MCE are all 0;
+    the plug-in estimates are not (the percentile interval covered 0 in none of these trials)."""
+    trials, covered = 40, {"ece": 0, "adaptive_ece": 0, "classwise_ece": 0, "mce": 0}
+    for seed in range(trials):
+        logits, labels = _sample(2000, 4, 100 + seed, 1.0)
+        intervals = bootstrap_intervals(logits.softmax(1).float(), labels, 15, torch.Generator().manual_seed(seed), resamples=100)
+        for name in covered:
+            covered[name] += intervals[name][0] == 0.0
+    for name, count in covered.items():
+        assert count / trials >= 0.85, (name, count)
+    # A miscalibrated model (labels from softmax(logits / 2), scored at T = 1): the true ECE, from
+    # 400,000 draws, lies inside the intervals of samples of 400.
+    logits, labels = _sample(400_000, 4, 7, 2.0)
+    truth = expected_calibration_error(logits.softmax(1).float(), labels)
+    hits = 0
+    for seed in range(trials):
+        logits, labels = _sample(400, 4, 1000 + seed, 2.0)
+        low, high = bootstrap_intervals(logits.softmax(1).float(), labels, 15, torch.Generator().manual_seed(seed), resamples=100)["ece"]
+        hits += low <= truth <= high
+    assert hits / trials >= 0.85, (hits, truth)
 
 
 def test_fit_temperature_recovers_the_generating_temperature() -> None:
@@ -94,8 +168,9 @@ def test_section_records_every_condition_with_intervals() -> None:
     assert eces[1].value == pytest.approx(expected_calibration_error(attacked["probs"], labels), abs=1e-12)
     for record in out.records:
         if record.name in ("ece", "max_calibration_error", "adaptive_ece", "brier", "nll") and "split" not in record.condition:
-            assert record.interval is not None and "bootstrap" in record.interval
-            assert record.ci_low <= record.ci_high
+            key = {"max_calibration_error": "mce"}.get(record.name, record.name)
+            assert record.interval == INTERVALS[key]
+            assert record.ci_low <= record.value <= record.ci_high  # the interval holds its estimate
     assert len(out.artifacts["reliability"]) == 4
     first = out.artifacts["reliability"][0]
     assert len(first["edges"]) == 16 and sum(first["count"]) == 400

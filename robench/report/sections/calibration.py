@@ -109,5 +109,9 @@ def build(results: Results) -> dict[str, Any] | None:
         "severity_figure": _severity_figure([r for r in plain if r.name == "ece"], clean_ece),
         "temperature": evaluation.artifacts.get("temperature"),
         "scaled": list(scaled.values()),
-        "interval": next((r.interval for r in plain if r.name == "ece" and r.interval), None),
+        "intervals": [
+            (title, interval)
+            for key, title in METRICS[1:]
+            if (interval := next((r.interval for r in plain if r.name == key and r.interval), None))
+        ],
     }
