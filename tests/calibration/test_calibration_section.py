@@ -48,7 +48,7 @@ def test_bootstrap_equals_naive_resampling_loop() -> None:
     """Percentile intervals of Brier/NLL and gap-deviation intervals of the binned errors, against a
     loop that recomputes every resample from its examples."""
     n, k, resamples = 120, 4, 40
-    logits, labels = _sample(n, k, 0, 1.5)
+    logits, labels = _sample(n, k, 0, 4.0)  # badly over-confident: some cells have a certain sign
     probs = logits.softmax(1).float()  # binned in float32 by both paths
     got = bootstrap_intervals(probs, labels, 15, torch.Generator().manual_seed(3), resamples=resamples)
     draws = torch.randint(0, n, (resamples, n), generator=torch.Generator().manual_seed(3)).numpy()
@@ -59,11 +59,11 @@ def test_bootstrap_equals_naive_resampling_loop() -> None:
     full = _naive_gaps(p, y, 15, adaptive_bins)
     deviations: dict[str, list[float]] = {"ece": [], "adaptive_ece": [], "classwise_ece": []}
     means: dict[str, list[float]] = {"brier": [], "nll": []}
+    resampled: dict[str, list[np.ndarray]] = {"top": [], "adaptive": [], "classwise": []}
     for index in draws:
         res = _naive_gaps(p[index], y[index], 15, adaptive_bins[index])
-        deviations["ece"].append(np.abs(res["top"] - full["top"]).sum())
-        deviations["adaptive_ece"].append(np.abs(res["adaptive"] - full["adaptive"]).sum())
-        deviations["classwise_ece"].append(np.abs(res["classwise"] - full["classwise"]).sum() / k)
+        for cell in resampled:
+            resampled[cell].append(res[cell].ravel() - full[cell].ravel())
         metrics = calibration_metrics(probs[index], labels[index], 15)
         means["brier"].append(metrics.brier)
         means["nll"].append(metrics.nll)
@@ -71,6 +71,13 @@ def test_bootstrap_equals_naive_resampling_loop() -> None:
         "ece": np.abs(full["top"]).sum(), "adaptive_ece": np.abs(full["adaptive"]).sum(),
         "classwise_ece": np.abs(full["classwise"]).sum() / k,
     }  # fmt: skip
+    # cells 4 bootstrap standard deviations from 0 enter with their signed deviations, the rest in |.|
+    for name, cell, scale in (("ece", "top", 1.0), ("adaptive_ece", "adaptive", 1.0), ("classwise_ece", "classwise", 1.0 / k)):
+        deviation, centre = np.array(resampled[cell]), full[cell].ravel()
+        certain = np.abs(centre) > 4.0 * deviation.std(axis=0, ddof=1)
+        signed = np.abs((deviation[:, certain] * np.sign(centre[certain])).sum(axis=1))
+        deviations[name] = list(scale * (signed + np.abs(deviation[:, ~certain]).sum(axis=1)))
+        assert name != "ece" or 0 < certain.sum() < certain.size  # both kinds of cells are exercised
     metrics = calibration_metrics(probs, labels, 15)
     for name, estimate in estimates.items():
         assert estimate == pytest.approx(getattr(metrics, name), abs=1e-6), name
