@@ -152,7 +152,9 @@ class EvalContext:
         call from another thread (every built-in dataset is).
 
         On CUDA out-of-memory the batch is retried in halves (and later batches of the evaluation
-        use the smaller size); :attr:`Cost.oom_retries` records it.
+        use the smaller size, in a resumed run too, so that their random draws are those of the
+        interrupted run); :attr:`Cost.oom_retries` records it, and only the passes of the attempt
+        that completed are counted.
 
         Args:
             stage: Name of this pass within the evaluation (``attack``, ``gaussian_noise/3``).
@@ -191,6 +193,10 @@ class EvalContext:
                 if found is not None:
                     data, meta = found
                     meta = {**meta, "resumed": True}
+                    if meta.get("batch_size", stop - start) < stop - start:
+                        # the run backed off after running out of memory: carry on with its smaller
+                        # chunks, as it would have, so that the remaining batches' draws are the same
+                        self._chunk = min(self._chunk or meta["batch_size"], meta["batch_size"])
                 else:
                     data, meta = self._run_batch(fn, loader, start, stop, stage, index, model_counter, rng_on_device)
                     if self.journal is not None:
@@ -235,11 +241,11 @@ class EvalContext:
     def _run_batch(
         self, fn: BatchFn, loader: _Prefetcher, start: int, stop: int, stage: str, index: int, counter: Any, rng_on_device: bool
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        forward0, backward0 = counter.snapshot()
         tick = time.perf_counter()  # includes any wait for the data: per-batch times add up to the wall time
         x_all, y_all = loader.take(start, stop)
         retries = 0
         while True:
+            forward0, backward0 = counter.snapshot()  # passes of the attempt that completes, not of failed ones
             chunk = min(self._chunk or (stop - start), stop - start)
             generator = self.generator(stage, index, device=self.device if rng_on_device else None)
             try:

@@ -23,7 +23,7 @@ from robench._errors import ConfigError, RobenchError
 from robench.context import EvalContext
 from robench.data import load_dataset
 from robench.journal import Journal
-from robench.models import load_model
+from robench.models import load_model, module_sha256
 from robench.registry import registry
 from robench.results import Environment, EvaluationResult, Results
 from robench.threat_model import ThreatModel, ThreatModelError, _param_errors, load_threat_model
@@ -273,7 +273,10 @@ def _evaluate(
     journal = None
     if out is not None:
         identity = {
-            "checkpoint_sha256": handle.info.sha256,
+            # a module handed over in memory has no file to hash: its class and weights stand for it
+            "checkpoint_sha256": handle.info.sha256 or module_sha256(handle.module),
+            "arch": arch,
+            "device": torch_device.type,
             "threat_model_sha256": declared.sha256,
             "dataset_manifest_sha256": data_info.manifest_sha256,
             "n_examples": data_info.n_examples,
@@ -299,8 +302,8 @@ def _evaluate(
             ctx.begin(key)
             try:
                 produced = registry.get("evaluation", section)(handle, data, threat, spec, ctx)
-            except RobenchError as exc:
-                evaluation.status, evaluation.error = "error", str(exc)
+            except BaseException as exc:  # robench's errors, an interrupt, or anything else (torch, a bug)
+                evaluation.status, evaluation.error = "error", str(exc) or type(exc).__name__
                 raise
             evaluation.status = "success"
             evaluation.cost = ctx.cost
@@ -311,9 +314,9 @@ def _evaluate(
             evaluation.resolved = produced.resolved
             if writer is not None:
                 results.save(writer / "results.json")
-    except (RobenchError, KeyboardInterrupt) as exc:
+    except BaseException as exc:  # finished evaluations stay in results.json, whatever stopped the run
         results.status = "error"
-        results.error = str(exc) or type(exc).__name__
+        results.error = (str(exc) or type(exc).__name__) if isinstance(exc, (RobenchError, KeyboardInterrupt)) else f"{type(exc).__name__}: {exc}"
         results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if writer is not None:
             results.save(writer / "results.json")

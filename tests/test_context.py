@@ -46,6 +46,46 @@ def test_oom_halves_the_batch_and_is_recorded() -> None:
     assert max(seen[3:]) <= 2
 
 
+def test_oom_counts_only_completed_passes_and_resume_keeps_the_smaller_chunks(tmp_path) -> None:
+    """Failed attempts' passes are not cost; a resumed run goes on in the chunks the interrupted
+    run had backed off to, so its remaining batches draw the same random numbers."""
+    from robench.journal import Journal
+
+    def make_fn(counter: PassCounter, seen: list[int], oom_above: int | None, stop_at_batch: int | None):
+        def fn(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
+            counter.forward += len(x)  # as PixelModel does, before the network runs
+            if oom_above is not None and len(x) > oom_above:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+            if stop_at_batch is not None and int(y[0]) >= stop_at_batch:
+                raise KeyboardInterrupt
+            seen.append(len(x))
+            return {"r": torch.rand(len(x), generator=g), "i": y}
+        return fn
+
+    data = ArrayDataset(torch.rand(24, 1, 4, 4), torch.arange(24), num_classes=24)
+    counter, seen = PassCounter(), []
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("e")
+    full = ctx.map_batches("s", data, make_fn(counter, seen, 3, None), counter)
+    assert ctx.cost.forward_passes == 24 and ctx.cost.oom_retries == 2  # failed 8- and 4-example attempts not counted
+
+    identity = {"seed": 0}
+    journal = Journal(tmp_path / "j.bin", identity, resume=False)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False, journal=journal)
+    ctx.begin("e")
+    with pytest.raises(KeyboardInterrupt):  # OOM in batch 0, interrupted in batch 1 (examples 8..)
+        ctx.map_batches("s", data, make_fn(PassCounter(), [], 3, 8), PassCounter())
+    journal.close()
+    journal = Journal(tmp_path / "j.bin", identity, resume=True)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False, journal=journal)
+    ctx.begin("e")
+    resumed_seen: list[int] = []
+    resumed = ctx.map_batches("s", data, make_fn(PassCounter(), resumed_seen, None, None), PassCounter())  # a bigger GPU
+    journal.close()
+    assert ctx.cost.resumed_batches == 1 and max(resumed_seen) <= 2
+    assert torch.equal(resumed["i"], full["i"]) and torch.equal(resumed["r"], full["r"])
+
+
 def test_oom_at_batch_one_is_a_clean_error() -> None:
     def fn(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")

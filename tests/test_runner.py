@@ -88,3 +88,51 @@ def test_error_keeps_finished_results(tmp_path: Path, tiny_threat: Path) -> None
 def test_wrong_class_count_is_a_model_error(tmp_path: Path, tiny_threat: Path) -> None:
     with pytest.raises(ModelError, match="classes"):
         _run(nn.Sequential(nn.Flatten(), nn.Linear(64, 7)), tiny_threat, None)
+
+
+class _BrokenUnderAttack(QuadrantNet):
+    """Fine for the probe and the clean pass, then a plain RuntimeError (a torch failure, a bug)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > 5:
+            raise RuntimeError("cuDNN error (simulated)")
+        return super().forward(x)
+
+
+def test_any_exception_keeps_finished_results_and_says_so(tmp_path: Path, tiny_threat: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated"):
+        _run(_BrokenUnderAttack(), tiny_threat, out)
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "error" and data["error"] == "RuntimeError: cuDNN error (simulated)"
+    by_key = {e["key"]: e for e in data["evaluations"]}
+    assert by_key["clean"]["status"] == "success" and by_key["attacks/fgsm"]["status"] == "error"
+
+
+def test_resume_refuses_another_model(tmp_path: Path, tiny_threat: Path) -> None:
+    """The journal knows the weights of an in-memory module too (no file to hash)."""
+    from robench._errors import JournalError
+
+    out = tmp_path / "out"
+    _run(QuadrantNet(), tiny_threat, out, only=["clean"])
+    other = QuadrantNet()
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(JournalError, match="checkpoint_sha256"):
+        _run(other, tiny_threat, out, only=["clean"], resume=True)
+    assert _run(QuadrantNet(), tiny_threat, out, only=["clean"], resume=True).status == "success"
+
+
+def test_results_files_get_the_usual_mode(tmp_path: Path, tiny_threat: Path) -> None:
+    import os
+
+    out = tmp_path / "out"
+    _run(QuadrantNet(), tiny_threat, out, only=["clean"])
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "results.json").stat().st_mode & 0o777 == 0o666 & ~mask

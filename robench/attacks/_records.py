@@ -94,17 +94,17 @@ def add_standard_records(
             )
         )
     # An example is robust only if it withstands every attack run so far (per-example worst case).
-    previous = ctx.shared.get("attacks/worst_case")
+    previous = ctx.shared.get("attacks:worst_case")
     worst = robust if previous is None else previous["robust"] & robust
     attacks_so_far = ([] if previous is None else previous["attacks"]) + [key.split("/", 1)[-1]]
-    ctx.shared["attacks/worst_case"] = {"robust": worst, "attacks": attacks_so_far}
+    ctx.shared["attacks:worst_case"] = {"robust": worst, "attacks": attacks_so_far}
     records.append(
         MetricRecord.proportion(
             key, "worst_case_robust_accuracy", int(worst.sum()), n, {**condition, "attack": "+".join(attacks_so_far)}
         )
     )
     ctx.shared[key] = {"probs": adv_probs, "labels": labels, "robust": robust}
-    summary: dict[str, Any] = ctx.shared.setdefault("attacks/summary", {})
+    summary: dict[str, Any] = ctx.shared.setdefault("attacks:summary", {})
     summary[key.split("/", 1)[-1]] = {
         "robust_accuracy": headline.value,
         "n": n,

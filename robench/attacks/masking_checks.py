@@ -173,8 +173,8 @@ class GradientMaskingChecks:
         checks.append(check_monotone_in_eps(radii, pgd_curve, params.tolerance))
         checks.append(check_large_eps(large, large_accuracy, params.large_eps_threshold))
         checks.append(check_gradients(n, int(out["zero_margin"].sum()), int(out["zero_ce"].sum()), int(out["non_finite"].sum())))
-        checks += declared_attack_checks(ctx.shared.get("attacks/summary", {}), params.tolerance)
-        warnings = ctx.shared.get("attacks/autoattack_warnings")
+        checks += declared_attack_checks(ctx.shared.get("attacks:summary", {}), params.tolerance)
+        warnings = ctx.shared.get("attacks:autoattack_warnings")
         if warnings is not None:
             checks.append(
                 _check("autoattack_warnings", not warnings, "AutoAttack raised no warning",
@@ -200,7 +200,7 @@ def declared_attack_checks(summary: dict[str, dict[str, Any]], tolerance: float 
     """Compare the attacks already run in this section: iterative vs FGSM, white-box vs black-box, per example too.
 
     Args:
-        summary: ``ctx.shared["attacks/summary"]``: attack key -> robust accuracy, eps, kind, per-example flags.
+        summary: ``ctx.shared["attacks:summary"]``: attack key -> robust accuracy, eps, kind, per-example flags.
         tolerance: Allowed difference in robust accuracy.
     """
     checks: list[Check] = []

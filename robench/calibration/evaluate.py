@@ -40,7 +40,8 @@ def _conditions(shared: dict[str, Any], wanted: tuple[str, ...]) -> list[tuple[s
     """``(label, condition, hand-off)`` for every condition present, clean first, then attacks, then
     corruptions by name and severity."""
     found: list[tuple[str, Condition, dict[str, Any]]] = []
-    # Other hand-offs share the prefixes (``attacks/worst_case`` holds no probabilities).
+    # Only hand-offs with probabilities are conditions (the attacks' internal keys are ``attacks:...``;
+    # an attack id cannot hold ':', so they cannot collide with ``attacks/<id>``).
     shared = {k: v for k, v in shared.items() if isinstance(v, dict) and "probs" in v and "labels" in v}
     if "clean" in wanted and "clean" in shared:
         found.append(("clean", {"condition": "clean"}, shared["clean"]))

@@ -48,6 +48,15 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def module_sha256(module: nn.Module) -> str:
+    """sha256 of a module's class and state (every parameter and buffer: names, dtypes, shapes, bytes)."""
+    digest = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"|{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def build_arch(spec: str, num_classes: int | None = None) -> nn.Module:
     """Instantiate an architecture from its spec (see the module docstring).
 

@@ -79,3 +79,15 @@ def test_report_section_absent_without_attacks(results):
 
     empty = results.model_copy(update={"evaluations": [e for e in results.evaluations if e.section != "attacks"]})
     assert build(empty) is None
+
+
+def test_attack_ids_cannot_collide_with_internal_hand_offs(handle, mnist_test):
+    """Ids such as worst_case or summary name the attack's own hand-off, not robench's bookkeeping."""
+    threat = make_threat([{"name": "fgsm", "id": "worst_case"}, {"name": "pgd", "id": "summary", "params": {"steps": 2}}])
+    data = mnist_test.subset(20)
+    first, ctx = run_section(handle, data, threat, index=0)
+    second, ctx = run_section(handle, data, threat, index=1, ctx=ctx)
+    worst = record(second, "worst_case_robust_accuracy")
+    assert worst.condition["attack"] == "worst_case+summary"
+    both = ctx.shared["attacks/worst_case"]["robust"] & ctx.shared["attacks/summary"]["robust"]
+    assert worst.value == int(both.sum()) / 20
