@@ -17,12 +17,13 @@ Architecture specs: ``<name>`` or ``robench:<name>`` (registry kind ``arch``), `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import pickle
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,35 @@ def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], path: Path,
     net.load_state_dict(state, strict=True)
 
 
+class _RefusedPickle(pickle.UnpicklingError):
+    """A pickle that only trusted loading may read."""
+
+
+@contextlib.contextmanager
+def _no_code_unpickling() -> Iterator[None]:
+    """While ``torch.export.load`` runs: every ``torch.load`` with ``weights_only=True`` and no plain
+    ``pickle.load(s)``. torch 2.14 unpickles some archive entries without that guard (sample inputs
+    after a failed safe load, weights flagged ``use_pickle``, opaque constants)."""
+    real_load = torch.load
+
+    def weights_only_load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        try:
+            return real_load(*args, **kwargs)
+        except pickle.UnpicklingError as exc:
+            raise _RefusedPickle(str(exc).strip().splitlines()[0][:160]) from None
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise _RefusedPickle("a plain pickle entry")
+
+    saved = torch.load, pickle.load, pickle.loads
+    torch.load, pickle.load, pickle.loads = weights_only_load, refuse, refuse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.load, pickle.load, pickle.loads = saved  # type: ignore[assignment]
+
+
 def _torch_load(path: Path, trust: bool) -> tuple[Any, bool]:
     """``torch.load`` with ``weights_only=True``; unpickle code only when trusted."""
     try:
@@ -256,10 +286,16 @@ def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool
         return _with_arch(state, path, arch, num_classes, "safetensors"), "safetensors", False
     if suffix == ".pt2":
         try:
-            program = torch.export.load(str(path))
+            with contextlib.nullcontext() if trust else _no_code_unpickling():
+                program = torch.export.load(str(path))
+        except _RefusedPickle as exc:
+            raise CheckpointError(
+                f"{path}: the torch.export archive holds pickled Python objects ({exc}); unpickling can run "
+                "arbitrary code. Pass --trust-checkpoint if you trust its origin"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - torch.export raises many types on bad files
             raise CheckpointError(f"{path}: not a loadable torch.export program ({type(exc).__name__}: {exc})") from None
-        return _ExportedModule(program.module()), "torch.export", False
+        return _ExportedModule(program.module()), "torch.export", trust
     if _is_torchscript(path):
         try:
             return torch.jit.load(str(path), map_location="cpu"), "torchscript", False

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -92,6 +95,39 @@ def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError):
         load_model(raw, arch=ARCH)
     assert not marker.exists()
+
+
+def _rewrite_zip(source: Path, target: Path, replace: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info, replace.get(info.filename, zin.read(info.filename)))
+
+
+def test_torch_export_archive_with_pickled_code_is_refused(tmp_path: Path) -> None:
+    """torch.export.load unpickles some entries without weights_only (sample inputs after a failed
+    safe load, weights flagged use_pickle): such an archive must not run code untrusted."""
+    good = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(_reference(), (X,)), str(good))
+    names = zipfile.ZipFile(good).namelist()
+    marker = tmp_path / "pwned"
+    evil = io.BytesIO()
+    torch.save(((_Evil(marker),), {}), evil)
+    sample = next(n for n in names if "/sample_inputs/" in n and n.endswith(".pt"))
+    _rewrite_zip(good, tmp_path / "sample.pt2", {sample: evil.getvalue()})
+    config_name = next(n for n in names if n.endswith("weights/model_weights_config.json"))
+    config = json.loads(zipfile.ZipFile(good).read(config_name))
+    entry = config["config"][next(iter(config["config"]))]
+    entry["use_pickle"] = True
+    weight = io.BytesIO()
+    torch.save(_Evil(marker), weight)
+    _rewrite_zip(good, tmp_path / "weight.pt2", {
+        config_name: json.dumps(config).encode(), config_name.rsplit("/", 1)[0] + "/" + entry["path_name"]: weight.getvalue(),
+    })  # fmt: skip
+    for name in ("sample.pt2", "weight.pt2"):
+        with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+            load_model(tmp_path / name)
+        assert not marker.exists(), name
+    assert load_model(good).info.format == "torch.export"  # the untampered archive still loads
 
 
 def test_whole_module_needs_trust(tmp_path: Path) -> None:
