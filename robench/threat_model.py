@@ -70,7 +70,10 @@ def parse_eps(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")
     if isinstance(value, (int, float)):
-        eps = float(value)
+        try:
+            eps = float(value)
+        except OverflowError:
+            raise ValueError(f"eps {str(value)[:20]}... is too large") from None
     elif isinstance(value, str):
         match = _EPS_RE.match(value)
         if match is None:
@@ -148,6 +151,10 @@ class Adversary(_Frozen):
         low, high = self.bounds
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(f"bounds must be finite with low < high, got {list(self.bounds)}")
+        if low < 0.0 or high > 1.0:
+            # robench's pixels are in [0, 1] (normalisation is inside the model wrapper): wider bounds
+            # would let an attack feed the model values no image can have
+            raise ValueError(f"bounds must lie within the pixel range [0, 1], got {list(self.bounds)}")
         if self.norm == "Linf" and self.eps > high - low:
             raise ValueError(f"Linf eps {self.eps:g} exceeds the width of the input bounds {high - low:g}")
         return self
@@ -425,6 +432,8 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a threat model") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

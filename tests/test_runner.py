@@ -62,7 +62,7 @@ def test_n_examples_only_and_in_memory_module(tmp_path: Path, tiny_threat: Path)
 
 
 class _NaNUnderAttack(QuadrantNet):
-    """Fine for the probe and the clean pass (5 forward calls), NaN afterwards."""
+    """Fine for the probe and the clean pass (6 forward calls), NaN afterwards."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,7 +71,7 @@ class _NaNUnderAttack(QuadrantNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         out = super().forward(x)
-        return out if self.calls <= 5 else torch.full_like(out, float("nan"))
+        return out if self.calls <= 6 else torch.full_like(out, float("nan"))
 
 
 def test_error_keeps_finished_results(tmp_path: Path, tiny_threat: Path) -> None:
@@ -99,7 +99,7 @@ class _BrokenUnderAttack(QuadrantNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        if self.calls > 5:
+        if self.calls > 6:
             raise RuntimeError("cuDNN error (simulated)")
         return super().forward(x)
 

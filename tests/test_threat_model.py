@@ -77,6 +77,8 @@ def test_sha256_is_canonical(tmp_path: Path) -> None:
         (("norm: Linf", "norm: L7"), "adversary.norm"),
         (("n_examples: 10", "n_examples: 0"), "dataset.n_examples"),
         (("schema_version: 1", "schema_version: 9"), "schema_version"),
+        (("eps: 8/255}", "eps: 100, bounds: [0, 255]}"), "adversary"),  # pixels are in [0, 1]
+        (("eps: 8/255}", "eps: 0.1, bounds: [-1, 1]}"), "adversary"),
     ],
 )
 def test_errors_carry_yaml_path(tmp_path: Path, replace: tuple[str, str], expected: str) -> None:
@@ -104,7 +106,10 @@ def test_unknown_attack_and_bad_params_named(tmp_path: Path) -> None:
         "a: &x [1]\nb: *x\n",  # aliases refused
         "!!python/object/apply:os.system ['echo pwned']\n",
         "- just\n- a list\n",
+        "[" * 5000 + "\n",  # nesting deeper than the parser's recursion
+        BASE.replace("eps: 8/255", "eps: 1" + "0" * 400),  # an integer no float holds
     ],
+    ids=["unclosed", "alias", "python-tag", "list", "deep", "huge-eps"],
 )
 def test_malformed_yaml_is_an_error_not_a_crash(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.yaml"

@@ -67,6 +67,8 @@ class ArrayDataset(Dataset):
         elif images.is_floating_point():
             self._uint8 = False
             channels, height, width = images.shape[1], images.shape[2], images.shape[3]
+            if images.numel() and not bool(torch.isfinite(images).all()):
+                raise DataError("float images hold NaN or infinite values")
             if images.numel() and (float(images.min()) < 0 or float(images.max()) > 1):
                 raise DataError("float images must lie in [0, 1] (NCHW)")
         else:

@@ -36,6 +36,31 @@ def _inside_root(path: str) -> str:
 SafePath = Annotated[str, AfterValidator(_inside_root)]
 
 
+def data_path(root: Path, relative: object, manifest: Manifest, field: str, listed: bool = False) -> Path:
+    """``root / relative`` for a path a loader reads from a manifest option.
+
+    Args:
+        root: The dataset's folder.
+        relative: The path as the manifest gives it.
+        manifest: The manifest (named in errors; its ``files`` for ``listed``).
+        field: Where the path comes from, for the error (``splits.test.options.files``).
+        listed: The file must be one of ``manifest.files``, so that it was verified.
+
+    Raises:
+        DataError: an absolute path, one that leaves the root, or an unlisted file.
+    """
+    text = str(relative)
+    try:
+        _inside_root(text)
+    except ValueError as exc:
+        raise DataError(f"manifest {manifest.name!r}, {field}: {exc}") from None
+    if listed and text not in {f.path for f in manifest.files}:
+        raise DataError(
+            f"manifest {manifest.name!r}, {field}: {text!r} is not among the manifest's files, so it would be read unverified"
+        )
+    return root / text
+
+
 class FileSpec(_Frozen):
     """A file of the dataset, relative to its root.
 
@@ -90,7 +115,7 @@ class CorruptionSetSpec(_Frozen):
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
     split: str = Field(default="test", description="the split describing every cell")
     cell: SafePath = Field(description="path of a cell: '{corruption}.npy' or '{corruption}/{severity}'")
-    labels: str | None = Field(default=None, description="labels file shared by every corruption (.npy sets)")
+    labels: SafePath | None = Field(default=None, description="labels file shared by every corruption (.npy sets)")
 
     def parse_cell(self, dataset: str, split: str) -> tuple[str, int]:
         """``"<corruption>/<severity>"`` -> (corruption, severity).
@@ -225,9 +250,12 @@ def _cache_path() -> Path:
 
 
 def file_digest(path: Path, algorithm: str) -> str:
-    """Checksum of a file, cached by (path, size, mtime) so large sets are hashed once."""
+    """Checksum of a file, cached by (path, size, mtime, inode, ctime) so large sets are hashed once.
+
+    The change time cannot be set back from user space (``os.utime`` sets only the access and
+    modification times), so a file edited in place and given its old mtime is hashed again."""
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{algorithm}"
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}|{algorithm}"
     cache_file = _cache_path()
     try:
         cache = json.loads(cache_file.read_text())

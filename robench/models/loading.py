@@ -105,7 +105,10 @@ def _callable_arch(module_name: str, attr: str, spec: str) -> nn.Module:
         if not hasattr(obj, part):
             raise ConfigError(f"--arch {spec!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    model = obj()
+    try:
+        model = obj()
+    except Exception as exc:  # noqa: BLE001 - the user's constructor can raise anything
+        raise ConfigError(f"--arch {spec!r}: calling {attr}() failed ({type(exc).__name__}: {str(exc)[:160]})") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"--arch {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -179,13 +182,18 @@ def _is_torchscript(path: Path) -> bool:
     return any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names)
 
 
-def _find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+def _find_state_dict(obj: Any, path: Path, depth: int = 0) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         state = dict(obj)
-    elif isinstance(obj, Mapping):
+        if not all(isinstance(k, str) for k in state):
+            raise CheckpointError(f"{path}: a state_dict's keys must be parameter names (strings)")
+        strange = [k for k, v in state.items() if v.layout != torch.strided or v.is_meta or v.is_quantized]
+        if strange:
+            raise CheckpointError(f"{path}: {strange[0]!r} is not a dense tensor with data (sparse, meta or quantized)")
+    elif isinstance(obj, Mapping) and depth < 4:
         for key in _STATE_DICT_KEYS:
             if key in obj and isinstance(obj[key], Mapping):
-                return _find_state_dict(obj[key], path)
+                return _find_state_dict(obj[key], path, depth + 1)
         raise CheckpointError(
             f"{path}: no state_dict found; top-level keys are {sorted(map(str, obj))[:8]}, expected tensors "
             f"or one of {list(_STATE_DICT_KEYS)}"
@@ -219,7 +227,11 @@ def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], path: Path,
         problems.append(f"{len(mismatched)} shape mismatches (e.g. {'; '.join(mismatched[:2])})")
     if problems:
         raise CheckpointError(f"{path} does not fit --arch {arch}: {', '.join(problems)}")
-    net.load_state_dict(state, strict=True)
+    try:
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{path} does not load into --arch {arch}: {detail}") from None
 
 
 class _RefusedPickle(pickle.UnpicklingError):

@@ -107,20 +107,27 @@ class ModelHandle:
             ModelError: wrong output shape or class count, non-finite outputs, or a crash.
         """
         x = torch.rand((2, *input_shape), generator=generator).to(self.device)
+        odd = torch.rand((3, *input_shape), generator=generator).to(self.device)  # a model fixed to one batch size fails here
         try:
             first = self.module(x)
             second = self.module(x)
-        except RuntimeError as exc:
-            message = str(exc).splitlines()[0]
+            third = self.module(odd)
+        except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the model's failure
+            message = (str(exc).splitlines() or [""])[0][:200]
             raise ModelError(
-                f"model failed on inputs of shape {list(x.shape)} (dataset shape): {message}"
+                f"model failed on random inputs of the dataset's shape {list(input_shape)} "
+                f"(batches of 2 and 3): {type(exc).__name__}: {message}"
             ) from None
+        if not all(isinstance(out, torch.Tensor) for out in (first, second, third)):
+            raise ModelError(f"model must return a tensor of logits, got {type(first).__name__}")
+        if third.ndim != 2 or third.shape[0] != 3:
+            raise ModelError(f"model must return logits of shape (N, classes), got {list(third.shape)} for 3 inputs")
         if first.ndim != 2 or first.shape[0] != 2:
             raise ModelError(f"model must return logits of shape (N, classes), got {list(first.shape)}")
         if first.shape[1] != num_classes:
             raise ModelError(f"model returns {first.shape[1]} logits but the dataset has {num_classes} classes")
         check_logits(first, num_classes)
-        self.counter.forward -= 4  # the probe is not part of any evaluation's cost
+        self.counter.forward -= 7  # the probe is not part of any evaluation's cost
         randomized = not torch.equal(first, second)
         self.info = self.info.model_copy(update={"num_classes": num_classes, "randomized": randomized})
         return randomized

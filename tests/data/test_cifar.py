@@ -137,3 +137,19 @@ def test_stride_and_n_examples(tmp_path: Path) -> None:
     assert dataset.labels.tolist() == written["train"][1][::3][:10].tolist()
     with pytest.raises(DataError, match="exceeds"):
         load_dataset(DatasetSpec(manifest=str(written["manifest"]), split="train", stride=3, n_examples=40), root=tmp_path)
+
+
+@pytest.mark.parametrize("batch", ["../outside/test_batch", "/tmp/test_batch", "cifar-10-batches-py/unlisted"])
+def test_split_files_stay_inside_the_root_and_are_verified(tmp_path: Path, batch: str) -> None:
+    """A split's options.files is read by the loader: it may neither leave the root nor name a file the
+    manifest does not list (and so never verified)."""
+    import yaml
+
+    written = write_cifar_python(tmp_path / "root")
+    outside = tmp_path / "root" / "cifar-10-batches-py" / "unlisted"
+    outside.write_bytes((written["folder"] / "test_batch").read_bytes())
+    manifest = yaml.safe_load(Path(written["manifest"]).read_text())
+    manifest["splits"]["test"]["options"]["files"] = [batch]
+    path = write_manifest(tmp_path / "bad.yaml", manifest)
+    with pytest.raises(DataError, match="splits.test.options.files"):
+        load_dataset(DatasetSpec(manifest=str(path), split="test"), root=tmp_path / "root")

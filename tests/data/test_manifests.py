@@ -126,6 +126,23 @@ def test_checksums_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     verify_dataset(str(written["manifest"]), tmp_path)
 
 
+def test_cache_is_not_fooled_by_a_restored_mtime(tmp_path: Path) -> None:
+    """A byte flipped in place and the old mtime put back (os.utime) is still hashed again."""
+    import os
+
+    written = write_cifar_python(tmp_path)
+    verify_dataset(str(written["manifest"]), tmp_path)
+    batch = written["folder"] / "test_batch"
+    stat = batch.stat()
+    raw = bytearray(batch.read_bytes())
+    raw[-10] ^= 0xFF
+    with batch.open("r+b") as handle:  # same file (inode), same size
+        handle.write(bytes(raw))
+    os.utime(batch, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(DataError, match="test_batch"):
+        verify_dataset(str(written["manifest"]), tmp_path)
+
+
 def test_unknown_manifest_and_bad_manifest(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="did you mean 'cifar10'"):
         verify_dataset("cifar1O", tmp_path)
@@ -176,3 +193,14 @@ def test_npz_per_split_arrays_and_bad_values(tmp_path: Path) -> None:
         load_dataset(DatasetSpec(manifest=str(manifest)), root=tmp_path)
     with pytest.raises(DataError, match="has no split 'val'"):
         load_dataset(DatasetSpec(manifest=str(manifest), split="val"), root=tmp_path)
+
+
+def test_array_dataset_refuses_non_finite_images() -> None:
+    import torch
+
+    from robench.data.base import ArrayDataset
+
+    images = torch.rand(2, 1, 4, 4)
+    images[0, 0, 0, 0] = float("nan")
+    with pytest.raises(DataError, match="NaN"):
+        ArrayDataset(images, torch.tensor([0, 1]), 2)

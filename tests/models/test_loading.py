@@ -274,3 +274,45 @@ def test_native_wideresnets_have_the_published_sizes() -> None:
         net = build_arch(name)
         assert sum(p.numel() for p in net.parameters()) / 1e6 == pytest.approx(millions, abs=0.05)
     assert build_arch("wrn-28-10", num_classes=100).eval()(torch.rand(1, 3, 32, 32)).shape == (1, 100)
+
+
+def _recursive() -> dict:
+    state: dict = {}
+    state["state_dict"] = state
+    return state
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (_recursive, "expected a state_dict"),
+        (lambda: {0: torch.zeros(2), 1: torch.zeros(2)}, "keys must be parameter names"),
+        (lambda: {"w": torch.zeros(2, device="meta")}, "not a dense tensor"),
+        (lambda: {"w": torch.zeros(2, 2).to_sparse()}, "not a dense tensor"),
+    ],
+    ids=["self-referencing", "int-keys", "meta-tensor", "sparse-tensor"],
+)
+def test_strange_checkpoint_structures_are_checkpoint_errors(tmp_path: Path, make, message: str) -> None:  # noqa: ANN001
+    path = tmp_path / "odd.pt"
+    torch.save(make(), path)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path, arch=ARCH)
+
+
+def test_arch_constructor_failure_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="calling Linear"):
+        build_arch("torch.nn:Linear")
+
+
+def test_probe_catches_fixed_batch_sizes_and_non_tensor_outputs() -> None:
+    class FixedBatch(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return x.reshape(2, -1)[:, :4]
+
+    class DictOut(nn.Module):
+        def forward(self, x: torch.Tensor) -> dict:  # noqa: D102
+            return {"logits": x.flatten(1)[:, :4]}
+
+    for net, message in ((FixedBatch(), "batches of 2 and 3|for 3 inputs"), (DictOut(), "failed|tensor of logits")):
+        with pytest.raises(ModelError, match=message):
+            load_model(net, num_classes=4).probe((1, 8, 8), 4, torch.Generator().manual_seed(0))

@@ -76,7 +76,10 @@ def load_restricted_pickle(path: Path) -> Any:
         raise
     except FileNotFoundError:
         raise DataError(f"{path}: file missing") from None
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (
+        OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+        OverflowError, LookupError, MemoryError, RecursionError,
+    ) as exc:  # fmt: skip
         raise DataError(f"{path}: not a readable CIFAR pickle ({type(exc).__name__}: {exc})") from None
     if isinstance(obj, dict):
         obj = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in obj.items()}

@@ -11,7 +11,7 @@ import torch
 from robench._errors import DataError
 from robench.data.base import ArrayDataset, Dataset
 from robench.data.formats._pickle import load_restricted_pickle
-from robench.data.manifest import Manifest
+from robench.data.manifest import Manifest, data_path
 from robench.registry import register
 from robench.threat_model import DatasetSpec
 
@@ -59,7 +59,8 @@ def load_cifar_python(manifest: Manifest, root: Path, split: str, spec: DatasetS
     if not files:
         raise DataError(f"manifest {manifest.name!r}: split {split!r} needs options.files (the batch files)")
     label_key = str(manifest.options.get("label_key", "labels"))
-    parts = [read_cifar_batch(root / name, label_key) for name in files]
+    field = f"splits.{split}.options.files"
+    parts = [read_cifar_batch(data_path(root, name, manifest, field, listed=True), label_key) for name in files]
     images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
     return ArrayDataset(images, labels, manifest.num_classes)
@@ -125,7 +126,7 @@ def load_cifar_c_npy(manifest: Manifest, root: Path, split: str, spec: DatasetSp
     n = manifest.split_spec(split).n
     path = root / corruption_set.cell_path(corruption, severity)
     images = open_npy(path, manifest)
-    labels = open_npy(root / corruption_set.labels, manifest)
+    labels = open_npy(data_path(root, corruption_set.labels, manifest, "corruption_set.labels", listed=True), manifest)
     stacked = n * len(corruption_set.severities)
     if images.ndim != 4 or images.dtype != np.uint8 or images.shape[0] != stacked or images.shape[3] not in (1, 3):
         raise DataError(f"{path}: expected uint8 ({stacked}, H, W, C), got {images.dtype}{list(images.shape)} (manifest {manifest.name!r})")

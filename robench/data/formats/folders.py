@@ -18,7 +18,7 @@ import torch
 
 from robench._errors import DataError
 from robench.data.base import Dataset
-from robench.data.manifest import Manifest
+from robench.data.manifest import Manifest, data_path
 from robench.registry import register
 from robench.threat_model import DatasetSpec
 
@@ -165,7 +165,7 @@ def read_class_index(path: Path) -> dict[str, int]:
 def _class_mapping(manifest: Manifest, root: Path, folder: Path) -> dict[str, int]:
     wnids = class_folders(folder)
     index_file = manifest.options.get("class_index")
-    mapping = read_class_index(root / index_file) if index_file else {w: i for i, w in enumerate(wnids)}
+    mapping = read_class_index(data_path(root, index_file, manifest, "options.class_index")) if index_file else {w: i for i, w in enumerate(wnids)}
     unknown = [w for w in wnids if w not in mapping]
     if unknown:
         raise DataError(f"{folder}: class folders {unknown[:3]} are not in the class index ({len(unknown)} unknown)")
@@ -228,7 +228,7 @@ def load_imagenet_folder(manifest: Manifest, root: Path, split: str, spec: Datas
     threat model's dataset, else from the manifest's options (256 / 224).
     """
     options = manifest.split_spec(split).options
-    folder = root / str(options.get("folder", split))
+    folder = data_path(root, options.get("folder", split), manifest, f"splits.{split}.options.folder")
     files, labels = scan_folder(manifest, root, folder, str(manifest.options.get("order", "interleaved")))
     resize, crop = _transform(manifest, spec)
     return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop)
