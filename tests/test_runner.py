@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,23 +62,31 @@ def test_n_examples_only_and_in_memory_module(tmp_path: Path, tiny_threat: Path)
         _run(QuadrantNet(), tiny_threat, None, n_examples=1000)
 
 
-class _NaNUnderAttack(QuadrantNet):
-    """Fine for the probe and the clean pass (6 forward calls), NaN afterwards."""
+class _FailsAfterClean(QuadrantNet):
+    """Fine for the probe and the clean pass (6 forward calls), then ``fail(logits)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail: Callable[[torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
-        self.calls = 0
+        self.calls, self.fail = 0, fail
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         out = super().forward(x)
-        return out if self.calls <= 6 else torch.full_like(out, float("nan"))
+        return out if self.calls <= 6 else self.fail(out)
+
+
+def _nan(logits: torch.Tensor) -> torch.Tensor:
+    return torch.full_like(logits, float("nan"))
+
+
+def _crash(logits: torch.Tensor) -> torch.Tensor:
+    raise RuntimeError("cuDNN error (simulated)")
 
 
 def test_error_keeps_finished_results(tmp_path: Path, tiny_threat: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(ModelError, match="NaN"):
-        _run(_NaNUnderAttack(), tiny_threat, out)
+        _run(_FailsAfterClean(_nan), tiny_threat, out)
     data = json.loads((out / "results.json").read_text())
     assert data["status"] == "error" and "NaN" in data["error"]
     by_key = {e["key"]: e for e in data["evaluations"]}
@@ -90,24 +99,10 @@ def test_wrong_class_count_is_a_model_error(tmp_path: Path, tiny_threat: Path) -
         _run(nn.Sequential(nn.Flatten(), nn.Linear(64, 7)), tiny_threat, None)
 
 
-class _BrokenUnderAttack(QuadrantNet):
-    """Fine for the probe and the clean pass, then a plain RuntimeError (a torch failure, a bug)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls > 6:
-            raise RuntimeError("cuDNN error (simulated)")
-        return super().forward(x)
-
-
 def test_any_exception_keeps_finished_results_and_says_so(tmp_path: Path, tiny_threat: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="simulated"):
-        _run(_BrokenUnderAttack(), tiny_threat, out)
+        _run(_FailsAfterClean(_crash), tiny_threat, out)
     data = json.loads((out / "results.json").read_text())
     assert data["status"] == "error" and data["error"] == "RuntimeError: cuDNN error (simulated)"
     by_key = {e["key"]: e for e in data["evaluations"]}
