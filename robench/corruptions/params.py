@@ -165,8 +165,9 @@ IMAGENET_TABLE = CorruptionTable(
 
 TABLES: dict[str, CorruptionTable] = {"cifar10": CIFAR10_TABLE, "imagenet": IMAGENET_TABLE}
 
-# AlexNet top-1 error per ImageNet-C corruption, averaged over the five severities
-# (hendrycks/robustness, ImageNet-C/test.py); the mCE denominators.
+# AlexNet top-1 error per ImageNet-C corruption, averaged over the five severities; the mCE
+# denominators. Values as in ../shared/REFERENCE.md, the same as AugMix's ALEXNET_ERR ("raw AlexNet
+# errors taken from hendrycks/robustness"); ImageNet-C/test.py itself prints unnormalised errors.
 ALEXNET_ERRORS: dict[str, float] = {
     "gaussian_noise": 0.886428,
     "shot_noise": 0.894468,

@@ -107,9 +107,12 @@ def snow(x: torch.Tensor, severity: int, table: CorruptionTable, generator: torc
     flakes = mean + std * _ops.randn((n, 1, height, width), generator, x.device).to(x.dtype)
     flakes = _clipped_zoom(flakes, float(zoom))
     flakes = torch.where(flakes < threshold, torch.zeros_like(flakes), flakes).clamp(0, 1)
+    # The reference truncates the layer to 8 bits (astype(np.uint8)) for ImageMagick's motion blur,
+    # whose output is 8-bit again (rounded): make_cifar_c.py / make_imagenet_c.py, snow.
+    flakes = torch.floor(flakes * 255.0) / 255.0
     angle = _ops.uniform((n,), -135.0, -45.0, generator, torch.device("cpu")).double()
     flakes = _ops.motion_blur(flakes, int(radius), float(sigma), angle)
-    flakes = torch.round(flakes * 255.0) / 255.0  # the reference stores the layer as 8 bits
+    flakes = torch.round(flakes * 255.0) / 255.0
     luma = x if channels == 1 else _ops.rgb_to_gray(x)
     x = image_weight * x + (1 - image_weight) * torch.maximum(x, luma * 1.5 + 0.5)
     return x + flakes + flakes.flip(-1, -2)

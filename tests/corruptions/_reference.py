@@ -136,7 +136,8 @@ def reference_corrupt(image: np.ndarray, name: str, severity: int, seed: int, *,
     Gray images are passed as 2-D arrays, which the package supports for most corruptions.
 
     ``original=True`` follows the released-data generator (make_imagenet_c.py) where the package
-    departs from it: snow trims its zoomed flake layer before the motion blur; elastic_transform
+    departs from it: snow trims its zoomed flake layer and truncates it to 8 bits before the motion
+    blur; elastic_transform
     is :func:`original_elastic_transform`; glass_blur and frost run gray images stacked to three
     channels (what the package's ``corrupt`` does with every gray image, and the only layout the
     generator knew: glass_blur's "swap" then copies whole pixels, and frost adds the texture in
@@ -152,7 +153,13 @@ def reference_corrupt(image: np.ndarray, name: str, severity: int, seed: int, *,
         source = np.stack([image] * 3, axis=-1)  # motion_blur: the package's gray branch raises IndexError
     corruptions = imagecorruptions.corruptions
     zoom = _original_clipped_zoom if original else corruptions.clipped_zoom
-    with mock.patch.object(corruptions, "clipped_zoom", zoom):
+    package_blur = blur = corruptions._motion_blur
+    if original and name == "snow":
+        # make_imagenet_c.py hands ImageMagick the flake layer as 8 bits, truncated (astype(np.uint8))
+        def blur(layer: np.ndarray, **kwargs: Any) -> np.ndarray:
+            return package_blur(np.floor(layer * 255) / 255, **kwargs)
+
+    with mock.patch.object(corruptions, "clipped_zoom", zoom), mock.patch.object(corruptions, "_motion_blur", blur):
         out = imagecorruptions.corruption_dict[name](Image.fromarray(source), severity)
     out = np.asarray(out, dtype=np.float64)
     if image.ndim == 2 and out.ndim == 3:
