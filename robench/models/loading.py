@@ -218,13 +218,21 @@ def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], path: Path,
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
+    # load_state_dict casts silently: complex into real drops the imaginary part, bool into float
+    # turns weights into 0/1. Integer buffers (BatchNorm's num_batches_tracked) stay integers.
+    mismatched += [
+        f"{k} {state[k].dtype} vs {own[k].dtype}"
+        for k in own
+        if k in state
+        and (state[k].is_complex() != own[k].is_complex() or (state[k].dtype == torch.bool) != (own[k].dtype == torch.bool))
+    ]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
     if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches (e.g. {'; '.join(mismatched[:2])})")
+        problems.append(f"{len(mismatched)} shape or dtype mismatches (e.g. {'; '.join(mismatched[:2])})")
     if problems:
         raise CheckpointError(f"{path} does not fit --arch {arch}: {', '.join(problems)}")
     try:

@@ -316,3 +316,13 @@ def test_probe_catches_fixed_batch_sizes_and_non_tensor_outputs() -> None:
     for net, message in ((FixedBatch(), "batches of 2 and 3|for 3 inputs"), (DictOut(), "failed|tensor of logits")):
         with pytest.raises(ModelError, match=message):
             load_model(net, num_classes=4).probe((1, 8, 8), 4, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.bool])
+def test_weights_of_another_kind_are_refused(tmp_path: Path, dtype: torch.dtype) -> None:
+    """load_state_dict would cast them silently (dropping the imaginary part, or weights of 0/1)."""
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in _reference().state_dict().items()}
+    path = tmp_path / "odd.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="dtype"):
+        load_model(path, arch=ARCH)
