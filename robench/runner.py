@@ -19,11 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from robench._errors import ConfigError, RobenchError
+from robench._errors import ConfigError, ModelError, RobenchError
 from robench.context import EvalContext
 from robench.data import load_dataset
 from robench.journal import Journal
 from robench.models import load_model, module_sha256
+from robench.models.wrapper import PixelModel
 from robench.registry import registry
 from robench.results import Environment, EvaluationResult, Results
 from robench.threat_model import ThreatModel, ThreatModelError, _param_errors, load_threat_model
@@ -224,6 +225,20 @@ def evaluate(
             dist.destroy_process_group()
 
 
+def _as_model_error(exc: BaseException, key: str) -> BaseException:
+    """An exception raised inside the model's own forward pass, as the :class:`ModelError` it is
+    (bad input: one line and exit 2); any other exception unchanged."""
+    if isinstance(exc, (RobenchError, KeyboardInterrupt)) or not isinstance(exc, Exception):
+        return exc
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_frame.f_code is not PixelModel.forward.__code__:
+        frame = frame.tb_next
+    if frame is None:
+        return exc
+    message = (str(exc).strip().splitlines() or [""])[0][:200]
+    return ModelError(f"the model failed during {key}: {type(exc).__name__}: {message}")
+
+
 def _evaluate(
     threat: ThreatModel,
     declared: ThreatModel,
@@ -303,7 +318,10 @@ def _evaluate(
             try:
                 produced = registry.get("evaluation", section)(handle, data, threat, spec, ctx)
             except BaseException as exc:  # robench's errors, an interrupt, or anything else (torch, a bug)
-                evaluation.status, evaluation.error = "error", str(exc) or type(exc).__name__
+                failure = _as_model_error(exc, key)
+                evaluation.status, evaluation.error = "error", str(failure) or type(failure).__name__
+                if failure is not exc:
+                    raise failure from exc
                 raise
             evaluation.status = "success"
             evaluation.cost = ctx.cost

@@ -99,14 +99,30 @@ def test_wrong_class_count_is_a_model_error(tmp_path: Path, tiny_threat: Path) -
         _run(nn.Sequential(nn.Flatten(), nn.Linear(64, 7)), tiny_threat, None)
 
 
-def test_any_exception_keeps_finished_results_and_says_so(tmp_path: Path, tiny_threat: Path) -> None:
+def test_a_model_failing_mid_run_is_a_model_error_and_keeps_finished_results(tmp_path: Path, tiny_threat: Path) -> None:
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="simulated"):
+    with pytest.raises(ModelError, match="the model failed during attacks/fgsm: RuntimeError: cuDNN error"):
         _run(_FailsAfterClean(_crash), tiny_threat, out)
     data = json.loads((out / "results.json").read_text())
-    assert data["status"] == "error" and data["error"] == "RuntimeError: cuDNN error (simulated)"
+    assert data["status"] == "error" and "cuDNN error (simulated)" in data["error"]
     by_key = {e["key"]: e for e in data["evaluations"]}
     assert by_key["clean"]["status"] == "success" and by_key["attacks/fgsm"]["status"] == "error"
+
+
+def test_other_exceptions_keep_finished_results_and_say_so(tmp_path: Path, tiny_threat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception outside the model (a robench bug, say) stays what it is, and results.json says so."""
+    from robench.attacks import pgd
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise ZeroDivisionError("a bug (simulated)")
+
+    monkeypatch.setattr(pgd.FGSM, "run", broken)
+    out = tmp_path / "out"
+    with pytest.raises(ZeroDivisionError):
+        _run(QuadrantNet(), tiny_threat, out)
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "error" and data["error"] == "ZeroDivisionError: a bug (simulated)"
+    assert {e["key"]: e["status"] for e in data["evaluations"]} == {"clean": "success", "attacks/fgsm": "error"}
 
 
 def test_resume_refuses_another_model(tmp_path: Path, tiny_threat: Path) -> None:
