@@ -67,6 +67,8 @@ class BoardComparison:
         clean: The run's clean-accuracy record.
         robust: The run's ranked record (worst case over attacks, or mean corruption accuracy).
         rank: The run's rank among ``n_entries + 1`` (``None`` without a ranked record).
+        rank_range: The ranks of the ends of the run's 95% interval, best first: every rank the
+            interval allows (``None`` without an interval).
         neighbours: Nearest entries above and below, and the best entry.
         beats_sota: The run's number is higher than every published entry's.
         strong_attack: The robust number comes from a strong attack (AutoAttack); ``None`` on corruption boards.
@@ -87,6 +89,7 @@ class BoardComparison:
     strong_attack: bool | None
     scrutiny: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    rank_range: tuple[int, int] | None = None
 
     def neighbour(self, role: str) -> Neighbour | None:
         """The neighbour with this role, if any."""
@@ -134,6 +137,17 @@ def _compare(
     excluded += [e.id for e in entries if e.robust_accuracy is None]
     value = robust.value if robust is not None else None
     rank = None if value is None else 1 + sum(e.robust_accuracy > value for e in ranked)  # type: ignore[operator]
+    rank_range = None
+    if robust is not None and robust.ci_low is not None and robust.ci_high is not None:
+        rank_range = (
+            1 + sum(e.robust_accuracy > robust.ci_high for e in ranked),  # type: ignore[operator]
+            1 + sum(e.robust_accuracy > robust.ci_low for e in ranked),  # type: ignore[operator]
+        )
+    if strong is False and ranked:
+        notes.append(
+            "the board's numbers come from AutoAttack; this run has no strong AutoAttack evaluation, so its robust "
+            "accuracy may be higher than AutoAttack would find and its rank optimistic: run AutoAttack before comparing"
+        )
 
     def neighbour(role: str, entry: Entry) -> Neighbour:
         return Neighbour(
@@ -167,7 +181,7 @@ def _compare(
     return BoardComparison(
         board=board.key, metric=board.metric, eps=eps, n_entries=len(ranked), excluded=tuple(excluded), clean=clean,
         robust=robust, rank=rank, neighbours=tuple(neighbours), beats_sota=beats, strong_attack=strong, scrutiny=scrutiny,
-        notes=tuple(notes),
+        notes=tuple(notes), rank_range=rank_range,
     )  # fmt: skip
 
 

@@ -39,7 +39,10 @@ def board_table(comparison: BoardComparison) -> Table:
     metric = "corruption acc." if comparison.metric == "mean_corruption_accuracy" else "robust acc."
     header = ("entry", "published rank", "clean acc.", metric, "Δ clean", "Δ " + metric.split()[0], "outside run's 95% CI (clean / " + metric.split()[0] + ")")
     total = comparison.n_entries + 1
-    rows = [("this run", f"{comparison.rank}/{total}" if comparison.rank else "–", with_interval(comparison.clean),
+    rank = f"{comparison.rank}/{total}" if comparison.rank else "–"
+    if comparison.rank and comparison.rank_range and comparison.rank_range[0] != comparison.rank_range[1]:
+        rank += f" (95% CI: {comparison.rank_range[0]}-{comparison.rank_range[1]})"
+    rows = [("this run", rank, with_interval(comparison.clean),
              with_interval(comparison.robust), "", "", "")]  # fmt: skip
     shown: set[str] = set()
     for n in comparison.neighbours:

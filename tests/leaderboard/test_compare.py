@@ -140,3 +140,18 @@ def test_shipped_snapshot_rank(tmp_path: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "cifar10/Linf at eps 8/255: rank 1 of" in out and "SCRUTINY" in out and "this run" in out
     assert main(["compare", str(tmp_path / "absent.json")]) == 2
+
+
+def test_rank_interval_and_weak_attack_caveat(model_info: Path) -> None:
+    """Every rank the run's 95% interval allows, from the raw entries; a board of AutoAttack numbers
+    compared with a run that has no AutoAttack says so."""
+    results = fixtures.strong().model_copy(deep=True)
+    [comparison] = compare_to_leaderboard(results, build_snapshot(model_info))
+    worst = [r for r in results.records(name="worst_case_robust_accuracy") if "class" not in r.condition][-1]
+    raw = _raw(model_info / "cifar10" / "Linf")
+    assert comparison.rank_range == (1 + int((raw["ranked"] > worst.ci_high).sum()), 1 + int((raw["ranked"] > worst.ci_low).sum()))
+    assert comparison.rank_range[0] <= comparison.rank <= comparison.rank_range[1]
+    assert not any("AutoAttack before comparing" in n for n in comparison.notes)
+    results.evaluations = [e for e in results.evaluations if e.name != "autoattack"]
+    [weaker] = compare_to_leaderboard(results, build_snapshot(model_info))
+    assert any("AutoAttack before comparing" in n for n in weaker.notes)

@@ -30,5 +30,16 @@ def build(results: Results) -> dict[str, Any]:
     return {
         "source": snapshot.source,
         "comparisons": [{"comparison": c, "table": board_table(c), "entries": _unique(c)} for c in comparisons],
-        "reason": None if comparisons else f"no published board matches this setting ({setting}); boards in the snapshot: {boards}",
+        "reason": None if comparisons else _no_comparison_reason(results, setting, boards),
     }
+
+
+def _no_comparison_reason(results: Results, setting: str, boards: str) -> str:
+    """Why the run is compared with no board."""
+    attacked = any(e.section == "attacks" and e.status == "success" for e in results.evaluations)
+    if results.threat_model.get("adversary") and not attacked:
+        return (
+            f"no attack ran, and the adversarial boards rank AutoAttack accuracies: certified or clean numbers are "
+            f"not comparable with them (setting {setting}; boards in the snapshot: {boards})"
+        )
+    return f"no published board matches this setting ({setting}); boards in the snapshot: {boards}"
