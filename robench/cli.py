@@ -41,13 +41,8 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def format_record(record: Any) -> tuple[str, str]:
-    """``(value, 95% CI)`` as text: fractions in percent, other units as numbers."""
-    percent = record.unit == "fraction"
-    value = "–" if record.value is None else (f"{100 * record.value:.1f}%" if percent else f"{record.value:.4g}")
-    ci = ""
-    if record.ci_low is not None and record.ci_high is not None:
-        ci = f"[{100 * record.ci_low:.1f}, {100 * record.ci_high:.1f}]" if percent else f"[{record.ci_low:.3g}, {record.ci_high:.3g}]"
-    return value, ci
+    """``(value, 95% CI)`` as text (:meth:`robench.results.MetricRecord.formatted`)."""
+    return record.formatted()
 
 
 def _summary_rows(results: Any) -> list[tuple[str, str, str, str]]:

@@ -60,6 +60,22 @@ class MetricRecord(_Model):
             raise ValueError("ci_low and ci_high are given together")
         return self
 
+    def formatted(self) -> tuple[str, str]:
+        """``(value, 95% interval)`` as text, the one way every summary writes a record: proportions
+        (``fraction``) in percent with one decimal, probabilities (calibration errors) in percent with
+        two, other units as numbers (4 significant digits); ``""`` for a missing interval."""
+        if self.unit in ("fraction", "probability"):
+            digits = 1 if self.unit == "fraction" else 2
+            value = "–" if self.value is None else f"{100 * self.value:.{digits}f}%"
+            interval = (
+                f"[{100 * self.ci_low:.{digits}f}, {100 * self.ci_high:.{digits}f}]"
+                if self.ci_low is not None and self.ci_high is not None else ""
+            )  # fmt: skip
+            return value, interval
+        value = "–" if self.value is None else f"{self.value:.4g}"
+        interval = f"[{self.ci_low:.4g}, {self.ci_high:.4g}]" if self.ci_low is not None and self.ci_high is not None else ""
+        return value, interval
+
     @classmethod
     def proportion(
         cls,

@@ -20,14 +20,10 @@ def points(value: float | None, digits: int = 2) -> str:
 
 
 def with_interval(record: MetricRecord | None) -> str:
-    """``59.5% [58.5, 60.5]`` for a proportion, the bare value for other units."""
+    """``59.5% [58.5, 60.5]`` (:meth:`MetricRecord.formatted`); ``–`` without a record."""
     if record is None or record.value is None:
         return "–"
-    if record.unit != "fraction":
-        return f"{record.value:.4g}"
-    if record.ci_low is None or record.ci_high is None:
-        return percent(record.value)
-    return f"{percent(record.value)} [{100 * record.ci_low:.1f}, {100 * record.ci_high:.1f}]"
+    return " ".join(part for part in record.formatted() if part)
 
 
 def _flag(value: bool | None) -> str:

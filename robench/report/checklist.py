@@ -195,8 +195,8 @@ def _clean_robust_item(results: Results) -> ChecklistItem:
     ]  # fmt: skip
 
     def text(r: MetricRecord) -> str:
-        ci = f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low is not None and r.ci_high is not None else " (no interval)"
-        return f"{r.evaluation} {r.name} {r.value:.3f}{ci}, n = {r.n}"
+        value, interval = r.formatted()
+        return f"{r.evaluation} {r.name} {value} {interval or '(no interval)'}, n = {r.n}"
 
     if clean is None or not robust:
         missing = " and ".join(m for m, ok in (("clean accuracy", clean is not None), ("robust accuracy", bool(robust))) if not ok)

@@ -37,16 +37,12 @@ def _ci(record: MetricRecord | None, digits: int = 1) -> str:
 
 
 def _value(record: MetricRecord | None) -> str:
-    if record is None or record.value is None:
-        return "–"
-    return _pct(record) if record.unit == "fraction" else f"{record.value:.4g}"
+    return "–" if record is None else record.formatted()[0]
 
 
 def _value_ci(record: MetricRecord | None) -> str:
-    """The interval in the same form as :func:`_value` (percent for fractions, numbers otherwise)."""
-    if record is None or record.ci_low is None or record.ci_high is None:
-        return ""
-    return _ci(record) if record.unit == "fraction" else f"[{record.ci_low:.4g}, {record.ci_high:.4g}]"
+    """The interval in the same form as :func:`_value` (:meth:`MetricRecord.formatted`)."""
+    return "" if record is None else record.formatted()[1]
 
 
 def _seconds(value: float) -> str:
@@ -127,6 +123,9 @@ def summary_records(results: Results) -> list[MetricRecord]:
 
 def record_label(record: MetricRecord) -> str:
     """A short human label: ``attacks/pgd robust_accuracy`` (+ condition when present)."""
+    if record.name == "worst_case_robust_accuracy" and record.condition.get("attack"):
+        # per example the worst over every attack so far: not the attack whose evaluation holds it
+        return f"attacks worst_case_robust_accuracy (over {str(record.condition['attack']).replace('+', ', ')})"
     implied = _IMPLIED_KEYS if record.evaluation.startswith("attacks/") else _IMPLIED_ELSEWHERE
     condition = ", ".join(f"{k}={v}" for k, v in record.condition.items() if k not in implied)
     return f"{record.evaluation} {record.name}" + (f" ({condition})" if condition else "")

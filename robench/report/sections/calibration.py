@@ -102,7 +102,7 @@ def build(results: Results) -> dict[str, Any] | None:
     return {
         "status": evaluation.status,
         "error": evaluation.error,
-        "n_bins": evaluation.artifacts.get("n_bins"),
+        "n_bins": evaluation.artifacts.get("n_bins") or evaluation.resolved.get("n_bins") or evaluation.declared.get("n_bins"),
         "metrics": METRICS,
         "rows": list(rows.values()),
         "reliability_figure": _reliability_figure(chosen) if chosen else None,

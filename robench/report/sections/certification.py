@@ -70,8 +70,10 @@ def _curve_figure(rows: list[dict[str, Any]], grid_key: str, xlabel: str) -> str
         ys = [point["value"] for point in row["curve"]]
         lows = [point["ci_low"] for point in row["curve"]]
         highs = [point["ci_high"] for point in row["curve"]]
-        ax.step(xs, ys, where="post", label=row["key"])
-        ax.fill_between(xs, lows, highs, step="post", alpha=0.15)
+        # Certified accuracy is known at the grid's radii and falls with the radius: between two of them
+        # only the value at the larger one is certain, so each step takes its right-hand value.
+        ax.step(xs, ys, where="pre", label=row["key"])
+        ax.fill_between(xs, lows, highs, step="pre", alpha=0.15)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("certified accuracy (95% CI)")
     ax.set_ylim(0, 1)
