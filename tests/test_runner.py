@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,12 +84,18 @@ def _crash(logits: torch.Tensor) -> torch.Tensor:
     raise RuntimeError("cuDNN error (simulated)")
 
 
-def test_error_keeps_finished_results(tmp_path: Path, tiny_threat: Path) -> None:
+@pytest.mark.parametrize(
+    ("fail", "message"),
+    [(_nan, "NaN"), (_crash, "the model failed during attacks/fgsm: RuntimeError: cuDNN error \\(simulated\\)")],
+    ids=["nan-logits", "forward-raises"],
+)
+def test_model_failure_mid_run_keeps_finished_results(tmp_path: Path, tiny_threat: Path, fail, message: str) -> None:  # noqa: ANN001
+    """NaN logits, or a model whose forward raises mid-run: a ModelError (exit 2), finished results kept."""
     out = tmp_path / "out"
-    with pytest.raises(ModelError, match="NaN"):
-        _run(_FailsAfterClean(_nan), tiny_threat, out)
+    with pytest.raises(ModelError, match=message):
+        _run(_FailsAfterClean(fail), tiny_threat, out)
     data = json.loads((out / "results.json").read_text())
-    assert data["status"] == "error" and "NaN" in data["error"]
+    assert data["status"] == "error" and re.search(message, data["error"])
     by_key = {e["key"]: e for e in data["evaluations"]}
     assert by_key["clean"]["status"] == "success" and by_key["clean"]["records"]
     assert by_key["attacks/fgsm"]["status"] == "error"
@@ -97,16 +104,6 @@ def test_error_keeps_finished_results(tmp_path: Path, tiny_threat: Path) -> None
 def test_wrong_class_count_is_a_model_error(tmp_path: Path, tiny_threat: Path) -> None:
     with pytest.raises(ModelError, match="classes"):
         _run(nn.Sequential(nn.Flatten(), nn.Linear(64, 7)), tiny_threat, None)
-
-
-def test_a_model_failing_mid_run_is_a_model_error_and_keeps_finished_results(tmp_path: Path, tiny_threat: Path) -> None:
-    out = tmp_path / "out"
-    with pytest.raises(ModelError, match="the model failed during attacks/fgsm: RuntimeError: cuDNN error"):
-        _run(_FailsAfterClean(_crash), tiny_threat, out)
-    data = json.loads((out / "results.json").read_text())
-    assert data["status"] == "error" and "cuDNN error (simulated)" in data["error"]
-    by_key = {e["key"]: e for e in data["evaluations"]}
-    assert by_key["clean"]["status"] == "success" and by_key["attacks/fgsm"]["status"] == "error"
 
 
 def test_other_exceptions_keep_finished_results_and_say_so(tmp_path: Path, tiny_threat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
