@@ -112,15 +112,15 @@ def bootstrap_intervals(
     confidence, prediction = probs.max(dim=1)
     # Bin in the probabilities' own dtype, as the functional metrics do (edges are dtype floats).
     onehot = torch.nn.functional.one_hot(F.bin_index(confidence, n_bins), n_bins).double()
-    correct = (prediction == labels).double()
-    gap = correct - confidence.double()  # per example: correct - confidence
+    correct, confidence64 = (prediction == labels).double(), confidence.double()
+    gap = correct - confidence64  # per example: correct - confidence
     # The adaptive ECE's equal-mass bins of the full sample, as an (N, M) assignment of each example.
-    order = torch.sort(confidence.double(), stable=True).indices
+    order = torch.sort(confidence64, stable=True).indices
     adaptive = torch.empty(n, n_bins, dtype=torch.float64)
     adaptive[order] = F.equal_mass_groups(n, n_bins)
     out: dict[str, tuple[float, float] | None] = {
         "ece": _l1_interval(gap[:, None] * onehot, weights, 1.0, confidence_level),
-        "mce": _mce_interval(correct, confidence.double(), onehot, confidence_level),
+        "mce": _mce_interval(correct, confidence64, onehot, confidence_level),
         "adaptive_ece": _l1_interval(gap[:, None] * adaptive, weights, 1.0, confidence_level),
         "classwise_ece": None,
     }

@@ -39,6 +39,11 @@ class _Pixel(nn.Module):
         return self.net(self.normalize(x))
 
 
+def call_argument(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, name: str, default: Any) -> Any:
+    """An argument of a traced call, given by position or keyword (``F.softplus(x, 2, 1)``)."""
+    return args[position] if len(args) > position else kwargs.get(name, default)
+
+
 def _inplace_argument(node: fx.Node) -> bool:
     """A function node called with ``inplace=True``, by keyword or by position."""
     if node.kwargs.get("inplace") is True:

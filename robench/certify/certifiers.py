@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 import torch
+from torch import fx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from robench._errors import ConfigError
@@ -142,7 +143,7 @@ class IntervalBoundPropagation:
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: IBPParams, ctx: EvalContext
     ) -> EvaluationOutput:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
-        graph = trace(model.module, data.load(slice(0, min(4, len(data))))[0].to(model.device))
+        graph = _traced(model, data)
 
         def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
             return ibp.verified(graph, x, y, eps, bounds, params.fold_specification)
@@ -168,12 +169,17 @@ class CROWNCertifier:
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: CROWNParams, ctx: EvalContext
     ) -> EvaluationOutput:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
-        graph = trace(model.module, data.load(slice(0, min(4, len(data))))[0].to(model.device))
+        graph = _traced(model, data)
 
         def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
             return crown.verified(graph, x, y, eps, bounds, params.max_elements)
 
         return _verify_section(model, data, threat, spec, params, ctx, "crown", verify)
+
+
+def _traced(model: ModelHandle, data: Dataset) -> fx.GraphModule:
+    """The model's graph, checked against the model on the first examples (see :func:`trace`)."""
+    return trace(model.module, data.load(slice(0, min(4, len(data))))[0].to(model.device))
 
 
 def _verify_section(

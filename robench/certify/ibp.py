@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from robench._errors import ConfigError
-from robench.certify._trace import TracingInterpreter, last_linear, trace
+from robench.certify._trace import TracingInterpreter, call_argument, last_linear, trace
 from robench.models.wrapper import Normalize
 
 # Leaf layers that are monotone non-decreasing maps (applied to both ends of the box).
@@ -136,20 +136,16 @@ def _monotone_as_configured(layer: nn.Module) -> bool:
     return True
 
 
-def _argument(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, name: str, default: Any) -> Any:
-    return args[position] if len(args) > position else kwargs.get(name, default)
-
-
 def _monotone_function_as_configured(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """:func:`_monotone_as_configured` for the functional forms (positions as in torch.nn.functional)."""
     if target is F.leaky_relu:
-        return _argument(args, kwargs, 1, "negative_slope", 0.01) >= 0
+        return call_argument(args, kwargs, 1, "negative_slope", 0.01) >= 0
     if target is F.elu:
-        return _argument(args, kwargs, 1, "alpha", 1.0) >= 0
+        return call_argument(args, kwargs, 1, "alpha", 1.0) >= 0
     if target is F.softplus:
-        return _argument(args, kwargs, 2, "threshold", 20.0) >= 20
+        return call_argument(args, kwargs, 2, "threshold", 20.0) >= 20
     if target is F.avg_pool2d:
-        return _argument(args, kwargs, 6, "divisor_override", None) is None
+        return call_argument(args, kwargs, 6, "divisor_override", None) is None
     return True
 
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from robench._errors import ConfigError
-from robench.certify._trace import TracingInterpreter, trace
+from robench.certify._trace import TracingInterpreter, call_argument, trace
 from robench.models.wrapper import Normalize
 
 ConvMethod = Literal["bound", "power"]
@@ -283,7 +283,7 @@ class LipschitzInterpreter(TracingInterpreter):
             values = torch.cat([b.value for b in args[0]], *args[1:], **kwargs)
             return Lip(values, math.sqrt(sum(b.constant**2 for b in args[0])))
         slope = _FUNCTION_SLOPE.get(target)
-        if target is F.softplus and (args[2] if len(args) > 2 else kwargs.get("threshold", 20.0)) < 20:
+        if target is F.softplus and call_argument(args, kwargs, 2, "threshold", 20.0) < 20:
             slope = None  # below the default threshold the switch to the identity is a visible jump
         if slope is not None and len(lips) == 1 and isinstance(args[0], Lip):
             return Lip(target(*raw, **kwargs), lips[0].constant * slope)
