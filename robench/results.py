@@ -176,7 +176,8 @@ class Environment(_Model):
     git_revision: str | None = None
     hostname: str = ""
     platform: str = ""
-    cpu_count: int | None = None
+    cpu_count: int | None = Field(default=None, description="CPUs this process may run on")
+    torch_threads: int | None = Field(default=None, description="torch.get_num_threads() (CPU reductions depend on it)")
     device: str = "cpu"
     device_name: str = ""
 

@@ -61,6 +61,18 @@ def git_revision() -> str | None:
     return revision + ("+dirty" if dirty else "")
 
 
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Hardware", "Processor") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device) -> Environment:
     """Versions, git revision and hardware of this run."""
     packages = {}
@@ -69,7 +81,7 @@ def environment(device: torch.device) -> Environment:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return Environment(
         robench_version=robench_version(),
         python=platform.python_version(),
@@ -77,7 +89,8 @@ def environment(device: torch.device) -> Environment:
         git_revision=git_revision(),
         hostname=socket.gethostname(),
         platform=platform.platform(),
-        cpu_count=os.cpu_count(),
+        cpu_count=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
         device=str(device),
         device_name=device_name,
     )
@@ -292,6 +305,7 @@ def _evaluate(
             "checkpoint_sha256": handle.info.sha256 or module_sha256(handle.module),
             "arch": arch,
             "device": torch_device.type,
+            "torch_threads": results.environment.torch_threads,  # CPU reductions (and so the numbers) depend on it
             "threat_model_sha256": declared.sha256,
             "dataset_manifest_sha256": data_info.manifest_sha256,
             "n_examples": data_info.n_examples,

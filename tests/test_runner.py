@@ -136,6 +136,23 @@ def test_resume_refuses_another_model(tmp_path: Path, tiny_threat: Path) -> None
     assert _run(QuadrantNet(), tiny_threat, out, only=["clean"], resume=True).status == "success"
 
 
+def test_resume_refuses_another_thread_count(tmp_path: Path, tiny_threat: Path) -> None:
+    """CPU reductions depend on the thread count, so a resumed run must use the same one to be identical."""
+    from robench._errors import JournalError
+
+    out = tmp_path / "out"
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        first = _run(QuadrantNet(), tiny_threat, out, only=["clean"])
+        assert first.environment.torch_threads == 1
+        torch.set_num_threads(2)
+        with pytest.raises(JournalError, match="torch_threads: journal 1 vs now 2"):
+            _run(QuadrantNet(), tiny_threat, out, only=["clean"], resume=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_results_files_get_the_usual_mode(tmp_path: Path, tiny_threat: Path) -> None:
     import os
 

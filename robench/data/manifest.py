@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -298,21 +298,29 @@ class VerificationReport:
 
     @property
     def summary(self) -> str:
-        """One line: how many files and which checks passed (stored in results as ``verified``)."""
+        """One line: what was checked, e.g. ``7 files, each checked for size and md5`` (results' ``verified``).
+
+        Files matched by a pattern count as one entry checked for its number of matches; archives are
+        the official downloads found next to the files.
+        """
+        files = [e for e in self.entries if "archive" not in e.checks]
+        archives = len(self.entries) - len(files)
         counted: dict[str, int] = {}
-        archives = 0
-        for entry in self.entries:
-            if "archive" in entry.checks:
-                archives += 1
-                continue
+        for entry in files:
             for check in entry.checks:
                 if check != "exists":
                     counted[check] = counted.get(check, 0) + 1
-        files = sum("archive" not in e.checks for e in self.entries)
-        parts = [f"{files} files"] + [f"{k} {v}" for k, v in counted.items()]
+        names = {"count": "number of entries"}
+        noun = f"{len(files)} {'file' if len(files) == 1 else 'files'}"
+        if not counted:
+            text = f"{noun}, checked for presence only"
+        elif all(v == len(files) for v in counted.values()):
+            text = f"{noun}, {'each ' if len(files) > 1 else ''}checked for {_and(names.get(k, k) for k in counted)}"
+        else:
+            text = f"{noun}; checked for " + ", ".join(f"{names.get(k, k)} ({v} of {len(files)})" for k, v in counted.items())
         if archives:
-            parts.append(f"{archives} archives")
-        return ", ".join(parts)
+            text += f"; {archives} official {'archive' if archives == 1 else 'archives'} checked"
+        return text
 
     def __str__(self) -> str:
         width = max((len(e.path) for e in self.entries), default=0)
@@ -322,6 +330,11 @@ class VerificationReport:
             lines.append(f"  ok  {entry.path.ljust(width)}  {' '.join(entry.checks)}{detail}")
         lines.append(f"verified: {self.summary}")
         return "\n".join(lines)
+
+
+def _and(words: Iterable[str]) -> str:
+    items = list(words)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _check_pattern(root: Path, spec: FileSpec, manifest_file: Path | str) -> FileCheck:

@@ -332,21 +332,31 @@ def _claims_numbers_item(results: Results) -> ChecklistItem:
             fails.append(f"claimed {key} {claimed!r} is not a fraction in [0, 1]")
             continue
         if record is None or record.value is None or record.ci_low is None or record.ci_high is None:
-            warns.append(f"{key} {claimed:.3f} claimed but not measured")
+            warns.append(f"{key} {_percents(claimed)[0]} claimed but not measured")
             continue
-        measured = f"measured {record.value:.3f} [{record.ci_low:.3f}, {record.ci_high:.3f}]"
+        shown_claim, value, low, high = _percents(claimed, record.value, record.ci_low, record.ci_high)
+        measured = f"measured {value} [{low}, {high}]"
         if claimed > record.ci_high:
-            fails.append(f"{key}: claimed {claimed:.3f} is above the {measured}")
+            fails.append(f"{key}: claimed {shown_claim} is above the {measured}")
         elif claimed < record.ci_low:
             # A measured robust accuracy above the claim suggests a weaker attack than the paper's.
-            warns.append(f"{key}: claimed {claimed:.3f} is below the {measured}")
+            warns.append(f"{key}: claimed {shown_claim} is below the {measured}")
         else:
-            ok.append(f"{key}: claimed {claimed:.3f}, {measured}")
+            ok.append(f"{key}: claimed {shown_claim}, {measured}")
     source = f" (source: {claims['source']})" if claims.get("source") else ""
     if skipped and not (fails or warns or ok):
         return ChecklistItem("claims_reproduced", title, "n/a", "; ".join(skipped) + source)
     status: Status = "fail" if fails else ("warn" if warns else "pass")
     return ChecklistItem("claims_reproduced", title, status, "; ".join(fails + warns + ok + skipped) + source)
+
+
+def _percents(*fractions: float) -> list[str]:
+    """Fractions as percentages, one decimal unless more are needed to tell different values apart."""
+    for decimals in range(1, 6):
+        shown = [f"{100 * f:.{decimals}f}%" for f in fractions]
+        if len(set(shown)) == len(set(fractions)):
+            break
+    return shown
 
 
 def _complete_item(results: Results) -> ChecklistItem:

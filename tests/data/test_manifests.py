@@ -96,7 +96,7 @@ def test_verify_dataset_reports_each_file(tmp_path: Path) -> None:
     text = str(report)
     for name in ("data_batch_1", "data_batch_5", "test_batch", "batches.meta"):
         assert re.search(rf"ok\s+cifar-10-batches-py/{name}\s+exists size md5", text), name
-    assert str(written["manifest"]) in text and report.summary == "7 files, size 7, md5 7"
+    assert str(written["manifest"]) in text and report.summary == "7 files, each checked for size and md5"
     size_only = verify_dataset(str(written["manifest"]), tmp_path, checksums=False)
     assert "md5" not in size_only.summary
 
@@ -108,7 +108,7 @@ def test_verify_checks_official_archive_when_present(tmp_path: Path) -> None:
     content = yaml.safe_load(written["manifest"].read_text())
     content["archives"] = [{"name": archive.name, "sha256": sha256(archive)}]
     write_manifest(written["manifest"], content)
-    assert "1 archives" in verify_dataset(str(written["manifest"]), tmp_path).summary
+    assert "1 official archive checked" in verify_dataset(str(written["manifest"]), tmp_path).summary
     archive.write_bytes(b"other bytes")
     with pytest.raises(DataError, match="cifar-10-python.tar.gz: sha256 .* which expects"):
         verify_dataset(str(written["manifest"]), tmp_path)
@@ -204,3 +204,17 @@ def test_array_dataset_refuses_non_finite_images() -> None:
     images[0, 0, 0, 0] = float("nan")
     with pytest.raises(DataError, match="NaN"):
         ArrayDataset(images, torch.tensor([0, 1]), 2)
+
+
+def test_verification_summary_reads_as_a_sentence() -> None:
+    from robench.data.manifest import FileCheck, VerificationReport
+
+    def summary(*entries: FileCheck) -> str:
+        return VerificationReport("d", "m.yaml", "/r", entries).summary
+
+    assert summary(FileCheck("a", ("exists", "size", "sha256", "md5"))) == "1 file, checked for size, sha256 and md5"
+    mixed = summary(FileCheck("a", ("exists", "size", "md5")), FileCheck("b", ("exists", "size")))
+    assert mixed == "2 files; checked for size (2 of 2), md5 (1 of 2)"
+    assert summary(FileCheck("a/*", ("exists",), "3 entries")) == "1 file, checked for presence only"
+    with_archive = summary(FileCheck("a", ("exists", "size")), FileCheck("x.tar", ("archive", "sha256")))
+    assert with_archive == "1 file, checked for size; 1 official archive checked"

@@ -46,7 +46,15 @@ def test_weak_evidence_names_the_problems() -> None:
     same_eps = fixtures.weak().model_copy(deep=True)
     same_eps.threat_model["claims"]["eps"] = same_eps.threat_model["adversary"]["eps"]
     item = next(i for i in checklist(same_eps) if i.key == "claims_reproduced")
-    assert item.status == "fail" and "claimed 0.950 is above the measured 0.800" in item.evidence
+    assert item.status == "fail" and "claimed 95.0% is above the measured 80.0%" in item.evidence
+
+
+def test_claims_are_shown_in_percent_with_the_decimals_that_tell_them_apart() -> None:
+    from robench.report.checklist import _percents
+
+    assert _percents(0.6, 0.592, 0.561, 0.623) == ["60.0%", "59.2%", "56.1%", "62.3%"]
+    # a claim just above the interval's upper end must not print as equal to it
+    assert _percents(0.6004, 0.58, 0.56, 0.6001) == ["60.04%", "58.00%", "56.00%", "60.01%"]
 
 
 @pytest.mark.parametrize(
