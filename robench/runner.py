@@ -239,17 +239,29 @@ def evaluate(
 
 
 def _as_model_error(exc: BaseException, key: str) -> BaseException:
-    """An exception raised inside the model's own forward pass, as the :class:`ModelError` it is
-    (bad input: one line and exit 2); any other exception unchanged."""
+    """An exception raised inside the model, in its forward pass (eager or compiled) or in the backward
+    pass through it, as the :class:`ModelError` it is (bad input: one line and exit 2); any other
+    exception unchanged."""
     if isinstance(exc, (RobenchError, KeyboardInterrupt)) or not isinstance(exc, Exception):
         return exc
+    forward, backward = PixelModel.forward.__code__, torch.autograd.graph._engine_run_backward.__code__
     frame = exc.__traceback__
-    while frame is not None and frame.tb_frame.f_code is not PixelModel.forward.__code__:
+    while frame is not None:
+        code = frame.tb_frame.f_code
+        # torch.compile runs a rewritten copy of forward: same file, name and first line, other code object
+        if code is forward or (code.co_filename, code.co_name, code.co_firstlineno) == (
+            forward.co_filename, forward.co_name, forward.co_firstlineno
+        ):
+            where = ""
+            break
+        if code is backward:
+            where = " in a backward pass"
+            break
         frame = frame.tb_next
-    if frame is None:
+    else:
         return exc
     message = (str(exc).strip().splitlines() or [""])[0][:200]
-    return ModelError(f"the model failed during {key}: {type(exc).__name__}: {message}")
+    return ModelError(f"the model failed{where} during {key}: {type(exc).__name__}: {message}")
 
 
 def _evaluate(

@@ -84,13 +84,37 @@ def _crash(logits: torch.Tensor) -> torch.Tensor:
     raise RuntimeError("cuDNN error (simulated)")
 
 
+class _NoGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor) -> torch.Tensor:  # noqa: ANN001, D102
+        return logits.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001, D102
+        raise NotImplementedError("no gradient for this defence (simulated)")
+
+
+def _bad_backward(logits: torch.Tensor) -> torch.Tensor:
+    return _NoGradient.apply(logits)
+
+
+def _detached(logits: torch.Tensor) -> torch.Tensor:
+    return logits.detach()
+
+
 @pytest.mark.parametrize(
     ("fail", "message"),
-    [(_nan, "NaN"), (_crash, "the model failed during attacks/fgsm: RuntimeError: cuDNN error \\(simulated\\)")],
-    ids=["nan-logits", "forward-raises"],
+    [
+        (_nan, "NaN"),
+        (_crash, "the model failed during attacks/fgsm: RuntimeError: cuDNN error \\(simulated\\)"),
+        (_bad_backward, "the model failed in a backward pass during attacks/fgsm: NotImplementedError: no gradient"),
+        (_detached, "do not depend differentiably on its input.*black-box attacks"),
+    ],
+    ids=["nan-logits", "forward-raises", "backward-raises", "not-differentiable"],
 )
 def test_model_failure_mid_run_keeps_finished_results(tmp_path: Path, tiny_threat: Path, fail, message: str) -> None:  # noqa: ANN001
-    """NaN logits, or a model whose forward raises mid-run: a ModelError (exit 2), finished results kept."""
+    """NaN logits, a model whose forward or backward raises mid-run, or one without a gradient: a
+    ModelError (exit 2), finished results kept."""
     out = tmp_path / "out"
     with pytest.raises(ModelError, match=message):
         _run(_FailsAfterClean(fail), tiny_threat, out)
@@ -99,6 +123,27 @@ def test_model_failure_mid_run_keeps_finished_results(tmp_path: Path, tiny_threa
     by_key = {e["key"]: e for e in data["evaluations"]}
     assert by_key["clean"]["status"] == "success" and by_key["clean"]["records"]
     assert by_key["attacks/fgsm"]["status"] == "error"
+
+
+def test_failure_inside_a_compiled_model_is_a_model_error() -> None:
+    """torch.compile runs a rewritten copy of the wrapper's forward; an error in it is still the model's."""
+    from robench.attacks._speed import StepModel
+    from robench.models.wrapper import Normalize, PassCounter, PixelModel
+    from robench.runner import _as_model_error
+
+    class Picky(QuadrantNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if float(x.mean()) > 0.5:  # a data-dependent check: dynamo breaks the graph here
+                raise ValueError("input outside the defence's range (simulated)")
+            return super().forward(x)
+
+    step = StepModel(PixelModel(Picky(), Normalize(torch.zeros(1), torch.ones(1)), PassCounter()), compile=True)
+    assert step(torch.zeros(2, 1, 8, 8)).shape[0] == 2
+    with pytest.raises(ValueError) as caught:
+        step(torch.ones(2, 1, 8, 8))
+    converted = _as_model_error(caught.value, "attacks/pgd")
+    assert isinstance(converted, ModelError) and "ValueError: input outside the defence's range" in str(converted)
+    assert _as_model_error(ZeroDivisionError("a bug"), "attacks/pgd").__class__ is ZeroDivisionError
 
 
 def test_wrong_class_count_is_a_model_error(tmp_path: Path, tiny_threat: Path) -> None:

@@ -41,6 +41,13 @@ class PassCounter:
         return self.forward, self.backward
 
 
+NOT_DIFFERENTIABLE = (
+    "the model's logits do not depend differentiably on its input (its forward pass detaches, rounds or "
+    "runs without autograd): gradient-based attacks and certificates need a gradient; declare black-box "
+    "attacks (square, boundary, hop_skip_jump) or give the model a differentiable approximation (BPDA)"
+)
+
+
 class PixelModel(nn.Module):
     """``net(normalize(x))`` that counts the examples it sees and the gradients that flow back."""
 
@@ -56,6 +63,8 @@ class PixelModel(nn.Module):
         out = self.net(self.normalize(x))
         if isinstance(out, (tuple, list)):
             out = out[0]
+        if x.requires_grad and torch.is_grad_enabled() and not out.requires_grad:
+            raise ModelError(NOT_DIFFERENTIABLE)
         if out.requires_grad:
             counter = self.counter
 
