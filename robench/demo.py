@@ -83,8 +83,12 @@ def trained_checkpoint(variant: str, seed: int = 0, log: Callable[[str], None] =
         log(f"Reusing the cached {variant} model {path}")
         return path
     log(f"Training the {variant} model on mnist5k (4,000 digits, CPU)...")
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    model = _train(variant, seed, log)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))  # training only; the caller's setting is restored
+    try:
+        model = _train(variant, seed, log)
+    finally:
+        torch.set_num_threads(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from robench import demo
 
@@ -17,8 +18,10 @@ def test_demo_shortened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         "adversarial": {"epochs": 1, "eps": 0.3, "steps": 2, "warmup_epochs": 1, "n_train": 320},
     })
     lines: list[str] = []
+    threads = torch.get_num_threads()
     outcomes = demo.run_demo(tmp_path / "out", progress=False, n_examples=40, log=lines.append)
     assert set(outcomes) == {"standard", "adversarial"}
+    assert torch.get_num_threads() == threads  # training's thread count does not leak to the caller
     for variant, results in outcomes.items():
         assert results.status == "success"
         assert (tmp_path / "out" / variant / "results.json").is_file()
