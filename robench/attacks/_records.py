@@ -10,6 +10,18 @@ from robench.context import EvalContext, EvaluationOutput
 from robench.results import ConditionValue, MetricRecord
 
 
+def share_record(key: str, name: str, shares: torch.Tensor, condition: dict[str, ConditionValue]) -> MetricRecord:
+    """A proportion record of per-example shares: 0/1 flags (an exact Clopper-Pearson interval), or
+    a randomized model's pass means (their mean; the interval is Clopper-Pearson on the rounded
+    count, an approximation, and says so)."""
+    n = int(shares.numel())
+    if bool(((shares == 0) | (shares == 1)).all()):
+        return MetricRecord.proportion(key, name, int(shares.sum()), n, condition)
+    mean = float(shares.double().mean())
+    record = MetricRecord.proportion(key, name, round(mean * n), n, condition)
+    return record.model_copy(update={"value": mean, "interval": "clopper-pearson (rounded pass-mean count)"})
+
+
 def add_standard_records(
     output: EvaluationOutput,
     ctx: EvalContext,
@@ -43,23 +55,23 @@ def add_standard_records(
         num_classes: Number of classes.
         norm_unit: Unit of the norms (``linf``, ``l2``...).
         robust_rate: For randomized models, the per-example share of stochastic passes that stay
-            correct; robust accuracy is then its mean (the interval is Clopper-Pearson on the
+            correct (0 where ``correct`` is false); robust accuracy, per-class accuracy, success
+            rate and the worst case are then means of it (the interval is Clopper-Pearson on the
             rounded count, an approximation).
     """
     n = int(correct.numel())
     records = output.records
+    # Per-example share of robustness: 0/1 flags, or a randomized model's pass means (0 for an
+    # example misclassified in the clean pass: the attack did not run on it, so robust <= clean).
+    rate = robust.float() if robust_rate is None else torch.where(correct, robust_rate.float(), 0.0)
     records.append(MetricRecord.proportion(key, "clean_accuracy", int(correct.sum()), n, condition))
-    if robust_rate is None:
-        headline = MetricRecord.proportion(key, "robust_accuracy", int(robust.sum()), n, condition)
-    else:
-        mean = float(robust_rate.float().mean()) if n else 0.0
-        headline = MetricRecord.proportion(key, "robust_accuracy", round(mean * n), n, {**condition, "stochastic_passes": True})
-        headline = headline.model_copy(update={"value": mean, "interval": "clopper-pearson (rounded pass-mean count)"})
+    headline_condition = condition if robust_rate is None else {**condition, "stochastic_passes": True}
+    headline = share_record(key, "robust_accuracy", rate, headline_condition)
     records.append(headline)
     n_correct = int(correct.sum())
     fooled_mask = correct & ~robust
     if n_correct:
-        records.append(MetricRecord.proportion(key, "attack_success_rate", int(fooled_mask.sum()), n_correct, condition))
+        records.append(share_record(key, "attack_success_rate", 1 - rate[correct], condition))
     if distance is not None and bool(fooled_mask.any()):
         distances = distance[fooled_mask].float()
         for stat, value in (("mean", distances.mean()), ("median", distances.median())):
@@ -77,9 +89,7 @@ def add_standard_records(
     for cls in range(num_classes):
         mask = labels == cls
         if mask.any():
-            record = MetricRecord.proportion(
-                key, "robust_accuracy_per_class", int(robust[mask].sum()), int(mask.sum()), {**condition, "class": cls}
-            )
+            record = share_record(key, "robust_accuracy_per_class", rate[mask], {**condition, "class": cls})
             records.append(record)
             per_class.append(record.value)
     if per_class:
@@ -93,16 +103,14 @@ def add_standard_records(
                 unit="fraction",
             )
         )
-    # An example is robust only if it withstands every attack run so far (per-example worst case).
+    # An example is robust only if it withstands every attack run so far (per-example worst case);
+    # for a randomized model, its lowest pass-mean over the attacks (the adversary picks, per example,
+    # the attack that fools it most often).
     previous = ctx.shared.get("attacks:worst_case")
-    worst = robust if previous is None else previous["robust"] & robust
+    worst = rate if previous is None else torch.minimum(previous["rate"], rate)
     attacks_so_far = ([] if previous is None else previous["attacks"]) + [key.split("/", 1)[-1]]
-    ctx.shared["attacks:worst_case"] = {"robust": worst, "attacks": attacks_so_far}
-    records.append(
-        MetricRecord.proportion(
-            key, "worst_case_robust_accuracy", int(worst.sum()), n, {**condition, "attack": "+".join(attacks_so_far)}
-        )
-    )
+    ctx.shared["attacks:worst_case"] = {"rate": worst, "attacks": attacks_so_far}
+    records.append(share_record(key, "worst_case_robust_accuracy", worst, {**condition, "attack": "+".join(attacks_so_far)}))
     ctx.shared[key] = {"probs": adv_probs, "labels": labels, "robust": robust}
     summary: dict[str, Any] = ctx.shared.setdefault("attacks:summary", {})
     summary[key.split("/", 1)[-1]] = {

@@ -71,6 +71,11 @@ def _evaluate_bounded(
     if randomized and "eot_samples" in resolved and "eot_samples" not in spec.params:
         resolved["eot_samples"] = DEFAULT_EOT_SAMPLES
         output.warnings.append(f"randomized model: EOT with {DEFAULT_EOT_SAMPLES} samples per gradient step")
+    elif randomized and "eot_samples" not in resolved:
+        output.warnings.append(
+            f"randomized model: {spec.key} has no EOT (one stochastic pass per query); its robust accuracy is the "
+            "pass-mean at the points it found, an upper bound that an EOT attack (pgd) can lower"
+        )
     attack = registry.get("attack", spec.name)(**resolved)
     if "rel_step_size" in resolved and resolved["rel_step_size"] is None:
         resolved["rel_step_size"] = attack.rel_step_size  # the effective default, 2.5 / steps

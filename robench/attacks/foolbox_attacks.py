@@ -1,10 +1,17 @@
 """Minimum-norm (FMN, DDN) and decision-based black-box (HopSkipJump, Boundary) attacks via foolbox 3.
 
 Each attack searches, per example, the smallest perturbation that fools the model. robench clips the
-attack's output to the bounds, re-checks success with the model and measures the norm itself. An
-example is robust at radius ``eps`` when it is clean-correct and no adversarial example of norm
-``<= eps`` was found: this gives the distribution of minimal norms (median, quantiles) and the whole
-robust-accuracy-vs-eps curve from one run.
+attack's output to the bounds, re-checks success with the model and measures the norm itself. At
+every radius of the curve known before the run (declared, or the threat eps times
+:data:`EPS_FACTORS`), a point found outside the ball is also projected onto it, clipped and
+re-checked: an attack that has not converged may leave a larger point whose projection already
+fools the model. An example is robust at radius ``eps`` when it is clean-correct and no adversarial
+example of norm ``<= eps`` was found: this gives the distribution of minimal norms (median,
+quantiles) and the whole robust-accuracy-vs-eps curve from one run.
+
+The decision-based attacks start from foolbox's noise search, else from the nearest input of the
+batch that the model classifies as the goal wants (targeted runs); foolbox's L2 FMN gets the
+authors' projection (see :func:`_l2_fmn`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from robench._errors import ConfigError
 from robench.attacks._optional import isolated_rng, require
 from robench.attacks._records import add_standard_records
+from robench.attacks.eot import STOCHASTIC_PASSES
 from robench.attacks.evaluate import choose_targets
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
@@ -39,6 +47,20 @@ def distance(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return get_norm(norm).distance(delta)
 
 
+def project(delta: torch.Tensor, norm: str, radius: float) -> torch.Tensor:
+    """``delta`` projected onto the ``norm`` ball of ``radius`` (L0: keep the ``floor(radius)`` largest
+    coordinates)."""
+    if norm != "L0":
+        return get_norm(norm).project(delta, radius)
+    flat = delta.reshape(delta.shape[0], -1)
+    keep = min(int(radius), flat.shape[1])
+    kept = torch.zeros_like(flat)
+    if keep > 0:
+        index = flat.abs().topk(keep, dim=1).indices
+        kept.scatter_(1, index, flat.gather(1, index))
+    return kept.view_as(delta)
+
+
 def empirical_quantiles(values: np.ndarray, quantiles: tuple[float, ...] = QUANTILES) -> list[float]:
     """Empirical quantiles (inverse of the empirical CDF, no interpolation); ``inf`` entries allowed."""
     if values.size == 0:
@@ -49,6 +71,53 @@ def empirical_quantiles(values: np.ndarray, quantiles: tuple[float, ...] = QUANT
 def accuracy_curve(correct: torch.Tensor, min_norm: torch.Tensor, grid: list[float]) -> list[int]:
     """Robust counts at each radius: clean-correct examples whose minimal adversarial norm exceeds it."""
     return [int((correct & (min_norm > eps)).sum()) for eps in grid]
+
+
+def declared_grid(params: Any, adversary: Any, norm: str) -> list[float] | None:
+    """The radii of the curve when they are known before the attack runs (declared, or the threat
+    model's eps times :data:`EPS_FACTORS` when the attack minimises the threat model's norm)."""
+    if params.eps_grid:
+        return sorted(params.eps_grid)
+    if norm == adversary.norm:
+        return [adversary.eps * f for f in EPS_FACTORS]
+    return None
+
+
+def _criterion(fb: Any, targeted: bool, classes: torch.Tensor) -> Any:
+    return fb.criteria.TargetedMisclassification(classes) if targeted else fb.criteria.Misclassification(classes)
+
+
+def _hits(predicted: torch.Tensor, wanted: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Whether each prediction is adversarial: the target class, or not the label."""
+    return predicted == wanted if targeted else predicted != wanted
+
+
+def starting_points(
+    fb: Any, fmodel: Any, x: torch.Tensor, clean_logits: torch.Tensor, wanted: torch.Tensor, targeted: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adversarial starting points of the decision-based attacks for the rows of ``x``, and which rows have one.
+
+    First foolbox's own initialisation (a line search towards uniform noise, what HopSkipJump and
+    Boundary do by default); where that finds nothing (noise is rarely classified as a chosen
+    target), the nearest input of the batch that the model classifies as wanted. (foolbox itself
+    fails the whole batch.) Rows left without a start cannot be attacked.
+    """
+    import warnings
+
+    init = fb.attacks.LinearSearchBlendedUniformNoiseAttack(steps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it warns when noise is not adversarial: handled below
+        start = init.run(fmodel, x, _criterion(fb, targeted, wanted)).detach()
+    found = _hits(fmodel(start).argmax(dim=1), wanted, targeted)
+    if not bool(found.all()):
+        predicted = clean_logits.argmax(dim=1)
+        candidates = _hits(predicted[None, :], wanted[:, None], targeted)  # (rows, batch)
+        gaps = torch.cdist(x.flatten(1), x.flatten(1)).masked_fill(~candidates, float("inf"))
+        nearest = gaps.argmin(dim=1)
+        usable = ~found & torch.isfinite(gaps.gather(1, nearest[:, None]).squeeze(1))
+        start[usable] = x[nearest[usable]]
+        found = found | (usable & _hits(fmodel(start).argmax(dim=1), wanted, targeted))
+    return start, found
 
 
 class _MinNormParams(BaseModel):
@@ -89,32 +158,67 @@ class MinNormEvaluation:
         attack = cls.build(fb, params, norm)
         targeted = adversary.goal == "targeted"
         fmodel = fb.PyTorchModel(model.module, bounds=tuple(adversary.bounds), device=model.device)
+        grid = declared_grid(params, adversary, norm)
+        randomized = bool(ctx.shared.get("randomized")) and norm == adversary.norm
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
             clean_logits = model.predict_logits(x)
             correct = clean_logits.argmax(dim=1) == y
             target = choose_targets(clean_logits, y, adversary.targets, generator) if targeted else None
+            wanted = target if targeted else y
+
+            def adversarial(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+                return _hits(logits.argmax(dim=1), wanted[rows], targeted)
+
             attacked = correct.nonzero().squeeze(1)
             x_adv = x.clone()
+            no_start = torch.zeros_like(correct)
             if attacked.numel():
                 seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-                if targeted:
-                    criterion = fb.criteria.TargetedMisclassification(target[attacked])
-                else:
-                    criterion = fb.criteria.Misclassification(y[attacked])
                 with isolated_rng(x.device):
                     torch.manual_seed(seed)
-                    _, clipped, _ = attack(fmodel, x[attacked], criterion, epsilons=None)
-                x_adv[attacked] = clipped.detach().clamp(*adversary.bounds)
+                    extra: dict[str, Any] = {}
+                    if cls.knowledge == "decision-based":
+                        start, found = starting_points(fb, fmodel, x, clean_logits, wanted, targeted)
+                        found &= correct
+                        no_start = correct & ~found
+                        attacked, extra = found.nonzero().squeeze(1), {"starting_points": start[found]}
+                    if attacked.numel():
+                        _, clipped, _ = attack(fmodel, x[attacked], _criterion(fb, targeted, wanted[attacked]),
+                                               epsilons=None, **extra)  # fmt: skip
+                        x_adv[attacked] = clipped.detach().clamp(*adversary.bounds)
             logits = model.predict_logits(x_adv)
-            predicted = logits.argmax(dim=1)
-            fooled = (predicted == target) if targeted else (predicted != y)
-            min_norm = distance(x_adv - x, norm)
-            # Not fooled: no adversarial example found at any radius; clean errors need none.
-            min_norm = torch.where(fooled & correct, min_norm, torch.full_like(min_norm, float("inf")))
-            min_norm = torch.where(correct, min_norm, torch.zeros_like(min_norm))
-            return {"correct": correct, "min_norm": min_norm, "adv_probs": logits.float().softmax(dim=1),
-                    "clean_probs": clean_logits.float().softmax(dim=1), "labels": y}  # fmt: skip
+            rows = torch.arange(len(y), device=y.device)
+            fooled = adversarial(logits, rows) & correct
+            # Not fooled: no adversarial example found at any radius.
+            min_norm = torch.where(fooled, distance(x_adv - x, norm), torch.full((len(y),), float("inf"), device=x.device))
+            for radius in grid or []:
+                # The attack's point may lie outside the ball of a radius while its projection onto
+                # that ball (clipped to the bounds) still fools the model: re-check, smallest first.
+                need = (correct & (min_norm > radius) & (x_adv != x).flatten(1).any(dim=1)).nonzero().squeeze(1)
+                if radius <= 0 or not need.numel():
+                    continue
+                x_r = (x[need] + project(x_adv[need] - x[need], norm, radius)).clamp(*adversary.bounds)
+                logits_r = model.predict_logits(x_r)
+                hit = adversarial(logits_r, need)
+                if hit.any():
+                    rows_hit = need[hit]
+                    x_adv[rows_hit], logits[rows_hit], fooled[rows_hit] = x_r[hit], logits_r[hit], True
+                    # inside the ball up to rounding: never above the radius it was projected to
+                    min_norm[rows_hit] = distance(x_r[hit] - x[rows_hit], norm).clamp(max=radius)
+            min_norm = torch.where(correct, min_norm, torch.zeros_like(min_norm))  # clean errors need no perturbation
+            out = {"correct": correct, "min_norm": min_norm, "adv_probs": logits.float().softmax(dim=1),
+                   "clean_probs": clean_logits.float().softmax(dim=1), "labels": y, "no_start": no_start}  # fmt: skip
+            if randomized:
+                # Robust in a pass: correct on the clean input and on the adversarial one if it lies in the ball.
+                in_ball = correct & (min_norm <= adversary.eps)
+                x_eval = torch.where(in_ball.view(-1, *[1] * (x.ndim - 1)), x_adv, x)
+                passes = [
+                    (model.predict_logits(x).argmax(dim=1) == y) & (model.predict_logits(x_eval).argmax(dim=1) == y)
+                    for _ in range(STOCHASTIC_PASSES)
+                ]
+                out["robust_rate"] = torch.stack(passes).float().mean(dim=0)
+            return out
 
         out = ctx.map_batches("min_norm", data, batch, model.counter, desc=f"attack {spec.key}")
         return _records(cls, spec, params, adversary, norm, out, ctx, data.num_classes)
@@ -144,11 +248,8 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
             MetricRecord(evaluation=key, name="min_perturbation_norm_median_of_found", value=float(np.median(finite)),
                          n=int(finite.size), condition=condition, unit=norm.lower())
         )  # fmt: skip
-    if params.eps_grid:
-        grid = sorted(params.eps_grid)
-    elif same_norm:
-        grid = [adversary.eps * f for f in EPS_FACTORS]
-    else:
+    grid = declared_grid(params, adversary, norm)
+    if grid is None:  # another norm than the threat model's: the curve at quantiles of the found norms
         grid = sorted({0.0, *[v for v in empirical_quantiles(finite, tuple(np.linspace(0.05, 1, 20))) if np.isfinite(v)]})
     counts = accuracy_curve(correct, min_norm, grid)
     for eps, count in zip(grid, counts):
@@ -160,18 +261,43 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
         add_standard_records(
             output, ctx, key, condition, correct=correct, robust=robust, labels=labels, adv_probs=adv_probs,
             distance=torch.where(fooled_in_ball, min_norm, torch.zeros_like(min_norm)), num_classes=num_classes,
-            norm_unit=norm.lower(),
+            norm_unit=norm.lower(), robust_rate=out.get("robust_rate"),
         )  # fmt: skip
     else:
         output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(correct.sum()), n, condition))
         output.warnings.append(f"{spec.key} minimises {norm}, the threat model's norm is {adversary.norm}: no robust accuracy at its eps")
+    unstarted = int(out["no_start"].sum())
+    missed = int(np.isinf(attacked).sum()) - unstarted
+    if missed:
+        output.warnings.append(
+            f"{spec.key} found no adversarial example for {missed} of {int(correct.sum())} clean-correct examples although "
+            "its search is bounded only by the input range: an attack failure (FMN, for one, can stall before its first "
+            "adversarial point when the bounds clip its steps), counted as robust at every radius; pair it with ddn or a "
+            "bounded attack"
+        )
+    if unstarted:
+        output.warnings.append(
+            f"{spec.key}: {unstarted} of {int(correct.sum())} clean-correct examples had no adversarial starting point "
+            "(neither noise nor another input of the batch is classified as the goal wants) and were not attacked: "
+            "they count as robust at every radius"
+        )
+    if ctx.shared.get("randomized"):
+        output.warnings.append(
+            f"the model is randomized: {spec.key} sees one stochastic pass per query, so its norms are those of single "
+            "passes" + ("; robust accuracy at eps is the pass-mean over the adversarial points found" if same_norm else "")
+            + "; for the bounded number use pgd with EOT or autoattack version 'rand'"
+        )
     output.artifacts = {
         "kind": "min_norm",
         "norm": norm,
         "curve": {"eps": grid, "robust_accuracy": [c / n if n else None for c in counts]},
         "quantiles": dict(zip(map(str, QUANTILES), [v if np.isfinite(v) else None for v in values])),
         "not_found": int(np.isinf(attacked).sum()),
+        "not_attacked_no_start": unstarted,
+        "projection_rechecked": declared_grid(params, adversary, norm) is not None,
     }
+    if ctx.shared.get("randomized") and same_norm:
+        output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES
     return output
 
 
@@ -198,10 +324,31 @@ class FMN(MinNormEvaluation):
     @classmethod
     def build(cls, fb: Any, params: Any, norm: str) -> Any:  # noqa: D102
         name = {"L0": "L0FMNAttack", "L1": "L1FMNAttack", "L2": "L2FMNAttack", "Linf": "LInfFMNAttack"}[norm]
-        return getattr(fb.attacks, name)(
+        attack_class = _l2_fmn(fb) if norm == "L2" else getattr(fb.attacks, name)
+        return attack_class(
             steps=params.steps, max_stepsize=params.max_stepsize, gamma=params.gamma,
             binary_search_steps=params.binary_search_steps,
         )  # fmt: skip
+
+
+def _l2_fmn(fb: Any) -> type:
+    """foolbox's L2 FMN with the projection of Pintor et al. (2021).
+
+    foolbox 3.3.4's ``L2FMNAttack.project`` computes ``factor = minimum(1, norms / norms)``, which is
+    always 1: the iterate is never pulled back into the shrinking eps ball, so the "minimal" norms
+    are those of a plain normalised-gradient walk (about 50% larger on the test digits). The
+    authors' reference (pralab/Fast-Minimum-Norm-FMN-Attack, ``l2_projection_``) scales the
+    perturbation by ``min(1, eps / ||delta||_2)``, as here.
+    """
+    import eagerpy as ep
+    from foolbox.devutils import atleast_kd, flatten
+
+    class L2FMN(fb.attacks.L2FMNAttack):  # type: ignore[misc, name-defined]
+        def project(self, x: Any, x0: Any, epsilon: Any) -> Any:
+            norms = ep.maximum(flatten(x - x0).norms.l2(axis=-1), 1e-12)
+            return x0 + (x - x0) * atleast_kd(ep.minimum(1, epsilon / norms), x.ndim)
+
+    return L2FMN
 
 
 class DDNParams(_MinNormParams):

@@ -147,6 +147,34 @@ def test_randomized_model_uses_eot_and_pass_mean(trained_net, mnist_test):
     assert output.artifacts["stochastic_passes"] == 10
 
 
+def test_randomized_worst_case_and_per_class_use_the_pass_mean(trained_net, mnist_test):
+    """The worst case, per-class accuracy and success rate average the pass means like the headline
+    (a majority-vote flag made the worst case exceed the attack's own robust accuracy)."""
+    from torch import nn
+
+    from robench.context import EvalContext
+    from robench.models import load_model
+
+    handle = load_model(nn.Sequential(nn.Dropout(0.5), trained_net).train(), device="cpu")
+    handle.module.train()
+    threat = make_threat([{"name": "fgsm"}, {"name": "pgd", "params": {"steps": 2, "eot_samples": 2}}], eps=0.1)
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=100, progress=False)
+    ctx.shared["randomized"] = True
+    data = mnist_test.subset(60)
+    first, ctx = run_section(handle, data, threat, index=0, ctx=ctx)
+    second, ctx = run_section(handle, data, threat, index=1, ctx=ctx)
+    for output in (first, second):
+        robust = record(output, "robust_accuracy").value
+        per_class = [r for r in output.records if r.name == "robust_accuracy_per_class"]
+        assert sum(r.value * r.n for r in per_class) / len(data) == pytest.approx(robust)
+        clean_correct = record(output, "attack_success_rate").n
+        assert record(output, "attack_success_rate").value * clean_correct == pytest.approx(clean_correct - robust * len(data))
+    assert any("fgsm has no EOT" in w for w in first.warnings)
+    assert record(first, "worst_case_robust_accuracy").value == pytest.approx(record(first, "robust_accuracy").value)
+    worst = record(second, "worst_case_robust_accuracy").value
+    assert worst <= min(record(first, "robust_accuracy").value, record(second, "robust_accuracy").value) + 1e-12
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("mode", ["exact", "fast"])
 def test_cuda_pgd_agrees_with_cpu(trained_net, mnist_test, mode):
