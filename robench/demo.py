@@ -105,7 +105,7 @@ def run_demo(
     n_examples: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Results]:
-    """Train (or reuse) both models, evaluate them, write results.json + report.html for each.
+    """Train (or reuse) both models, evaluate them, write results.json, report.html, metrics.csv and summary.md for each.
 
     Args:
         out: Output folder; one sub-folder per model.
@@ -116,6 +116,7 @@ def run_demo(
         log: Where progress lines go.
     """
     from robench.report import render_report
+    from robench.report.exports import write_exports
     from robench.runner import evaluate
 
     outcomes: dict[str, Results] = {}
@@ -128,6 +129,7 @@ def run_demo(
             n_examples=n_examples,
         )
         render_report(results, target / "report.html")
+        write_exports(results, target)  # metrics.csv and summary.md, as `robench evaluate` writes
         outcomes[variant] = results
     return outcomes
 

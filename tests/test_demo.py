@@ -25,7 +25,8 @@ def test_demo_shortened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     for variant, results in outcomes.items():
         assert results.status == "success"
         assert (tmp_path / "out" / variant / "results.json").is_file()
-        assert (tmp_path / "out" / variant / "report.html").is_file()
+        for name in ("report.html", "metrics.csv", "summary.md"):
+            assert (tmp_path / "out" / variant / name).is_file(), name
         assert results.records("clean", "accuracy")[0].n == 40
     table = demo.demo_table(outcomes)
     assert "standard (n=40)" in table and "adversarial (n=40)" in table and "robust_accuracy" in table
