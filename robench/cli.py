@@ -171,6 +171,15 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_data_freeze(args: argparse.Namespace) -> int:
+    from robench.data import freeze_dataset
+
+    report = freeze_dataset(args.name, args.out, args.root)
+    _out(str(report))
+    _out(f"wrote {args.out}: check this copy of the data with `robench data verify {args.out} --root {report.root}`")
+    return EXIT_OK
+
+
 def cmd_leaderboard_sync(args: argparse.Namespace) -> int:
     from robench.leaderboard import DEFAULT_SNAPSHOT, sync_snapshot
 
@@ -309,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--root", help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
     verify.add_argument("--size-only", action="store_true", help="check sizes, not checksums")
     verify.set_defaults(func=cmd_data_verify)
+    freeze = data_sub.add_parser("freeze", help="write a copy of a manifest with the size and sha256 of every file of your copy of the data")
+    freeze.add_argument("name", help="manifest name (e.g. imagenetc) or path")
+    freeze.add_argument("--root", help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
+    freeze.add_argument("--out", required=True, help="manifest YAML to write")
+    freeze.set_defaults(func=cmd_data_freeze)
     return parser
 
 

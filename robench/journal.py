@@ -6,6 +6,9 @@ where the payload is a ``torch.save`` of ``{"key": str, "data": {name: tensor}, 
 run (checkpoint, threat model, dataset, code version, seed, batch size); a journal of a different
 run is refused. A torn last record (a crash mid-write) is dropped and the file cut back to the last
 good record. Every append is flushed and fsync'd.
+
+The journal keeps only an index (key -> where the record's payload lies in the file); :meth:`Journal.get`
+reads a record back from disk, so a long run's finished batches are not held in memory twice.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class Journal:
         """
         self.path = path
         self.identity = identity
-        self._records: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
+        self._index: dict[str, tuple[int, int]] = {}  # key -> (payload offset, payload length)
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume and path.exists():
             self._read()
@@ -52,32 +55,33 @@ class Journal:
                 handle.flush()
                 os.fsync(handle.fileno())
         self._handle = path.open("ab")
+        self._reader = path.open("rb")
 
     def _read(self) -> None:
-        raw = self.path.read_bytes()
-        offset, good_end, header_seen = 0, 0, False
-        while offset < len(raw):
-            start = offset
-            if raw[offset : offset + 4] != MAGIC or offset + 44 > len(raw):
-                break
-            length = int.from_bytes(raw[offset + 4 : offset + 12], "big")
-            digest = raw[offset + 12 : offset + 44]
-            payload = raw[offset + 44 : offset + 44 + length]
-            if len(payload) != length or hashlib.sha256(payload).digest() != digest:
-                break
-            record = torch.load(io.BytesIO(payload), weights_only=True)
-            offset = start + 44 + length
-            good_end = offset
-            if not header_seen:
-                if record["key"] != _HEADER:
-                    raise JournalError(f"{self.path}: not a robench journal (no header)")
-                self._check_identity(record["meta"])
-                header_seen = True
-                continue
-            self._records[record["key"]] = (record["data"], record["meta"])
+        """Index the records of an existing journal, one at a time; cut a torn or corrupt tail."""
+        good_end, header_seen = 0, False
+        with self.path.open("rb") as handle:
+            while True:
+                frame = handle.read(44)
+                if len(frame) < 44 or frame[:4] != MAGIC:
+                    break
+                length = int.from_bytes(frame[4:12], "big")
+                payload = handle.read(length)
+                if len(payload) != length or hashlib.sha256(payload).digest() != frame[12:44]:
+                    break
+                record = torch.load(io.BytesIO(payload), weights_only=True)
+                if not header_seen:
+                    if record["key"] != _HEADER:
+                        raise JournalError(f"{self.path}: not a robench journal (no header)")
+                    self._check_identity(record["meta"])
+                    header_seen = True
+                else:
+                    self._index[record["key"]] = (good_end + 44, length)
+                good_end += 44 + length
+            end = handle.seek(0, os.SEEK_END)
         if not header_seen:
             raise JournalError(f"{self.path}: journal header is missing or corrupt; delete the file to start afresh")
-        if good_end < len(raw):
+        if good_end < end:
             with self.path.open("r+b") as handle:
                 handle.truncate(good_end)
 
@@ -91,19 +95,35 @@ class Journal:
             )
 
     def get(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-        """The data and metadata journalled under ``key``, if any."""
-        return self._records.get(key)
+        """The data and metadata journalled under ``key``, if any, read back from the file.
+
+        Raises:
+            JournalError: the record changed on disk since it was written or indexed.
+        """
+        where = self._index.get(key)
+        if where is None:
+            return None
+        offset, length = where
+        self._reader.seek(offset - 32)
+        digest, payload = self._reader.read(32), self._reader.read(length)
+        if len(payload) != length or hashlib.sha256(payload).digest() != digest:
+            raise JournalError(f"{self.path}: the record {key!r} changed on disk during the run; delete the file to start afresh")
+        record = torch.load(io.BytesIO(payload), weights_only=True)
+        return record["data"], record["meta"]
 
     def put(self, key: str, data: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        """Append a record and make it durable before returning."""
-        self._handle.write(_encode(key, data, meta))
+        """Append a record and make it durable before returning; only its place in the file is kept."""
+        encoded = _encode(key, data, meta)
+        offset = self._handle.tell()
+        self._handle.write(encoded)
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        self._records[key] = ({k: v.detach().cpu() for k, v in data.items()}, meta)
+        self._index[key] = (offset + 44, len(encoded) - 44)
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._index)
 
     def close(self) -> None:
         """Close the file."""
         self._handle.close()
+        self._reader.close()

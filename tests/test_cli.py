@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -60,6 +61,58 @@ def test_data_verify(tmp_path: Path, tiny_manifest: Path, capsys: pytest.Capture
     (tiny_manifest.parent / "tiny.npz").write_bytes(b"tampered")
     code, _, err = _run(capsys, "data", "verify", str(tiny_manifest), "--root", str(tiny_manifest.parent))
     assert code == 2 and "tiny.npz" in err and len(err.strip().splitlines()) == 1
+
+
+def test_data_freeze_then_verify_checks_contents(
+    tmp_path: Path, tiny_manifest: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest that lists a file without checksums: freezing records its size and sha256, so that
+    verifying against the frozen copy catches a same-size edit the original manifest cannot."""
+    import yaml
+
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
+
+    root = tiny_manifest.parent
+    loose = tmp_path / "loose.yaml"
+    loose.write_text(yaml.safe_dump({**yaml.safe_load(tiny_manifest.read_text()), "files": [{"path": "tiny.npz"}]}))
+    frozen = tmp_path / "frozen" / "my.yaml"
+    code, out, _ = _run(capsys, "data", "freeze", str(loose), "--root", str(root), "--out", str(frozen))
+    assert code == 0 and f"wrote {frozen}" in out
+    entry = yaml.safe_load(frozen.read_text())["files"][0]
+    raw = (root / "tiny.npz").read_bytes()
+    assert entry == {"path": "tiny.npz", "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
+    code, out, _ = _run(capsys, "data", "verify", str(frozen), "--root", str(root))
+    assert code == 0 and "size sha256" in out
+    tampered = bytearray(raw)
+    tampered[len(raw) // 2] ^= 1
+    (root / "tiny.npz").write_bytes(bytes(tampered))
+    assert _run(capsys, "data", "verify", str(loose), "--root", str(root))[0] == 0
+    code, _, err = _run(capsys, "data", "verify", str(frozen), "--root", str(root))
+    assert code == 2 and "sha256" in err and str(frozen) in err and len(err.strip().splitlines()) == 1
+
+
+def test_data_freeze_refuses_files_that_fail_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    import yaml
+
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
+
+    from tests.data.fixtures import write_cifar_c, write_imagenet_val
+
+    tree = write_imagenet_val(tmp_path / "val")
+    out = tmp_path / "frozen-val.yaml"
+    assert _run(capsys, "data", "freeze", str(tree), "--root", str(tree.parent), "--out", str(out))[0] == 0
+    assert [f for f in yaml.safe_load(out.read_text())["files"]] == [{"path": "val/*", "count": 3}, {"path": "val/*/*", "count": 9}]
+    next((tree.parent / "val" / "n01440764").iterdir()).unlink()
+    out.unlink()
+    code, _, err = _run(capsys, "data", "freeze", str(tree), "--root", str(tree.parent), "--out", str(out))
+    assert code == 2 and "8 entries match" in err and not out.exists()
+    cifar_c = write_cifar_c(tmp_path / "c")
+    np.save(cifar_c["folder"] / "fog.npy", np.zeros((100, 32, 32, 1), np.uint8))
+    code, _, err = _run(capsys, "data", "freeze", str(cifar_c["manifest"]), "--root", str(tmp_path / "c"), "--out", str(out))
+    assert code == 2 and "fog.npy" in err and "expects uint8[100, 32, 32, 3]" in err and not out.exists()
 
 
 def test_evaluate_then_report(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path, tiny_manifest: Path,

@@ -79,3 +79,39 @@ def test_corrupt_header(tmp_path: Path) -> None:
     path.write_bytes(b"not a journal at all")
     with pytest.raises(JournalError, match="header"):
         Journal(path, ID, resume=True)
+
+
+def test_records_are_read_back_from_disk(tmp_path: Path) -> None:
+    """The journal keeps where each record is, not its tensors: get() returns a fresh copy from the file."""
+    path = tmp_path / "j.bin"
+    journal = Journal(path, ID, resume=False)
+    probs = torch.rand(50, 10)
+    kept = probs.clone()
+    journal.put("corruptions/fog/1/0", {"probs": probs}, {"wall_time_s": 0.5})
+    journal.put("corruptions/fog/1/1", {"probs": torch.zeros(3)}, {"wall_time_s": 0.1})
+    probs.mul_(0)  # the caller reuses its buffer: the journal holds no view of it
+    data, meta = journal.get("corruptions/fog/1/0")  # type: ignore[misc]
+    assert torch.equal(data["probs"], kept) and data["probs"].data_ptr() != probs.data_ptr() and meta == {"wall_time_s": 0.5}
+    assert len(journal) == 2 and journal.get("corruptions/fog/1/2") is None
+    journal.close()
+    # The file is the only copy: a record changed on disk after it was indexed is refused, not trusted.
+    again = Journal(path, ID, resume=True)
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(JournalError, match="changed on disk"):
+        again.get("corruptions/fog/1/1")
+    again.close()
+
+
+def test_put_after_resume_is_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "j.bin"
+    j = Journal(path, ID, resume=False)
+    j.put("a", {"x": torch.arange(4.0)}, {"n": 1})
+    j.close()
+    path.write_bytes(path.read_bytes() + b"RBJ1torn")  # a crash mid-append
+    again = Journal(path, ID, resume=True)
+    again.put("b", {"x": torch.ones(2)}, {"n": 2})
+    assert torch.equal(again.get("a")[0]["x"], torch.arange(4.0))  # type: ignore[index]
+    assert torch.equal(again.get("b")[0]["x"], torch.ones(2)) and again.get("b")[1] == {"n": 2}  # type: ignore[index]
+    again.close()

@@ -1,10 +1,12 @@
 """The ``corruptions`` section: accuracy under every corruption x severity, CE, mCE, examples.
 
 Generated mode corrupts each batch on the device with the batch's generator and predicts;
-released mode reads CIFAR-10-C-style or ImageNet-C-style files through
-:func:`robench.data.released.load_corruption_set`. Either way every (corruption, severity)
+released mode reads, from CIFAR-10-C-style or ImageNet-C-style files, the rows of each cell that
+hold the evaluation examples (:func:`robench.data.released.load_matching_cell`: same label set,
+image shape, labels and file names as the clean data). Either way every (corruption, severity)
 is one :meth:`EvalContext.map_batches` stage (``"<name>/<severity>"``), so it is journalled and
-resumable, and its probabilities are handed to calibration as ``corruptions/<name>/<severity>``.
+resumable; when the threat model declares calibration under corruptions, its probabilities are
+handed to calibration as ``corruptions/<name>/<severity>`` (kept until the run ends, so only then).
 """
 
 from __future__ import annotations
@@ -79,15 +81,17 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     output = EvaluationOutput()
     table = resolve_table(spec.table, side) if spec.source == "generated" else None
     hits: dict[str, list[torch.Tensor]] = {}  # per corruption: one row of per-example correctness per severity
+    calibration = threat.evaluations.calibration
+    hand_off = calibration is not None and "corruptions" in calibration.conditions
     for name in spec.corruptions:
         hits[name] = []
         for severity in spec.severities:
             stage = f"{name}/{severity}"
             if spec.source == "released":
-                from robench.data.released import load_corruption_set
+                from robench.data.released import load_matching_cell
 
-                subset = load_corruption_set(
-                    spec.released_manifest, name, severity, data_home=ctx.data_home, n_examples=len(data)
+                subset = load_matching_cell(
+                    spec.released_manifest, name, severity, data, clean_manifest=threat.dataset.manifest, data_home=ctx.data_home
                 )  # released ImageNet-C images are already resized and cropped to 224 px
                 out = ctx.map_batches(stage, subset, _predict(model), model.counter, desc=f"corruptions {stage}")
             elif table is not None:
@@ -99,7 +103,8 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
             hit = probs.argmax(dim=1) == labels
             hits[name].append(hit)
             correct = int(hit.sum())
-            ctx.shared[f"{SECTION}/{stage}"] = {"probs": probs, "labels": labels}
+            if hand_off:
+                ctx.shared[f"{SECTION}/{stage}"] = {"probs": probs, "labels": labels}
             output.records.append(
                 MetricRecord.proportion(SECTION, "accuracy", correct, labels.numel(), {"corruption": name, "severity": severity})
             )
@@ -142,8 +147,15 @@ def _normalised_errors(
     error and carry no interval.
     """
     # AlexNet's errors are those of ImageNet-1k's 1000 classes: meaningless for another label set,
-    # whatever the image size (a 96 px 10-class set resolves to the imagenet table too).
-    imagenet_like = data.num_classes == 1000 and (table is None or table.name == "imagenet")
+    # whatever the image size (a 96 px 10-class set resolves to the imagenet table too), in the
+    # clean data or in the released set.
+    if spec.source == "released":
+        from robench.data.manifest import load_manifest
+
+        classes = {data.num_classes, load_manifest(str(spec.released_manifest))[0].num_classes}
+    else:
+        classes = {data.num_classes}
+    imagenet_like = classes == {1000} and (table is None or table.name == "imagenet")
     if not imagenet_like or set(spec.severities) != {1, 2, 3, 4, 5}:
         output.warnings.append(
             "CE/mCE are normalised by AlexNet's ImageNet-C errors: reported only for an ImageNet-C sweep "

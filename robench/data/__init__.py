@@ -18,6 +18,7 @@ from robench.data.base import ArrayDataset, Dataset, SubsetDataset
 from robench.data.manifest import (
     Manifest,
     VerificationReport,
+    frozen_files,
     load_manifest,
     manifest_path,
     verify_files,
@@ -34,6 +35,7 @@ __all__ = [
     "SubsetDataset",
     "VerificationReport",
     "data_root",
+    "freeze_dataset",
     "load_dataset",
     "load_manifest",
     "verify_dataset",
@@ -74,6 +76,40 @@ def verify_dataset(name: str | Path, root: str | Path | None = None, checksums: 
     """
     manifest, _ = load_manifest(name)
     return verify_report(manifest, data_root(manifest, root), checksums, manifest_file=manifest_path(name))
+
+
+def freeze_dataset(name: str | Path, out: str | Path, root: str | Path | None = None) -> VerificationReport:
+    """Write a copy of a dataset's manifest that records the size and sha256 of every listed file of
+    this copy of the data, so that verifying against it checks contents (:func:`verify_dataset`).
+
+    The files must first pass the manifest's own checks (presence, sizes, shapes, dtypes, counts and
+    any checksums it gives); patterns keep their count. The copy is written only when it verifies.
+
+    Args:
+        name: Manifest name (``cifar10``) or path.
+        out: The YAML file to write.
+        root: Folder holding the dataset's files (default as :func:`data_root`).
+
+    Returns:
+        The verification of the data against the written copy.
+
+    Raises:
+        ConfigError: unknown manifest.
+        DataError: a file fails the manifest's checks (nothing is written).
+    """
+    import yaml
+
+    from robench.results import atomic_write_text
+
+    manifest, _ = load_manifest(name)
+    manifest_file = manifest_path(name)
+    location = data_root(manifest, root)
+    verify_report(manifest, location, manifest_file=manifest_file)
+    raw = yaml.safe_load(manifest_file.read_text())
+    raw["files"] = frozen_files(manifest, location)
+    report = verify_report(Manifest.model_validate(raw), location, manifest_file=out)
+    atomic_write_text(Path(out), yaml.safe_dump(raw, sort_keys=False))
+    return report
 
 
 def finish_dataset(dataset: Dataset, manifest: Manifest, split: str, spec: DatasetSpec, manifest_file: str | Path) -> Dataset:

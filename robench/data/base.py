@@ -108,6 +108,16 @@ class SubsetDataset(Dataset):
         return len(self._indices)
 
     @property
+    def parent(self) -> Dataset:
+        """The dataset this is a view of."""
+        return self._parent
+
+    @property
+    def indices(self) -> list[int]:
+        """Positions in :attr:`parent` of this view's examples, in order (a copy)."""
+        return list(self._indices)
+
+    @property
     def labels(self) -> torch.Tensor:  # noqa: D102
         return self._parent.labels[torch.as_tensor(self._indices, dtype=torch.long)]
 

@@ -61,11 +61,26 @@ def data_path(root: Path, relative: object, manifest: Manifest, field: str, list
     return root / text
 
 
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a folder entry is hidden (``.DS_Store``, macOS ``._x`` resource forks, ``.ipynb_checkpoints``)."""
+    return name.startswith(".")
+
+
+def is_image_file(name: str) -> bool:
+    """Whether the image-folder loaders read a file of this name: an image suffix, not hidden."""
+    return not is_hidden(name) and name.lower().endswith(IMAGE_SUFFIXES)
+
+
 class FileSpec(_Frozen):
     """A file of the dataset, relative to its root.
 
     A ``path`` with ``*`` (one folder level per ``*``) is a pattern for a tree of files (image
     folders): it is checked by the number of entries it matches (``count``), never by checksums.
+    Only what the loaders read counts: sub-folders (classes) and image files (:func:`is_image_file`),
+    never hidden entries.
     """
 
     path: SafePath
@@ -337,14 +352,28 @@ def _and(words: Iterable[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def pattern_matches(root: Path, pattern: str) -> int:
+    """Entries under ``root`` matching a manifest pattern that the image-folder loaders read:
+    folders and image files, none hidden (a stray ``.DS_Store`` or ``._x.JPEG`` is not an image)."""
+    wild = [index for index, part in enumerate(pattern.split("/")) if "*" in part]
+    count = 0
+    for match in root.glob(pattern):
+        parts = match.relative_to(root).parts
+        if any(is_hidden(parts[index]) for index in wild if index < len(parts)):
+            continue
+        count += match.is_dir() or is_image_file(match.name)
+    return count
+
+
 def _check_pattern(root: Path, spec: FileSpec, manifest_file: Path | str) -> FileCheck:
-    matches = sum(1 for _ in root.glob(spec.path))
+    matches = pattern_matches(root, spec.path)
     if matches == 0:
-        raise DataError(f"{root / spec.path}: nothing matches; manifest {manifest_file} lists {spec.path}"
+        raise DataError(f"{root / spec.path}: nothing matches (no folder or image file); manifest {manifest_file} lists {spec.path}"
                         + (f" ({spec.count} entries expected)" if spec.count else ""))
     if spec.count is not None and matches != spec.count:
         raise DataError(
-            f"{root / spec.path}: {matches} entries match, but manifest {manifest_file} expects {spec.count} (incomplete extraction?)"
+            f"{root / spec.path}: {matches} entries match, but manifest {manifest_file} expects {spec.count} "
+            "(incomplete extraction? folders and image files count, hidden entries do not)"
         )
     return FileCheck(spec.path, ("exists", "count") if spec.count is not None else ("exists",), f"{matches} entries")
 
@@ -456,6 +485,24 @@ def verify_report(
                 spec = FileSpec(path=archive.name, md5=archive.md5, sha256=archive.sha256, size=archive.size)
                 entries.append(FileCheck(archive.name, ("archive", *_check_file(root, spec, label, checksums)[1:])))
     return VerificationReport(manifest.name, str(label), str(root), tuple(entries))
+
+
+def frozen_files(manifest: Manifest, root: Path) -> list[dict[str, Any]]:
+    """The manifest's ``files`` entries completed with what is under ``root``: the size and sha256 of
+    every file; for a pattern, its count (the number found, where the manifest gives none).
+
+    Call it on files that passed :func:`verify_report`: it records what is there, right or wrong.
+    """
+    entries = []
+    for spec in manifest.files:
+        entry = spec.model_dump(mode="json", exclude_none=True)
+        if "*" in spec.path:
+            entry.setdefault("count", pattern_matches(root, spec.path))
+        else:
+            entry["size"] = (root / spec.path).stat().st_size
+            entry["sha256"] = file_digest(root / spec.path, "sha256")
+        entries.append(entry)
+    return entries
 
 
 def verify_files(manifest: Manifest, root: Path, checksums: bool = True) -> str:

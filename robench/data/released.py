@@ -4,18 +4,22 @@ A cell is one corruption at one severity. Each cell is verified against the mani
 files it reads: the corruption's ``.npy`` stack and the labels, or the cell's class folders) and
 streamed: ``.npy`` stacks are memory-mapped, image folders decoded per batch, so a sweep never
 holds a whole set in memory.
+
+:func:`load_matching_cell` gives a cell's rows for the examples a run evaluates (after the clean
+dataset's ``stride`` and ``n_examples``), checked against the clean data's label set, image shape,
+labels and, for image-folder trees, file names.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from robench._errors import DataError
-from robench.data.base import Dataset
+from robench._errors import ConfigError, DataError
+from robench.data.base import Dataset, SubsetDataset
 from robench.data.manifest import CorruptionSetSpec, Manifest, load_manifest, manifest_path, verify_report
 from robench.threat_model import DatasetSpec
 
-__all__ = ["available_corruptions", "cell_files", "load_corruption_set"]
+__all__ = ["available_corruptions", "cell_files", "load_corruption_set", "load_matching_cell"]
 
 
 def _corruption_manifest(name: str | Path) -> tuple[Manifest, CorruptionSetSpec, Path]:
@@ -82,6 +86,95 @@ def load_corruption_set(
         manifest=str(manifest), split=f"{corruption}/{severity}", n_examples=n_examples, resize=resize, center_crop=center_crop
     )
     return read_split(manifest_obj, location, spec.split, spec, manifest_file)
+
+
+def _origin(dataset: Dataset) -> tuple[Dataset, list[int]]:
+    """The loaded split behind ``dataset`` (a view after ``stride`` and ``n_examples``) and the
+    positions in it of ``dataset``'s examples, in order."""
+    rows = list(range(len(dataset)))
+    while isinstance(dataset, SubsetDataset):
+        indices = dataset.indices
+        rows = [indices[row] for row in rows]
+        dataset = dataset.parent
+    return dataset, rows
+
+
+def _label(name: str | Path) -> str:
+    try:
+        return str(manifest_path(name))
+    except ConfigError:  # a data set built in memory names no manifest file
+        return str(name)
+
+
+def load_matching_cell(
+    manifest: str | Path,
+    corruption: str,
+    severity: int,
+    clean: Dataset,
+    *,
+    clean_manifest: str | Path,
+    root: str | Path | None = None,
+    data_home: str | Path | None = None,
+) -> Dataset:
+    """The rows of one cell that hold the examples of ``clean``, in ``clean``'s order.
+
+    ``clean`` is the evaluation data, a view of a loaded split (``stride``, ``n_examples``). Its
+    examples are found in the cell by their position in that split or, when both are image-folder
+    trees, by relative file name (``<class folder>/<file>``), then the labels are compared.
+
+    Args:
+        manifest: The released set's manifest name or path.
+        corruption: Corruption name.
+        severity: Severity level.
+        clean: The examples the run evaluates.
+        clean_manifest: The clean data's manifest (named in errors).
+        root: Folder holding the set (default: ``<data_home>/<manifest directory>``).
+        data_home: Data home (default ``$ROBENCH_DATA`` or ``~/.robench/data``).
+
+    Returns:
+        A lazy dataset of ``len(clean)`` cell examples.
+
+    Raises:
+        DataError: as :func:`load_corruption_set`; another number of classes or image shape than
+            ``clean``'s; a clean example the cell lacks; labels that differ. Each names both manifests.
+    """
+    from robench.data.formats.folders import ImageFolderDataset
+
+    released, corruption_set, released_file = _corruption_manifest(manifest)
+    cell_name = f"released cell {corruption}/{severity} (manifest {released_file})"
+    data_name = f"the evaluation data (manifest {_label(clean_manifest)})"
+    if released.num_classes != clean.num_classes:
+        raise DataError(
+            f"released set {released.name!r} (manifest {released_file}) has {released.num_classes} classes, "
+            f"{data_name} has {clean.num_classes}: a released set must share the data's label set"
+        )
+    cell, _ = _origin(load_corruption_set(manifest, corruption, severity, root=root, data_home=data_home))
+    if tuple(cell.input_shape) != tuple(clean.input_shape):
+        raise DataError(f"{cell_name}: images have shape {list(cell.input_shape)}, {data_name} has {list(clean.input_shape)}")
+    source, rows = _origin(clean)
+    if isinstance(source, ImageFolderDataset) and isinstance(cell, ImageFolderDataset):
+        position = {f"{path.parent.name}/{path.name}": row for row, path in enumerate(cell.files)}
+        names = [f"{path.parent.name}/{path.name}" for path in source.files]
+        missing = [names[row] for row in rows if names[row] not in position]
+        if missing:
+            raise DataError(f"{cell_name} lacks {len(missing)} of the {len(rows)} images of {data_name}, e.g. {missing[0]}")
+        picked = [position[names[row]] for row in rows]
+    else:
+        if rows and max(rows) >= len(cell):
+            raise DataError(
+                f"{cell_name} has {len(cell)} examples, {data_name} takes example {max(rows)} of its split"
+            )
+        picked = rows
+    selected = SubsetDataset(cell, picked)
+    differ = (selected.labels != clean.labels).nonzero().flatten().tolist()
+    if differ:
+        first = differ[0]
+        raise DataError(
+            f"{cell_name} does not hold the examples of {data_name}: {len(differ)} of {len(rows)} labels differ, "
+            f"the first at example {first} ({int(clean.labels[first])} in the data, {int(selected.labels[first])} in the cell); "
+            "the cell must come from the same split, in the same order"
+        )
+    return selected
 
 
 def available_corruptions(

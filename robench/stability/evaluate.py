@@ -123,7 +123,11 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
     output = EvaluationOutput(resolved={**spec.model_dump(mode="json"), "table": table, "noise_level": level})
     if spec.source == "generated":
         output.resolved["random_draws_on"] = ctx.device.type if spec.rng == "device" else "cpu"
-    n = min(spec.n_examples or len(data), len(data)) if spec.source == "generated" else spec.n_examples
+    # As in the corruptions section: the section's n_examples, else as many as the run evaluates
+    # (dataset.n_examples / --n-examples); released files must hold that many sequences.
+    n = spec.n_examples or len(data)
+    if spec.source == "generated":
+        n = min(n, len(data))
     if ctx.shared.get("randomized"):
         output.warnings.append("the model's outputs are random: flip probabilities include its own randomness, not only the perturbations'")
     unknown = sorted(set(baseline) - set(spec.perturbations))

@@ -18,7 +18,7 @@ import torch
 
 from robench._errors import ConfigError, DataError
 from robench.data.base import Dataset
-from robench.data.manifest import Manifest, load_manifest, manifest_path, verify_files
+from robench.data.manifest import Manifest, load_manifest, manifest_path, verify_report
 from robench.registry import register
 
 
@@ -83,7 +83,10 @@ def open_released(
     *,
     data_home: str | Path | None = None,
 ) -> ReleasedSequences:
-    """Verify the release against its manifest and open one perturbation's sequences.
+    """Verify one perturbation's file against the release's manifest and open its sequences.
+
+    Only the file the perturbation reads is verified, so a partial release serves the
+    perturbations it holds.
 
     Args:
         manifest_name: Manifest name or path (e.g. ``cifar10p``).
@@ -103,13 +106,13 @@ def open_released(
 
     manifest: Manifest = load_manifest(manifest_name)[0]
     location = data_root(manifest, root, data_home)
-    verify_files(manifest, location, checksums)
     file = released_file(name, noise, level)
     listed = {spec.path for spec in manifest.files}
     if file not in listed:
         raise DataError(
             f"manifest {manifest_path(manifest_name)} does not list {file}; it lists {', '.join(sorted(listed)) or 'no files'}"
         )
+    verify_report(manifest, location, checksums, paths=[file], manifest_file=manifest_path(manifest_name))
     sequences = ReleasedSequences(location / file, manifest.num_classes, n)
     if manifest.input_shape is not None and tuple(manifest.input_shape) != sequences.input_shape:
         raise DataError(f"{location / file}: frames have shape {list(sequences.input_shape)}, manifest expects {list(manifest.input_shape)}")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from robench.stats import clopper_pearson
 import torch
 
+from robench._errors import DataError
 from robench.context import EvalContext
 from robench.corruptions import TABLES
 from robench.corruptions.metrics import corruption_error, mean_corruption_errors, relative_corruption_error
@@ -18,7 +22,7 @@ from robench.data.base import ArrayDataset
 from robench.models.wrapper import ModelHandle, Normalize, PassCounter, PixelModel
 from robench.registry import registry
 from robench.results import ModelInfo
-from robench.threat_model import CorruptionsSpec, DatasetSpec, StabilitySpec, ThreatModel
+from robench.threat_model import CalibrationSpec, CorruptionsSpec, DatasetSpec, Evaluations, StabilitySpec, ThreatModel
 from tests.conftest import QuadrantNet
 
 
@@ -39,13 +43,15 @@ def _data(n: int = 16) -> ArrayDataset:
 
 
 THREAT = ThreatModel(name="t", dataset=DatasetSpec(manifest="unused"))
+# Calibration under corruptions declared: the sweep hands its cells' probabilities on.
+CALIBRATED = ThreatModel(name="t", dataset=DatasetSpec(manifest="unused"), evaluations=Evaluations(calibration=CalibrationSpec()))
 
 
 def test_generated_sweep_records_and_hand_offs() -> None:
     spec = CorruptionsSpec(corruptions=("gaussian_noise", "contrast"), severities=(1, 5))
     ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
     ctx.begin("corruptions")
-    out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
+    out = registry.get("evaluation", "corruptions")(_handle(), _data(), CALIBRATED, spec, ctx)
     acc = {(r.condition["corruption"], r.condition["severity"]): r for r in out.records if r.name == "accuracy"}
     assert set(acc) == {("gaussian_noise", 1), ("gaussian_noise", 5), ("contrast", 1), ("contrast", 5)}
     for (name, severity), record in acc.items():
@@ -111,22 +117,78 @@ def test_rng_on_device_sweep_on_cuda() -> None:
         assert abs(results["device"][name] - value) <= 0.25, (name, results)
 
 
-def test_released_sweep_uses_load_corruption_set(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("calibration", "handed_off"),
+    [(None, False), (CalibrationSpec(conditions=("clean", "attacks")), False), (CalibrationSpec(conditions=("corruptions",)), True)],
+    ids=["no-calibration", "calibration-without-corruptions", "calibration-under-corruptions"],
+)
+def test_cells_are_handed_off_only_to_a_declared_calibration(calibration: CalibrationSpec | None, handed_off: bool) -> None:
+    """Each cell's (N, K) probabilities stay in memory until the run ends: only when calibration reads them."""
+    threat = ThreatModel(name="t", dataset=DatasetSpec(manifest="unused"), evaluations=Evaluations(calibration=calibration))
+    spec = CorruptionsSpec(corruptions=("gaussian_noise", "contrast"), severities=(1, 5))
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(_handle(), _data(), threat, spec, ctx)
+    assert len([r for r in out.records if r.name == "accuracy"]) == 4
+    cells = sorted(k for k in ctx.shared if k.startswith("corruptions/"))
+    assert cells == (["corruptions/contrast/1", "corruptions/contrast/5", "corruptions/gaussian_noise/1", "corruptions/gaussian_noise/5"] if handed_off else [])
+
+
+def test_released_sweep_reads_the_cells_matching_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def load_corruption_set(manifest: str, corruption: str, severity: int, *, root: object = None, data_home: object = None, n_examples: int | None = None) -> ArrayDataset:
-        calls.append((manifest, corruption, severity, n_examples))
+    def load_matching_cell(manifest: str, corruption: str, severity: int, clean: ArrayDataset, *, clean_manifest: str,
+                           root: object = None, data_home: object = None) -> ArrayDataset:
+        calls.append((manifest, corruption, severity, len(clean), clean_manifest))
         return _data(8)
 
     fake = types.ModuleType("robench.data.released")
-    fake.load_corruption_set = load_corruption_set  # type: ignore[attr-defined]
+    fake.load_matching_cell = load_matching_cell  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "robench.data.released", fake)
     spec = CorruptionsSpec(source="released", released_manifest="cifar10c", corruptions=("fog",), severities=(2, 3), n_examples=8)
     ctx = EvalContext(device=torch.device("cpu"), batch_size=4, progress=False)
     ctx.begin("corruptions")
     out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
-    assert calls == [("cifar10c", "fog", 2, 8), ("cifar10c", "fog", 3, 8)]
+    assert calls == [("cifar10c", "fog", 2, 8, "unused"), ("cifar10c", "fog", 3, 8, "unused")]
     assert [r.condition for r in out.records if r.name == "accuracy"] == [{"corruption": "fog", "severity": 2}, {"corruption": "fog", "severity": 3}]
+
+
+class _RowCode(torch.nn.Module):
+    """Class 0's logit is the fixture's row pixel (``x[:, 0, 0, 0] * 255``): which rows were read."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        code = x[:, 0, 0, 0:1] * 255
+        return torch.cat([code, torch.zeros(x.shape[0], self.classes - 1)], dim=1)
+
+
+def test_released_sweep_evaluates_the_strided_clean_examples(tmp_path: Path) -> None:
+    """``dataset.stride: 2`` evaluates test examples 0, 2, 4...: each cell must give those rows, not its first ten."""
+    from robench.data import load_dataset
+    from tests.data.fixtures import write_cifar_c
+
+    home = tmp_path / "home"
+    released = write_cifar_c(home / "tiny-cifar10c", n=20)  # found under the data home by its manifest name
+    clean_manifest = _clean_npz(tmp_path / "clean", np.zeros((20, 32, 32, 3), np.uint8), released["labels"])
+    dataset = DatasetSpec(manifest=str(clean_manifest), stride=2)
+    data, _ = load_dataset(dataset, root=tmp_path / "clean")
+    threat = ThreatModel(name="t", dataset=dataset, evaluations=Evaluations(calibration=CalibrationSpec()))
+    counter = PassCounter()
+    module = PixelModel(_RowCode(), Normalize([0.0], [1.0]), counter).eval()
+    handle = ModelHandle(module=module, info=ModelInfo(source="t", format="t", num_classes=10), device=torch.device("cpu"), counter=counter)
+    spec = CorruptionsSpec(source="released", released_manifest=str(released["manifest"]), corruptions=("fog",), severities=(1, 3))
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=4, progress=False, data_home=str(home))
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(handle, data, threat, spec, ctx)
+    assert [r.n for r in out.records if r.name == "accuracy"] == [10, 10]
+    for severity in (1, 3):
+        cell = ctx.shared[f"corruptions/fog/{severity}"]
+        assert torch.equal(cell["labels"], data.labels)
+        rows = torch.log(cell["probs"][:, 0] / cell["probs"][:, 1]).round().long()  # the logit of class 0 back
+        assert rows.tolist() == [(severity - 1) * 20 + row for row in range(0, 20, 2)]
 
 
 def test_mce_formulas_by_hand() -> None:
@@ -189,7 +251,7 @@ def test_mce_interval_over_examples() -> None:
     spec = CorruptionsSpec(table="imagenet", corruptions=tuple(ALEXNET_ERRORS), severities=(1, 2, 3, 4, 5))
     ctx = EvalContext(device=torch.device("cpu"), batch_size=16, progress=False)
     ctx.begin("corruptions")
-    out = registry.get("evaluation", "corruptions")(_imagenet_handle(), _imagenet_data(), THREAT, spec, ctx)
+    out = registry.get("evaluation", "corruptions")(_imagenet_handle(), _imagenet_data(), CALIBRATED, spec, ctx)
     per_cell = {c: [ctx.shared[f"corruptions/{c}/{s}"] for s in range(1, 6)] for c in ALEXNET_ERRORS}
     errors = {c: torch.stack([(h["probs"].argmax(1) != h["labels"]).double() for h in cells]).mean(0) for c, cells in per_cell.items()}
     mce = next(r for r in out.records if r.name == "mce")
@@ -219,3 +281,37 @@ def test_no_alexnet_normalisation_for_other_label_sets() -> None:
     out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
     assert not any(r.name in {"corruption_error", "relative_corruption_error", "mce"} for r in out.records)
     assert any("1000 classes" in w for w in out.warnings)
+
+
+def _clean_npz(folder: Path, images: np.ndarray, labels: np.ndarray, classes: int = 10) -> Path:
+    """An ``npz`` clean set of these images and labels; return its manifest."""
+    folder.mkdir(parents=True)
+    np.savez(folder / "clean.npz", x=images, y=labels.astype(np.int64))
+    side = int(images.shape[1])
+    manifest = {"schema_version": 1, "name": "clean", "format": "npz", "num_classes": classes, "input_shape": [3, side, side],
+                "files": [{"path": "clean.npz"}], "splits": {"test": {"n": int(len(labels))}}}
+    path = folder / "clean.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+@pytest.mark.parametrize(("classes", "side", "expected"), [(100, 32, "has 10 classes"), (10, 16, r"shape \[3, 32, 32\]")])
+def test_released_sweep_refuses_another_label_set_or_image_shape(tmp_path: Path, classes: int, side: int, expected: str) -> None:
+    """A CIFAR-10-C set in a 100-class run (or under 16 px data) is refused before any cell runs, naming both manifests."""
+    from robench.data import load_dataset
+    from tests.data.fixtures import write_cifar_c
+
+    released = write_cifar_c(tmp_path / "home" / "tiny-cifar10c", n=20)
+    clean_manifest = _clean_npz(tmp_path / "clean", np.zeros((20, side, side, 3), np.uint8), released["labels"], classes=classes)
+    dataset = DatasetSpec(manifest=str(clean_manifest))
+    data, _ = load_dataset(dataset, root=tmp_path / "clean")
+    spec = CorruptionsSpec(source="released", released_manifest=str(released["manifest"]), corruptions=("fog",), severities=(1,))
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=4, progress=False, data_home=str(tmp_path / "home"))
+    ctx.begin("corruptions")
+    counter = PassCounter()
+    module = PixelModel(_RowCode(classes), Normalize([0.0], [1.0]), counter).eval()
+    handle = ModelHandle(module=module, info=ModelInfo(source="t", format="t", num_classes=classes), device=torch.device("cpu"), counter=counter)
+    with pytest.raises(DataError, match=expected) as caught:
+        registry.get("evaluation", "corruptions")(handle, data, ThreatModel(name="t", dataset=dataset), spec, ctx)
+    assert str(released["manifest"]) in str(caught.value) and str(clean_manifest) in str(caught.value)
+    assert counter.forward == 0

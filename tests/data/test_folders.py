@@ -91,6 +91,32 @@ def test_missing_images_and_class_folders(tmp_path: Path) -> None:
     assert "val/*/*" in message and "8 entries match" in message and "expects 9" in message and str(manifest) in message
 
 
+@pytest.mark.parametrize("tree", ["imagenet-val", "imagenet-c"])
+def test_stray_files_do_not_count(tmp_path: Path, tree: str) -> None:
+    """Finder and archive leftovers (.DS_Store, macOS ._ resource forks, hidden folders, notes) are not
+    images: neither the count check nor the loader sees them, so a complete tree still loads."""
+    if tree == "imagenet-val":
+        manifest, folder = write_imagenet_val(tmp_path), tmp_path / "val"
+    else:
+        manifest, folder = write_corruption_tree(tmp_path, tiny=False), tmp_path / "fog" / "3"
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "README.txt").write_text("notes")
+    (folder / ".ipynb_checkpoints").mkdir()
+    first = sorted((folder / WNIDS[0]).iterdir())[0]
+    (first.parent / f"._{first.name}").write_bytes(b"\0\5\26\7 AppleDouble")
+    (first.parent / ".DS_Store").write_bytes(b"\0")
+    (folder / ".Trash" / "n0").mkdir(parents=True)
+    (folder / ".Trash" / "n0" / "x.JPEG").write_bytes(b"\0")
+    if tree == "imagenet-val":
+        dataset, info = load_dataset(DatasetSpec(manifest=str(manifest), split="val"), root=tmp_path)
+        assert len(dataset) == 9 and "number of entries" in info.verified
+    else:
+        dataset = load_corruption_set(str(manifest), "fog", 3, root=tmp_path)
+        assert len(dataset) == 6
+    assert not any(p.name.startswith(".") for p in dataset.files)  # type: ignore[attr-defined]
+    dataset.load(range(len(dataset)))  # every file it lists decodes
+
+
 def test_undecodable_image_names_the_file(tmp_path: Path) -> None:
     manifest = write_imagenet_val(tmp_path)
     bad = sorted((tmp_path / "val" / WNIDS[0]).iterdir())[1]

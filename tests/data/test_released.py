@@ -10,9 +10,17 @@ import torch
 
 from robench._errors import ConfigError, DataError
 from robench.data import load_dataset
-from robench.data.released import available_corruptions, load_corruption_set
+from robench.data.released import available_corruptions, load_corruption_set, load_matching_cell
 from robench.threat_model import DatasetSpec
-from tests.data.fixtures import CORRUPTIONS, cifar_c_pixel, write_cifar_c, write_corruption_tree
+from tests.data.fixtures import (
+    CORRUPTIONS,
+    WNIDS,
+    cifar_c_pixel,
+    write_cifar_c,
+    write_class_tree,
+    write_corruption_tree,
+    write_manifest,
+)
 
 
 @pytest.fixture
@@ -113,3 +121,70 @@ def test_folder_sets_report_partial_cells(tmp_path: Path) -> None:
 def test_not_a_corruption_set(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a released corruption set"):
         load_corruption_set("cifar10", "fog", 1, root=tmp_path)
+
+
+def _clean_npz(folder: Path, labels: np.ndarray, *, classes: int = 10, side: int = 32) -> Path:
+    """A clean ``npz`` set with these labels (blank images); return its manifest."""
+    folder.mkdir(parents=True)
+    np.savez(folder / "clean.npz", x=np.zeros((len(labels), side, side, 3), np.uint8), y=labels.astype(np.int64))
+    return write_manifest(folder / "clean.yaml", {
+        "schema_version": 1, "name": "clean", "format": "npz", "num_classes": classes, "input_shape": [3, side, side],
+        "files": [{"path": "clean.npz"}], "splits": {"test": {"n": int(len(labels))}},
+    })  # fmt: skip
+
+
+def test_matching_cell_follows_the_stride_and_checks_labels(cifar_c: dict, tmp_path: Path) -> None:
+    """Stride 2 evaluates test examples 0, 2, 4...: the cell gives those rows, in that order."""
+    clean_manifest = _clean_npz(tmp_path / "clean", cifar_c["labels"])
+    clean, _ = load_dataset(DatasetSpec(manifest=str(clean_manifest), stride=2, n_examples=7), root=tmp_path / "clean")
+    for severity in (1, 3):
+        cell = load_matching_cell(str(cifar_c["manifest"]), "fog", severity, clean, clean_manifest=str(clean_manifest), root=tmp_path)
+        x, y = cell.load(slice(0, len(cell)))
+        assert len(cell) == 7 and y.tolist() == clean.labels.tolist()
+        assert (x[:, 0, 0, 0] * 255).round().long().tolist() == [(severity - 1) * 20 + row for row in range(0, 14, 2)]
+    # Clean data from another order of the test set: refused, naming both manifests.
+    shuffled = _clean_npz(tmp_path / "shuffled", np.roll(cifar_c["labels"], 1))
+    other, _ = load_dataset(DatasetSpec(manifest=str(shuffled)), root=tmp_path / "shuffled")
+    with pytest.raises(DataError) as caught:
+        load_matching_cell(str(cifar_c["manifest"]), "fog", 1, other, clean_manifest=str(shuffled), root=tmp_path)
+    message = str(caught.value)
+    assert "labels differ" in message and str(cifar_c["manifest"]) in message and str(shuffled) in message
+
+
+def test_matching_cell_needs_the_data_label_set_and_image_shape(cifar_c: dict, tmp_path: Path) -> None:
+    hundred = _clean_npz(tmp_path / "hundred", cifar_c["labels"], classes=100)
+    clean, _ = load_dataset(DatasetSpec(manifest=str(hundred)), root=tmp_path / "hundred")
+    with pytest.raises(DataError, match="has 10 classes, the evaluation data .* has 100") as caught:
+        load_matching_cell(str(cifar_c["manifest"]), "fog", 1, clean, clean_manifest=str(hundred), root=tmp_path)
+    assert str(cifar_c["manifest"]) in str(caught.value) and str(hundred) in str(caught.value)
+    small = _clean_npz(tmp_path / "small", cifar_c["labels"], side=16)
+    clean, _ = load_dataset(DatasetSpec(manifest=str(small)), root=tmp_path / "small")
+    with pytest.raises(DataError, match=r"shape \[3, 32, 32\], the evaluation data .* has \[3, 16, 16\]") as caught:
+        load_matching_cell(str(cifar_c["manifest"]), "fog", 1, clean, clean_manifest=str(small), root=tmp_path)
+    assert str(cifar_c["manifest"]) in str(caught.value) and str(small) in str(caught.value)
+
+
+def test_matching_cell_in_folder_trees_goes_by_file_name(tmp_path: Path) -> None:
+    """A clean folder in sorted order, every 2nd image; the cell tree is interleaved: matched by <class>/<file>."""
+    released = write_corruption_tree(tmp_path / "c", tiny=False)
+    write_class_tree(tmp_path / "v" / "val", WNIDS, 2, [(16, 16)], np.random.default_rng(1))  # the cells' file names
+    clean_manifest = write_manifest(tmp_path / "v" / "val.yaml", {
+        "schema_version": 1, "name": "val", "format": "imagenet_folder", "num_classes": 3, "input_shape": [3, 16, 16],
+        "options": {"order": "sorted"}, "files": [{"path": "val/*", "count": 3}, {"path": "val/*/*", "count": 6}],
+        "splits": {"val": {"n": 6, "options": {"folder": "val"}}},
+    })  # fmt: skip
+    clean, _ = load_dataset(DatasetSpec(manifest=str(clean_manifest), split="val", stride=2), root=tmp_path / "v")
+    names = [f"{p.parent.name}/{p.name}" for p in load_dataset(DatasetSpec(manifest=str(clean_manifest), split="val"), root=tmp_path / "v")[0].files]  # type: ignore[attr-defined]
+    whole = load_corruption_set(str(released), "fog", 2, root=tmp_path / "c")
+    cell_names = [f"{p.parent.name}/{p.name}" for p in whole.files]  # type: ignore[attr-defined]
+    assert cell_names != names  # interleaved vs sorted
+    cell = load_matching_cell(str(released), "fog", 2, clean, clean_manifest=str(clean_manifest), root=tmp_path / "c")
+    expected = [cell_names.index(name) for name in names[::2]]
+    assert torch.equal(cell.load(slice(0, 3))[0], whole.load(expected)[0])
+    assert cell.labels.tolist() == clean.labels.tolist()
+    # An image of the clean selection missing from the cell (the count still right): refused.
+    selected = tmp_path / "c" / "fog" / "2" / names[2]
+    selected.rename(selected.with_name("ILSVRC2012_val_00000099.JPEG"))
+    with pytest.raises(DataError, match=f"lacks 1 of the 3 images .*e.g. {names[2]}") as caught:
+        load_matching_cell(str(released), "fog", 2, clean, clean_manifest=str(clean_manifest), root=tmp_path / "c")
+    assert str(released) in str(caught.value) and str(clean_manifest) in str(caught.value)

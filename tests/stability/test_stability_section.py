@@ -178,9 +178,46 @@ def test_released_file_not_listed_and_bad_baseline(tmp_path: Path, monkeypatch: 
     handle = load_model(_pixel_model(), device="cpu", num_classes=4)
     ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
     ctx.begin("stability")
-    spec = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["scale"])
+    spec = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["scale"], n_examples=4)
     with pytest.raises(DataError, match="does not list scale.npy"):
         registry.get("evaluation", "stability")(handle, None, None, spec, ctx)  # type: ignore[arg-type]
     bad = StabilitySpec(perturbations=["rotate"], baseline={"rotate": 0.0})
     with pytest.raises(ConfigError, match="baseline"):
         registry.get("evaluation", "stability")(handle, None, None, bad, ctx)  # type: ignore[arg-type]
+
+
+def test_released_sequences_follow_the_run_n_examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the section's own n_examples, as many sequences as the run evaluates (dataset.n_examples / --n-examples)."""
+    manifest, _ = _released(tmp_path)
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "home"))
+    handle = load_model(_pixel_model(), device="cpu", num_classes=4)
+    data, _ = load_dataset(DatasetSpec(manifest=str(write_npz_dataset(tmp_path / "clean")), n_examples=3), root=tmp_path / "clean")
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("stability")
+    spec = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["rotate", "gaussian_noise"], difficulty=2)
+    out = registry.get("evaluation", "stability")(handle, data, None, spec, ctx)  # type: ignore[arg-type]
+    assert [r.n for r in out.records if r.name == "flip_probability"] == [3, 3]
+    ctx.begin("stability")
+    own = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["rotate"], n_examples=5)
+    out = registry.get("evaluation", "stability")(handle, data, None, own, ctx)  # type: ignore[arg-type]
+    assert [r.n for r in out.records if r.name == "flip_probability"] == [5]
+    ctx.begin("stability")
+    with pytest.raises(DataError, match="11 sequences asked for, the file has 10"):
+        registry.get("evaluation", "stability")(handle, data, None, own.model_copy(update={"n_examples": 11}), ctx)  # type: ignore[arg-type]
+
+
+def test_partial_release_serves_the_perturbations_it_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the declared perturbation's file is verified: a release without gaussian_noise_2.npy runs rotate."""
+    manifest, _ = _released(tmp_path)
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "home"))
+    (tmp_path / "home" / "tinyp" / "gaussian_noise_2.npy").unlink()
+    handle = load_model(_pixel_model(), device="cpu", num_classes=4)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("stability")
+    spec = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["rotate"], n_examples=4)
+    out = registry.get("evaluation", "stability")(handle, None, None, spec, ctx)  # type: ignore[arg-type]
+    assert [r.n for r in out.records if r.name == "flip_probability"] == [4]
+    ctx.begin("stability")
+    noise = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["gaussian_noise"], difficulty=2, n_examples=4)
+    with pytest.raises(DataError, match="gaussian_noise_2.npy: file missing"):
+        registry.get("evaluation", "stability")(handle, None, None, noise, ctx)  # type: ignore[arg-type]

@@ -18,11 +18,9 @@ import torch
 
 from robench._errors import DataError
 from robench.data.base import Dataset
-from robench.data.manifest import Manifest, data_path
+from robench.data.manifest import IMAGE_SUFFIXES, Manifest, data_path, is_hidden, is_image_file  # noqa: F401  (IMAGE_SUFFIXES: its old home)
 from robench.registry import register
 from robench.threat_model import DatasetSpec
-
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
 def resize_shorter_side(image: object, size: int) -> object:
@@ -123,14 +121,14 @@ class ImageFolderDataset(Dataset):
 
 
 def class_folders(folder: Path) -> list[str]:
-    """Sorted names of the subfolders of ``folder`` (the class ids, e.g. WordNet ids).
+    """Sorted names of the subfolders of ``folder`` (the class ids, e.g. WordNet ids); hidden ones are skipped.
 
     Raises:
         DataError: ``folder`` is missing.
     """
     if not folder.is_dir():
         raise DataError(f"{folder}: folder missing")
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not is_hidden(entry.name))
 
 
 def read_class_index(path: Path) -> dict[str, int]:
@@ -190,7 +188,7 @@ def scan_folder(manifest: Manifest, root: Path, folder: Path, order: str) -> tup
     mapping = _class_mapping(manifest, root, folder)
     per_class: list[tuple[int, list[Path]]] = []
     for wnid in class_folders(folder):
-        names = sorted(e.name for e in os.scandir(folder / wnid) if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+        names = sorted(e.name for e in os.scandir(folder / wnid) if e.is_file() and is_image_file(e.name))
         if not names:
             raise DataError(f"{folder / wnid}: no images (.JPEG/.jpg/.png)")
         per_class.append((mapping[wnid], [folder / wnid / name for name in names]))
