@@ -25,6 +25,7 @@ from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.registry import register, registry
 from robench.results import MetricRecord
+from robench.stats import clopper_pearson
 from robench.stability.functional import comparison_pairs, flip_probability, top5_distance
 from robench.stability.params import SequenceParams, noise_level, resolve_table, sequence_params
 from robench.stability.released import open_released
@@ -36,6 +37,7 @@ BOOTSTRAP_INTERVAL = f"bootstrap-percentile over sequences ({BOOTSTRAP_RESAMPLES
 STRIP_FRAMES = 11
 STRIP_SIZE = 64
 FRAME_BUDGET = 2**26  # 256 MiB of float32 frames per batch
+MAX_TOP5_DISTANCE = 15.0  # sum over the top 5 of |min(rank, 6) - i| (see top5_distance)
 
 
 def bootstrap_mean_interval(values: torch.Tensor, generator: torch.Generator, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
@@ -54,6 +56,27 @@ def bootstrap_mean_interval(values: torch.Tensor, generator: torch.Generator, re
     stats = values[:, draws].mean(dim=2).mean(dim=0)
     low, high = torch.quantile(stats, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return float(low), float(high)
+
+
+def mean_interval(
+    values: torch.Tensor, generator: torch.Generator, support_max: float
+) -> tuple[tuple[float, float], str]:
+    """95% interval of the mean of per-sequence values in ``[0, support_max]``, and how it was made.
+
+    The percentile bootstrap (:func:`bootstrap_mean_interval`) collapses to a point when every
+    value is 0 (no flip in any sequence), which would claim certainty. Then each value is at most
+    ``support_max`` times the indicator that it is nonzero, so the mean is at most ``support_max``
+    times the share of sequences with a nonzero value, whose Clopper-Pearson upper bound with 0 of
+    ``n`` observed bounds it (a conservative exact bound; symmetrically when every value is the maximum).
+    """
+    flat = values.double().reshape(-1, values.shape[-1])
+    n = int(flat.shape[1])
+    per_sequence = flat.mean(dim=0)
+    if n and bool((per_sequence == 0).all()):
+        return (0.0, support_max * clopper_pearson(0, n)[1]), f"exact bound: no nonzero value in {n} sequences (Clopper-Pearson)"
+    if n and bool((per_sequence == support_max).all()):
+        return (support_max * clopper_pearson(n, n)[0], support_max), f"exact bound: every value maximal in {n} sequences (Clopper-Pearson)"
+    return bootstrap_mean_interval(values, generator), BOOTSTRAP_INTERVAL
 
 
 def _check_baseline(spec: StabilitySpec) -> dict[str, float]:
@@ -168,11 +191,11 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
         )
         condition = {"perturbation": name, "difficulty": difficulty, "source": spec.source}
         fp, t5d = out["flip_probability"], out["top5_distance"]
-        fp_interval = bootstrap_mean_interval(fp, ctx.generator("bootstrap", name, "fp"))
-        t5d_interval = bootstrap_mean_interval(t5d, ctx.generator("bootstrap", name, "t5d"))
+        fp_interval, fp_method = mean_interval(fp, ctx.generator("bootstrap", name, "fp"), 1.0)
+        t5d_interval, t5d_method = mean_interval(t5d, ctx.generator("bootstrap", name, "t5d"), MAX_TOP5_DISTANCE)
         count = int(fp.numel())
-        output.records.append(_record("flip_probability", float(fp.mean()), count, fp_interval, condition, "probability"))
-        output.records.append(_record("top5_distance", float(t5d.mean()), count, t5d_interval, condition, "rank distance"))
+        output.records.append(_record("flip_probability", float(fp.mean()), count, fp_interval, condition, "probability", fp_method))
+        output.records.append(_record("top5_distance", float(t5d.mean()), count, t5d_interval, condition, "rank distance", t5d_method))
         summary: dict[str, Any] = {
             "perturbation": name, "noise": params.noise, "frames": n_frames, "comparisons": int(pairs.shape[0]),
             "flip_probability": float(fp.mean()), "flip_probability_ci": list(fp_interval),
@@ -188,7 +211,7 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
             flip_rate = float(fp.mean()) * scale
             output.records.append(
                 _record("flip_rate", flip_rate, count, (fp_interval[0] * scale, fp_interval[1] * scale),
-                        {**condition, "baseline_flip_probability": baseline[name]}, "ratio")  # fmt: skip
+                        {**condition, "baseline_flip_probability": baseline[name]}, "ratio", fp_method)  # fmt: skip
             )
             summary["flip_rate"] = flip_rate
         summaries.append(summary)
@@ -198,10 +221,13 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
     return output
 
 
-def _record(name: str, value: float, n: int, interval: tuple[float, float], condition: dict[str, Any], unit: str) -> MetricRecord:
+def _record(
+    name: str, value: float, n: int, interval: tuple[float, float], condition: dict[str, Any], unit: str,
+    method: str = BOOTSTRAP_INTERVAL,
+) -> MetricRecord:
     return MetricRecord(
         evaluation=EVALUATION, name=name, value=value, n=n, ci_low=interval[0], ci_high=interval[1],
-        condition=condition, unit=unit, interval=BOOTSTRAP_INTERVAL,
+        condition=condition, unit=unit, interval=method,
     )  # fmt: skip
 
 
@@ -215,16 +241,16 @@ def _summary_records(
     condition = {"difficulty": spec.difficulty, "source": spec.source, "perturbations": len(names)}
     sizes = {int(per_sequence[name]["flip_probability"].numel()) for name in names}
     paired = len(sizes) == 1
-    for metric, record_name, unit in (
-        ("flip_probability", "mean_flip_probability", "probability"),
-        ("top5_distance", "mean_top5_distance", "rank distance"),
+    for metric, record_name, unit, support_max in (
+        ("flip_probability", "mean_flip_probability", "probability", 1.0),
+        ("top5_distance", "mean_top5_distance", "rank distance", MAX_TOP5_DISTANCE),
     ):
         means = [float(per_sequence[name][metric].mean()) for name in names]
         value = sum(means) / len(means)
         if paired:
             stacked = torch.stack([per_sequence[name][metric] for name in names])
-            interval = bootstrap_mean_interval(stacked, ctx.generator("bootstrap", "mean", metric))
-            output.records.append(_record(record_name, value, min(sizes), interval, condition, unit))
+            interval, method = mean_interval(stacked, ctx.generator("bootstrap", "mean", metric), support_max)
+            output.records.append(_record(record_name, value, min(sizes), interval, condition, unit, method))
         else:
             output.records.append(MetricRecord(evaluation=EVALUATION, name=record_name, value=value, condition=condition, unit=unit))
     missing = [name for name in names if name not in baseline]
@@ -234,7 +260,7 @@ def _summary_records(
         rates = torch.stack([per_sequence[name]["flip_probability"] / baseline[name] for name in names]) if paired else None
         value = sum(float(per_sequence[name]["flip_probability"].mean()) / baseline[name] for name in names) / len(names)
         if rates is not None:
-            interval = bootstrap_mean_interval(rates, ctx.generator("bootstrap", "mean", "flip_rate"))
-            output.records.append(_record("mean_flip_rate", value, min(sizes), interval, condition, "ratio"))
+            interval, method = mean_interval(rates, ctx.generator("bootstrap", "mean", "flip_rate"), 1 / min(baseline[n] for n in names))
+            output.records.append(_record("mean_flip_rate", value, min(sizes), interval, condition, "ratio", method))
         else:
             output.records.append(MetricRecord(evaluation=EVALUATION, name="mean_flip_rate", value=value, condition=condition, unit="ratio"))

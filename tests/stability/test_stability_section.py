@@ -221,3 +221,22 @@ def test_partial_release_serves_the_perturbations_it_holds(tmp_path: Path, monke
     noise = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["gaussian_noise"], difficulty=2, n_examples=4)
     with pytest.raises(DataError, match="gaussian_noise_2.npy: file missing"):
         registry.get("evaluation", "stability")(handle, None, None, noise, ctx)  # type: ignore[arg-type]
+
+
+def test_no_flip_at_all_gets_an_exact_upper_bound_not_a_point() -> None:
+    """A percentile bootstrap of 100 zeros is [0, 0]; the bound must keep room for unseen flips."""
+    from scipy.stats import beta
+
+    from robench.stability.evaluate import BOOTSTRAP_INTERVAL, mean_interval
+
+    generator = torch.Generator().manual_seed(0)
+    (low, high), method = mean_interval(torch.zeros(100), generator, 1.0)
+    assert low == 0.0 and high == pytest.approx(beta.ppf(0.975, 1, 100)) and "exact bound" in method  # 0.0362
+    (low, high), _ = mean_interval(torch.zeros(3, 100), generator, 15.0)  # mT5D over 3 perturbations
+    assert high == pytest.approx(15 * beta.ppf(0.975, 1, 100))
+    (low, high), _ = mean_interval(torch.ones(50), generator, 1.0)
+    assert high == 1.0 and low == pytest.approx(beta.ppf(0.025, 50, 1))
+    values = torch.zeros(100)
+    values[:7] = 0.5
+    (low, high), method = mean_interval(values, generator, 1.0)
+    assert method == BOOTSTRAP_INTERVAL and low < 0.035 < high
