@@ -128,12 +128,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from robench.registry import KINDS, registry
 
     registry.load_builtins()
-    kinds = [args.kind] if args.kind else list(KINDS)
-    if args.kind and args.kind not in KINDS and args.kind != "threat_model":
+    known = (*KINDS, "threat_model")
+    kind = args.kind
+    if kind and kind not in known and kind.rstrip("s") in known:  # `robench ls attacks`, `threat_models`
+        kind = kind.rstrip("s")
+    if kind and kind not in known:
+        import difflib
+
         from robench._errors import ConfigError
 
-        raise ConfigError(f"unknown kind {args.kind!r}; expected one of {', '.join((*KINDS, 'threat_model'))}")
-    if not args.kind or args.kind == "threat_model":
+        close = difflib.get_close_matches(kind, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown kind {args.kind!r}; {hint}expected one of {', '.join(known)}")
+    kinds = [kind] if kind else list(KINDS)
+    if not kind or kind == "threat_model":
         from robench.threat_model import builtin_dir
 
         _out("threat_model")
@@ -275,12 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train two small CNNs on the embedded MNIST digits and audit both")
     demo.add_argument("--out", default="reports/demo", help="output folder (default reports/demo)")
     demo.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--seed", type=int, default=0, help="training and evaluation seed (default 0)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
 
     va = sub.add_parser("validate", help="check threat-model files; every error with its YAML path")
-    va.add_argument("files", nargs="+", metavar="FILE")
+    va.add_argument("files", nargs="+", metavar="FILE", help="threat-model YAML files (or built-in names)")
     va.set_defaults(func=cmd_validate)
 
     ls = sub.add_parser("ls", help="list registered attacks, corruptions, certifiers, datasets, threat models...")
@@ -288,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_ls)
 
     rep = sub.add_parser("report", help="render the HTML report of a results.json")
-    rep.add_argument("results", metavar="RESULTS.json")
+    rep.add_argument("results", metavar="RESULTS.json", help="the results file of a run")
     rep.add_argument("--out", help="HTML file (default: report.html next to the results)")
     rep.set_defaults(func=cmd_report)
 
@@ -341,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("robench: interrupted; finished evaluations are in results.json, rerun with --resume to continue")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `robench ls | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if os.environ.get("ROBENCH_DEBUG"):
             raise

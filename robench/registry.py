@@ -15,6 +15,8 @@ per-section evaluators: ``clean``, ``attacks``, ``corruptions``...). Unknown nam
 
 from __future__ import annotations
 
+import re
+
 import difflib
 import importlib
 from dataclasses import dataclass, field
@@ -72,6 +74,15 @@ class Entry:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
+def summary_line(doc: str | None) -> str:
+    """The first paragraph of a docstring as plain text: lines joined, reStructuredText roles and
+    literals unwrapped, references to other functions dropped (what ``robench ls`` prints)."""
+    paragraph = " ".join(line.strip() for line in (doc or "").strip().split("\n\n", 1)[0].splitlines())
+    paragraph = re.sub(r"\s*\(see :\w+:`[^`]+`\)", "", paragraph)
+    paragraph = re.sub(r":\w+:`~?([^`]+)`", r"\1", paragraph)
+    return paragraph.replace("``", "")
+
+
 class Registry:
     """A mapping ``kind -> name -> Entry`` with helpful errors."""
 
@@ -98,8 +109,7 @@ class Registry:
         def decorator(obj: T) -> T:
             if name in self._entries[kind]:
                 raise ValueError(f"Duplicate registration of {kind} {name!r}")
-            doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
-            self._entries[kind][name] = Entry(kind, name, obj, params, doc[0] if doc else "", tags)
+            self._entries[kind][name] = Entry(kind, name, obj, params, summary_line(getattr(obj, "__doc__", None)), tags)
             return obj
 
         return decorator

@@ -52,7 +52,32 @@ def test_ls(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "ls", "attack")
     assert code == 0 and "pgd" in out and "npz" not in out
     code, _, err = _run(capsys, "ls", "atack")
-    assert code == 2 and err.startswith("robench: error:")
+    assert code == 2 and err.startswith("robench: error:") and "did you mean 'attack'?" in err
+    code, plural, _ = _run(capsys, "ls", "attacks")  # the plural, as --only and the README write it
+    assert code == 0 and plural == _run(capsys, "ls", "attack")[1]
+    # entry lines are plain text: no reStructuredText literals or roles, whole first sentences
+    code, out, _ = _run(capsys, "ls")
+    assert "``" not in out and ":func:" not in out and ":class:" not in out
+    assert "classwise_ece" in out and "(see [calibration]" not in out
+
+
+def test_summary_line_joins_the_first_paragraph_and_drops_markup() -> None:
+    from robench.registry import summary_line
+
+    doc = """Shrink towards the mean: ``(x - m) * c + m``, as
+    :func:`~robench.corruptions.contrast` does (see :func:`_helper`).
+
+    Details that ls does not print."""
+    assert summary_line(doc) == "Shrink towards the mean: (x - m) * c + m, as robench.corruptions.contrast does."
+    assert summary_line(None) == ""
+
+
+def test_closed_pipe_is_not_an_error() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m robench ls | head -1", shell=True, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "threat_model" and "error" not in proc.stderr
 
 
 def test_data_verify(tmp_path: Path, tiny_manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:
