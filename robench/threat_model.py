@@ -469,40 +469,96 @@ def validate_data(data: Any, source: str = "<threat model>") -> tuple[ThreatMode
     try:
         tm = ThreatModel.model_validate(data)
     except ValidationError as exc:
-        return None, _pydantic_errors(exc)
-    errors = _param_errors(tm) + _dataset_errors(tm)
+        # Schema errors do not hide the registry and manifest errors of the parts that are well formed:
+        # check those on the raw data, so that one pass lists every error.
+        errors = _pydantic_errors(exc)
+        return None, errors + _raw_errors(data, {e.split(": ", 1)[0] for e in errors})
+    errors = _param_errors(tm) + _dataset_errors(_manifests_of(tm.model_dump()))
     return (None if errors else tm), errors
 
 
-def _dataset_errors(tm: ThreatModel) -> list[str]:
-    """Check that the dataset manifests exist and have the declared split."""
+def _manifests_of(data: dict[str, Any]) -> dict[str, Any]:
+    """``dataset.manifest``, ``dataset.split`` and each ``evaluations.<section>.released_manifest`` of
+    (raw or validated) threat-model data, by path; a value that is not a string is left out."""
+    out: dict[str, Any] = {}
+    dataset = data.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("manifest"), str) and dataset["manifest"]:
+        out["dataset.manifest"] = dataset["manifest"]
+        split = dataset.get("split", DatasetSpec.model_fields["split"].default)
+        if isinstance(split, str):
+            out["dataset.split"] = split
+    evaluations = data.get("evaluations")
+    for section in ("corruptions", "stability"):
+        spec = evaluations.get(section) if isinstance(evaluations, dict) else None
+        if isinstance(spec, dict) and isinstance(spec.get("released_manifest"), str):
+            out[f"evaluations.{section}.released_manifest"] = spec["released_manifest"]
+    return out
+
+
+def _raw_errors(data: dict[str, Any], failed: set[str]) -> list[str]:
+    """Registry and manifest errors of raw data whose schema check failed, leaving out every path
+    (and everything under a path) that already has a schema error."""
+    from robench.registry import registry
+
+    def reported(path: str) -> bool:
+        return any(path == f or path.startswith((f + ".", f + "[")) or f.startswith((path + ".", path + "[")) for f in failed)
+
+    errors: list[str] = []
+    evaluations = data.get("evaluations")
+    for section, kind in _SECTION_KIND.items():
+        entries = evaluations.get(section) if isinstance(evaluations, dict) else None
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            where = ("evaluations", section, index)
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or reported(_path(where + ("name",))):
+                continue
+            params = entry.get("params", {})
+            try:
+                registry.validate_params(kind, entry["name"], params if isinstance(params, dict) else {})
+            except ValidationError as exc:
+                if isinstance(params, dict) and not reported(_path(where + ("params",))):
+                    errors += _pydantic_errors(exc, where + ("params",))
+            except ConfigError as exc:
+                errors.append(f"{_path(where + ('name',))}: {exc}")
+    manifests = {k: v for k, v in _manifests_of(data).items() if not reported(k)}
+    if "dataset.manifest" not in manifests:
+        manifests.pop("dataset.split", None)
+    return errors + _dataset_errors(manifests)
+
+
+def _dataset_errors(manifests: dict[str, str]) -> list[str]:
+    """Check that the dataset manifests exist and have the declared split (see :func:`_manifests_of`)."""
     from robench.data.manifest import load_manifest
 
     errors: list[str] = []
-    try:
-        manifest, _ = load_manifest(tm.dataset.manifest)
-    except ConfigError as exc:
-        return [f"dataset.manifest: {exc}"]
-    if tm.dataset.split not in manifest.splits:
-        errors.append(f"dataset.split: manifest {manifest.name!r} has no split {tm.dataset.split!r}; it has {sorted(manifest.splits)}")
-    for section in ("corruptions", "stability"):
-        spec = getattr(tm.evaluations, section)
-        if spec is not None and spec.released_manifest is not None:
+    if "dataset.manifest" in manifests:
+        try:
+            manifest, _ = load_manifest(manifests["dataset.manifest"])
+        except ConfigError as exc:
+            errors.append(f"dataset.manifest: {exc}")
+        else:
+            split = manifests.get("dataset.split")
+            if split is not None and split not in manifest.splits:
+                errors.append(f"dataset.split: manifest {manifest.name!r} has no split {split!r}; it has {sorted(manifest.splits)}")
+    for path, name in manifests.items():
+        if path.endswith(".released_manifest"):
             try:
-                load_manifest(spec.released_manifest)
+                load_manifest(name)
             except ConfigError as exc:
-                errors.append(f"evaluations.{section}.released_manifest: {exc}")
+                errors.append(f"{path}: {exc}")
     return errors
 
 
 def validate_file(path: str | Path) -> list[str]:
     """Every error of a threat-model file, each as ``path.in.file: message``; empty when valid."""
+    resolved: Path | None = None
     try:
-        data = _read_yaml(resolve_path(path))
+        resolved = resolve_path(path)
+        data = _read_yaml(resolved)
     except ThreatModelError as exc:
         return exc.errors
     except ConfigError as exc:
-        return [str(exc)]
+        # callers put the file's name before each error: do not name it twice
+        return [str(exc).removeprefix(f"{resolved}: ") if resolved is not None else str(exc)]
     return validate_data(data, str(path))[1]
 
 

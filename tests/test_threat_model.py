@@ -118,6 +118,33 @@ def test_malformed_yaml_is_an_error_not_a_crash(tmp_path: Path, text: str) -> No
     assert errors and all(isinstance(e, str) and "\n" not in e for e in errors)
 
 
+def test_schema_errors_do_not_hide_registry_and_manifest_errors(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "schema_version: 1\nname: bad\ndataset: {manifest: mnist5k, split: tset, n_examples: -3}\n"
+        "adversary: {norm: Linf2, eps: 8/0}\n"
+        "evaluations:\n  attacks:\n    - name: pgdd\n    - name: pgd\n      params: {stepz: 10}\n  calibraton: {}\n"
+    )
+    errors = validate_file(path)
+    paths = [e.split(": ", 1)[0] for e in errors]
+    # the schema errors, and in the same pass the unknown attack, the unknown parameter and the bad split
+    assert paths == ["dataset.n_examples", "adversary.norm", "adversary.eps", "evaluations.calibraton",
+                     "evaluations.attacks[0].name", "evaluations.attacks[1].params.stepz", "dataset.split"], errors  # fmt: skip
+    assert "did you mean 'pgd'" in errors[4] and "has no split 'tset'" in errors[6]
+    # a path with a schema error is not reported twice
+    path.write_text(BASE.replace("manifest: mnist5k", "manifest: 3").replace("adversary: {norm: Linf", "adversary: {norm: L9"))
+    assert [e.split(": ", 1)[0] for e in validate_file(path)] == ["dataset.manifest", "adversary.norm"]
+
+
+def test_validate_names_an_unreadable_file_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from robench.cli import main
+
+    missing = tmp_path / "nonexist.yaml"
+    assert validate_file(missing) == ["cannot read threat model (No such file or directory)"]
+    assert main(["validate", str(missing)]) == 2
+    assert capsys.readouterr().err.count(str(missing)) == 1
+
+
 def test_missing_file_and_unknown_name() -> None:
     with pytest.raises(ConfigError, match="no threat-model file"):
         load_threat_model("mnist-linf-0.4")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from robench.report.render import record_label, summary_records
+from robench.report._labels import record_label, worst_case_attacks
+from robench.report.render import summary_records
 from robench.results import MetricRecord, Results
 
 
@@ -43,9 +44,12 @@ class RunComparison:
 
 
 def _identity(record: MetricRecord) -> tuple[str, str, tuple[tuple[str, str], ...]]:
-    # The attack chain of a worst case ("fgsm+pgd") may differ between runs; the metric is the same.
-    condition = tuple(sorted((k, repr(v)) for k, v in record.condition.items() if not (record.name.startswith("worst_case") and k == "attack")))
-    return record.evaluation, record.name, condition
+    # The final worst case is one metric whatever attacks it is over: it sits in the evaluation of the
+    # last attack that ran ("attacks/autoattack" in one run, "attacks/fgsm" in the other) and names its
+    # chain ("fgsm+pgd"); match it by name (and norm, eps) alone.
+    worst = record.name == "worst_case_robust_accuracy"
+    condition = tuple(sorted((k, repr(v)) for k, v in record.condition.items() if not (worst and k == "attack")))
+    return ("attacks" if worst else record.evaluation), record.name, condition
 
 
 def _disjoint(a: MetricRecord, b: MetricRecord) -> bool | None:
@@ -80,16 +84,24 @@ def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -
     right = {_identity(r): r for r in summary_records(b)}
     keys = list(left) + [k for k in right if k not in left]
     deltas = []
+    notes = _settings_notes(a, b)
     for key in keys:
         ra, rb = left.get(key), right.get(key)
         both = ra is not None and rb is not None and ra.value is not None and rb.value is not None
+        label = record_label(ra or rb)  # type: ignore[arg-type]
+        if ra is not None and rb is not None and ra.name == "worst_case_robust_accuracy":
+            attacks_a, attacks_b = worst_case_attacks(ra), worst_case_attacks(rb)
+            if attacks_a != attacks_b:
+                label = "attacks worst_case_robust_accuracy (final, over each run's attacks)"
+                notes.append(f"the worst case is over different attacks: {a_name}: {', '.join(attacks_a) or '–'}; "
+                             f"{b_name}: {', '.join(attacks_b) or '–'}")  # fmt: skip
         deltas.append(
             RunDelta(
-                label=record_label(ra or rb),  # type: ignore[arg-type]
+                label=label,
                 a=ra,
                 b=rb,
                 delta=rb.value - ra.value if both else None,  # type: ignore[union-attr,operator]
                 outside=_disjoint(ra, rb) if both else None,  # type: ignore[arg-type]
             )
         )
-    return RunComparison(a_name=a_name, b_name=b_name, deltas=tuple(deltas), notes=tuple(_settings_notes(a, b)))
+    return RunComparison(a_name=a_name, b_name=b_name, deltas=tuple(deltas), notes=tuple(notes))

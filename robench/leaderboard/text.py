@@ -7,6 +7,8 @@ from robench.leaderboard.runs import RunComparison
 from robench.results import MetricRecord
 
 Table = tuple[tuple[str, ...], list[tuple[str, ...]]]
+# Units that MetricRecord.formatted shows in percent (proportions and probabilities such as the ECE).
+PERCENT_UNITS = frozenset({"fraction", "probability"})
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -61,6 +63,7 @@ def runs_table(comparison: RunComparison) -> Table:
     rows = []
     for d in comparison.deltas:
         unit = (d.a or d.b).unit if (d.a or d.b) is not None else ""  # type: ignore[union-attr]
-        delta = points(d.delta) if unit == "fraction" else ("–" if d.delta is None else f"{d.delta:+.4g}")
+        # every unit MetricRecord.formatted shows in percent differs in percentage points
+        delta = points(d.delta) if unit in PERCENT_UNITS else ("–" if d.delta is None else f"{d.delta:+.4g}")
         rows.append((d.label, with_interval(d.a), with_interval(d.b), delta, _flag(d.outside)))
     return header, rows

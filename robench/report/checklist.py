@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from robench.report import _coverage
+from robench.report._labels import record_label
 from robench.results import EvaluationResult, MetricRecord, Results
 from robench.threat_model import format_eps, parse_eps
 
@@ -42,7 +44,7 @@ _CLAIMED_METRICS = {
 STRONG_PGD_STEPS = 100
 STRONG_PGD_RESTARTS = 2
 # Sections that are not attacks, though registered as such.
-_NOT_ATTACKS = frozenset({"gradient_masking"})
+NOT_ATTACKS = frozenset({"gradient_masking"})
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def attack_strengths(results: Results) -> list[AttackStrength]:
     return [
         _strength(e, results.model.randomized)
         for e in results.evaluations
-        if e.section == "attacks" and e.status == "success" and e.name not in _NOT_ATTACKS
+        if e.section == "attacks" and e.status == "success" and e.name not in NOT_ATTACKS
     ]
 
 
@@ -155,6 +157,9 @@ def _attacks_item(results: Results) -> ChecklistItem:
             return ChecklistItem("strong_attacks", title, "n/a", "certified evaluation: the certificate bounds robustness, no attack needed")
         return ChecklistItem("strong_attacks", title, "fail", "an adversary is declared but no attack finished")
     listed = "; ".join(f"{s.key.split('/', 1)[-1]}: {s.reason} ({s.level})" for s in strengths)
+    unfinished = [d for d in _coverage.missing(results, "attacks") if d.name not in NOT_ATTACKS]
+    if unfinished:
+        listed += f"; {', '.join(d.key.split('/', 1)[-1] for d in unfinished)} {_coverage.why_not_run(results, 'attacks', unfinished)}"
     levels = {s.level for s in strengths}
     if "strong" in levels:
         return ChecklistItem("strong_attacks", title, "pass", listed)
@@ -167,7 +172,15 @@ def _masking_item(results: Results) -> ChecklistItem:
     title = "No sign of gradient masking in the sanity checks"
     checks = [(e.key, c) for e in results.evaluations for c in e.checks]
     if not checks:
+        entries = [d for d in _coverage.declared(results) if d.section == "attacks" and d.name in NOT_ATTACKS]
+        unfinished = [d for d in entries if not d.finished]
         if attack_strengths(results):  # Carlini et al. 2019: an attack evaluation without sanity checks is incomplete
+            if unfinished:
+                why = _coverage.why_not_run(results, "attacks", unfinished)
+                evidence = f"attacks ran without gradient-masking sanity checks: the gradient_masking entry is {why}"
+                return ChecklistItem("masking_checks", title, "warn", evidence)
+            if entries:
+                return ChecklistItem("masking_checks", title, "warn", "the gradient_masking entry ran but recorded no checks")
             return ChecklistItem(
                 "masking_checks", title, "warn",
                 "attacks ran without gradient-masking sanity checks (add the gradient_masking entry)",
@@ -196,7 +209,7 @@ def _clean_robust_item(results: Results) -> ChecklistItem:
 
     def text(r: MetricRecord) -> str:
         value, interval = r.formatted()
-        return f"{r.evaluation} {r.name} {value} {interval or '(no interval)'}, n = {r.n}"
+        return f"{record_label(r)} {value} {interval or '(no interval)'}, n = {r.n}"
 
     if clean is None or not robust:
         missing = " and ".join(m for m, ok in (("clean accuracy", clean is not None), ("robust accuracy", bool(robust))) if not ok)
@@ -214,6 +227,9 @@ def _calibration_item(results: Results) -> ChecklistItem:
         return ChecklistItem("calibration", title, "pass", f"ECE measured under {', '.join(conditions)}")
     if conditions:
         return ChecklistItem("calibration", title, "warn", f"calibration only under {', '.join(conditions)}: add attacks or corruptions to its conditions")
+    unfinished = _coverage.missing(results, "calibration")
+    if unfinished:
+        return ChecklistItem("calibration", title, "warn", f"calibration is {_coverage.why_not_run(results, 'calibration', unfinished)}")
     return ChecklistItem("calibration", title, "warn", "calibration was not evaluated")
 
 
@@ -249,7 +265,7 @@ def _certification_item(results: Results) -> ChecklistItem:
             problems.append(f"{e.key}: parameters not recorded")
         if e.cost.forward_passes <= 0 and e.cost.wall_time_s <= 0:
             problems.append(f"{e.key}: cost not recorded")
-        params = ", ".join(f"{k}={v}" for k, v in sorted(_params(e).items()) if not isinstance(v, (list, dict)))
+        params = ", ".join(f"{k}={v}" for k, v in sorted(_params(e).items()) if v is not None and not isinstance(v, (list, dict)))
         shown.append(f"{e.name} ({params}); {len(records)} certified-accuracy record(s); {e.cost.forward_passes:,} forward passes, {e.cost.wall_time_s:.1f} s")
     if problems:
         status: Status = "fail" if any(e.status != "success" for e in certified) else "warn"
@@ -363,7 +379,9 @@ def _complete_item(results: Results) -> ChecklistItem:
     title = "Run finished and every evaluation succeeded"
     failed = [f"{e.key}: {e.error or e.status}" for e in results.evaluations if e.status not in ("success", "skipped")]
     if results.status != "success":
-        return ChecklistItem("complete", title, "fail", f"run status {results.status}: {results.error or 'no error recorded'}")
+        absent = [d.key for d in _coverage.missing(results) if d.status is None]
+        without = f"; declared but without results: {', '.join(absent)}" if absent else ""
+        return ChecklistItem("complete", title, "fail", f"run status {results.status}: {results.error or 'no error recorded'}{without}")
     if failed:
         return ChecklistItem("complete", title, "fail", "; ".join(failed))
     return ChecklistItem("complete", title, "pass", f"{len(results.evaluations)} evaluation(s) succeeded")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from robench._errors import ConfigError
 from robench.report.checklist import checklist
-from robench.report.render import record_label, summary_records
+from robench.report._labels import record_label
+from robench.report.render import summary_records
 from robench.results import Results, atomic_write_text
 from robench.threat_model import format_eps
 
@@ -79,7 +80,7 @@ def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
     )  # fmt: skip
     lines += ["### Best-practice checklist", ""]
     lines += _table(("item", "verdict", "evidence"), [(i.title, f"**{i.status}**", i.evidence) for i in checklist(results)])
-    lines += ["### Headline numbers (95% Clopper-Pearson intervals)", ""]
+    lines += ["### Headline numbers (95% intervals; method per metric in metrics.csv)", ""]
     lines += _table(("metric", "value [95% CI]", "n"), [(record_label(r), with_interval(r), "" if r.n is None else str(r.n)) for r in summary_records(results)])
     if with_leaderboard:
         lines += _leaderboard_lines(results)

@@ -12,6 +12,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+# Okabe & Ito's colour-blind-safe palette (Wong, Nature Methods 2011), black last; lines also differ
+# in marker and dash so that they stay apart in grey print and for every colour vision.
+PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
+DASHES: tuple[str, ...] = ("-", "--", "-.", ":")
+
+
+def line_style(index: int) -> dict[str, Any]:
+    """Colour, marker and dash of the ``index``-th line of a figure (no two of the first 32 are alike)."""
+    return {
+        "color": PALETTE[index % len(PALETTE)],
+        "marker": MARKERS[index % len(MARKERS)],
+        "linestyle": DASHES[(index // len(PALETTE)) % len(DASHES)],
+    }
+
+
 def figure_data_uri(fig: Any, dpi: int = 110) -> str:
     """Render a matplotlib figure to a ``data:image/png;base64,...`` URI and close it."""
     buffer = io.BytesIO()
@@ -32,7 +48,7 @@ def interval_bars(labels: list[str], values: list[float], lows: list[float], hig
     """Bar chart of proportions with their 95% intervals as error bars."""
     fig, ax = new_figure(max(4.0, 0.7 * len(labels) + 2), 3.4)
     errors = [[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]]
-    ax.bar(labels, values, yerr=errors, capsize=4, color="#4c72b0")
+    ax.bar(labels, values, yerr=errors, capsize=4, color=PALETTE[0])
     ax.set_ylim(0, 1)
     ax.set_ylabel(ylabel)
     ax.tick_params(axis="x", rotation=30)

@@ -8,7 +8,9 @@ from typing import Any
 
 import jinja2
 
-from robench.report.checklist import checklist
+from robench.report import _coverage
+from robench.report._labels import check_finding, record_label, show
+from robench.report.checklist import NOT_ATTACKS, checklist
 from robench.results import MetricRecord, Results, atomic_write_text, load_results
 from robench.threat_model import format_eps
 
@@ -61,15 +63,33 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps, value=_value, value_ci=_value_ci)
+    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps, value=_value, value_ci=_value_ci, show=show)
     return env
 
 
-def headline(results: Results) -> dict[str, MetricRecord | None]:
-    """The summary numbers: clean accuracy and worst-case robust accuracy over all attacks."""
+def headline(results: Results) -> dict[str, Any]:
+    """The summary cards: clean accuracy and the final worst-case robust accuracy over the attacks.
+
+    Returns:
+        ``clean`` and ``robust`` (records or ``None``), ``robust_title`` (what the worst case is
+        over: every declared attack, or only the ``k of m`` that finished) and ``robust_caveat``
+        (set when the checklist finds no strong attack: the number is then an optimistic upper bound).
+    """
     clean = next(iter(results.records("clean", "accuracy")), None)
     worst = results.records(name="worst_case_robust_accuracy")
-    return {"clean": clean, "robust": worst[-1] if worst else None}
+    robust = worst[-1] if worst else None
+    attacks = [d for d in _coverage.declared(results) if d.section == "attacks" and d.name not in NOT_ATTACKS]
+    finished = [d for d in attacks if d.finished]
+    title = "Robust accuracy (worst case over all attacks)"
+    if robust is not None and len(finished) < len(attacks):
+        title = f"Robust accuracy (worst case over the attacks that finished, {len(finished)} of {len(attacks)} declared)"
+    caveat = None
+    strong = next(i for i in checklist(results) if i.key == "strong_attacks")
+    if robust is not None and strong.status == "fail":
+        caveat = "weak attacks only: an upper bound, likely optimistic"
+    elif robust is not None and strong.status == "warn":
+        caveat = "no strong attack: an upper bound, likely optimistic"
+    return {"clean": clean, "robust": robust, "robust_title": title, "robust_caveat": caveat}
 
 
 # Metrics shown in summaries (CLI table, report summary), in this order; records measured at one
@@ -88,12 +108,6 @@ HEADLINE_NAMES: tuple[str, ...] = (
     "ece",
 )
 _DETAIL_KEYS = frozenset({"class", "severity", "radius", "corruption", "perturbation", "bin", "split", "temperature"})
-
-
-# Condition keys already implied by the evaluation key and the threat model; outside the attack
-# evaluations, ``attack`` and ``condition`` tell records apart (calibration clean vs under attack).
-_IMPLIED_KEYS = frozenset({"attack", "norm", "eps", "goal", "kind", "condition"})
-_IMPLIED_ELSEWHERE = frozenset({"norm", "eps", "goal", "kind"})
 
 
 def _declared_eps(results: Results) -> float | None:
@@ -121,16 +135,6 @@ def summary_records(results: Results) -> list[MetricRecord]:
     return sorted(picked, key=lambda r: (sections.get(r.evaluation.split("/")[0], 99), order[r.name]))
 
 
-def record_label(record: MetricRecord) -> str:
-    """A short human label: ``attacks/pgd robust_accuracy`` (+ condition when present)."""
-    if record.name == "worst_case_robust_accuracy" and record.condition.get("attack"):
-        # per example the worst over every attack so far: not the attack whose evaluation holds it
-        return f"attacks worst_case_robust_accuracy (over {str(record.condition['attack']).replace('+', ', ')})"
-    implied = _IMPLIED_KEYS if record.evaluation.startswith("attacks/") else _IMPLIED_ELSEWHERE
-    condition = ", ".join(f"{k}={v}" for k, v in record.condition.items() if k not in implied)
-    return f"{record.evaluation} {record.name}" + (f" ({condition})" if condition else "")
-
-
 def build_sections(results: Results) -> list[dict[str, Any]]:
     """Context of every section, in report order (``data`` is None when it did not run)."""
     env = _environment()
@@ -143,7 +147,8 @@ def build_sections(results: Results) -> list[dict[str, Any]]:
         data = module.build(results) if module is not None else None
         template = f"sections/{name}.html.j2"
         has_template = template in env.list_templates()
-        out.append({"name": name, "title": title, "data": data, "template": template if has_template else None})
+        out.append({"name": name, "title": title, "data": data, "template": template if has_template else None,
+                    "not_run": None if data is not None else _coverage.why_not_run(results, name)})  # fmt: skip
     return out
 
 
@@ -190,6 +195,41 @@ def _totals(results: Results) -> dict[str, float]:
     }
 
 
+def _masking_state(results: Results) -> dict[str, Any]:
+    """Whether the gradient-masking entry is declared, and why it has no checks if it has none."""
+    entries = [d for d in _coverage.declared(results) if d.section == "attacks" and d.name in NOT_ATTACKS]
+    unfinished = [d for d in entries if not d.finished]
+    return {"declared": bool(entries), "why": _coverage.why_not_run(results, "attacks", unfinished) if unfinished else None}
+
+
+def sample_sizes(results: Results) -> str:
+    """The Limitations sentence on n, derived from the headline records: the n most accuracies share,
+    every evaluation measured on another n, and the interval methods actually used."""
+    accuracies = [r for r in summary_records(results) if r.unit == "fraction" and r.n]
+    if not accuracies:
+        return f"The run evaluated n = {results.dataset.n_examples} examples; no accuracy with an interval was recorded."
+    counts: dict[int, int] = {}
+    for record in accuracies:
+        counts[record.n] = counts.get(record.n, 0) + 1  # type: ignore[index]
+    clean = next((r.n for r in accuracies if r.evaluation == "clean"), None)
+    common = clean if clean is not None else max(counts, key=lambda n: (counts[n], n))
+    others: dict[int, list[str]] = {}
+    for record in accuracies:
+        if record.n != common and record.evaluation not in others.setdefault(record.n, []):  # type: ignore[arg-type]
+            others[record.n].append(record.evaluation)  # type: ignore[index]
+    text = f"Accuracies are measured on n = {common:,} examples"
+    if others:
+        text += " (" + "; ".join(f"n = {n:,} for {', '.join(keys)}" for n, keys in sorted(others.items())) + ")"
+    methods = sorted({r.interval.split()[0] for r in accuracies if r.interval})  # "clopper-pearson over examples (...)": its family
+    if methods == ["clopper-pearson"]:
+        text += "; their intervals are exact 95% Clopper-Pearson intervals for that sample, not for other data."
+    else:
+        text += f"; their 95% intervals ({', '.join(methods) or 'none recorded'}) hold for that sample, not for other data."
+    if any(r.unit != "fraction" and r.ci_low is not None for r in summary_records(results)):
+        text += " Other metrics carry the interval named in their section (method per metric in metrics.csv)."
+    return text
+
+
 def render_html(results: Results) -> str:
     """The report as an HTML string."""
     env = _environment()
@@ -206,7 +246,9 @@ def render_html(results: Results) -> str:
         warnings=_warnings(results),
         leaderboard_notes=notes,
         totals=_totals(results),
-        checks=[(e.key, c) for e in results.evaluations for c in e.checks],
+        checks=[(e.key, c, check_finding(c, e, results)) for e in results.evaluations for c in e.checks],
+        masking=_masking_state(results),
+        sample_sizes=sample_sizes(results),
         record_label=record_label,
     )
 

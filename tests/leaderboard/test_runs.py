@@ -53,3 +53,24 @@ def test_cli_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
     out = capsys.readouterr().out
     assert "Δ (b − a)" in out and "+6.00 pp" in out and "clean accuracy" in out
+
+
+def test_probability_deltas_are_percentage_points() -> None:
+    a, b = fixtures.strong(), fixtures.strong().model_copy(deep=True)
+    ece = next(r for r in b.evaluation("calibration").records if r.condition == {"condition": "clean"})
+    ece.value = 0.0725  # from 5.00% to 7.25%
+    header, rows = runs_table(compare_runs(a, b))
+    row = next(r for r in rows if r[0] == "calibration ece (condition=clean)")
+    assert row[1:4] == ("5.00% [3.00, 7.00]", "7.25% [3.00, 7.00]", "+2.25 pp")
+
+
+def test_final_worst_case_lines_up_across_different_attack_sets() -> None:
+    comparison = compare_runs(fixtures.strong(), fixtures.weak(), "a", "b")  # pgd + autoattack vs fgsm alone
+    worst = [d for d in comparison.deltas if d.label.startswith("attacks worst_case_robust_accuracy")]
+    assert len(worst) == 1 and worst[0].a is not None and worst[0].b is not None
+    assert worst[0].delta == pytest.approx(400 / 500 - 280 / 500)
+    assert worst[0].label == "attacks worst_case_robust_accuracy (final, over each run's attacks)"
+    assert "the worst case is over different attacks: a: pgd, autoattack; b: fgsm" in comparison.notes
+    same = compare_runs(fixtures.strong(), fixtures.strong())
+    assert [d.label for d in same.deltas if "worst_case" in d.label] == ["attacks worst_case_robust_accuracy (over pgd, autoattack)"]
+    assert not any("different attacks" in n for n in same.notes)

@@ -92,6 +92,8 @@ class Chromium:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
         for fd in (self._to_browser, self._from_browser):
             try:
                 os.close(fd)
@@ -179,3 +181,40 @@ def load_page(binary: str, page: Path, profile: Path) -> PageReport:
     finally:
         browser.close()
     return report
+
+
+_LAYOUT_JS = """(() => {
+  const width = document.documentElement.clientWidth;
+  const wrapped = [...document.querySelectorAll('td.num')].filter(td => getComputedStyle(td).whiteSpace !== 'nowrap').length;
+  const unscrolled = [...document.querySelectorAll('table')].filter(t => !t.parentElement.classList.contains('scroll')).length;
+  const wide = [...document.querySelectorAll('main > *, .scroll, img')].filter(e => e.getBoundingClientRect().right > width + 1)
+    .map(e => e.tagName + (e.className ? '.' + e.className : '') + ' ' + (e.getAttribute('alt') || ''));
+  const panels = [...document.querySelectorAll('.panels img')].map(i => {
+    const r = i.getBoundingClientRect();
+    return [Math.round(r.left), Math.round(r.top), Math.round(r.width)];
+  });
+  return {width, scrollWidth: document.documentElement.scrollWidth, wrapped, unscrolled, wide, panels};
+})()"""
+
+
+def measure_layout(binary: str, page: Path, profile: Path, width: int, screenshot: Path | None = None) -> dict[str, Any]:
+    """Lay ``page`` out at ``width`` CSS pixels (a phone below 600): the page's and the tables' widths,
+    numeric cells that may wrap, reliability panels' positions; a full-page screenshot if asked."""
+    browser = Chromium(binary, profile)
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        browser.send("Page.enable", session=session)
+        browser.send("Runtime.enable", session=session)
+        browser.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": width < 600}, session)
+        browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session)
+        browser.wait_for("Page.loadEventFired", session)
+        layout = browser.send("Runtime.evaluate", {"expression": _LAYOUT_JS, "returnByValue": True}, session)["result"]["value"]
+        if screenshot is not None:
+            height = browser.send("Runtime.evaluate", {"expression": "document.documentElement.scrollHeight", "returnByValue": True}, session)["result"]["value"]
+            clip = {"x": 0, "y": 0, "width": max(width, layout["scrollWidth"]), "height": height, "scale": 1}
+            shot = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}, session)
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        browser.close()
+    return layout

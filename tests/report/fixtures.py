@@ -1,4 +1,4 @@
-"""Small results.json fixtures in the real schema: a strong, a weak-only and a certified evaluation.
+"""Small results.json fixtures in the real schema: a strong, a weak-only, a certified and an interrupted evaluation.
 
 ``python -m tests.report.fixtures`` rewrites ``tests/report/data/*.json``; a test checks the files
 equal what this module builds, so the two cannot drift.
@@ -55,7 +55,11 @@ def _attack(name: str, params: dict, robust: int, chain: str, worst: int, clean:
     records = [
         MetricRecord.proportion(key, "clean_accuracy", clean, N, condition),
         MetricRecord.proportion(key, "robust_accuracy", robust, N, condition),
+        # over the clean-correct examples, and over the successes: each with its own n
+        MetricRecord.proportion(key, "attack_success_rate", clean - robust, clean, condition),
+        MetricRecord(evaluation=key, name="median_perturbation_norm", value=eps, n=clean - robust, condition=condition, unit="linf"),
         MetricRecord.proportion(key, "robust_accuracy_per_class", robust // 10, N // 10, {**condition, "class": 0}),
+        MetricRecord(evaluation=key, name="worst_class_gap", value=0.12, n=N, condition=condition, unit="fraction"),
         MetricRecord.proportion(key, "worst_case_robust_accuracy", worst, N, {**condition, "attack": chain}),
     ]
     return EvaluationResult(
@@ -72,7 +76,17 @@ def _calibration(conditions: list[str]) -> EvaluationResult:
         records.append(MetricRecord(evaluation="calibration", name="ece", value=0.05, n=N, ci_low=0.03, ci_high=0.07,
                                     condition=extra, unit="probability", interval="bootstrap"))  # fmt: skip
     return EvaluationResult(key="calibration", section="calibration", name="calibration", status="success", records=records,
-                            cost=Cost(wall_time_s=0.2, device="cuda"))  # fmt: skip
+                            cost=Cost(wall_time_s=0.2, device="cuda"), artifacts={"reliability": [_panel(c) for c in conditions]})  # fmt: skip
+
+
+def _panel(condition: str) -> dict:
+    """A reliability panel as the calibration evaluation stores it (15 bins; empty bins have no accuracy)."""
+    counts = [0] * 9 + [5, 10, 15, 30, 90, 350]
+    accuracy = [None] * 9 + [0.4, 0.5, 0.6, 0.7, 0.8, 0.95]
+    edges = [i / 15 for i in range(16)]
+    confidence = [None if n == 0 else (a + b) / 2 for n, a, b in zip(counts, edges[:-1], edges[1:])]
+    extra = {"condition": condition} if condition == "clean" else {"condition": condition, "attack": "autoattack"}
+    return {"label": condition, "condition": extra, "ece": 0.05, "edges": edges, "count": counts, "confidence": confidence, "accuracy": accuracy}
 
 
 def strong() -> Results:
@@ -130,7 +144,16 @@ def certified() -> Results:
     return results
 
 
-FIXTURES = {"strong": strong, "weak": weak, "certified": certified}
+def partial() -> Results:
+    """The strong fixture's threat model, interrupted after PGD: autoattack, gradient_masking and
+    calibration are declared but have no results, and the run's status is still ``started``."""
+    results = strong()
+    results.status, results.finished_at = "started", None
+    results.evaluations = [e for e in results.evaluations if e.key in ("clean", "attacks/pgd")]
+    return results
+
+
+FIXTURES = {"strong": strong, "weak": weak, "certified": certified, "partial": partial}
 
 
 def text(name: str) -> str:

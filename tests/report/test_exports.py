@@ -59,3 +59,11 @@ def test_write_exports_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert (tmp_path / "x.md").read_text() == markdown_summary(results)
     assert main(["export", str(tmp_path / "missing.json")]) == 2
     assert "robench: error:" in capsys.readouterr().err
+
+
+def test_markdown_names_the_interval_methods_it_uses() -> None:
+    text = markdown_summary(fixtures.strong())  # Clopper-Pearson accuracies and bootstrap ECEs
+    assert "### Headline numbers (95% intervals; method per metric in metrics.csv)" in text
+    assert "Clopper-Pearson intervals)" not in text
+    methods = set(pd.read_csv(io.StringIO(records_csv(fixtures.strong())))["interval"].dropna())
+    assert {"clopper-pearson", "bootstrap"} <= methods

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from robench.report.plots import figure_data_uri, interval_bars, new_figure
-from robench.results import EvaluationResult, Results
+from robench.report import _coverage
+from robench.report._labels import check_finding
+from robench.report.plots import figure_data_uri, interval_bars, line_style, new_figure
+from robench.results import EvaluationResult, MetricRecord, Results
 from robench.threat_model import format_eps
 
 # Parameters that state an attack's strength, shown first in the table.
@@ -24,6 +26,31 @@ def _strength(evaluation: EvaluationResult) -> list[tuple[str, Any]]:
     return [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in shown]
 
 
+def _curve_n(evaluation: EvaluationResult) -> int | None:
+    """The examples behind an eps curve: the masking entry's subset, else the attack's robust-accuracy n."""
+    if evaluation.artifacts.get("kind") == "masking":
+        return evaluation.artifacts.get("n_examples")
+    record = _find(evaluation, "robust_accuracy") or _find(evaluation, "clean_accuracy")
+    return record.n if record is not None else None
+
+
+def _curve_intervals(evaluation: EvaluationResult, eps: list[float], accuracy: list[float | None]) -> tuple[list[float], list[float]] | None:
+    """95% intervals of a curve's points: the records' own (masking sweep), else Clopper-Pearson of k / n
+    when every point is a count over the curve's n; ``None`` when they cannot be had soundly."""
+    recorded = {float(r.condition["eps"]): r for r in evaluation.records if r.name == "pgd_robust_accuracy_at_eps" and "eps" in r.condition}
+    n = _curve_n(evaluation)
+    lows, highs = [], []
+    for radius, value in zip(eps, accuracy):
+        record = recorded.get(float(radius))
+        if record is None and value is not None and n and abs(round(value * n) / n - value) < 1e-6:
+            record = MetricRecord.proportion(evaluation.key, "robust_accuracy", round(value * n), n)
+        if record is None or record.ci_low is None or record.ci_high is None:
+            return None
+        lows.append(record.ci_low)
+        highs.append(record.ci_high)
+    return lows, highs
+
+
 def _curves(evaluations: list[EvaluationResult]) -> list[dict[str, Any]]:
     curves = []
     for evaluation in evaluations:
@@ -35,7 +62,8 @@ def _curves(evaluations: list[EvaluationResult]) -> list[dict[str, Any]]:
                 label = f"PGD-{(evaluation.resolved or {}).get('steps', '')} sweep ({key})"
             else:
                 label = key + (f", minimal {norm}" if norm else "")
-            curves.append({"label": label, "eps": curve["eps"], "accuracy": curve["robust_accuracy"]})
+            curves.append({"label": label, "eps": curve["eps"], "accuracy": curve["robust_accuracy"],
+                           "interval": _curve_intervals(evaluation, curve["eps"], curve["robust_accuracy"])})  # fmt: skip
     return curves
 
 
@@ -43,17 +71,37 @@ def _curve_figure(curves: list[dict[str, Any]], points: list[dict[str, Any]], ep
     if not curves:
         return None
     fig, ax = new_figure()
-    for curve in curves:
-        ax.plot(curve["eps"], [a if a is not None else float("nan") for a in curve["accuracy"]], marker="o", ms=3, label=curve["label"])
-    for point in points:
-        ax.scatter([point["eps"]], [point["accuracy"]], marker="x", zorder=3, label=point["label"])
+    for index, curve in enumerate(curves):
+        style = line_style(index)
+        ax.plot(curve["eps"], [a if a is not None else float("nan") for a in curve["accuracy"]], ms=4, lw=1.2, label=curve["label"], **style)
+        if curve["interval"] is not None:
+            ax.fill_between(curve["eps"], *curve["interval"], color=style["color"], alpha=0.15, lw=0)
+    for index, point in enumerate(points, start=len(curves)):
+        style = line_style(index)
+        ax.errorbar([point["eps"]], [point["accuracy"]], yerr=point["yerr"], fmt=style["marker"], color=style["color"], capsize=3,
+                    zorder=3, label=point["label"])  # fmt: skip
     if eps is not None:
         ax.axvline(eps, color="grey", linestyle="--", linewidth=1, label="threat-model ε")
     ax.set_xlabel("ε")
-    ax.set_ylabel("robust accuracy")
+    ax.set_ylabel("robust accuracy (95% CI)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     return figure_data_uri(fig)
+
+
+def _breakdown(evaluation: EvaluationResult) -> list[dict[str, Any]]:
+    """AutoAttack's robust accuracy after each attack as records (value, interval, n over all examples)."""
+    after = {r.condition.get("after"): r for r in evaluation.records if r.name == "robust_accuracy_after"}
+    total = _find(evaluation, "robust_accuracy") or _find(evaluation, "clean_accuracy")
+    rows = []
+    for row in evaluation.artifacts["breakdown"]:
+        record = after.get(row["attack"])
+        if record is None and row["attack"] == "clean":
+            record = _find(evaluation, "clean_accuracy")
+        if record is None and total is not None and total.n:
+            record = MetricRecord.proportion(evaluation.key, "robust_accuracy_after", int(row["n_robust"]), total.n, {"after": row["attack"]})
+        rows.append({**row, "record": record})
+    return rows
 
 
 def build(results: Results) -> dict[str, Any] | None:
@@ -93,7 +141,7 @@ def build(results: Results) -> dict[str, Any] | None:
             "robust accuracy (95% CI)",
         )
     breakdowns = [
-        {"key": e.key.split("/", 1)[1], "version": e.artifacts.get("version"), "rows": e.artifacts["breakdown"],
+        {"key": e.key.split("/", 1)[1], "version": e.artifacts.get("version"), "rows": _breakdown(e),
          "log": e.artifacts.get("log", [])}  # fmt: skip
         for e in evaluations
         if e.artifacts.get("kind") == "autoattack"
@@ -105,9 +153,10 @@ def build(results: Results) -> dict[str, Any] | None:
         if e.artifacts.get("kind") == "min_norm"
     ]
     eps = adversary.get("eps")
-    points = [{"label": r["key"], "eps": eps, "accuracy": r["robust"].value} for r in plotted if "curve" not in
-              next(e for e in evaluations if e.key.endswith("/" + r["key"])).artifacts]  # fmt: skip
-    checks = [{"evaluation": e.key.split("/", 1)[1], "check": c} for e in evaluations for c in e.checks]
+    points = [{"label": r["key"], "eps": eps, "accuracy": r["robust"].value, "yerr": _yerr(r["robust"])} for r in plotted
+              if "curve" not in next(e for e in evaluations if e.key.endswith("/" + r["key"])).artifacts]  # fmt: skip
+    checks = [{"evaluation": e.key.split("/", 1)[1], "check": c, "finding": check_finding(c, e, results)} for e in evaluations for c in e.checks]
+    unfinished = [d for d in _coverage.missing(results, "attacks") if d.status is None]
     return {
         "rows": rows,
         "figure": bars,
@@ -118,4 +167,12 @@ def build(results: Results) -> dict[str, Any] | None:
         "adversary": adversary,
         "checks": checks,
         "n_warn": sum(c["check"].status != "pass" for c in checks),
+        "not_run": [d.key.split("/", 1)[1] for d in unfinished],
+        "not_run_why": _coverage.why_not_run(results, "attacks", unfinished) if unfinished else None,
     }
+
+
+def _yerr(record: MetricRecord) -> list[list[float]] | None:
+    if record.value is None or record.ci_low is None or record.ci_high is None:
+        return None
+    return [[record.value - record.ci_low], [record.ci_high - record.value]]

@@ -6,8 +6,9 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from robench.report.plots import figure_data_uri, new_figure
+from robench.report.plots import PALETTE, figure_data_uri, line_style, new_figure
 from robench.results import MetricRecord, Results
+from robench.threat_model import CalibrationSpec
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("accuracy", "Accuracy"),
@@ -29,48 +30,81 @@ def _label(condition: dict[str, Any]) -> str:
     return str(kind)
 
 
-def _reliability_figure(panels: list[dict[str, Any]]) -> str:
-    """One reliability diagram per panel: accuracy per confidence bin against the diagonal."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.3), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
-        edges = panel["edges"]
-        width = [b - a for a, b in zip(edges[:-1], edges[1:])]
-        centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-        accuracy = [a if a is not None else 0.0 for a in panel["accuracy"]]
-        confidence = [c if c is not None else m for c, m in zip(panel["confidence"], centres)]
-        ax.bar(edges[:-1], accuracy, width=width, align="edge", color="#4c72b0", edgecolor="white", label="accuracy")
-        gaps = [c - a if n else 0.0 for c, a, n in zip(confidence, accuracy, panel["count"])]
-        ax.bar(edges[:-1], gaps, bottom=accuracy, width=width, align="edge", color="#dd8452", alpha=0.5, label="gap")
-        ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence")
-        ax.set_title(f"{panel['label']} (ECE {100 * panel['ece']:.1f}%)", fontsize=9)
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][0].legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
+def _reliability_figure(panel: dict[str, Any]) -> str:
+    """A reliability diagram: accuracy per confidence bin against the diagonal, with the gap to the
+    bin's mean confidence, over a histogram of how many examples fall in each bin (empty bins are
+    not evidence of calibration; sparse ones are noisy)."""
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(3.0, 3.7), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
+    edges = panel["edges"]
+    width = [b - a for a, b in zip(edges[:-1], edges[1:])]
+    centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    counts = panel["count"]
+    accuracy = [a if a is not None else 0.0 for a in panel["accuracy"]]
+    confidence = [c if c is not None else m for c, m in zip(panel["confidence"], centres)]
+    ax.bar(edges[:-1], accuracy, width=width, align="edge", color=PALETTE[0], edgecolor="white", label="accuracy")
+    gaps = [c - a if n else 0.0 for c, a, n in zip(confidence, accuracy, counts)]
+    # hatched outline only: where accuracy exceeds confidence the gap lies over the accuracy bar and stays readable
+    ax.bar(edges[:-1], gaps, bottom=accuracy, width=width, align="edge", facecolor="none", hatch="///", linewidth=0.8,
+           edgecolor=PALETTE[5], label="gap to confidence")  # fmt: skip
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{panel['label']} (ECE {100 * panel['ece']:.2f}%)", fontsize=9)
+    ax.legend(loc="upper left", fontsize=7)
+    hist.bar(edges[:-1], counts, width=width, align="edge", color="#777777", edgecolor="white")
+    top = max(counts) if counts else 0
+    for left, w, count in zip(edges[:-1], width, counts):
+        if count:
+            hist.text(left + w / 2, count, str(count), ha="center", va="bottom", fontsize=6)
+    hist.set_ylim(0, 1.3 * top if top else 1)
+    hist.set_ylabel("n", fontsize=8)
+    hist.tick_params(axis="y", labelsize=7)
+    hist.set_xlabel("confidence")
+    hist.spines[["top", "right"]].set_visible(False)
     return figure_data_uri(fig)
 
 
 def _severity_figure(records: list[MetricRecord], clean: MetricRecord | None) -> str | None:
-    """ECE against corruption severity, one line per corruption (Ovadia et al. 2019)."""
-    series: dict[str, list[tuple[int, float]]] = {}
+    """ECE against corruption severity, one line per corruption (Ovadia et al. 2019), with the
+    records' 95% intervals as error bars; the axis starts at 0 (an ECE is >= 0)."""
+    series: dict[str, list[MetricRecord]] = {}
     for record in records:
-        if record.condition.get("condition") == "corruption" and isinstance(record.condition.get("severity"), int):
-            series.setdefault(str(record.condition["corruption"]), []).append((int(record.condition["severity"]), float(record.value or 0)))
+        if record.condition.get("condition") == "corruption" and isinstance(record.condition.get("severity"), int) and record.value is not None:
+            series.setdefault(str(record.condition["corruption"]), []).append(record)
     if not series:
         return None
     fig, ax = new_figure(6.0, 3.6)
-    for name, points in sorted(series.items()):
-        points.sort()
-        ax.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o", lw=1, label=name)
+    top = 0.0
+    for index, (name, points) in enumerate(sorted(series.items())):
+        points.sort(key=lambda r: int(r.condition["severity"]))  # type: ignore[arg-type]
+        # a small offset per line keeps overlapping error bars apart
+        xs = [int(r.condition["severity"]) + 0.04 * (index - (len(series) - 1) / 2) for r in points]  # type: ignore[arg-type]
+        ys = [100 * r.value for r in points]  # type: ignore[operator]
+        has_ci = all(r.ci_low is not None and r.ci_high is not None for r in points)
+        yerr = None
+        if has_ci:
+            yerr = [[y - 100 * r.ci_low for y, r in zip(ys, points)], [100 * r.ci_high - y for y, r in zip(ys, points)]]  # type: ignore[operator]
+        style = line_style(index)
+        ax.errorbar(xs, ys, yerr=yerr, lw=1, ms=4, capsize=2, elinewidth=0.8, label=name, **style)
+        top = max(top, *(100 * (r.ci_high if has_ci else r.value) for r in points))  # type: ignore[operator]
     if clean is not None and clean.value is not None:
         ax.axhline(100 * clean.value, color="black", ls="--", lw=1, label="clean")
+        if clean.ci_low is not None and clean.ci_high is not None:
+            ax.axhspan(100 * clean.ci_low, 100 * clean.ci_high, color="black", alpha=0.08, lw=0)
+        top = max(top, 100 * (clean.ci_high if clean.ci_high is not None else clean.value))
     ax.set_xlabel("severity")
-    ax.set_ylabel("ECE (%)")
-    ax.set_xticks(sorted({p[0] for points in series.values() for p in points}))
+    ax.set_ylabel("ECE (%, 95% CI)")
+    ax.set_ylim(0, 1.05 * top if top > 0 else 1)
+    ax.set_xticks(sorted({int(r.condition["severity"]) for points in series.values() for r in points}))  # type: ignore[arg-type]
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return figure_data_uri(fig)
+
+
+def _declared_bins(results: Results) -> int:
+    """The threat model's calibration ``n_bins`` (its schema default when it states none)."""
+    declared = ((results.threat_model.get("evaluations") or {}).get("calibration") or {}).get("n_bins")
+    return int(declared) if declared else CalibrationSpec.model_fields["n_bins"].default
 
 
 def build(results: Results) -> dict[str, Any] | None:
@@ -102,10 +136,10 @@ def build(results: Results) -> dict[str, Any] | None:
     return {
         "status": evaluation.status,
         "error": evaluation.error,
-        "n_bins": evaluation.artifacts.get("n_bins") or evaluation.resolved.get("n_bins") or evaluation.declared.get("n_bins"),
+        "n_bins": evaluation.artifacts.get("n_bins") or evaluation.resolved.get("n_bins") or _declared_bins(results),
         "metrics": METRICS,
         "rows": list(rows.values()),
-        "reliability_figure": _reliability_figure(chosen) if chosen else None,
+        "reliability_figures": [{"label": p["label"], "uri": _reliability_figure(p)} for p in chosen],
         "severity_figure": _severity_figure([r for r in plain if r.name == "ece"], clean_ece),
         "temperature": evaluation.artifacts.get("temperature"),
         "scaled": list(scaled.values()),

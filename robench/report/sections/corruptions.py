@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from robench.report.plots import figure_data_uri, interval_bars, new_figure
+from robench.report.plots import PALETTE, figure_data_uri, interval_bars, new_figure
 from robench.results import Results
 
 
@@ -57,11 +57,26 @@ def build(results: Results) -> dict[str, Any] | None:
     group_names = sorted(groups)
     group_means = [float(np.mean(groups[g])) if groups[g] else 0.0 for g in group_names]
     group_figure = None
+    # A group's interval only where a record carries one; the mean of cells that share their examples
+    # has no interval that could be made up from the cells' own.
+    recorded = {str(r.condition["group"]): r for r in records
+                if "group" in r.condition and r.unit == "fraction" and not {"corruption", "severity"} & set(r.condition)}  # fmt: skip
+    group_intervals = bool(group_names) and all(
+        recorded.get(g) is not None and recorded[g].ci_low is not None and recorded[g].value is not None for g in group_names
+    )
     if group_names:
         fig, ax = new_figure(max(3.5, 0.9 * len(group_names) + 1.5), 3.0)
-        ax.bar(group_names, group_means, color="#4c72b0")
+        if group_intervals:
+            shown = [float(recorded[g].value) for g in group_names]  # type: ignore[arg-type]
+            lows = [v - recorded[g].ci_low for v, g in zip(shown, group_names)]  # type: ignore[operator]
+            highs = [recorded[g].ci_high - v for v, g in zip(shown, group_names)]  # type: ignore[operator]
+            errors = [lows, highs]
+            ax.bar(group_names, shown, yerr=errors, capsize=4, color=PALETTE[0])
+            ax.set_ylabel("accuracy (95% CI)")
+        else:
+            ax.bar(group_names, group_means, color=PALETTE[0])
+            ax.set_ylabel("mean accuracy (point estimate)")
         ax.set_ylim(0, 1)
-        ax.set_ylabel("mean accuracy")
         group_figure = figure_data_uri(fig)
     corruption_bars = None
     plotted = [r for r in rows if r["accuracy"] is not None]
@@ -88,6 +103,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "rows": rows,
         "heatmap": _heatmap(names, severities, values) if names else None,
         "group_figure": group_figure,
+        "group_intervals": group_intervals,
         "corruption_bars": corruption_bars,
         "examples_uri": ("data:image/png;base64," + examples["png_base64"]) if examples else None,
         "examples": examples,

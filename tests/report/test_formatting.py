@@ -1,0 +1,153 @@
+"""Every number the way MetricRecord.formatted writes it, with its interval and its own n; no raw
+Python values (None, lists) in the report; caveats where a number is weaker than it looks."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from html.parser import HTMLParser
+
+from robench.report._labels import check_finding, show
+from robench.report.checklist import checklist
+from robench.report.render import render_html, sample_sizes
+from robench.results import Check, EvaluationResult, MetricRecord
+from tests.report import fixtures
+
+
+class _Tables(HTMLParser):
+    """Tables as lists of rows of cell texts (``<br>`` kept as a space)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[tuple[str, list[list[str]]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append((dict(attrs).get("class") or "", []))
+        elif tag == "tr" and self.tables:
+            self.tables[-1][1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "br" and self._cell is not None:
+            self._cell.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _tables(page: str) -> _Tables:
+    parser = _Tables()
+    parser.feed(page)
+    return parser
+
+
+def _visible_text(page: str) -> str:
+    page = re.sub(r"<(style|pre)[^>]*>.*?</\1>", " ", page, flags=re.S)  # the declared threat model is JSON on purpose
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def _text(record: MetricRecord) -> str:
+    return " ".join(record.formatted())
+
+
+def test_attack_table_shows_every_proportion_with_its_interval_and_n() -> None:
+    results = fixtures.strong()
+    rows = next(rows for cls, rows in _tables(render_html(results)).tables if cls == "attacks")
+    header = rows[0]
+    assert "Worst-class gap (point estimate)" in header
+    pgd = dict(zip(header, next(r for r in rows if r[0] == "pgd white-box")))
+    records = {r.name: r for r in results.evaluation("attacks/pgd").records if "class" not in r.condition}
+    assert pgd["n"] == "500"
+    assert pgd["Clean accuracy"] == _text(records["clean_accuracy"])  # n as the row's: not repeated
+    assert pgd["Robust accuracy"] == _text(records["robust_accuracy"])
+    success = records["attack_success_rate"]
+    assert success.n == 440 and pgd["Success rate on clean-correct"] == f"{_text(success)} n = 440"
+    assert pgd["Median ‖δ‖ of successes"] == f"{records['median_perturbation_norm'].formatted()[0]} n = 140"
+    assert pgd["Worst-class gap (point estimate)"] == "12.0%"
+    assert pgd["Worst case so far"] == _text(records["worst_case_robust_accuracy"])
+
+
+def _autoattack(results):  # type: ignore[no-untyped-def]
+    evaluation = results.evaluation("attacks/autoattack")
+    evaluation.artifacts.update(kind="autoattack", version="standard", breakdown=[
+        {"attack": "clean", "robust_accuracy": 0.88, "n_robust": 440, "n_attacked": 0},
+        {"attack": "apgd-ce", "robust_accuracy": 0.6, "n_robust": 300, "n_attacked": 440},
+        {"attack": "apgd-t", "robust_accuracy": 0.56, "n_robust": 280, "n_attacked": 300},
+    ])  # fmt: skip
+    condition = {"attack": "autoattack", "after": "apgd-ce", "order": 1}
+    evaluation.records.append(MetricRecord.proportion("attacks/autoattack", "robust_accuracy_after", 300, 500, condition))
+    return results
+
+
+def test_autoattack_breakdown_has_intervals() -> None:
+    page = render_html(_autoattack(fixtures.strong()))
+    rows = next(rows for cls, rows in _tables(page).tables if rows and rows[0][0] == "After")
+    assert rows[0] == ["After", "Examples attacked", "Robust", "Robust accuracy", "95% CI", "n"]
+    for row, robust in zip(rows[1:], (440, 300, 280)):
+        value, interval = MetricRecord.proportion("x", "y", robust, 500).formatted()
+        assert row[3:] == [value, interval, "500"]
+    assert "88.00%" not in page
+
+
+def test_masking_findings_carry_interval_and_n() -> None:
+    check = Check(name="iterative_at_least_single_step", status="pass", message="iterative robust accuracy 69.00% <= single-step 85.00%",
+                  evidence={"iterative": 0.6899999976158142, "single_step": 0.8500000238418579, "tolerance": 0.01, "n": 100, "source": "this check"})  # fmt: skip
+    evaluation = EvaluationResult(key="attacks/gradient_masking", section="attacks", name="gradient_masking", checks=[check],
+                                  artifacts={"kind": "masking", "n_examples": 100})  # fmt: skip
+    iterative, single = (_text(MetricRecord.proportion("x", "y", k, 100)) for k in (69, 85))
+    expected = f"iterative robust accuracy {iterative} (n = 100) <= single-step {single} (n = 100)"
+    assert check_finding(check, evaluation, fixtures.strong()) == expected
+    results = fixtures.strong()
+    results.evaluations[3] = evaluation
+    page = render_html(results)
+    assert expected.replace("<", "&lt;") in page and "69.00%" not in page
+
+
+def test_calibration_table_uses_the_report_format() -> None:
+    results = fixtures.strong()
+    accuracy = MetricRecord.proportion("calibration", "accuracy", 971, 1000, {"condition": "clean"})
+    results.evaluation("calibration").records.append(accuracy)
+    page = render_html(results)
+    assert "97.1%" in page and "[95.9, 98.0]" in page
+    assert "97.10%" not in page and "[95.86, 98.05]" not in page
+
+
+def test_checklist_names_the_worst_case_as_the_summary_does() -> None:
+    evidence = {i.key: i for i in checklist(fixtures.strong())}["clean_and_robust"].evidence
+    assert "attacks worst_case_robust_accuracy (over pgd, autoattack) 56.0% [51.5, 60.4], n = 500" in evidence
+    assert "attacks/autoattack worst_case_robust_accuracy" not in evidence
+
+
+def test_no_raw_python_values_in_the_report() -> None:
+    for name, build in fixtures.FIXTURES.items():
+        text = _visible_text(render_html(build()))
+        assert not re.search(r"\bNone\b", text), (name, re.findall(r".{40}\bNone\b.{20}", text))
+        assert "['" not in text and "{'" not in text, name
+    assert "other_threats: L2:0.5" in _visible_text(render_html(fixtures.weak()))
+    # the bins the threat model declares when the evaluation did not record them
+    assert "15 equal-width bins" in render_html(fixtures.strong())
+    assert show(None) == "–" and show(["a", 1]) == "a, 1" and show({"a": None, "b": [1, 2]}) == "b=1, 2"
+
+
+def test_weak_only_headline_card_has_a_caveat() -> None:
+    caveat = "weak attacks only: an upper bound, likely optimistic"
+    assert caveat in render_html(fixtures.weak())
+    assert caveat not in render_html(fixtures.strong()) and "likely optimistic" not in render_html(fixtures.strong())
+
+
+def test_limitations_state_the_n_of_each_section() -> None:
+    results = fixtures.certified()
+    smoothing = results.evaluation("certification/smoothing")
+    smoothing.records = [r.model_copy(update={"n": 50}) if r.name == "certified_accuracy" else r for r in smoothing.records]
+    sentence = sample_sizes(results)
+    assert sentence.startswith("Accuracies are measured on n = 500 examples (n = 50 for certification/smoothing);")
+    page = render_html(results)
+    assert sentence in page and "Every accuracy is measured on" not in page
+    assert sample_sizes(fixtures.strong()).startswith("Accuracies are measured on n = 500 examples;")
