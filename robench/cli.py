@@ -201,6 +201,7 @@ def cmd_leaderboard_sync(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from robench.leaderboard import board_table, compare_runs, compare_to_leaderboard, load_snapshot, runs_table
+    from robench.leaderboard.compare import unmatched_reason
     from robench.results import load_results
 
     first = load_results(args.results)
@@ -213,7 +214,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     snapshot = load_snapshot(args.snapshot) if args.snapshot else load_snapshot()
     comparisons = compare_to_leaderboard(first, snapshot)
     if not comparisons:
-        _out(f"no board of the snapshot ({', '.join(sorted(snapshot.boards))}) matches this run's dataset and threat")
+        _out(unmatched_reason(first, snapshot))
     for comparison in comparisons:
         at = f" at eps {comparison.eps}" if comparison.eps else ""
         _out(f"{comparison.board}{at}: rank {comparison.rank or '–'} of {comparison.n_entries + 1}")

@@ -227,3 +227,28 @@ def compare_to_leaderboard(results: Results, snapshot: Snapshot, eps_rtol: float
             notes.append("corruptions were generated on the fly; the board uses the released -C files")
         out.append(_compare(board, clean, mean, list(board.entries), [], None, None, notes))
     return out
+
+
+def unmatched_reason(results: Results, snapshot: Snapshot) -> str:
+    """Why :func:`compare_to_leaderboard` found no board for ``results`` (one sentence)."""
+    threat = results.threat_model
+    dataset = _dataset_name(str((threat.get("dataset") or {}).get("manifest") or results.dataset.manifest))
+    dataset = _CORRUPTED.get(dataset, dataset)
+    adversary = threat.get("adversary")
+    boards = ", ".join(sorted(snapshot.boards))
+    reasons = []
+    if adversary:
+        key = f"{dataset}/{adversary.get('norm')}"
+        if key not in snapshot.boards:
+            reasons.append(f"the snapshot has no {key} board")
+        else:
+            reasons.append(
+                f"board {key} ranks empirical robust accuracy, but no attack finished in this run"
+                + (" (certified accuracy is a different quantity)" if results.records(name="certified_accuracy") else "")
+            )
+    else:
+        reasons.append("the run declares no adversary")
+    corrupted = f"{dataset}/corruptions"
+    if corrupted in snapshot.boards:
+        reasons.append(f"board {corrupted} needs a corruption sweep's mean corruption accuracy, which this run lacks")
+    return f"no board of the snapshot ({boards}) matches this run: " + "; ".join(reasons)

@@ -131,6 +131,11 @@ def test_unmatched_settings_give_nothing(model_info: Path) -> None:
     mnist.threat_model["dataset"]["manifest"] = "mnist5k"
     assert compare_to_leaderboard(mnist, snapshot) == []
     assert compare_to_leaderboard(fixtures.certified(), load_snapshot()) == []  # certificates are not AutoAttack numbers
+    from robench.leaderboard.compare import unmatched_reason
+
+    assert unmatched_reason(mnist, snapshot).endswith("matches this run: the snapshot has no mnist5k/Linf board")
+    why = unmatched_reason(fixtures.certified(), load_snapshot())
+    assert "board cifar10/L2 ranks empirical robust accuracy, but no attack finished" in why and "certified accuracy" in why
 
 
 def test_shipped_snapshot_rank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
