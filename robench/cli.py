@@ -105,7 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _out("")
     _out(demo_table(outcomes))
     for variant in outcomes:
-        _out(f"wrote {out / variant / 'results.json'} and {out / variant / 'report.html'}")
+        _out(f"wrote {out / variant}/: results.json, report.html, metrics.csv, summary.md")
     return EXIT_OK
 
 
