@@ -155,23 +155,32 @@ def _temperature_scaling(
         )
         return {"skipped": True}
     fit = fit_temperature(logits_from_probs(clean["probs"][:n_fit].float()), clean["labels"][:n_fit].long())
-    if fit.nll_before < 1e-9:
-        output.warnings.append("temperature not identifiable: the held-out NLL is already ~0 (every fitting example confidently right)")
-    elif fit.at_bound:
+    if not fit.identifiable:
+        output.warnings.append(
+            f"temperature scaling skipped: all {n_fit} fitting examples are classified correctly, so the NLL keeps falling "
+            "as T -> 0 and has no minimum (any fitted T would be arbitrary); use a larger holdout_fraction or more examples"
+        )
+        return {"skipped": True, "n_fit": n_fit, "reason": "not identifiable: every fitting example correct"}
+    if fit.at_bound:
         output.warnings.append(f"fitted temperature {fit.temperature:g} lies on the search bound [0.01, 100]")
     output.records.append(
         MetricRecord(evaluation=EVALUATION, name="temperature", value=fit.temperature, n=fit.n, condition={"condition": "clean", "split": "fit"})
     )
     for label, condition, handoff in conditions:
         probs, labels = handoff["probs"].detach().cpu().float(), handoff["labels"].detach().cpu().long()
-        if labels.numel() != n_total:
+        count = int(labels.numel())
+        if count <= n_fit:
             output.warnings.append(
-                f"temperature scaling: {label} has {labels.numel()} examples, not the {n_total} clean ones; "
-                "it is evaluated on its examples from index n_fit on, assuming the same order"
+                f"temperature scaling: {label} is not scored after scaling: all of its {count} examples are among the "
+                f"{n_fit} fitting examples"
+            )
+            continue
+        if count != n_total:
+            output.warnings.append(
+                f"temperature scaling: {label} has {count} examples, not the {n_total} clean ones; it is scored on its "
+                f"examples {n_fit} to {count - 1} ({count - n_fit}; the same examples in the same order as the clean ones)"
             )
         probs, labels = probs[n_fit:], labels[n_fit:]
-        if labels.numel() == 0:
-            continue
         scaled = apply_temperature(logits_from_probs(probs), fit.temperature).float()
         for stage, values in (("before", probs), ("after", scaled)):
             metrics = calibration_metrics(values, labels, spec.n_bins)

@@ -27,6 +27,7 @@ class TemperatureFit:
     nll_after: float
     n: int
     at_bound: bool
+    identifiable: bool = True
 
 
 def logits_from_probs(probs: torch.Tensor) -> torch.Tensor:
@@ -49,7 +50,10 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> TemperatureFi
         labels: ``(N,)`` true classes.
 
     Returns:
-        The fit; ``at_bound`` is true when the optimum hit the search bounds.
+        The fit; ``at_bound`` is true when the optimum hit the search bounds; ``identifiable`` is
+        false when every example is classified correctly: the NLL then falls monotonically as
+        ``T -> 0`` (each term ``log(1 + sum_j exp((z_j - z_y) / T))`` with ``z_j < z_y``), so it has
+        no minimiser and the search only stops where float64 rounds the NLL to a constant.
 
     Raises:
         ConfigError: empty or mismatched inputs.
@@ -73,7 +77,10 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> TemperatureFi
     log_t = float(result.x)
     temperature = math.exp(log_t)
     at_bound = min(abs(log_t - LOG_T_BOUNDS[0]), abs(log_t - LOG_T_BOUNDS[1])) < 1e-3
-    return TemperatureFit(temperature, _nll(logits, labels, 1.0), _nll(logits, labels, temperature), int(labels.numel()), at_bound)
+    identifiable = not bool((logits.argmax(dim=1) == labels).all())
+    return TemperatureFit(
+        temperature, _nll(logits, labels, 1.0), _nll(logits, labels, temperature), int(labels.numel()), at_bound, identifiable
+    )
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -187,8 +187,69 @@ def test_section_records_every_condition_with_intervals() -> None:
     assert len(after) == 4 and all(r.n == 300 for r in after)
 
 
+def test_temperature_is_not_fitted_when_every_fitting_example_is_right() -> None:
+    """All fitting examples correct: the NLL falls towards T -> 0 without a minimum (scipy runs to
+    its lower bound); robench used to report the arbitrary point where float64 flattens, silently."""
+    from scipy.optimize import minimize_scalar
+
+    logits, labels = _sample(200, 4, 5, 1.0)
+    right = logits.argmax(1) == labels
+    logits, labels = logits[right], labels[right]
+    fit = fit_temperature(logits, labels)
+    assert not fit.identifiable
+    reference = minimize_scalar(lambda t: float(torch.nn.functional.cross_entropy(logits / math.exp(t), labels)),
+                                bounds=(math.log(1e-6), 0.0), method="bounded")  # fmt: skip
+    assert reference.x < math.log(1e-2)  # the reference optimum is below robench's search range: no finite T
+    shared = {"clean": {"probs": logits.softmax(1).float(), "labels": labels}}
+    out = registry.get("evaluation", "calibration")(None, None, None, CalibrationSpec(temperature_scaling=True), _ctx(shared))
+    assert out.artifacts["temperature"]["skipped"] and any("no minimum" in w for w in out.warnings)
+    assert not [r for r in out.records if r.name == "temperature"]
+    assert fit_temperature(*_sample(300, 4, 6, 2.0)).identifiable
+
+
+def test_conditions_with_fewer_examples_are_scored_on_what_is_left_or_said_to_be_dropped() -> None:
+    logits, labels = _sample(400, 4, 3, 1.0)
+    probs = logits.softmax(1).float()
+    shared = {
+        "clean": {"probs": probs, "labels": labels},
+        "corruptions/fog/1": {"probs": probs[:80], "labels": labels[:80]},  # all within the 100 fitting examples
+        "corruptions/fog/2": {"probs": probs[:160], "labels": labels[:160]},
+    }
+    spec = CalibrationSpec(temperature_scaling=True, holdout_fraction=0.25)
+    out = registry.get("evaluation", "calibration")(None, None, None, spec, _ctx(shared))
+    after = {r.condition.get("severity"): r for r in out.records if r.condition.get("temperature") == "after" and r.name == "nll"}
+    assert 1 not in after and after[2].n == 60
+    assert any("not scored after scaling: all of its 80 examples" in w for w in out.warnings)
+    assert any("examples 100 to 159 (60" in w for w in out.warnings)
+
+
 def test_section_warns_when_requested_conditions_are_missing() -> None:
     logits, labels = _sample(40, 3, 4, 1.0)
     shared = {"clean": {"probs": logits.softmax(1).float(), "labels": labels}}
     out = registry.get("evaluation", "calibration")(None, None, None, CalibrationSpec(), _ctx(shared))
     assert any("attacks" in w for w in out.warnings) and any("corruptions" in w for w in out.warnings)
+
+
+def test_report_gives_each_scaled_condition_its_n_and_says_when_scaling_was_skipped() -> None:
+    from robench.report.render import render_html
+    from tests.report import fixtures
+
+    logits, labels = _sample(400, 4, 3, 1.0)
+    probs = logits.softmax(1).float()
+    shared = {"clean": {"probs": probs, "labels": labels}, "corruptions/fog/2": {"probs": probs[:160], "labels": labels[:160]}}
+
+    def page(shared: dict) -> str:
+        out = registry.get("evaluation", "calibration")(
+            None, None, None, CalibrationSpec(temperature_scaling=True, holdout_fraction=0.25), _ctx(shared)
+        )
+        results = fixtures.strong().model_copy(deep=True)
+        evaluation = next(e for e in results.evaluations if e.section == "calibration")
+        evaluation.records, evaluation.artifacts, evaluation.warnings = out.records, out.artifacts, out.warnings
+        return render_html(results)
+
+    html = page(shared)
+    table = html[html.index("<h3>Temperature scaling</h3>"):]
+    assert "<th>n</th>" in table and '<td class="num">300</td>' in table and '<td class="num">60</td>' in table
+    right = logits.argmax(1) == labels
+    skipped = page({"clean": {"probs": probs[right], "labels": labels[right]}})
+    assert "Declared, but skipped: not identifiable" in skipped

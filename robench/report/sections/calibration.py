@@ -122,7 +122,8 @@ def build(results: Results) -> dict[str, Any] | None:
     for record in evaluation.records:
         if record.condition.get("split") == "eval" and record.name in ("ece", "nll", "brier"):
             key = _label(record.condition)
-            scaled.setdefault(key, {"label": key})[f"{record.name}_{record.condition.get('temperature')}"] = record
+            row = scaled.setdefault(key, {"label": key, "n": record.n})
+            row[f"{record.name}_{record.condition.get('temperature')}"] = record
 
     panels = evaluation.artifacts.get("reliability", [])
     chosen = [p for p in panels if p["condition"].get("condition") == "clean"][:1]
