@@ -99,6 +99,8 @@ class EvalContext:
         world_size: Number of processes sharing the batches.
         data_home: Folder holding datasets by manifest directory (``--data-home``), for evaluators
             that read further datasets (released corruption sets); ``None``: ``$ROBENCH_DATA``.
+        batch_offset: While :meth:`map_batches` calls ``fn``, the dataset index of ``x[0]`` (for
+            evaluators whose random draws follow fixed example blocks, not batches).
     """
 
     device: torch.device
@@ -113,6 +115,7 @@ class EvalContext:
     rank: int = 0
     world_size: int = 1
     data_home: str | None = None
+    batch_offset: int = 0
     _chunk: int | None = field(default=None, repr=False)
 
     def begin(self, key: str) -> None:
@@ -126,6 +129,39 @@ class EvalContext:
         gen = torch.Generator(device=device or "cpu")
         gen.manual_seed(derive_seed(self.seed, self.key, *tags))
         return gen
+
+    def blockwise(
+        self,
+        stage: str,
+        dataset: Dataset,
+        x: torch.Tensor,
+        transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+        block: int,
+        on_device: bool = False,
+    ) -> torch.Tensor:
+        """``transform(images, generator)`` of ``x``, examples ``batch_offset ..`` of ``dataset``, with
+        the random draws of fixed blocks of ``block`` examples rather than of the batch.
+
+        Example ``i`` is transformed with the generator of block ``i // block`` (seeded from the run
+        seed, the evaluation, ``stage`` and the block), so its result does not depend on the batch
+        size, an out-of-memory back-off or sharding. A block the batch cuts is transformed whole (its
+        other examples read again) and only the batch's rows are kept: transforms draw batch-shaped
+        noise, so a block's draws need the whole block.
+        """
+        start = self.batch_offset
+        stop = start + len(x)
+        out: torch.Tensor | None = None
+        for index in range(start // block, (stop - 1) // block + 1):
+            lo, hi = index * block, min((index + 1) * block, len(dataset))
+            generator = self.generator(stage, "block", index, device=x.device if on_device else None)
+            images = x[lo - start : hi - start] if start <= lo and hi <= stop else dataset.load(range(lo, hi))[0].to(x.device)
+            done = transform(images, generator)
+            a, b = max(lo, start), min(hi, stop)
+            if out is None:
+                out = done.new_empty((len(x), *done.shape[1:]))
+            out[a - start : b - start] = done[a - lo : b - lo]
+        assert out is not None
+        return out
 
     def map_batches(
         self,
@@ -253,6 +289,7 @@ class EvalContext:
                 for lo in range(0, stop - start, chunk):
                     x = x_all[lo : lo + chunk].to(self.device, non_blocking=True)
                     y = y_all[lo : lo + chunk].to(self.device, non_blocking=True)
+                    self.batch_offset = start + lo
                     pieces.append({k: v.detach().cpu() for k, v in fn(x, y, generator).items()})
                 break
             except torch.cuda.OutOfMemoryError:

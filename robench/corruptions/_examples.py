@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-
-from robench.corruptions.params import CorruptionTable
-from robench.registry import registry
 
 TILE = 64
 """Side of a tile in the grid (images are resized to it), keeping results.json small."""
 
 
 def example_grid(
-    image: torch.Tensor, corruptions: list[str], severities: list[int], table: CorruptionTable, generator: torch.Generator
+    image: torch.Tensor, corruptions: list[str], severities: list[int], corrupted: Mapping[tuple[str, int], torch.Tensor]
 ) -> dict[str, object]:
-    """Corrupt ``image`` (1, C, H, W) at every corruption and severity; return a base64 PNG grid.
+    """A base64 PNG grid of ``image`` (1, C, H, W) and its corrupted versions ``corrupted[(name, severity)]``.
 
-    Rows are corruptions, the first column the clean image, then one column per severity.
+    Rows are corruptions, the first column the clean image, then one column per severity. The
+    sweep hands in the images it scored (example 0 of each cell), so the grid shows what was evaluated.
 
     Returns:
         ``{"png_base64", "rows", "columns", "tile"}``.
@@ -27,10 +26,7 @@ def example_grid(
     image = image[:1].float().cpu()
     tiles = []
     for name in corruptions:
-        row = [image]
-        corrupt = registry.get("corruption", name)
-        for severity in severities:
-            row.append(corrupt(image, severity, table, generator))
+        row = [image] + [corrupted[(name, severity)][:1].float().cpu() for severity in severities]
         tiles.append(torch.cat(row))
     grid = torch.stack(tiles)  # (rows, cols, C, H, W)
     rows, cols, channels, height, width = grid.shape

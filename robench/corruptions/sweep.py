@@ -38,12 +38,23 @@ def _predict(model: ModelHandle) -> Any:
     return batch
 
 
-def _corrupt_then_predict(model: ModelHandle, name: str, severity: int, table: CorruptionTable) -> Any:
+RNG_BLOCK = 128
+"""Examples per random stream of a generated corruption (:meth:`EvalContext.blockwise`): an
+example's corrupted image does not depend on the batch size, an out-of-memory back-off or sharding."""
+
+
+def _corrupt_then_predict(
+    model: ModelHandle, data: Dataset, name: str, severity: int, table: CorruptionTable, ctx: EvalContext, on_device: bool
+) -> Any:
     corrupt = registry.get("corruption", name)
 
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        corrupted = corrupt(x, severity, table, generator)
-        return {"probs": model.predict_logits(corrupted).float().softmax(dim=1), "labels": y}
+        corrupted = ctx.blockwise(
+            f"{name}/{severity}", data, x, lambda images, generator: corrupt(images, severity, table, generator), RNG_BLOCK, on_device
+        )
+        # the evaluated image of example 0, for the report's grid (an empty tensor from every other batch)
+        first = corrupted[:1] if ctx.batch_offset == 0 else corrupted[:0]
+        return {"probs": model.predict_logits(corrupted).float().softmax(dim=1), "labels": y, "first": first.float().cpu()}
 
     return batch
 
@@ -83,6 +94,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     hits: dict[str, list[torch.Tensor]] = {}  # per corruption: one row of per-example correctness per severity
     calibration = threat.evaluations.calibration
     hand_off = calibration is not None and "corruptions" in calibration.conditions
+    evaluated: dict[tuple[str, int], torch.Tensor] = {}  # example 0 as it was scored, per cell
     for name in spec.corruptions:
         hits[name] = []
         for severity in spec.severities:
@@ -95,10 +107,13 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
                 )  # released ImageNet-C images are already resized and cropped to 224 px
                 out = ctx.map_batches(stage, subset, _predict(model), model.counter, desc=f"corruptions {stage}")
             elif table is not None:
+                on_device = spec.rng == "device"
                 out = ctx.map_batches(
-                    stage, data, _corrupt_then_predict(model, name, severity, table), model.counter,
-                    desc=f"corruptions {stage}", rng_on_device=spec.rng == "device",
+                    stage, data, _corrupt_then_predict(model, data, name, severity, table, ctx, on_device), model.counter,
+                    desc=f"corruptions {stage}", rng_on_device=on_device,
                 )
+                if out["first"].numel():
+                    evaluated[(name, severity)] = out["first"][:1]
             probs, labels = out["probs"], out["labels"]
             hit = probs.argmax(dim=1) == labels
             hits[name].append(hit)
@@ -126,7 +141,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     }
     if table is not None and len(data):
         x, _ = data.load(slice(0, 1))
-        output.artifacts["examples"] = example_grid(x, list(spec.corruptions), list(spec.severities), table, ctx.generator("examples"))
+        output.artifacts["examples"] = example_grid(x, list(spec.corruptions), list(spec.severities), evaluated)
     return output
 
 

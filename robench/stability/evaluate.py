@@ -166,8 +166,17 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
         sequences, n_frames, frames_of = _sequences(spec, data, name, params, level, n, data_home=ctx.data_home)
         pairs = comparison_pairs(n_frames, params.noise, difficulty)
 
-        def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, frames_of: Any = frames_of, noise: bool = params.noise) -> dict[str, torch.Tensor]:
-            logits = _predict_frames(model, frames_of(x, generator), ctx.batch_size)
+        on_device = spec.rng == "device" and spec.source == "generated"
+
+        def frames(x: torch.Tensor, generator: torch.Generator, sequences: Dataset = sequences, frames_of: Any = frames_of,
+                   name: str = name, on_device: bool = on_device) -> torch.Tensor:  # fmt: skip
+            if spec.source == "released":
+                return frames_of(x, generator)
+            # one random stream per sequence: a sequence's frames do not depend on the batch it falls in
+            return ctx.blockwise(name, sequences, x, frames_of, 1, on_device)
+
+        def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, frames: Any = frames, noise: bool = params.noise) -> dict[str, torch.Tensor]:
+            logits = _predict_frames(model, frames(x, generator), ctx.batch_size)
             predictions = logits.argmax(dim=2)
             return {
                 "flip_probability": flip_probability(predictions, noise, difficulty),
@@ -176,12 +185,11 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
 
         # Sequences per batch: about FRAME_BUDGET float32 values of frames held at once.
         per_batch = max(1, min(ctx.batch_size, FRAME_BUDGET // (n_frames * math.prod(sequences.input_shape))))
-        on_device = spec.rng == "device" and spec.source == "generated"
         out = ctx.map_batches(name, sequences, batch, model.counter, batch_size=per_batch, desc=f"stability {name}", rng_on_device=on_device)
         per_sequence[name] = out
 
-        def strip(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, frames_of: Any = frames_of) -> dict[str, torch.Tensor]:
-            frames = frames_of(x, generator)
+        def strip(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, frames_of: Any = frames) -> dict[str, torch.Tensor]:
+            frames = frames_of(x, generator)  # sequence 0 with its own draws: the strip shows what was scored
             logits = _predict_frames(model, frames, ctx.batch_size)
             picks, thumbs = _thumbnails(frames)
             return {"predictions": logits.argmax(dim=2), "thumbnails": thumbs, "picks": torch.tensor([picks])}

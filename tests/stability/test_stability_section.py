@@ -240,3 +240,25 @@ def test_no_flip_at_all_gets_an_exact_upper_bound_not_a_point() -> None:
     values[:7] = 0.5
     (low, high), method = mean_interval(values, generator, 1.0)
     assert method == BOOTSTRAP_INTERVAL and low < 0.035 < high
+
+
+def test_generated_sequences_do_not_depend_on_the_batch_size(tmp_path: Path) -> None:
+    """Each sequence has its own random stream: batch size (CLI defaults differ by device) leaves
+    every flip probability, and the strip of sequence 0, unchanged."""
+    from robench.data.base import ArrayDataset
+
+    generator = torch.Generator().manual_seed(0)
+    data = ArrayDataset(torch.rand(12, 1, 8, 8, generator=generator), torch.arange(12) % 4, 4)
+    model = QuadrantNet()
+    with torch.no_grad():
+        model.scale.fill_(2.0)
+    handle = load_model(model, device="cpu")
+    spec = StabilitySpec(perturbations=("gaussian_noise", "speckle_noise", "rotate"))
+    seen = []
+    for batch_size in (1, 5, 12):
+        ctx = EvalContext(device=torch.device("cpu"), batch_size=batch_size, progress=False, seed=4)
+        ctx.begin("stability")
+        out = registry.get("evaluation", "stability")(handle, data, None, spec, ctx)
+        strips = [s["strip"]["images"] for s in out.artifacts["perturbations"]] if "perturbations" in out.artifacts else []
+        seen.append(([(r.name, r.condition, r.value) for r in out.records], strips))
+    assert seen[0] == seen[1] == seen[2]
