@@ -36,6 +36,7 @@ def add_standard_records(
     num_classes: int,
     norm_unit: str,
     robust_rate: torch.Tensor | None = None,
+    attack_name: str | None = None,
 ) -> None:
     """Clean and robust accuracy, success rate, norms, per-class accuracy, worst case; and the hand-offs.
 
@@ -58,6 +59,7 @@ def add_standard_records(
             correct (0 where ``correct`` is false); robust accuracy, per-class accuracy, success
             rate and the worst case are then means of it (the interval is Clopper-Pearson on the
             rounded count, an approximation).
+        attack_name: The attack's registry name (``fgsm``), when the key is a user-chosen id.
     """
     n = int(correct.numel())
     records = output.records
@@ -119,4 +121,5 @@ def add_standard_records(
         "eps": condition.get("eps"),
         "kind": condition.get("kind"),
         "robust": robust,
+        "name": attack_name or key.split("/", 1)[-1],  # the registry name (the key may be an id)
     }

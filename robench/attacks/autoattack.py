@@ -305,7 +305,7 @@ class AutoAttackEvaluation:
         add_standard_records(
             output, ctx, key, condition, correct=correct, robust=robust, labels=start["labels"], adv_probs=adv_probs,
             distance=distance, num_classes=num_classes, norm_unit=norm.name.lower(),
-            robust_rate=robust_rate,
+            robust_rate=robust_rate, attack_name=spec.name,
         )
         own_warnings = list(dict.fromkeys(log.warnings))
         output.warnings += [f"pyautoattack: {w}" for w in own_warnings]

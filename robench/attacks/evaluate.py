@@ -118,7 +118,7 @@ def _evaluate_bounded(
     add_standard_records(
         output, ctx, key, condition, correct=out["correct"], robust=robust, labels=out["labels"],
         adv_probs=out["adv_probs"], distance=out["distance"], num_classes=int(model.info.num_classes or data.num_classes),
-        norm_unit=adversary.norm.lower(), robust_rate=robust_rate,
+        norm_unit=adversary.norm.lower(), robust_rate=robust_rate, attack_name=spec.name,
     )  # fmt: skip
     output.resolved = resolved
     output.artifacts = {"params": resolved, "mode": mode, "compile": bool(resolved.get("compile", False))}

@@ -261,7 +261,7 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
         add_standard_records(
             output, ctx, key, condition, correct=correct, robust=robust, labels=labels, adv_probs=adv_probs,
             distance=torch.where(fooled_in_ball, min_norm, torch.zeros_like(min_norm)), num_classes=num_classes,
-            norm_unit=norm.lower(), robust_rate=out.get("robust_rate"),
+            norm_unit=norm.lower(), robust_rate=out.get("robust_rate"), attack_name=spec.name,
         )  # fmt: skip
     else:
         output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(correct.sum()), n, condition))

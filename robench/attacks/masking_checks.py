@@ -2,8 +2,10 @@
 
 Each check is a pure function from measured numbers to a pass/warn :class:`~robench.results.Check`
 with its evidence. The ``gradient_masking`` entry measures those numbers on the first
-``n_examples`` examples (FGSM, PGD at several radii and at a radius covering the whole input box,
-Square, input gradients) and also compares the attacks declared earlier in the run.
+``n_examples`` examples (FGSM, PGD with the margin loss at several radii and at a radius covering
+the whole input box, Square, input gradients) and also compares the attacks declared earlier in
+the run, with each other and, per example, with its own PGD (``declared_at_least_check_pgd``).
+Proportions are ``k / n`` in float64, and a value exactly at a threshold passes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from robench.results import Check, MetricRecord
 from robench.threat_model import EvaluationSpec, ThreatModel
 
 
+_SLACK = 1e-9
+"""Comparisons of proportions allow for rounding (k/n as floats): exactly at a threshold passes."""
+
+
 def _check(name: str, ok: bool, passed: str, failed: str, **evidence: Any) -> Check:
     return Check(name=name, status="pass" if ok else "warn", message=passed if ok else failed, evidence=evidence)
 
@@ -34,7 +40,7 @@ def _check(name: str, ok: bool, passed: str, failed: str, **evidence: Any) -> Ch
 def check_iterative_vs_single_step(iterative: float, single_step: float, tolerance: float = 0.01, **evidence: Any) -> Check:
     """An iterative attack must be at least as strong (robust accuracy no higher) as a single step."""
     return _check(
-        "iterative_at_least_single_step", iterative <= single_step + tolerance,
+        "iterative_at_least_single_step", iterative <= single_step + tolerance + _SLACK,
         f"iterative robust accuracy {iterative:.2%} <= single-step {single_step:.2%}",
         f"single-step attack stronger than iterative ({single_step:.2%} < {iterative:.2%}): gradient masking suspected",
         iterative=iterative, single_step=single_step, tolerance=tolerance, **evidence,
@@ -44,7 +50,7 @@ def check_iterative_vs_single_step(iterative: float, single_step: float, toleran
 def check_white_vs_black_box(white_box: float, black_box: float, tolerance: float = 0.01, **evidence: Any) -> Check:
     """A white-box attack must be at least as strong as a black-box one at the same budget."""
     return _check(
-        "white_box_at_least_black_box", white_box <= black_box + tolerance,
+        "white_box_at_least_black_box", white_box <= black_box + tolerance + _SLACK,
         f"white-box robust accuracy {white_box:.2%} <= black-box {black_box:.2%}",
         f"black-box attack stronger than white-box ({black_box:.2%} < {white_box:.2%}): gradient masking suspected",
         white_box=white_box, black_box=black_box, tolerance=tolerance, **evidence,
@@ -53,7 +59,7 @@ def check_white_vs_black_box(white_box: float, black_box: float, tolerance: floa
 
 def check_monotone_in_eps(eps: Sequence[float], accuracy: Sequence[float], tolerance: float = 0.01) -> Check:
     """Robust accuracy must not increase with the radius."""
-    rises = [(eps[i], eps[i + 1]) for i in range(len(eps) - 1) if accuracy[i + 1] > accuracy[i] + tolerance]
+    rises = [(eps[i], eps[i + 1]) for i in range(len(eps) - 1) if accuracy[i + 1] > accuracy[i] + tolerance + _SLACK]
     first = rises[0] if rises else (0.0, 0.0)
     return _check(
         "non_increasing_in_eps", not rises,
@@ -66,7 +72,7 @@ def check_monotone_in_eps(eps: Sequence[float], accuracy: Sequence[float], toler
 def check_large_eps(eps: float, accuracy: float, threshold: float = 0.05) -> Check:
     """At a radius that covers the whole input box an attack must reach (near) zero accuracy."""
     return _check(
-        "near_zero_at_large_eps", accuracy <= threshold,
+        "near_zero_at_large_eps", accuracy <= threshold + _SLACK,
         f"robust accuracy {accuracy:.2%} at eps {eps:g} (whole input box)",
         f"robust accuracy {accuracy:.2%} > {threshold:.0%} at eps {eps:g} that covers the whole input box: gradient masking suspected",
         eps=eps, robust_accuracy=accuracy, threshold=threshold,
@@ -148,7 +154,9 @@ class GradientMaskingChecks:
             out = {"correct": correct, **input_gradient_stats(module, x, y)}
             out["fgsm"] = correct & ~FGSM()(module, x, y, norm=norm, eps=eps, bounds=bounds).success
             for i, radius in enumerate([*radii, large]):
-                pgd = PGD(steps=params.steps, rel_step_size=step, loss="ce" if radius != large else "margin", eot_samples=eot)
+                # the margin loss: CE gradients vanish on saturated softmax outputs (scaled logits,
+                # defensive distillation), which would blind the curve exactly where masking hides
+                pgd = PGD(steps=params.steps, rel_step_size=step, loss="margin", eot_samples=eot)
                 out[f"pgd_{i}"] = correct & ~pgd(module, x, y, norm=norm, eps=radius, bounds=bounds, generator=generator).success
             if use_square:
                 square = Square(n_queries=params.square_queries)
@@ -161,7 +169,7 @@ class GradientMaskingChecks:
         output = EvaluationOutput(resolved=params.model_dump(mode="json"))
 
         def accuracy(name: str) -> float:
-            return float(out[name].float().mean()) if n else 0.0
+            return int(out[name].sum()) / n if n else 0.0  # k / n in float64, not a float32 mean
 
         pgd_curve = [accuracy(f"pgd_{i}") for i in range(len(radii))]
         large_accuracy = accuracy(f"pgd_{len(radii)}")
@@ -173,7 +181,13 @@ class GradientMaskingChecks:
         checks.append(check_monotone_in_eps(radii, pgd_curve, params.tolerance))
         checks.append(check_large_eps(large, large_accuracy, params.large_eps_threshold))
         checks.append(check_gradients(n, int(out["zero_margin"].sum()), int(out["zero_ce"].sum()), int(out["non_finite"].sum())))
+        if not use_square:
+            output.warnings.append(
+                "white_box_at_least_black_box not checked: the Square comparison runs for Linf and L2 threat models with "
+                "bounds [0, 1] and square_queries > 0"
+            )
         checks += declared_attack_checks(ctx.shared.get("attacks:summary", {}), params.tolerance)
+        checks += declared_vs_check_pgd(ctx.shared.get("attacks:worst_case"), out[f"pgd_{radii.index(eps)}"], params.tolerance)
         warnings = ctx.shared.get("attacks:autoattack_warnings")
         if warnings is not None:
             checks.append(
@@ -196,6 +210,39 @@ class GradientMaskingChecks:
         return output
 
 
+def declared_vs_check_pgd(worst: dict[str, Any] | None, check_robust: torch.Tensor, tolerance: float = 0.01) -> list[Check]:
+    """The declared attacks (their per-example worst case so far) must be no weaker than this
+    entry's own PGD (margin loss) on the same first examples. Declared attacks that are weaker
+    (e.g. CE-based PGD on a model whose softmax saturates) have been fooled by the gradients.
+
+    Paired, as McNemar's test: of the examples exactly one side breaks, the check's PGD must not
+    break significantly more (one-sided binomial test at 1%), by more than ``tolerance`` of n.
+    """
+    from scipy.stats import binomtest
+
+    n = int(check_robust.numel())
+    if worst is None or n == 0 or worst["rate"].numel() < n:
+        return []
+    declared_robust = worst["rate"][:n].cpu() >= 0.5
+    own = check_robust.cpu()
+    only_check = int((declared_robust & ~own).sum())
+    only_declared = int((~declared_robust & own).sum())
+    excess = (only_check - only_declared) / n
+    p_value = binomtest(only_check, only_check + only_declared, 0.5, alternative="greater").pvalue if only_check else 1.0
+    attacks = "+".join(worst["attacks"])
+    declared_rate, own_rate = int(declared_robust.sum()) / n, int(own.sum()) / n
+    return [_check(
+        "declared_at_least_check_pgd", not (excess > tolerance + _SLACK and p_value < 0.01),
+        f"declared attacks ({attacks}) robust accuracy {declared_rate:.2%} vs this check's PGD (margin loss) {own_rate:.2%} on "
+        f"the first {n} examples",
+        f"this check's PGD (margin loss) breaks {only_check} examples the declared attacks ({attacks}) did not, they break "
+        f"{only_declared} it did not ({own_rate:.2%} vs {declared_rate:.2%} on the first {n}, one-sided p = {p_value:.2g}): "
+        "the declared attacks are weak on this model (masked or saturated gradients suspected)",
+        n=n, declared=declared_rate, check_pgd=own_rate, only_check_fooled=only_check, only_declared_fooled=only_declared,
+        p_value=p_value, tolerance=tolerance, source=f"declared {attacks} vs this check",
+    )]  # fmt: skip
+
+
 def declared_attack_checks(summary: dict[str, dict[str, Any]], tolerance: float = 0.01) -> list[Check]:
     """Compare the attacks already run in this section: iterative vs FGSM, white-box vs black-box, per example too.
 
@@ -205,7 +252,7 @@ def declared_attack_checks(summary: dict[str, dict[str, Any]], tolerance: float 
     """
     checks: list[Check] = []
     bounded = {k: v for k, v in summary.items() if v.get("eps") is not None}
-    single = {k: v for k, v in bounded.items() if k.startswith("fgsm")}
+    single = {k: v for k, v in bounded.items() if v.get("name", k) == "fgsm"}  # by registry name, whatever the id
     white = {k: v for k, v in bounded.items() if v.get("kind") == "white-box" and k not in single}
     black = {k: v for k, v in bounded.items() if v.get("kind") in ("score-based", "decision-based")}
     if white:
@@ -216,11 +263,11 @@ def declared_attack_checks(summary: dict[str, dict[str, Any]], tolerance: float 
                 only = int((best["robust"] & ~other["robust"]).sum())
                 checks.append(check_iterative_vs_single_step(
                     best["robust_accuracy"], other["robust_accuracy"], tolerance,
-                    source=f"declared attacks {best_key} vs {key}", examples_only_single_step_fooled=only))  # fmt: skip
+                    n=best["n"], source=f"declared attacks {best_key} vs {key}", examples_only_single_step_fooled=only))  # fmt: skip
         for key, other in black.items():
             if other["eps"] == best["eps"] and other["n"] == best["n"]:
                 only = int((best["robust"] & ~other["robust"]).sum())
                 checks.append(check_white_vs_black_box(
                     best["robust_accuracy"], other["robust_accuracy"], tolerance,
-                    source=f"declared attacks {best_key} vs {key}", examples_only_black_box_fooled=only))  # fmt: skip
+                    n=best["n"], source=f"declared attacks {best_key} vs {key}", examples_only_black_box_fooled=only))  # fmt: skip
     return checks

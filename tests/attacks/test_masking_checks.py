@@ -90,3 +90,51 @@ def test_reference_radius_is_eps_whatever_the_factors(handle, mnist_test):
     assert sorted(at) == pytest.approx([0.025, 0.05, 0.1])
     single = next(c for c in output.checks if c.name == "iterative_at_least_single_step")
     assert _statuses(output)["iterative_at_least_single_step"] == "pass", single
+
+
+class _Scaled(nn.Module):
+    """``net(x) * 1e4``: the same decisions, a saturated softmax (defensive distillation's effect)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.net(x) * 1e4
+
+
+def test_saturated_softmax_fools_a_declared_ce_attack_and_the_check_says_so(trained_net, mnist_test):
+    """CE gradients vanish on most examples: declared CE-PGD (and the check's curve, before) stayed at
+    clean accuracy while margin-loss PGD breaks the model as it breaks the unscaled one."""
+    from robench.context import EvalContext
+
+    handle = load_model(_Scaled(trained_net), device="cpu")
+    entries = [{"name": "pgd", "params": {"steps": 10, "loss": "ce"}},
+               {"name": "gradient_masking", "params": {**PARAMS, "n_examples": 60, "square_queries": 0}}]  # fmt: skip
+    threat = make_threat(entries, eps=0.1)
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=100, progress=False)
+    data = mnist_test.subset(60)
+    _, ctx = run_section(handle, data, threat, index=0, ctx=ctx)
+    output, _ = run_section(handle, data, threat, index=1, ctx=ctx)
+    check = next(c for c in output.checks if c.name == "declared_at_least_check_pgd")
+    assert check.status == "warn" and check.evidence["only_check_fooled"] > 10, check
+    curve = [r.value for r in output.records if r.name == "pgd_robust_accuracy_at_eps"]
+    assert curve[-1] < 0.5  # the curve is no longer blind
+    assert any("white_box_at_least_black_box not checked" in w for w in output.warnings)
+
+
+def test_thresholds_hold_exactly_at_the_boundary():
+    assert check_large_eps(1.0, 10 / 200).status == "pass"  # 5.00% is not above 5%
+    assert check_iterative_vs_single_step(51 / 100, 50 / 100, tolerance=0.01).status == "pass"
+    assert check_white_vs_black_box(0.58, 0.57, tolerance=0.01).status == "pass"
+
+
+def test_declared_fgsm_is_recognised_by_its_registry_name_not_its_id():
+    summary = {
+        "one_step": {"robust_accuracy": 0.5, "n": 4, "eps": 0.1, "kind": "white-box", "name": "fgsm",
+                     "robust": torch.tensor([True, False, True, False])},
+        "pgd": {"robust_accuracy": 0.75, "n": 4, "eps": 0.1, "kind": "white-box", "name": "pgd",
+                "robust": torch.tensor([True, False, True, True])},
+    }  # fmt: skip
+    (check,) = declared_attack_checks(summary)
+    assert check.status == "warn" and check.evidence["source"] == "declared attacks pgd vs one_step" and check.evidence["n"] == 4
