@@ -117,11 +117,13 @@ class EvalContext:
     data_home: str | None = None
     batch_offset: int = 0
     _chunk: int | None = field(default=None, repr=False)
+    _block_cache: tuple[tuple[Any, ...], torch.Tensor] | None = field(default=None, repr=False)
 
     def begin(self, key: str) -> None:
         """Start accounting for evaluation ``key``."""
         self.key = key
         self._chunk = None
+        self._block_cache = None
         self.cost = Cost(device=str(self.device), precision=self.precision, batch_size=self.batch_size)
 
     def generator(self, *tags: object, device: torch.device | str | None = None) -> torch.Generator:
@@ -146,16 +148,23 @@ class EvalContext:
         seed, the evaluation, ``stage`` and the block), so its result does not depend on the batch
         size, an out-of-memory back-off or sharding. A block the batch cuts is transformed whole (its
         other examples read again) and only the batch's rows are kept: transforms draw batch-shaped
-        noise, so a block's draws need the whole block.
+        noise, so a block's draws need the whole block. The last such block is kept, so the batches
+        that share it transform it once; callers should use batches that are multiples of ``block``.
         """
         start = self.batch_offset
         stop = start + len(x)
         out: torch.Tensor | None = None
         for index in range(start // block, (stop - 1) // block + 1):
             lo, hi = index * block, min((index + 1) * block, len(dataset))
-            generator = self.generator(stage, "block", index, device=x.device if on_device else None)
-            images = x[lo - start : hi - start] if start <= lo and hi <= stop else dataset.load(range(lo, hi))[0].to(x.device)
-            done = transform(images, generator)
+            cache_key = (self.key, stage, block, index, x.device)
+            if start <= lo and hi <= stop:
+                done = transform(x[lo - start : hi - start], self.generator(stage, "block", index, device=x.device if on_device else None))
+            elif self._block_cache is not None and self._block_cache[0] == cache_key:
+                done = self._block_cache[1]  # the rest of a block an earlier (smaller) batch cut
+            else:
+                images = dataset.load(range(lo, hi))[0].to(x.device)
+                done = transform(images, self.generator(stage, "block", index, device=x.device if on_device else None))
+                self._block_cache = (cache_key, done)
             a, b = max(lo, start), min(hi, stop)
             if out is None:
                 out = done.new_empty((len(x), *done.shape[1:]))

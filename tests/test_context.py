@@ -159,3 +159,39 @@ def test_a_failing_load_raises_in_the_caller_and_stops_loading() -> None:
     with pytest.raises(DataError, match="unreadable"):
         ctx.map_batches("s", data, lambda x, y, g: {"y": y}, PassCounter())
     assert not data.loading[8].is_set()  # nothing is loaded past the failure
+
+
+def test_blockwise_draws_follow_blocks_and_reuse_a_cut_block() -> None:
+    """Rows transformed batch by batch, with batches that cut blocks, equal one pass over the whole
+    set; a block cut by consecutive batches is read and transformed once."""
+    from robench.data.base import ArrayDataset
+
+    data = ArrayDataset(torch.arange(20.0).view(20, 1, 1, 1) / 20, torch.zeros(20, dtype=torch.long), 2)
+    loads: list[int] = []
+    original = data.load
+
+    def counting_load(indices):  # noqa: ANN001, ANN202
+        loads.append(len(list(indices)) if not isinstance(indices, slice) else -1)
+        return original(indices)
+
+    data.load = counting_load  # type: ignore[method-assign]
+    calls: list[int] = []
+
+    def noisy(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        calls.append(len(images))
+        return images + torch.rand(images.shape, generator=generator)
+
+    def run(batch: int) -> torch.Tensor:
+        ctx = EvalContext(device=torch.device("cpu"), seed=1, progress=False)
+        ctx.begin("corruptions")
+        pieces = []
+        for start in range(0, 20, batch):
+            ctx.batch_offset = start
+            pieces.append(ctx.blockwise("fog/3", data, original(range(start, min(start + batch, 20)))[0], noisy, 8))
+        return torch.cat(pieces)
+
+    whole = run(20)
+    loads.clear(), calls.clear()
+    assert torch.equal(run(4), whole)  # blocks of 8 cut in halves by batches of 4
+    assert sum(loads) == 8 + 8 and len(calls) == 3  # blocks 0 and 1 read once each; block 2 (16-19) is one batch
+    assert torch.equal(run(3), whole) and torch.equal(run(8), whole)

@@ -95,6 +95,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     calibration = threat.evaluations.calibration
     hand_off = calibration is not None and "corruptions" in calibration.conditions
     evaluated: dict[tuple[str, int], torch.Tensor] = {}  # example 0 as it was scored, per cell
+    aligned = max(RNG_BLOCK, ctx.batch_size // RNG_BLOCK * RNG_BLOCK)  # whole random-stream blocks per batch
     for name in spec.corruptions:
         hits[name] = []
         for severity in spec.severities:
@@ -110,7 +111,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
                 on_device = spec.rng == "device"
                 out = ctx.map_batches(
                     stage, data, _corrupt_then_predict(model, data, name, severity, table, ctx, on_device), model.counter,
-                    desc=f"corruptions {stage}", rng_on_device=on_device,
+                    batch_size=aligned, desc=f"corruptions {stage}", rng_on_device=on_device,
                 )
                 if out["first"].numel():
                     evaluated[(name, severity)] = out["first"][:1]

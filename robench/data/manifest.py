@@ -355,13 +355,14 @@ def _and(words: Iterable[str]) -> str:
 def pattern_matches(root: Path, pattern: str) -> int:
     """Entries under ``root`` matching a manifest pattern that the image-folder loaders read:
     folders and image files, none hidden (a stray ``.DS_Store`` or ``._x.JPEG`` is not an image)."""
-    wild = [index for index, part in enumerate(pattern.split("/")) if "*" in part]
+    pieces = [part for part in pattern.split("/") if part]
+    wild = [index - len(pieces) for index, part in enumerate(pieces) if "*" in part]  # from the end of a match
     count = 0
     for match in root.glob(pattern):
-        parts = match.relative_to(root).parts
-        if any(is_hidden(parts[index]) for index in wild if index < len(parts)):
+        parts = match.relative_to(root).parts if "**" in pieces else match.parts
+        if "**" in pieces and any(is_hidden(part) for part in parts) or any(is_hidden(parts[index]) for index in wild):
             continue
-        count += match.is_dir() or is_image_file(match.name)
+        count += is_image_file(match.name) or match.is_dir()  # the name test first: no stat for image files
     return count
 
 

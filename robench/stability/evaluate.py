@@ -167,36 +167,35 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
         pairs = comparison_pairs(n_frames, params.noise, difficulty)
 
         on_device = spec.rng == "device" and spec.source == "generated"
+        # Sequences per batch: about FRAME_BUDGET float32 values of frames held at once. Generated
+        # sequences draw one random stream per block of that many (whatever --batch-size), and each
+        # batch is one block: a sequence's frames do not depend on the batch size or on sharding.
+        block = max(1, FRAME_BUDGET // (n_frames * math.prod(sequences.input_shape)))
+        per_batch = block if spec.source == "generated" else min(ctx.batch_size, block)
 
         def frames(x: torch.Tensor, generator: torch.Generator, sequences: Dataset = sequences, frames_of: Any = frames_of,
-                   name: str = name, on_device: bool = on_device) -> torch.Tensor:  # fmt: skip
+                   name: str = name, on_device: bool = on_device, block: int = block) -> torch.Tensor:  # fmt: skip
             if spec.source == "released":
                 return frames_of(x, generator)
-            # one random stream per sequence: a sequence's frames do not depend on the batch it falls in
-            return ctx.blockwise(name, sequences, x, frames_of, 1, on_device)
+            return ctx.blockwise(name, sequences, x, frames_of, block, on_device)
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, frames: Any = frames, noise: bool = params.noise) -> dict[str, torch.Tensor]:
-            logits = _predict_frames(model, frames(x, generator), ctx.batch_size)
+            shown = frames(x, generator)
+            logits = _predict_frames(model, shown, ctx.batch_size)
             predictions = logits.argmax(dim=2)
+            # sequence 0 as it was scored, for the report's strip (zero rows from every other batch)
+            keep = 1 if ctx.batch_offset == 0 else 0
+            picks, thumbs = _thumbnails(shown[:1])
             return {
                 "flip_probability": flip_probability(predictions, noise, difficulty),
                 "top5_distance": top5_distance(logits, noise, difficulty),
-            }
+                "strip_predictions": predictions[:keep].cpu(), "strip_thumbnails": thumbs[:keep].cpu(),
+                "strip_picks": torch.tensor([picks])[:keep],
+            }  # fmt: skip
 
-        # Sequences per batch: about FRAME_BUDGET float32 values of frames held at once.
-        per_batch = max(1, min(ctx.batch_size, FRAME_BUDGET // (n_frames * math.prod(sequences.input_shape))))
         out = ctx.map_batches(name, sequences, batch, model.counter, batch_size=per_batch, desc=f"stability {name}", rng_on_device=on_device)
         per_sequence[name] = out
-
-        def strip(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, frames_of: Any = frames) -> dict[str, torch.Tensor]:
-            frames = frames_of(x, generator)  # sequence 0 with its own draws: the strip shows what was scored
-            logits = _predict_frames(model, frames, ctx.batch_size)
-            picks, thumbs = _thumbnails(frames)
-            return {"predictions": logits.argmax(dim=2), "thumbnails": thumbs, "picks": torch.tensor([picks])}
-
-        shown = ctx.map_batches(
-            f"{name}/strip", sequences.subset(1), strip, model.counter, batch_size=1, desc=f"stability {name} strip", rng_on_device=on_device
-        )
+        shown = {"picks": out["strip_picks"], "thumbnails": out["strip_thumbnails"], "predictions": out["strip_predictions"]}
         condition = {"perturbation": name, "difficulty": difficulty, "source": spec.source}
         fp, t5d = out["flip_probability"], out["top5_distance"]
         fp_interval, fp_method = mean_interval(fp, ctx.generator("bootstrap", name, "fp"), 1.0)

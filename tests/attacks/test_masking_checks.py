@@ -138,3 +138,18 @@ def test_declared_fgsm_is_recognised_by_its_registry_name_not_its_id():
     }  # fmt: skip
     (check,) = declared_attack_checks(summary)
     assert check.status == "warn" and check.evidence["source"] == "declared attacks pgd vs one_step" and check.evidence["n"] == 4
+
+
+def test_targeted_threat_models_skip_the_comparison_with_the_untargeted_check(handle, mnist_test):
+    """A targeted attack succeeds less often by design; comparing it with the check's untargeted PGD
+    warned 'masked gradients suspected' on a healthy model."""
+    from robench.context import EvalContext
+
+    entries = [{"name": "pgd", "params": {"steps": 5}}, {"name": "gradient_masking", "params": {**PARAMS, "n_examples": 40}}]
+    threat = make_threat(entries, eps=0.1, goal="targeted")
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=100, progress=False)
+    data = mnist_test.subset(40)
+    _, ctx = run_section(handle, data, threat, index=0, ctx=ctx)
+    output, _ = run_section(handle, data, threat, index=1, ctx=ctx)
+    assert "declared_at_least_check_pgd" not in {c.name for c in output.checks}
+    assert any("declared_at_least_check_pgd not checked: the threat model is targeted" in w for w in output.warnings)
