@@ -159,6 +159,11 @@ class MinNormEvaluation:
         targeted = adversary.goal == "targeted"
         fmodel = fb.PyTorchModel(model.module, bounds=tuple(adversary.bounds), device=model.device)
         grid = declared_grid(params, adversary, norm)
+        if cls.knowledge == "decision-based" and ctx.shared.get("randomized"):
+            raise ConfigError(
+                f"{spec.key} is decision-based and needs a deterministic model: a randomized model's labels change between "
+                "queries, so no starting point stays adversarial; use pgd with EOT or autoattack version 'rand'"
+            )
         randomized = bool(ctx.shared.get("randomized")) and norm == adversary.norm
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -214,3 +214,13 @@ def test_unfound_examples_are_reported_as_attack_failures(handle, mnist_test):
     output, _ = run_section(handle, mnist_test.subset(20), threat)
     missed = output.artifacts["not_found"]
     assert missed > 0 and any(f"found no adversarial example for {missed} of" in w for w in output.warnings)
+
+
+def test_decision_based_attacks_refuse_a_randomized_model(handle, mnist_test):
+    from robench.context import EvalContext
+
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=100, progress=False)
+    ctx.shared["randomized"] = True
+    threat = make_threat([{"name": "boundary", "params": {"steps": 5}}], norm="L2", eps=1.0)
+    with pytest.raises(ConfigError, match="deterministic model"):
+        run_section(handle, mnist_test.subset(4), threat, ctx=ctx)
