@@ -272,6 +272,10 @@ class CalibrationSpec(_Frozen):
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
 
 
+SECTION_ORDER = ("clean", "attacks", "corruptions", "stability", "certification", "calibration")
+"""The order the runner runs the sections in (calibration last: it reads the others' hand-offs)."""
+
+
 class Evaluations(_Frozen):
     """The evaluations to run, by section. Clean accuracy always runs unless disabled."""
 
@@ -292,7 +296,7 @@ class Evaluations(_Frozen):
         return specs
 
     def sections(self) -> list[str]:
-        """Names of the sections that are declared, in the order the runner runs them."""
+        """Names of the sections that are declared, in the order the runner runs them (:data:`SECTION_ORDER`)."""
         present = {
             "clean": self.clean,
             "attacks": bool(self.attacks),
@@ -301,7 +305,7 @@ class Evaluations(_Frozen):
             "certification": bool(self.certification),
             "calibration": self.calibration is not None,
         }
-        return [name for name, on in present.items() if on]
+        return [name for name in SECTION_ORDER if present[name]]
 
 
 class ThreatModel(_Frozen):

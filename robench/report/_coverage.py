@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from robench.results import Results
+from robench.threat_model import SECTION_ORDER
 
 _LIST_SECTIONS = ("attacks", "certification")
-_SECTIONS = ("clean", "attacks", "corruptions", "stability", "certification", "calibration")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def declared(results: Results) -> list[Declared]:
     evaluations = results.threat_model.get("evaluations") or {}
     statuses = {e.key: e.status for e in results.evaluations}
     out = []
-    for section in _SECTIONS:
+    for section in SECTION_ORDER:
         value = evaluations.get(section, section == "clean")
         if section in _LIST_SECTIONS:
             for entry in value or []:
