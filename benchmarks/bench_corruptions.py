@@ -11,7 +11,7 @@ Sweep (``--sweep``): the real ``corruptions`` evaluation (every benchmark corrup
 CIFAR-10-C table) of ``--n`` synthetic CIFAR-size images through a model, timed end to end, beside
 the bare forward passes of the same ``75 n`` images (the ceiling)::
 
-    python benchmarks/bench_corruptions.py --sweep --device cuda --model resnet18 --n 10000 --batch 1000 [--rng device]
+    python benchmarks/bench_corruptions.py --sweep --device cuda --model resnet18 --n 10000 --batch 1024 [--rng device]
 """
 
 from __future__ import annotations

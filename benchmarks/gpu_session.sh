@@ -45,10 +45,10 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 declare -A cap cmd
 step() { cap[$1]=$2; cmd[$1]=$3; }
 step gpu_tests 200 "$py -m pytest -v --tb=short -m gpu -p no:cacheprovider --continue-on-collection-errors"
-step sweep_rng_device 80 "$py benchmarks/bench_corruptions.py --sweep --device cuda --model resnet18 --n 10000 --batch 1000 --rng device"
+step sweep_rng_device 80 "$py benchmarks/bench_corruptions.py --sweep --device cuda --model resnet18 --n 10000 --batch 1024 --rng device"
 step certify_resnet18 75 "$py benchmarks/bench_certify.py --device cuda --model resnet18 --images 8 --n 20000 --batch 4000 --fast --compile"
 step certify_wrn 90 "$py benchmarks/bench_certify.py --device cuda --model wrn-28-10 --images 4 --n 10000 --batch 4000 --fast --compile"
-step sweep_rng_cpu 80 "$py benchmarks/bench_corruptions.py --sweep --device cuda --model resnet18 --n 10000 --batch 1000 --rng cpu"
+step sweep_rng_cpu 80 "$py benchmarks/bench_corruptions.py --sweep --device cuda --model resnet18 --n 10000 --batch 1024 --rng cpu"
 step corruptions_32px 45 "$py benchmarks/bench_corruptions.py --device cuda --side 32 --n 2000 --table cifar10"
 step corruptions_224px 45 "$py benchmarks/bench_corruptions.py --device cuda --side 224 --n 128"
 step attacks_resnet18 60 "$py benchmarks/bench_attacks.py --device cuda --model resnet18 --batch 256"
