@@ -95,9 +95,20 @@ def _records(
     return records
 
 
-def _clean_probs(model: Any, data: Dataset, ctx: EvalContext) -> dict[str, torch.Tensor]:
+def wants_log_probs(threat: ThreatModel | None) -> bool:
+    """Whether the clean hand-off should carry log-probabilities: temperature scaling fits on them
+    (float32 probabilities underflow to 0 beyond a logit gap of about 87, which would cut the fit)."""
+    calibration = threat.evaluations.calibration if threat is not None else None
+    return calibration is not None and calibration.temperature_scaling
+
+
+def _clean_probs(model: Any, data: Dataset, ctx: EvalContext, log_probs: bool) -> dict[str, torch.Tensor]:
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"probs": model.predict_logits(x).float().softmax(dim=1), "labels": y}
+        logits = model.predict_logits(x).float()
+        out = {"probs": logits.softmax(dim=1), "labels": y}
+        if log_probs:
+            out["log_probs"] = logits.log_softmax(dim=1)
+        return out
 
     return ctx.map_batches("clean", data, batch, model.counter, desc="calibration clean")
 
@@ -112,7 +123,7 @@ def evaluate_calibration(
     shared = dict(ctx.shared)
     if "clean" in spec.conditions or spec.temperature_scaling:
         if "clean" not in shared:
-            shared["clean"] = _clean_probs(model, data, ctx)
+            shared["clean"] = _clean_probs(model, data, ctx, spec.temperature_scaling)
     conditions = _conditions(shared, spec.conditions)
     present = {c["condition"] for _, c, _ in conditions}
     for wanted, kind in (("attacks", "attack"), ("corruptions", "corruption")):
@@ -136,6 +147,14 @@ def evaluate_calibration(
     return output
 
 
+def _logits(handoff: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits (up to a per-row constant) of a hand-off: its log-probabilities when it has them, else
+    the log of its probabilities, clamped where float32 underflowed."""
+    if "log_probs" in handoff:
+        return handoff["log_probs"].detach().cpu().double()
+    return logits_from_probs(handoff["probs"].detach().cpu().float())
+
+
 def _temperature_scaling(
     shared: dict[str, Any], conditions: list[tuple[str, Condition, dict[str, Any]]], spec: CalibrationSpec, output: EvaluationOutput
 ) -> dict[str, Any]:
@@ -154,7 +173,7 @@ def _temperature_scaling(
             f"({spec.holdout_fraction:g}) and an evaluation set"
         )
         return {"skipped": True}
-    fit = fit_temperature(logits_from_probs(clean["probs"][:n_fit].float()), clean["labels"][:n_fit].long())
+    fit = fit_temperature(_logits(clean)[:n_fit], clean["labels"][:n_fit].long())
     if not fit.identifiable:
         output.warnings.append(
             f"temperature scaling skipped: all {n_fit} fitting examples are classified correctly, so the NLL keeps falling "
@@ -181,7 +200,7 @@ def _temperature_scaling(
                 f"examples {n_fit} to {count - 1} ({count - n_fit}; the same examples in the same order as the clean ones)"
             )
         probs, labels = probs[n_fit:], labels[n_fit:]
-        scaled = apply_temperature(logits_from_probs(probs), fit.temperature).float()
+        scaled = apply_temperature(_logits(handoff)[n_fit:], fit.temperature).float()
         for stage, values in (("before", probs), ("after", scaled)):
             metrics = calibration_metrics(values, labels, spec.n_bins)
             output.records += _records(metrics, {**condition, "split": "eval", "temperature": stage}, None)
@@ -191,4 +210,5 @@ def _temperature_scaling(
         "n_eval": n_total - n_fit,
         "nll_fit_before": fit.nll_before,
         "nll_fit_after": fit.nll_after,
+        "fitted_on": "log-probabilities" if "log_probs" in clean else "log of float32 probabilities (clamped at 1e-38)",
     }

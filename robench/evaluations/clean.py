@@ -18,9 +18,16 @@ from robench.threat_model import ThreatModel
 def evaluate_clean(model: ModelHandle, data: Dataset, threat: ThreatModel, spec: Any, ctx: EvalContext) -> EvaluationOutput:
     """Top-1 accuracy, overall and per class, with 95% Clopper-Pearson intervals."""
 
+    from robench.calibration.evaluate import wants_log_probs
+
+    log_probs = wants_log_probs(threat)
+
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        logits = model.predict_logits(x)
-        return {"probs": logits.float().softmax(dim=1), "labels": y}
+        logits = model.predict_logits(x).float()
+        out = {"probs": logits.softmax(dim=1), "labels": y}
+        if log_probs:  # for temperature scaling (see wants_log_probs)
+            out["log_probs"] = logits.log_softmax(dim=1)
+        return out
 
     out = ctx.map_batches("predict", data, batch, model.counter, desc="clean")
     probs, labels = out["probs"], out["labels"]
@@ -33,5 +40,5 @@ def evaluate_clean(model: ModelHandle, data: Dataset, threat: ThreatModel, spec:
             output.records.append(
                 MetricRecord.proportion("clean", "accuracy_per_class", int(correct[mask].sum()), int(mask.sum()), {"class": cls})
             )
-    ctx.shared["clean"] = {"probs": probs, "labels": labels}
+    ctx.shared["clean"] = {"probs": probs, "labels": labels, **({"log_probs": out["log_probs"]} if log_probs else {})}
     return output

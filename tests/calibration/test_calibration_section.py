@@ -253,3 +253,49 @@ def test_report_gives_each_scaled_condition_its_n_and_says_when_scaling_was_skip
     right = logits.argmax(1) == labels
     skipped = page({"clean": {"probs": probs[right], "labels": labels[right]}})
     assert "Declared, but skipped: not identifiable" in skipped
+
+
+def test_temperature_is_fitted_on_log_probabilities_when_logit_gaps_exceed_float32() -> None:
+    """Float32 probabilities underflow beyond a logit gap of ~87: the log of the clamped probabilities
+    cut the fit (T 8.63 instead of 8.72 on a x8-scaled model). The hand-off's log-probabilities keep it."""
+    from scipy.optimize import minimize_scalar
+
+    from robench.threat_model import Evaluations, ThreatModel, DatasetSpec
+    from robench.calibration.evaluate import wants_log_probs
+
+    logits, labels = _sample(2000, 10, 8, 1.0)
+    logits = logits * 40  # gaps far beyond 87
+    reference = minimize_scalar(lambda t: float(torch.nn.functional.cross_entropy(logits[:500] / math.exp(t), labels[:500])),
+                                bounds=(math.log(1e-2), math.log(1e2)), method="bounded", options={"xatol": 1e-9})  # fmt: skip
+    spec = CalibrationSpec(temperature_scaling=True, holdout_fraction=0.25)
+    base = {"probs": logits.float().softmax(1), "labels": labels}
+    with_logs = registry.get("evaluation", "calibration")(
+        None, None, None, spec, _ctx({"clean": {**base, "log_probs": logits.float().log_softmax(1)}})
+    )
+    without = registry.get("evaluation", "calibration")(None, None, None, spec, _ctx({"clean": base}))
+    fitted = with_logs.artifacts["temperature"]["temperature"]
+    assert fitted == pytest.approx(math.exp(reference.x), rel=1e-4)
+    assert abs(without.artifacts["temperature"]["temperature"] - fitted) > 1e-3 * fitted  # the clamped fit is off
+    assert with_logs.artifacts["temperature"]["fitted_on"] == "log-probabilities"
+    threat = ThreatModel(name="t", dataset=DatasetSpec(manifest="unused"), evaluations=Evaluations(calibration=spec))
+    assert wants_log_probs(threat) and not wants_log_probs(None)
+
+
+def test_clean_section_hands_off_log_probabilities_only_for_temperature_scaling() -> None:
+    from robench.data.base import ArrayDataset
+    from robench.models import load_model
+    from robench.threat_model import DatasetSpec, Evaluations, ThreatModel
+    from tests.conftest import QuadrantNet
+
+    data = ArrayDataset(torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 4, 4)
+    handle = load_model(QuadrantNet(), device="cpu")
+    for scaling in (True, False):
+        threat = ThreatModel(name="t", dataset=DatasetSpec(manifest="unused"),
+                             evaluations=Evaluations(calibration=CalibrationSpec(temperature_scaling=scaling)))  # fmt: skip
+        ctx = EvalContext(device=torch.device("cpu"), progress=False)
+        ctx.begin("clean")
+        registry.get("evaluation", "clean")(handle, data, threat, None, ctx)
+        hand = ctx.shared["clean"]
+        assert ("log_probs" in hand) is scaling
+        if scaling:
+            assert torch.allclose(hand["log_probs"].exp(), hand["probs"], atol=1e-6)
