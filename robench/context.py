@@ -157,13 +157,13 @@ class EvalContext:
         for index in range(start // block, (stop - 1) // block + 1):
             lo, hi = index * block, min((index + 1) * block, len(dataset))
             cache_key = (self.key, stage, block, index, x.device)
+            generator = self.generator(stage, "block", index, device=x.device if on_device else None)
             if start <= lo and hi <= stop:
-                done = transform(x[lo - start : hi - start], self.generator(stage, "block", index, device=x.device if on_device else None))
+                done = transform(x[lo - start : hi - start], generator)
             elif self._block_cache is not None and self._block_cache[0] == cache_key:
                 done = self._block_cache[1]  # the rest of a block an earlier (smaller) batch cut
             else:
-                images = dataset.load(range(lo, hi))[0].to(x.device)
-                done = transform(images, self.generator(stage, "block", index, device=x.device if on_device else None))
+                done = transform(dataset.load(range(lo, hi))[0].to(x.device), generator)
                 self._block_cache = (cache_key, done)
             a, b = max(lo, start), min(hi, stop)
             if out is None:

@@ -9,6 +9,8 @@ passes (Athalye et al. 2018, Sec. 4), and an example's robustness is the share o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 DEFAULT_EOT_SAMPLES = 20
@@ -21,4 +23,17 @@ def pass_mean_correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
     hits = torch.zeros(len(y), device=y.device)
     for _ in range(passes):
         hits += (model(x).argmax(dim=1) == y).float()
+    return hits / passes
+
+
+@torch.no_grad()
+def pass_mean_robust(
+    logits_of: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
+    passes: int = STOCHASTIC_PASSES,
+) -> torch.Tensor:
+    """Per-example share of ``passes`` in which the model classifies both ``x`` and ``x_adv`` as ``y``
+    (robust in a pass: right on the clean input and on the adversarial one)."""
+    hits = torch.zeros(len(y), device=y.device)
+    for _ in range(passes):
+        hits += ((logits_of(x).argmax(dim=1) == y) & (logits_of(x_adv).argmax(dim=1) == y)).float()
     return hits / passes

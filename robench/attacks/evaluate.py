@@ -11,7 +11,7 @@ import torch
 
 from robench.attacks._records import add_standard_records
 from robench.attacks._speed import precision_label
-from robench.attacks.eot import DEFAULT_EOT_SAMPLES, STOCHASTIC_PASSES
+from robench.attacks.eot import DEFAULT_EOT_SAMPLES, STOCHASTIC_PASSES, pass_mean_robust
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
@@ -100,11 +100,7 @@ def _evaluate_bounded(
         }
         if randomized:
             # Robust in a pass: correct on the clean and on the adversarial input in that pass.
-            passes = [
-                (model.predict_logits(x).argmax(dim=1) == y) & (model.predict_logits(result.x_adv).argmax(dim=1) == y)
-                for _ in range(STOCHASTIC_PASSES)
-            ]
-            out["robust_rate"] = torch.stack(passes).float().mean(dim=0)
+            out["robust_rate"] = pass_mean_robust(model.predict_logits, x, result.x_adv, y)
         return out
 
     out = ctx.map_batches("attack", data, batch, model.counter, desc=f"attack {spec.key}")

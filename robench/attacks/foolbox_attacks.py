@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from robench._errors import ConfigError
 from robench.attacks._optional import isolated_rng, require
 from robench.attacks._records import add_standard_records
-from robench.attacks.eot import STOCHASTIC_PASSES
+from robench.attacks.eot import STOCHASTIC_PASSES, pass_mean_robust
 from robench.attacks.evaluate import choose_targets
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
@@ -218,11 +218,7 @@ class MinNormEvaluation:
                 # Robust in a pass: correct on the clean input and on the adversarial one if it lies in the ball.
                 in_ball = correct & (min_norm <= adversary.eps)
                 x_eval = torch.where(in_ball.view(-1, *[1] * (x.ndim - 1)), x_adv, x)
-                passes = [
-                    (model.predict_logits(x).argmax(dim=1) == y) & (model.predict_logits(x_eval).argmax(dim=1) == y)
-                    for _ in range(STOCHASTIC_PASSES)
-                ]
-                out["robust_rate"] = torch.stack(passes).float().mean(dim=0)
+                out["robust_rate"] = pass_mean_robust(model.predict_logits, x, x_eval, y)
             return out
 
         out = ctx.map_batches("min_norm", data, batch, model.counter, desc=f"attack {spec.key}")
@@ -254,6 +250,7 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
                          n=int(finite.size), condition=condition, unit=norm.lower())
         )  # fmt: skip
     grid = declared_grid(params, adversary, norm)
+    rechecked = grid is not None  # a grid known before the run: its projections were re-checked
     if grid is None:  # another norm than the threat model's: the curve at quantiles of the found norms
         grid = sorted({0.0, *[v for v in empirical_quantiles(finite, tuple(np.linspace(0.05, 1, 20))) if np.isfinite(v)]})
     counts = accuracy_curve(correct, min_norm, grid)
@@ -299,7 +296,7 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
         "quantiles": dict(zip(map(str, QUANTILES), [v if np.isfinite(v) else None for v in values])),
         "not_found": int(np.isinf(attacked).sum()),
         "not_attacked_no_start": unstarted,
-        "projection_rechecked": declared_grid(params, adversary, norm) is not None,
+        "projection_rechecked": rechecked,
     }
     if ctx.shared.get("randomized") and same_norm:
         output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES

@@ -18,6 +18,7 @@ from robench.calibration.metric import CalibrationMetrics, calibration_metrics
 from robench.calibration.temperature import apply_temperature, fit_temperature, logits_from_probs
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
+from robench.evaluations.clean import predictions
 from robench.registry import register
 from robench.results import MetricRecord
 from robench.threat_model import CalibrationSpec, ThreatModel
@@ -95,24 +96,6 @@ def _records(
     return records
 
 
-def wants_log_probs(threat: ThreatModel | None) -> bool:
-    """Whether the clean hand-off should carry log-probabilities: temperature scaling fits on them
-    (float32 probabilities underflow to 0 beyond a logit gap of about 87, which would cut the fit)."""
-    calibration = threat.evaluations.calibration if threat is not None else None
-    return calibration is not None and calibration.temperature_scaling
-
-
-def _clean_probs(model: Any, data: Dataset, ctx: EvalContext, log_probs: bool) -> dict[str, torch.Tensor]:
-    def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        logits = model.predict_logits(x).float()
-        out = {"probs": logits.softmax(dim=1), "labels": y}
-        if log_probs:
-            out["log_probs"] = logits.log_softmax(dim=1)
-        return out
-
-    return ctx.map_batches("clean", data, batch, model.counter, desc="calibration clean")
-
-
 @register("evaluation", "calibration")
 def evaluate_calibration(
     model: Any, data: Dataset, threat: ThreatModel, spec: CalibrationSpec | None, ctx: EvalContext
@@ -123,7 +106,8 @@ def evaluate_calibration(
     shared = dict(ctx.shared)
     if "clean" in spec.conditions or spec.temperature_scaling:
         if "clean" not in shared:
-            shared["clean"] = _clean_probs(model, data, ctx, spec.temperature_scaling)
+            batch = predictions(model, spec.temperature_scaling)
+            shared["clean"] = ctx.map_batches("clean", data, batch, model.counter, desc="calibration clean")
     conditions = _conditions(shared, spec.conditions)
     present = {c["condition"] for _, c, _ in conditions}
     for wanted, kind in (("attacks", "attack"), ("corruptions", "corruption")):

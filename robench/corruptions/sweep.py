@@ -22,6 +22,7 @@ from robench.corruptions._examples import example_grid
 from robench.corruptions.metrics import mean_corruption_errors
 from robench.corruptions.params import ALEXNET_ERRORS, CorruptionTable, resolve_table
 from robench.data.base import Dataset
+from robench.evaluations.clean import predictions
 from robench.models.wrapper import ModelHandle
 from robench.registry import register, registry
 from robench.results import MetricRecord
@@ -29,13 +30,6 @@ from robench.stats import mean_interval
 from robench.threat_model import CorruptionsSpec, ThreatModel
 
 SECTION = "corruptions"
-
-
-def _predict(model: ModelHandle) -> Any:
-    def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"probs": model.predict_logits(x).float().softmax(dim=1), "labels": y}
-
-    return batch
 
 
 RNG_BLOCK = 128
@@ -47,6 +41,7 @@ def _corrupt_then_predict(
     model: ModelHandle, data: Dataset, name: str, severity: int, table: CorruptionTable, ctx: EvalContext, on_device: bool
 ) -> Any:
     corrupt = registry.get("corruption", name)
+    predict = predictions(model)
 
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         corrupted = ctx.blockwise(
@@ -54,7 +49,7 @@ def _corrupt_then_predict(
         )
         # the evaluated image of example 0, for the report's grid (an empty tensor from every other batch)
         first = corrupted[:1] if ctx.batch_offset == 0 else corrupted[:0]
-        return {"probs": model.predict_logits(corrupted).float().softmax(dim=1), "labels": y, "first": first.float().cpu()}
+        return {**predict(corrupted, y, generator), "first": first.float().cpu()}
 
     return batch
 
@@ -66,7 +61,7 @@ def _clean_error(model: ModelHandle, data: Dataset, ctx: EvalContext) -> tuple[f
     if shared is not None and shared["labels"].numel() >= n and torch.equal(shared["labels"][:n].cpu(), data.labels[:n].cpu()):
         correct = shared["probs"][:n].argmax(dim=1) == shared["labels"][:n]
         return 1.0 - float(correct.float().mean()), "clean section"
-    out = ctx.map_batches("clean", data, _predict(model), model.counter, desc="corruptions clean")
+    out = ctx.map_batches("clean", data, predictions(model), model.counter, desc="corruptions clean")
     return 1.0 - float((out["probs"].argmax(dim=1) == out["labels"]).float().mean()), "measured here"
 
 
@@ -106,7 +101,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
                 subset = load_matching_cell(
                     spec.released_manifest, name, severity, data, clean_manifest=threat.dataset.manifest, data_home=ctx.data_home
                 )  # released ImageNet-C images are already resized and cropped to 224 px
-                out = ctx.map_batches(stage, subset, _predict(model), model.counter, desc=f"corruptions {stage}")
+                out = ctx.map_batches(stage, subset, predictions(model), model.counter, desc=f"corruptions {stage}")
             elif table is not None:
                 on_device = spec.rng == "device"
                 out = ctx.map_batches(
@@ -163,15 +158,9 @@ def _normalised_errors(
     error and carry no interval.
     """
     # AlexNet's errors are those of ImageNet-1k's 1000 classes: meaningless for another label set,
-    # whatever the image size (a 96 px 10-class set resolves to the imagenet table too), in the
-    # clean data or in the released set.
-    if spec.source == "released":
-        from robench.data.manifest import load_manifest
-
-        classes = {data.num_classes, load_manifest(str(spec.released_manifest))[0].num_classes}
-    else:
-        classes = {data.num_classes}
-    imagenet_like = classes == {1000} and (table is None or table.name == "imagenet")
+    # whatever the image size (a 96 px 10-class set resolves to the imagenet table too). A released
+    # set shares the data's label set (load_matching_cell refuses another before any cell runs).
+    imagenet_like = data.num_classes == 1000 and (table is None or table.name == "imagenet")
     if not imagenet_like or set(spec.severities) != {1, 2, 3, 4, 5}:
         output.warnings.append(
             "CE/mCE are normalised by AlexNet's ImageNet-C errors: reported only for an ImageNet-C sweep "

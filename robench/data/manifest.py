@@ -359,8 +359,11 @@ def pattern_matches(root: Path, pattern: str) -> int:
     wild = [index - len(pieces) for index, part in enumerate(pieces) if "*" in part]  # from the end of a match
     count = 0
     for match in root.glob(pattern):
-        parts = match.relative_to(root).parts if "**" in pieces else match.parts
-        if "**" in pieces and any(is_hidden(part) for part in parts) or any(is_hidden(parts[index]) for index in wild):
+        if "**" in pieces:  # any depth: every part below the root is a wildcard's
+            hidden = any(is_hidden(part) for part in match.relative_to(root).parts)
+        else:
+            hidden = any(is_hidden(match.parts[index]) for index in wild)
+        if hidden:
             continue
         count += is_image_file(match.name) or match.is_dir()  # the name test first: no stat for image files
     return count

@@ -14,22 +14,31 @@ from robench.results import MetricRecord
 from robench.threat_model import ThreatModel
 
 
-@register("evaluation", "clean")
-def evaluate_clean(model: ModelHandle, data: Dataset, threat: ThreatModel, spec: Any, ctx: EvalContext) -> EvaluationOutput:
-    """Top-1 accuracy, overall and per class, with 95% Clopper-Pearson intervals."""
+def wants_log_probs(threat: ThreatModel | None) -> bool:
+    """Whether the clean hand-off should carry log-probabilities: temperature scaling fits on them
+    (float32 probabilities underflow to 0 beyond a logit gap of about 87, which would cut the fit)."""
+    calibration = threat.evaluations.calibration if threat is not None else None
+    return calibration is not None and calibration.temperature_scaling
 
-    from robench.calibration.evaluate import wants_log_probs
 
-    log_probs = wants_log_probs(threat)
+def predictions(model: ModelHandle, log_probs: bool = False) -> Any:
+    """A :meth:`~robench.context.EvalContext.map_batches` function giving ``probs`` (softmax) and
+    ``labels`` per example, and ``log_probs`` when asked: the shape of every probability hand-off."""
 
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         logits = model.predict_logits(x).float()
         out = {"probs": logits.softmax(dim=1), "labels": y}
-        if log_probs:  # for temperature scaling (see wants_log_probs)
+        if log_probs:
             out["log_probs"] = logits.log_softmax(dim=1)
         return out
 
-    out = ctx.map_batches("predict", data, batch, model.counter, desc="clean")
+    return batch
+
+
+@register("evaluation", "clean")
+def evaluate_clean(model: ModelHandle, data: Dataset, threat: ThreatModel, spec: Any, ctx: EvalContext) -> EvaluationOutput:
+    """Top-1 accuracy, overall and per class, with 95% Clopper-Pearson intervals."""
+    out = ctx.map_batches("predict", data, predictions(model, wants_log_probs(threat)), model.counter, desc="clean")
     probs, labels = out["probs"], out["labels"]
     correct = probs.argmax(dim=1) == labels
     output = EvaluationOutput()
@@ -40,5 +49,5 @@ def evaluate_clean(model: ModelHandle, data: Dataset, threat: ThreatModel, spec:
             output.records.append(
                 MetricRecord.proportion("clean", "accuracy_per_class", int(correct[mask].sum()), int(mask.sum()), {"class": cls})
             )
-    ctx.shared["clean"] = {"probs": probs, "labels": labels, **({"log_probs": out["log_probs"]} if log_probs else {})}
+    ctx.shared["clean"] = out  # probs, labels and, for temperature scaling, log_probs
     return output

@@ -261,7 +261,7 @@ def test_temperature_is_fitted_on_log_probabilities_when_logit_gaps_exceed_float
     from scipy.optimize import minimize_scalar
 
     from robench.threat_model import Evaluations, ThreatModel, DatasetSpec
-    from robench.calibration.evaluate import wants_log_probs
+    from robench.evaluations.clean import wants_log_probs
 
     logits, labels = _sample(2000, 10, 8, 1.0)
     logits = logits * 40  # gaps far beyond 87
