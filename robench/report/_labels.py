@@ -45,6 +45,14 @@ def show(value: Any, missing: str = "–") -> str:
 _NOT_PROPORTIONS = frozenset({"tolerance", "threshold"})
 
 
+def count_record(evaluation: str, name: str, value: float | None, n: int | None) -> MetricRecord | None:
+    """``value`` as a proportion record ``k / n`` (exact Clopper-Pearson interval) when it is one,
+    i.e. ``value * n`` is a whole count; ``None`` otherwise (no interval is made up)."""
+    if value is None or not isinstance(n, int) or n <= 0 or abs(round(value * n) / n - value) >= 1e-6:
+        return None
+    return MetricRecord.proportion(evaluation, name, round(value * n), n)
+
+
 def check_finding(check: Check, evaluation: EvaluationResult, results: Results) -> str:
     """A check's message with every proportion in it shown as :meth:`MetricRecord.formatted` does,
     with its 95% interval and n (``69.0% [59.0, 77.9] (n = 100)`` instead of ``69.00%``).
@@ -71,8 +79,8 @@ def check_finding(check: Check, evaluation: EvaluationResult, results: Results) 
             continue
         record = next((r for r in candidates if r.unit == "fraction" and r.value is not None and "class" not in r.condition
                        and abs(r.value - value) < 1e-6 and (n is None or r.n == n)), None)  # fmt: skip
-        if record is None and isinstance(n, int) and n > 0 and abs(round(value * n) / n - value) < 1e-6:
-            record = MetricRecord.proportion(evaluation.key, name, round(value * n), n)
+        if record is None:
+            record = count_record(evaluation.key, name, value, n)
         if record is not None:
             shown, interval = record.formatted()
             message = message.replace(written, f"{shown} {interval} (n = {record.n})".replace("  ", " "))

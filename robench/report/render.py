@@ -10,7 +10,7 @@ import jinja2
 
 from robench.report import _coverage
 from robench.report._labels import check_finding, record_label, show
-from robench.report.checklist import NOT_ATTACKS, checklist
+from robench.report.checklist import NOT_ATTACKS, ChecklistItem, checklist
 from robench.results import MetricRecord, Results, atomic_write_text, load_results
 from robench.threat_model import format_eps
 
@@ -67,8 +67,10 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def headline(results: Results) -> dict[str, Any]:
+def headline(results: Results, items: list[ChecklistItem] | None = None) -> dict[str, Any]:
     """The summary cards: clean accuracy and the final worst-case robust accuracy over the attacks.
+
+    ``items`` is the run's :func:`checklist`, when the caller has it already.
 
     Returns:
         ``clean`` and ``robust`` (records or ``None``), ``robust_title`` (what the worst case is
@@ -84,7 +86,7 @@ def headline(results: Results) -> dict[str, Any]:
     if robust is not None and len(finished) < len(attacks):
         title = f"Robust accuracy (worst case over the attacks that finished, {len(finished)} of {len(attacks)} declared)"
     caveat = None
-    strong = next(i for i in checklist(results) if i.key == "strong_attacks")
+    strong = next(i for i in (items if items is not None else checklist(results)) if i.key == "strong_attacks")
     if robust is not None and strong.status == "fail":
         caveat = "weak attacks only: an upper bound, likely optimistic"
     elif robust is not None and strong.status == "warn":
@@ -236,11 +238,12 @@ def render_html(results: Results) -> str:
     sections = build_sections(results)
     leaderboard = next((s["data"] for s in sections if s["name"] == "leaderboard"), None) or {}
     notes = [f"{item['comparison'].board}: {note}" for item in leaderboard.get("comparisons", []) for note in item["comparison"].notes]
+    items = checklist(results)
     return env.get_template("report.html.j2").render(
         results=results,
-        headline=headline(results),
+        headline=headline(results, items),
         summary=summary_records(results),
-        checklist=checklist(results),
+        checklist=items,
         declared=declared_in_words(results),
         sections=sections,
         warnings=_warnings(results),

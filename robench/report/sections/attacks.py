@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from robench.report import _coverage
-from robench.report._labels import check_finding
+from robench.report._labels import check_finding, count_record
 from robench.report.plots import figure_data_uri, interval_bars, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results
 from robench.threat_model import format_eps
@@ -42,8 +42,8 @@ def _curve_intervals(evaluation: EvaluationResult, eps: list[float], accuracy: l
     lows, highs = [], []
     for radius, value in zip(eps, accuracy):
         record = recorded.get(float(radius))
-        if record is None and value is not None and n and abs(round(value * n) / n - value) < 1e-6:
-            record = MetricRecord.proportion(evaluation.key, "robust_accuracy", round(value * n), n)
+        if record is None:
+            record = count_record(evaluation.key, "robust_accuracy", value, n)
         if record is None or record.ci_low is None or record.ci_high is None:
             return None
         lows.append(record.ci_low)
