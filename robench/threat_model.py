@@ -392,21 +392,27 @@ def _pydantic_errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list
 
 def _param_errors(tm: ThreatModel, only: tuple[str, EvaluationSpec] | None = None) -> list[str]:
     """Check names and parameters of attacks and certifiers against the registry."""
-    from robench.registry import registry
-
     errors: list[str] = []
     for section, kind in _SECTION_KIND.items():
         for index, spec in enumerate(getattr(tm.evaluations, section)):
             if only is not None and (section, spec) != only:
                 continue
-            where = ("evaluations", section, index)
-            try:
-                registry.validate_params(kind, spec.name, spec.params)
-            except ValidationError as exc:
-                errors += _pydantic_errors(exc, where + ("params",))
-            except ConfigError as exc:
-                errors.append(f"{_path(where + ('name',))}: {exc}")
+            names, params = _entry_errors(kind, spec.name, spec.params, ("evaluations", section, index))
+            errors += names + params
     return errors
+
+
+def _entry_errors(kind: str, name: str, params: dict[str, Any], where: tuple[Any, ...]) -> tuple[list[str], list[str]]:
+    """``(name errors, parameter errors)`` of one attack or certifier entry against the registry."""
+    from robench.registry import registry
+
+    try:
+        registry.validate_params(kind, name, params)
+    except ValidationError as exc:
+        return [], _pydantic_errors(exc, where + ("params",))
+    except ConfigError as exc:
+        return [f"{_path(where + ('name',))}: {exc}"], []
+    return [], []
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -502,7 +508,6 @@ def _manifests_of(data: dict[str, Any]) -> dict[str, Any]:
 def _raw_errors(data: dict[str, Any], failed: set[str]) -> list[str]:
     """Registry and manifest errors of raw data whose schema check failed, leaving out every path
     (and everything under a path) that already has a schema error."""
-    from robench.registry import registry
 
     def reported(path: str) -> bool:
         return any(path == f or path.startswith((f + ".", f + "[")) or f.startswith((path + ".", path + "[")) for f in failed)
@@ -516,13 +521,10 @@ def _raw_errors(data: dict[str, Any], failed: set[str]) -> list[str]:
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or reported(_path(where + ("name",))):
                 continue
             params = entry.get("params", {})
-            try:
-                registry.validate_params(kind, entry["name"], params if isinstance(params, dict) else {})
-            except ValidationError as exc:
-                if isinstance(params, dict) and not reported(_path(where + ("params",))):
-                    errors += _pydantic_errors(exc, where + ("params",))
-            except ConfigError as exc:
-                errors.append(f"{_path(where + ('name',))}: {exc}")
+            names, wrong = _entry_errors(kind, entry["name"], params if isinstance(params, dict) else {}, where)
+            errors += names
+            if isinstance(params, dict) and not reported(_path(where + ("params",))):
+                errors += wrong
     manifests = {k: v for k, v in _manifests_of(data).items() if not reported(k)}
     if "dataset.manifest" not in manifests:
         manifests.pop("dataset.split", None)

@@ -193,11 +193,16 @@ def _sample_note(results: Results, dataset: str, robust: MetricRecord | None) ->
     return []
 
 
+def _board_dataset(results: Results) -> str:
+    """The dataset a run's boards are named by (``cifar10``; a corrupted set by its clean one)."""
+    dataset = _dataset_name(str((results.threat_model.get("dataset") or {}).get("manifest") or results.dataset.manifest))
+    return _CORRUPTED.get(dataset, dataset)
+
+
 def compare_to_leaderboard(results: Results, snapshot: Snapshot, eps_rtol: float = 1e-3) -> list[BoardComparison]:
     """The run against every board of ``snapshot`` that matches its threat model (none: empty list)."""
     threat = results.threat_model
-    dataset = _dataset_name(str((threat.get("dataset") or {}).get("manifest") or results.dataset.manifest))
-    dataset = _CORRUPTED.get(dataset, dataset)
+    dataset = _board_dataset(results)
     clean = _clean_record(results)
     out = []
     adversary = threat.get("adversary")
@@ -232,8 +237,7 @@ def compare_to_leaderboard(results: Results, snapshot: Snapshot, eps_rtol: float
 def unmatched_reason(results: Results, snapshot: Snapshot) -> str:
     """Why :func:`compare_to_leaderboard` found no board for ``results`` (one sentence)."""
     threat = results.threat_model
-    dataset = _dataset_name(str((threat.get("dataset") or {}).get("manifest") or results.dataset.manifest))
-    dataset = _CORRUPTED.get(dataset, dataset)
+    dataset = _board_dataset(results)
     adversary = threat.get("adversary")
     boards = ", ".join(sorted(snapshot.boards))
     reasons = []
