@@ -15,6 +15,8 @@ from robench.results import Results
 from robench.threat_model import SECTION_ORDER
 
 _LIST_SECTIONS = ("attacks", "certification")
+# Entries of the attacks section that are not attacks, though registered as such.
+NOT_ATTACKS = frozenset({"gradient_masking"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,12 @@ def excluded_by_only(results: Results, section: str) -> bool:
     """Whether ``section`` was left out with ``--only``."""
     only = results.options.get("only")
     return bool(only) and section not in only
+
+
+def declared_attacks(results: Results, checks: bool = False) -> list[Declared]:
+    """The declared ``attacks`` entries that are attacks (``checks``: the entries that are checks
+    instead, :data:`NOT_ATTACKS`)."""
+    return [d for d in declared(results) if d.section == "attacks" and (d.name in NOT_ATTACKS) == checks]
 
 
 def missing(results: Results, section: str | None = None) -> list[Declared]:

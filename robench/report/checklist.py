@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from robench.report import _coverage
+from robench.report._coverage import NOT_ATTACKS
 from robench.report._labels import record_label
 from robench.results import EvaluationResult, MetricRecord, Results
 from robench.threat_model import format_eps, parse_eps
@@ -43,8 +44,6 @@ _CLAIMED_METRICS = {
 }
 STRONG_PGD_STEPS = 100
 STRONG_PGD_RESTARTS = 2
-# Sections that are not attacks, though registered as such.
-NOT_ATTACKS = frozenset({"gradient_masking"})
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ def _masking_item(results: Results) -> ChecklistItem:
     title = "No sign of gradient masking in the sanity checks"
     checks = [(e.key, c) for e in results.evaluations for c in e.checks]
     if not checks:
-        entries = [d for d in _coverage.declared(results) if d.section == "attacks" and d.name in NOT_ATTACKS]
+        entries = _coverage.declared_attacks(results, checks=True)
         unfinished = [d for d in entries if not d.finished]
         if attack_strengths(results):  # Carlini et al. 2019: an attack evaluation without sanity checks is incomplete
             if unfinished:

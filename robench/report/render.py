@@ -10,7 +10,7 @@ import jinja2
 
 from robench.report import _coverage
 from robench.report._labels import check_finding, record_label, show
-from robench.report.checklist import NOT_ATTACKS, ChecklistItem, checklist
+from robench.report.checklist import ChecklistItem, checklist
 from robench.results import MetricRecord, Results, atomic_write_text, load_results
 from robench.threat_model import format_eps
 
@@ -80,7 +80,7 @@ def headline(results: Results, items: list[ChecklistItem] | None = None) -> dict
     clean = next(iter(results.records("clean", "accuracy")), None)
     worst = results.records(name="worst_case_robust_accuracy")
     robust = worst[-1] if worst else None
-    attacks = [d for d in _coverage.declared(results) if d.section == "attacks" and d.name not in NOT_ATTACKS]
+    attacks = _coverage.declared_attacks(results)
     finished = [d for d in attacks if d.finished]
     title = "Robust accuracy (worst case over all attacks)"
     if robust is not None and len(finished) < len(attacks):
@@ -199,7 +199,7 @@ def _totals(results: Results) -> dict[str, float]:
 
 def _masking_state(results: Results) -> dict[str, Any]:
     """Whether the gradient-masking entry is declared, and why it has no checks if it has none."""
-    entries = [d for d in _coverage.declared(results) if d.section == "attacks" and d.name in NOT_ATTACKS]
+    entries = _coverage.declared_attacks(results, checks=True)
     unfinished = [d for d in entries if not d.finished]
     return {"declared": bool(entries), "why": _coverage.why_not_run(results, "attacks", unfinished) if unfinished else None}
 
