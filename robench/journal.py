@@ -1,8 +1,11 @@
 """Append-only, checksummed journal of finished batches, for resume.
 
-File layout: a sequence of records ``MAGIC | length (8 bytes, big endian) | sha256(payload) | payload``
-where the payload is a ``torch.save`` of ``{"key": str, "data": {name: tensor}, "meta": {...}}``
-(read back with ``weights_only=True``). The first record's key is ``__header__`` and identifies the
+File layout: a sequence of records
+``MAGIC | key length (4 bytes) | payload length (8 bytes) | sha256(key + payload) | key | payload``
+(lengths big endian, the key UTF-8) where the payload is a ``torch.save`` of
+``{"data": {name: tensor}, "meta": {...}}`` (read back with ``weights_only=True``). The key lies
+outside the payload, so indexing a journal on resume checks every record's digest without
+deserialising it. The first record's key is ``__header__`` and identifies the
 run (checkpoint, threat model, dataset, code version, seed, batch size); a journal of a different
 run is refused. A torn last record (a crash mid-write) is dropped and the file cut back to the last
 good record. Every append is flushed and fsync'd.
@@ -23,15 +26,22 @@ import torch
 
 from robench._errors import JournalError
 
-MAGIC = b"RBJ1"
+MAGIC = b"RBJ2"
+_OLD_MAGIC = b"RBJ1"  # robench before the key moved out of the payload
+_FRAME = 48  # MAGIC, key length, payload length, digest
 _HEADER = "__header__"
 
 
 def _encode(key: str, data: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"key": key, "data": {k: v.detach().cpu() for k, v in data.items()}, "meta": meta}, buffer)
-    payload = buffer.getvalue()
-    return MAGIC + len(payload).to_bytes(8, "big") + hashlib.sha256(payload).digest() + payload
+    torch.save({"data": {k: v.detach().cpu() for k, v in data.items()}, "meta": meta}, buffer)
+    body = key.encode() + buffer.getvalue()
+    return MAGIC + len(key.encode()).to_bytes(4, "big") + (len(body) - len(key.encode())).to_bytes(8, "big") + hashlib.sha256(body).digest() + body
+
+
+def _decode(payload: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    record = torch.load(io.BytesIO(payload), weights_only=True)
+    return record["data"], record["meta"]
 
 
 class Journal:
@@ -45,7 +55,7 @@ class Journal:
         """
         self.path = path
         self.identity = identity
-        self._index: dict[str, tuple[int, int]] = {}  # key -> (payload offset, payload length)
+        self._index: dict[str, tuple[int, int]] = {}  # key -> (offset of the key, length of key + payload)
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume and path.exists():
             self._read()
@@ -62,22 +72,27 @@ class Journal:
         good_end, header_seen = 0, False
         with self.path.open("rb") as handle:
             while True:
-                frame = handle.read(44)
-                if len(frame) < 44 or frame[:4] != MAGIC:
+                frame = handle.read(_FRAME)
+                if not header_seen and frame[:4] == _OLD_MAGIC:
+                    raise JournalError(f"{self.path} was written by an older robench; start without --resume")
+                if len(frame) < _FRAME or frame[:4] != MAGIC:
                     break
-                length = int.from_bytes(frame[4:12], "big")
-                payload = handle.read(length)
-                if len(payload) != length or hashlib.sha256(payload).digest() != frame[12:44]:
+                key_length, length = int.from_bytes(frame[4:8], "big"), int.from_bytes(frame[8:16], "big")
+                body = handle.read(key_length + length)
+                if len(body) != key_length + length or hashlib.sha256(body).digest() != frame[16:48]:
                     break
-                record = torch.load(io.BytesIO(payload), weights_only=True)
+                try:
+                    key = body[:key_length].decode()
+                except UnicodeDecodeError:
+                    break
                 if not header_seen:
-                    if record["key"] != _HEADER:
+                    if key != _HEADER:
                         raise JournalError(f"{self.path}: not a robench journal (no header)")
-                    self._check_identity(record["meta"])
+                    self._check_identity(_decode(body[key_length:])[1])
                     header_seen = True
                 else:
-                    self._index[record["key"]] = (good_end + 44, length)
-                good_end += 44 + length
+                    self._index[key] = (good_end + _FRAME, key_length + length)
+                good_end += _FRAME + key_length + length
             end = handle.seek(0, os.SEEK_END)
         if not header_seen:
             raise JournalError(f"{self.path}: journal header is missing or corrupt; delete the file to start afresh")
@@ -105,11 +120,10 @@ class Journal:
             return None
         offset, length = where
         self._reader.seek(offset - 32)
-        digest, payload = self._reader.read(32), self._reader.read(length)
-        if len(payload) != length or hashlib.sha256(payload).digest() != digest:
+        digest, body = self._reader.read(32), self._reader.read(length)
+        if len(body) != length or hashlib.sha256(body).digest() != digest or not body.startswith(key.encode()):
             raise JournalError(f"{self.path}: the record {key!r} changed on disk during the run; delete the file to start afresh")
-        record = torch.load(io.BytesIO(payload), weights_only=True)
-        return record["data"], record["meta"]
+        return _decode(body[len(key.encode()):])
 
     def put(self, key: str, data: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Append a record and make it durable before returning; only its place in the file is kept."""
@@ -118,7 +132,7 @@ class Journal:
         self._handle.write(encoded)
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        self._index[key] = (offset + 44, len(encoded) - 44)
+        self._index[key] = (offset + _FRAME, len(encoded) - _FRAME)
 
     def __len__(self) -> int:
         return len(self._index)

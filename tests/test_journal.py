@@ -109,9 +109,34 @@ def test_put_after_resume_is_read_back(tmp_path: Path) -> None:
     j = Journal(path, ID, resume=False)
     j.put("a", {"x": torch.arange(4.0)}, {"n": 1})
     j.close()
-    path.write_bytes(path.read_bytes() + b"RBJ1torn")  # a crash mid-append
+    path.write_bytes(path.read_bytes() + b"RBJ2torn")  # a crash mid-append
     again = Journal(path, ID, resume=True)
     again.put("b", {"x": torch.ones(2)}, {"n": 2})
     assert torch.equal(again.get("a")[0]["x"], torch.arange(4.0))  # type: ignore[index]
     assert torch.equal(again.get("b")[0]["x"], torch.ones(2)) and again.get("b")[1] == {"n": 2}  # type: ignore[index]
     again.close()
+
+
+def test_resume_indexes_without_deserialising(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Indexing checks every record's digest but unpickles only the header: a long run's records
+    are deserialised once, when they are used (they were all loaded twice before)."""
+    path = tmp_path / "j.bin"
+    j = Journal(path, ID, resume=False)
+    for i in range(5):
+        j.put(f"attacks/pgd/attack/{i}", {"x": torch.full((3,), float(i))}, {"i": i})
+    j.close()
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    again = Journal(path, ID, resume=True)
+    assert len(again) == 5 and len(loads) == 1  # the header, for the identity check
+    assert torch.equal(again.get("attacks/pgd/attack/3")[0]["x"], torch.full((3,), 3.0))  # type: ignore[index]
+    assert len(loads) == 2
+    again.close()
+
+
+def test_journal_of_an_older_robench_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "j.bin"
+    path.write_bytes(b"RBJ1" + bytes(40) + b"payload")
+    with pytest.raises(JournalError, match="older robench"):
+        Journal(path, ID, resume=True)

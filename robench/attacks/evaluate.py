@@ -99,7 +99,7 @@ def _evaluate_bounded(
             "labels": y,
         }
         if randomized:
-            # Robust in a pass: correct on the clean and on the adversarial input in that pass.
+            # the lower pass-mean accuracy of the clean and the adversarial input (as AutoAttack's chain)
             out["robust_rate"] = pass_mean_robust(model.predict_logits, x, result.x_adv, y)
         return out
 

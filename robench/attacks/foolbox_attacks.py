@@ -215,7 +215,7 @@ class MinNormEvaluation:
             out = {"correct": correct, "min_norm": min_norm, "adv_probs": logits.float().softmax(dim=1),
                    "clean_probs": clean_logits.float().softmax(dim=1), "labels": y, "no_start": no_start}  # fmt: skip
             if randomized:
-                # Robust in a pass: correct on the clean input and on the adversarial one if it lies in the ball.
+                # the lower pass-mean accuracy of the clean input and the adversarial one if it lies in the ball
                 in_ball = correct & (min_norm <= adversary.eps)
                 x_eval = torch.where(in_ball.view(-1, *[1] * (x.ndim - 1)), x_adv, x)
                 out["robust_rate"] = pass_mean_robust(model.predict_logits, x, x_eval, y)
