@@ -150,20 +150,32 @@ class EvalContext:
         other examples read again) and only the batch's rows are kept: transforms draw batch-shaped
         noise, so a block's draws need the whole block. The last such block is kept, so the batches
         that share it transform it once; callers should use batches that are multiples of ``block``.
+        The last block of the dataset is transformed at full size (padded), so the first ``n``
+        examples of a longer dataset get the same results.
         """
         start = self.batch_offset
         stop = start + len(x)
         out: torch.Tensor | None = None
+
+        def whole(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            # The last block of a dataset is padded to ``block`` rows (copies of its last image) so
+            # that it draws what the same block of a larger dataset draws: an example's result does
+            # not depend on how many examples follow it (``n_examples``) either.
+            short = block - len(images)
+            if short > 0:
+                images = torch.cat((images, images[-1:].expand(short, *images.shape[1:])))
+            return transform(images, generator)[: block - short] if short > 0 else transform(images, generator)
+
         for index in range(start // block, (stop - 1) // block + 1):
             lo, hi = index * block, min((index + 1) * block, len(dataset))
             cache_key = (self.key, stage, block, index, x.device)
             generator = self.generator(stage, "block", index, device=x.device if on_device else None)
             if start <= lo and hi <= stop:
-                done = transform(x[lo - start : hi - start], generator)
+                done = whole(x[lo - start : hi - start], generator)
             elif self._block_cache is not None and self._block_cache[0] == cache_key:
                 done = self._block_cache[1]  # the rest of a block an earlier (smaller) batch cut
             else:
-                done = transform(dataset.load(range(lo, hi))[0].to(x.device), generator)
+                done = whole(dataset.load(range(lo, hi))[0].to(x.device), generator)
                 self._block_cache = (cache_key, done)
             a, b = max(lo, start), min(hi, stop)
             if out is None:

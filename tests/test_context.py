@@ -195,3 +195,26 @@ def test_blockwise_draws_follow_blocks_and_reuse_a_cut_block() -> None:
     assert torch.equal(run(4), whole)  # blocks of 8 cut in halves by batches of 4
     assert sum(loads) == 8 + 8 and len(calls) == 3  # blocks 0 and 1 read once each; block 2 (16-19) is one batch
     assert torch.equal(run(3), whole) and torch.equal(run(8), whole)
+
+
+def test_blockwise_results_do_not_depend_on_how_many_examples_follow() -> None:
+    """The first 10 of 10 examples get what the first 10 of 20 get (a fast and a full audit share
+    their examples): the last, partial block is transformed at full size."""
+    from robench.data.base import ArrayDataset
+
+    images = torch.rand(20, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    sizes: list[int] = []
+
+    def noisy(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        sizes.append(len(x))
+        return x + torch.rand(x.shape, generator=generator)  # batch-shaped draws, as the corruptions make
+
+    def run(n: int) -> torch.Tensor:
+        data = ArrayDataset(images[:n], torch.zeros(n, dtype=torch.long), 2)
+        ctx = EvalContext(device=torch.device("cpu"), seed=1, progress=False)
+        ctx.begin("stability")
+        ctx.batch_offset = 0
+        return ctx.blockwise("gaussian_noise", data, images[:n], noisy, 8)
+
+    assert torch.equal(run(10), run(20)[:10]) and torch.equal(run(3), run(20)[:3])
+    assert set(sizes) == {8}  # every draw is block-shaped

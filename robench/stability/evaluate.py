@@ -26,7 +26,7 @@ from robench.data.base import Dataset
 from robench.registry import register, registry
 from robench.results import MetricRecord
 from robench.stats import clopper_pearson
-from robench.stability.functional import comparison_pairs, flip_probability, top5_distance
+from robench.stability.functional import comparison_pairs, flip_probability, top5_distance, top5_distance_max
 from robench.stability.params import SequenceParams, noise_level, resolve_table, sequence_params
 from robench.stability.released import open_released
 from robench.threat_model import StabilitySpec, ThreatModel
@@ -37,7 +37,7 @@ BOOTSTRAP_INTERVAL = f"bootstrap-percentile over sequences ({BOOTSTRAP_RESAMPLES
 STRIP_FRAMES = 11
 STRIP_SIZE = 64
 FRAME_BUDGET = 2**26  # 256 MiB of float32 frames per batch
-MAX_TOP5_DISTANCE = 15.0  # sum over the top 5 of |min(rank, 6) - i| (see top5_distance)
+SEQUENCE_BLOCK = 32  # generated sequences per random stream (see EvalContext.blockwise)
 
 
 def bootstrap_mean_interval(values: torch.Tensor, generator: torch.Generator, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
@@ -64,18 +64,19 @@ def mean_interval(
     """95% interval of the mean of per-sequence values in ``[0, support_max]``, and how it was made.
 
     The percentile bootstrap (:func:`bootstrap_mean_interval`) collapses to a point when every
-    value is 0 (no flip in any sequence), which would claim certainty. Then each value is at most
-    ``support_max`` times the indicator that it is nonzero, so the mean is at most ``support_max``
-    times the share of sequences with a nonzero value, whose Clopper-Pearson upper bound with 0 of
-    ``n`` observed bounds it (a conservative exact bound; symmetrically when every value is the maximum).
+    sequence has the same value ``c`` (no flip anywhere, or exactly one flip in every sequence),
+    which would claim certainty. Then the share ``q`` of sequences whose value differs from ``c``
+    is at most ``u``, the Clopper-Pearson upper bound for 0 such sequences in ``n``, and the mean
+    ``c (1 - q) + q E[value | value != c]`` lies in ``[c (1 - u), c (1 - u) + support_max u]``
+    (a conservative exact bound; ``[0, support_max u]`` when nothing flipped).
     """
     flat = values.double().reshape(-1, values.shape[-1])
     n = int(flat.shape[1])
     per_sequence = flat.mean(dim=0)
-    if n and bool((per_sequence == 0).all()):
-        return (0.0, support_max * clopper_pearson(0, n)[1]), f"exact bound: no nonzero value in {n} sequences (Clopper-Pearson)"
-    if n and bool((per_sequence == support_max).all()):
-        return (support_max * clopper_pearson(n, n)[0], support_max), f"exact bound: every value maximal in {n} sequences (Clopper-Pearson)"
+    if n and bool((per_sequence == per_sequence[0]).all()):
+        c, u = float(per_sequence[0]), clopper_pearson(0, n)[1]
+        what = "no nonzero value" if c == 0 else f"every value {c:.4g}"
+        return (c * (1 - u), min(support_max, c * (1 - u) + support_max * u)), f"exact bound: {what} in {n} sequences (Clopper-Pearson)"
     return bootstrap_mean_interval(values, generator), BOOTSTRAP_INTERVAL
 
 
@@ -149,6 +150,7 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
     # As in the corruptions section: the section's n_examples, else as many as the run evaluates
     # (dataset.n_examples / --n-examples); released files must hold that many sequences.
     n = spec.n_examples or len(data)
+    top5_support = 18.0  # the largest top-5 distance, set from the classes of the sequences below
     if spec.source == "generated":
         n = min(n, len(data))
     if ctx.shared.get("randomized"):
@@ -165,13 +167,17 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
             output.warnings.append(f"{name}: noise sequences have 3 strengths; difficulty {difficulty} uses strength {level}")
         sequences, n_frames, frames_of = _sequences(spec, data, name, params, level, n, data_home=ctx.data_home)
         pairs = comparison_pairs(n_frames, params.noise, difficulty)
+        top5_support = top5_distance_max(sequences.num_classes)  # the model's outputs are checked against it
 
         on_device = spec.rng == "device" and spec.source == "generated"
         # Sequences per batch: about FRAME_BUDGET float32 values of frames held at once. Generated
-        # sequences draw one random stream per block of that many (whatever --batch-size), and each
-        # batch is one block: a sequence's frames do not depend on the batch size or on sharding.
-        block = max(1, FRAME_BUDGET // (n_frames * math.prod(sequences.input_shape)))
-        per_batch = block if spec.source == "generated" else min(ctx.batch_size, block)
+        # sequences draw one random stream per block of SEQUENCE_BLOCK (fewer for large images),
+        # whatever --batch-size, and a batch holds whole blocks: a sequence's frames do not depend
+        # on the batch size, sharding or n_examples (the last block is padded, at most
+        # SEQUENCE_BLOCK - 1 extra sequences).
+        budget = max(1, FRAME_BUDGET // (n_frames * math.prod(sequences.input_shape)))
+        block = min(SEQUENCE_BLOCK, budget)
+        per_batch = budget // block * block if spec.source == "generated" else min(ctx.batch_size, budget)
 
         def frames(x: torch.Tensor, generator: torch.Generator, sequences: Dataset = sequences, frames_of: Any = frames_of,
                    name: str = name, on_device: bool = on_device, block: int = block) -> torch.Tensor:  # fmt: skip
@@ -199,7 +205,7 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
         condition = {"perturbation": name, "difficulty": difficulty, "source": spec.source}
         fp, t5d = out["flip_probability"], out["top5_distance"]
         fp_interval, fp_method = mean_interval(fp, ctx.generator("bootstrap", name, "fp"), 1.0)
-        t5d_interval, t5d_method = mean_interval(t5d, ctx.generator("bootstrap", name, "t5d"), MAX_TOP5_DISTANCE)
+        t5d_interval, t5d_method = mean_interval(t5d, ctx.generator("bootstrap", name, "t5d"), top5_support)
         count = int(fp.numel())
         output.records.append(_record("flip_probability", float(fp.mean()), count, fp_interval, condition, "probability", fp_method))
         output.records.append(_record("top5_distance", float(t5d.mean()), count, t5d_interval, condition, "rank distance", t5d_method))
@@ -223,8 +229,10 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
             summary["flip_rate"] = flip_rate
         summaries.append(summary)
 
-    _summary_records(output, per_sequence, baseline, spec, ctx)
-    output.artifacts = {"table": table, "difficulty": difficulty, "noise_level": level, "perturbations": summaries}
+    _summary_records(output, per_sequence, baseline, spec, ctx, top5_support)
+    output.artifacts = {
+        "table": table, "difficulty": difficulty, "noise_level": level, "perturbations": summaries, "top5_distance_max": top5_support,
+    }  # fmt: skip
     return output
 
 
@@ -239,7 +247,8 @@ def _record(
 
 
 def _summary_records(
-    output: EvaluationOutput, per_sequence: dict[str, dict[str, torch.Tensor]], baseline: dict[str, float], spec: StabilitySpec, ctx: EvalContext
+    output: EvaluationOutput, per_sequence: dict[str, dict[str, torch.Tensor]], baseline: dict[str, float], spec: StabilitySpec,
+    ctx: EvalContext, top5_support: float,
 ) -> None:
     """Means over perturbations: mFP, mT5D and, when every perturbation has a baseline, mFR."""
     names = list(per_sequence)
@@ -250,7 +259,7 @@ def _summary_records(
     paired = len(sizes) == 1
     for metric, record_name, unit, support_max in (
         ("flip_probability", "mean_flip_probability", "probability", 1.0),
-        ("top5_distance", "mean_top5_distance", "rank distance", MAX_TOP5_DISTANCE),
+        ("top5_distance", "mean_top5_distance", "rank distance", top5_support),
     ):
         means = [float(per_sequence[name][metric].mean()) for name in names]
         value = sum(means) / len(means)

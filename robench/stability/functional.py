@@ -16,6 +16,9 @@ T5D replaces the indicator by the distance between the top-5 rankings (see :func
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import torch
 
 from robench._errors import ConfigError
@@ -114,7 +117,7 @@ def top5_distance(scores: torch.Tensor, noise: bool, difficulty: int = 1) -> tor
         difficulty: Stride of sequential perturbations.
 
     Returns:
-        ``(N,)`` float64 distances in ``[0, 15]`` (0: identical top-5 rankings).
+        ``(N,)`` float64 distances in ``[0, top5_distance_max(K)]`` (0: identical top-5 rankings).
     """
     _check_frames(scores, "scores", 3)
     n_classes = scores.shape[2]
@@ -129,3 +132,23 @@ def top5_distance(scores: torch.Tensor, noise: bool, difficulty: int = 1) -> tor
     position = torch.arange(1, top + 1, device=scores.device)
     distance = (sigma.clamp(max=6) - position).abs().sum(dim=2)  # (N, P)
     return distance.double().mean(dim=1)
+
+
+@functools.lru_cache(maxsize=None)
+def top5_distance_max(num_classes: int) -> float:
+    """The largest top-5 distance of one compared pair with ``num_classes`` classes (the support of
+    :func:`top5_distance`): 18 from 7 classes on (the leaders 1-4 fall to rank 6 or below,
+    ``5 + 4 + 3 + 2``, and the 5th rises to rank 1, ``4``), 15 with 5 classes, 17 with 6.
+
+    Found by enumerating the ranks ``sigma`` the leaders can take in the other frame: injective
+    maps into ``1..min(K, 10)`` (ranks beyond 6 count as 6, so 10 distinct ranks already give
+    every value).
+    """
+    if num_classes < 1:
+        raise ValueError(f"Expected at least one class, but got {num_classes}")
+    top = min(5, num_classes)
+    ranks = range(1, min(num_classes, 10) + 1)
+    return float(max(
+        sum(abs(min(rank, 6) - i) for i, rank in enumerate(sigma, start=1))
+        for sigma in itertools.permutations(ranks, top)
+    ))  # fmt: skip

@@ -9,6 +9,7 @@ from scipy.stats import rankdata
 
 from robench._errors import ConfigError
 from robench.stability import comparison_pairs, flip_probability, rankings, top5_distance
+from robench.stability.functional import top5_distance_max
 
 
 def _flip_brute_force(predictions: np.ndarray, noise: bool, difficulty: int) -> float:
@@ -115,7 +116,7 @@ def test_top5_distance_equals_brute_force(noise: bool, difficulty: int, classes:
     scores[1, :, :3] = 1.0  # ties broken by class index
     ours = top5_distance(scores, noise, difficulty)
     assert float(ours.mean()) == pytest.approx(_t5d_brute_force(scores.numpy(), noise, difficulty), abs=1e-12)
-    assert float(ours.max()) <= 15
+    assert float(ours.max()) <= top5_distance_max(classes)
 
 
 def test_comparison_pairs_and_errors() -> None:
@@ -126,3 +127,30 @@ def test_comparison_pairs_and_errors() -> None:
             comparison_pairs(*args)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="dims"):
         flip_probability(torch.zeros(5, dtype=torch.long), noise=True)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 4, 5, 6, 7])
+def test_top5_distance_max_is_the_largest_distance_of_any_ranking(classes: int) -> None:
+    """The support used by the stability intervals: every reordering of the second frame, scored with
+    the paper's double sum (not 15, which 7 or more classes exceed, nor 15 below 5 classes)."""
+    import itertools
+
+    base = np.arange(classes, 0, -1, dtype=np.float64)
+    largest = 0
+    for order in itertools.permutations(range(classes)):
+        scores_b = np.empty(classes)
+        scores_b[list(order)] = base
+        largest = max(largest, _top5_pair_distance(base, scores_b))
+    assert top5_distance_max(classes) == largest  # 2, 4, 8, 12, 15, 17, 18
+
+
+def test_top5_distance_reaches_18_with_many_classes() -> None:
+    """The leaders 1-4 fall below rank 5 (5 + 4 + 3 + 2) and the 5th becomes the top class (4)."""
+    classes = 12
+    base = torch.arange(classes, 0, -1, dtype=torch.float64)
+    order = [4, 5, 6, 7, 8, 9, 10, 0, 1, 2, 3, 11]  # new ranking: class 4 first, classes 0-3 at ranks 8-11
+    second = torch.empty(classes, dtype=torch.float64)
+    second[torch.tensor(order)] = base
+    scores = torch.stack([base, second])[None]
+    assert float(top5_distance(scores, noise=False)[0]) == 18 == _top5_pair_distance(base.numpy(), second.numpy())
+    assert top5_distance_max(classes) == 18 and top5_distance_max(1000) == 18

@@ -242,6 +242,25 @@ def test_no_flip_at_all_gets_an_exact_upper_bound_not_a_point() -> None:
     assert method == BOOTSTRAP_INTERVAL and low < 0.035 < high
 
 
+def test_a_constant_nonzero_value_or_one_sequence_gets_an_exact_bound_not_a_point() -> None:
+    """Exactly one flip in each of 40 brightness sweeps (every value 1/30): the bootstrap gives
+    [1/30, 1/30]. With u the Clopper-Pearson bound for 0 of 40 sequences differing, the mean lies in
+    [c (1 - u), c (1 - u) + M u]; one sequence is the same case with n = 1."""
+    from scipy.stats import beta
+
+    from robench.stability.evaluate import mean_interval
+
+    generator = torch.Generator().manual_seed(0)
+    c, u = 1 / 30, beta.ppf(0.975, 1, 40)
+    (low, high), method = mean_interval(torch.full((40,), c), generator, 1.0)
+    assert (low, high) == (pytest.approx(c * (1 - u)), pytest.approx(c * (1 - u) + u)) and "exact bound" in method
+    assert low < c < high and high > 0.11  # the bootstrap claimed [0.0333, 0.0333]
+    (low, high), method = mean_interval(torch.full((3, 40), 2.0), generator, 18.0)  # mT5D of constant sequences
+    assert high == pytest.approx(2 * (1 - u) + 18 * u) and "exact bound" in method
+    (low, high), _ = mean_interval(torch.tensor([0.2]), generator, 1.0)
+    assert low == pytest.approx(0.2 * 0.025) and high == pytest.approx(0.2 * 0.025 + 0.975)
+
+
 def test_generated_sequences_do_not_depend_on_the_batch_size(tmp_path: Path) -> None:
     """Each sequence has its own random stream: batch size (CLI defaults differ by device) leaves
     every flip probability, and the strip of sequence 0, unchanged."""

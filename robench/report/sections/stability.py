@@ -69,5 +69,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "difficulty": evaluation.artifacts.get("difficulty"),
         "noise_level": evaluation.artifacts.get("noise_level"),
         "table": evaluation.artifacts.get("table"),
+        "t5d_max": evaluation.artifacts.get("top5_distance_max"),
+        "exact_rows": [row["perturbation"] for row in rows if str(row["fp"].interval or "").startswith("exact")],
         "cost": evaluation.cost,
     }
