@@ -226,8 +226,8 @@ class CorruptionsSpec(_Frozen):
 
     source: Literal["generated", "released"] = "generated"
     released_manifest: str | None = Field(default=None, description="manifest of the released set")
-    table: Literal["auto", "cifar10", "imagenet"] = Field(
-        default="auto", description="severity table; auto picks by image size (<= 64 px: cifar10)"
+    table: Literal["auto", "cifar10", "tinyimagenet", "imagenet"] = Field(
+        default="auto", description="severity table; auto picks by image size (<= 32 px: cifar10, <= 64 px: tinyimagenet, else imagenet)"
     )
     corruptions: CorruptionNames = BENCHMARK_CORRUPTIONS
     severities: tuple[Severity, ...] = (1, 2, 3, 4, 5)

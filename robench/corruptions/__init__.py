@@ -14,9 +14,9 @@ device. Importing this package registers the corruptions and the ``corruptions``
 from robench.corruptions import blur, digital, noise, weather  # noqa: F401  (registration)
 from robench.corruptions import sweep  # noqa: F401  (registration of the evaluation)
 from robench.corruptions._base import GROUPS
-from robench.corruptions.params import CIFAR10_TABLE, IMAGENET_TABLE, TABLES, CorruptionTable, resolve_table
+from robench.corruptions.params import CIFAR10_TABLE, IMAGENET_TABLE, TABLES, TINYIMAGENET_TABLE, CorruptionTable, resolve_table
 
-__all__ = ["CIFAR10_TABLE", "GROUPS", "IMAGENET_TABLE", "TABLES", "CorruptionTable", "resolve_table"]
+__all__ = ["CIFAR10_TABLE", "GROUPS", "IMAGENET_TABLE", "TABLES", "TINYIMAGENET_TABLE", "CorruptionTable", "resolve_table"]
 
 from robench.corruptions.metrics import corruption_error, relative_corruption_error
 from robench.registry import registry as _registry

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 from pathlib import Path
 
 import torch
@@ -62,6 +63,14 @@ def frost_textures(scale: float, min_height: int, min_width: int, device: str) -
         size = (max(1, round(height * factor)), max(1, round(width * factor)))
         image = texture.float()[None]
         if size != (height, width):
-            image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=False)
+            # Sample at 1 / factor input pixels per output pixel, as cv2.resize(fx=factor) does (a
+            # target size alone would sample at in / out: frost4's 527 -> 105 drifted 0.4 px). Rows
+            # and columns replicated past the edge (where OpenCV clamps) let torch's floor((n + p) *
+            # factor) output pixels reach OpenCV's round(n * factor).
+            pad = math.ceil(1 / factor)
+            padded = F.pad(image, (0, pad, 0, pad), mode="replicate")
+            image = F.interpolate(
+                padded, scale_factor=factor, mode="bilinear", align_corners=False, antialias=False, recompute_scale_factor=False
+            )[..., : size[0], : size[1]]
         out.append((image[0].round().clamp(0, 255) / 255.0).to(device))
     return tuple(out)

@@ -1,11 +1,12 @@
 """Severity tables of the common corruptions (Hendrycks & Dietterich, ICLR 2019).
 
-Two tables, transcribed from the code that generated the released data sets:
+Three tables, transcribed from the code that generated the released data sets:
 
 - ``cifar10``: ``ImageNet-C/create_c/make_cifar_c.py`` (CIFAR-10-C, 32 px images);
+- ``tinyimagenet``: ``ImageNet-C/create_c/make_tinyimagenet_c.py`` (Tiny-ImageNet-C, 64 px images);
 - ``imagenet``: ``ImageNet-C/create_c/make_imagenet_c.py`` (ImageNet-C, 224 px images),
 
-both in the repository hendrycks/robustness. ``severity`` s (1..5) selects entry ``s - 1`` of
+all in the repository hendrycks/robustness. ``severity`` s (1..5) selects entry ``s - 1`` of
 each row. The values are in the units of the original code: pixel intensities in [0, 1] and
 lengths in pixels of the original image size (:attr:`CorruptionTable.base_size`). Lengths are
 not rescaled for other image sizes (as in the imagecorruptions package), except for
@@ -13,7 +14,8 @@ not rescaled for other image sizes (as in the imagecorruptions package), except 
 the frost texture scale (``frost_scale * side / base_size``, so a 28 px digit sees about the same
 share of the texture as a 32 px CIFAR image).
 
-``table: auto`` picks ``cifar10`` up to 64 px a side (CIFAR, MNIST, Tiny-ImageNet's 64 px) and
+``table: auto`` picks ``cifar10`` up to 32 px a side (CIFAR, MNIST), ``tinyimagenet`` up to 64 px
+(so a generated sweep of Tiny-ImageNet uses the parameters of the released Tiny-ImageNet-C) and
 ``imagenet`` above, where the ImageNet-C blur radii and fractal sizes make sense.
 
 The imagecorruptions package (bethgelab/imagecorruptions, ``imagecorruptions/corruptions.py``)
@@ -28,9 +30,9 @@ from typing import Any
 
 from robench._errors import ConfigError
 
-TABLE_NAMES: tuple[str, ...] = ("cifar10", "imagenet")
-AUTO_MAX_SIZE = 64
-"""``table: auto`` picks ``cifar10`` for images of at most this many pixels a side, else ``imagenet``."""
+TABLE_NAMES: tuple[str, ...] = ("cifar10", "tinyimagenet", "imagenet")
+AUTO_SIZES: tuple[tuple[int, str], ...] = ((32, "cifar10"), (64, "tinyimagenet"))
+"""``table: auto`` picks the first table whose size bound (pixels a side) the image meets, else ``imagenet``."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ class CorruptionTable:
     """Severity parameters of every corruption for one data set.
 
     Attributes:
-        name: ``cifar10`` or ``imagenet``.
-        base_size: Side of the images the parameters were made for (32 or 224).
+        name: ``cifar10``, ``tinyimagenet`` or ``imagenet``.
+        base_size: Side of the images the parameters were made for (32, 64 or 224).
         rows: ``corruption -> (params at severity 1, ..., params at severity 5)``.
         frost_scale: Factor the frost textures are resized by before cropping.
     """
@@ -117,6 +119,51 @@ CIFAR10_TABLE = CorruptionTable(
     },
 )
 
+# make_tinyimagenet_c.py (hendrycks/robustness, ImageNet-C/create_c/make_tinyimagenet_c.py): the
+# generator of the released Tiny-ImageNet-C (64 px; same functions as make_cifar_c.py).
+_TINY_IMSIZE = 64
+TINYIMAGENET_TABLE = CorruptionTable(
+    name="tinyimagenet",
+    base_size=64,
+    frost_scale=0.3,  # cv2.resize(frost, fx=0.3, fy=0.3) before the random 64 px crop
+    rows={
+        "gaussian_noise": (0.04, 0.08, 0.12, 0.15, 0.18),
+        "shot_noise": (250, 100, 50, 30, 15),
+        "impulse_noise": (0.01, 0.02, 0.05, 0.08, 0.14),
+        "speckle_noise": (0.15, 0.2, 0.25, 0.3, 0.35),
+        "gaussian_blur": (0.5, 0.75, 1, 1.25, 1.5),
+        "glass_blur": ((0.1, 1, 1), (0.5, 1, 1), (0.6, 1, 2), (0.7, 2, 1), (0.9, 2, 2)),
+        "defocus_blur": ((0.5, 0.6), (1, 0.1), (1.5, 0.1), (2.5, 0.01), (3, 0.1)),
+        "motion_blur": ((10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3)),
+        "zoom_blur": ((1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01)),
+        "snow": (
+            (0.1, 0.2, 1, 0.6, 8, 3, 0.8),
+            (0.1, 0.2, 1, 0.5, 10, 4, 0.8),
+            (0.15, 0.3, 1.75, 0.55, 10, 4, 0.7),
+            (0.25, 0.3, 2.25, 0.6, 12, 6, 0.65),
+            (0.3, 0.3, 1.25, 0.65, 14, 12, 0.6),
+        ),
+        "frost": ((1, 0.3), (0.9, 0.4), (0.8, 0.45), (0.75, 0.5), (0.7, 0.55)),
+        "fog": ((0.4, 3), (0.7, 3), (1, 2.5), (1.5, 2), (2, 1.75)),
+        "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
+        "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
+        "elastic_transform": tuple(
+            (_TINY_IMSIZE * a, _TINY_IMSIZE * s, _TINY_IMSIZE * f)
+            for a, s, f in ((0, 0, 0.08), (0.05, 0.3, 0.06), (0.1, 0.08, 0.06), (0.1, 0.03, 0.03), (0.16, 0.03, 0.02))
+        ),
+        "pixelate": ((0.9, "box"), (0.8, "box"), (0.7, "box"), (0.6, "box"), (0.5, "box")),
+        "jpeg_compression": (65, 58, 50, 40, 25),
+        "spatter": (
+            (0.62, 0.1, 0.7, 0.7, 0.6, 0),
+            (0.65, 0.1, 0.8, 0.7, 0.6, 0),
+            (0.65, 0.3, 1, 0.69, 0.6, 0),
+            (0.65, 0.1, 0.7, 0.68, 0.6, 1),
+            (0.65, 0.1, 0.5, 0.67, 0.6, 1),
+        ),
+        "saturate": ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (30, 0.2)),
+    },
+)
+
 # make_imagenet_c.py (hendrycks/robustness, ImageNet-C/create_c/make_imagenet_c.py).
 # Its elastic constants use 244 where 224 was meant ("ultimately nothing is incorrect").
 _IMAGENET_ELASTIC = 244
@@ -163,7 +210,7 @@ IMAGENET_TABLE = CorruptionTable(
     },
 )
 
-TABLES: dict[str, CorruptionTable] = {"cifar10": CIFAR10_TABLE, "imagenet": IMAGENET_TABLE}
+TABLES: dict[str, CorruptionTable] = {"cifar10": CIFAR10_TABLE, "tinyimagenet": TINYIMAGENET_TABLE, "imagenet": IMAGENET_TABLE}
 
 # AlexNet top-1 error per ImageNet-C corruption, averaged over the five severities; the mCE
 # denominators. Values as in ../shared/REFERENCE.md, the same as AugMix's ALEXNET_ERR ("raw AlexNet
@@ -190,7 +237,8 @@ ALEXNET_CLEAN_ERROR = 0.4345
 
 
 def resolve_table(table: str | CorruptionTable, image_size: int) -> CorruptionTable:
-    """The table named by a threat model (``auto``: ``cifar10`` up to 64 px, else ``imagenet``).
+    """The table named by a threat model (``auto``: ``cifar10`` up to 32 px, ``tinyimagenet`` up to
+    64 px, else ``imagenet``).
 
     Raises:
         ConfigError: unknown table name.
@@ -198,7 +246,7 @@ def resolve_table(table: str | CorruptionTable, image_size: int) -> CorruptionTa
     if isinstance(table, CorruptionTable):
         return table
     if table == "auto":
-        return CIFAR10_TABLE if image_size <= AUTO_MAX_SIZE else IMAGENET_TABLE
+        return next((TABLES[name] for bound, name in AUTO_SIZES if image_size <= bound), IMAGENET_TABLE)
     if table not in TABLES:
         raise ConfigError(f"Expected a corruption table among {['auto', *TABLE_NAMES]}, but got {table!r}")
     return TABLES[table]

@@ -122,3 +122,19 @@ def test_spatter_liquid_above_one_wraps_like_the_reference_uint8_cast(images: st
     with mock.patch.object(_ops, "randn", spiky):
         ours, ref = on_shared_draws(x.double(), "spatter", 3, TABLES["imagenet"], torch.Generator())
     np.testing.assert_allclose(ours.numpy() * 255, ref * 255, atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [0.2, 0.3, 0.175])
+def test_frost_textures_equal_opencv_resize(scale: float) -> None:
+    """make_cifar_c.py resizes the textures with cv2.resize(fx=scale): sampled at 1 / scale input
+    pixels per output pixel (frost4's 527 px width is not a multiple of 5: resizing to a target size
+    drifted by up to 0.4 px, 128 grey levels at the far edge)."""
+    cv2 = pytest.importorskip("cv2")
+    from robench.corruptions._textures import FROST_FILES, frost_dir, frost_textures
+
+    for name, ours in zip(FROST_FILES, frost_textures(scale, 8, 8, "cpu")):
+        reference = cv2.resize(cv2.imread(str(frost_dir() / name)), (0, 0), fx=scale, fy=scale)[..., ::-1].astype(np.int32)
+        mine = (ours.permute(1, 2, 0).numpy() * 255).round().astype(np.int32)
+        assert mine.shape == reference.shape, name
+        # OpenCV interpolates uint8 in 11-bit fixed point: at most one level apart, exact at 0.2
+        assert np.abs(mine - reference).max() <= (0 if scale == 0.2 else 1), name

@@ -109,8 +109,13 @@ def test_bad_inputs_raise_robench_errors() -> None:
 
 
 def test_auto_table_by_image_size() -> None:
-    assert resolve_table("auto", 28).name == "cifar10"
-    assert resolve_table("auto", 64).name == "cifar10"
+    """Tiny-ImageNet's 64 px get the table of the released Tiny-ImageNet-C (make_tinyimagenet_c.py),
+    whose severity-5 noise is nearly twice CIFAR-10-C's (sigma .18 vs .10)."""
+    assert resolve_table("auto", 28).name == "cifar10" and resolve_table("auto", 32).name == "cifar10"
+    tiny = resolve_table("auto", 64)
+    assert tiny.name == "tinyimagenet" and resolve_table("auto", 48).name == "tinyimagenet"
+    assert tiny("gaussian_noise", 5) == 0.18 and tiny("shot_noise", 5) == 15 and tiny("saturate", 5) == (30, 0.2)
+    assert tiny("elastic_transform", 5) == pytest.approx((64 * 0.16, 64 * 0.03, 64 * 0.02)) and tiny.frost_scale == 0.3
     assert resolve_table("auto", 96).name == "imagenet"
     assert resolve_table("imagenet", 32).name == "imagenet"
 

@@ -75,6 +75,24 @@ def test_generated_sweep_records_and_hand_offs() -> None:
     assert not any(r.name == "mce" for r in out.records) and out.warnings  # not an ImageNet-C sweep
 
 
+def test_mean_corruption_accuracy_leaves_the_extras_out_and_says_what_it_averaged() -> None:
+    """CIFAR-10-C's headline is the mean over the 15 benchmark corruptions: a declared extra keeps
+    its own rows (as in mCE) instead of moving the mean, and the record names what it averaged."""
+    spec = CorruptionsSpec(corruptions=("gaussian_noise", "contrast", "speckle_noise"), severities=(1, 5))
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
+    cells = {(r.condition["corruption"], r.condition["severity"]): r.value for r in out.records if r.name == "accuracy"}
+    mean = next(r for r in out.records if r.name == "mean_corruption_accuracy")
+    benchmark = [v for (name, _), v in cells.items() if name != "speckle_noise"]
+    assert mean.value == pytest.approx(sum(benchmark) / 4) and mean.condition == {"benchmark_corruptions": 2, "severities": 2}
+    extras = CorruptionsSpec(corruptions=("speckle_noise",), severities=(3,))
+    ctx.begin("corruptions")
+    only = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, extras, ctx)
+    mean = next(r for r in only.records if r.name == "mean_corruption_accuracy")
+    assert mean.condition == {"benchmark_corruptions": 0, "severities": 1, "extra_corruptions": 1}
+
+
 def test_generated_cells_do_not_depend_on_the_batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each example's draws follow its fixed block, so batch size (CLI defaults differ by device), an
     out-of-memory back-off or sharding leave every corrupted image, and so every number, unchanged;

@@ -114,6 +114,21 @@ def test_corruption_board(model_info: Path) -> None:
     assert any("not comparable" in n for n in subset.notes)
 
 
+def test_corruption_board_reads_what_the_mean_averaged(model_info: Path) -> None:
+    """All 19 corruptions declared: the mean covers the 15 benchmark ones x 5 severities (its
+    condition says so), which is the board's quantity; a mean over 15 x 3 severities is not."""
+    from robench.threat_model import ALL_CORRUPTIONS
+
+    results = _corruption_run(list(ALL_CORRUPTIONS), 400)
+    record = results.evaluations[1].records[0]
+    record.condition = {"benchmark_corruptions": 15, "severities": 5}
+    [comparison] = compare_to_leaderboard(results, build_snapshot(model_info))
+    assert not any("not comparable" in n for n in comparison.notes)
+    record.condition = {"benchmark_corruptions": 15, "severities": 3}
+    [subset] = compare_to_leaderboard(results, build_snapshot(model_info))
+    assert any("not comparable" in n for n in subset.notes)
+
+
 def test_corruption_board_small_sample_note_reads_the_mean_record(model_info: Path) -> None:
     """The mean's own n decides the note (corruptions.n_examples can be below the dataset's)."""
     from robench.threat_model import BENCHMARK_CORRUPTIONS
