@@ -54,8 +54,10 @@ class MetricRecord(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> MetricRecord:
-        if self.value is not None and not math.isfinite(self.value):
-            raise ValueError(f"metric {self.name!r} has non-finite value {self.value}")
+        # JSON has no NaN or inf: pydantic would write them as null, and the file would not load back
+        for field, number in (("value", self.value), ("ci_low", self.ci_low), ("ci_high", self.ci_high)):
+            if number is not None and not math.isfinite(number):
+                raise ValueError(f"metric {self.name!r} has non-finite {field} {number}")
         if (self.ci_low is None) != (self.ci_high is None):
             raise ValueError("ci_low and ci_high are given together")
         return self
@@ -112,6 +114,12 @@ class Cost(_Model):
     batches: int = 0
     resumed_batches: int = 0
     oom_retries: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> Cost:
+        if not math.isfinite(self.wall_time_s):
+            raise ValueError(f"cost wall_time_s is not finite ({self.wall_time_s})")
+        return self
 
 
 class Check(_Model):

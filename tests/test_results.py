@@ -58,6 +58,12 @@ def test_non_finite_values_rejected() -> None:
         MetricRecord(evaluation="e", name="n", value=float("nan"))
     with pytest.raises(ValidationError):
         MetricRecord(evaluation="e", name="n", value=0.1, ci_low=0.0)
+    # an interval end or a cost that is NaN/inf would be written as null and the file refused on load
+    for low, high in ((float("nan"), 0.7), (0.1, float("inf"))):
+        with pytest.raises(ValidationError, match="non-finite"):
+            MetricRecord(evaluation="e", name="n", value=0.5, ci_low=low, ci_high=high)
+    with pytest.raises(ValidationError, match="not finite"):
+        Cost(wall_time_s=float("nan"))
 
 
 @pytest.mark.parametrize(

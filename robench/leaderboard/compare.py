@@ -1,10 +1,11 @@
 """Where a run stands among published leaderboard entries of the same dataset, threat and eps.
 
-Matching: the threat model's dataset manifest (``cifar10``, ``cifar100``, ``imagenet``; the
+Matching: the name of the run's dataset manifest (``cifar10``, ``cifar100``, ``imagenet``; the
 released corruption sets ``cifar10c``, ``cifar100c``, ``imagenetc`` map to their clean datasets)
 with the adversary's norm (``Linf``, ``L2``) gives an adversarial board, whose entries count only at
-the same eps (relative tolerance ``eps_rtol``; RobustBench lists a few CIFAR-10 entries at 0.031
-instead of 8/255 and these are left out, and counted); a corruption sweep gives the dataset's
+the same eps (relative tolerance ``eps_rtol``; RobustBench lists a few CIFAR entries at 0.031
+instead of 8/255, in their ``eps`` field or in a footnote, and these are left out, and counted); a
+corruption sweep gives the dataset's
 ``corruptions`` board.
 
 Rank = 1 + the number of entries with a strictly higher ranked number. A difference is "outside the
@@ -29,6 +30,7 @@ from robench.threat_model import BENCHMARK_CORRUPTIONS, format_eps
 _CORRUPTED = {"cifar10c": "cifar10", "cifar100c": "cifar100", "imagenetc": "imagenet"}
 # Test points behind the published numbers (RobustBench: full CIFAR test sets, 5,000 ImageNet images).
 BOARD_N = {"cifar10": 10_000, "cifar100": 10_000, "imagenet": 5_000}
+BOARD_SPLIT = {"cifar10": "test", "cifar100": "test", "imagenet": "val"}
 
 
 @dataclass(frozen=True)
@@ -187,15 +189,21 @@ def _compare(
 
 def _sample_note(results: Results, dataset: str, robust: MetricRecord | None) -> list[str]:
     n = robust.n if robust is not None and robust.n else results.dataset.n_examples
-    expected = BOARD_N.get(dataset)
+    expected, split = BOARD_N.get(dataset), BOARD_SPLIT.get(dataset)
+    notes = []
+    if split is not None and results.dataset.split != split:
+        notes.append(f"measured on the {results.dataset.split} split, the published numbers on the {split} split: not comparable")
     if expected is not None and n < expected:
-        return [f"measured on n = {n:,} examples, the published numbers on {expected:,}: compare within the 95% interval"]
-    return []
+        notes.append(f"measured on n = {n:,} examples, the published numbers on {expected:,}: compare within the 95% interval")
+    return notes
 
 
 def _board_dataset(results: Results) -> str:
-    """The dataset a run's boards are named by (``cifar10``; a corrupted set by its clean one)."""
-    dataset = _dataset_name(str((results.threat_model.get("dataset") or {}).get("manifest") or results.dataset.manifest))
+    """The dataset a run's boards are named by (``cifar10``; a corrupted set by its clean one): the
+    ``name`` inside the manifest the run used, so a frozen copy (``my-cifar10.yaml``, see
+    ``robench data freeze``) matches like the shipped one; the threat model's manifest path only
+    where the results lack it."""
+    dataset = _dataset_name(str(results.dataset.manifest or (results.threat_model.get("dataset") or {}).get("manifest") or ""))
     return _CORRUPTED.get(dataset, dataset)
 
 

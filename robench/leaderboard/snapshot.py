@@ -27,6 +27,9 @@ from robench.threat_model import parse_eps
 SNAPSHOT_SCHEMA_VERSION = 1
 DEFAULT_SNAPSHOT = Path(__file__).resolve().parents[1] / "data_manifests" / "leaderboards" / "robustbench.json"
 BOARD_THREATS = ("Linf", "L2", "corruptions")
+# RobustBench footnotes of entries evaluated at another radius than their `eps` field, e.g.
+# "Uses \\(\\ell_{\\infty} \\) = 0.031 \u2248 7.9/255 instead of 8/255." (shared/leaderboards/README.md)
+_OTHER_EPS_RE = re.compile(r"=\s*([0-9]*\.[0-9]+)[^=]*?\binstead of\s+([0-9.]+(?:/[0-9]+)?)")
 _COMMIT_RE = re.compile(r"Commit:\s*`?([0-9a-f]{40})`?(?:\s*\(([0-9]{4}-[0-9]{2}-[0-9]{2})[^)]*\))?")
 
 
@@ -47,7 +50,9 @@ class Entry:
         autoattack_accuracy: Standard AutoAttack robust accuracy (adversarial boards).
         reported_accuracy: What the paper reports, when known.
         eps: The radius as published (``"8/255"``), ``None`` on corruption boards.
-        eps_value: ``eps`` as a number.
+        eps_value: The radius the entry was evaluated at, as a number: ``eps``, or the one its
+            footnote names instead (``"Uses l_inf = 0.031 ... instead of 8/255"``).
+        eps_note: Why ``eps_value`` is not ``eps`` (empty when it is).
         unreliable: RobustBench's flag: the AutoAttack number is known to overestimate robustness.
         forward_passes: Forward passes per prediction (ensembles, mixtures > 1).
         link: Paper URL.
@@ -65,6 +70,7 @@ class Entry:
     reported_accuracy: float | None = None
     eps: str | None = None
     eps_value: float | None = None
+    eps_note: str = ""
     unreliable: bool = False
     forward_passes: int = 1
     link: str = ""
@@ -119,6 +125,7 @@ def _entry(path: Path, threat: str) -> Entry:
     if not isinstance(info, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(info).__name__}")
     where = str(path)
+    eps_note = ""
     clean = _percent(info.get("clean_acc"), f"{where}: clean_acc")
     if threat == "corruptions":
         robust, source, autoattack, eps, eps_value = _percent(info.get("corruptions_acc"), f"{where}: corruptions_acc"), "corruptions", None, None, None
@@ -131,6 +138,9 @@ def _entry(path: Path, threat: str) -> Entry:
             eps_value = parse_eps(eps) if eps is not None else None
         except ValueError as exc:
             raise DataError(f"{where}: eps: {exc}") from None
+        other = _OTHER_EPS_RE.search(str(info.get("footnote") or ""))
+        if other and eps_value is not None and math.isclose(parse_eps(other.group(2)), eps_value) and float(other.group(1)) != eps_value:
+            eps_value, eps_note = float(other.group(1)), f"its footnote: evaluated at {other.group(1)} instead of {other.group(2)}"
     return Entry(
         id=path.stem,
         name=str(info.get("name") or ""),
@@ -144,6 +154,7 @@ def _entry(path: Path, threat: str) -> Entry:
         reported_accuracy=_percent(info.get("reported"), f"{where}: reported"),
         eps=eps,
         eps_value=eps_value,
+        eps_note=eps_note,
         unreliable=bool(info.get("unreliable", False)),
         forward_passes=int(info.get("number_forward_passes") or 1),
         link=str(info.get("link") or ""),

@@ -35,7 +35,7 @@ def _flag(value: bool | None) -> str:
 def board_table(comparison: BoardComparison) -> Table:
     """The run and its nearest published neighbours on one board."""
     metric = "corruption acc." if comparison.metric == "mean_corruption_accuracy" else "robust acc."
-    header = ("entry", "published rank", "clean acc.", metric, "Δ clean", "Δ " + metric.split()[0], "outside run's 95% CI (clean / " + metric.split()[0] + ")")
+    header = ("entry", "rank among compared entries", "clean acc.", metric, "Δ clean", "Δ " + metric.split()[0], "outside run's 95% CI (clean / " + metric.split()[0] + ")")
     total = comparison.n_entries + 1
     rank = f"{comparison.rank}/{total}" if comparison.rank else "–"
     if comparison.rank and comparison.rank_range and comparison.rank_range[0] != comparison.rank_range[1]:

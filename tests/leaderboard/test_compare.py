@@ -13,6 +13,7 @@ from statsmodels.stats.proportion import proportion_confint
 from robench.cli import main
 from robench.leaderboard import build_snapshot, compare_to_leaderboard, load_snapshot
 from robench.results import EvaluationResult, MetricRecord, Results
+from tests.leaderboard.conftest import SHARED_MODEL_INFO
 from tests.report import fixtures
 
 N = fixtures.N
@@ -68,6 +69,27 @@ def test_rank_neighbours_and_deltas_match_brute_force(model_info: Path, robust: 
     assert not comparison.scrutiny  # the strong fixture's number comes from AutoAttack
 
 
+def test_a_frozen_copy_of_the_manifest_matches_the_same_board(model_info: Path) -> None:
+    """`robench data freeze cifar10 --out my-cifar10.yaml` keeps the manifest's name (cifar10): the
+    run is compared like one on the shipped manifest, not with a board named after the file."""
+    snapshot = build_snapshot(model_info)
+    shipped = _with_worst_case(fixtures.strong(), 300)
+    frozen = shipped.model_copy(deep=True)
+    frozen.threat_model["dataset"]["manifest"] = "/home/u/manifests/my-cifar10.yaml"
+    assert frozen.dataset.manifest == "cifar10"
+    [a], [b] = compare_to_leaderboard(shipped, snapshot), compare_to_leaderboard(frozen, snapshot)
+    assert (a.board, a.rank) == (b.board, b.rank) == ("cifar10/Linf", a.rank)
+
+
+def test_a_run_on_the_train_split_is_said_not_comparable(model_info: Path) -> None:
+    results = _with_worst_case(fixtures.strong(), 300)
+    [test] = compare_to_leaderboard(results, build_snapshot(model_info))
+    assert not any("split" in n for n in test.notes)
+    results.dataset.split = "train"
+    [train] = compare_to_leaderboard(results, build_snapshot(model_info))
+    assert any("train split, the published numbers on the test split: not comparable" in n for n in train.notes)
+
+
 def test_weak_evaluation_beating_sota_is_flagged(model_info: Path) -> None:
     [comparison] = compare_to_leaderboard(fixtures.weak(), build_snapshot(model_info))
     assert comparison.beats_sota and comparison.strong_attack is False and comparison.scrutiny
@@ -100,6 +122,37 @@ def _corruption_run(names: list[str], mean: int) -> Results:
                          records=[MetricRecord.proportion("corruptions", "mean_corruption_accuracy", mean, N)]),
     ]  # fmt: skip
     return results
+
+
+def test_an_entry_whose_footnote_names_another_eps_is_left_out(model_info: Path) -> None:
+    """RobustBench's Zhang2020Geometry and three CIFAR-100 LBGAT entries say eps 8/255 but their
+    footnote "Uses \\(\\ell_{\\infty} \\) = 0.031 ~ 7.9/255 instead of 8/255": like the six entries
+    whose eps field says 0.031, they are not ranked against 8/255 runs."""
+    import json
+
+    path = model_info / "cifar10" / "Linf" / "Gamma2021.json"
+    info = json.loads(path.read_text())
+    info["footnote"] = "Uses \\(\\ell_{\\infty} \\) = 0.031 \u2248 7.9/255 instead of 8/255."
+    path.write_text(json.dumps(info))
+    snapshot = build_snapshot(model_info)
+    entry = next(e for e in snapshot.boards["cifar10/Linf"].entries if e.id == "Gamma2021")
+    assert (entry.eps, entry.eps_value) == ("8/255", 0.031) and "0.031 instead of 8/255" in entry.eps_note
+    [comparison] = compare_to_leaderboard(_with_worst_case(fixtures.strong(), 300), snapshot)
+    assert set(comparison.excluded) == {"Eps2019Old", "Gamma2021"} and comparison.n_entries == 4
+
+
+@pytest.mark.skipif(not SHARED_MODEL_INFO.is_dir(), reason="needs ../shared/leaderboards")
+def test_the_shipped_snapshot_reads_the_eps_footnotes() -> None:
+    """Re-derived from the published files: every entry evaluated at 0.031 (field or footnote)."""
+    import json
+
+    expected = set()
+    for path in SHARED_MODEL_INFO.glob("*/Linf/*.json"):
+        info = json.loads(path.read_text())
+        if info.get("eps") == "0.031" or "0.031" in str(info.get("footnote") or ""):
+            expected.add(f"{path.parts[-3]}/{path.stem}")
+    shipped = {f"{b.dataset}/{e.id}" for b in load_snapshot().boards.values() for e in b.entries if e.eps_value == 0.031}
+    assert shipped == expected and len(expected) == 10
 
 
 def test_corruption_board(model_info: Path) -> None:
@@ -144,6 +197,7 @@ def test_unmatched_settings_give_nothing(model_info: Path) -> None:
     snapshot = build_snapshot(model_info)
     mnist = fixtures.strong().model_copy(deep=True)
     mnist.threat_model["dataset"]["manifest"] = "mnist5k"
+    mnist.dataset.manifest = "mnist5k"
     assert compare_to_leaderboard(mnist, snapshot) == []
     assert compare_to_leaderboard(fixtures.certified(), load_snapshot()) == []  # certificates are not AutoAttack numbers
     from robench.leaderboard.compare import unmatched_reason

@@ -74,3 +74,15 @@ def test_final_worst_case_lines_up_across_different_attack_sets() -> None:
     same = compare_runs(fixtures.strong(), fixtures.strong())
     assert [d.label for d in same.deltas if "worst_case" in d.label] == ["attacks worst_case_robust_accuracy (over pgd, autoattack)"]
     assert not any("different attacks" in n for n in same.notes)
+
+
+def test_the_same_attacks_in_another_order_are_the_same_worst_case() -> None:
+    """The worst case is a per-example minimum over the attacks: pgd, autoattack and autoattack,
+    pgd give the same quantity, compared without a 'different attacks' note."""
+    b = fixtures.strong().model_copy(deep=True)
+    for evaluation in b.evaluations:
+        for r in evaluation.records:
+            if r.name == "worst_case_robust_accuracy" and r.condition.get("attack") == "pgd+autoattack":
+                r.condition["attack"] = "autoattack+pgd"
+    comparison = compare_runs(fixtures.strong(), b)
+    assert not any("different attacks" in n for n in comparison.notes)

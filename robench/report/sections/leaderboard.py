@@ -23,7 +23,7 @@ def build(results: Results) -> dict[str, Any]:
     except ConfigError as exc:
         return {"comparisons": [], "source": {}, "reason": f"no leaderboard snapshot is available ({exc})"}
     comparisons = compare_to_leaderboard(results, snapshot)
-    dataset = (results.threat_model.get("dataset") or {}).get("manifest", results.dataset.manifest)
+    dataset = results.dataset.manifest or (results.threat_model.get("dataset") or {}).get("manifest")
     adversary = results.threat_model.get("adversary") or {}
     setting = f"{dataset}" + (f", {adversary.get('norm')}" if adversary else "")
     boards = ", ".join(sorted(snapshot.boards))
