@@ -150,6 +150,11 @@ def last_linear(module: fx.GraphModule) -> fx.Node | None:
     return None
 
 
+ARITHMETIC_METHODS: dict[str, Any] = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "neg": torch.neg}
+"""Tensor methods the interpreters treat as their function forms: fx records ``buffer * x`` (a
+tensor on the left) as the method call ``buffer.mul(x)``, and models write ``x.mul(w)``."""
+
+
 class TracingInterpreter(fx.Interpreter):
     """An :class:`fx.Interpreter` that remembers the node it runs, so that an unsupported layer
     can be named in the error (:meth:`fail`). Subclasses set :attr:`method` (``IBP``...)."""
@@ -163,6 +168,23 @@ class TracingInterpreter(fx.Interpreter):
     def run_node(self, n: fx.Node) -> Any:  # noqa: D102
         self._node = n
         return super().run_node(n)
+
+    def bounded_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], bound: type) -> tuple[bool, Any]:
+        """``(True, result)`` for a method node whose arguments hold a ``bound`` value and that is an
+        arithmetic method (run as its function form); ``(False, None)`` when no argument is bounded.
+
+        Raises:
+            ConfigError: a bounded value reaches a method through another argument than ``self``.
+        """
+        values = (*args, *kwargs.values())
+        if not any(isinstance(a, bound) for a in values):
+            return False, None
+        function = ARITHMETIC_METHODS.get(str(target))
+        if function is not None:
+            return True, self.call_function(function, args, kwargs)
+        if not isinstance(args[0], bound):
+            raise self.fail()
+        return False, None
 
     def fail(self) -> ConfigError:
         """The error naming the node being run."""

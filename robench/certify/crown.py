@@ -55,7 +55,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from robench._errors import ConfigError
-from robench.certify._trace import describe, trace, unsupported
+from robench.certify._trace import ARITHMETIC_METHODS, describe, trace, unsupported
 from robench.certify.ibp import Box, input_box
 from robench.models.wrapper import Normalize
 
@@ -139,7 +139,10 @@ def _constant(value: Any, node: fx.Node, graph: fx.GraphModule, ndim: int) -> An
 def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dict[fx.Node, Any]) -> tuple[str, Map | None]:
     """``("affine", f)``, ``("relu", None)``, ``("identity", None)``, ``("add"|"sub", None)`` for a node
     whose operands ``ops`` are marked ``None`` where input-dependent; raises when unsupported."""
-    out_shape = tuple(node.meta["tensor_meta"].shape[1:]) if "tensor_meta" in node.meta else None
+    meta = node.meta.get("tensor_meta")
+    if meta is not None and not hasattr(meta, "shape"):  # several outputs (torch.sort, topk, max(dim)...)
+        raise unsupported(node, graph, _METHOD)
+    out_shape = tuple(meta.shape[1:]) if meta is not None else None
     dependent = [i for i, a in enumerate(ops) if a is None]
     ndim = 1 + len(out_shape) if out_shape is not None else 0
 
@@ -163,15 +166,17 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
         if isinstance(layer, AFFINE_LAYERS):
             return "affine", layer
         raise unsupported(node, graph, _METHOD)
-    target = node.target
-    if node.op == "call_function" and len(ops) == 2 and not node.kwargs and target in _ADD | _SUB:
+    op, target = node.op, node.target
+    if op == "call_method" and str(target) in ARITHMETIC_METHODS:  # buffer.mul(x), x.add(c): the function forms
+        op, target = "call_function", ARITHMETIC_METHODS[str(target)]
+    if op == "call_function" and len(ops) == 2 and not node.kwargs and target in _ADD | _SUB:
         if dependent == [0, 1]:
             return ("add" if target in _ADD else "sub"), None
         c = const(1 - dependent[0])
         if target in _ADD:
             return "affine", lambda h: h + c
         return "affine", (lambda h: h - c) if dependent == [0] else (lambda h: c - h)
-    if node.op == "call_function" and len(ops) == 2 and not node.kwargs and len(dependent) == 1:
+    if op == "call_function" and len(ops) == 2 and not node.kwargs and len(dependent) == 1:
         c = const(1 - dependent[0])
         if target in _MUL:
             return "affine", lambda h: h * c
@@ -180,7 +185,7 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
     if dependent != [0]:
         raise unsupported(node, graph, _METHOD)
     rest, kwargs = [const(i) for i in range(1, len(ops))], {k: consts.get(v, v) for k, v in node.kwargs.items()}
-    if node.op == "call_function":
+    if op == "call_function":
         if target in _RELU_FUNCTIONS and set(kwargs) <= {"inplace"} and all(isinstance(a, bool) for a in rest):
             return "relu", None  # F.relu(x, inplace=False)
         if target in _NEG and not rest:
@@ -189,7 +194,7 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
             return "affine", _reshape_to(out_shape)
         if target in AFFINE_FUNCTIONS:
             return "affine", lambda h: target(h, *rest, **kwargs)  # type: ignore[operator]
-    if node.op == "call_method":
+    if op == "call_method":
         if target == "relu" and not rest:
             return "relu", None
         if target in _IDENTITY_METHODS:

@@ -112,7 +112,7 @@ def propagate_layer(layer: nn.Module, box: Box) -> Box | None:
         centre = box.centre * _channel_view(scale, box.lower) + _channel_view(shift, box.lower)
         return Box.from_centre(centre, box.radius * _channel_view(scale.abs(), box.lower))
     if isinstance(layer, Normalize):
-        return _affine(box, layer, lambda r: r / layer.std.to(r.dtype))
+        return _affine(box, layer, lambda r: r / layer.std.to(r.dtype).abs())  # a radius stays >= 0
     if isinstance(layer, nn.LeakyReLU) and layer.negative_slope < 0:
         return None
     if isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)) and layer.return_indices:
@@ -235,6 +235,9 @@ class IntervalInterpreter(TracingInterpreter):
         return out
 
     def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+        done, out = self.bounded_method(target, args, kwargs, Box)
+        if done:
+            return out
         if not isinstance(args[0], Box):
             return super().call_method(target, args, kwargs)
         out = propagate_method(str(target), args, kwargs)

@@ -219,7 +219,7 @@ def layer_norm_bound(layer: nn.Module, input_shape: tuple[int, ...], method: Con
             scale = scale * layer.weight.detach().double()
         return float(scale.abs().max())
     if isinstance(layer, Normalize):
-        return float(1.0 / layer.std.double().min())
+        return float(1.0 / layer.std.double().abs().min())
     if isinstance(layer, (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return pool_norm(layer, input_shape)
     slope = _ACTIVATION_SLOPE.get(type(layer))
@@ -290,6 +290,9 @@ class LipschitzInterpreter(TracingInterpreter):
         raise self.fail()
 
     def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+        done, out = self.bounded_method(target, args, kwargs, Lip)
+        if done:
+            return out
         if not isinstance(args[0], Lip):
             return super().call_method(target, args, kwargs)
         value = args[0].value

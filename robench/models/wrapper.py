@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -16,7 +17,13 @@ class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, so that the wrapped model takes [0,1] pixels."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Raises:
+            ValueError: a std that is not a positive finite number (a negative one would flip the
+                sign of a channel, which the certificates' interval and norm rules do not expect).
+        """
         super().__init__()
+        if not all(math.isfinite(float(s)) and float(s) > 0 for s in std):
+            raise ValueError(f"Normalize: every std must be a positive finite number, got {list(std)}")
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 

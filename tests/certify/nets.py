@@ -30,6 +30,20 @@ class Scaled(nn.Module):
         return torch.relu(self.scale * x).flatten(1)
 
 
+class BufferOps(nn.Module):
+    """Constant tensors on the left of an operator and arithmetic methods: fx records ``w * x`` with a
+    buffer ``w`` as the method call ``w.mul(x)`` (the certifiers crashed or refused it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("w", torch.tensor([-1.5, 0.5, 2.0]).view(1, 3, 1, 1))
+        self.register_buffer("c", torch.tensor([0.2, -0.1, 0.3]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.c - self.w * x
+        return torch.relu(x.mul(self.w).add(self.c)).flatten(1)
+
+
 def _randomize_bn(module: nn.Module, generator: torch.Generator) -> None:
     for layer in module.modules():
         if isinstance(layer, nn.modules.batchnorm._BatchNorm):
@@ -53,6 +67,7 @@ def networks() -> dict[str, nn.Module]:
             nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5),
         ),
         "functional": nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), Scaled(), nn.Linear(27, 5)),
+        "buffer_methods": nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), BufferOps(), nn.Linear(27, 5)),
     }  # fmt: skip
     generator = torch.Generator().manual_seed(1)
     for net in nets.values():

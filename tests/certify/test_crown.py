@@ -16,7 +16,7 @@ from robench.certify import crown, ibp
 from robench.certify.ibp import Box, input_box
 from robench.models.archs import WideResNet
 from robench.models.wrapper import Normalize
-from tests.certify.nets import _randomize_bn, networks
+from tests.certify.nets import BufferOps, _randomize_bn, networks
 
 TOL = 1e-9
 
@@ -97,6 +97,7 @@ def _nets() -> dict[str, nn.Module]:
             nn.Dropout(0.5), nn.Linear(12, 5),
         ),
         "functional": nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), FunctionalTail()),
+        "buffer_methods": nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), BufferOps(), nn.Linear(27, 5)),
         "linear_bn1d": nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 5)),
         "residual_mlp": ResidualMLP(),
         "residual_functional": FunctionalResidual(),
@@ -321,6 +322,14 @@ def test_unsupported_layers_are_named() -> None:
         crown.crown_bounds(residual, Box(torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8)))
     with pytest.raises(ConfigError, match=r"function 'cat'"):
         crown.crown_bounds(Concatenated(), box)
+
+
+    class Sorted(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sort(x.flatten(1), dim=1).values  # a node with several outputs (an AttributeError before)
+
+    with pytest.raises(ConfigError, match=r"unsupported function 'sort'"):
+        crown.crown_bounds(Sorted(), box)
 
 
 def test_crown_section_end_to_end(digit_mlp, digits) -> None:

@@ -157,3 +157,26 @@ def test_cuda_bounds_equal_cpu_bounds_and_contain_float64_outputs(name: str) -> 
     with torch.no_grad():
         out = copy.deepcopy(net).double()(points.flatten(0, 1).double()).view(300, x.shape[0], -1)
     assert (out >= gpu.lower.cpu().double() - TOL).all() and (out <= gpu.upper.cpu().double() + TOL).all()
+
+
+def test_normalize_refuses_a_nonpositive_std_and_ibp_stays_sound_if_one_is_set() -> None:
+    """A negative std flips a channel: the box came out inverted (lower > upper) and IBP verified
+    x = 0.45 although x' = 0.55, 0.1 away, is classified otherwise."""
+    from robench.certify.lipschitz import lipschitz_bound
+    from robench.models.wrapper import Normalize
+
+    with pytest.raises(ValueError, match="positive"):
+        Normalize([0.5], [-0.5])
+    norm = Normalize([0.5], [0.5])
+    norm.std.fill_(-0.5)  # set behind the constructor's back
+    net = nn.Sequential(norm, nn.Flatten(), nn.Linear(1, 2)).eval()
+    with torch.no_grad():
+        net[2].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        net[2].bias.zero_()
+    x, y = torch.full((1, 1, 1, 1), 0.45), torch.tensor([0])
+    assert int(net(torch.full((1, 1, 1, 1), 0.55)).argmax()) == 1  # the counterexample
+    assert not bool(verified(net, x, y, 0.1)[0])
+    box = interval_bounds(net, input_box(x, 0.1))
+    assert bool((box.lower <= box.upper).all())
+    # |d logits / dx| = 2 per output, ||J||_2 = 2 sqrt(2): a sound bound is at least that (was -1 / negative)
+    assert lipschitz_bound(net, x)[0] >= 2 * 2**0.5 - 1e-6
