@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SECTIONS = ("clean", "attacks", "corruptions", "stability", "certification", "calibration")
@@ -69,7 +69,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from robench.report.exports import write_exports
     from robench.runner import evaluate, process_rank
 
-    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only is not None else None
     threat_name = Path(args.threat_model).stem
     out = Path(args.out) if args.out else Path("reports") / threat_name
     results = evaluate(
@@ -253,11 +253,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with robench's one-line errors (argparse prints its usage first: two lines)."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102
+        self.exit(EXIT_USAGE, f"robench: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _seed(text: str) -> int:
+    from robench.runner import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from robench.runner import robench_version
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="robench",
         description="Robustness evaluation and certification of PyTorch image classifiers.",
     )
@@ -273,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--only", metavar="KIND[,KIND]", help=f"run only these sections: {', '.join(SECTIONS)}")
     ev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     ev.add_argument("--batch-size", type=_positive_int, help="examples per batch (default 512 on CUDA, 128 on CPU)")
-    ev.add_argument("--seed", type=int, default=0, help="run seed; all randomness derives from it (default 0)")
+    ev.add_argument("--seed", type=_seed, default=0, help="run seed; all randomness derives from it (default 0)")
     ev.add_argument("--resume", action="store_true", help="continue an interrupted run from the journal in --out")
     ev.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling code from the checkpoint (it can run arbitrary code)")
     ev.add_argument("--data-root", help="folder holding the dataset's files")
@@ -284,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train two small CNNs on the embedded MNIST digits and audit both")
     demo.add_argument("--out", default="reports/demo", help="output folder (default reports/demo)")
     demo.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    demo.add_argument("--seed", type=int, default=0, help="training and evaluation seed (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="training and evaluation seed (default 0)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
 
@@ -340,7 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from robench._errors import RobenchError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already said in one line)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

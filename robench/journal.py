@@ -51,21 +51,25 @@ class Journal:
         """Open (``resume``) or start a journal.
 
         Raises:
-            JournalError: resuming a journal of another run, or a corrupt header.
+            JournalError: resuming a journal of another run, a corrupt header, or a path that
+                cannot be read or written (a folder, no permission).
         """
         self.path = path
         self.identity = identity
         self._index: dict[str, tuple[int, int]] = {}  # key -> (offset of the key, length of key + payload)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and path.exists():
-            self._read()
-        else:
-            with path.open("wb") as handle:
-                handle.write(_encode(_HEADER, {}, identity))
-                handle.flush()
-                os.fsync(handle.fileno())
-        self._handle = path.open("ab")
-        self._reader = path.open("rb")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if resume and path.exists():
+                self._read()
+            else:
+                with path.open("wb") as handle:
+                    handle.write(_encode(_HEADER, {}, identity))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            self._handle = path.open("ab")
+            self._reader = path.open("rb")
+        except OSError as exc:
+            raise JournalError(f"cannot use the journal {path}: {exc.strerror or exc}") from None
 
     def _read(self) -> None:
         """Index the records of an existing journal, one at a time; cut a torn or corrupt tail."""
@@ -129,9 +133,12 @@ class Journal:
         """Append a record and make it durable before returning; only its place in the file is kept."""
         encoded = _encode(key, data, meta)
         offset = self._handle.tell()
-        self._handle.write(encoded)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            self._handle.write(encoded)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:  # disk full: a torn record is cut on resume
+            raise JournalError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
         self._index[key] = (offset + _FRAME, len(encoded) - _FRAME)
 
     def __len__(self) -> int:

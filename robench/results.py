@@ -232,9 +232,18 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part.
+
+    Raises:
+        ConfigError: the path cannot be written (its folder is a file, it is a folder, no permission...).
+    """
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; expected the path of a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc} (at {exc.filename or path.parent})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -242,6 +251,9 @@ def atomic_write_text(path: Path, text: str) -> Path:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode of a new file
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, the target became a folder...
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -263,14 +275,37 @@ def load_results(path: str | Path) -> Results:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except (RecursionError, ValueError) as exc:  # nested too deep; an integer of more than 4,300 digits
+        raise ConfigError(f"{path}: not a robench results file ({type(exc).__name__}: {str(exc)[:120]})") from None
     if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
         raise ConfigError(
             f"{path}: results schema_version {data.get('schema_version')!r} is not supported "
             f"(this robench reads {SCHEMA_VERSION})"
         )
     try:
-        return Results.model_validate(data)
+        results = Results.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<root>"
         raise ConfigError(f"{path}: not a robench results file: {where}: {first['msg']}") from None
+    problem = _threat_model_problem(results.threat_model)
+    if problem:
+        raise ConfigError(f"{path}: not a robench results file: threat_model: {problem}")
+    return results
+
+
+def _threat_model_problem(threat: dict[str, Any]) -> str | None:
+    """What makes a recorded threat model unreadable for the report and comparisons (``None``: fine).
+    The whole schema is not re-checked: results of older versions stay readable."""
+    if not isinstance(threat.get("name"), str):
+        return "no name"
+    dataset = threat.get("dataset")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("manifest"), str):
+        return "no dataset.manifest"
+    for key in ("adversary", "evaluations"):
+        if threat.get(key) is not None and not isinstance(threat[key], dict):
+            return f"{key} is not a mapping"
+    eps = (threat.get("adversary") or {}).get("eps")
+    if threat.get("adversary") and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps)):
+        return f"adversary.eps is {eps!r}, not a number"
+    return None

@@ -26,7 +26,7 @@ from robench.journal import Journal
 from robench.models import load_model, module_sha256
 from robench.models.wrapper import PixelModel
 from robench.registry import registry
-from robench.results import Environment, EvaluationResult, Results
+from robench.results import Environment, EvaluationResult, Results, load_results
 from robench.threat_model import ThreatModel, ThreatModelError, _param_errors, load_threat_model
 
 _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pydantic", "pyautoattack", "foolbox", "timm", "robustbench")
@@ -141,13 +141,20 @@ def _init_distributed(device: torch.device) -> tuple[int, int, torch.device, boo
     return dist.get_rank(), dist.get_world_size(), device, created
 
 
+MAX_SEED = 2**63
+"""Seeds are 63-bit (torch generators take 64-bit seeds; robench derives its streams from them)."""
+
+
 def _plan(threat: ThreatModel, only: list[str] | None) -> list[tuple[str, str, str, Any]]:
     """``(section, key, name, spec)`` for each evaluation to run, in order."""
     sections = threat.evaluations.sections()
-    if only:
+    if only is not None:
         unknown = [s for s in only if s not in ("clean", "attacks", "corruptions", "stability", "certification", "calibration")]
-        if unknown:
-            raise ConfigError(f"--only: unknown sections {unknown}; expected clean, attacks, corruptions, stability, certification, calibration")
+        if not only or unknown:
+            raise ConfigError(f"--only: {f'unknown sections {unknown}' if only else 'no section named'}; expected clean, attacks, corruptions, stability, certification, calibration")
+        undeclared = [s for s in only if s not in sections]
+        if undeclared:
+            raise ConfigError(f"--only: the threat model declares no {', '.join(undeclared)} section (it declares {', '.join(sections)})")
         sections = [s for s in sections if s in only]
     plan: list[tuple[str, str, str, Any]] = []
     for section in sections:
@@ -163,6 +170,40 @@ def _declared(spec: Any) -> dict[str, Any]:
     if spec is None:
         return {}
     return spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
+
+
+def _finished_before(path: Path, results: Results) -> dict[str, EvaluationResult]:
+    """The finished evaluations in the results file a resumed run finds, when it is of the same run
+    (model, threat model, data, seed): they stay in ``results.json`` until the run re-produces
+    them from its journal, so an interrupted resume loses nothing that had finished."""
+    if not path.is_file():
+        return {}
+    try:
+        previous = load_results(path)
+    except ConfigError:
+        return {}
+    same = (
+        previous.threat_model_sha256 == results.threat_model_sha256 and previous.model.sha256 == results.model.sha256
+        and previous.dataset.manifest_sha256 == results.dataset.manifest_sha256
+        and previous.dataset.n_examples == results.dataset.n_examples and previous.seed == results.seed
+    )  # fmt: skip
+    return {e.key: e for e in previous.evaluations if e.status == "success"} if same else {}
+
+
+def _with_kept(current: list[EvaluationResult], kept: dict[str, EvaluationResult], plan: list[tuple[str, str, str, Any]]) -> list[EvaluationResult]:
+    """The evaluations to write, in plan order: this run's finished ones, else the earlier run's
+    finished ones, else this run's unfinished ones."""
+    done = {e.key: e for e in current}
+    out = []
+    for _, key, _, _ in plan:
+        evaluation = done.get(key)
+        if evaluation is not None and evaluation.status == "success":
+            out.append(evaluation)
+        elif key in kept:
+            out.append(kept[key])
+        elif evaluation is not None:
+            out.append(evaluation)
+    return out
 
 
 def evaluate(
@@ -222,6 +263,8 @@ def evaluate(
         registry.entry("evaluation", section)
     if batch_size is not None and batch_size <= 0:
         raise ConfigError(f"--batch-size must be > 0, got {batch_size}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
+        raise ConfigError(f"--seed must be an integer in [0, 2**63), got {seed!r}")
     torch_device = resolve_device(device)
     rank, world, torch_device, created_group = _init_distributed(torch_device)
     try:
@@ -310,6 +353,8 @@ def _evaluate(
         },  # fmt: skip
     )
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a folder for results.json, report.html and the journal")
     journal = None
     if out is not None:
         identity = {
@@ -328,8 +373,14 @@ def _evaluate(
         }
         journal = Journal(out / ("journal.bin" if rank == 0 else f"journal.rank{rank}.bin"), identity, resume)
     writer = out if rank == 0 else None  # one process writes results.json
-    if writer is not None:
-        results.save(writer / "results.json")
+    kept = _finished_before(writer / "results.json", results) if writer is not None and resume else {}
+
+    def save() -> None:
+        if writer is not None:
+            shown = results.model_copy(update={"evaluations": _with_kept(results.evaluations, kept, plan)}) if kept else results
+            shown.save(writer / "results.json")
+
+    save()
     ctx = EvalContext(
         device=torch_device, seed=seed, batch_size=batch, journal=journal, progress=progress, rank=rank, world_size=world,
         data_home=None if data_home is None else str(data_home),
@@ -356,22 +407,19 @@ def _evaluate(
             evaluation.warnings = produced.warnings
             evaluation.artifacts = produced.artifacts
             evaluation.resolved = produced.resolved
-            if writer is not None:
-                results.save(writer / "results.json")
+            save()
     except BaseException as exc:  # finished evaluations stay in results.json, whatever stopped the run
         results.status = "error"
         results.error = (str(exc) or type(exc).__name__) if isinstance(exc, (RobenchError, KeyboardInterrupt)) else f"{type(exc).__name__}: {exc}"
         results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if writer is not None:
-            results.save(writer / "results.json")
+        save()
         raise
     finally:
         if journal is not None:
             journal.close()
     results.status = "success"
     results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if writer is not None:
-        results.save(writer / "results.json")
+    save()
     return results
 
 

@@ -69,6 +69,12 @@ def _checkpoints(folder: Path) -> dict[str, tuple[Path, str | None]]:
         paths[name] = (folder / name, None)
     paths["directory"] = (folder, ARCH)
     paths["missing.pt"] = (folder / "missing.pt", ARCH)
+    (folder / "text.pt").write_text("not a checkpoint\n" * 20)  # torch's legacy parser: KeyError
+    paths["text.pt"] = (folder / "text.pt", ARCH)
+    (folder / "garbage.pt").write_bytes(bytes(range(7, 250)) * 4)  # "unpickling" fails on random bytes too
+    paths["garbage.pt"] = (folder / "garbage.pt", ARCH)
+    (folder / "truncated.pt2").write_bytes(b"PK\x03\x04 truncated")  # torch.export logs a traceback
+    paths["truncated.pt2"] = (folder / "truncated.pt2", None)
     return paths
 
 
@@ -91,6 +97,18 @@ def _datasets(folder: Path) -> dict[str, Path]:
         np.savez(manifest.parent / "tiny.npz", x=x, y=y)
         data = yaml.safe_load(manifest.read_text())
         data["files"] = [{"path": "tiny.npz"}]  # no hash: the content check must catch it
+        data["splits"]["test"].pop("label_counts")
+        manifest.write_text(yaml.safe_dump(data))
+        out[name] = manifest
+    for name, arrays in (
+        ("object_arrays", {"x": np.array([object()] * 48, dtype=object), "y": np.arange(48) % 4}),
+        ("labels_short", {"x": np.zeros((48, 8, 8, 1), np.uint8), "y": np.arange(40) % 4}),
+        ("five_channels", {"x": np.zeros((48, 8, 8, 5), np.uint8), "y": np.arange(48) % 4}),
+    ):
+        manifest = write_npz_dataset(folder / name)
+        np.savez(manifest.parent / "tiny.npz", allow_pickle=True, **arrays)
+        data = yaml.safe_load(manifest.read_text())
+        data["files"] = [{"path": "tiny.npz"}]
         data["splits"]["test"].pop("label_counts")
         manifest.write_text(yaml.safe_dump(data))
         out[name] = manifest
@@ -139,6 +157,33 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
     evaluate("option/device", good_ckpt, good_threat, extra=("--device", "tpu"))
     evaluate("option/too_many_examples", good_ckpt, good_threat, extra=("--n-examples", "100000"))
     evaluate("option/only_unknown", good_ckpt, good_threat, extra=("--only", "atacks"))
+    evaluate("option/only_undeclared", good_ckpt, good_threat, extra=("--only", "certification"))
+    evaluate("option/only_empty", good_ckpt, good_threat, extra=("--only", ","))
+    evaluate("option/seed_huge", good_ckpt, good_threat, extra=("--seed", "9" * 30))
+    (tmp / "a-file").write_text("x")
+    cases.append(("output/out_is_a_file", ["evaluate", "--checkpoint", str(good_ckpt), "--threat-model", str(good_threat),
+                                           "--out", str(tmp / "a-file"), "--data-root", good_root, "--no-progress", "--arch", ARCH]))
+    (tmp / "out" / "journal_folder" / "journal.bin").mkdir(parents=True)
+    cases.append(("output/journal_is_a_folder", ["evaluate", "--checkpoint", str(good_ckpt), "--threat-model", str(good_threat),
+                                                 "--out", str(tmp / "out" / "journal_folder"), "--data-root", good_root,
+                                                 "--no-progress", "--arch", ARCH, "--resume"]))
+    from tests.report import fixtures
+
+    results_file = fixtures.strong().save(tmp / "strong.json")
+    cases.append(("output/report_into_a_folder", ["report", str(results_file), "--out", str(tmp)]))
+    cases.append(("output/export_into_a_folder", ["export", str(results_file), "--csv", str(tmp)]))
+    for name, text in (("forward_passes", '{"clean_acc": "90", "autoattack_acc": "50", "eps": "8/255", "number_forward_passes": "abc"}'),
+                       ("deep", "[" * 100_000 + "]" * 100_000), ("bool_accuracy", '{"clean_acc": true, "eps": "8/255"}')):
+        board = tmp / "model_info" / name / "cifar10" / "Linf"
+        board.mkdir(parents=True)
+        (board / "M.json").write_text(text)
+        cases.append((f"leaderboard/{name}", ["leaderboard", "sync", "--from", str(board.parents[1]), "--out", str(tmp / "lb.json")]))
+    for name, text in (("boards_list", '{"schema_version": 1, "source": {}, "boards": []}'),
+                       ("accuracy_text", '{"schema_version": 1, "source": {}, "boards": {"cifar10/Linf": {"dataset": "cifar10", "threat": "Linf", '
+                                         '"metric": "robust_accuracy", "entries": [{"id": "M", "name": "", "venue": "", "architecture": "", '
+                                         '"additional_data": false, "clean_accuracy": 0.9, "robust_accuracy": "abc", "robust_source": "autoattack"}]}}}')):
+        (tmp / f"snap-{name}.json").write_text(text)
+        cases.append((f"leaderboard/snapshot_{name}", ["compare", str(results_file), "--snapshot", str(tmp / f"snap-{name}.json")]))
     cases.append(("report/not_json", ["report", str(tmp / "tm-good.yaml")]))
     cases.append(("data/unknown_manifest", ["data", "verify", "cifar11", "--root", good_root]))
     return cases
@@ -157,7 +202,9 @@ def test_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         ok = code == 2 and len(lines) >= 1 and "Traceback" not in err
         if argv[0] != "validate":
             ok = ok and lines[-1].startswith("robench: error:")
-        if argv[0] == "evaluate":
+        if name.startswith("data/"):  # a data error names the file or the manifest
+            ok = ok and any(word in err for word in ("manifest", ".npz", ".yaml"))
+        if argv[0] == "evaluate" and not name.startswith("output/"):
             ok = ok and len(lines) == 1
             folder = Path(argv[argv.index("--out") + 1])
             written = sorted(p.name for p in folder.iterdir()) if folder.exists() else []

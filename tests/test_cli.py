@@ -188,9 +188,10 @@ def test_bad_results_file_and_argparse_errors(tmp_path: Path, capsys: pytest.Cap
     bad.write_text("{")
     code, _, err = _run(capsys, "report", str(bad))
     assert code == 2 and "not valid JSON" in err
-    with pytest.raises(SystemExit) as exc:
-        main(["evaluate", "--checkpoint", "x", "--threat-model", "y", "--n-examples", "-3"])
-    assert exc.value.code == 2
+    code, _, err = _run(capsys, "evaluate", "--checkpoint", "x", "--threat-model", "y", "--n-examples", "-3")
+    # one line, like every other error (argparse printed its usage first)
+    assert code == 2 and err.strip().splitlines() == ["robench: error: argument --n-examples: expected a positive integer, got '-3' (see `robench evaluate --help`)"]
+    assert _run(capsys, "evaluate", "--help")[0] == 0
 
 
 def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,3 +67,13 @@ def test_every_section_in_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[
     for title in ("Empirical robustness", "Common corruptions", "Stability", "Calibration", "Certification"):
         assert title in html
     assert (out / "metrics.csv").stat().st_size > 0 and (out / "summary.md").stat().st_size > 0
+    # The report of a run whose evaluations all failed before producing anything still renders
+    # (the clean section read the missing accuracy record: an internal error on exactly the run
+    # whose report is wanted most).
+    for evaluation in results["evaluations"]:
+        evaluation.update(status="error", error="interrupted", records=[], artifacts={}, checks=[], warnings=[])
+    results["status"] = "error"
+    failed = tmp_path / "failed.json"
+    failed.write_text(json.dumps(results))
+    assert main(["report", str(failed), "--out", str(tmp_path / "failed.html")]) == 0, capsys.readouterr().err
+    assert "Clean evaluation error: interrupted" in (tmp_path / "failed.html").read_text()

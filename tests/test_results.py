@@ -25,7 +25,7 @@ def _results() -> Results:
     ev.status = "success"
     results = Results(
         seed=3,
-        threat_model={"name": "x"},
+        threat_model={"name": "x", "dataset": {"manifest": "mnist5k", "split": "test"}, "adversary": {"norm": "Linf", "eps": 0.3}},
         threat_model_sha256="0" * 64,
         model=ModelInfo(source="m.pt", format="state_dict", sha256="1" * 64, arch="small_cnn", num_parameters=10),
         dataset=DatasetInfo(
@@ -51,6 +51,36 @@ def test_round_trip(tmp_path: Path) -> None:
     for key in ("evaluation", "name", "value", "n", "ci_low", "ci_high", "condition", "unit"):
         assert key in data["evaluations"][0]["records"][0]
     assert not list(path.parent.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize(
+    ("threat", "message"),
+    [({"x": 1}, "no name"), ({"name": "t"}, "no dataset.manifest"),
+     ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": "abc"}}, "adversary.eps")],
+)
+def test_a_recorded_threat_model_the_report_cannot_read_is_refused_on_load(tmp_path: Path, threat: dict, message: str) -> None:
+    """`report` read threat_model.name and .adversary.eps of any JSON: an internal error, not one line."""
+    path = _results().save(tmp_path / "results.json")
+    data = json.loads(path.read_text())
+    data["threat_model"] = threat
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=message):
+        load_results(path)
+
+
+def test_json_too_deep_or_with_a_huge_integer_is_refused_on_load(tmp_path: Path) -> None:
+    for name, text in (("deep", "[" * 100_000 + "]" * 100_000), ("bigint", '{"seed": ' + "9" * 5000 + "}")):
+        path = tmp_path / f"{name}.json"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match="not a robench results file"):
+            load_results(path)
+
+
+def test_writing_into_a_folder_or_under_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    for target in (tmp_path, tmp_path / "afile" / "results.json"):
+        with pytest.raises(ConfigError, match="folder|cannot write"):
+            _results().save(target)
 
 
 def test_non_finite_values_rejected() -> None:

@@ -64,3 +64,28 @@ def test_kill_and_resume(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat:
     assert sum(e.cost.resumed_batches for e in resumed.evaluations) == limit  # nothing journalled was redone
     on_disk = robench.load_results(out / "results.json")
     assert on_disk.status == "success" and on_disk.records() == reference.records()
+
+
+def test_an_interrupted_resume_keeps_what_had_finished(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resume interrupted before it has replayed its journal rewrote results.json with nothing
+    in it (the journal still held everything): the earlier run's finished evaluations stay."""
+    from robench.registry import registry
+
+    data_root = tiny_threat.parent / "data"
+    out = tmp_path / "run"
+    kwargs = dict(arch="tests.conftest:QuadrantNet", out_dir=out, data_root=data_root, batch_size=8, seed=11, progress=False)
+    first = robench.evaluate(quadrant_checkpoint, tiny_threat, **kwargs)
+    finished = [(e.key, e.status) for e in first.evaluations]
+    assert finished == [("clean", "success"), ("attacks/fgsm", "success"), ("attacks/pgd", "success")]
+
+    def interrupted(*args, **kw):  # noqa: ANN002, ANN003, ANN202  (Ctrl-C as the attacks start, clean replayed)
+        raise KeyboardInterrupt
+
+    real_get = registry.get
+    monkeypatch.setattr(registry, "get", lambda kind, name: interrupted if (kind, name) == ("evaluation", "attacks") else real_get(kind, name))
+    with pytest.raises(KeyboardInterrupt):
+        robench.evaluate(quadrant_checkpoint, tiny_threat, resume=True, **kwargs)
+    on_disk = robench.load_results(out / "results.json")
+    assert on_disk.status == "error" and [(e.key, e.status) for e in on_disk.evaluations] == finished
+    assert on_disk.records() == first.records()

@@ -190,7 +190,13 @@ def load_dataset(
 
         paths = cell_files(manifest, *manifest.corruption_set.parse_cell(manifest.name, spec.split))
     verified = verify_report(manifest, location, checksums, paths=paths, manifest_file=manifest_file).summary
-    dataset = read_split(manifest, location, spec.split, spec, manifest_file)
+    try:
+        dataset = read_split(manifest, location, spec.split, spec, manifest_file)
+    except DataError as exc:
+        message = str(exc)
+        if str(location) not in message and manifest.name not in message:  # say which data it is about
+            raise DataError(f"{location} (manifest {manifest.name!r}, split {spec.split!r}): {message}") from None
+        raise
     info = DatasetInfo(
         manifest=manifest.name,
         manifest_sha256=manifest_sha,

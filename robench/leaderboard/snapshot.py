@@ -109,6 +109,8 @@ def _percent(value: Any, where: str) -> float | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none", "n/a")):
         return None
     try:
+        if isinstance(value, bool):
+            raise TypeError(value)
         number = float(value)
     except (TypeError, ValueError):
         raise DataError(f"{where}: expected a percentage such as '59.53', got {value!r}") from None
@@ -117,11 +119,26 @@ def _percent(value: Any, where: str) -> float | None:
     return round(number / 100, 6)
 
 
+def _count(value: Any, where: str) -> int:
+    """A positive whole number (forward passes per prediction); missing -> 1."""
+    if value is None or value == "":
+        return 1
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DataError(f"{where}: expected a whole number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise DataError(f"{where}: expected a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number < 1 or number != int(number):
+        raise DataError(f"{where}: expected a whole number >= 1, got {value!r}")
+    return int(number)
+
+
 def _entry(path: Path, threat: str) -> Entry:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable model_info JSON file ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(f"{path}: not a readable model_info JSON file ({type(exc).__name__}: {str(exc)[:120]})") from None
     if not isinstance(info, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(info).__name__}")
     where = str(path)
@@ -139,7 +156,11 @@ def _entry(path: Path, threat: str) -> Entry:
         except ValueError as exc:
             raise DataError(f"{where}: eps: {exc}") from None
         other = _OTHER_EPS_RE.search(str(info.get("footnote") or ""))
-        if other and eps_value is not None and math.isclose(parse_eps(other.group(2)), eps_value) and float(other.group(1)) != eps_value:
+        try:
+            instead = parse_eps(other.group(2)) if other else None
+        except ValueError:
+            instead = None  # a footnote naming no readable radius says nothing about this one
+        if other and instead is not None and eps_value is not None and math.isclose(instead, eps_value) and float(other.group(1)) != eps_value:
             eps_value, eps_note = float(other.group(1)), f"its footnote: evaluated at {other.group(1)} instead of {other.group(2)}"
     return Entry(
         id=path.stem,
@@ -156,7 +177,7 @@ def _entry(path: Path, threat: str) -> Entry:
         eps_value=eps_value,
         eps_note=eps_note,
         unreliable=bool(info.get("unreliable", False)),
-        forward_passes=int(info.get("number_forward_passes") or 1),
+        forward_passes=_count(info.get("number_forward_passes"), f"{where}: number_forward_passes"),
         link=str(info.get("link") or ""),
     )
 
@@ -257,10 +278,27 @@ def load_snapshot(path: str | Path = DEFAULT_SNAPSHOT) -> Snapshot:
     if not isinstance(data, dict) or data.get("schema_version") != SNAPSHOT_SCHEMA_VERSION:
         raise ConfigError(f"{path}: not a leaderboard snapshot of schema_version {SNAPSHOT_SCHEMA_VERSION}")
     try:
+        if not isinstance(data.get("boards"), dict) or not isinstance(data.get("source") or {}, dict):
+            raise TypeError("boards and source must be JSON objects")
         boards = {
-            key: Board(b["dataset"], b["threat"], b["metric"], tuple(Entry(**e) for e in b["entries"]))
+            key: Board(b["dataset"], b["threat"], b["metric"], tuple(_checked(Entry(**e)) for e in b["entries"]))
             for key, b in data["boards"].items()
         }
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{path}: malformed leaderboard snapshot ({type(exc).__name__}: {exc})") from None
     return Snapshot(source=dict(data.get("source") or {}), boards=boards)
+
+
+def _checked(entry: Entry) -> Entry:
+    """``entry`` when its numbers are numbers (a snapshot is JSON: any type can stand anywhere).
+
+    Raises:
+        TypeError: a number field holds something else.
+    """
+    for name in ("clean_accuracy", "robust_accuracy", "autoattack_accuracy", "reported_accuracy", "eps_value"):
+        value = getattr(entry, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise TypeError(f"entry {entry.id!r}: {name} is {value!r}, not a number")
+    if isinstance(entry.forward_passes, bool) or not isinstance(entry.forward_passes, int):
+        raise TypeError(f"entry {entry.id!r}: forward_passes is {entry.forward_passes!r}, not a whole number")
+    return entry

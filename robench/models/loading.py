@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import logging
 import pickle
 import sys
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -258,7 +260,7 @@ def _no_code_unpickling() -> Iterator[None]:
         try:
             return real_load(*args, **kwargs)
         except pickle.UnpicklingError as exc:
-            raise _RefusedPickle(str(exc).strip().splitlines()[0][:160]) from None
+            raise _RefusedPickle(_refusal(exc)) from None
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise _RefusedPickle("a plain pickle entry")
@@ -271,21 +273,56 @@ def _no_code_unpickling() -> Iterator[None]:
         torch.load, pickle.load, pickle.loads = saved  # type: ignore[assignment]
 
 
+def _refusal(exc: BaseException) -> str:
+    """The line of a weights_only refusal that says what was refused (``Trying to load unsupported
+    GLOBAL posix.system ...``), not torch's preamble about the changed default."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return ((named or lines or [type(exc).__name__])[0])[:160]
+
+
+def _looks_pickled(path: Path) -> bool:
+    """Whether ``path`` is a zip archive (torch's format) or starts like a pickle (``PROTO``)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(2)
+    except OSError:
+        return False
+    return zipfile.is_zipfile(path) or head[:1] == b"\x80"
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep torch's own reports of a bad file (warnings; torch.export logs a traceback at warning
+    level) off stderr: robench says what went wrong in one line."""
+    logger = logging.getLogger("torch.export")
+    disabled = logger.disabled
+    logger.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.disabled = disabled
+
+
 def _torch_load(path: Path, trust: bool) -> tuple[Any, bool]:
     """``torch.load`` with ``weights_only=True``; unpickle code only when trusted."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True), False
     except pickle.UnpicklingError as exc:
+        if not _looks_pickled(path):  # random bytes fail as an "unpickling" error too
+            raise CheckpointError(f"{path}: corrupt or not a checkpoint (neither a zip archive nor a pickle stream)") from None
         if not trust:
-            first = str(exc).strip().splitlines()[0][:160]
+            first = _refusal(exc)
             raise CheckpointError(
                 f"{path} contains pickled Python objects that weights_only loading refuses ({first}); "
                 "unpickling can run arbitrary code. Save a state_dict, TorchScript, torch.export or "
                 "safetensors file, or pass --trust-checkpoint if you trust its origin"
             ) from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({detail})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in torch's parser (KeyError, TypeError...)
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {detail})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False), True
     except Exception as exc:  # noqa: BLE001 - trusted unpickling can raise anything
@@ -390,7 +427,8 @@ def load_model(
         path = Path(checkpoint)
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists() else f"{path} is not a file")
-        net, fmt, trusted = _load_net(path, arch, num_classes, trust_checkpoint)
+        with _quiet():
+            net, fmt, trusted = _load_net(path, arch, num_classes, trust_checkpoint)
         digest, source = file_sha256(path), str(path)
     net.eval()
     for parameter in net.parameters():

@@ -72,7 +72,10 @@ def load_npz(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> D
         missing = [k for k in (x_key, y_key) if k not in keys]
         if missing:
             raise DataError(f"{path}: arrays {missing} missing; the file has {sorted(keys)}")
-        images, labels = archive[x_key], archive[y_key]
+        try:
+            images, labels = archive[x_key], archive[y_key]
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:  # object arrays need pickle, which is refused
+            raise DataError(f"{path}: arrays {x_key!r} / {y_key!r} cannot be read ({exc})") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: labels {y_key!r} must be a 1-D integer array, got {labels.dtype}{list(labels.shape)}")
     if images.dtype != np.uint8 and np.issubdtype(images.dtype, np.floating):

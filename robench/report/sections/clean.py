@@ -14,4 +14,4 @@ def build(results: Results) -> dict[str, Any] | None:
         return None
     overall = next((r for r in evaluation.records if r.name == "accuracy"), None)
     per_class = [r for r in evaluation.records if r.name == "accuracy_per_class"]
-    return {"overall": overall, "per_class": per_class, "cost": evaluation.cost, "status": evaluation.status}
+    return {"overall": overall, "per_class": per_class, "cost": evaluation.cost, "status": evaluation.status, "error": evaluation.error}
