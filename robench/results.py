@@ -306,6 +306,10 @@ def _threat_model_problem(threat: dict[str, Any]) -> str | None:
         if threat.get(key) is not None and not isinstance(threat[key], dict):
             return f"{key} is not a mapping"
     eps = (threat.get("adversary") or {}).get("eps")
-    if threat.get("adversary") and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps)):
-        return f"adversary.eps is {eps!r}, not a number"
+    if threat.get("adversary") and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not abs(eps) < 1e308):
+        return f"adversary.eps is {str(eps)[:40]}, not a finite number"  # abs() < 1e308: no overflow on a huge int, NaN fails
+    for section, value in (threat.get("evaluations") or {}).items():
+        entries = value if isinstance(value, list) else [value]
+        if not all(e is None or isinstance(e, (bool, dict)) for e in entries):
+            return f"evaluations.{section} is neither a flag, a mapping nor a list of mappings"
     return None

@@ -152,10 +152,10 @@ def _plan(threat: ThreatModel, only: list[str] | None) -> list[tuple[str, str, s
         unknown = [s for s in only if s not in ("clean", "attacks", "corruptions", "stability", "certification", "calibration")]
         if not only or unknown:
             raise ConfigError(f"--only: {f'unknown sections {unknown}' if only else 'no section named'}; expected clean, attacks, corruptions, stability, certification, calibration")
-        undeclared = [s for s in only if s not in sections]
-        if undeclared:
-            raise ConfigError(f"--only: the threat model declares no {', '.join(undeclared)} section (it declares {', '.join(sections)})")
-        sections = [s for s in sections if s in only]
+        selected = [s for s in sections if s in only]
+        if not selected:  # names the threat model does not declare are skipped, but one must be declared
+            raise ConfigError(f"--only {','.join(only)}: the threat model declares none of these sections (it declares {', '.join(sections)})")
+        sections = selected
     plan: list[tuple[str, str, str, Any]] = []
     for section in sections:
         value = getattr(threat.evaluations, section)

@@ -56,7 +56,9 @@ def test_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("threat", "message"),
     [({"x": 1}, "no name"), ({"name": "t"}, "no dataset.manifest"),
-     ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": "abc"}}, "adversary.eps")],
+     ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": "abc"}}, "adversary.eps"),
+     ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": 10**400}}, "adversary.eps"),  # no OverflowError
+     ({"name": "t", "dataset": {"manifest": "m"}, "evaluations": {"attacks": "pgd"}}, "evaluations.attacks")],
 )
 def test_a_recorded_threat_model_the_report_cannot_read_is_refused_on_load(tmp_path: Path, threat: dict, message: str) -> None:
     """`report` read threat_model.name and .adversary.eps of any JSON: an internal error, not one line."""

@@ -59,6 +59,12 @@ def test_n_examples_only_and_in_memory_module(tmp_path: Path, tiny_threat: Path)
     assert results.records("clean", "accuracy")[0].n == 8
     with pytest.raises(ConfigError, match="--only"):
         _run(QuadrantNet(), tiny_threat, None, only=["clena"])
+    # one list for several threat models: undeclared names are skipped while one section is declared
+    assert [e.key for e in _run(QuadrantNet(), tiny_threat, None, n_examples=8, only=["clean", "corruptions"]).evaluations] == ["clean"]
+    with pytest.raises(ConfigError, match="declares none of these"):
+        _run(QuadrantNet(), tiny_threat, None, only=["certification"])
+    with pytest.raises(ConfigError, match="no section named"):
+        _run(QuadrantNet(), tiny_threat, None, only=[])
     with pytest.raises(DataError, match="exceeds"):
         _run(QuadrantNet(), tiny_threat, None, n_examples=1000)
 

@@ -46,4 +46,7 @@ def pass_mean_robust(
     for _ in range(passes):
         clean += (logits_of(x).argmax(dim=1) == y).float()
         adv += (logits_of(x_adv).argmax(dim=1) == y).float()
-    return torch.minimum(clean, adv) / passes
+    # where no adversarial point was found (x_adv is x) there is one point, not two: the minimum of
+    # two estimates of the same share would be biased low
+    same = (x_adv == x).flatten(1).all(dim=1)
+    return torch.where(same, clean, torch.minimum(clean, adv)) / passes

@@ -54,3 +54,12 @@ def mean_corruption_errors(
         "mce": sum(ce.values()) / len(ce) if complete else None,
         "relative_mce": sum(relative.values()) / len(relative) if complete and relative else None,
     }
+
+
+def is_benchmark_mean(condition: Mapping[str, object]) -> bool | None:
+    """Whether a ``mean_corruption_accuracy`` record averages the 15 benchmark corruptions x 5
+    severities (the published CIFAR-10-C / ImageNet-C mean), from the condition the sweep gives it;
+    ``None`` for records of an older robench, whose condition does not say."""
+    if "benchmark_corruptions" not in condition:
+        return None
+    return condition.get("benchmark_corruptions") == 15 and condition.get("severities") == 5

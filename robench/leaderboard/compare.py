@@ -24,6 +24,7 @@ from pathlib import Path
 from robench.leaderboard.snapshot import Board, Entry, Snapshot
 from robench.report.checklist import attack_strengths
 from robench.results import MetricRecord, Results
+from robench.corruptions.metrics import is_benchmark_mean
 from robench.threat_model import BENCHMARK_CORRUPTIONS, format_eps
 
 # Released corruption sets and the clean dataset whose board they belong to.
@@ -233,9 +234,8 @@ def compare_to_leaderboard(results: Results, snapshot: Snapshot, eps_rtol: float
     if corruptions and mean is not None and f"{dataset}/corruptions" in snapshot.boards:
         board = snapshot.boards[f"{dataset}/corruptions"]
         notes = _sample_note(results, dataset, mean)
-        if "benchmark_corruptions" in mean.condition:  # what the mean averaged (extras are left out of it)
-            full = mean.condition["benchmark_corruptions"] == len(BENCHMARK_CORRUPTIONS) and mean.condition.get("severities") == 5
-        else:  # results of an older robench: the mean averaged every declared cell
+        full = is_benchmark_mean(mean.condition)  # what the mean averaged (extras are left out of it)
+        if full is None:  # results of an older robench: the mean averaged every declared cell
             names = tuple(corruptions.get("corruptions") or ())
             full = set(names) == set(BENCHMARK_CORRUPTIONS) and sorted(corruptions.get("severities") or ()) == [1, 2, 3, 4, 5]
         if not full:

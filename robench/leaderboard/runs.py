@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from robench.report._labels import record_label, worst_case_attacks
+from robench.report._labels import record_label, show, worst_case_attacks
 from robench.report.render import summary_records
 from robench.results import MetricRecord, Results
 
@@ -47,9 +47,15 @@ def _identity(record: MetricRecord) -> tuple[str, str, tuple[tuple[str, str], ..
     # The final worst case is one metric whatever attacks it is over: it sits in the evaluation of the
     # last attack that ran ("attacks/autoattack" in one run, "attacks/fgsm" in the other) and names its
     # chain ("fgsm+pgd"); match it by name (and norm, eps) alone.
+    # Likewise the mean corruption accuracy is one metric whatever cells it averages (its condition
+    # says which: a note tells when the runs averaged different cells).
     worst = record.name == "worst_case_robust_accuracy"
-    condition = tuple(sorted((k, repr(v)) for k, v in record.condition.items() if not (worst and k == "attack")))
+    skipped = {"attack"} if worst else set(_MEAN_CELLS) if record.name == "mean_corruption_accuracy" else set()
+    condition = tuple(sorted((k, repr(v)) for k, v in record.condition.items() if k not in skipped))
     return ("attacks" if worst else record.evaluation), record.name, condition
+
+
+_MEAN_CELLS = ("benchmark_corruptions", "severities", "extra_corruptions")
 
 
 def _disjoint(a: MetricRecord, b: MetricRecord) -> bool | None:
@@ -89,6 +95,11 @@ def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -
         ra, rb = left.get(key), right.get(key)
         both = ra is not None and rb is not None and ra.value is not None and rb.value is not None
         label = record_label(ra or rb)  # type: ignore[arg-type]
+        if ra is not None and rb is not None and ra.name == "mean_corruption_accuracy":
+            cells_a, cells_b = ({k: r.condition.get(k) for k in _MEAN_CELLS} for r in (ra, rb))
+            if cells_a != cells_b:
+                notes.append(f"the mean corruption accuracy averages different cells: {a_name}: {show(cells_a) or 'every declared cell'}; "
+                             f"{b_name}: {show(cells_b) or 'every declared cell'}")  # fmt: skip
         if ra is not None and rb is not None and ra.name == "worst_case_robust_accuracy":
             attacks_a, attacks_b = worst_case_attacks(ra), worst_case_attacks(rb)
             if set(attacks_a) != set(attacks_b):  # a minimum over attacks: their order does not matter

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
 from robench.report._labels import record_label
@@ -146,9 +147,22 @@ def _threat_item(results: Results) -> ChecklistItem:
     return ChecklistItem("threat_model", title, "n/a", "no adversary: a natural-shift evaluation (corruptions, stability)")
 
 
+def nothing_robust(results: Results) -> str | None:
+    """Evidence when the attacks already leave no example robust (``None`` otherwise): a stronger
+    attack cannot lower 0%, and gradient masking cannot hide robustness that is not there."""
+    worst = results.records(name="worst_case_robust_accuracy")
+    final = worst[-1] if worst else None
+    if final is None or not final.n or final.value is None or final.value > 0:
+        return None
+    return f"the attacks already leave 0 of {final.n:,} examples robust: a stronger attack cannot lower that"
+
+
 def _attacks_item(results: Results) -> ChecklistItem:
     title = "Strong adaptive attacks (AutoAttack, or PGD >= 100 steps with restarts)"
     strengths = attack_strengths(results)
+    zero = nothing_robust(results)
+    if strengths and zero and "strong" not in {s.level for s in strengths}:
+        return ChecklistItem("strong_attacks", title, "n/a", zero)
     if not strengths:
         if not results.threat_model.get("adversary"):
             return ChecklistItem("strong_attacks", title, "n/a", "no adversary declared")
@@ -174,6 +188,9 @@ def _masking_item(results: Results) -> ChecklistItem:
         entries = _coverage.declared_attacks(results, checks=True)
         unfinished = [d for d in entries if not d.finished]
         if attack_strengths(results):  # Carlini et al. 2019: an attack evaluation without sanity checks is incomplete
+            zero = nothing_robust(results)
+            if zero:
+                return ChecklistItem("masking_checks", title, "n/a", f"{zero}; masking cannot hide robustness that is not there")
             if unfinished:
                 why = _coverage.why_not_run(results, "attacks", unfinished)
                 evidence = f"attacks ran without gradient-masking sanity checks: the gradient_masking entry is {why}"
@@ -345,6 +362,9 @@ def _claims_numbers_item(results: Results) -> ChecklistItem:
             continue
         if not isinstance(claimed, (int, float)) or isinstance(claimed, bool) or not 0 <= claimed <= 1:
             fails.append(f"claimed {key} {claimed!r} is not a fraction in [0, 1]")
+            continue
+        if key == "mean_corruption_accuracy" and record is not None and is_benchmark_mean(record.condition) is False:
+            skipped.append(f"{key} measured over a subset of the 15 benchmark corruptions x 5 severities: not comparable with the claim")
             continue
         if record is None or record.value is None or record.ci_low is None or record.ci_high is None:
             warns.append(f"{key} {_percents(claimed)[0]} claimed but not measured")

@@ -82,12 +82,15 @@ def headline(results: Results, items: list[ChecklistItem] | None = None) -> dict
     robust = worst[-1] if worst else None
     attacks = _coverage.declared_attacks(results)
     finished = [d for d in attacks if d.finished]
-    title = "Robust accuracy (worst case over all attacks)"
+    names = ", ".join(d.key.split("/", 1)[-1] for d in finished)
+    title = f"Robust accuracy (worst case over {names})" if names else "Robust accuracy (worst case over the attacks)"
     if robust is not None and len(finished) < len(attacks):
         title = f"Robust accuracy (worst case over the attacks that finished, {len(finished)} of {len(attacks)} declared)"
     caveat = None
     strong = next(i for i in (items if items is not None else checklist(results)) if i.key == "strong_attacks")
-    if robust is not None and strong.status == "fail":
+    if robust is not None and strong.status == "n/a":
+        caveat = None  # 0% robust: nothing for a stronger attack to find
+    elif robust is not None and strong.status == "fail":
         caveat = "weak attacks only: an upper bound, likely optimistic"
     elif robust is not None and strong.status == "warn":
         caveat = "no strong attack: an upper bound, likely optimistic"

@@ -137,8 +137,8 @@ def top5_distance(scores: torch.Tensor, noise: bool, difficulty: int = 1) -> tor
 @functools.lru_cache(maxsize=None)
 def top5_distance_max(num_classes: int) -> float:
     """The largest top-5 distance of one compared pair with ``num_classes`` classes (the support of
-    :func:`top5_distance`): 18 from 7 classes on (the leaders 1-4 fall to rank 6 or below,
-    ``5 + 4 + 3 + 2``, and the 5th rises to rank 1, ``4``), 15 with 5 classes, 17 with 6.
+    :func:`top5_distance`): 18 from 8 classes on (the leaders 1-4 fall to rank 6 or below,
+    ``5 + 4 + 3 + 2``, and the 5th rises to rank 1, ``4``); 2, 4, 8, 12, 15, 17 with 2 to 7 classes.
 
     Found by enumerating the ranks ``sigma`` the leaders can take in the other frame: injective
     maps into ``1..min(K, 10)`` (ranks beyond 6 count as 6, so 10 distinct ranks already give

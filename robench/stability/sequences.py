@@ -77,7 +77,12 @@ def shot_noise(x: torch.Tensor, generator: torch.Generator, *, params: SequenceP
     """Frame 0 clean, frames 1..T-1 ``clip(Poisson(lam * x) / lam)``."""
     lam = params.values["lam"][level - 1]
     rate = (x * lam).to(generator.device)
-    frames = [x] + [torch.poisson(rate, generator=generator).to(x.device) / lam for _ in range(params.frames - 1)]
+    # Poisson sampling consumes a data-dependent amount of randomness per value: one stream per frame,
+    # so that the rows after an example (a padded last block, more examples) cannot shift its later frames
+    seeds = torch.randint(0, 2**62, (params.frames - 1,), generator=generator, device=generator.device).tolist()
+    frames = [x] + [
+        torch.poisson(rate, generator=torch.Generator(device=generator.device).manual_seed(seed)).to(x.device) / lam for seed in seeds
+    ]
     return _stack(frames)
 
 

@@ -48,3 +48,12 @@ def test_the_minimum_matches_autoattacks_chain_of_marginals():
     # two independent estimates of the same per-example quantity: they agree up to sampling noise
     assert float((joint - chain).abs().mean()) < 0.04
     assert abs(float(joint.mean()) - float(chain.mean())) < 0.01
+
+
+def test_an_unchanged_input_is_one_point_not_two_estimates() -> None:
+    """A minimum-norm attack that finds nothing leaves x_adv = x: the minimum of two independent
+    estimates of one share is biased low (a 50% model came out 9 points below its clean pass mean).
+    Here the queries of the one point alternate right and wrong: one estimate, not min(10, 0)."""
+    model = _Scripted({0: set(range(0, 2 * STOCHASTIC_PASSES, 2))})
+    x, y = torch.zeros(1, 1), torch.ones(1, dtype=torch.long)
+    assert float(pass_mean_robust(model, x, x.clone(), y)) == 1.0  # the clean passes (calls 0, 2, 4...)

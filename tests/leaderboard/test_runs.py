@@ -86,3 +86,22 @@ def test_the_same_attacks_in_another_order_are_the_same_worst_case() -> None:
                 r.condition["attack"] = "autoattack+pgd"
     comparison = compare_runs(fixtures.strong(), b)
     assert not any("different attacks" in n for n in comparison.notes)
+
+
+def test_mean_corruption_accuracy_pairs_across_the_cells_it_averages() -> None:
+    """The record's condition says which cells it averages (older results: none): the two runs'
+    means are still one row, with a note when they average different cells."""
+    from robench.results import EvaluationResult, MetricRecord
+
+    def run(condition: dict) -> object:
+        r = fixtures.strong().model_copy(deep=True)
+        record = MetricRecord.proportion("corruptions", "mean_corruption_accuracy", 300, 500, condition)
+        r.evaluations.append(EvaluationResult(key="corruptions", section="corruptions", name="corruptions", status="success", records=[record]))
+        return r
+
+    comparison = compare_runs(run({}), run({"benchmark_corruptions": 15, "severities": 5}))
+    rows = [d for d in comparison.deltas if "mean_corruption_accuracy" in d.label]
+    assert len(rows) == 1 and rows[0].delta == 0
+    assert any("averages different cells" in n and "every declared cell" in n for n in comparison.notes)
+    same = compare_runs(run({"benchmark_corruptions": 15, "severities": 5}), run({"benchmark_corruptions": 15, "severities": 5}))
+    assert not any("different cells" in n for n in same.notes)

@@ -123,3 +123,37 @@ def test_natural_shift_run_has_no_adversary_items(tmp_path: Path) -> None:
     results.evaluations = results.evaluations[:1]
     items = {i.key: i.status for i in checklist(results)}
     assert items["threat_model"] == items["strong_attacks"] == items["claims_match"] == "n/a"
+
+
+def test_a_claimed_mean_corruption_accuracy_is_not_held_against_a_subset_mean() -> None:
+    """The model card's 15 x 5 mean against a 2 x 1 sweep: not comparable (was a 'fail')."""
+    from robench.results import EvaluationResult, MetricRecord
+
+    def run(condition: dict) -> object:
+        r = fixtures.strong().model_copy(deep=True)
+        r.threat_model["claims"] = {"mean_corruption_accuracy": 0.8}
+        record = MetricRecord.proportion("corruptions", "mean_corruption_accuracy", 550, 1000, condition)
+        r.evaluations.append(EvaluationResult(key="corruptions", section="corruptions", name="corruptions", status="success", records=[record]))
+        return r
+
+    subset = next(i for i in checklist(run({"benchmark_corruptions": 2, "severities": 1})) if i.key == "claims_reproduced")
+    assert subset.status == "n/a" and "not comparable" in subset.evidence
+    full = next(i for i in checklist(run({"benchmark_corruptions": 15, "severities": 5})) if i.key == "claims_reproduced")
+    assert full.status == "fail" and "claimed 80.0% is above the measured 55.0%" in full.evidence
+
+
+def test_zero_robust_accuracy_needs_no_stronger_attack() -> None:
+    """0% robust under FGSM alone cannot be an optimistic upper bound, and masking cannot hide
+    robustness that is not there: n/a with the reason, and no caveat on the headline card."""
+    from robench.report.render import headline
+
+    weak = fixtures.weak().model_copy(deep=True)
+    for evaluation in weak.evaluations:
+        for r in evaluation.records:
+            if r.name in ("worst_case_robust_accuracy", "robust_accuracy"):
+                r.value, r.ci_low = 0.0, 0.0
+    items = {i.key: i for i in checklist(weak)}
+    assert items["strong_attacks"].status == "n/a" and "0 of 500 examples robust" in items["strong_attacks"].evidence
+    assert items["masking_checks"].status == "n/a"
+    assert headline(weak)["robust_caveat"] is None
+    assert "fgsm" in headline(weak)["robust_title"]

@@ -52,7 +52,7 @@ def test_headline_card_says_the_worst_case_is_partial() -> None:
     assert card["robust_title"] == "Robust accuracy (worst case over the attacks that finished, 1 of 2 declared)"
     assert card["robust_title"] in render_html(fixtures.partial())
     # gradient_masking is no attack: the strong run's worst case is over all of them
-    assert headline(fixtures.strong())["robust_title"] == "Robust accuracy (worst case over all attacks)"
+    assert headline(fixtures.strong())["robust_title"] == "Robust accuracy (worst case over pgd, autoattack)"
 
 
 def test_excluded_with_only_is_not_called_interrupted() -> None:

@@ -151,3 +151,24 @@ def test_cuda_matches_cpu(name: str) -> None:
     assert cuda.shape == cpu.shape
     assert float((cuda - cpu).abs().mean()) < 1e-3  # rare 1/255 steps where float rounding crosses the grid
     assert float((cuda - cpu).abs().max()) <= 2 / 255 + 1e-6  # at most a step at each of two quantisations
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_sequence_does_not_depend_on_the_examples_after_it(name: str) -> None:
+    """Generated through EvalContext.blockwise, the sequences of examples 8-10 are the same whether
+    the data has 11 or 14 examples: the padded last block draws what a full block draws, and
+    shot noise's Poisson draws (their use of randomness depends on the values) cannot shift later frames."""
+    from robench.context import EvalContext
+    from robench.data.base import ArrayDataset
+
+    images = _image(n=14, size=16, seed=5)
+    params = sequence_params(name, "cifar10")
+    out = []
+    for n in (11, 14):
+        data = ArrayDataset(images[:n], torch.zeros(n, dtype=torch.long), 10)
+        ctx = EvalContext(device=torch.device("cpu"), seed=0, progress=False)
+        ctx.begin("stability")
+        ctx.batch_offset = 8
+        transform = lambda x, g: registry.get("perturbation", name)(x, g, params=params, level=1)  # noqa: E731
+        out.append(ctx.blockwise(name, data, images[8:n], transform, 8)[:3])
+    assert torch.equal(out[0], out[1])

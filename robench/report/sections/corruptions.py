@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from robench.corruptions.metrics import is_benchmark_mean
 from robench.report.plots import PALETTE, figure_data_uri, interval_bars, new_figure
 from robench.results import Results
 
@@ -32,10 +33,9 @@ def _mean_over(record: Any) -> str | None:
     bench, severities = record.condition["benchmark_corruptions"], record.condition.get("severities")
     if not bench:
         return f"over {record.condition.get('extra_corruptions')} extra corruptions x {severities} severities (no benchmark corruption was declared)"
-    text = f"over {bench} of the 15 benchmark corruptions x {severities} severities"
-    if bench == 15 and severities == 5:
+    if is_benchmark_mean(record.condition):
         return "over the 15 benchmark corruptions x 5 severities (the published benchmark mean)"
-    return text + " (a subset: not comparable with the published benchmark mean)"
+    return f"over {bench} of the 15 benchmark corruptions x {severities} severities (a subset: not comparable with the published benchmark mean)"
 
 
 def build(results: Results) -> dict[str, Any] | None:
