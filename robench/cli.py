@@ -61,6 +61,17 @@ def print_summary(results: Any) -> None:
         _out(format_table(("metric", "value", "95% CI", "n"), rows))
     seconds = sum(e.cost.wall_time_s for e in results.evaluations if e.cost is not None)
     _out(f"status {results.status}; evaluation time {seconds:.1f} s on {results.environment.device}")
+    _print_checklist(results)
+
+
+def _print_checklist(results: Any, name: str = "") -> None:
+    from robench.report.checklist import checklist_lines
+
+    lines = checklist_lines(results)
+    if lines:
+        _out(f"best-practice checklist{f' ({name})' if name else ''}: {len(lines)} item(s) to read before quoting the numbers (details in report.html)")
+        for line in lines:
+            _out(f"  {line}")
 
 
 # --------------------------------------------------------------------------- commands
@@ -104,6 +115,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     outcomes = run_demo(out, seed=args.seed, device=args.device, progress=not args.no_progress, log=_out)
     _out("")
     _out(demo_table(outcomes))
+    for variant, results in outcomes.items():
+        _print_checklist(results, variant)
     for variant in outcomes:
         _out(f"wrote {out / variant}/: results.json, report.html, metrics.csv, summary.md")
     return EXIT_OK

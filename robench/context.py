@@ -232,7 +232,7 @@ class EvalContext:
             total=len(dataset),
             desc=desc or f"{self.key} {stage}".strip(),
             unit="img",
-            disable=not self.progress or self.rank != 0,
+            disable=None if self.progress and self.rank == 0 else True,  # None: tqdm's own check that stderr is a terminal
             leave=False,
             dynamic_ncols=True,
         )

@@ -27,6 +27,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _decimals(*numbers: float | None) -> int:
+    """Decimals that give the largest of ``numbers`` 4 significant digits, for a value and its
+    interval ends alike (``0.05164 [0.04077, 0.06390]``, not ``[0.04077, 0.0639]``)."""
+    largest = max((abs(v) for v in numbers if v is not None and v != 0), default=0.0)
+    if largest == 0 or largest >= 1e6:
+        return 0
+    return min(8, max(0, 3 - math.floor(math.log10(largest))))
+
+
+def _fixed(number: float, digits: int) -> str:
+    return f"{number:.4g}" if abs(number) >= 1e6 else f"{number:.{digits}f}"
+
+
 class MetricRecord(_Model):
     """One number with its provenance.
 
@@ -74,8 +87,9 @@ class MetricRecord(_Model):
                 if self.ci_low is not None and self.ci_high is not None else ""
             )  # fmt: skip
             return value, interval
-        value = "–" if self.value is None else f"{self.value:.4g}"
-        interval = f"[{self.ci_low:.4g}, {self.ci_high:.4g}]" if self.ci_low is not None and self.ci_high is not None else ""
+        digits = _decimals(self.value, self.ci_low, self.ci_high)
+        value = "–" if self.value is None else _fixed(self.value, digits)
+        interval = f"[{_fixed(self.ci_low, digits)}, {_fixed(self.ci_high, digits)}]" if self.ci_low is not None and self.ci_high is not None else ""
         return value, interval
 
     @classmethod

@@ -69,7 +69,7 @@ def _settings_notes(a: Results, b: Results) -> list[str]:
     pairs = (
         ("threat model", a.threat_model_sha256[:12], b.threat_model_sha256[:12]),
         ("dataset manifest", a.dataset.manifest_sha256[:12], b.dataset.manifest_sha256[:12]),
-        ("examples", a.dataset.n_examples, b.dataset.n_examples),
+        ("number of examples", a.dataset.n_examples, b.dataset.n_examples),
         ("seed", a.seed, b.seed),
         ("robench", a.environment.robench_version, b.environment.robench_version),
     )

@@ -59,7 +59,7 @@ def board_table(comparison: BoardComparison) -> Table:
 
 def runs_table(comparison: RunComparison) -> Table:
     """Headline metrics of two runs with ``b - a`` and whether the intervals are disjoint."""
-    header = ("metric", comparison.a_name, comparison.b_name, "Δ (b − a)", "outside intervals")
+    header = ("metric", comparison.a_name, comparison.b_name, "Δ (b − a)", "95% CIs disjoint")
     rows = []
     for d in comparison.deltas:
         unit = (d.a or d.b).unit if (d.a or d.b) is not None else ""  # type: ignore[union-attr]

@@ -429,3 +429,14 @@ def checklist(results: Results) -> list[ChecklistItem]:
         _claims_numbers_item(results),
         _complete_item(results),
     ]
+
+
+def checklist_lines(results: Results, width: int = 160) -> list[str]:
+    """The checklist's warn and fail verdicts, one line each, for a terminal summary: a number
+    copied from the terminal keeps its qualification (``warn  Strong adaptive attacks: no strong ...``)."""
+    lines = []
+    for item in checklist(results):
+        if item.status in ("warn", "fail"):
+            text = f"{item.status:<4}  {item.title}: {item.evidence}"
+            lines.append(text if len(text) <= width else text[: width - 3] + "...")
+    return lines

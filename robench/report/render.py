@@ -55,6 +55,14 @@ def _seconds(value: float) -> str:
     return f"{value / 3600:.2f} h"
 
 
+def _pretty_json(value: Any, indent: int | None = None) -> str:
+    """JSON for reading inside HTML text (``<pre>``, ``<code>``): autoescaping makes it safe, so
+    quotes stay quotes (jinja's ``tojson`` writes ``\\u0027``, meant for ``<script>``)."""
+    import json
+
+    return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("robench", "report/templates"),
@@ -63,7 +71,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps, value=_value, value_ci=_value_ci, show=show)
+    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps, value=_value, value_ci=_value_ci, show=show, pretty_json=_pretty_json)
     return env
 
 
