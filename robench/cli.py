@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -377,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2, already said in one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     func: Callable[[argparse.Namespace], int] = args.func
+    previous = _on_sigterm()
     try:
         return func(args)
     except RobenchError as exc:
@@ -393,6 +395,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _err(f"robench: internal error: {type(exc).__name__}: {_one_line(str(exc))} (set ROBENCH_DEBUG=1 for the traceback)")
         return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm() -> Any:
+    """SIGTERM (``kill``, a scheduler's time limit, torchrun stopping the other ranks after one
+    failed) ends the run like Ctrl-C: results.json gets status error and what had finished.
+    Returns the previous handler (``None`` off the main thread, where handlers cannot be set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _one_line(text: str) -> str:

@@ -10,6 +10,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import hashlib
+import pickle
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -245,6 +246,7 @@ class EvalContext:
                 plan.append((index, start, min(start + size, len(dataset)), key, self.journal.get(key) if self.journal is not None else None))
         pending = [(start, stop) for _, start, stop, _, found in plan if found is None]
         loader = _Prefetcher(dataset, pending, pin=self.device.type == "cuda")
+        failure: tuple[int, Exception] | None = None  # a sharded run's failed batch, raised on every rank below
         try:
             for index, start, stop, journal_key, found in plan:
                 if found is not None:
@@ -255,7 +257,15 @@ class EvalContext:
                         # chunks, as it would have, so that the remaining batches' draws are the same
                         self._chunk = min(self._chunk or meta["batch_size"], meta["batch_size"])
                 else:
-                    data, meta = self._run_batch(fn, loader, start, stop, stage, index, model_counter, rng_on_device)
+                    try:
+                        data, meta = self._run_batch(fn, loader, start, stop, stage, index, model_counter, rng_on_device)
+                    except Exception as exc:
+                        if self.world_size == 1:
+                            raise
+                        # the other ranks wait in the gather: join it with the error instead of leaving
+                        # them to find a closed connection
+                        failure = (index, exc)
+                        break
                     if self.journal is not None:
                         self.journal.put(journal_key, data, meta)
                 mine[index] = (data, meta)
@@ -263,7 +273,7 @@ class EvalContext:
         finally:
             loader.close()
             bar.close()
-        done = self._gather(mine)
+        done = self._gather(mine, failure)
         per_rank_time: dict[int, float] = {}
         for index in range(len(starts)):
             meta = done[index][1]
@@ -280,18 +290,46 @@ class EvalContext:
         outputs = [done[i][0] for i in range(len(starts))]
         return {name: torch.cat([o[name] for o in outputs]) for name in outputs[0]}
 
+    def from_every_rank(self, value: Any) -> list[Any]:
+        """``value`` of every rank, in rank order (``[value]`` in a single process): for what a rank
+        only saw itself, e.g. a library's log of the batches it ran."""
+        if self.world_size == 1:
+            return [value]
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * self.world_size
+        dist.all_gather_object(parts, value)
+        return parts
+
     def _gather(
-        self, mine: dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]]
+        self, mine: dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]], failure: tuple[int, Exception] | None = None
     ) -> dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]]:
-        """Every rank's finished batches, on every rank."""
+        """Every rank's finished batches, on every rank.
+
+        Raises:
+            Exception: the error of the lowest failed batch of any rank, on every rank (its type
+                kept: a ModelError on one shard ends the run with the same one line everywhere).
+        """
         if self.world_size == 1:
             return mine
         import torch.distributed as dist
 
+        sent: Any = failure
+        if failure is not None:
+            try:
+                pickle.dumps(failure[1])
+            except Exception:  # noqa: BLE001 - an exception that does not pickle travels as its text
+                sent = (failure[0], RuntimeError(f"{type(failure[1]).__name__}: {failure[1]}"))
         parts: list[Any] = [None] * self.world_size
-        dist.all_gather_object(parts, mine)
+        dist.all_gather_object(parts, (mine, sent))
+        errors = sorted((part[1] for part in parts if part[1] is not None), key=lambda f: f[0])
+        if errors:
+            index, exc = errors[0]
+            if failure is not None and failure[0] == index:
+                raise failure[1]  # this rank's own error, with its traceback
+            raise exc
         merged: dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
-        for part in parts:
+        for part, _ in parts:
             merged.update(part)
         return merged
 

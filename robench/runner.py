@@ -172,6 +172,15 @@ def _declared(spec: Any) -> dict[str, Any]:
     return spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
 
 
+def _drop_stale_journals(out: Path, world: int) -> None:
+    """A fresh run removes the journals of ranks it does not have (an earlier run with more
+    processes): a later ``--resume`` with more processes would find them and refuse to go on."""
+    for path in out.glob("journal.rank*.bin"):
+        rank = path.name.removeprefix("journal.rank").removesuffix(".bin")
+        if rank.isdigit() and int(rank) >= world:
+            path.unlink(missing_ok=True)
+
+
 def _finished_before(path: Path, results: Results) -> dict[str, EvaluationResult]:
     """The finished evaluations in the results file a resumed run finds, when it is of the same run
     (model, threat model, data, seed): they stay in ``results.json`` until the run re-produces
@@ -371,6 +380,8 @@ def _evaluate(
             "robench_version": results.environment.robench_version,
             "git_revision": results.environment.git_revision,
         }
+        if not resume and rank == 0:
+            _drop_stale_journals(out, world)
         journal = Journal(out / ("journal.bin" if rank == 0 else f"journal.rank{rank}.bin"), identity, resume)
     writer = out if rank == 0 else None  # one process writes results.json
     kept = _finished_before(writer / "results.json", results) if writer is not None and resume else {}

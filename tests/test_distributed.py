@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import robench
+from tests.conftest import QuadrantNet
 
 ARGS = ["--arch", "tests.conftest:QuadrantNet", "--batch-size", "8", "--no-progress", "--seed", "3"]
 
@@ -37,3 +38,31 @@ def test_two_gloo_processes_match_one(tmp_path: Path, quadrant_checkpoint: Path,
         assert (ea.cost.forward_passes, ea.cost.backward_passes, ea.cost.batches) == (
             eb.cost.forward_passes, eb.cost.backward_passes, eb.cost.batches)
     assert (tmp_path / "two" / "journal.rank1.bin").is_file()
+
+
+class NaNOnRank1(QuadrantNet):
+    """Finite on the probe's batches of 2 and 3, NaN for full batches on rank 1: a model error on one shard."""
+
+    def forward(self, x):  # noqa: ANN001, ANN201, D102
+        out = super().forward(x)
+        return out * float("nan") if len(x) == 8 and os.environ.get("RANK") == "1" else out
+
+
+@pytest.mark.slow
+def test_an_error_on_one_shard_ends_every_rank_with_that_error(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path) -> None:
+    """Rank 1's ModelError was rank 1's alone: rank 0 died on gloo's 'Connection closed by peer' and
+    wrote that into results.json (or was killed first and left it at 'started')."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    args = [a if a != "tests.conftest:QuadrantNet" else "tests.test_distributed:NaNOnRank1" for a in ARGS]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "robench", "evaluate",
+         "--checkpoint", str(quadrant_checkpoint), "--threat-model", str(tiny_threat), "--data-root", str(tiny_threat.parent / "data"),
+         "--device", "cpu", *args, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert two.returncode != 0
+    assert "Connection closed" not in two.stderr and "internal error" not in two.stderr, two.stderr[-2000:]
+    assert two.stderr.count("robench: error: model returned NaN") == 2, two.stderr[-2000:]
+    results = robench.load_results(tmp_path / "two" / "results.json")
+    assert results.status == "error" and "NaN" in (results.error or "")

@@ -89,3 +89,37 @@ def test_an_interrupted_resume_keeps_what_had_finished(tmp_path: Path, quadrant_
     on_disk = robench.load_results(out / "results.json")
     assert on_disk.status == "error" and [(e.key, e.status) for e in on_disk.evaluations] == finished
     assert on_disk.records() == first.records()
+
+
+TERMINATOR = textwrap.dedent(
+    """
+    import os, signal, sys
+    from robench import cli, journal
+    put = journal.Journal.put
+    count = 0
+
+    def terminated_put(self, key, data, meta):
+        global count
+        count += 1
+        put(self, key, data, meta)
+        if count == 3:  # a scheduler's time limit, or torchrun stopping this rank after another failed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    journal.Journal.put = terminated_put
+    sys.exit(cli.main(["evaluate", "--checkpoint", sys.argv[1], "--threat-model", sys.argv[2], "--arch", "tests.conftest:QuadrantNet",
+                       "--out", sys.argv[3], "--data-root", sys.argv[4], "--batch-size", "8", "--no-progress"]))
+    """
+)
+
+
+def test_sigterm_leaves_an_error_status_and_what_had_finished(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path) -> None:
+    """SIGTERM killed the process without a word: results.json stayed at 'started'."""
+    out = tmp_path / "run"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", TERMINATOR, str(quadrant_checkpoint), str(tiny_threat), str(out), str(tiny_threat.parent / "data")],
+        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 130 and "interrupted" in proc.stderr, proc.stderr[-2000:]
+    results = robench.load_results(out / "results.json")
+    assert results.status == "error" and "signal 15" in (results.error or "")

@@ -212,3 +212,14 @@ def test_results_files_get_the_usual_mode(tmp_path: Path, tiny_threat: Path) -> 
     mask = os.umask(0)
     os.umask(mask)
     assert (out / "results.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_fresh_run_drops_the_journals_of_ranks_it_does_not_have(tmp_path: Path, tiny_threat: Path) -> None:
+    """A 2-process run's journal.rank1.bin outlived a fresh 1-process run in the same folder and
+    made a later 2-process --resume refuse ('belongs to a different run')."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "journal.rank1.bin").write_bytes(b"RBJ2 of an earlier 2-process run")
+    (out / "notes.bin").write_bytes(b"kept")
+    _run(QuadrantNet(), tiny_threat, out, only=["clean"])
+    assert not (out / "journal.rank1.bin").exists() and (out / "notes.bin").exists() and (out / "journal.bin").exists()

@@ -307,14 +307,17 @@ class AutoAttackEvaluation:
             distance=distance, num_classes=num_classes, norm_unit=norm.name.lower(),
             robust_rate=robust_rate, attack_name=spec.name,
         )
-        own_warnings = list(dict.fromkeys(log.warnings))
+        # pyautoattack logs per batch: a sharded run's other ranks saw the warnings of their batches
+        logged = ctx.from_every_rank((log.warnings, log.lines))
+        own_warnings = list(dict.fromkeys(w for warnings, _ in logged for w in warnings))
+        lines = [line for _, rank_lines in logged for line in rank_lines] if len(logged) > 1 else log.lines
         output.warnings += [f"pyautoattack: {w}" for w in own_warnings]
         output.checks.append(_warnings_check(own_warnings, notes))
         output.artifacts = {
             "kind": "autoattack",
             "version": params.version,
             "breakdown": breakdown,
-            "log": log.lines[-_LOG_LIMIT:],
+            "log": lines[-_LOG_LIMIT:],
             "resumed_log_note": "batches restored from the journal log nothing" if ctx.cost.resumed_batches else None,
         }
         if params.mode == "fast":
