@@ -240,8 +240,11 @@ class EvalContext:
         # This rank's batches; those already in the journal are taken from it, the rest computed while
         # a background thread loads the next one (decoding and host-to-device staging overlap compute).
         plan = []
+        # batch i goes to rank (i + offset) % world, the offset drawn from the stage's name: a stage of
+        # fewer batches than ranks (a corruption cell, a stability perturbation) does not always land on rank 0
+        offset = int.from_bytes(hashlib.sha256(f"{self.key}/{stage}".encode()).digest()[:4], "big") % self.world_size
         for index, start in enumerate(starts):
-            if index % self.world_size == self.rank:
+            if (index + offset) % self.world_size == self.rank:
                 key = f"{self.key}/{stage}/{index}"
                 plan.append((index, start, min(start + size, len(dataset)), key, self.journal.get(key) if self.journal is not None else None))
         pending = [(start, stop) for _, start, stop, _, found in plan if found is None]
@@ -277,7 +280,7 @@ class EvalContext:
         per_rank_time: dict[int, float] = {}
         for index in range(len(starts)):
             meta = done[index][1]
-            rank = index % self.world_size
+            rank = (index + offset) % self.world_size
             per_rank_time[rank] = per_rank_time.get(rank, 0.0) + meta["wall_time_s"]
             self.cost.forward_passes += meta["forward"]
             self.cost.backward_passes += meta["backward"]

@@ -38,6 +38,14 @@ def test_two_gloo_processes_match_one(tmp_path: Path, quadrant_checkpoint: Path,
         assert (ea.cost.forward_passes, ea.cost.backward_passes, ea.cost.batches) == (
             eb.cost.forward_passes, eb.cost.backward_passes, eb.cost.batches)
     assert (tmp_path / "two" / "journal.rank1.bin").is_file()
+    # batches go to ranks from an offset per stage: rank 1 also runs some stage's first batch (a stage
+    # of one batch no longer always lands on rank 0)
+    raw, keys, at = (tmp_path / "two" / "journal.rank1.bin").read_bytes(), [], 0
+    while at < len(raw):  # the journal's frames: MAGIC, key length, payload length, digest, key, payload
+        key_length, length = int.from_bytes(raw[at + 4 : at + 8], "big"), int.from_bytes(raw[at + 8 : at + 16], "big")
+        keys.append(raw[at + 48 : at + 48 + key_length].decode())
+        at += 48 + key_length + length
+    assert any(key.endswith("/0") for key in keys), keys
 
 
 class NaNOnRank1(QuadrantNet):
