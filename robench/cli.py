@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-SECTIONS = ("clean", "attacks", "corruptions", "stability", "certification", "calibration")
 
 
 def _out(message: str = "") -> None:
@@ -289,6 +288,7 @@ def _seed(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from robench.runner import robench_version
+    from robench.threat_model import SECTION_ORDER
 
     parser = _Parser(
         prog="robench",
@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threat-model", required=True, help="threat-model YAML file or shipped name (robench ls threat_model)")
     ev.add_argument("--out", help="output folder (default: reports/<threat model>)")
     ev.add_argument("--n-examples", type=_positive_int, help="evaluate the first N examples only")
-    ev.add_argument("--only", metavar="KIND[,KIND]", help=f"run only these sections: {', '.join(SECTIONS)}")
+    ev.add_argument("--only", metavar="KIND[,KIND]", help=f"run only these sections: {', '.join(SECTION_ORDER)}")
     ev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     ev.add_argument("--batch-size", type=_positive_int, help="examples per batch (default 512 on CUDA, 128 on CPU)")
     ev.add_argument("--seed", type=_seed, default=0, help="run seed; all randomness derives from it (default 0)")

@@ -162,10 +162,10 @@ class EvalContext:
             # The last block of a dataset is padded to ``block`` rows (copies of its last image) so
             # that it draws what the same block of a larger dataset draws: an example's result does
             # not depend on how many examples follow it (``n_examples``) either.
-            short = block - len(images)
-            if short > 0:
-                images = torch.cat((images, images[-1:].expand(short, *images.shape[1:])))
-            return transform(images, generator)[: block - short] if short > 0 else transform(images, generator)
+            n = len(images)
+            if n < block:
+                images = torch.cat((images, images[-1:].expand(block - n, *images.shape[1:])))
+            return transform(images, generator)[:n]
 
         for index in range(start // block, (stop - 1) // block + 1):
             lo, hi = index * block, min((index + 1) * block, len(dataset))
@@ -315,16 +315,13 @@ class EvalContext:
         """
         if self.world_size == 1:
             return mine
-        import torch.distributed as dist
-
         sent: Any = failure
         if failure is not None:
             try:
                 pickle.dumps(failure[1])
             except Exception:  # noqa: BLE001 - an exception that does not pickle travels as its text
                 sent = (failure[0], RuntimeError(f"{type(failure[1]).__name__}: {failure[1]}"))
-        parts: list[Any] = [None] * self.world_size
-        dist.all_gather_object(parts, (mine, sent))
+        parts = self.from_every_rank((mine, sent))
         errors = sorted((part[1] for part in parts if part[1] is not None), key=lambda f: f[0])
         if errors:
             index, exc = errors[0]

@@ -35,8 +35,9 @@ _HEADER = "__header__"
 def _encode(key: str, data: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     torch.save({"data": {k: v.detach().cpu() for k, v in data.items()}, "meta": meta}, buffer)
-    body = key.encode() + buffer.getvalue()
-    return MAGIC + len(key.encode()).to_bytes(4, "big") + (len(body) - len(key.encode())).to_bytes(8, "big") + hashlib.sha256(body).digest() + body
+    name, payload = key.encode(), buffer.getvalue()
+    body = name + payload
+    return MAGIC + len(name).to_bytes(4, "big") + len(payload).to_bytes(8, "big") + hashlib.sha256(body).digest() + body
 
 
 def _decode(payload: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

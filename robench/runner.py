@@ -27,7 +27,7 @@ from robench.models import load_model, module_sha256
 from robench.models.wrapper import PixelModel
 from robench.registry import registry
 from robench.results import Environment, EvaluationResult, Results, load_results
-from robench.threat_model import ThreatModel, ThreatModelError, _param_errors, load_threat_model
+from robench.threat_model import SECTION_ORDER, ThreatModel, ThreatModelError, _param_errors, load_threat_model
 
 _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pydantic", "pyautoattack", "foolbox", "timm", "robustbench")
 _DEFAULT_BATCH = {"cpu": 128, "cuda": 512}
@@ -149,9 +149,9 @@ def _plan(threat: ThreatModel, only: list[str] | None) -> list[tuple[str, str, s
     """``(section, key, name, spec)`` for each evaluation to run, in order."""
     sections = threat.evaluations.sections()
     if only is not None:
-        unknown = [s for s in only if s not in ("clean", "attacks", "corruptions", "stability", "certification", "calibration")]
+        unknown = [s for s in only if s not in SECTION_ORDER]
         if not only or unknown:
-            raise ConfigError(f"--only: {f'unknown sections {unknown}' if only else 'no section named'}; expected clean, attacks, corruptions, stability, certification, calibration")
+            raise ConfigError(f"--only: {f'unknown sections {unknown}' if only else 'no section named'}; expected {', '.join(SECTION_ORDER)}")
         selected = [s for s in sections if s in only]
         if not selected:  # names the threat model does not declare are skipped, but one must be declared
             raise ConfigError(f"--only {','.join(only)}: the threat model declares none of these sections (it declares {', '.join(sections)})")

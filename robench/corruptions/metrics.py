@@ -56,6 +56,10 @@ def mean_corruption_errors(
     }
 
 
+MEAN_CELL_KEYS = ("benchmark_corruptions", "severities", "extra_corruptions")
+"""The condition keys of a ``mean_corruption_accuracy`` record: which cells it averages."""
+
+
 def is_benchmark_mean(condition: Mapping[str, object]) -> bool | None:
     """Whether a ``mean_corruption_accuracy`` record averages the 15 benchmark corruptions x 5
     severities (the published CIFAR-10-C / ImageNet-C mean), from the condition the sweep gives it;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from robench.corruptions.metrics import MEAN_CELL_KEYS
 from robench.report._labels import record_label, show, worst_case_attacks
 from robench.report.render import summary_records
 from robench.results import MetricRecord, Results
@@ -50,12 +51,9 @@ def _identity(record: MetricRecord) -> tuple[str, str, tuple[tuple[str, str], ..
     # Likewise the mean corruption accuracy is one metric whatever cells it averages (its condition
     # says which: a note tells when the runs averaged different cells).
     worst = record.name == "worst_case_robust_accuracy"
-    skipped = {"attack"} if worst else set(_MEAN_CELLS) if record.name == "mean_corruption_accuracy" else set()
+    skipped = {"attack"} if worst else set(MEAN_CELL_KEYS) if record.name == "mean_corruption_accuracy" else set()
     condition = tuple(sorted((k, repr(v)) for k, v in record.condition.items() if k not in skipped))
     return ("attacks" if worst else record.evaluation), record.name, condition
-
-
-_MEAN_CELLS = ("benchmark_corruptions", "severities", "extra_corruptions")
 
 
 def _disjoint(a: MetricRecord, b: MetricRecord) -> bool | None:
@@ -96,7 +94,7 @@ def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -
         both = ra is not None and rb is not None and ra.value is not None and rb.value is not None
         label = record_label(ra or rb)  # type: ignore[arg-type]
         if ra is not None and rb is not None and ra.name == "mean_corruption_accuracy":
-            cells_a, cells_b = ({k: r.condition.get(k) for k in _MEAN_CELLS} for r in (ra, rb))
+            cells_a, cells_b = ({k: r.condition.get(k) for k in MEAN_CELL_KEYS} for r in (ra, rb))
             if cells_a != cells_b:
                 notes.append(f"the mean corruption accuracy averages different cells: {a_name}: {show(cells_a) or 'every declared cell'}; "
                              f"{b_name}: {show(cells_b) or 'every declared cell'}")  # fmt: skip
