@@ -149,7 +149,7 @@ def test_evaluate_then_report(tmp_path: Path, quadrant_checkpoint: Path, tiny_th
         "--data-root", str(tiny_manifest.parent),
     )
     assert code == 0, err
-    assert "robust_accuracy" in stdout and "95% CI" in stdout
+    assert "robust accuracy: " in stdout and "95% CI" in stdout
     data = json.loads((out / "results.json").read_text())
     assert data["status"] == "success"
     assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")

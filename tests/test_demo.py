@@ -29,7 +29,7 @@ def test_demo_shortened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
             assert (tmp_path / "out" / variant / name).is_file(), name
         assert results.records("clean", "accuracy")[0].n == 40
     table = demo.demo_table(outcomes)
-    assert "standard (n=40)" in table and "adversarial (n=40)" in table and "robust_accuracy" in table
+    assert "standard (n=40)" in table and "adversarial (n=40)" in table and "robust accuracy: pgd" in table
     # the second run reuses the cached checkpoints
     lines.clear()
     demo.run_demo(tmp_path / "out2", progress=False, n_examples=8, log=lines.append)

@@ -101,7 +101,7 @@ def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -
         if ra is not None and rb is not None and ra.name == "worst_case_robust_accuracy":
             attacks_a, attacks_b = worst_case_attacks(ra), worst_case_attacks(rb)
             if set(attacks_a) != set(attacks_b):  # a minimum over attacks: their order does not matter
-                label = "attacks worst_case_robust_accuracy (final, over each run's attacks)"
+                label = "worst-case robust accuracy over each run's attacks (final)"
                 notes.append(f"the worst case is over different attacks: {a_name}: {', '.join(attacks_a) or '–'}; "
                              f"{b_name}: {', '.join(attacks_b) or '–'}")  # fmt: skip
         deltas.append(

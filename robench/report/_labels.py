@@ -6,10 +6,27 @@ from typing import Any
 
 from robench.results import Check, EvaluationResult, MetricRecord, Results
 
-# Condition keys already implied by the evaluation key and the threat model; outside the attack
-# evaluations, ``attack`` and ``condition`` tell records apart (calibration clean vs under attack).
-_IMPLIED_KEYS = frozenset({"attack", "norm", "eps", "goal", "kind", "condition"})
-_IMPLIED_ELSEWHERE = frozenset({"norm", "eps", "goal", "kind"})
+# How metric names read (others: underscores become spaces).
+METRIC_NAMES: dict[str, str] = {
+    "worst_case_robust_accuracy": "worst-case robust accuracy",
+    "ece": "ECE",
+    "adaptive_ece": "adaptive ECE",
+    "classwise_ece": "classwise ECE",
+    "max_calibration_error": "MCE",
+    "nll": "NLL",
+    "brier": "Brier score",
+    "mce": "mCE",
+    "relative_mce": "relative mCE",
+    "average_certified_radius": "average certified radius",
+    "mean_top5_distance": "mean top-5 distance",
+}
+# Condition keys an attack evaluation's key and the threat model already say.
+_ATTACK_IMPLIED = frozenset({"attack", "norm", "eps", "goal", "kind"})
+
+
+def metric_name(name: str) -> str:
+    """A record name as a reader says it: ``robust_accuracy`` -> ``robust accuracy``, ``ece`` -> ``ECE``."""
+    return METRIC_NAMES.get(name, name.replace("_", " "))
 
 
 def worst_case_attacks(record: MetricRecord) -> list[str]:
@@ -18,14 +35,57 @@ def worst_case_attacks(record: MetricRecord) -> list[str]:
     return [a for a in str(chain).split("+") if a] if chain else []
 
 
+def _pairs(condition: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={show(v)}" for k, v in condition.items())
+
+
 def record_label(record: MetricRecord) -> str:
-    """A short human label: ``attacks/pgd robust_accuracy`` (+ condition when present)."""
-    if record.name == "worst_case_robust_accuracy" and record.condition.get("attack"):
+    """A short human label, unique within a run: ``clean accuracy``, ``robust accuracy: pgd``,
+    ``worst-case robust accuracy over fgsm, pgd``, ``ECE under pgd``, ``mean corruption accuracy
+    (15 corruptions x 5 severities)``, ``certified accuracy: ibp (box=Linf) at Linf eps=0.031``;
+    condition keys the label does not word are appended as ``key=value``."""
+    name = metric_name(record.name)
+    section, _, entry = record.evaluation.partition("/")
+    rest = dict(record.condition)
+    if record.name == "worst_case_robust_accuracy" and rest.get("attack"):
         # per example the worst over every attack so far: not the attack whose evaluation holds it
-        return f"attacks worst_case_robust_accuracy (over {', '.join(worst_case_attacks(record))})"
-    implied = _IMPLIED_KEYS if record.evaluation.startswith("attacks/") else _IMPLIED_ELSEWHERE
-    condition = ", ".join(f"{k}={v}" for k, v in record.condition.items() if k not in implied)
-    return f"{record.evaluation} {record.name}" + (f" ({condition})" if condition else "")
+        label = f"{name} over {', '.join(worst_case_attacks(record))}"
+        rest = {k: v for k, v in rest.items() if k not in _ATTACK_IMPLIED}
+    elif section == "attacks":
+        label = f"{name}: {entry}" if entry else name
+        rest = {k: v for k, v in rest.items() if k not in _ATTACK_IMPLIED}
+    elif section == "clean":
+        label = f"clean {name}"
+    elif section == "calibration" and "condition" in rest:
+        kind = rest.pop("condition")
+        if kind == "attack" and "attack" in rest:
+            label = f"{name} under {rest.pop('attack')}"
+        elif kind == "corruption" and "corruption" in rest:
+            label = f"{name} under {rest.pop('corruption')}" + (f" s{rest.pop('severity')}" if "severity" in rest else "")
+        else:
+            label = f"{name}, {kind}"
+    elif record.name == "mean_corruption_accuracy" and "benchmark_corruptions" in rest:
+        bench, extra, severities = rest.pop("benchmark_corruptions"), rest.pop("extra_corruptions", None), rest.pop("severities", "?")
+        label = f"{name} ({extra} extra corruptions" if not bench and extra else f"{name} ({bench} corruptions"
+        label += f" x {severities} severities)"
+    elif section == "stability" and "perturbations" in rest:
+        count, source = rest.pop("perturbations"), rest.pop("source", None)
+        label = f"{name} ({count} {source + ' ' if source else ''}perturbations" + (
+            f", difficulty {rest.pop('difficulty')})" if "difficulty" in rest else ")")
+    elif section == "certification":
+        label = f"{name}: {entry}" if entry else name
+        rest.pop("certifier", None)
+        if "box" in rest and rest.get("norm") == rest["box"]:
+            rest.pop("norm")  # IBP's input set says the norm
+        threat = (rest.pop("threat_norm", None), rest.pop("threat_eps", None))
+        if rest:
+            label += f" ({_pairs(rest)})"
+            rest = {}
+        if threat[1] is not None:
+            label += f" at {threat[0] or ''} eps={show(threat[1])}".replace("  ", " ")
+    else:
+        label = f"{name}: {entry}" if entry else f"{section} {name}"
+    return label + (f" ({_pairs(rest)})" if rest else "")
 
 
 def show(value: Any, missing: str = "–") -> str:

@@ -225,7 +225,7 @@ def _clean_robust_item(results: Results) -> ChecklistItem:
 
     def text(r: MetricRecord) -> str:
         value, interval = r.formatted()
-        return f"{record_label(r)} {value} {interval or '(no interval)'}, n = {r.n}"
+        return f"{record_label(r)}: {value} {interval or '(no interval)'}, n = {r.n}"
 
     if clean is None or not robust:
         missing = " and ".join(m for m, ok in (("clean accuracy", clean is not None), ("robust accuracy", bool(robust))) if not ok)

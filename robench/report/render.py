@@ -138,6 +138,8 @@ def summary_records(results: Results) -> list[MetricRecord]:
             return False
         if "eps" in r.condition and (eps is None or abs(float(r.condition["eps"]) - eps) > 1e-12):  # a sweep point
             return False
+        if r.evaluation.startswith("certification/") and "eps" in r.condition:  # a grid point: the headline is at threat_eps
+            return False
         return not (r.evaluation == "calibration" and r.name == "accuracy")
 
     picked = [r for r in results.records() if headline(r)]

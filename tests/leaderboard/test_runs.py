@@ -9,7 +9,12 @@ from statsmodels.stats.proportion import proportion_confint
 
 from robench.cli import main
 from robench.leaderboard import compare_runs, runs_table
+from robench.leaderboard.runs import RunDelta
 from tests.report import fixtures
+
+
+def _name(delta: RunDelta) -> str:
+    return (delta.a or delta.b).name  # type: ignore[union-attr]
 
 
 def test_deltas_and_disjoint_intervals() -> None:
@@ -35,7 +40,7 @@ def test_worst_case_matches_across_attack_chains() -> None:
         evaluation.records = [r.model_copy(update={"condition": {**r.condition, "attack": "other"}}) if r.name == "worst_case_robust_accuracy" else r
                               for r in evaluation.records]  # fmt: skip
     comparison = compare_runs(a, b)
-    worst = [d for d in comparison.deltas if "worst_case" in d.label and d.a is not None and d.b is not None]
+    worst = [d for d in comparison.deltas if _name(d) == "worst_case_robust_accuracy" and d.a is not None and d.b is not None]
     assert worst and all(d.delta == 0 and d.outside is False for d in worst)
     assert "both runs evaluate the same checkpoint" in comparison.notes
 
@@ -60,19 +65,19 @@ def test_probability_deltas_are_percentage_points() -> None:
     ece = next(r for r in b.evaluation("calibration").records if r.condition == {"condition": "clean"})
     ece.value = 0.0725  # from 5.00% to 7.25%
     header, rows = runs_table(compare_runs(a, b))
-    row = next(r for r in rows if r[0] == "calibration ece (condition=clean)")
+    row = next(r for r in rows if r[0] == "ECE, clean")
     assert row[1:4] == ("5.00% [3.00, 7.00]", "7.25% [3.00, 7.00]", "+2.25 pp")
 
 
 def test_final_worst_case_lines_up_across_different_attack_sets() -> None:
     comparison = compare_runs(fixtures.strong(), fixtures.weak(), "a", "b")  # pgd + autoattack vs fgsm alone
-    worst = [d for d in comparison.deltas if d.label.startswith("attacks worst_case_robust_accuracy")]
+    worst = [d for d in comparison.deltas if _name(d) == "worst_case_robust_accuracy"]
     assert len(worst) == 1 and worst[0].a is not None and worst[0].b is not None
     assert worst[0].delta == pytest.approx(400 / 500 - 280 / 500)
-    assert worst[0].label == "attacks worst_case_robust_accuracy (final, over each run's attacks)"
+    assert worst[0].label == "worst-case robust accuracy over each run's attacks (final)"
     assert "the worst case is over different attacks: a: pgd, autoattack; b: fgsm" in comparison.notes
     same = compare_runs(fixtures.strong(), fixtures.strong())
-    assert [d.label for d in same.deltas if "worst_case" in d.label] == ["attacks worst_case_robust_accuracy (over pgd, autoattack)"]
+    assert [d.label for d in same.deltas if _name(d) == "worst_case_robust_accuracy"] == ["worst-case robust accuracy over pgd, autoattack"]
     assert not any("different attacks" in n for n in same.notes)
 
 
@@ -100,7 +105,7 @@ def test_mean_corruption_accuracy_pairs_across_the_cells_it_averages() -> None:
         return r
 
     comparison = compare_runs(run({}), run({"benchmark_corruptions": 15, "severities": 5}))
-    rows = [d for d in comparison.deltas if "mean_corruption_accuracy" in d.label]
+    rows = [d for d in comparison.deltas if _name(d) == "mean_corruption_accuracy"]
     assert len(rows) == 1 and rows[0].delta == 0
     assert any("averages different cells" in n and "every declared cell" in n for n in comparison.notes)
     same = compare_runs(run({"benchmark_corruptions": 15, "severities": 5}), run({"benchmark_corruptions": 15, "severities": 5}))

@@ -121,7 +121,7 @@ def test_calibration_table_uses_the_report_format() -> None:
 
 def test_checklist_names_the_worst_case_as_the_summary_does() -> None:
     evidence = {i.key: i for i in checklist(fixtures.strong())}["clean_and_robust"].evidence
-    assert "attacks worst_case_robust_accuracy (over pgd, autoattack) 56.0% [51.5, 60.4], n = 500" in evidence
+    assert "worst-case robust accuracy over pgd, autoattack: 56.0% [51.5, 60.4], n = 500" in evidence
     assert "attacks/autoattack worst_case_robust_accuracy" not in evidence
 
 
@@ -151,3 +151,29 @@ def test_limitations_state_the_n_of_each_section() -> None:
     page = render_html(results)
     assert sentence in page and "Every accuracy is measured on" not in page
     assert sample_sizes(fixtures.strong()).startswith("Accuracies are measured on n = 500 examples;")
+
+
+def test_summary_labels_read_as_words_and_are_unique() -> None:
+    # internal keys ("attacks/pgd robust_accuracy", "calibration ece (condition=clean)") read as words
+    from robench.report.render import record_label, summary_records
+
+    labels = [record_label(r) for r in summary_records(fixtures.strong())]
+    assert labels == ["clean accuracy", "robust accuracy: pgd", "robust accuracy: autoattack",
+                      "worst-case robust accuracy over pgd, autoattack", "ECE, clean", "ECE under autoattack"]  # fmt: skip
+    certified = [record_label(r) for r in summary_records(fixtures.certified())]
+    assert "certified accuracy: smoothing (sigma=0.25) at L2 eps=0.5" in certified
+    assert all("_" not in label for label in labels + certified)
+
+
+def test_a_certification_grid_point_at_the_declared_eps_is_not_a_second_summary_row() -> None:
+    # IBP's eps grid ends at the declared eps: that grid point and the threat-model record are one number
+    from robench.report.render import record_label, summary_records
+
+    results = fixtures.certified()
+    key = "certification/ibp"
+    condition = {"certifier": "ibp", "norm": "L2", "box": "L2"}
+    records = [MetricRecord.proportion(key, "certified_accuracy", 200, fixtures.N, {**condition, "eps": 0.5}),
+               MetricRecord.proportion(key, "certified_accuracy", 200, fixtures.N, {**condition, "threat_norm": "L2", "threat_eps": 0.5})]  # fmt: skip
+    results.evaluations.append(EvaluationResult(key=key, section="certification", name="ibp", status="success", records=records))
+    rows = [record_label(r) for r in summary_records(results) if r.evaluation == key]
+    assert rows == ["certified accuracy: ibp (box=L2) at L2 eps=0.5"]
