@@ -119,6 +119,9 @@ class EvalContext:
     batch_offset: int = 0
     _chunk: int | None = field(default=None, repr=False)
     _block_cache: tuple[tuple[Any, ...], torch.Tensor] | None = field(default=None, repr=False)
+    _began: float = field(default_factory=time.perf_counter, repr=False)
+    _in_batches: float = field(default=0.0, repr=False)
+    _sized: bool = field(default=False, repr=False)
 
     def begin(self, key: str) -> None:
         """Start accounting for evaluation ``key``."""
@@ -126,6 +129,17 @@ class EvalContext:
         self._chunk = None
         self._block_cache = None
         self.cost = Cost(device=str(self.device), precision=self.precision, batch_size=self.batch_size)
+        self._began = time.perf_counter()
+        self._in_batches = 0.0  # seconds spent in map_batches (its batches' times are counted there)
+        self._sized = False
+
+    def finish(self) -> Cost:
+        """The cost of the evaluation begun last: its batches' times (a journalled batch's as it was
+        measured) plus the time the evaluation spent outside :meth:`map_batches` (fitting a
+        temperature, a Lipschitz bound, bootstrap intervals, merging the outputs)."""
+        outside = time.perf_counter() - self._began - self._in_batches
+        self.cost.wall_time_s += max(0.0, outside)
+        return self.cost
 
     def generator(self, *tags: object, device: torch.device | str | None = None) -> torch.Generator:
         """A fresh generator seeded from the run seed, the current evaluation and ``tags``."""
@@ -224,9 +238,21 @@ class EvalContext:
             rng_on_device: Give ``fn`` a generator on :attr:`device` rather than on the CPU (faster
                 draws on a GPU; the stream, so the draws, then depend on the device type).
         """
+        entered = time.perf_counter()
+        try:
+            return self._map_batches(stage, dataset, fn, model_counter, batch_size, desc, rng_on_device)
+        finally:
+            self._in_batches += time.perf_counter() - entered
+
+    def _map_batches(
+        self, stage: str, dataset: Dataset, fn: BatchFn, model_counter: Any, batch_size: int | None, desc: str | None, rng_on_device: bool
+    ) -> dict[str, torch.Tensor]:
         from tqdm.auto import tqdm
 
         size = batch_size or self.batch_size
+        # the examples per batch of the evaluation's largest stage (sections pick their own: cells, images per smoothing batch)
+        self.cost.batch_size = size if not self._sized else max(size, self.cost.batch_size or 0)
+        self._sized = True
         starts = list(range(0, len(dataset), size))
         mine: dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
         bar = tqdm(

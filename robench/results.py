@@ -117,7 +117,9 @@ class MetricRecord(_Model):
 
 
 class Cost(_Model):
-    """What an evaluation cost. Passes count examples (a batch of 256 is 256 passes)."""
+    """What an evaluation cost. Passes count examples (a batch of 256 is 256 passes); ``batch_size``
+    is the examples per batch of the evaluation's largest stage; ``wall_time_s`` includes the work
+    outside its batches, and a resumed batch counts the time it took when it ran."""
 
     wall_time_s: float = 0.0
     forward_passes: int = 0

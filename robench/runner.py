@@ -412,7 +412,7 @@ def _evaluate(
                     raise failure from exc
                 raise
             evaluation.status = "success"
-            evaluation.cost = ctx.cost
+            evaluation.cost = ctx.finish()
             evaluation.records = produced.records
             evaluation.checks = produced.checks
             evaluation.warnings = produced.warnings

@@ -11,6 +11,15 @@ from collections.abc import Sequence
 from scipy.stats import beta, norm
 
 
+def _check_counts(successes: int, n: int, confidence: float) -> None:
+    if not 0 < confidence < 1:  # false for NaN too
+        raise ValueError(f"Expected `confidence` in (0, 1), but got {confidence}")
+    if any(isinstance(v, bool) or float(v) != int(v) for v in (successes, n)):
+        raise ValueError(f"Expected whole counts, but got successes={successes}, n={n}")
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"Expected 0 <= successes <= n, but got successes={successes}, n={n}")
+
+
 def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) two-sided interval for a binomial proportion.
 
@@ -29,10 +38,7 @@ def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     Raises:
         ValueError: if the counts or the confidence are out of range.
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"Expected `confidence` in (0, 1), but got {confidence}")
-    if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"Expected 0 <= successes <= n, but got successes={successes}, n={n}")
+    _check_counts(successes, n, confidence)
     if n == 0:
         return 0.0, 1.0
     alpha = 1.0 - confidence
@@ -51,9 +57,12 @@ def clopper_pearson_lower(successes: int, n: int, alpha: float) -> float:
 
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval (Wilson, JASA 1927), for reference and large-n summaries."""
-    if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"Expected 0 <= successes <= n, but got successes={successes}, n={n}")
+    """Wilson score interval (Wilson, JASA 1927), for reference and large-n summaries.
+
+    Raises:
+        ValueError: if the counts or the confidence are out of range.
+    """
+    _check_counts(successes, n, confidence)
     if n == 0:
         return 0.0, 1.0
     z = float(norm.ppf(1 - (1 - confidence) / 2))

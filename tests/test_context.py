@@ -218,3 +218,20 @@ def test_blockwise_results_do_not_depend_on_how_many_examples_follow() -> None:
 
     assert torch.equal(run(10), run(20)[:10]) and torch.equal(run(3), run(20)[:3])
     assert set(sizes) == {8}  # every draw is block-shaped
+
+
+def test_cost_counts_the_work_outside_the_batches() -> None:
+    # a Lipschitz bound, a temperature fit, bootstrap intervals run outside map_batches: still cost
+    import time
+
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=6, progress=False)
+    ctx.begin("e")
+    ctx.map_batches("s", _data(), lambda x, y, g: {"y": y}, PassCounter())
+    time.sleep(0.3)  # the evaluation's own work after its batches
+    cost = ctx.finish()
+    assert 0.3 <= cost.wall_time_s < 1.0
+    assert cost.batches == 4 and cost.batch_size == 6
+    ctx.begin("f")
+    ctx.map_batches("s", _data(), lambda x, y, g: {"y": y}, PassCounter(), batch_size=4)
+    ctx.map_batches("t", _data(), lambda x, y, g: {"y": y}, PassCounter(), batch_size=10)
+    assert ctx.finish().batch_size == 10  # the largest stage's batch, not the run's 6

@@ -72,3 +72,13 @@ def test_mean_interval_reduces_to_clopper_pearson_and_is_conservative() -> None:
         mean_interval([])
     with pytest.raises(ValueError):
         mean_interval([1.5])
+
+
+def test_interval_functions_refuse_bad_confidence_and_fractional_counts() -> None:
+    # wilson(3, 10, 1.5) gave (0, 1) and wilson(3, 10, 0) the zero-width (0.3, 0.3)
+    for interval in (wilson, clopper_pearson):
+        for confidence in (1.5, 0.0, float("nan")):
+            with pytest.raises(ValueError, match="confidence"):
+                interval(3, 10, confidence)
+        with pytest.raises(ValueError, match="whole counts"):
+            interval(2.5, 10)

@@ -30,9 +30,11 @@ class StepModel:
     def __init__(self, model: nn.Module, mode: Mode = "exact", compile: bool = False) -> None:
         self.model = model
         self.mode = mode
-        self._forward: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(model, dynamic=True) if compile else model  # type: ignore[assignment]
-        )
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = model
+        if compile:
+            # a PixelModel compiles its network and counts outside the graph (see PixelModel.compiled)
+            compiled = getattr(model, "compiled", None)
+            self._forward = compiled() if callable(compiled) else torch.compile(model, dynamic=True)  # type: ignore[assignment]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits as the attack iterations see them (bf16 autocast in fast mode)."""

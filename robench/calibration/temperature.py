@@ -38,6 +38,13 @@ def logits_from_probs(probs: torch.Tensor) -> torch.Tensor:
     return probs.clamp(min=torch.finfo(probs.dtype).tiny).log()
 
 
+def _check_finite(logits: torch.Tensor) -> None:
+    """NaN or +inf logits would make the NLL NaN, and scipy's bounded search returns a temperature
+    anyway; ``-inf`` (a log-probability of 0) is a valid logit."""
+    if logits.is_floating_point() and bool((logits.isnan() | (logits == math.inf)).any()):
+        raise ConfigError("Expected finite logits (or -inf log-probabilities) for temperature scaling, but got NaN or +inf.")
+
+
 def _nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
     return float(torch.nn.functional.cross_entropy(logits / temperature, labels))
 
@@ -64,6 +71,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> TemperatureFi
         )
     if logits.shape[0] == 0:
         raise ConfigError("Expected at least one held-out example to fit the temperature, but got 0.")
+    _check_finite(logits)
     from scipy.optimize import minimize_scalar
 
     logits = logits.detach().double().cpu()
@@ -91,4 +99,5 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"Expected `temperature` to be a finite number > 0, but got {temperature!r}.")
+    _check_finite(logits)
     return (logits.double() / temperature).softmax(dim=1).to(logits.dtype if logits.is_floating_point() else torch.float32)

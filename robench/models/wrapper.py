@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -65,9 +65,25 @@ class PixelModel(nn.Module):
         self.counter = counter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.counted(x, self.net(self.normalize(x)))
+
+    def compiled(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """This model with ``net(normalize(x))`` under :func:`torch.compile` (dynamic shapes) and the
+        counting left outside the graph: a counter inside it is a Python int the compiled code
+        specialises on, so every new count would recompile (and after torch's recompile limit the
+        model would silently run uncompiled)."""
+        core = torch.compile(nn.Sequential(self.normalize, self.net), dynamic=True)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return self.counted(x, core(x))
+
+        return forward
+
+    def counted(self, x: torch.Tensor, out: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:
+        """``out`` (the network's output for ``x``; its first element if a tuple) with the forward
+        pass counted and a hook that counts the backward pass."""
         batch = int(x.shape[0])
         self.counter.forward += batch
-        out = self.net(self.normalize(x))
         if isinstance(out, (tuple, list)):
             out = out[0]
         if x.requires_grad and torch.is_grad_enabled() and not out.requires_grad:

@@ -217,3 +217,21 @@ def test_accumulator_empty_and_class_mismatch() -> None:
 def test_bad_inputs_raise_config_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         expected_calibration_error(probs, labels, n_bins)  # type: ignore[arg-type]
+
+
+def test_temperature_refuses_nan_and_inf_logits() -> None:
+    # scipy's bounded search on a NaN objective returned T = 0.337 without a word
+    from robench.calibration.temperature import apply_temperature, fit_temperature
+
+    logits, labels = torch.randn(50, 4, generator=torch.Generator().manual_seed(0)), torch.arange(50) % 4
+    for bad in (float("nan"), float("inf")):
+        broken = logits.clone()
+        broken[3, 1] = bad
+        with pytest.raises(ConfigError, match="NaN or \\+inf"):
+            fit_temperature(broken, labels)
+        with pytest.raises(ConfigError, match="NaN or \\+inf"):
+            apply_temperature(broken, 1.5)
+    minus_inf = logits.clone()
+    minus_inf[3, 1] = -float("inf")  # a log-probability of 0 is a valid logit
+    assert 0.01 < fit_temperature(minus_inf, labels).temperature < 100
+

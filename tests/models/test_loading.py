@@ -326,3 +326,26 @@ def test_weights_of_another_kind_are_refused(tmp_path: Path, dtype: torch.dtype)
     torch.save(state, path)
     with pytest.raises(CheckpointError, match="dtype"):
         load_model(path, arch=ARCH)
+
+
+def test_compiled_model_counts_outside_the_graph_and_does_not_recompile(monkeypatch) -> None:
+    # a pass counter inside the compiled graph is an int torch.compile specialises on: every new count
+    # recompiled, and after torch's recompile limit the model silently ran uncompiled
+    import functools
+
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from robench.attacks._speed import StepModel
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))  # dynamo's guards, no C++ build
+    torch._dynamo.reset()
+    counters.clear()
+    handle = load_model(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)), device="cpu")
+    step = StepModel(handle.module, "exact", compile=True)
+    x = torch.rand(5, 1, 4, 4, requires_grad=True)
+    for _ in range(12):
+        step(x).sum().backward()
+    assert handle.counter.snapshot() == (60, 60)
+    assert counters["stats"]["unique_graphs"] <= 2
+    torch._dynamo.reset()
