@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robench.stats import clopper_pearson, clopper_pearson_lower, wilson
+from robench.stats import clopper_pearson, clopper_pearson_lower, weighted_sum_interval, wilson
 
 proportion = pytest.importorskip("statsmodels.stats.proportion")
 
@@ -82,3 +82,14 @@ def test_interval_functions_refuse_bad_confidence_and_fractional_counts() -> Non
                 interval(3, 10, confidence)
         with pytest.raises(ValueError, match="whole counts"):
             interval(2.5, 10)
+
+
+def test_weighted_sum_interval_of_counts_is_the_exact_poisson_interval() -> None:
+    # 0/1 values, largest weight 1: Fay & Feuer's gamma interval is Garwood's exact Poisson interval
+    from statsmodels.stats.rates import confint_poisson
+
+    for k, n in ((0, 20), (1, 20), (4, 100), (37, 1000)):
+        low, high = weighted_sum_interval([1.0] * k + [0.0] * (n - k), 1.0)
+        ref_low, ref_high = confint_poisson(k, n, method="exact-c")
+        assert low == pytest.approx(ref_low, abs=1e-12) and high == pytest.approx(min(ref_high, 1.0), rel=1e-9)
+

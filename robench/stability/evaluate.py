@@ -25,7 +25,7 @@ from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.registry import register, registry
 from robench.results import MetricRecord
-from robench.stats import clopper_pearson
+from robench.stats import clopper_pearson, weighted_sum_interval
 from robench.stability.functional import comparison_pairs, flip_probability, top5_distance, top5_distance_max
 from robench.stability.params import SequenceParams, noise_level, resolve_table, sequence_params
 from robench.stability.released import open_released
@@ -33,6 +33,9 @@ from robench.threat_model import StabilitySpec, ThreatModel
 
 EVALUATION = "stability"
 BOOTSTRAP_RESAMPLES = 1000
+FEW_NONZERO = 50
+"""Below this many nonzero per-sequence values the percentile bootstrap under-covers (86-90% at 2-10
+nonzero sequences in simulation); :func:`mean_interval` widens it to a gamma interval."""
 BOOTSTRAP_INTERVAL = f"bootstrap-percentile over sequences ({BOOTSTRAP_RESAMPLES} resamples)"
 STRIP_FRAMES = 11
 STRIP_SIZE = 64
@@ -69,6 +72,11 @@ def mean_interval(
     is at most ``u``, the Clopper-Pearson upper bound for 0 such sequences in ``n``, and the mean
     ``c (1 - q) + q E[value | value != c]`` lies in ``[c (1 - u), c (1 - u) + support_max u]``
     (a conservative exact bound; ``[0, support_max u]`` when nothing flipped).
+
+    With fewer than :data:`FEW_NONZERO` nonzero per-sequence values (a stable model: few sequences
+    ever flip) the bootstrap only sees those few and misses high: it covered 86-90% in simulation.
+    The interval is then widened to hold :func:`robench.stats.weighted_sum_interval` too, which
+    covered at least 98% there.
     """
     flat = values.double().reshape(-1, values.shape[-1])
     n = int(flat.shape[1])
@@ -77,7 +85,14 @@ def mean_interval(
         c, u = float(per_sequence[0]), clopper_pearson(0, n)[1]
         what = "no nonzero value" if c == 0 else f"every value {c:.4g}"
         return (c * (1 - u), min(support_max, c * (1 - u) + support_max * u)), f"exact bound: {what} in {n} sequences (Clopper-Pearson)"
-    return bootstrap_mean_interval(values, generator), BOOTSTRAP_INTERVAL
+    low, high = bootstrap_mean_interval(values, generator)
+    nonzero = int((per_sequence != 0).sum())
+    if nonzero < FEW_NONZERO:
+        gamma_low, gamma_high = weighted_sum_interval(per_sequence.clamp(0, support_max).tolist(), support_max)
+        return (min(low, gamma_low), max(high, gamma_high)), (
+            f"{BOOTSTRAP_INTERVAL} widened to the Fay-Feuer gamma interval ({nonzero} of {n} sequences nonzero)"
+        )
+    return (low, high), BOOTSTRAP_INTERVAL
 
 
 def _check_baseline(spec: StabilitySpec) -> dict[str, float]:
