@@ -32,6 +32,7 @@ def add_standard_records(
     robust: torch.Tensor,
     labels: torch.Tensor,
     adv_probs: torch.Tensor,
+    adv_log_probs: torch.Tensor | None = None,
     distance: torch.Tensor | None,
     num_classes: int,
     norm_unit: str,
@@ -52,6 +53,7 @@ def add_standard_records(
         robust: Robust flags ``(N,)``.
         labels: Labels ``(N,)``.
         adv_probs: Softmax of the model on the adversarial examples ``(N, K)``.
+        adv_log_probs: Their log-softmax, when temperature scaling will rescale them.
         distance: Perturbation norms ``(N,)`` (``None``: not measured).
         num_classes: Number of classes.
         norm_unit: Unit of the norms (``linf``, ``l2``...).
@@ -114,6 +116,8 @@ def add_standard_records(
     ctx.shared["attacks:worst_case"] = {"rate": worst, "attacks": attacks_so_far}
     records.append(share_record(key, "worst_case_robust_accuracy", worst, {**condition, "attack": "+".join(attacks_so_far)}))
     ctx.shared[key] = {"probs": adv_probs, "labels": labels, "robust": robust}
+    if adv_log_probs is not None:
+        ctx.shared[key]["log_probs"] = adv_log_probs
     summary: dict[str, Any] = ctx.shared.setdefault("attacks:summary", {})
     summary[key.split("/", 1)[-1]] = {
         "robust_accuracy": headline.value,

@@ -27,6 +27,7 @@ from robench.attacks.eot import pass_mean_correct
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset, SubsetDataset
+from robench.evaluations.clean import softmax_outputs, wants_log_probs
 from robench.models.wrapper import ModelHandle
 from robench.registry import register
 from robench.results import Check, MetricRecord
@@ -228,10 +229,11 @@ class AutoAttackEvaluation:
             ctx.cost.wall_time_s += time.perf_counter() - tick
 
             randomized = bool(ctx.shared.get("randomized"))
+            log_probs = wants_log_probs(threat)
 
             def clean(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
                 logits = model.predict_logits(x)
-                out = {"correct": logits.argmax(dim=1) == y, "probs": logits.float().softmax(dim=1), "labels": y}
+                out = {"correct": logits.argmax(dim=1) == y, **softmax_outputs(logits, log_probs), "labels": y}
                 if randomized:
                     out["rate"] = pass_mean_correct(model.module, x, y)
                 return out
@@ -241,6 +243,7 @@ class AutoAttackEvaluation:
             correct = start["correct"]
             robust = correct.clone()
             adv_probs = start["probs"].clone()
+            adv_log_probs = start["log_probs"].clone() if log_probs else None
             distance = torch.zeros(n)
             # Randomized models: an example's robustness is its pass-mean accuracy, the lowest over
             # the clean input and every adversarial input it was attacked with.
@@ -272,7 +275,7 @@ class AutoAttackEvaluation:
                             logits[again] = model.predict_logits(x_adv[again])
                     out = {
                         "fooled": logits.argmax(dim=1) != y,
-                        "probs": logits.float().softmax(dim=1),
+                        **softmax_outputs(logits, log_probs),
                         "distance": norm.distance(x_adv - x),
                         "redone_in_fp32": redo,
                     }
@@ -290,6 +293,8 @@ class AutoAttackEvaluation:
                     robust_rate[index] = torch.minimum(robust_rate[index], stage["rate"])
                 robust[fooled] = False
                 adv_probs[fooled] = stage["probs"][stage["fooled"]]
+                if adv_log_probs is not None:
+                    adv_log_probs[fooled] = stage["log_probs"][stage["fooled"]]
                 distance[fooled] = stage["distance"][stage["fooled"]]
                 accuracy = float(robust.float().mean())
                 breakdown.append({"attack": name, "robust_accuracy": accuracy, "n_robust": int(robust.sum()), "n_attacked": int(index.numel())})
@@ -304,7 +309,7 @@ class AutoAttackEvaluation:
             )
         add_standard_records(
             output, ctx, key, condition, correct=correct, robust=robust, labels=start["labels"], adv_probs=adv_probs,
-            distance=distance, num_classes=num_classes, norm_unit=norm.name.lower(),
+            adv_log_probs=adv_log_probs, distance=distance, num_classes=num_classes, norm_unit=norm.name.lower(),
             robust_rate=robust_rate, attack_name=spec.name,
         )
         # pyautoattack logs per batch: a sharded run's other ranks saw the warnings of their batches

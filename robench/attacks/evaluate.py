@@ -15,6 +15,7 @@ from robench.attacks.eot import DEFAULT_EOT_SAMPLES, STOCHASTIC_PASSES, pass_mea
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
+from robench.evaluations.clean import softmax_outputs, wants_log_probs
 from robench.models.wrapper import ModelHandle
 from robench.registry import register, registry
 from robench.threat_model import EvaluationSpec, ThreatModel, format_eps
@@ -84,6 +85,8 @@ def _evaluate_bounded(
     mode = resolved.get("mode", "exact")
     ctx.cost.precision = precision_label(mode)
 
+    log_probs = wants_log_probs(threat)
+
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         clean_logits = model.predict_logits(x)
         correct = clean_logits.argmax(dim=1) == y
@@ -95,7 +98,7 @@ def _evaluate_bounded(
             "correct": correct,
             "robust": correct & ~result.success,
             "distance": result.distance,
-            "adv_probs": result.logits.float().softmax(dim=1),
+            **softmax_outputs(result.logits, log_probs, "adv_"),
             "labels": y,
         }
         if randomized:
@@ -113,7 +116,7 @@ def _evaluate_bounded(
     robust = out["robust"] if robust_rate is None else robust_rate >= 0.5
     add_standard_records(
         output, ctx, key, condition, correct=out["correct"], robust=robust, labels=out["labels"],
-        adv_probs=out["adv_probs"], distance=out["distance"], num_classes=int(model.info.num_classes or data.num_classes),
+        adv_probs=out["adv_probs"], adv_log_probs=out.get("adv_log_probs"), distance=out["distance"], num_classes=int(model.info.num_classes or data.num_classes),
         norm_unit=adversary.norm.lower(), robust_rate=robust_rate, attack_name=spec.name,
     )  # fmt: skip
     output.resolved = resolved

@@ -30,6 +30,7 @@ from robench.attacks.evaluate import choose_targets
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
+from robench.evaluations.clean import softmax_outputs, wants_log_probs
 from robench.models.wrapper import ModelHandle
 from robench.registry import register
 from robench.results import MetricRecord
@@ -166,6 +167,8 @@ class MinNormEvaluation:
             )
         randomized = bool(ctx.shared.get("randomized")) and norm == adversary.norm
 
+        log_probs = wants_log_probs(threat)
+
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
             clean_logits = model.predict_logits(x)
             correct = clean_logits.argmax(dim=1) == y
@@ -212,8 +215,8 @@ class MinNormEvaluation:
                     # inside the ball up to rounding: never above the radius it was projected to
                     min_norm[rows_hit] = distance(x_r[hit] - x[rows_hit], norm).clamp(max=radius)
             min_norm = torch.where(correct, min_norm, torch.zeros_like(min_norm))  # clean errors need no perturbation
-            out = {"correct": correct, "min_norm": min_norm, "adv_probs": logits.float().softmax(dim=1),
-                   "clean_probs": clean_logits.float().softmax(dim=1), "labels": y, "no_start": no_start}  # fmt: skip
+            out = {"correct": correct, "min_norm": min_norm, **softmax_outputs(logits, log_probs, "adv_"),
+                   **softmax_outputs(clean_logits, log_probs, "clean_"), "labels": y, "no_start": no_start}  # fmt: skip
             if randomized:
                 # the lower pass-mean accuracy of the clean input and the adversarial one if it lies in the ball
                 in_ball = correct & (min_norm <= adversary.eps)
@@ -259,9 +262,12 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
     if same_norm:
         robust = correct & (min_norm > adversary.eps)
         fooled_in_ball = correct & ~robust
-        adv_probs = torch.where(fooled_in_ball[:, None], out["adv_probs"], out["clean_probs"])
+        adv_probs, adv_log_probs = (
+            torch.where(fooled_in_ball[:, None], out[f"adv_{what}"], out[f"clean_{what}"]) if f"adv_{what}" in out else None
+            for what in ("probs", "log_probs")
+        )
         add_standard_records(
-            output, ctx, key, condition, correct=correct, robust=robust, labels=labels, adv_probs=adv_probs,
+            output, ctx, key, condition, correct=correct, robust=robust, labels=labels, adv_probs=adv_probs, adv_log_probs=adv_log_probs,
             distance=torch.where(fooled_in_ball, min_norm, torch.zeros_like(min_norm)), num_classes=num_classes,
             norm_unit=norm.lower(), robust_rate=out.get("robust_rate"), attack_name=spec.name,
         )  # fmt: skip

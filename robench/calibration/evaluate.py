@@ -194,5 +194,11 @@ def _temperature_scaling(
         "n_eval": n_total - n_fit,
         "nll_fit_before": fit.nll_before,
         "nll_fit_after": fit.nll_after,
-        "fitted_on": "log-probabilities" if "log_probs" in clean else "log of float32 probabilities (clamped at 1e-38)",
+        "fitted_on": _source(clean),
+        # what each condition was rescaled from (the sections hand off log-probabilities when temperature scaling is declared)
+        "rescaled_from": {label: _source(handoff) for label, _, handoff in conditions},
     }
+
+
+def _source(handoff: dict[str, torch.Tensor]) -> str:
+    return "log-probabilities" if "log_probs" in handoff else "log of float32 probabilities (clamped at 1e-38)"

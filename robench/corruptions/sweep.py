@@ -22,7 +22,7 @@ from robench.corruptions._examples import example_grid
 from robench.corruptions.metrics import mean_corruption_errors
 from robench.corruptions.params import ALEXNET_ERRORS, CorruptionTable, resolve_table
 from robench.data.base import Dataset
-from robench.evaluations.clean import predictions
+from robench.evaluations.clean import predictions, wants_log_probs
 from robench.models.wrapper import ModelHandle
 from robench.registry import register, registry
 from robench.results import MetricRecord
@@ -38,10 +38,11 @@ example's corrupted image does not depend on the batch size, an out-of-memory ba
 
 
 def _corrupt_then_predict(
-    model: ModelHandle, data: Dataset, name: str, severity: int, table: CorruptionTable, ctx: EvalContext, on_device: bool
+    model: ModelHandle, data: Dataset, name: str, severity: int, table: CorruptionTable, ctx: EvalContext, on_device: bool,
+    log_probs: bool = False,
 ) -> Any:
     corrupt = registry.get("corruption", name)
-    predict = predictions(model)
+    predict = predictions(model, log_probs)
 
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         corrupted = ctx.blockwise(
@@ -102,6 +103,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     hits: dict[str, list[torch.Tensor]] = {}  # per corruption: one row of per-example correctness per severity
     calibration = threat.evaluations.calibration
     hand_off = calibration is not None and "corruptions" in calibration.conditions
+    log_probs = hand_off and wants_log_probs(threat)
     evaluated: dict[tuple[str, int], torch.Tensor] = {}  # example 0 as it was scored, per cell
     aligned = max(RNG_BLOCK, ctx.batch_size // RNG_BLOCK * RNG_BLOCK)  # whole random-stream blocks per batch
     for name in spec.corruptions:
@@ -114,11 +116,11 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
                 subset = load_matching_cell(
                     spec.released_manifest, name, severity, data, clean_manifest=threat.dataset.manifest, data_home=ctx.data_home
                 )  # released ImageNet-C images are already resized and cropped to 224 px
-                out = ctx.map_batches(stage, subset, predictions(model), model.counter, desc=f"corruptions {stage}")
+                out = ctx.map_batches(stage, subset, predictions(model, log_probs), model.counter, desc=f"corruptions {stage}")
             elif table is not None:
                 on_device = spec.rng == "device"
                 out = ctx.map_batches(
-                    stage, data, _corrupt_then_predict(model, data, name, severity, table, ctx, on_device), model.counter,
+                    stage, data, _corrupt_then_predict(model, data, name, severity, table, ctx, on_device, log_probs), model.counter,
                     batch_size=aligned, desc=f"corruptions {stage}", rng_on_device=on_device,
                 )
                 if out["first"].numel():
@@ -128,7 +130,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
             hits[name].append(hit)
             correct = int(hit.sum())
             if hand_off:
-                ctx.shared[f"{SECTION}/{stage}"] = {"probs": probs, "labels": labels}
+                ctx.shared[f"{SECTION}/{stage}"] = {"probs": probs, "labels": labels, **({"log_probs": out["log_probs"]} if log_probs else {})}
             output.records.append(
                 MetricRecord.proportion(SECTION, "accuracy", correct, labels.numel(), {"corruption": name, "severity": severity})
             )

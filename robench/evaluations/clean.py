@@ -15,10 +15,21 @@ from robench.threat_model import ThreatModel
 
 
 def wants_log_probs(threat: ThreatModel | None) -> bool:
-    """Whether the clean hand-off should carry log-probabilities: temperature scaling fits on them
-    (float32 probabilities underflow to 0 beyond a logit gap of about 87, which would cut the fit)."""
+    """Whether the probability hand-offs (clean, attacks, corruptions) should carry log-probabilities:
+    temperature scaling fits and rescales on them (float32 probabilities underflow to 0 beyond a
+    logit gap of about 87, which would cut the fit and the rescaled NLL under attack)."""
     calibration = threat.evaluations.calibration if threat is not None else None
     return calibration is not None and calibration.temperature_scaling
+
+
+def softmax_outputs(logits: torch.Tensor, log_probs: bool, prefix: str = "") -> dict[str, torch.Tensor]:
+    """``{prefix}probs`` (float32 softmax) and, when asked, ``{prefix}log_probs`` (log-softmax, which
+    keeps what float32 probabilities lose below 1e-38): the probability part of every hand-off."""
+    logits = logits.float()
+    out = {f"{prefix}probs": logits.softmax(dim=1)}
+    if log_probs:
+        out[f"{prefix}log_probs"] = logits.log_softmax(dim=1)
+    return out
 
 
 def predictions(model: ModelHandle, log_probs: bool = False) -> Any:
@@ -26,11 +37,7 @@ def predictions(model: ModelHandle, log_probs: bool = False) -> Any:
     ``labels`` per example, and ``log_probs`` when asked: the shape of every probability hand-off."""
 
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        logits = model.predict_logits(x).float()
-        out = {"probs": logits.softmax(dim=1), "labels": y}
-        if log_probs:
-            out["log_probs"] = logits.log_softmax(dim=1)
-        return out
+        return {**softmax_outputs(model.predict_logits(x), log_probs), "labels": y}
 
     return batch
 

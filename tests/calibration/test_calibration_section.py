@@ -299,3 +299,53 @@ def test_clean_section_hands_off_log_probabilities_only_for_temperature_scaling(
         assert ("log_probs" in hand) is scaling
         if scaling:
             assert torch.allclose(hand["log_probs"].exp(), hand["probs"], atol=1e-6)
+
+
+def test_every_section_hands_off_log_probabilities_for_temperature_scaling() -> None:
+    """A confidently fooled model (the wrong class 120 logits above the true one: p_y underflows in
+    float32). Rescaled from log(clamped float32 probabilities) the NLL under attack after scaling was
+    44.0 for a float64 reference of 60.5; the attacks and corruptions now hand off log-probabilities."""
+    from robench.data.base import ArrayDataset
+    from robench.models import load_model
+    from robench.threat_model import ThreatModel
+
+    class Overconfident(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 300 * self.linear(x.flatten(1))
+
+    torch.manual_seed(0)
+    data = ArrayDataset(torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(1)), torch.arange(40) % 4, 4)
+    handle = load_model(Overconfident(), device="cpu")
+    threat = ThreatModel.model_validate({
+        "name": "t", "dataset": {"manifest": "unused"}, "adversary": {"norm": "Linf", "eps": 0.3},
+        "evaluations": {"attacks": [{"name": "pgd", "params": {"steps": 3}}, {"name": "fgsm"},
+                                    {"name": "autoattack", "params": {"version": "custom", "attacks": ["apgd-ce"], "n_iter": 3}},
+                                    {"name": "fmn", "params": {"steps": 5}}],
+                        "corruptions": {"corruptions": ["gaussian_noise"], "severities": [5]},
+                        "calibration": {"temperature_scaling": True, "conditions": ["clean", "attacks", "corruptions"]}},
+    })  # fmt: skip
+    ctx = EvalContext(device=torch.device("cpu"), progress=False, batch_size=16)
+    from robench.runner import _plan
+
+    for section, key, _, spec in _plan(threat, None):
+        ctx.begin(key)
+        registry.get("evaluation", section)(handle, data, threat, spec, ctx)
+    handoffs = {k: v for k, v in ctx.shared.items() if isinstance(v, dict) and "probs" in v}
+    assert {"clean", "attacks/pgd", "attacks/fgsm", "attacks/autoattack", "attacks/fmn", "corruptions/gaussian_noise/5"} <= set(handoffs)
+    for key, handoff in handoffs.items():
+        assert "log_probs" in handoff, key
+        assert torch.allclose(handoff["log_probs"].exp(), handoff["probs"], atol=1e-6), key
+        assert float(handoff["log_probs"].min()) < -87.4, key  # beyond what float32 probabilities hold
+    ctx.begin("calibration")
+    out = registry.get("evaluation", "calibration")(handle, data, threat, threat.evaluations.calibration, ctx)
+    rescaled = out.artifacts["temperature"]["rescaled_from"]
+    assert set(rescaled.values()) == {"log-probabilities"}, rescaled
+    fit = out.artifacts["temperature"]
+    pgd = handoffs["attacks/pgd"]
+    reference = float(torch.nn.functional.cross_entropy(pgd["log_probs"][fit["n_fit"]:].double() / fit["temperature"], pgd["labels"][fit["n_fit"]:]))
+    nll = next(r.value for r in out.records if r.name == "nll" and r.condition.get("attack") == "pgd" and r.condition.get("temperature") == "after")
+    assert nll == pytest.approx(reference, rel=1e-4)
