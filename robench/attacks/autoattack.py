@@ -78,6 +78,21 @@ class AutoAttackParams(BaseModel):
         return tuple(self.attacks) if self.version == "custom" else VERSIONS[self.version]
 
 
+# The DLR losses read the third (untargeted) and fourth (targeted) largest logit.
+_DLR_CLASSES = {"apgd-dlr": 3, "apgd-t": 4}
+
+
+def _check_classes(order: tuple[str, ...], num_classes: int) -> None:
+    """pyautoattack runs APGD-T on a 3-class model anyway and fails with an IndexError."""
+    short = [name for name in order if num_classes < _DLR_CLASSES.get(name, 0)]
+    if short:
+        usable = [name for name in order if name not in short]
+        raise ConfigError(
+            f"autoattack: {', '.join(short)} need at least {max(_DLR_CLASSES[n] for n in short)} classes (DLR loss), the model "
+            f"has {num_classes}: declare version: custom with attacks: {usable or ['apgd-ce', 'square']}"
+        )
+
+
 class _QueriedModel(torch.nn.Module):
     """An ``nn.Module`` face for a :class:`StepModel` (pyautoattack calls modules)."""
 
@@ -198,6 +213,7 @@ class AutoAttackEvaluation:
         order = params.attack_list()
         batch_size = params.batch_size or ctx.batch_size
         num_classes = data.num_classes
+        _check_classes(order, num_classes)
         key = f"attacks/{spec.key}"
         condition = {"attack": spec.key, "norm": norm.name, "eps": eps, "goal": "untargeted", "kind": "white-box"}
         output = EvaluationOutput(resolved={**params.model_dump(mode="json"), "attacks": list(order), "batch_size": batch_size, "seed": ctx.seed})

@@ -15,6 +15,7 @@ from typing import final
 import torch
 
 from robench.attacks.norms import Norm, get_norm
+from robench.models.wrapper import check_logits
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Attack(ABC):
         x_adv = (x + norm.project(candidate.detach() - x, eps)).clamp(*bounds)
         with torch.no_grad():
             logits = model(x_adv)
+        check_logits(logits, None)  # argmax(NaN) is class 0: a NaN would count as a misclassification
         return AttackResult(
             x_adv=x_adv,
             success=is_success(logits, y, target),

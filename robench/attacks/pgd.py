@@ -11,6 +11,7 @@ from robench.attacks._speed import StepModel
 from robench.attacks.base import Attack, is_success
 from robench.attacks.losses import LOSSES, margin
 from robench.attacks.norms import Norm
+from robench.models.wrapper import check_logits
 from robench.registry import register
 
 
@@ -107,6 +108,7 @@ class PGD(Attack):
                 else:
                     with torch.no_grad():
                         logits = model.verdict(x_adv)
+                check_logits(logits, None)  # a NaN margin never "improves": the example would pass as robust
                 score = margin(logits.float(), y0, t0)
                 improved = score > best_score[active]
                 best_score[active] = torch.where(improved, score, best_score[active])
@@ -127,19 +129,23 @@ class FGSMParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     loss: Literal["ce", "margin", "dlr"] = "ce"
+    l1_sparsity: float = Field(default=0.95, ge=0, lt=1, description="L1 only: share of coordinates left out of the step")
 
 
 @register("attack", "fgsm", params=FGSMParams)
 class FGSM(Attack):
-    """Fast gradient (sign) method: one full-eps step along the norm's steepest direction."""
+    """Fast gradient (sign) method: one full-eps step along the norm's steepest direction (for L1, as
+    PGD's step, the top ``1 - l1_sparsity`` share of gradient coordinates: spread over every pixel,
+    an L1 budget moves each by almost nothing)."""
 
-    def __init__(self, *, loss: str = "ce") -> None:
+    def __init__(self, *, loss: str = "ce", l1_sparsity: float = 0.95) -> None:
         self.loss = LOSSES[loss]
+        self.l1_sparsity = l1_sparsity
 
     def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
         x_adv = x.detach().requires_grad_(True)
         grad = torch.autograd.grad(self.loss(model(x_adv), y, target).sum(), x_adv)[0]
-        return (x + norm.step(grad, eps, 0.0)).clamp(*bounds)
+        return (x + norm.step(grad, eps, self.l1_sparsity)).clamp(*bounds)
 
 
 __all__ = ["FGSM", "PGD", "is_success"]

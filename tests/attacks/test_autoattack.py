@@ -242,3 +242,15 @@ def test_cost_counts_every_pass(handle, mnist_test):
     _, ctx = run_section(handle, mnist_test.subset(8), make_threat([{"name": "autoattack", "params": params}]))
     assert ctx.cost.forward_passes == handle.counter.forward - before[0]
     assert ctx.cost.backward_passes == handle.counter.backward - before[1]
+
+
+@pytest.mark.parametrize("classes,version", [(3, "standard"), (2, "rand")])
+def test_too_few_classes_for_the_dlr_losses_is_a_config_error(classes, version):
+    # pyautoattack ran APGD-T on a 3-class model anyway and died with "IndexError: index -4 is out of bounds"
+    from robench.data.base import ArrayDataset
+    from robench.models import load_model
+
+    data = ArrayDataset(torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(6) % classes, classes)
+    handle = load_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, classes)), device="cpu")
+    with pytest.raises(ConfigError, match=f"need at least {3 if version == 'rand' else 4} classes"):
+        run_section(handle, data, make_threat([{"name": "autoattack", "params": {"version": version}}]))
