@@ -80,7 +80,7 @@ def main() -> None:
     rows = []
     for temperature in (1.0, 2.0):
         true = truth(temperature)
-        for n in (1000, 10000):
+        for n in (50, 200, 1000, 10000):
             hits = {m: 0 for m in true}
             naive_hits = {m: 0 for m in true}
             widths = {m: 0.0 for m in true}
@@ -110,7 +110,8 @@ def main() -> None:
         "",
         "The plug-in binned errors are biased upwards, and the percentile bootstrap inherits the bias: its interval "
         "almost never holds a calibrated model's true error of 0. robench's intervals bound the estimate's error "
-        "instead (ECE, adaptive and classwise ECE: a bootstrap bound on the deviation of the per-bin gaps; MCE: "
+        "instead (ECE, adaptive and classwise ECE: a bootstrap bound on the deviation of the per-bin gaps, from 0 "
+        "when simultaneous exact intervals of the cells' frequencies are consistent with a calibrated model; MCE: "
         "simultaneous exact intervals of the bins' accuracies); see `robench/calibration/bootstrap.py`.",
         "",
         "| T | n | metric | true value | mean estimate | coverage, percentile bootstrap (before) | coverage, robench | mean width, robench |",
@@ -120,11 +121,12 @@ def main() -> None:
         lines.append(f"| {temperature:g} | {n:,} | {m} | {value:.4f} | {estimate:.4f} | {naive:.0%} | {ours:.0%} | {width:.4f} |")
     short = [f"{m} at T = {t:g}, n = {n:,} ({ours:.0%})" for t, n, m, _, _, _, ours, _ in rows if ours < 0.9]
     lines += ["", "Below 90% (beyond the simulation's own error of about 2 points): " + ("; ".join(short) if short else "none") + "."]
-    if short:
-        lines.append(
-            "The classwise ECE's class x bin cells are sparse at small n: a cell where the sample holds no example of "
-            "its class cannot gain one in a resample, so the bootstrap understates that cell's deviation."
-        )
+    lines.append(
+        "Without the exact lower bound, the bootstrap bound alone covered a calibrated model's 0 in 83% of test sets "
+        "(classwise ECE, n = 1,000, this table's previous version), and in another simulation (confidences uniform "
+        "on [0.2, 1]) in 86% (ECE) and 46% (classwise ECE) at n = 50: sparse class x bin cells, where a cell without "
+        "an example of its class cannot gain one in a resample."
+    )
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

@@ -14,7 +14,10 @@ estimate instead: by the triangle inequality ``|ECE_hat - ECE| <= sum_m |Z_hat_m
 bootstrap estimates the distribution of that deviation by ``sum_m |Z*_m - Z_hat_m|``; the interval
 is ``[ECE_hat - q, ECE_hat + q]`` clipped to [0, 1], ``q`` its 95% quantile. It always holds the
 estimate. Bins whose gap has a certain sign enter with their signed deviations, which may cancel
-(:func:`_l1_interval`); elsewhere the bound is conservative. The adaptive ECE keeps the
+(:func:`_l1_interval`); elsewhere the bound is conservative. At small n the bootstrap still misses
+a calibrated model's 0 (sparse cells), so the lower end is 0 whenever simultaneous exact intervals of
+the cells' frequencies are consistent with calibration, and a bootstrap without any variation (one
+bin, every example correct) is widened to those exact bounds (:func:`_with_exact_bounds`). The adaptive ECE keeps the
 full sample's equal-mass bins in every resample (its interval is conditional on those bin edges).
 The MCE, a maximum over bins that may hold a handful of examples, where the bootstrap fails, gets
 simultaneous Clopper-Pearson intervals of the bins' accuracies instead (:func:`_mce_interval`).
@@ -27,6 +30,7 @@ so the per-bin sums of all resamples are one matrix product. The classwise ECE n
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from robench.calibration import functional as F
@@ -51,6 +55,45 @@ def _deviation_interval(estimate: float, deviations: torch.Tensor, confidence_le
 
 # A cell whose mean gap lies this many bootstrap standard deviations from 0 has a known sign.
 SIGN_CERTAIN_SDS = 4.0
+
+
+def _exact_cell_bounds(
+    hits: torch.Tensor, counts: torch.Tensor, confidence_sums: torch.Tensor, n: int, scale: float, confidence_level: float
+) -> tuple[float, float]:
+    """Bounds on ``scale * sum_c (n_c / N) |acc_c - conf_c|`` from simultaneous Clopper-Pearson
+    intervals of the cells' true frequencies (Bonferroni over the occupied cells), conditional on
+    the observed confidences, as for the MCE: each cell's gap lies between the distance from
+    ``conf_c`` to its interval and the farther end of it."""
+    from scipy.stats import beta
+
+    occupied = counts > 0
+    k, m = hits[occupied].double().round().numpy(), counts[occupied].double().numpy()
+    conf = (confidence_sums[occupied] / counts[occupied]).double().numpy()
+    if m.size == 0:
+        return 0.0, 0.0
+    alpha = (1.0 - confidence_level) / m.size
+    with np.errstate(all="ignore"):
+        a = np.where(k > 0, beta.ppf(alpha / 2, k, m - k + 1), 0.0)
+        b = np.where(k < m, beta.ppf(1 - alpha / 2, k + 1, m - k), 1.0)
+    share = m / n
+    low = np.maximum(np.maximum(a - conf, conf - b), 0.0)
+    high = np.maximum(np.abs(a - conf), np.abs(b - conf))
+    return scale * float((share * low).sum()), min(1.0, scale * float((share * high).sum()))
+
+
+def _with_exact_bounds(interval: tuple[float, float], exact: tuple[float, float]) -> tuple[float, float]:
+    """The bootstrap interval, from 0 when the exact bounds are consistent with a calibrated model
+    (every cell's interval holds its mean confidence), and widened to the exact bounds where the
+    bootstrap saw no variation at all.
+
+    The bootstrap deviation misses low for a calibrated model at small n (the plug-in ECE is biased
+    upwards, its true value 0): ECE coverage 86% at n = 50, classwise ECE 46% in simulation. A
+    bootstrap of cells whose gap never varies (every example of the one bin correct) has zero width;
+    the exact bounds keep room for the unseen errors."""
+    low, high = interval
+    if high - low <= 1e-12:
+        return min(low, exact[0]), max(high, exact[1])
+    return (0.0 if exact[0] == 0.0 else low), high
 
 
 def _l1_interval(cells: torch.Tensor, weights: torch.Tensor, scale: float, confidence_level: float) -> tuple[float, float]:
@@ -118,10 +161,14 @@ def bootstrap_intervals(
     order = torch.sort(confidence64, stable=True).indices
     adaptive = torch.empty(n, n_bins, dtype=torch.float64)
     adaptive[order] = F.equal_mass_groups(n, n_bins)
+    def binned(groups: torch.Tensor) -> tuple[float, float]:  # ECE over (N, M) bin assignments
+        exact = _exact_cell_bounds(correct @ groups, groups.sum(dim=0), confidence64 @ groups, n, 1.0, confidence_level)
+        return _with_exact_bounds(_l1_interval(gap[:, None] * groups, weights, 1.0, confidence_level), exact)
+
     out: dict[str, tuple[float, float] | None] = {
-        "ece": _l1_interval(gap[:, None] * onehot, weights, 1.0, confidence_level),
+        "ece": binned(onehot),
         "mce": _mce_interval(correct, confidence64, onehot, confidence_level),
-        "adaptive_ece": _l1_interval(gap[:, None] * adaptive, weights, 1.0, confidence_level),
+        "adaptive_ece": binned(adaptive),
         "classwise_ece": None,
     }
     if n * num_classes * n_bins <= CLASSWISE_BUDGET:
@@ -130,7 +177,13 @@ def bootstrap_intervals(
         target = torch.nn.functional.one_hot(labels, num_classes).double()
         contributions = torch.zeros(n, num_classes * n_bins, dtype=torch.float64)
         contributions.scatter_(1, cells, target - probs.double())
-        out["classwise_ece"] = _l1_interval(contributions, weights, 1.0 / num_classes, confidence_level)
+        size = num_classes * n_bins
+        flat = cells.reshape(-1)
+        counts = torch.zeros(size, dtype=torch.float64).index_add_(0, flat, torch.ones_like(flat, dtype=torch.float64))
+        hits = torch.zeros(size, dtype=torch.float64).index_add_(0, flat, target.reshape(-1))
+        sums = torch.zeros(size, dtype=torch.float64).index_add_(0, flat, probs.double().reshape(-1))
+        exact = _exact_cell_bounds(hits, counts, sums, n, 1.0 / num_classes, confidence_level)
+        out["classwise_ece"] = _with_exact_bounds(_l1_interval(contributions, weights, 1.0 / num_classes, confidence_level), exact)
 
     alpha = 1.0 - confidence_level
     levels = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)

@@ -349,3 +349,26 @@ def test_every_section_hands_off_log_probabilities_for_temperature_scaling() -> 
     reference = float(torch.nn.functional.cross_entropy(pgd["log_probs"][fit["n_fit"]:].double() / fit["temperature"], pgd["labels"][fit["n_fit"]:]))
     nll = next(r.value for r in out.records if r.name == "nll" and r.condition.get("attack") == "pgd" and r.condition.get("temperature") == "after")
     assert nll == pytest.approx(reference, rel=1e-4)
+
+
+def test_small_samples_of_a_calibrated_model_cover_its_zero_error() -> None:
+    """At n = 50 the bootstrap bound alone held a calibrated 10-class model's true ECE 0 in 86% of test
+    sets and its classwise ECE 0 in 46% (sparse class x bin cells); the exact lower bound holds it."""
+    trials, covered = 100, {"ece": 0, "adaptive_ece": 0, "classwise_ece": 0}
+    for seed in range(trials):
+        logits, labels = _sample(50, 10, 500 + seed, 1.0)  # labels from the model's own probabilities
+        intervals = bootstrap_intervals(logits.softmax(1).float(), labels, 15, torch.Generator().manual_seed(seed), resamples=100)
+        for name in covered:
+            covered[name] += intervals[name][0] == 0.0
+    for name, count in covered.items():
+        assert count / trials >= 0.95, (name, count)
+
+
+def test_a_bin_without_variation_gets_the_exact_bound_not_a_point() -> None:
+    # 20 examples at confidence 0.9, all correct: every resample has the same gap, and the interval was
+    # [0.1, 0.1]; the bin's accuracy is only known to lie in Clopper-Pearson's [0.832, 1]
+    probs = torch.full((20, 2), 0.1)
+    probs[:, 0] = 0.9
+    low, high = bootstrap_intervals(probs, torch.zeros(20, dtype=torch.long), 15, torch.Generator().manual_seed(0))["ece"]
+    a = proportion_confint(20, 20, alpha=0.05, method="beta")[0]
+    assert low == 0.0 and high == pytest.approx(max(abs(a - 0.9), 0.1), abs=1e-6)
