@@ -10,8 +10,10 @@ Binning convention (Guo et al. 2017, "On Calibration of Modern Neural Networks",
 equal-width bins ``B_m = ((m-1)/M, m/M]``, closed on the right; a confidence of exactly 0 goes to
 the first bin. The edges are ``torch.linspace(0, 1, M + 1)`` in the dtype of the confidences, so
 that "exactly on an edge" means equal to that float. torchmetrics' ``MulticlassCalibrationError``
-uses left-closed bins ``[(m-1)/M, m/M)`` (and puts 1.0 in the last bin); the two conventions differ
-only for confidences that lie exactly on an inner edge (see ``tests/calibration``).
+uses left-closed bins ``[(m-1)/M, m/M)``, and a confidence of exactly 1.0 falls in an extra
+``(M+1)``-th bin of its own; the two conventions differ for confidences exactly on an inner edge, and
+for the MCE when some confidences are exactly 1.0 (robench pools them into the last bin, as Guo et
+al.'s right-closed bins do; see ``tests/calibration``).
 """
 
 from __future__ import annotations
