@@ -36,6 +36,7 @@ class EvaluationOutput:
     warnings: list[str] = field(default_factory=list)
     artifacts: dict[str, Any] = field(default_factory=dict)
     resolved: dict[str, Any] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)  # record name -> packed per-example 0/1 outcomes
 
 
 def derive_seed(seed: int, *tags: object) -> int:

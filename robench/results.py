@@ -162,6 +162,37 @@ class EvaluationResult(_Model):
     checks: list[Check] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     artifacts: dict[str, Any] = Field(default_factory=dict, description="JSON data for the report")
+    outcomes: dict[str, str] = Field(
+        default_factory=dict,
+        description="per-example 0/1 outcomes behind headline proportions, by record name (pack_outcomes): "
+        "two runs on the same examples get a paired test",
+    )
+
+
+def pack_outcomes(flags: Any) -> str:
+    """Per-example booleans ``(N,)`` as text: ``np.packbits`` (big-endian bit order), base64."""
+    import base64
+
+    import numpy as np
+
+    bits = np.asarray(flags.cpu() if hasattr(flags, "cpu") else flags, dtype=bool).reshape(-1)
+    return base64.b64encode(np.packbits(bits).tobytes()).decode("ascii")
+
+
+def unpack_outcomes(text: str, n: int) -> Any:
+    """The ``(n,)`` boolean array :func:`pack_outcomes` wrote; ``None`` if ``text`` does not hold n bits."""
+    import base64
+    import binascii
+
+    import numpy as np
+
+    try:
+        raw = np.frombuffer(base64.b64decode(text.encode("ascii"), validate=True), dtype=np.uint8)
+    except (binascii.Error, ValueError, UnicodeError):
+        return None
+    if raw.size != (n + 7) // 8:
+        return None
+    return np.unpackbits(raw)[:n].astype(bool)
 
 
 class ModelInfo(_Model):

@@ -417,6 +417,7 @@ def _evaluate(
             evaluation.checks = produced.checks
             evaluation.warnings = produced.warnings
             evaluation.artifacts = produced.artifacts
+            evaluation.outcomes = produced.outcomes
             evaluation.resolved = produced.resolved
             save()
     except BaseException as exc:  # finished evaluations stay in results.json, whatever stopped the run

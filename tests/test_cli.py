@@ -156,6 +156,11 @@ def test_evaluate_then_report(tmp_path: Path, quadrant_checkpoint: Path, tiny_th
     target = tmp_path / "again.html"
     code, _, _ = _run(capsys, "report", str(out / "results.json"), "--out", str(target))
     assert code == 0 and "<html" in target.read_text()
+    # each example's outcome is kept: the same run compared with itself is a paired test with no discordant example
+    clean = next(e for e in data["evaluations"] if e["key"] == "clean")
+    assert set(clean["outcomes"]) == {"accuracy"}
+    code, stdout, _ = _run(capsys, "compare", str(out / "results.json"), str(out / "results.json"))
+    assert code == 0 and "McNemar" in stdout and "p = 1.00 (0 vs 0)" in stdout
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from robench.context import EvalContext, EvaluationOutput
-from robench.results import ConditionValue, MetricRecord
+from robench.results import ConditionValue, MetricRecord, pack_outcomes
 
 
 def share_record(key: str, name: str, shares: torch.Tensor, condition: dict[str, ConditionValue]) -> MetricRecord:
@@ -72,6 +72,8 @@ def add_standard_records(
     headline_condition = condition if robust_rate is None else {**condition, "stochastic_passes": True}
     headline = share_record(key, "robust_accuracy", rate, headline_condition)
     records.append(headline)
+    if robust_rate is None:  # 0/1 outcomes (a randomized model's pass means are not)
+        output.outcomes["robust_accuracy"] = pack_outcomes(robust)
     n_correct = int(correct.sum())
     fooled_mask = correct & ~robust
     if n_correct:
@@ -113,8 +115,11 @@ def add_standard_records(
     previous = ctx.shared.get("attacks:worst_case")
     worst = rate if previous is None else torch.minimum(previous["rate"], rate)
     attacks_so_far = ([] if previous is None else previous["attacks"]) + [key.split("/", 1)[-1]]
-    ctx.shared["attacks:worst_case"] = {"rate": worst, "attacks": attacks_so_far}
+    binary = robust_rate is None and (previous is None or previous.get("binary", False))
+    ctx.shared["attacks:worst_case"] = {"rate": worst, "attacks": attacks_so_far, "binary": binary}
     records.append(share_record(key, "worst_case_robust_accuracy", worst, {**condition, "attack": "+".join(attacks_so_far)}))
+    if binary:
+        output.outcomes["worst_case_robust_accuracy"] = pack_outcomes(worst >= 0.5)
     ctx.shared[key] = {"probs": adv_probs, "labels": labels, "robust": robust}
     if adv_log_probs is not None:
         ctx.shared[key]["log_probs"] = adv_log_probs

@@ -10,7 +10,7 @@ from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle
 from robench.registry import register
-from robench.results import MetricRecord
+from robench.results import MetricRecord, pack_outcomes
 from robench.threat_model import ThreatModel
 
 
@@ -50,6 +50,7 @@ def evaluate_clean(model: ModelHandle, data: Dataset, threat: ThreatModel, spec:
     correct = probs.argmax(dim=1) == labels
     output = EvaluationOutput()
     output.records.append(MetricRecord.proportion("clean", "accuracy", int(correct.sum()), int(labels.numel())))
+    output.outcomes["accuracy"] = pack_outcomes(correct)
     for cls in range(probs.shape[1]):
         mask = labels == cls
         if mask.any():

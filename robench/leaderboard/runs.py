@@ -2,17 +2,21 @@
 
 A delta is "outside the intervals" when the two 95% intervals do not overlap. That is a
 conservative test: disjoint 95% intervals imply a significant difference, overlapping ones do not
-prove there is none.
+prove there is none. When both runs scored the same examples (same dataset manifest and number of
+examples) and kept each example's outcome, a proportion also gets the paired test: McNemar's exact
+test on the examples whose outcome differs between the runs (two-sided binomial test of the
+discordant pairs), far more powerful than comparing intervals, since both runs share the examples.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from robench.corruptions.metrics import MEAN_CELL_KEYS
 from robench.report._labels import record_label, show, worst_case_attacks
 from robench.report.render import summary_records
-from robench.results import MetricRecord, Results
+from robench.results import MetricRecord, Results, unpack_outcomes
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,9 @@ class RunDelta:
         b: The record in the second run.
         delta: ``b - a`` when both have a value.
         outside: Whether the two 95% intervals are disjoint (``None`` without both intervals).
+        paired_p: McNemar's exact two-sided p-value over the shared examples (``None`` without
+            per-example outcomes of the same examples in both runs).
+        discordant: ``(a only, b only)``: examples right in one run only.
     """
 
     label: str
@@ -32,6 +39,8 @@ class RunDelta:
     b: MetricRecord | None
     delta: float | None
     outside: bool | None
+    paired_p: float | None = None
+    discordant: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,33 @@ def _settings_notes(a: Results, b: Results) -> list[str]:
     return notes
 
 
+def _outcomes(run: Results, record: MetricRecord) -> Any:
+    evaluation = next((e for e in run.evaluations if e.key == record.evaluation), None)
+    text = None if evaluation is None else evaluation.outcomes.get(record.name)
+    return None if text is None or not record.n else unpack_outcomes(text, record.n)
+
+
+def mcnemar_exact(a: Any, b: Any) -> tuple[float, tuple[int, int]]:
+    """Two-sided exact McNemar p-value of paired 0/1 outcomes, and the discordant counts
+    ``(a only, b only)``: a binomial test of ``a only`` among the discordant pairs at 1/2."""
+    from scipy.stats import binomtest
+
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 1.0, (0, 0)
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue), (only_a, only_b)
+
+
+def _paired(a: Results, b: Results, ra: MetricRecord, rb: MetricRecord) -> tuple[float | None, tuple[int, int] | None]:
+    same_examples = (a.dataset.manifest_sha256, a.dataset.n_examples) == (b.dataset.manifest_sha256, b.dataset.n_examples)
+    if not same_examples or ra.n != rb.n:
+        return None, None
+    left, right = _outcomes(a, ra), _outcomes(b, rb)
+    if left is None or right is None:
+        return None, None
+    return mcnemar_exact(left, right)
+
+
 def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -> RunComparison:
     """The headline records of two runs matched by evaluation, name and condition; ``b - a`` deltas."""
     left = {_identity(r): r for r in summary_records(a)}
@@ -104,6 +140,7 @@ def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -
                 label = "worst-case robust accuracy over each run's attacks (final)"
                 notes.append(f"the worst case is over different attacks: {a_name}: {', '.join(attacks_a) or '–'}; "
                              f"{b_name}: {', '.join(attacks_b) or '–'}")  # fmt: skip
+        paired_p, discordant = _paired(a, b, ra, rb) if both else (None, None)  # type: ignore[arg-type]
         deltas.append(
             RunDelta(
                 label=label,
@@ -111,6 +148,8 @@ def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -
                 b=rb,
                 delta=rb.value - ra.value if both else None,  # type: ignore[union-attr,operator]
                 outside=_disjoint(ra, rb) if both else None,  # type: ignore[arg-type]
+                paired_p=paired_p,
+                discordant=discordant,
             )
         )
     return RunComparison(a_name=a_name, b_name=b_name, deltas=tuple(deltas), notes=tuple(notes))

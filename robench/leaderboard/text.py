@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from robench.leaderboard.compare import BoardComparison
-from robench.leaderboard.runs import RunComparison
+from robench.leaderboard.runs import RunComparison, RunDelta
 from robench.results import MetricRecord
 
 Table = tuple[tuple[str, ...], list[tuple[str, ...]]]
@@ -59,11 +59,20 @@ def board_table(comparison: BoardComparison) -> Table:
 
 def runs_table(comparison: RunComparison) -> Table:
     """Headline metrics of two runs with ``b - a`` and whether the intervals are disjoint."""
-    header = ("metric", comparison.a_name, comparison.b_name, "Δ (b − a)", "95% CIs disjoint")
+    header = ("metric", comparison.a_name, comparison.b_name, "Δ (b − a)", "95% CIs disjoint", "McNemar p (right only in a vs b)")
     rows = []
     for d in comparison.deltas:
         unit = (d.a or d.b).unit if (d.a or d.b) is not None else ""  # type: ignore[union-attr]
         # every unit MetricRecord.formatted shows in percent differs in percentage points
         delta = points(d.delta) if unit in PERCENT_UNITS else ("–" if d.delta is None else f"{d.delta:+.4g}")
-        rows.append((d.label, with_interval(d.a), with_interval(d.b), delta, _flag(d.outside)))
+        rows.append((d.label, with_interval(d.a), with_interval(d.b), delta, _flag(d.outside), _paired_text(d)))
     return header, rows
+
+
+def _paired_text(delta: RunDelta) -> str:
+    """``p = 0.003 (12 vs 40)``: the exact McNemar p-value and the examples right in one run only."""
+    if delta.paired_p is None or delta.discordant is None:
+        return "–"
+    p = delta.paired_p
+    shown = "< 0.0001" if p < 1e-4 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+    return f"p {'' if shown.startswith('<') else '= '}{shown} ({delta.discordant[0]} vs {delta.discordant[1]})"

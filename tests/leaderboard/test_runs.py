@@ -10,6 +10,7 @@ from statsmodels.stats.proportion import proportion_confint
 from robench.cli import main
 from robench.leaderboard import compare_runs, runs_table
 from robench.leaderboard.runs import RunDelta
+from robench.results import MetricRecord
 from tests.report import fixtures
 
 
@@ -110,3 +111,44 @@ def test_mean_corruption_accuracy_pairs_across_the_cells_it_averages() -> None:
     assert any("averages different cells" in n and "every declared cell" in n for n in comparison.notes)
     same = compare_runs(run({"benchmark_corruptions": 15, "severities": 5}), run({"benchmark_corruptions": 15, "severities": 5}))
     assert not any("different cells" in n for n in same.notes)
+
+
+def test_paired_test_on_the_shared_examples_equals_statsmodels_mcnemar() -> None:
+    # 12 more examples right of 500: the 95% intervals overlap, but the runs share their examples, and
+    # McNemar's exact test on the 28 discordant ones finds the difference
+    import numpy as np
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    from robench.results import pack_outcomes
+
+    rng = np.random.default_rng(0)
+    first = rng.random(500) < 0.88
+    second = first.copy()
+    flip_up = np.flatnonzero(~first)[:20]  # wrong before, right after
+    flip_down = np.flatnonzero(first)[:8]  # right before, wrong after
+    second[flip_up], second[flip_down] = True, False
+    a, b = fixtures.strong(), fixtures.strong()
+    for run, outcome in ((a, first), (b, second)):
+        clean = next(e for e in run.evaluations if e.key == "clean")
+        clean.records[0] = MetricRecord.proportion("clean", "accuracy", int(outcome.sum()), 500)
+        clean.outcomes = {"accuracy": pack_outcomes(outcome)}
+    delta = next(d for d in compare_runs(a, b).deltas if d.label == "clean accuracy")
+    table = [[int((first & second).sum()), int((first & ~second).sum())], [int((~first & second).sum()), int((~first & ~second).sum())]]
+    assert delta.discordant == (8, 20)
+    assert delta.paired_p == pytest.approx(mcnemar(table, exact=True).pvalue, rel=1e-12)
+    assert delta.outside is False and delta.paired_p < 0.05  # the intervals overlap; the paired test sees it
+    _, rows = runs_table(compare_runs(a, b))
+    assert next(r for r in rows if r[0] == "clean accuracy")[-1] == f"p = {delta.paired_p:.2g} (8 vs 20)"
+    # other examples (another number of examples): no paired test
+    b.dataset = b.dataset.model_copy(update={"n_examples": 400})
+    assert next(d for d in compare_runs(a, b).deltas if d.label == "clean accuracy").paired_p is None
+
+
+def test_outcomes_round_trip_and_refuse_a_wrong_length() -> None:
+    import numpy as np
+
+    from robench.results import pack_outcomes, unpack_outcomes
+
+    flags = np.random.default_rng(1).random(37) < 0.5
+    assert np.array_equal(unpack_outcomes(pack_outcomes(flags), 37), flags)
+    assert unpack_outcomes(pack_outcomes(flags), 45) is None and unpack_outcomes("not base64!", 37) is None
