@@ -197,6 +197,10 @@ def cmd_data_freeze(args: argparse.Namespace) -> int:
 
     report = freeze_dataset(args.name, args.out, args.root)
     _out(str(report))
+    trees = [entry.path for entry in report.entries if "*" in entry.path]
+    if trees:
+        _out(f"note: {len(trees)} image-folder pattern(s) ({', '.join(trees[:3])}{', ...' if len(trees) > 3 else ''}) are recorded by "
+             "their number of entries only: their images are not checksummed")
     _out(f"wrote {args.out}: check this copy of the data with `robench data verify {args.out} --root {report.root}`")
     return EXIT_OK
 
@@ -360,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--root", help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
     verify.add_argument("--size-only", action="store_true", help="check sizes, not checksums")
     verify.set_defaults(func=cmd_data_verify)
-    freeze = data_sub.add_parser("freeze", help="write a copy of a manifest with the size and sha256 of every file of your copy of the data")
+    freeze = data_sub.add_parser("freeze", help="write a copy of a manifest with the size and sha256 of every listed file of your copy of the data (image-folder patterns: their count)")
     freeze.add_argument("name", help="manifest name (e.g. imagenetc) or path")
     freeze.add_argument("--root", help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
     freeze.add_argument("--out", required=True, help="manifest YAML to write")

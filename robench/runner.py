@@ -172,6 +172,16 @@ def _declared(spec: Any) -> dict[str, Any]:
     return spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
 
 
+def _drop_earlier_outputs(out: Path) -> None:
+    """A fresh run into a folder of an earlier run removes that run's results, report and exports
+    (the CLI writes the latter two after a run) before it loads anything: a run that then fails on
+    its data or model must not leave the earlier "status: success" files to be read as its own."""
+    from robench.report.exports import CSV_NAME, MARKDOWN_NAME
+
+    for name in ("results.json", "report.html", CSV_NAME, MARKDOWN_NAME):
+        (out / name).unlink(missing_ok=True)
+
+
 def _drop_stale_journals(out: Path, world: int) -> None:
     """A fresh run removes the journals of ranks it does not have (an earlier run with more
     processes): a later ``--resume`` with more processes would find them and refuse to go on."""
@@ -301,9 +311,10 @@ def _as_model_error(exc: BaseException, key: str) -> BaseException:
     while frame is not None:
         code = frame.tb_frame.f_code
         # torch.compile runs a rewritten copy of forward: same file, name and first line, other code object
+        # (PixelModel.compiled runs the compiled network from its own inner forward)
         if code is forward or (code.co_filename, code.co_name, code.co_firstlineno) == (
             forward.co_filename, forward.co_name, forward.co_firstlineno
-        ):
+        ) or (code.co_filename == forward.co_filename and code.co_qualname == "PixelModel.compiled.<locals>.forward"):
             where = ""
             break
         if code is backward:
@@ -338,6 +349,11 @@ def _evaluate(
     world: int,
 ) -> Results:
     """:func:`evaluate` after argument checks, in one process of ``world``."""
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a folder for results.json, report.html and the journal")
+    if out is not None and not resume and rank == 0:
+        _drop_earlier_outputs(out)
     data, data_info = load_dataset(threat.dataset, root=data_root, data_home=data_home)
     handle = load_model(
         model,
@@ -361,9 +377,6 @@ def _evaluate(
             "n_examples": n_examples, "only": only, "batch_size": batch, "resume": resume, "arch": arch, "world_size": world,
         },  # fmt: skip
     )
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; expected a folder for results.json, report.html and the journal")
     journal = None
     if out is not None:
         identity = {

@@ -128,8 +128,10 @@ def test_data_freeze_refuses_files_that_fail_the_manifest(
 
     tree = write_imagenet_val(tmp_path / "val")
     out = tmp_path / "frozen-val.yaml"
-    assert _run(capsys, "data", "freeze", str(tree), "--root", str(tree.parent), "--out", str(out))[0] == 0
+    code, stdout, _ = _run(capsys, "data", "freeze", str(tree), "--root", str(tree.parent), "--out", str(out))
+    assert code == 0
     assert [f for f in yaml.safe_load(out.read_text())["files"]] == [{"path": "val/*", "count": 3}, {"path": "val/*/*", "count": 9}]
+    assert "recorded by their number of entries only: their images are not checksummed" in stdout  # not "size + sha256"
     next((tree.parent / "val" / "n01440764").iterdir()).unlink()
     out.unlink()
     code, _, err = _run(capsys, "data", "freeze", str(tree), "--root", str(tree.parent), "--out", str(out))
@@ -209,3 +211,19 @@ def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: p
     monkeypatch.delenv("ROBENCH_DEBUG", raising=False)
     code, _, err = _run(capsys, "ls")
     assert code == 1 and err.startswith("robench: internal error: ZeroDivisionError") and len(err.strip().splitlines()) == 1
+
+
+def test_a_failed_rerun_into_the_same_folder_leaves_no_earlier_success_behind(
+    tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the rerun stopped on a corrupt checkpoint, and results.json, report.html, metrics.csv and summary.md
+    # of the earlier run still read "status: success"
+    out = tmp_path / "run"
+    argv = ["evaluate", "--threat-model", str(tiny_threat), "--out", str(out), "--no-progress", "--arch", "tests.conftest:QuadrantNet",
+            "--data-root", str(tiny_threat.parent / "data")]  # fmt: skip
+    assert _run(capsys, *argv, "--checkpoint", str(quadrant_checkpoint))[0] == 0
+    assert all((out / name).is_file() for name in ("results.json", "report.html", "metrics.csv", "summary.md"))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x80\x04garbage")
+    assert _run(capsys, *argv, "--checkpoint", str(corrupt))[0] == 2
+    assert not any((out / name).exists() for name in ("results.json", "report.html", "metrics.csv", "summary.md"))

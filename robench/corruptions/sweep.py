@@ -146,6 +146,10 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
         "severities": list(spec.severities),
         "random_draws_on": (ctx.device.type if spec.rng == "device" else "cpu") if spec.source == "generated" else None,
     })
+    if spec.source == "released":
+        from robench.data.released import released_provenance
+
+        output.resolved["released"] = released_provenance(spec.released_manifest, data_home=ctx.data_home)
     output.artifacts = {
         "groups": {name: GROUPS.get(name, "other") for name in spec.corruptions},
         "table": table.name if table is not None else spec.released_manifest,

@@ -44,7 +44,8 @@ def data_path(root: Path, relative: object, manifest: Manifest, field: str, list
         relative: The path as the manifest gives it.
         manifest: The manifest (named in errors; its ``files`` for ``listed``).
         field: Where the path comes from, for the error (``splits.test.options.files``).
-        listed: The file must be one of ``manifest.files``, so that it was verified.
+        listed: The file must be one of ``manifest.files`` (a folder: the prefix of one of them),
+            so that it was verified.
 
     Raises:
         DataError: an absolute path, one that leaves the root, or an unlisted file.
@@ -54,7 +55,7 @@ def data_path(root: Path, relative: object, manifest: Manifest, field: str, list
         _inside_root(text)
     except ValueError as exc:
         raise DataError(f"manifest {manifest.name!r}, {field}: {exc}") from None
-    if listed and text not in {f.path for f in manifest.files}:
+    if listed and not any(f.path == text or f.path.startswith(text.rstrip("/") + "/") for f in manifest.files):
         raise DataError(
             f"manifest {manifest.name!r}, {field}: {text!r} is not among the manifest's files, so it would be read unverified"
         )
@@ -382,7 +383,8 @@ def _check_pattern(root: Path, spec: FileSpec, manifest_file: Path | str) -> Fil
     return FileCheck(spec.path, ("exists", "count") if spec.count is not None else ("exists",), f"{matches} entries")
 
 
-def _expectation(spec: FileSpec) -> str:
+def file_expectation(spec: FileSpec) -> str:
+    """What a manifest entry expects of its file, in words: checksums, size, array shape."""
     parts = [f"{algorithm} {getattr(spec, algorithm)}" for algorithm in ("md5", "sha256") if getattr(spec, algorithm)]
     if spec.size is not None:
         parts.append(f"{spec.size} bytes")
@@ -394,7 +396,7 @@ def _expectation(spec: FileSpec) -> str:
 def _check_file(root: Path, spec: FileSpec, manifest_file: Path | str, checksums: bool) -> list[str]:
     path = root / spec.path
     if not path.is_file():
-        expected = f" (expected: {_expectation(spec)})"
+        expected = f" (expected: {file_expectation(spec)})"
         hint = ""
         first = Path(spec.path).parts[0]
         if len(Path(spec.path).parts) > 1 and root.name == first:
@@ -413,8 +415,8 @@ def _check_file(root: Path, spec: FileSpec, manifest_file: Path | str, checksums
 
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{path}: not a readable .npy file ({exc}); manifest {manifest_file}") from None
+        except (ValueError, OSError, EOFError) as exc:  # an empty file is an EOFError
+            raise DataError(f"{path}: not a readable .npy file ({exc}); manifest {manifest_file} expects {file_expectation(spec)}") from None
         if tuple(array.shape) != tuple(spec.shape) or (spec.dtype and str(array.dtype) != spec.dtype):
             raise DataError(
                 f"{path}: array {array.dtype}{list(array.shape)}, but manifest {manifest_file} expects "

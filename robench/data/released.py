@@ -88,6 +88,21 @@ def load_corruption_set(
     return read_split(manifest_obj, location, spec.split, spec, manifest_file)
 
 
+def released_provenance(manifest: str | Path, root: str | Path | None = None, data_home: str | Path | None = None) -> dict[str, str]:
+    """What a run records of the released set it read: the manifest (name, file, sha256) and the
+    folder; every cell's files were verified against that manifest before they were read."""
+    from robench.data import data_root
+
+    manifest_obj, sha256 = load_manifest(manifest)
+    return {
+        "manifest": manifest_obj.name,
+        "manifest_file": str(manifest_path(manifest)),
+        "manifest_sha256": sha256,
+        "root": str(data_root(manifest_obj, root, data_home)),
+        "verified": "each cell's files against the manifest (sizes, shapes, checksums) before reading it",
+    }
+
+
 def _origin(dataset: Dataset) -> tuple[Dataset, list[int]]:
     """The loaded split behind ``dataset`` (a view after ``stride`` and ``n_examples``) and the
     positions in it of ``dataset``'s examples, in order."""

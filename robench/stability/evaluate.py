@@ -162,6 +162,10 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
     output = EvaluationOutput(resolved={**spec.model_dump(mode="json"), "table": table, "noise_level": level})
     if spec.source == "generated":
         output.resolved["random_draws_on"] = ctx.device.type if spec.rng == "device" else "cpu"
+    else:
+        from robench.data.released import released_provenance
+
+        output.resolved["released"] = released_provenance(str(spec.released_manifest), data_home=ctx.data_home)
     # As in the corruptions section: the section's n_examples, else as many as the run evaluates
     # (dataset.n_examples / --n-examples); released files must hold that many sequences.
     n = spec.n_examples or len(data)

@@ -37,7 +37,7 @@ class ReleasedSequences(Dataset):
     def __init__(self, path: Path, num_classes: int, n: int | None = None) -> None:
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:  # an empty file is an EOFError
             raise DataError(f"{path}: not a readable .npy file ({exc})") from None
         if array.dtype != np.uint8 or array.ndim != 5 or array.shape[-1] not in (1, 3) or array.shape[1] < 2:
             raise DataError(

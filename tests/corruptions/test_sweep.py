@@ -198,6 +198,7 @@ def test_released_sweep_reads_the_cells_matching_the_data(monkeypatch: pytest.Mo
 
     fake = types.ModuleType("robench.data.released")
     fake.load_matching_cell = load_matching_cell  # type: ignore[attr-defined]
+    fake.released_provenance = lambda manifest, root=None, data_home=None: {"manifest": manifest}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "robench.data.released", fake)
     spec = CorruptionsSpec(source="released", released_manifest="cifar10c", corruptions=("fog",), severities=(2, 3), n_examples=8)
     ctx = EvalContext(device=torch.device("cpu"), batch_size=4, progress=False)
@@ -243,6 +244,12 @@ def test_released_sweep_evaluates_the_strided_clean_examples(tmp_path: Path) -> 
         assert torch.equal(cell["labels"], data.labels)
         rows = torch.log(cell["probs"][:, 0] / cell["probs"][:, 1]).round().long()  # the logit of class 0 back
         assert rows.tolist() == [(severity - 1) * 20 + row for row in range(0, 20, 2)]
+    # which released set was read, and which version of its manifest, is on record
+    import hashlib
+
+    provenance = out.resolved["released"]
+    assert provenance["manifest_sha256"] == hashlib.sha256(Path(released["manifest"]).read_bytes()).hexdigest()
+    assert provenance["root"] == str(home / "tiny-cifar10c")
 
 
 def test_mce_formulas_by_hand() -> None:

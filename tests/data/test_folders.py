@@ -71,9 +71,9 @@ def test_decoding_is_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     decoded: list[str] = []
     real = folders.decode_image
 
-    def counting(path: Path, resize: int | None, crop: int | None) -> object:
+    def counting(path: Path, resize: int | None, crop: int | None, source: str | None = None) -> object:
         decoded.append(path.name)
-        return real(path, resize, crop)
+        return real(path, resize, crop, source)
 
     monkeypatch.setattr(folders, "decode_image", counting)
     dataset, _ = load_dataset(DatasetSpec(manifest=str(manifest), split="val", n_examples=4), root=tmp_path)

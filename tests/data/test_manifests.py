@@ -218,3 +218,16 @@ def test_verification_summary_reads_as_a_sentence() -> None:
     assert summary(FileCheck("a/*", ("exists",), "3 entries")) == "1 file, checked for presence only"
     with_archive = summary(FileCheck("a", ("exists", "size")), FileCheck("x.tar", ("archive", "sha256")))
     assert with_archive == "1 file, checked for size; 1 official archive checked"
+
+
+def test_npz_options_file_must_be_a_listed_file(tmp_path: Path) -> None:
+    # options.file named b.npz while files listed (and verified) a.npz: b.npz was read, "1 file checked"
+    import yaml
+
+    manifest = _npz_manifest(tmp_path, {"x": np.zeros((3, 2, 2, 3), np.uint8), "y": np.array([0, 1, 2])}, {"test": {"n": 3}})
+    (tmp_path / "other.npz").write_bytes((tmp_path / "data.npz").read_bytes())
+    raw = yaml.safe_load(manifest.read_text())
+    raw["options"] = {"file": "other.npz"}
+    manifest.write_text(yaml.safe_dump(raw))
+    with pytest.raises(DataError, match="'other.npz' is not among the manifest's files"):
+        load_dataset(DatasetSpec(manifest=str(manifest)), root=tmp_path)

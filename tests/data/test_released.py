@@ -188,3 +188,49 @@ def test_matching_cell_in_folder_trees_goes_by_file_name(tmp_path: Path) -> None
     with pytest.raises(DataError, match=f"lacks 1 of the 3 images .*e.g. {names[2]}") as caught:
         load_matching_cell(str(released), "fog", 2, clean, clean_manifest=str(clean_manifest), root=tmp_path / "c")
     assert str(released) in str(caught.value) and str(clean_manifest) in str(caught.value)
+
+
+def test_an_empty_npy_is_a_data_error_naming_the_file(cifar_c: dict, tmp_path: Path) -> None:
+    # numpy raises EOFError for a 0-byte file: it escaped as "internal error: EOFError"
+    (cifar_c["folder"] / "fog.npy").write_bytes(b"")
+    with pytest.raises(DataError, match=r"fog.npy: not a readable .npy file.*expects"):
+        load_corruption_set(str(cifar_c["manifest"]), "fog", 1, root=tmp_path)
+
+
+def test_a_cell_the_manifest_does_not_list_is_not_read_unverified(cifar_c: dict, tmp_path: Path) -> None:
+    # with fog.npy dropped from the manifest and replaced by zeros, the run read it and reported it
+    import yaml
+
+    raw = yaml.safe_load(cifar_c["manifest"].read_text())
+    raw["files"] = [f for f in raw["files"] if not f["path"].endswith("fog.npy")]
+    cifar_c["manifest"].write_text(yaml.safe_dump(raw))
+    with pytest.raises(DataError, match="not among the manifest's files, so it would be read unverified"):
+        load_corruption_set(str(cifar_c["manifest"]), "fog", 1, root=tmp_path)
+    tree = write_corruption_tree(tmp_path / "tree", tiny=False)
+    raw = yaml.safe_load(tree.read_text())
+    raw["files"] = [f for f in raw["files"] if not f["path"].startswith("fog/3")]
+    tree.write_text(yaml.safe_dump(raw))
+    with pytest.raises(DataError, match="fog/3.*read unverified"):
+        load_corruption_set(str(tree), "fog", 3, root=tmp_path / "tree")
+
+
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+def test_an_image_that_is_a_broken_symlink_is_named(tmp_path: Path, link: str) -> None:
+    import os
+
+    tree = write_corruption_tree(tmp_path, tiny=False)
+    image = next((tmp_path / "fog" / "2" / WNIDS[0]).iterdir())
+    image.unlink()
+    os.symlink("nowhere.JPEG" if link == "dangling" else image.name, image)
+    with pytest.raises(DataError, match=f"{image.name}: image listed by its name but unreadable") as caught:
+        load_corruption_set(str(tree), "fog", 2, root=tmp_path)
+    assert "manifest 'tiny-imagenetc'" in str(caught.value)
+
+
+def test_an_undecodable_image_names_its_manifest(tmp_path: Path) -> None:
+    tree = write_corruption_tree(tmp_path, tiny=False)
+    images = sorted((tmp_path / "fog" / "2" / WNIDS[1]).iterdir())
+    images[0].write_bytes(images[0].read_bytes()[:40])  # truncated JPEG
+    with pytest.raises(DataError, match=f"{images[0].name}: cannot decode image .*manifest 'tiny-imagenetc' expects a decodable image"):
+        cell = load_corruption_set(str(tree), "fog", 2, root=tmp_path)
+        cell.load(slice(0, len(cell)))

@@ -9,7 +9,7 @@ import numpy as np
 
 from robench._errors import DataError
 from robench.data.base import ArrayDataset, Dataset
-from robench.data.manifest import Manifest, _inside_root
+from robench.data.manifest import Manifest, data_path
 from robench.registry import register
 from robench.threat_model import DatasetSpec
 
@@ -57,13 +57,10 @@ def load_npz(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> D
     name = manifest.options.get("file") or (manifest.files[0].path if manifest.files else None)
     if name is None:
         raise DataError(f"manifest {manifest.name!r}: npz format needs options.file or one entry in files")
-    try:
-        path = root / _inside_root(str(name))
-    except ValueError as exc:
-        raise DataError(f"manifest {manifest.name!r}: options.file: {exc}") from None
+    path = data_path(root, name, manifest, "options.file", listed=True)
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # an empty file is an EOFError
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     with archive:
         keys = set(archive.files)
@@ -74,7 +71,7 @@ def load_npz(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> D
             raise DataError(f"{path}: arrays {missing} missing; the file has {sorted(keys)}")
         try:
             images, labels = archive[x_key], archive[y_key]
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:  # object arrays need pickle, which is refused
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # an empty file is an EOFError  # object arrays need pickle, which is refused
             raise DataError(f"{path}: arrays {x_key!r} / {y_key!r} cannot be read ({exc})") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: labels {y_key!r} must be a 1-D integer array, got {labels.dtype}{list(labels.shape)}")

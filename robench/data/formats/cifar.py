@@ -11,7 +11,7 @@ import torch
 from robench._errors import DataError
 from robench.data.base import ArrayDataset, Dataset
 from robench.data.formats._pickle import load_restricted_pickle
-from robench.data.manifest import Manifest, data_path
+from robench.data.manifest import Manifest, data_path, file_expectation
 from robench.registry import register
 from robench.threat_model import DatasetSpec
 
@@ -107,8 +107,10 @@ def open_npy(path: Path, manifest: Manifest) -> np.ndarray:
         raise DataError(f"{path}: file missing (dataset {manifest.name!r})")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc}); dataset {manifest.name!r}") from None
+    except (ValueError, OSError, EOFError) as exc:  # an empty file is an EOFError
+        listed = next((f for f in manifest.files if (path.as_posix()).endswith("/" + f.path)), None)
+        expected = f" expects {file_expectation(listed)}" if listed is not None else ""
+        raise DataError(f"{path}: not a readable .npy file ({exc}); dataset {manifest.name!r}{expected}") from None
 
 
 @register("dataset", "cifar_c_npy")
@@ -124,7 +126,7 @@ def load_cifar_c_npy(manifest: Manifest, root: Path, split: str, spec: DatasetSp
         raise DataError(f"manifest {manifest.name!r}: format cifar_c_npy needs corruption_set with cell and labels")
     corruption, severity = corruption_set.parse_cell(manifest.name, split)
     n = manifest.split_spec(split).n
-    path = root / corruption_set.cell_path(corruption, severity)
+    path = data_path(root, corruption_set.cell_path(corruption, severity), manifest, "corruption_set.cell", listed=True)
     images = open_npy(path, manifest)
     labels = open_npy(data_path(root, corruption_set.labels, manifest, "corruption_set.labels", listed=True), manifest)
     stacked = n * len(corruption_set.severities)

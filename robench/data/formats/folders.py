@@ -50,11 +50,11 @@ def center_crop(image: object, size: int, path: Path) -> object:
     return image.crop((left, top, left + size, top + size))  # type: ignore[attr-defined]
 
 
-def decode_image(path: Path, resize: int | None, crop: int | None) -> np.ndarray:
+def decode_image(path: Path, resize: int | None, crop: int | None, source: str | None = None) -> np.ndarray:
     """Decode one image file to uint8 (H, W, 3) after the optional resize and crop.
 
     Raises:
-        DataError: the file cannot be decoded.
+        DataError: the file cannot be decoded (naming ``source``, the manifest, when given).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -62,7 +62,8 @@ def decode_image(path: Path, resize: int | None, crop: int | None) -> np.ndarray
         with Image.open(path) as handle:
             image = handle.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode image ({exc})") from None
+        where = f"; manifest {source} expects a decodable image (JPEG/PNG) there" if source else ""
+        raise DataError(f"{path}: cannot decode image ({exc}){where}") from None
     if resize is not None:
         image = resize_shorter_side(image, resize)
     if crop is not None:
@@ -74,14 +75,14 @@ class ImageFolderDataset(Dataset):
     """Image files with labels, decoded per batch (a thread pool decodes the files of a batch)."""
 
     def __init__(self, files: Sequence[Path], labels: Sequence[int], num_classes: int,
-                 resize: int | None = None, crop: int | None = None) -> None:
+                 resize: int | None = None, crop: int | None = None, source: str | None = None) -> None:
         if not files:
             raise DataError("no image files to load")
         self._files = list(files)
         self._labels = torch.as_tensor(list(labels), dtype=torch.long)
-        self._resize, self._crop = resize, crop
+        self._resize, self._crop, self._source = resize, crop, source
         self.num_classes = num_classes
-        first = decode_image(self._files[0], resize, crop)
+        first = decode_image(self._files[0], resize, crop, source)
         self.input_shape = (3, int(first.shape[0]), int(first.shape[1]))
 
     def __len__(self) -> int:
@@ -97,7 +98,7 @@ class ImageFolderDataset(Dataset):
         return list(self._files)
 
     def _decode(self, path: Path) -> np.ndarray:
-        array = decode_image(path, self._resize, self._crop)
+        array = decode_image(path, self._resize, self._crop, self._source)
         if (3, array.shape[0], array.shape[1]) != self.input_shape:
             raise DataError(
                 f"{path}: decoded to {array.shape[1]}x{array.shape[0]} but the dataset's images are "
@@ -175,6 +176,27 @@ def _class_mapping(manifest: Manifest, root: Path, folder: Path) -> dict[str, in
     return mapping
 
 
+def _image_names(folder: Path, manifest: Manifest) -> list[str]:
+    """The image files of a class folder; an image name that is not a readable file (a dangling or
+    looping symlink) is an error naming it, not a silently missing example."""
+    names = []
+    for entry in os.scandir(folder):
+        if not is_image_file(entry.name):
+            continue
+        reason = "not a file"
+        try:
+            # a plain file's type comes with the directory listing; only a symlink is followed (a stat)
+            regular = entry.is_file(follow_symlinks=False) or (entry.is_symlink() and os.path.isfile(os.path.realpath(entry.path, strict=True)))
+        except OSError as exc:
+            regular, reason = False, exc.strerror or str(exc)
+        if not regular and entry.is_symlink() and reason == "not a file":
+            reason = "a dangling symlink"
+        if not regular:
+            raise DataError(f"{entry.path}: image listed by its name but unreadable ({reason}); manifest {manifest.name!r} expects an image file")
+        names.append(entry.name)
+    return names
+
+
 def scan_folder(manifest: Manifest, root: Path, folder: Path, order: str) -> tuple[list[Path], list[int]]:
     """Image files and labels of a class-subfolder tree ``folder/<class>/*.JPEG``.
 
@@ -188,7 +210,7 @@ def scan_folder(manifest: Manifest, root: Path, folder: Path, order: str) -> tup
     mapping = _class_mapping(manifest, root, folder)
     per_class: list[tuple[int, list[Path]]] = []
     for wnid in class_folders(folder):
-        names = sorted(e.name for e in os.scandir(folder / wnid) if e.is_file() and is_image_file(e.name))
+        names = sorted(_image_names(folder / wnid, manifest))
         if not names:
             raise DataError(f"{folder / wnid}: no images (.JPEG/.jpg/.png)")
         per_class.append((mapping[wnid], [folder / wnid / name for name in names]))
@@ -229,7 +251,7 @@ def load_imagenet_folder(manifest: Manifest, root: Path, split: str, spec: Datas
     folder = data_path(root, options.get("folder", split), manifest, f"splits.{split}.options.folder")
     files, labels = scan_folder(manifest, root, folder, str(manifest.options.get("order", "interleaved")))
     resize, crop = _transform(manifest, spec)
-    return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop)
+    return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop, repr(manifest.name))
 
 
 def _load_corruption_folder(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> Dataset:
@@ -237,10 +259,10 @@ def _load_corruption_folder(manifest: Manifest, root: Path, split: str, spec: Da
     if corruption_set is None:
         raise DataError(f"manifest {manifest.name!r}: format {manifest.format} needs a corruption_set")
     corruption, severity = corruption_set.parse_cell(manifest.name, split)
-    folder = root / corruption_set.cell_path(corruption, severity)
+    folder = data_path(root, corruption_set.cell_path(corruption, severity), manifest, "corruption_set.cell", listed=True)
     files, labels = scan_folder(manifest, root, folder, str(manifest.options.get("order", "interleaved")))
     resize, crop = _transform(manifest, spec)
-    return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop)
+    return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop, repr(manifest.name))
 
 
 @register("dataset", "imagenet_c_folder", tags=("resizable",))
