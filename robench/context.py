@@ -252,7 +252,8 @@ class EvalContext:
 
         size = batch_size or self.batch_size
         # the examples per batch of the evaluation's largest stage (sections pick their own: cells, images per smoothing batch)
-        self.cost.batch_size = size if not self._sized else max(size, self.cost.batch_size or 0)
+        used = min(size, len(dataset)) if len(dataset) else size  # a batch as it ran, not the cap
+        self.cost.batch_size = used if not self._sized else max(used, self.cost.batch_size or 0)
         self._sized = True
         starts = list(range(0, len(dataset), size))
         mine: dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}

@@ -235,3 +235,10 @@ def test_cost_counts_the_work_outside_the_batches() -> None:
     ctx.map_batches("s", _data(), lambda x, y, g: {"y": y}, PassCounter(), batch_size=4)
     ctx.map_batches("t", _data(), lambda x, y, g: {"y": y}, PassCounter(), batch_size=10)
     assert ctx.finish().batch_size == 10  # the largest stage's batch, not the run's 6
+
+
+def test_cost_batch_size_is_a_batch_that_ran() -> None:
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=128, progress=False)
+    ctx.begin("e")
+    ctx.map_batches("s", _data(20), lambda x, y, g: {"y": y}, PassCounter())
+    assert ctx.finish().batch_size == 20  # 20 examples: the cap of 128 never ran

@@ -13,7 +13,6 @@ an example the bf16 model calls broken while the fp32 model does not is attacked
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any, Literal
 
 import torch
@@ -237,15 +236,15 @@ class AutoAttackEvaluation:
                 if params.mode == "fast" else None
             )  # fmt: skip
             output.resolved["n_target_classes"] = adversary.apgd_targeted.n_target_classes
-            checks_start, tick = model.counter.snapshot(), time.perf_counter()
+            checks_start = model.counter.snapshot()
             notes = _own_checks(adversary, model, data, order, batch_size, params.version == "rand")
             # pyautoattack's input checks run outside map_batches: their passes are part of the cost
+            # (their time too, which EvalContext.finish counts with all the work outside the batches)
             ctx.cost.forward_passes += model.counter.forward - checks_start[0]
             ctx.cost.backward_passes += model.counter.backward - checks_start[1]
-            ctx.cost.wall_time_s += time.perf_counter() - tick
 
             randomized = bool(ctx.shared.get("randomized"))
-            log_probs = wants_log_probs(threat)
+            log_probs = wants_log_probs(threat, "attacks")
 
             def clean(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
                 logits = model.predict_logits(x)

@@ -85,7 +85,7 @@ def _evaluate_bounded(
     mode = resolved.get("mode", "exact")
     ctx.cost.precision = precision_label(mode)
 
-    log_probs = wants_log_probs(threat)
+    log_probs = wants_log_probs(threat, "attacks")
 
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         clean_logits = model.predict_logits(x)

@@ -167,7 +167,7 @@ class MinNormEvaluation:
             )
         randomized = bool(ctx.shared.get("randomized")) and norm == adversary.norm
 
-        log_probs = wants_log_probs(threat)
+        log_probs = wants_log_probs(threat, "attacks")
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
             clean_logits = model.predict_logits(x)

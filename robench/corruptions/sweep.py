@@ -103,7 +103,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     hits: dict[str, list[torch.Tensor]] = {}  # per corruption: one row of per-example correctness per severity
     calibration = threat.evaluations.calibration
     hand_off = calibration is not None and "corruptions" in calibration.conditions
-    log_probs = hand_off and wants_log_probs(threat)
+    log_probs = hand_off and wants_log_probs(threat, "corruptions")
     evaluated: dict[tuple[str, int], torch.Tensor] = {}  # example 0 as it was scored, per cell
     aligned = max(RNG_BLOCK, ctx.batch_size // RNG_BLOCK * RNG_BLOCK)  # whole random-stream blocks per batch
     for name in spec.corruptions:

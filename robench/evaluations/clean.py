@@ -14,12 +14,15 @@ from robench.results import MetricRecord, pack_outcomes
 from robench.threat_model import ThreatModel
 
 
-def wants_log_probs(threat: ThreatModel | None) -> bool:
-    """Whether the probability hand-offs (clean, attacks, corruptions) should carry log-probabilities:
-    temperature scaling fits and rescales on them (float32 probabilities underflow to 0 beyond a
-    logit gap of about 87, which would cut the fit and the rescaled NLL under attack)."""
+def wants_log_probs(threat: ThreatModel | None, condition: str | None = None) -> bool:
+    """Whether the probability hand-offs should carry log-probabilities: temperature scaling fits on
+    the clean ones and rescales every condition it scores (``condition``: ``attacks``,
+    ``corruptions``; ``None``: the clean hand-off) from them; float32 probabilities underflow to 0
+    beyond a logit gap of about 87, which would cut the fit and the rescaled NLL under attack."""
     calibration = threat.evaluations.calibration if threat is not None else None
-    return calibration is not None and calibration.temperature_scaling
+    if calibration is None or not calibration.temperature_scaling:
+        return False
+    return condition is None or condition in calibration.conditions
 
 
 def softmax_outputs(logits: torch.Tensor, log_probs: bool, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -108,9 +108,16 @@ def mcnemar_exact(a: Any, b: Any) -> tuple[float, tuple[int, int]]:
     return float(binomtest(only_a, only_a + only_b, 0.5).pvalue), (only_a, only_b)
 
 
+def _examples(run: Results) -> tuple[object, ...]:
+    """What decides which examples a run scored, and how they were read (a paired test needs both
+    runs to have scored the same images in the same order)."""
+    spec = run.threat_model.get("dataset") or {}
+    return (run.dataset.manifest_sha256, run.dataset.split, run.dataset.n_examples, spec.get("stride", 1),
+            spec.get("resize"), spec.get("center_crop"))  # fmt: skip
+
+
 def _paired(a: Results, b: Results, ra: MetricRecord, rb: MetricRecord) -> tuple[float | None, tuple[int, int] | None]:
-    same_examples = (a.dataset.manifest_sha256, a.dataset.n_examples) == (b.dataset.manifest_sha256, b.dataset.n_examples)
-    if not same_examples or ra.n != rb.n:
+    if _examples(a) != _examples(b) or ra.n != rb.n:
         return None, None
     left, right = _outcomes(a, ra), _outcomes(b, rb)
     if left is None or right is None:

@@ -254,3 +254,21 @@ def test_too_few_classes_for_the_dlr_losses_is_a_config_error(classes, version):
     handle = load_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, classes)), device="cpu")
     with pytest.raises(ConfigError, match=f"need at least {3 if version == 'rand' else 4} classes"):
         run_section(handle, data, make_threat([{"name": "autoattack", "params": {"version": version}}]))
+
+
+def test_time_of_pyautoattack_checks_is_counted_once(handle, mnist_test, monkeypatch):
+    # the checks ran outside map_batches and added their time by hand; EvalContext.finish added it again
+    import time
+
+    real = aa_module._own_checks
+
+    def slow(*args, **kwargs):
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aa_module, "_own_checks", slow)
+    threat = make_threat([{"name": "autoattack", "params": {"version": "custom", "attacks": ["apgd-ce"], "n_iter": 2}}])
+    started = time.perf_counter()
+    _, ctx = run_section(handle, mnist_test.subset(10), threat)
+    cost = ctx.finish()
+    assert 0.5 <= cost.wall_time_s <= time.perf_counter() - started + 1e-3

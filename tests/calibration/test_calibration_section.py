@@ -372,3 +372,20 @@ def test_a_bin_without_variation_gets_the_exact_bound_not_a_point() -> None:
     low, high = bootstrap_intervals(probs, torch.zeros(20, dtype=torch.long), 15, torch.Generator().manual_seed(0))["ece"]
     a = proportion_confint(20, 20, alpha=0.05, method="beta")[0]
     assert low == 0.0 and high == pytest.approx(max(abs(a - 0.9), 0.1), abs=1e-6)
+
+
+def test_log_probabilities_are_kept_only_for_the_conditions_temperature_scaling_scores() -> None:
+    # an (N, K) float32 tensor per attack (200 MB at ImageNet 50k x 1000) was kept though calibration
+    # scored only the clean condition
+    from robench.threat_model import ThreatModel
+
+    threat = ThreatModel.model_validate({
+        "name": "t", "dataset": {"manifest": "unused"}, "adversary": {"norm": "Linf", "eps": 0.1},
+        "evaluations": {"attacks": [{"name": "fgsm"}], "calibration": {"temperature_scaling": True, "conditions": ["clean"]}},
+    })  # fmt: skip
+    from robench.evaluations.clean import wants_log_probs
+
+    assert wants_log_probs(threat) and not wants_log_probs(threat, "attacks") and not wants_log_probs(threat, "corruptions")
+    both = threat.model_copy(update={"evaluations": threat.evaluations.model_copy(update={
+        "calibration": threat.evaluations.calibration.model_copy(update={"conditions": ("clean", "attacks")})})})  # fmt: skip
+    assert wants_log_probs(both, "attacks")

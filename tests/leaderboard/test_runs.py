@@ -139,9 +139,11 @@ def test_paired_test_on_the_shared_examples_equals_statsmodels_mcnemar() -> None
     assert delta.outside is False and delta.paired_p < 0.05  # the intervals overlap; the paired test sees it
     _, rows = runs_table(compare_runs(a, b))
     assert next(r for r in rows if r[0] == "clean accuracy")[-1] == f"p = {delta.paired_p:.2g} (8 vs 20)"
-    # other examples (another number of examples): no paired test
-    b.dataset = b.dataset.model_copy(update={"n_examples": 400})
-    assert next(d for d in compare_runs(a, b).deltas if d.label == "clean accuracy").paired_p is None
+    # other examples (another number of examples, split or stride): no paired test
+    for update in ({"dataset": b.dataset.model_copy(update={"n_examples": 400})}, {"dataset": b.dataset.model_copy(update={"split": "train"})},
+                   {"threat_model": {**b.threat_model, "dataset": {**b.threat_model["dataset"], "stride": 3}}}):  # fmt: skip
+        other = b.model_copy(update=update)
+        assert next(d for d in compare_runs(a, other).deltas if d.label == "clean accuracy").paired_p is None, update
 
 
 def test_outcomes_round_trip_and_refuse_a_wrong_length() -> None:
