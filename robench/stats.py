@@ -14,7 +14,11 @@ from scipy.stats import beta, norm
 def _check_counts(successes: int, n: int, confidence: float) -> None:
     if not 0 < confidence < 1:  # false for NaN too
         raise ValueError(f"Expected `confidence` in (0, 1), but got {confidence}")
-    if any(isinstance(v, bool) or float(v) != int(v) for v in (successes, n)):
+    try:
+        whole = not any(isinstance(v, bool) or float(v) != int(v) for v in (successes, n))
+    except (OverflowError, ValueError):  # inf, NaN
+        whole = False
+    if not whole:
         raise ValueError(f"Expected whole counts, but got successes={successes}, n={n}")
     if n < 0 or not 0 <= successes <= n:
         raise ValueError(f"Expected 0 <= successes <= n, but got successes={successes}, n={n}")

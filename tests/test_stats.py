@@ -80,8 +80,9 @@ def test_interval_functions_refuse_bad_confidence_and_fractional_counts() -> Non
         for confidence in (1.5, 0.0, float("nan")):
             with pytest.raises(ValueError, match="confidence"):
                 interval(3, 10, confidence)
-        with pytest.raises(ValueError, match="whole counts"):
-            interval(2.5, 10)
+        for successes, n in ((2.5, 10), (3, float("inf")), (float("nan"), 10)):
+            with pytest.raises(ValueError, match="whole counts"):
+                interval(successes, n)
 
 
 def test_weighted_sum_interval_of_counts_is_the_exact_poisson_interval() -> None:
