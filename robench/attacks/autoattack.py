@@ -52,7 +52,7 @@ class AutoAttackParams(BaseModel):
     attacks: tuple[AttackName, ...] | None = Field(default=None, description="attacks in order (version custom)")
     n_iter: int | None = Field(default=None, gt=0, le=100_000, description="APGD and FAB iterations (default 100)")
     n_restarts: int | None = Field(default=None, gt=0, le=1000, description="restarts of APGD-CE/DLR and FAB")
-    n_target_classes: int | None = Field(default=None, gt=0, description="APGD-T/FAB-T targets (default min(9, K-1))")
+    n_target_classes: int | None = Field(default=None, gt=0, description="APGD-T/FAB-T targets (default pyautoattack's: min(9, K-1) for Linf and L2, 5 for L1)")
     square_queries: int | None = Field(default=None, gt=0, le=10_000_000, description="Square queries (default 5000)")
     eot_iter: int | None = Field(default=None, gt=0, le=1000, description="APGD EOT iterations (rand: 20)")
     batch_size: int | None = Field(default=None, gt=0, description="default: the run's batch size")
