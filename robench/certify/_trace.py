@@ -129,7 +129,8 @@ def describe(node: fx.Node, module: fx.GraphModule) -> str:
     """A readable name of a node: ``layer 'body.3' (GELU)`` or ``function 'sin'``."""
     if node.op == "call_module":
         layer = module.get_submodule(str(node.target))
-        return f"layer '{node.target}' ({type(layer).__name__})"
+        kind = type(layer).__name__ if standard_forward(layer) else f"{type(layer).__module__}.{type(layer).__name__}, with its own forward"
+        return f"layer '{node.target}' ({kind})"
     target: Any = node.target
     name = getattr(target, "__name__", str(target))
     return f"{'method' if node.op == 'call_method' else 'function'} '{name}' (node {node.name})"
@@ -145,7 +146,8 @@ def last_linear(module: fx.GraphModule) -> fx.Node | None:
     output = next(n for n in module.graph.nodes if n.op == "output")
     produced = output.args[0]
     if isinstance(produced, fx.Node) and produced.op == "call_module":
-        if isinstance(module.get_submodule(str(produced.target)), nn.Linear):
+        layer = module.get_submodule(str(produced.target))
+        if isinstance(layer, nn.Linear) and standard_forward(layer):
             return produced
     return None
 
@@ -155,11 +157,47 @@ ARITHMETIC_METHODS: dict[str, Any] = {"add": torch.add, "sub": torch.sub, "mul":
 tensor on the left) as the method call ``buffer.mul(x)``, and models write ``x.mul(w)``."""
 
 
+def standard_forward(layer: nn.Module) -> bool:
+    """Whether a leaf layer runs the forward of a ``torch.nn`` class (or robench's Normalize), which
+    the bound rules model from its weights. A leaf class that brings its own forward computes
+    something else: QAT's ``torch.ao.nn.qat.Linear`` / ``Conv2d`` multiply by fake-quantised weights,
+    not the ``.weight`` the rules read (IBP's bounds missed outputs by 0.007 and verified points with
+    counterexamples; the Lipschitz bound fell below the layer's norm)."""
+    for cls in type(layer).__mro__:
+        if "forward" in cls.__dict__:
+            return cls is Normalize or cls.__module__.startswith("torch.nn.modules.")
+    return False
+
+
+CAST_METHODS = frozenset({"to", "float", "double", "type"})
+
+
+def is_exact_cast(name: str, source: torch.dtype, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether the tensor method ``name`` (with ``args`` after ``self``) moves a ``source`` tensor to
+    another device or to a float type at least as precise: the identity on values. A cast to an
+    integer or a coarser float type is a step function: no Lipschitz constant, and integer casts of
+    negative values wrap, which no interval rule can follow."""
+    if name not in CAST_METHODS:
+        return True
+    target: torch.dtype | None = {"float": torch.float32, "double": torch.float64}.get(name)
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.dtype):
+            target = value
+        elif isinstance(value, torch.Tensor):
+            target = value.dtype
+        elif isinstance(value, str) and name == "type":
+            return False  # a type by name ("torch.HalfTensor"): not worth parsing
+    if target is None:
+        return True  # a device move
+    return target.is_floating_point and source.is_floating_point and torch.finfo(target).eps <= torch.finfo(source).eps
+
+
 class TracingInterpreter(fx.Interpreter):
     """An :class:`fx.Interpreter` that remembers the node it runs, so that an unsupported layer
     can be named in the error (:meth:`fail`). Subclasses set :attr:`method` (``IBP``...)."""
 
     method = "certification"
+    bound: type | None = None  # the bounded value type (Box, Lip): refused as a keyword argument
 
     def __init__(self, module: fx.GraphModule, **kwargs: Any) -> None:
         super().__init__(module, **kwargs)
@@ -167,6 +205,12 @@ class TracingInterpreter(fx.Interpreter):
 
     def run_node(self, n: fx.Node) -> Any:  # noqa: D102
         self._node = n
+        if self.bound is not None and n.op in ("call_module", "call_function", "call_method") and n.kwargs:
+            # the rules read bounded values from the positional arguments only (torch.flatten(input=h))
+            _, kwargs = self.fetch_args_kwargs_from_env(n)
+            bound = self.bound
+            if any(isinstance(v, bound) or isinstance(v, (list, tuple)) and any(isinstance(b, bound) for b in v) for v in kwargs.values()):
+                raise self.fail()
         return super().run_node(n)
 
     def bounded_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], bound: type) -> tuple[bool, Any]:

@@ -55,7 +55,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from robench._errors import ConfigError
-from robench.certify._trace import ARITHMETIC_METHODS, describe, trace, unsupported
+from robench.certify._trace import ARITHMETIC_METHODS, describe, standard_forward, trace, unsupported
 from robench.certify.ibp import Box, input_box
 from robench.models.wrapper import Normalize
 
@@ -151,7 +151,7 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
 
     if node.op == "call_module":
         layer = graph.get_submodule(str(node.target))
-        if dependent != [0] or len(ops) != 1 or node.kwargs:
+        if dependent != [0] or len(ops) != 1 or node.kwargs or not standard_forward(layer):
             raise unsupported(node, graph, _METHOD)
         if isinstance(layer, nn.ReLU):
             return "relu", None
@@ -245,6 +245,11 @@ def parse_graph(module: nn.Module | fx.GraphModule, example: torch.Tensor) -> Gr
         flat = [*node.args]
         if any(isinstance(a, (list, tuple, dict)) and any(isinstance(b, fx.Node) and b in index for b in a) for a in flat):
             raise unsupported(node, graph, _METHOD)
+        if any(isinstance(a, fx.Node) and a in shapes_only and isinstance(interpreter.env.get(a), torch.Tensor) for a in flat):
+            # a tensor made from the input's shape (torch.zeros((x.shape[0], K))): one row per example of
+            # the traced batch, not a constant that broadcasts
+            raise ConfigError(f"{_METHOD}: unsupported {describe(node, graph)}: an operand is a tensor built from the input's shape; "
+                              "use a constant that broadcasts over the batch")
         ops = [None if isinstance(a, fx.Node) and a in index else (interpreter.env.get(a, a) if isinstance(a, fx.Node) else a) for a in flat]
         kind, fn = _node_kind(node, graph, ops, interpreter.env)
         operands = tuple(index[a] for a in flat if isinstance(a, fx.Node) and a in index)
@@ -320,8 +325,8 @@ def _backward_lower(graph: Graph, bounds: dict[int, Box], target: int, lam: torc
         else:  # add, sub
             _accumulate(pending, node.inputs[0], lam)
             _accumulate(pending, node.inputs[1], lam if node.kind == "add" else -lam)
-    lam = pending.get(0, torch.zeros_like(lam[:, :, :0]))
-    if lam.numel() == 0:
+    lam = pending.get(0)  # (the loop's last ``lam`` may be None: node 1 need not lead to the target)
+    if lam is None or lam.numel() == 0:
         return constant
     flat = lam.flatten(2)
     return constant + torch.einsum("brd,bd->br", flat, box.centre.flatten(1)) - torch.einsum("brd,bd->br", flat.abs(), box.radius.flatten(1))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from robench._errors import ConfigError
-from robench.certify._trace import TracingInterpreter, call_argument, last_linear, trace
+from robench.certify._trace import TracingInterpreter, call_argument, is_exact_cast, last_linear, standard_forward, trace
 from robench.models.wrapper import Normalize
 
 # Leaf layers that are monotone non-decreasing maps (applied to both ends of the box).
@@ -199,7 +199,7 @@ def propagate_method(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         return NotImplemented
     if name in ("size", "dim"):
         return getattr(box.lower, name)(*rest, **kwargs)
-    if name in MONOTONE_METHODS:
+    if name in MONOTONE_METHODS and is_exact_cast(name, box.lower.dtype, rest, kwargs):
         return Box(getattr(box.lower, name)(*rest, **kwargs), getattr(box.upper, name)(*rest, **kwargs))
     return NotImplemented
 
@@ -208,6 +208,7 @@ class IntervalInterpreter(TracingInterpreter):
     """Runs a traced model on :class:`Box` values instead of tensors."""
 
     method = _METHOD
+    bound = Box
 
     def __init__(self, module: fx.GraphModule) -> None:
         super().__init__(module, garbage_collect_values=False)
@@ -216,7 +217,7 @@ class IntervalInterpreter(TracingInterpreter):
         if not any(isinstance(a, Box) for a in args):
             return super().call_module(target, args, kwargs)
         layer = self.fetch_attr(target)
-        if len(args) != 1 or kwargs or not isinstance(args[0], Box):
+        if len(args) != 1 or kwargs or not isinstance(args[0], Box) or not standard_forward(layer):
             raise self.fail()
         out = propagate_layer(layer, args[0])
         if out is None:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from robench._errors import ConfigError
-from robench.certify._trace import TracingInterpreter, call_argument, trace
+from robench.certify._trace import TracingInterpreter, call_argument, is_exact_cast, standard_forward, trace
 from robench.models.wrapper import Normalize
 
 ConvMethod = Literal["bound", "power"]
@@ -234,6 +234,7 @@ class LipschitzInterpreter(TracingInterpreter):
     """Runs a traced model on one example while multiplying per-layer norm bounds along the graph."""
 
     method = _METHOD
+    bound = Lip
 
     def __init__(self, module: fx.GraphModule, method: ConvMethod = "bound", iterations: int = 100, margin: float = 0.05) -> None:
         super().__init__(module)
@@ -243,9 +244,9 @@ class LipschitzInterpreter(TracingInterpreter):
     def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
         if not any(isinstance(a, Lip) for a in args):
             return super().call_module(target, args, kwargs)
-        if len(args) != 1 or kwargs:
-            raise self.fail()
         layer = self.fetch_attr(target)
+        if len(args) != 1 or kwargs or not standard_forward(layer):
+            raise self.fail()
         value = args[0].value
         bound = layer_norm_bound(layer, tuple(value.shape[1:]), self.conv_method, self.iterations, self.margin)
         if bound is None:
@@ -299,7 +300,7 @@ class LipschitzInterpreter(TracingInterpreter):
         if target in ("size", "dim"):
             return getattr(value, target)(*args[1:], **kwargs)
         slope = _METHOD_SLOPE.get(str(target))
-        if slope is None or any(isinstance(a, Lip) for a in args[1:]):
+        if slope is None or any(isinstance(a, Lip) for a in args[1:]) or not is_exact_cast(str(target), value.dtype, args[1:], kwargs):
             raise self.fail()
         return Lip(getattr(value, target)(*args[1:], **kwargs), args[0].constant * slope)
 

@@ -44,6 +44,22 @@ class BufferOps(nn.Module):
         return torch.relu(x.mul(self.w).add(self.c)).flatten(1)
 
 
+class ShortcutFirst(nn.Module):
+    """A residual block on the input whose 1x1 shortcut is computed before the main branch: two
+    branches read the input (CROWN crashed when node 1 of its graph did not lead to the bounded node)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shortcut = nn.Conv2d(1, 4, 1, stride=2)
+        self.c1, self.c2 = nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(64, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.shortcut(x)
+        h = self.c2(torch.relu(self.c1(x)))
+        return self.fc(torch.relu(h + s).flatten(1))
+
+
 def _randomize_bn(module: nn.Module, generator: torch.Generator) -> None:
     for layer in module.modules():
         if isinstance(layer, nn.modules.batchnorm._BatchNorm):
@@ -68,6 +84,7 @@ def networks() -> dict[str, nn.Module]:
         ),
         "functional": nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), Scaled(), nn.Linear(27, 5)),
         "buffer_methods": nn.Sequential(nn.Conv2d(1, 3, 3, stride=2), BufferOps(), nn.Linear(27, 5)),
+        "shortcut_first": ShortcutFirst(),
     }  # fmt: skip
     generator = torch.Generator().manual_seed(1)
     for net in nets.values():

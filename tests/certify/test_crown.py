@@ -16,7 +16,7 @@ from robench.certify import crown, ibp
 from robench.certify.ibp import Box, input_box
 from robench.models.archs import WideResNet
 from robench.models.wrapper import Normalize
-from tests.certify.nets import BufferOps, _randomize_bn, networks
+from tests.certify.nets import BufferOps, ShortcutFirst, _randomize_bn, networks
 
 TOL = 1e-9
 
@@ -102,6 +102,7 @@ def _nets() -> dict[str, nn.Module]:
         "residual_mlp": ResidualMLP(),
         "residual_functional": FunctionalResidual(),
         "wrn_10_1": _tiny_wrn(),
+        "shortcut_first": ShortcutFirst(),
     }  # fmt: skip
     generator = torch.Generator().manual_seed(1)
     for net in nets.values():
@@ -369,3 +370,19 @@ def test_crown_section_l2_warns(digit_mlp, digits) -> None:
     threat = _threat([{"name": "crown", "params": {"pgd_check_steps": 0, "eps_fractions": [1.0]}}], {"norm": "L2", "eps": 0.1})
     out, _ = _run(digit_mlp, ArrayDataset(x, y, 10), threat)
     assert any("enclosing Linf box" in w for w in out.warnings)
+
+
+def test_a_tensor_built_from_the_input_shape_is_refused_by_name() -> None:
+    # torch.zeros((x.shape[0], 5)) + net(x): the traced constant had the tracing batch's 2 rows and the
+    # bound crashed with "size of tensor a (10) must match ... (2)"
+    class ZerosAccumulator(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 5))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros((x.shape[0], 5), dtype=x.dtype) + self.net(x)
+
+    _, box = _box(10, 0.01)
+    with pytest.raises(ConfigError, match="built from the input's shape"):
+        crown.crown_bounds(ZerosAccumulator().double().eval(), box)

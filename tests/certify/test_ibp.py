@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from robench._errors import ConfigError
+from robench.certify import ibp
 from robench.certify.ibp import Box, input_box, interval_bounds, margin_lower_bounds, verified
 from tests.certify.nets import input_shape, networks
 
@@ -180,3 +181,55 @@ def test_normalize_refuses_a_nonpositive_std_and_ibp_stays_sound_if_one_is_set()
     assert bool((box.lower <= box.upper).all())
     # |d logits / dx| = 2 per output, ||J||_2 = 2 sqrt(2): a sound bound is at least that (was -1 / negative)
     assert lipschitz_bound(net, x)[0] >= 2 * 2**0.5 - 1e-6
+
+
+def test_layers_with_their_own_forward_and_lossy_casts_are_refused() -> None:
+    """QAT layers multiply by fake-quantised weights, not the .weight the rules read (IBP verified
+    points with counterexamples); a cast to uint8 or float16 is a step function (a Lipschitz radius
+    of 1.2e-3 was broken by a 1.2e-4 perturbation); every propagator refuses them by name."""
+    import torch.ao.nn.qat as qat
+    from torch.ao.quantization import get_default_qat_qconfig
+
+    from robench.certify import crown, lipschitz
+
+    fake = qat.Linear(64, 5, qconfig=get_default_qat_qconfig("fbgemm"))
+    quantised = nn.Sequential(nn.Flatten(), fake).eval()
+
+    class Cast(nn.Module):
+        def __init__(self, dtype: torch.dtype) -> None:
+            super().__init__()
+            self.dtype, self.fc = dtype, nn.Linear(64, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc((x * 255).to(self.dtype).float().flatten(1) / 255)
+
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    box = input_box(x, 0.01)
+    for run in (lambda m: ibp.interval_bounds(m, box), lambda m: lipschitz.lipschitz_bound(m, x[:1]), lambda m: crown.crown_bounds(m, box)):
+        with pytest.raises(ConfigError, match="torch.ao.nn.qat.*with its own forward"):
+            run(quantised)
+    for dtype in (torch.uint8, torch.float16):
+        for run in (lambda m: ibp.interval_bounds(m, box), lambda m: lipschitz.lipschitz_bound(m, x[:1])):
+            with pytest.raises(ConfigError, match="method 'to'"):
+                run(Cast(dtype).eval())
+    lipschitz.lipschitz_bound(Cast(torch.float32).eval(), x[:1])  # the same float type (or a wider one) is exact: allowed
+    ibp.interval_bounds(Cast(torch.float32).eval(), box)
+
+
+def test_a_bounded_value_passed_by_keyword_is_refused_by_name() -> None:
+    # torch.flatten(input=h, start_dim=1): the rules looked at positional arguments only -> TypeError
+    from robench.certify import lipschitz
+
+    class Keyword(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(64, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(input=x, start_dim=1))
+
+    x = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ConfigError, match="function 'flatten'"):
+        ibp.interval_bounds(Keyword().eval(), input_box(x, 0.01))
+    with pytest.raises(ConfigError, match="function 'flatten'"):
+        lipschitz.lipschitz_bound(Keyword().eval(), x[:1])
