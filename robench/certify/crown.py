@@ -56,7 +56,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from robench._errors import ConfigError
 from robench.certify._trace import ARITHMETIC_METHODS, describe, standard_forward, trace, unsupported
-from robench.certify.ibp import Box, input_box
+from robench.certify.ibp import Box, input_box, rounding_tolerance
 from robench.models.wrapper import Normalize
 
 _METHOD = "CROWN"
@@ -416,9 +416,10 @@ def verified(
     bounds: tuple[float, float] = (0.0, 1.0),
     max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> torch.Tensor:
-    """``(B,)`` flags: every CROWN margin lower bound over the clipped eps box is ``> 0``.
+    """``(B,)`` flags: every CROWN margin lower bound over the clipped eps box exceeds
+    :func:`robench.certify.ibp.rounding_tolerance` (float32 rounding).
 
     The box is the Linf ball; it also encloses the L2 ball of the same radius.
     """
     margins = margin_lower_bounds(model, input_box(x, eps, bounds), labels, max_elements)
-    return (margins > 0).all(dim=1)
+    return (margins > rounding_tolerance(model, x)[:, None]).all(dim=1)
