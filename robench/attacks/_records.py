@@ -58,16 +58,16 @@ def add_standard_records(
         num_classes: Number of classes.
         norm_unit: Unit of the norms (``linf``, ``l2``...).
         robust_rate: For randomized models, the per-example share of stochastic passes that stay
-            correct (0 where ``correct`` is false); robust accuracy, per-class accuracy, success
+            correct at the adversary's point (0 for an example the attack skipped); robust accuracy, per-class accuracy, success
             rate and the worst case are then means of it (the interval is Clopper-Pearson on the
             rounded count, an approximation).
         attack_name: The attack's registry name (``fgsm``), when the key is a user-chosen id.
     """
     n = int(correct.numel())
     records = output.records
-    # Per-example share of robustness: 0/1 flags, or a randomized model's pass means (0 for an
-    # example misclassified in the clean pass: the attack did not run on it, so robust <= clean).
-    rate = robust.float() if robust_rate is None else torch.where(correct, robust_rate.float(), 0.0)
+    # Per-example share of robustness: 0/1 flags, or a randomized model's pass means (from fresh
+    # passes, the clean input among the points; an attack that skips examples zeroes them itself).
+    rate = robust.float() if robust_rate is None else robust_rate.float()
     records.append(MetricRecord.proportion(key, "clean_accuracy", int(correct.sum()), n, condition))
     headline_condition = condition if robust_rate is None else {**condition, "stochastic_passes": True}
     headline = share_record(key, "robust_accuracy", rate, headline_condition)

@@ -44,6 +44,10 @@ def is_success(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor 
 class Attack(ABC):
     """Base class of robench's attacks (see the module docstring)."""
 
+    #: Whether every example is attacked, including those one pass of the model already gets wrong
+    #: (a randomized model's examples that an attack skips are counted as not robust).
+    attacks_every_example: bool = False
+
     @abstractmethod
     def run(
         self,

@@ -72,6 +72,11 @@ def _evaluate_bounded(
     if randomized and "eot_samples" in resolved and "eot_samples" not in spec.params:
         resolved["eot_samples"] = DEFAULT_EOT_SAMPLES
         output.warnings.append(f"randomized model: EOT with {DEFAULT_EOT_SAMPLES} samples per gradient step")
+    elif randomized and resolved.get("eot_samples") == 1:
+        output.warnings.append(
+            f"randomized model: {spec.key} declares eot_samples 1 (one stochastic pass per gradient): its gradients "
+            "follow one draw of the randomness; EOT (eot_samples 20, the default for randomized models) is the adaptive attack"
+        )
     elif randomized and "eot_samples" not in resolved:
         output.warnings.append(
             f"randomized model: {spec.key} has no EOT (one stochastic pass per query); its robust accuracy is the "
@@ -102,8 +107,10 @@ def _evaluate_bounded(
             "labels": y,
         }
         if randomized:
-            # the lower pass-mean accuracy of the clean and the adversarial input (as AutoAttack's chain)
-            out["robust_rate"] = pass_mean_robust(model.predict_logits, x, result.x_adv, y)
+            # the pass-mean accuracy at the adversary's choice of the clean or the adversarial input;
+            # an example the attack skipped (one pass got it wrong) counts as not robust
+            rate = pass_mean_robust(model.predict_logits, x, result.x_adv, y)
+            out["robust_rate"] = rate if getattr(attack, "attacks_every_example", False) else torch.where(correct, rate, 0.0)
         return out
 
     out = ctx.map_batches("attack", data, batch, model.counter, desc=f"attack {spec.key}")

@@ -59,6 +59,7 @@ class PGD(Attack):
         self.loss = LOSSES[loss]
         self.l1_sparsity = l1_sparsity
         self.eot_samples = eot_samples
+        self.attacks_every_example = eot_samples > 1  # a randomized model's examples are all attacked
         self.mode = mode
         self.compile = compile
         self._step_model: StepModel | None = None
@@ -90,6 +91,10 @@ class PGD(Attack):
         best = x.clone()
         with torch.no_grad():
             best_score = margin(model.verdict(x).float(), y, target)
+        if self.eot_samples > 1:
+            # a randomized model: one pass's verdict on x would exempt an example from the attack (and
+            # keep x as its best point) by chance; every example is attacked, the best iterate kept
+            best_score = torch.full_like(best_score, -torch.inf)
         succeeded = best_score > 0
         step_size = self.rel_step_size * eps
         for _ in range(self.restarts):
@@ -137,6 +142,8 @@ class FGSM(Attack):
     """Fast gradient (sign) method: one full-eps step along the norm's steepest direction (for L1, as
     PGD's step, the top ``1 - l1_sparsity`` share of gradient coordinates: spread over every pixel,
     an L1 budget moves each by almost nothing)."""
+
+    attacks_every_example = True  # one step from every input
 
     def __init__(self, *, loss: str = "ce", l1_sparsity: float = 0.95) -> None:
         self.loss = LOSSES[loss]

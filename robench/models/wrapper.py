@@ -48,6 +48,8 @@ class PassCounter:
         return self.forward, self.backward
 
 
+PROBE_PASSES = 5  # passes of the same inputs compared to detect a randomized model
+
 NOT_DIFFERENTIABLE = (
     "the model's logits do not depend differentiably on its input (its forward pass detaches, rounds or "
     "runs without autograd): gradient-based attacks and certificates need a gradient; declare black-box "
@@ -132,8 +134,10 @@ class ModelHandle:
     def probe(self, input_shape: Sequence[int], num_classes: int, generator: torch.Generator) -> bool:
         """Check output shape and finiteness on random inputs; return whether outputs are random.
 
-        Two forward passes of the same inputs that differ reveal a randomized model (dropout left
-        on, stochastic defences); such models need EOT attacks and averaged accuracy.
+        Forward passes of the same inputs that differ reveal a randomized model (dropout left on,
+        stochastic defences); such models need EOT attacks and averaged accuracy. Five passes are
+        compared (as pyautoattack's check): two missed a model random on every third call, or on
+        a share of calls.
 
         Raises:
             ModelError: wrong output shape or class count, non-finite outputs, or a crash.
@@ -142,7 +146,7 @@ class ModelHandle:
         odd = torch.rand((3, *input_shape), generator=generator).to(self.device)  # a model fixed to one batch size fails here
         try:
             first = self.module(x)
-            second = self.module(x)
+            repeats = [self.module(x) for _ in range(PROBE_PASSES - 1)]
             third = self.module(odd)
         except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the model's failure
             message = (str(exc).splitlines() or [""])[0][:200]
@@ -150,7 +154,7 @@ class ModelHandle:
                 f"model failed on random inputs of the dataset's shape {list(input_shape)} "
                 f"(batches of 2 and 3): {type(exc).__name__}: {message}"
             ) from None
-        if not all(isinstance(out, torch.Tensor) for out in (first, second, third)):
+        if not all(isinstance(out, torch.Tensor) for out in (first, *repeats, third)):
             raise ModelError(f"model must return a tensor of logits, got {type(first).__name__}")
         if third.ndim != 2 or third.shape[0] != 3:
             raise ModelError(f"model must return logits of shape (N, classes), got {list(third.shape)} for 3 inputs")
@@ -159,8 +163,8 @@ class ModelHandle:
         if first.shape[1] != num_classes:
             raise ModelError(f"model returns {first.shape[1]} logits but the dataset has {num_classes} classes")
         check_logits(first, num_classes)
-        self.counter.forward -= 7  # the probe is not part of any evaluation's cost
-        randomized = not torch.equal(first, second)
+        self.counter.forward -= 2 * PROBE_PASSES + 3  # the probe is not part of any evaluation's cost
+        randomized = any(not torch.equal(first, again) for again in repeats)
         self.info = self.info.model_copy(update={"num_classes": num_classes, "randomized": randomized})
         return randomized
 

@@ -108,6 +108,8 @@ def _strength(evaluation: EvaluationResult, randomized: bool = False) -> AttackS
     if name == "pgd":
         steps, restarts = int(params.get("steps", 40)), int(params.get("restarts", 1))
         text = f"PGD {steps} steps x {restarts} restart{'s' if restarts != 1 else ''}, loss {params.get('loss', 'ce')}"
+        if randomized and int(params.get("eot_samples", 1)) <= 1:
+            return AttackStrength(evaluation.key, name, "moderate", f"{text} on a randomized model without EOT (eot_samples 1)")
         if steps >= STRONG_PGD_STEPS and restarts >= STRONG_PGD_RESTARTS:
             return AttackStrength(evaluation.key, name, "strong", text)
         return AttackStrength(evaluation.key, name, "moderate", f"{text} (strong needs >= {STRONG_PGD_STEPS} steps and >= {STRONG_PGD_RESTARTS} restarts)")

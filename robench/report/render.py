@@ -236,7 +236,11 @@ def sample_sizes(results: Results) -> str:
     if others:
         text += " (" + "; ".join(f"n = {n:,} for {', '.join(keys)}" for n, keys in sorted(others.items())) + ")"
     methods = sorted({r.interval.split()[0] for r in accuracies if r.interval})  # "clopper-pearson over examples (...)": its family
-    if methods == ["clopper-pearson"]:
+    approximate = any("rounded" in (r.interval or "") for r in accuracies)  # a randomized model's pass means
+    if methods == ["clopper-pearson"] and approximate:
+        text += ("; their intervals are 95% Clopper-Pearson intervals for that sample, exact for 0/1 outcomes and approximate "
+                 "(on the rounded count) for the randomized model's pass-mean accuracies; not for other data.")
+    elif methods == ["clopper-pearson"]:
         text += "; their intervals are exact 95% Clopper-Pearson intervals for that sample, not for other data."
     else:
         text += f"; their 95% intervals ({', '.join(methods) or 'none recorded'}) hold for that sample, not for other data."

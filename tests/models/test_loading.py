@@ -349,3 +349,18 @@ def test_compiled_model_counts_outside_the_graph_and_does_not_recompile(monkeypa
     assert handle.counter.snapshot() == (60, 60)
     assert counters["stats"]["unique_graphs"] <= 2
     torch._dynamo.reset()
+
+
+def test_probe_detects_a_model_random_on_some_calls_only() -> None:
+    # two passes compared: a model whose noise comes every third call was never detected
+    class EveryThirdCall(QuadrantNet):
+        calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            out = super().forward(x)
+            return out + torch.randn_like(out) if self.calls % 3 == 0 else out
+
+    handle = load_model(EveryThirdCall())
+    assert handle.probe((1, 8, 8), 4, torch.Generator().manual_seed(0)) is True
+    assert handle.counter.forward == 0  # the probe's passes are not an evaluation's cost

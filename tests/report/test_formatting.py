@@ -177,3 +177,13 @@ def test_a_certification_grid_point_at_the_declared_eps_is_not_a_second_summary_
     results.evaluations.append(EvaluationResult(key=key, section="certification", name="ibp", status="success", records=records))
     rows = [record_label(r) for r in summary_records(results) if r.evaluation == key]
     assert rows == ["certified accuracy: ibp (box=L2) at L2 eps=0.5"]
+
+
+def test_limitations_do_not_call_pass_mean_intervals_exact() -> None:
+    # a randomized model's Clopper-Pearson interval on a rounded pass-mean count is an approximation
+    results = fixtures.strong()
+    pgd = results.evaluation("attacks/pgd")
+    pgd.records = [r.model_copy(update={"interval": "clopper-pearson (rounded pass-mean count)"}) if r.name == "robust_accuracy" else r
+                   for r in pgd.records]  # fmt: skip
+    sentence = sample_sizes(results)
+    assert "exact 95% Clopper-Pearson" not in sentence and "approximate" in sentence
