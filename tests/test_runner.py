@@ -70,16 +70,18 @@ def test_n_examples_only_and_in_memory_module(tmp_path: Path, tiny_threat: Path)
 
 
 class _FailsAfterClean(QuadrantNet):
-    """Fine for the probe and the clean pass (6 forward calls), then ``fail(logits)``."""
+    """Fine for the probe (PROBE_PASSES + 1 forward calls) and the clean pass (3), then ``fail(logits)``."""
 
     def __init__(self, fail: Callable[[torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
         self.calls, self.fail = 0, fail
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from robench.models.wrapper import PROBE_PASSES
+
         self.calls += 1
         out = super().forward(x)
-        return out if self.calls <= 6 else self.fail(out)
+        return out if self.calls <= PROBE_PASSES + 1 + 3 else self.fail(out)
 
 
 def _nan(logits: torch.Tensor) -> torch.Tensor:
