@@ -229,3 +229,13 @@ def test_rank_interval_and_weak_attack_caveat(model_info: Path) -> None:
     results.evaluations = [e for e in results.evaluations if e.name != "autoattack"]
     [weaker] = compare_to_leaderboard(results, build_snapshot(model_info))
     assert any("AutoAttack before comparing" in n for n in weaker.notes)
+
+
+def test_a_randomized_model_is_said_not_comparable_with_autoattack_rand_entries() -> None:
+    from robench.leaderboard import compare_to_leaderboard, load_snapshot
+    from tests.report import fixtures
+
+    results = fixtures.strong()
+    results.model = results.model.model_copy(update={"randomized": True})
+    notes = [note for c in compare_to_leaderboard(results, load_snapshot()) for note in c.notes]
+    assert any("the model is randomized" in note and "not comparable" in note for note in notes)
