@@ -349,6 +349,9 @@ class AutoAttackEvaluation:
             if robust_rate is not None:
                 # chosen on the passes above, measured afresh: the minimum of noisy estimates is biased low
                 def measure(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+                    # the model's randomness comes from torch's global RNG: seed it per batch (the caller
+                    # isolates it), so that a resumed run measures what an uninterrupted one does
+                    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
                     rows = torch.arange(ctx.batch_offset, ctx.batch_offset + len(x))
                     point = torch.where(picked[rows].view(-1, *[1] * (x.ndim - 1)).to(x.device), chosen[rows].to(x.device), x)
                     return {"rate": pass_mean_correct(model.module, point, y)}

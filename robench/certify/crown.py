@@ -417,7 +417,7 @@ def verified(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> torch.Tensor:
     """``(B,)`` flags: every CROWN margin lower bound over the clipped eps box exceeds
-    :func:`robench.certify.ibp.rounding_tolerance` (float32 rounding).
+    :func:`robench.certify.ibp.rounding_tolerance` (rounding).
 
     The box is the Linf ball; it also encloses the L2 ball of the same radius.
     """

@@ -308,18 +308,21 @@ def _folded_margins(layer: nn.Linear, features: Box, labels: torch.Tensor, chunk
     return torch.cat(out)
 
 
-ROUNDING_TOLERANCE = 1e-5
-"""Relative margin a bound must clear: bounds and the model both compute in float32, rounding to
-nearest, so a margin bound of 1e-6 over logits of 5 is within rounding of a counterexample (among
-15,922 near-boundary linear models whose float32 margin at the worst corner was negative, IBP had
-verified 548 and CROWN 680 with a bare ``> 0``)."""
+ROUNDING_ULPS = 100
+"""Units of rounding (the dtype's machine epsilon) a margin bound must clear, relative to the
+spread of the logits: bounds and the model both round to nearest, so in float32 a margin bound of
+1e-6 over logits of 5 is within rounding of a counterexample (among 15,922 near-boundary linear
+models whose float32 margin at the worst corner was negative, IBP had verified 548 and CROWN 680
+with a bare ``> 0``)."""
 
 
 def rounding_tolerance(model: nn.Module | fx.GraphModule, x: torch.Tensor) -> torch.Tensor:
-    """``(B,)``: :data:`ROUNDING_TOLERANCE` times ``1 + max |logit|`` at ``x``, the float32 scale of the margins."""
+    """``(B,)``: :data:`ROUNDING_ULPS` machine epsilons of ``x``'s dtype times ``1 + (max - min
+    logit)`` at ``x`` (about 1e-5 in float32; a shared offset of the logits does not count)."""
     with torch.no_grad():
-        logits = model(x)
-    return ROUNDING_TOLERANCE * (1.0 + logits.detach().abs().amax(dim=1).to(x.dtype))
+        logits = model(x).detach()
+    spread = (logits.amax(dim=1) - logits.amin(dim=1)).to(x.dtype)
+    return ROUNDING_ULPS * torch.finfo(x.dtype).eps * (1.0 + spread)
 
 @torch.no_grad()
 def verified(

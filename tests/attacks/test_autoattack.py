@@ -307,3 +307,41 @@ def test_randomized_rand_version_measures_the_chosen_point_afresh(mnist_test):
     headline = record(output, "robust_accuracy").value
     assert abs(headline - 0.5) < 0.06, headline
     assert any("expected per-pass accuracy at the adversary's best point" in w for w in output.warnings)
+
+
+def test_randomized_run_resumed_inside_the_measure_stage_gives_the_same_number(trained_net, mnist_test, tmp_path, monkeypatch):
+    # the fresh passes drew the model's randomness from whatever ran before: a resume changed the headline
+    import inspect
+
+    from robench.models import load_model
+
+    data = mnist_test.subset(24)
+    threat = make_threat([{"name": "autoattack", "params": {"version": "rand", "n_iter": 3, "eot_iter": 2, "batch_size": 8}}])
+
+    def go(journal=None):
+        torch.manual_seed(123)
+        handle = load_model(torch.nn.Sequential(torch.nn.Dropout(0.3), trained_net), device="cpu")
+        handle.module.train()
+        ctx = EvalContext(device=torch.device("cpu"), seed=1, batch_size=100, progress=False, journal=journal)
+        ctx.shared["randomized"] = True
+        return record(run_section(handle, data, threat, ctx=ctx)[0], "robust_accuracy").value
+
+    full = go()
+    real, calls = aa_module.pass_mean_correct, {"n": 0}
+
+    def crash_in_measure(*args, **kwargs):
+        if any(frame.function == "measure" for frame in inspect.stack()[1:3]):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aa_module, "pass_mean_correct", crash_in_measure)
+    journal = Journal(tmp_path / "journal.bin", {"run": "r"}, resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        go(journal)
+    journal.close()
+    monkeypatch.setattr(aa_module, "pass_mean_correct", real)
+    journal = Journal(tmp_path / "journal.bin", {"run": "r"}, resume=True)
+    assert go(journal) == full
+    journal.close()

@@ -262,3 +262,21 @@ def test_no_certificate_within_float32_rounding_of_the_boundary() -> None:
                 assert not bool(module.verified(net, x, y, eps)), name
                 naive[name] += int(bool((module.margin_lower_bounds(net, input_box(x, eps), y) > 0).all()))
     assert naive["ibp"] + naive["crown"] > 0  # the bare rule would have certified some of them
+
+
+def test_the_rounding_tolerance_follows_the_dtype_and_ignores_a_shared_offset() -> None:
+    # 1e-5 x (1 + max |logit|) rejected an exact margin of 0.05 on logits near 1e4, and any float64 margin below ~1e-5
+    from robench.certify.ibp import rounding_tolerance
+
+    class Offset(nn.Module):
+        def __init__(self, dtype: torch.dtype) -> None:
+            super().__init__()
+            self.fc = nn.Linear(64, 2).to(dtype)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 1e-3 * self.fc(x.flatten(1)) + torch.tensor([1e4, 1e4 - 0.05], dtype=x.dtype)
+
+    x = torch.rand(1, 1, 8, 8)
+    assert float(rounding_tolerance(Offset(torch.float32).eval(), x)) < 2e-5
+    assert float(rounding_tolerance(Offset(torch.float64).eval(), x.double())) < 1e-12
+    assert bool(verified(Offset(torch.float32).eval(), x, torch.tensor([0]), 0.01))
