@@ -122,7 +122,6 @@ class EvalContext:
     _block_cache: tuple[tuple[Any, ...], torch.Tensor] | None = field(default=None, repr=False)
     _began: float = field(default_factory=time.perf_counter, repr=False)
     _in_batches: float = field(default=0.0, repr=False)
-    _sized: bool = field(default=False, repr=False)
 
     def begin(self, key: str) -> None:
         """Start accounting for evaluation ``key``."""
@@ -132,7 +131,6 @@ class EvalContext:
         self.cost = Cost(device=str(self.device), precision=self.precision, batch_size=self.batch_size)
         self._began = time.perf_counter()
         self._in_batches = 0.0  # seconds spent in map_batches (its batches' times are counted there)
-        self._sized = False
 
     def finish(self) -> Cost:
         """The cost of the evaluation begun last: its batches' times (a journalled batch's as it was
@@ -253,8 +251,7 @@ class EvalContext:
         size = batch_size or self.batch_size
         # the examples per batch of the evaluation's largest stage (sections pick their own: cells, images per smoothing batch)
         used = min(size, len(dataset)) if len(dataset) else size  # a batch as it ran, not the cap
-        self.cost.batch_size = used if not self._sized else max(used, self.cost.batch_size or 0)
-        self._sized = True
+        self.cost.batch_size = used if self.cost.batches == 0 else max(used, self.cost.batch_size or 0)
         starts = list(range(0, len(dataset), size))
         mine: dict[int, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
         bar = tqdm(

@@ -11,9 +11,13 @@ from collections.abc import Sequence
 from scipy.stats import beta, norm
 
 
-def _check_counts(successes: int, n: int, confidence: float) -> None:
+def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:  # false for NaN too
         raise ValueError(f"Expected `confidence` in (0, 1), but got {confidence}")
+
+
+def _check_counts(successes: int, n: int, confidence: float) -> None:
+    _check_confidence(confidence)
     try:
         whole = not any(isinstance(v, bool) or float(v) != int(v) for v in (successes, n))
     except (OverflowError, ValueError):  # inf, NaN
@@ -91,8 +95,7 @@ def mean_interval(scores: Sequence[float], confidence: float = 0.95) -> tuple[fl
     Raises:
         ValueError: no scores, a score outside [0, 1], or a confidence out of (0, 1).
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"Expected `confidence` in (0, 1), but got {confidence}")
+    _check_confidence(confidence)
     values = [float(v) for v in scores]
     if not values or not all(0.0 <= v <= 1.0 for v in values):
         raise ValueError("Expected at least one score, all in [0, 1]")
@@ -121,8 +124,7 @@ def weighted_sum_interval(values: Sequence[float], max_value: float, confidence:
     """
     from scipy.stats import gamma
 
-    if not 0 < confidence < 1:
-        raise ValueError(f"Expected `confidence` in (0, 1), but got {confidence}")
+    _check_confidence(confidence)
     v = [float(x) for x in values]
     if not v or not (math.isfinite(max_value) and max_value > 0) or not all(0.0 <= x <= max_value for x in v):
         raise ValueError(f"Expected at least one value, all in [0, {max_value}]")

@@ -91,7 +91,7 @@ class PGD(Attack):
         best = x.clone()
         with torch.no_grad():
             best_score = margin(model.verdict(x).float(), y, target)
-        if self.eot_samples > 1:
+        if self.attacks_every_example:
             # a randomized model: one pass's verdict on x would exempt an example from the attack (and
             # keep x as its best point) by chance; every example is attacked, the best iterate kept
             best_score = torch.full_like(best_score, -torch.inf)

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from robench.calibration import functional as F
-from robench.stats import clopper_pearson
 
 DEFAULT_RESAMPLES = 200
 CLASSWISE_BUDGET = 2 * 10**7
@@ -57,27 +56,33 @@ def _deviation_interval(estimate: float, deviations: torch.Tensor, confidence_le
 SIGN_CERTAIN_SDS = 4.0
 
 
-def _exact_cell_bounds(
-    hits: torch.Tensor, counts: torch.Tensor, confidence_sums: torch.Tensor, n: int, scale: float, confidence_level: float
-) -> tuple[float, float]:
-    """Bounds on ``scale * sum_c (n_c / N) |acc_c - conf_c|`` from simultaneous Clopper-Pearson
-    intervals of the cells' true frequencies (Bonferroni over the occupied cells), conditional on
-    the observed confidences, as for the MCE: each cell's gap lies between the distance from
-    ``conf_c`` to its interval and the farther end of it."""
+def _cell_gap_bounds(
+    hits: torch.Tensor, counts: torch.Tensor, confidence_sums: torch.Tensor, confidence_level: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(count, low, high)`` per occupied cell: simultaneous Clopper-Pearson intervals of the cells'
+    true frequencies (Bonferroni over the occupied cells), conditional on the observed confidences;
+    a cell's gap ``|acc - conf|`` lies between the distance from ``conf`` to its interval (``low``)
+    and the farther end of it (``high``)."""
     from scipy.stats import beta
 
     occupied = counts > 0
     k, m = hits[occupied].double().round().numpy(), counts[occupied].double().numpy()
     conf = (confidence_sums[occupied] / counts[occupied]).double().numpy()
     if m.size == 0:
-        return 0.0, 0.0
+        return m, m, m
     alpha = (1.0 - confidence_level) / m.size
     with np.errstate(all="ignore"):
         a = np.where(k > 0, beta.ppf(alpha / 2, k, m - k + 1), 0.0)
         b = np.where(k < m, beta.ppf(1 - alpha / 2, k + 1, m - k), 1.0)
+    return m, np.maximum(np.maximum(a - conf, conf - b), 0.0), np.maximum(np.abs(a - conf), np.abs(b - conf))
+
+
+def _exact_cell_bounds(
+    hits: torch.Tensor, counts: torch.Tensor, confidence_sums: torch.Tensor, n: int, scale: float, confidence_level: float
+) -> tuple[float, float]:
+    """Bounds on ``scale * sum_c (n_c / N) |acc_c - conf_c|`` from :func:`_cell_gap_bounds`."""
+    m, low, high = _cell_gap_bounds(hits, counts, confidence_sums, confidence_level)
     share = m / n
-    low = np.maximum(np.maximum(a - conf, conf - b), 0.0)
-    high = np.maximum(np.abs(a - conf), np.abs(b - conf))
     return scale * float((share * low).sum()), min(1.0, scale * float((share * high).sum()))
 
 
@@ -201,15 +206,5 @@ def _mce_interval(correct: torch.Tensor, confidence: torch.Tensor, onehot: torch
     (Bonferroni over the ``B`` occupied bins), conditional on the observed confidences; the gap of a
     bin then lies between the distance from ``conf_m`` to that interval and the farther end of it.
     """
-    counts = onehot.sum(dim=0)
-    hits = correct @ onehot
-    mean_confidence = (confidence @ onehot) / counts.clamp(min=1)
-    occupied = [m for m in range(onehot.shape[1]) if counts[m] > 0]
-    level = 1.0 - (1.0 - confidence_level) / len(occupied)
-    low = high = 0.0
-    for m in occupied:
-        a, b = clopper_pearson(int(round(float(hits[m]))), int(counts[m]), level)
-        c = float(mean_confidence[m])
-        low = max(low, max(a - c, c - b, 0.0))
-        high = max(high, abs(a - c), abs(b - c))
-    return low, min(1.0, high)
+    _, low, high = _cell_gap_bounds(correct @ onehot, onehot.sum(dim=0), confidence @ onehot, confidence_level)
+    return float(low.max()), min(1.0, float(high.max()))

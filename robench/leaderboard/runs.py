@@ -2,8 +2,8 @@
 
 A delta is "outside the intervals" when the two 95% intervals do not overlap. That is a
 conservative test: disjoint 95% intervals imply a significant difference, overlapping ones do not
-prove there is none. When both runs scored the same examples (same dataset manifest and number of
-examples) and kept each example's outcome, a proportion also gets the paired test: McNemar's exact
+prove there is none. When both runs scored the same examples (same dataset manifest, split, stride,
+number of examples and resize/crop) and kept each example's outcome, a proportion also gets the paired test: McNemar's exact
 test on the examples whose outcome differs between the runs (two-sided binomial test of the
 discordant pairs), far more powerful than comparing intervals, since both runs share the examples.
 """

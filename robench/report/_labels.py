@@ -82,7 +82,7 @@ def record_label(record: MetricRecord) -> str:
             label += f" ({_pairs(rest)})"
             rest = {}
         if threat[1] is not None:
-            label += f" at {threat[0] or ''} eps={show(threat[1])}".replace("  ", " ")
+            label += " ".join(["", "at", *([threat[0]] if threat[0] else []), f"eps={show(threat[1])}"])
     else:
         label = f"{name}: {entry}" if entry else f"{section} {name}"
     return label + (f" ({_pairs(rest)})" if rest else "")

@@ -71,7 +71,7 @@ def load_npz(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> D
             raise DataError(f"{path}: arrays {missing} missing; the file has {sorted(keys)}")
         try:
             images, labels = archive[x_key], archive[y_key]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # an empty file is an EOFError  # object arrays need pickle, which is refused
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # an empty file is an EOFError; object arrays need pickle, which is refused
             raise DataError(f"{path}: arrays {x_key!r} / {y_key!r} cannot be read ({exc})") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: labels {y_key!r} must be a 1-D integer array, got {labels.dtype}{list(labels.shape)}")

@@ -185,12 +185,11 @@ def _image_names(folder: Path, manifest: Manifest) -> list[str]:
             continue
         reason = "not a file"
         try:
-            # a plain file's type comes with the directory listing; only a symlink is followed (a stat)
+            # a plain file's type comes with the directory listing; only a symlink is followed (a stat;
+            # a dangling or looping one raises)
             regular = entry.is_file(follow_symlinks=False) or (entry.is_symlink() and os.path.isfile(os.path.realpath(entry.path, strict=True)))
         except OSError as exc:
             regular, reason = False, exc.strerror or str(exc)
-        if not regular and entry.is_symlink() and reason == "not a file":
-            reason = "a dangling symlink"
         if not regular:
             raise DataError(f"{entry.path}: image listed by its name but unreadable ({reason}); manifest {manifest.name!r} expects an image file")
         names.append(entry.name)
