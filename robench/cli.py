@@ -98,6 +98,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         data_home=args.data_home,
         progress=not args.no_progress,
+        randomized=args.randomized,
     )
     if process_rank()[0] != 0:  # under torchrun, rank 0 reports
         return EXIT_OK
@@ -313,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=_seed, default=0, help="run seed; all randomness derives from it (default 0)")
     ev.add_argument("--resume", action="store_true", help="continue an interrupted run from the journal in --out")
     ev.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling code from the checkpoint (it can run arbitrary code)")
+    ev.add_argument("--randomized", action="store_true",
+                    help="treat the model as randomized (EOT attacks, pass-mean accuracies) even if repeated passes on random inputs agree")
     ev.add_argument("--data-root", help="folder holding the dataset's files")
     ev.add_argument("--data-home", help="folder holding datasets by name (default $ROBENCH_DATA or ~/.robench/data)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")

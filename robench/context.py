@@ -4,15 +4,20 @@ Evaluators never do I/O. They express per-batch work as a pure function of ``(x,
 and hand it to :meth:`EvalContext.map_batches`, which owns batching, progress, the resume
 journal, cost accounting and the per-batch random generators. Because each batch's generator is
 derived from ``(seed, evaluation, stage, batch index)``, a resumed run gives the same numbers as an
-uninterrupted one.
+uninterrupted one. A model's own randomness (dropout left on, random input transformations) draws
+from the global RNGs of torch, numpy and ``random``; :meth:`EvalContext.map_batches` seeds them from
+the same tags for each batch and restores them afterwards, so a randomized model's numbers do not
+depend on what ran before either (a resume, another order of evaluations, another rank).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pickle
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +151,32 @@ class EvalContext:
         gen.manual_seed(derive_seed(self.seed, self.key, *tags))
         return gen
 
+    @contextlib.contextmanager
+    def model_rng(self, *tags: object) -> Iterator[None]:
+        """Seed the global RNGs a model draws from (torch's, on the CPU and :attr:`device`; numpy's;
+        ``random``'s) from the run seed, the current evaluation and ``tags``, and restore their
+        states afterwards.
+
+        Evaluators draw their own randomness from explicit generators; a randomized model (dropout
+        in train mode, a random resize-and-pad defence) draws from these. Seeded per batch, its
+        passes are a function of ``(seed, evaluation, stage, batch index)`` like everything else,
+        so a run resumed inside a stage, or sharded over ranks, reproduces an uninterrupted one.
+        """
+        import numpy as np
+
+        seed = derive_seed(self.seed, self.key, *tags, "model-rng")
+        devices = [self.device] if self.device.type == "cuda" else []
+        numpy_state, python_state = np.random.get_state(), random.getstate()
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                np.random.seed(seed % 2**32)
+                random.seed(seed)
+                yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
+
     def blockwise(
         self,
         stage: str,
@@ -226,6 +257,9 @@ class EvalContext:
         use the smaller size, in a resumed run too, so that their random draws are those of the
         interrupted run); :attr:`Cost.oom_retries` records it, and only the passes of the attempt
         that completed are counted.
+
+        Each batch runs under :meth:`model_rng` (the global RNGs seeded from the same tags as its
+        generator, restored afterwards): a randomized model's passes are reproducible too.
 
         Args:
             stage: Name of this pass within the evaluation (``attack``, ``gaussian_noise/3``).
@@ -370,11 +404,12 @@ class EvalContext:
             generator = self.generator(stage, index, device=self.device if rng_on_device else None)
             try:
                 pieces = []
-                for lo in range(0, stop - start, chunk):
-                    x = x_all[lo : lo + chunk].to(self.device, non_blocking=True)
-                    y = y_all[lo : lo + chunk].to(self.device, non_blocking=True)
-                    self.batch_offset = start + lo
-                    pieces.append({k: v.detach().cpu() for k, v in fn(x, y, generator).items()})
+                with self.model_rng(stage, index):  # the model's own randomness, as a function of the batch
+                    for lo in range(0, stop - start, chunk):
+                        x = x_all[lo : lo + chunk].to(self.device, non_blocking=True)
+                        y = y_all[lo : lo + chunk].to(self.device, non_blocking=True)
+                        self.batch_offset = start + lo
+                        pieces.append({k: v.detach().cpu() for k, v in fn(x, y, generator).items()})
                 break
             except torch.cuda.OutOfMemoryError:
                 if chunk <= 1:

@@ -115,6 +115,24 @@ class MetricRecord(_Model):
             interval="clopper-pearson",
         )
 
+    @classmethod
+    def shares(
+        cls,
+        evaluation: str,
+        name: str,
+        shares: Any,
+        condition: dict[str, ConditionValue] | None = None,
+    ) -> MetricRecord:
+        """A proportion record of per-example shares (a 1-d tensor): 0/1 flags (the exact
+        Clopper-Pearson interval of :meth:`proportion`), or a randomized model's pass means (their
+        mean; the interval is Clopper-Pearson on the rounded count, an approximation, and says so)."""
+        n = int(shares.numel())
+        if bool(((shares == 0) | (shares == 1)).all()):
+            return cls.proportion(evaluation, name, int(shares.sum()), n, condition)
+        mean = float(shares.double().mean())
+        record = cls.proportion(evaluation, name, round(mean * n), n, condition)
+        return record.model_copy(update={"value": mean, "interval": "clopper-pearson (rounded pass-mean count)"})
+
 
 class Cost(_Model):
     """What an evaluation cost. Passes count examples (a batch of 256 is 256 passes); ``batch_size``

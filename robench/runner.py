@@ -241,6 +241,7 @@ def evaluate(
     data_root: str | Path | None = None,
     data_home: str | Path | None = None,
     progress: bool = True,
+    randomized: bool = False,
 ) -> Results:
     """Evaluate a model under a declared threat model.
 
@@ -260,6 +261,9 @@ def evaluate(
         data_root: Folder of the dataset's files (overrides the data home).
         data_home: Folder holding datasets by their manifest's directory name.
         progress: Show progress bars.
+        randomized: Treat the model as randomized (EOT attacks, pass-mean accuracies) even if the
+            probe's repeated passes agreed: for randomness that shows only on real images or on
+            rare calls (docs/randomized_models.md). A model the probe finds random is always so.
 
     Returns:
         The results; status ``success``.
@@ -291,7 +295,7 @@ def evaluate(
             threat, declared, plan, model, arch=arch, out_dir=out_dir,
             n_examples=n_examples, only=only, torch_device=torch_device, batch_size=batch_size, seed=seed, resume=resume,
             trust_checkpoint=trust_checkpoint, data_root=data_root, data_home=data_home, progress=progress,
-            rank=rank, world=world,
+            rank=rank, world=world, randomized=randomized,
         )
     finally:
         if created_group:
@@ -347,6 +351,7 @@ def _evaluate(
     progress: bool,
     rank: int,
     world: int,
+    randomized: bool = False,
 ) -> Results:
     """:func:`evaluate` after argument checks, in one process of ``world``."""
     out = Path(out_dir) if out_dir is not None else None
@@ -365,6 +370,8 @@ def _evaluate(
     )
     probe_gen = torch.Generator().manual_seed(seed)
     handle.probe(data.input_shape, data.num_classes, probe_gen)
+    if randomized and not handle.info.randomized:  # declared: randomness the probe's passes did not show
+        handle.info = handle.info.model_copy(update={"randomized": True})
     batch = batch_size or _DEFAULT_BATCH[torch_device.type]
     results = Results(
         seed=seed,
@@ -375,6 +382,7 @@ def _evaluate(
         environment=environment(torch_device),
         options={
             "n_examples": n_examples, "only": only, "batch_size": batch, "resume": resume, "arch": arch, "world_size": world,
+            "randomized": randomized,
         },  # fmt: skip
     )
     journal = None
@@ -390,6 +398,7 @@ def _evaluate(
             "n_examples": data_info.n_examples,
             "seed": seed,
             "batch_size": batch,
+            "randomized": handle.info.randomized,  # EOT and pass means, or single passes
             "robench_version": results.environment.robench_version,
             "git_revision": results.environment.git_revision,
         }

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+import torch.nn.functional as F
 from torch import nn
 
 # Small models: one thread is fastest and keeps the suite steady on loaded CI machines.
@@ -69,6 +70,19 @@ class QuadrantNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * self.pool(x).flatten(1)
+
+
+class NoisyQuadrantNet(nn.Module):
+    """QuadrantNet with input dropout that stays on in eval mode and noisy logits: a randomized model
+    (right on about two passes in three)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = QuadrantNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(F.dropout(x, 0.4, training=True))
+        return logits + 6 * torch.randn_like(logits)
 
 
 @pytest.fixture

@@ -242,3 +242,33 @@ def test_cost_batch_size_is_a_batch_that_ran() -> None:
     ctx.begin("e")
     ctx.map_batches("s", _data(20), lambda x, y, g: {"y": y}, PassCounter())
     assert ctx.finish().batch_size == 20  # 20 examples: the cap of 128 never ran
+
+
+def test_batches_seed_the_global_rngs_and_restore_them() -> None:
+    """A randomized model draws from torch's, numpy's and random's global RNGs: each batch's draws
+    are a function of the run seed and the batch (not of what ran before), and the caller's states
+    are left as they were."""
+    import random
+
+    import numpy as np
+
+    def draws(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        n = len(x)
+        return {"torch": torch.rand(n), "numpy": torch.from_numpy(np.random.rand(n)), "random": torch.tensor([random.random() for _ in range(n)])}
+
+    def run(prior: int, seed: int = 0) -> dict[str, torch.Tensor]:
+        torch.manual_seed(prior), np.random.seed(prior), random.seed(prior)
+        states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+        ctx = EvalContext(device=torch.device("cpu"), seed=seed, batch_size=5, progress=False)
+        ctx.begin("e")
+        data = ArrayDataset(torch.zeros(20, 1, 4, 4), torch.arange(20) % 2, num_classes=2)
+        out = ctx.map_batches("s", data, draws, PassCounter())
+        assert torch.equal(torch.get_rng_state(), states[0])
+        assert (np.random.get_state()[1] == states[1]).all() and random.getstate() == states[2]
+        return out
+
+    first, again, other = run(0), run(99), run(0, seed=1)
+    for name in ("torch", "numpy", "random"):
+        assert torch.equal(first[name], again[name])
+        assert not torch.equal(first[name], other[name])
+        assert not torch.equal(first[name][:5], first[name][5:10])  # batches differ from one another

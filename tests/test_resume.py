@@ -10,8 +10,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 import robench
+from tests.conftest import NoisyQuadrantNet
 
 KILLER = textwrap.dedent(
     """
@@ -123,3 +125,39 @@ def test_sigterm_leaves_an_error_status_and_what_had_finished(tmp_path: Path, qu
     assert proc.returncode == 130 and "interrupted" in proc.stderr, proc.stderr[-2000:]
     results = robench.load_results(out / "results.json")
     assert results.status == "error" and "signal 15" in (results.error or "")
+
+
+@pytest.mark.parametrize("crash_at", [2, 5])
+def test_randomized_model_numbers_depend_on_the_seed_only(tmp_path: Path, tiny_threat: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          crash_at: int) -> None:
+    """A randomized model drew from torch's global RNG as it stood: another prior state, or a resume
+    inside a stage (EOT-PGD's passes), changed its numbers."""
+    from robench import journal
+
+    data_root = tiny_threat.parent / "data"
+    kwargs = dict(data_root=data_root, batch_size=8, seed=11, progress=False)
+
+    def run(prior: int, **more: object) -> robench.Results:
+        torch.manual_seed(prior)
+        return robench.evaluate(NoisyQuadrantNet(), tiny_threat, **kwargs, **more)  # type: ignore[arg-type]
+
+    reference = run(0)
+    assert reference.model.randomized
+    assert run(12345).records() == reference.records()
+
+    put, count = journal.Journal.put, {"n": 0}
+
+    def dying_put(self, key, data, meta):  # noqa: ANN001, ANN202
+        count["n"] += 1
+        if count["n"] > crash_at:
+            raise KeyboardInterrupt
+        put(self, key, data, meta)
+
+    monkeypatch.setattr(journal.Journal, "put", dying_put)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(1, out_dir=out)
+    monkeypatch.setattr(journal.Journal, "put", put)
+    resumed = run(2, out_dir=out, resume=True)
+    assert sum(e.cost.resumed_batches for e in resumed.evaluations) == crash_at
+    assert resumed.records() == reference.records()

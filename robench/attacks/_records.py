@@ -6,20 +6,9 @@ from typing import Any
 
 import torch
 
+from robench.attacks.eot import PassMeans
 from robench.context import EvalContext, EvaluationOutput
 from robench.results import ConditionValue, MetricRecord, pack_outcomes
-
-
-def share_record(key: str, name: str, shares: torch.Tensor, condition: dict[str, ConditionValue]) -> MetricRecord:
-    """A proportion record of per-example shares: 0/1 flags (an exact Clopper-Pearson interval), or
-    a randomized model's pass means (their mean; the interval is Clopper-Pearson on the rounded
-    count, an approximation, and says so)."""
-    n = int(shares.numel())
-    if bool(((shares == 0) | (shares == 1)).all()):
-        return MetricRecord.proportion(key, name, int(shares.sum()), n, condition)
-    mean = float(shares.double().mean())
-    record = MetricRecord.proportion(key, name, round(mean * n), n, condition)
-    return record.model_copy(update={"value": mean, "interval": "clopper-pearson (rounded pass-mean count)"})
 
 
 def add_standard_records(
@@ -36,7 +25,7 @@ def add_standard_records(
     distance: torch.Tensor | None,
     num_classes: int,
     norm_unit: str,
-    robust_rate: torch.Tensor | None = None,
+    passes: PassMeans | None = None,
     attack_name: str | None = None,
 ) -> None:
     """Clean and robust accuracy, success rate, norms, per-class accuracy, worst case; and the hand-offs.
@@ -57,27 +46,31 @@ def add_standard_records(
         distance: Perturbation norms ``(N,)`` (``None``: not measured).
         num_classes: Number of classes.
         norm_unit: Unit of the norms (``linf``, ``l2``...).
-        robust_rate: For randomized models, the per-example share of stochastic passes that stay
-            correct at the adversary's point (0 for an example the attack skipped); robust accuracy, per-class accuracy, success
-            rate and the worst case are then means of it (the interval is Clopper-Pearson on the
-            rounded count, an approximation).
+        passes: For randomized models, the per-example pass means (robust: the share of fresh
+            passes that stay correct at the adversary's point, 0 for an example the attack
+            skipped; clean: at the clean input). Clean and robust accuracy, per-class accuracy,
+            success rate and the worst case are then means of them (the interval is
+            Clopper-Pearson on the rounded count, an approximation).
         attack_name: The attack's registry name (``fgsm``), when the key is a user-chosen id.
     """
     n = int(correct.numel())
     records = output.records
     # Per-example share of robustness: 0/1 flags, or a randomized model's pass means (from fresh
     # passes, the clean input among the points; an attack that skips examples zeroes them itself).
-    rate = robust.float() if robust_rate is None else robust_rate.float()
-    records.append(MetricRecord.proportion(key, "clean_accuracy", int(correct.sum()), n, condition))
-    headline_condition = condition if robust_rate is None else {**condition, "stochastic_passes": True}
-    headline = share_record(key, "robust_accuracy", rate, headline_condition)
+    rate = robust.float() if passes is None else passes.robust.float()
+    if passes is None:
+        records.append(MetricRecord.proportion(key, "clean_accuracy", int(correct.sum()), n, condition))
+    else:  # on the footing of the robust accuracy: one pass's verdict can put it below the pass mean under attack
+        records.append(MetricRecord.shares(key, "clean_accuracy", passes.clean.float(), {**condition, "stochastic_passes": True}))
+    headline_condition = condition if passes is None else {**condition, "stochastic_passes": True}
+    headline = MetricRecord.shares(key, "robust_accuracy", rate, headline_condition)
     records.append(headline)
-    if robust_rate is None:  # 0/1 outcomes (a randomized model's pass means are not)
+    if passes is None:  # 0/1 outcomes (a randomized model's pass means are not)
         output.outcomes["robust_accuracy"] = pack_outcomes(robust)
     n_correct = int(correct.sum())
     fooled_mask = correct & ~robust
     if n_correct:
-        records.append(share_record(key, "attack_success_rate", 1 - rate[correct], condition))
+        records.append(MetricRecord.shares(key, "attack_success_rate", 1 - rate[correct], condition))
     if distance is not None and bool(fooled_mask.any()):
         distances = distance[fooled_mask].float()
         for stat, value in (("mean", distances.mean()), ("median", distances.median())):
@@ -95,7 +88,7 @@ def add_standard_records(
     for cls in range(num_classes):
         mask = labels == cls
         if mask.any():
-            record = share_record(key, "robust_accuracy_per_class", rate[mask], {**condition, "class": cls})
+            record = MetricRecord.shares(key, "robust_accuracy_per_class", rate[mask], {**condition, "class": cls})
             records.append(record)
             per_class.append(record.value)
     if per_class:
@@ -110,14 +103,18 @@ def add_standard_records(
             )
         )
     # An example is robust only if it withstands every attack run so far (per-example worst case);
-    # for a randomized model, its lowest pass-mean over the attacks (the adversary picks, per example,
-    # the attack that fools it most often).
+    # for a randomized model, the fresh pass mean of the attack whose point scored lowest on its
+    # choice passes (the adversary picks, per example, the attack that fools it most often; the
+    # minimum of the fresh measurements themselves would be biased low).
     previous = ctx.shared.get("attacks:worst_case")
-    worst = rate if previous is None else torch.minimum(previous["rate"], rate)
     attacks_so_far = ([] if previous is None else previous["attacks"]) + [key.split("/", 1)[-1]]
-    binary = robust_rate is None and (previous is None or previous.get("binary", False))
-    ctx.shared["attacks:worst_case"] = {"rate": worst, "attacks": attacks_so_far, "binary": binary}
-    records.append(share_record(key, "worst_case_robust_accuracy", worst, {**condition, "attack": "+".join(attacks_so_far)}))
+    mine = PassMeans(rate, rate, rate) if passes is None else passes  # 0/1 flags: their own score
+    before = None if previous is None else previous["passes"]
+    chosen = mine if before is None else before.worst(mine)
+    worst = chosen.robust
+    binary = passes is None and (previous is None or previous.get("binary", False))
+    ctx.shared["attacks:worst_case"] = {"rate": worst, "passes": chosen, "attacks": attacks_so_far, "binary": binary}
+    records.append(MetricRecord.shares(key, "worst_case_robust_accuracy", worst, {**condition, "attack": "+".join(attacks_so_far)}))
     if binary:
         output.outcomes["worst_case_robust_accuracy"] = pack_outcomes(worst >= 0.5)
     ctx.shared[key] = {"probs": adv_probs, "labels": labels, "robust": robust}

@@ -33,7 +33,7 @@ from robench._errors import ConfigError
 from robench.attacks._optional import capture_log, isolated_rng, require
 from robench.attacks._records import add_standard_records
 from robench.attacks._speed import Mode, StepModel, precision_label
-from robench.attacks.eot import STOCHASTIC_PASSES, pass_mean_correct
+from robench.attacks.eot import STOCHASTIC_PASSES, PassMeans, pass_mean_correct
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset, SubsetDataset
@@ -346,18 +346,17 @@ class AutoAttackEvaluation:
                 log.lines.append(f"INFO: robench: robust accuracy after {name}: {accuracy:.2%} ({int(index.numel())} attacked)")
             accuracies = {row["attack"]: row["robust_accuracy"] for row in breakdown}
             require("pyautoattack.checks").check_square_sr(accuracies, logger=adversary.logger)
+            passes: PassMeans | None = None
             if robust_rate is not None:
                 # chosen on the passes above, measured afresh: the minimum of noisy estimates is biased low
                 def measure(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-                    # the model's randomness comes from torch's global RNG: seed it per batch (the caller
-                    # isolates it), so that a resumed run measures what an uninterrupted one does
-                    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
                     rows = torch.arange(ctx.batch_offset, ctx.batch_offset + len(x))
                     point = torch.where(picked[rows].view(-1, *[1] * (x.ndim - 1)).to(x.device), chosen[rows].to(x.device), x)
                     return {"rate": pass_mean_correct(model.module, point, y)}
 
-                robust_rate = ctx.map_batches("autoattack/measure", data, measure, model.counter, batch_size=batch_size,
-                                              desc=f"{spec.key} measure")["rate"]  # fmt: skip
+                measured = ctx.map_batches("autoattack/measure", data, measure, model.counter, batch_size=batch_size,
+                                           desc=f"{spec.key} measure")["rate"]  # fmt: skip
+                passes = PassMeans(robust=measured, score=robust_rate, clean=start["rate"])
                 output.warnings.append(
                     "randomized model: robust accuracy is the expected per-pass accuracy at the adversary's best point "
                     f"(chosen on {STOCHASTIC_PASSES} passes, measured on {STOCHASTIC_PASSES} fresh ones); robust_accuracy_after "
@@ -373,7 +372,7 @@ class AutoAttackEvaluation:
         add_standard_records(
             output, ctx, key, condition, correct=correct, robust=robust, labels=start["labels"], adv_probs=adv_probs,
             adv_log_probs=adv_log_probs, distance=distance, num_classes=num_classes, norm_unit=norm.name.lower(),
-            robust_rate=robust_rate, attack_name=spec.name,
+            passes=passes, attack_name=spec.name,
         )
         # pyautoattack logs per batch: a sharded run's other ranks saw the warnings of their batches
         logged = ctx.from_every_rank((log.warnings, log.lines))

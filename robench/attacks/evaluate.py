@@ -11,7 +11,7 @@ import torch
 
 from robench.attacks._records import add_standard_records
 from robench.attacks._speed import precision_label
-from robench.attacks.eot import DEFAULT_EOT_SAMPLES, STOCHASTIC_PASSES, pass_mean_robust
+from robench.attacks.eot import DEFAULT_EOT_SAMPLES, STOCHASTIC_PASSES, PassMeans, pass_mean_robust
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
@@ -109,8 +109,8 @@ def _evaluate_bounded(
         if randomized:
             # the pass-mean accuracy at the adversary's choice of the clean or the adversarial input;
             # an example the attack skipped (one pass got it wrong) counts as not robust
-            rate = pass_mean_robust(model.predict_logits, x, result.x_adv, y)
-            out["robust_rate"] = rate if getattr(attack, "attacks_every_example", False) else torch.where(correct, rate, 0.0)
+            means = pass_mean_robust(model.predict_logits, x, result.x_adv, y)
+            out.update((means if getattr(attack, "attacks_every_example", False) else means.skipping(correct)).outputs())
         return out
 
     out = ctx.map_batches("attack", data, batch, model.counter, desc=f"attack {spec.key}")
@@ -119,15 +119,15 @@ def _evaluate_bounded(
         "attack": spec.key, "norm": adversary.norm, "eps": adversary.eps, "goal": adversary.goal,
         "kind": attack_kind(spec.name),
     }  # fmt: skip
-    robust_rate = out.get("robust_rate")
-    robust = out["robust"] if robust_rate is None else robust_rate >= 0.5
+    passes = PassMeans.from_outputs(out)
+    robust = out["robust"] if passes is None else passes.robust >= 0.5
     add_standard_records(
         output, ctx, key, condition, correct=out["correct"], robust=robust, labels=out["labels"],
         adv_probs=out["adv_probs"], adv_log_probs=out.get("adv_log_probs"), distance=out["distance"], num_classes=int(model.info.num_classes or data.num_classes),
-        norm_unit=adversary.norm.lower(), robust_rate=robust_rate, attack_name=spec.name,
+        norm_unit=adversary.norm.lower(), passes=passes, attack_name=spec.name,
     )  # fmt: skip
     output.resolved = resolved
     output.artifacts = {"params": resolved, "mode": mode, "compile": bool(resolved.get("compile", False))}
-    if robust_rate is not None:
+    if passes is not None:
         output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES
     return output

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from robench._errors import ConfigError
 from robench.attacks._optional import isolated_rng, require
 from robench.attacks._records import add_standard_records
-from robench.attacks.eot import STOCHASTIC_PASSES, pass_mean_robust
+from robench.attacks.eot import STOCHASTIC_PASSES, PassMeans, pass_mean_robust
 from robench.attacks.evaluate import choose_targets
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
@@ -222,7 +222,7 @@ class MinNormEvaluation:
                 in_ball = correct & (min_norm <= adversary.eps)
                 x_eval = torch.where(in_ball.view(-1, *[1] * (x.ndim - 1)), x_adv, x)
                 # the attack skipped the examples one pass got wrong: they count as not robust (conservative)
-                out["robust_rate"] = torch.where(correct, pass_mean_robust(model.predict_logits, x, x_eval, y), 0.0)
+                out.update(pass_mean_robust(model.predict_logits, x, x_eval, y).skipping(correct).outputs())
             return out
 
         out = ctx.map_batches("min_norm", data, batch, model.counter, desc=f"attack {spec.key}")
@@ -270,7 +270,7 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
         add_standard_records(
             output, ctx, key, condition, correct=correct, robust=robust, labels=labels, adv_probs=adv_probs, adv_log_probs=adv_log_probs,
             distance=torch.where(fooled_in_ball, min_norm, torch.zeros_like(min_norm)), num_classes=num_classes,
-            norm_unit=norm.lower(), robust_rate=out.get("robust_rate"), attack_name=spec.name,
+            norm_unit=norm.lower(), passes=PassMeans.from_outputs(out), attack_name=spec.name,
         )  # fmt: skip
     else:
         output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(correct.sum()), n, condition))

@@ -97,8 +97,11 @@ class PGD(Attack):
             best_score = torch.full_like(best_score, -torch.inf)
         succeeded = best_score > 0
         step_size = self.rel_step_size * eps
+        everyone = torch.arange(len(x), device=x.device)
         for _ in range(self.restarts):
-            active = (~succeeded).nonzero().squeeze(1)
+            # a randomized model's examples are attacked by every restart: a noisy verdict that an
+            # earlier restart succeeded would exempt them by chance (the best iterate is still kept)
+            active = everyone if self.attacks_every_example else (~succeeded).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
             x0, y0 = x[active], y[active]

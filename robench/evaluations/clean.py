@@ -47,18 +47,37 @@ def predictions(model: ModelHandle, log_probs: bool = False) -> Any:
 
 @register("evaluation", "clean")
 def evaluate_clean(model: ModelHandle, data: Dataset, threat: ThreatModel, spec: Any, ctx: EvalContext) -> EvaluationOutput:
-    """Top-1 accuracy, overall and per class, with 95% Clopper-Pearson intervals."""
-    out = ctx.map_batches("predict", data, predictions(model, wants_log_probs(threat)), model.counter, desc="clean")
+    """Top-1 accuracy, overall and per class, with 95% Clopper-Pearson intervals.
+
+    For a randomized model, each example's share of :data:`~robench.attacks.eot.STOCHASTIC_PASSES`
+    passes that classify it right (as robust accuracy is counted); the probabilities handed on are
+    those of one pass (calibration scores single predictions)."""
+    from robench.attacks.eot import STOCHASTIC_PASSES, pass_mean_correct
+
+    randomized = bool(ctx.shared.get("randomized"))
+    one_pass = predictions(model, wants_log_probs(threat))
+
+    def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        out = one_pass(x, y, generator)
+        if randomized:
+            out["rate"] = pass_mean_correct(model.predict_logits, x, y)
+        return out
+
+    out = ctx.map_batches("predict", data, batch, model.counter, desc="clean")
+    rate = out.pop("rate", None)
     probs, labels = out["probs"], out["labels"]
     correct = probs.argmax(dim=1) == labels
+    shares = correct.float() if rate is None else rate
+    condition: dict[str, Any] = {} if rate is None else {"stochastic_passes": True}
     output = EvaluationOutput()
-    output.records.append(MetricRecord.proportion("clean", "accuracy", int(correct.sum()), int(labels.numel())))
-    output.outcomes["accuracy"] = pack_outcomes(correct)
+    output.records.append(MetricRecord.shares("clean", "accuracy", shares, condition))
+    if rate is None:
+        output.outcomes["accuracy"] = pack_outcomes(correct)
+    else:
+        output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES
     for cls in range(probs.shape[1]):
         mask = labels == cls
         if mask.any():
-            output.records.append(
-                MetricRecord.proportion("clean", "accuracy_per_class", int(correct[mask].sum()), int(mask.sum()), {"class": cls})
-            )
+            output.records.append(MetricRecord.shares("clean", "accuracy_per_class", shares[mask], {**condition, "class": cls}))
     ctx.shared["clean"] = out  # probs, labels and, for temperature scaling, log_probs
     return output

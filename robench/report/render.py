@@ -193,7 +193,10 @@ def declared_in_words(results: Results) -> list[str]:
 def _warnings(results: Results) -> list[str]:
     warnings = [f"{e.key}: {w}" for e in results.evaluations for w in e.warnings]
     if results.model.randomized:
-        warnings.insert(0, "The model's outputs are random (two identical forward passes differ): use EOT attacks.")
+        why = "declared randomized (--randomized)" if results.options.get("randomized") else (
+            "randomized: repeated forward passes on the same input differ")
+        warnings.insert(0, f"The model is {why}; attacks should use EOT, and accuracies are shares of several passes "
+                           "(docs/randomized_models.md).")
     if results.model.trusted_pickle:
         warnings.insert(0, "The checkpoint was unpickled with --trust-checkpoint (it could run code).")
     if results.status != "success":

@@ -173,8 +173,12 @@ def test_randomized_worst_case_and_per_class_use_the_pass_mean(trained_net, mnis
         assert record(output, "attack_success_rate").value * clean_correct >= clean_correct - robust * len(data) - 1e-9
     assert any("fgsm has no EOT" in w for w in first.warnings)
     assert record(first, "worst_case_robust_accuracy").value == pytest.approx(record(first, "robust_accuracy").value)
+    # per example the attack whose point scored lower on its choice passes, measured on fresh ones: an
+    # unbiased estimate, which sampling noise can put a little above an attack's own (the minimum of the
+    # fresh measurements would be biased low); it is far below FGSM's here, as PGD's points are chosen
     worst = record(second, "worst_case_robust_accuracy").value
-    assert worst <= min(record(first, "robust_accuracy").value, record(second, "robust_accuracy").value) + 1e-12
+    assert worst <= record(second, "robust_accuracy").value + 0.05
+    assert worst < record(first, "robust_accuracy").value - 0.1
 
 
 @pytest.mark.gpu
@@ -274,6 +278,26 @@ def test_eot_pgd_attacks_examples_one_pass_gets_wrong(trained_net, mnist_test):
     x, y = mnist_test.load(slice(0, 20))
     result = PGD(steps=3, eot_samples=2, random_start=False)(WrongOnFirstCall(), x, y, norm="Linf", eps=0.1)
     assert bool((result.x_adv != x).flatten(1).any(dim=1).all())  # every example was attacked
+
+
+def test_eot_pgd_restarts_attack_every_example(trained_net, mnist_test):
+    """After the first restart, examples whose best point one noisy pass had called adversarial were
+    left out of the later restarts: a lucky verdict ended their attack."""
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net, self.attacked = trained_net, 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if torch.is_grad_enabled() and x.requires_grad:
+                self.attacked += len(x)  # examples in a gradient pass
+            return self.net(torch.nn.functional.dropout(x, 0.5, training=True))
+
+    torch.manual_seed(0)
+    x, y = mnist_test.load(slice(0, 30))
+    model = Counting()
+    PGD(steps=4, restarts=3, eot_samples=2)(model, x, y, norm="Linf", eps=0.3, generator=torch.Generator().manual_seed(0))
+    assert model.attacked == 3 * 4 * 2 * 30
 
 
 def test_randomized_pgd_without_eot_is_said_and_rated_moderate(trained_net, mnist_test):
