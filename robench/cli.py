@@ -201,7 +201,7 @@ def cmd_data_freeze(args: argparse.Namespace) -> int:
     trees = [entry.path for entry in report.entries if "*" in entry.path]
     if trees:
         _out(f"note: {len(trees)} image-folder pattern(s) ({', '.join(trees[:3])}{', ...' if len(trees) > 3 else ''}) are recorded by "
-             "their number of entries only: their images are not checksummed")
+             "their number of entries and a digest of their names and sizes: an image rewritten at the same size is not detected")
     _out(f"wrote {args.out}: check this copy of the data with `robench data verify {args.out} --root {report.root}`")
     return EXIT_OK
 

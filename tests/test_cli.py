@@ -130,8 +130,21 @@ def test_data_freeze_refuses_files_that_fail_the_manifest(
     out = tmp_path / "frozen-val.yaml"
     code, stdout, _ = _run(capsys, "data", "freeze", str(tree), "--root", str(tree.parent), "--out", str(out))
     assert code == 0
-    assert [f for f in yaml.safe_load(out.read_text())["files"]] == [{"path": "val/*", "count": 3}, {"path": "val/*/*", "count": 9}]
-    assert "recorded by their number of entries only: their images are not checksummed" in stdout  # not "size + sha256"
+    files = yaml.safe_load(out.read_text())["files"]
+    assert [{k: v for k, v in f.items() if k != "listing_sha256"} for f in files] == [{"path": "val/*", "count": 3}, {"path": "val/*/*", "count": 9}]
+    assert all(len(f["listing_sha256"]) == 64 for f in files)
+    assert "recorded by their number of entries and a digest of their names and sizes" in stdout  # not "size + sha256"
+    # the count alone let a replaced image through: the listing names and sizes find it
+    image = sorted((tree.parent / "val" / "n01440764").iterdir())[0]
+    original = image.read_bytes()
+    image.write_bytes(original + b"\0")
+    code, _, err = _run(capsys, "data", "verify", str(out), "--root", str(tree.parent))
+    assert code == 2 and "names or sizes of its 9 entries differ" in err and str(out) in err and len(err.strip().splitlines()) == 1
+    image.write_bytes(original)
+    image.rename(image.with_name("renamed.JPEG"))
+    assert _run(capsys, "data", "verify", str(out), "--root", str(tree.parent))[0] == 2
+    image.with_name("renamed.JPEG").rename(image)
+    assert _run(capsys, "data", "verify", str(out), "--root", str(tree.parent))[0] == 0
     next((tree.parent / "val" / "n01440764").iterdir()).unlink()
     out.unlink()
     code, _, err = _run(capsys, "data", "freeze", str(tree), "--root", str(tree.parent), "--out", str(out))

@@ -83,8 +83,9 @@ def freeze_dataset(name: str | Path, out: str | Path, root: str | Path | None = 
     this copy of the data, so that verifying against it checks contents (:func:`verify_dataset`).
 
     The files must first pass the manifest's own checks (presence, sizes, shapes, dtypes, counts and
-    any checksums it gives); patterns (image folders) keep their count only: their images are not
-    checksummed. The copy is written only when it verifies.
+    any checksums it gives); patterns (image folders) get their count and a digest of their
+    entries' names and sizes (``listing_sha256``; the images' contents are not hashed). The copy is
+    written only when it verifies.
 
     Args:
         name: Manifest name (``cifar10``) or path.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -79,9 +79,12 @@ class FileSpec(_Frozen):
     """A file of the dataset, relative to its root.
 
     A ``path`` with ``*`` (one folder level per ``*``) is a pattern for a tree of files (image
-    folders): it is checked by the number of entries it matches (``count``), never by checksums.
-    Only what the loaders read counts: sub-folders (classes) and image files (:func:`is_image_file`),
-    never hidden entries.
+    folders): it is checked by the number of entries it matches (``count``) and, in a frozen
+    manifest (``robench data freeze``), by ``listing_sha256``, a digest of the matches' relative
+    names and sizes (:func:`pattern_listing`): an image added, removed, renamed, or changed in
+    size is found, an image rewritten at the same size is not (the images' contents are never
+    hashed: ImageNet-C's millions would take hours). Only what the loaders read counts:
+    sub-folders (classes) and image files (:func:`is_image_file`), never hidden entries.
     """
 
     path: SafePath
@@ -91,14 +94,15 @@ class FileSpec(_Frozen):
     shape: tuple[int, ...] | None = Field(default=None, description="array shape, for .npy files")
     dtype: str | None = None
     count: int | None = Field(default=None, ge=1, description="entries a `*` pattern must match")
+    listing_sha256: str | None = Field(default=None, description="digest of a `*` pattern's matches: names and sizes")
 
     @model_validator(mode="after")
     def _check(self) -> FileSpec:
         if "*" in self.path:
             if any(v is not None for v in (self.md5, self.sha256, self.size, self.shape, self.dtype)):
-                raise ValueError(f"pattern {self.path!r} takes only `count`, not checksums, size, shape or dtype")
-        elif self.count is not None:
-            raise ValueError(f"`count` applies to `*` patterns only, not to the file {self.path!r}")
+                raise ValueError(f"pattern {self.path!r} takes only `count` and `listing_sha256`, not checksums, size, shape or dtype")
+        elif self.count is not None or self.listing_sha256 is not None:
+            raise ValueError(f"`count` and `listing_sha256` apply to `*` patterns only, not to the file {self.path!r}")
         return self
 
 
@@ -353,25 +357,43 @@ def _and(words: Iterable[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def pattern_matches(root: Path, pattern: str) -> int:
+def _pattern_entries(root: Path, pattern: str) -> Iterator[Path]:
     """Entries under ``root`` matching a manifest pattern that the image-folder loaders read:
     folders and image files, none hidden (a stray ``.DS_Store`` or ``._x.JPEG`` is not an image)."""
     pieces = [part for part in pattern.split("/") if part]
     wild = [index - len(pieces) for index, part in enumerate(pieces) if "*" in part]  # from the end of a match
-    count = 0
     for match in root.glob(pattern):
         if "**" in pieces:  # any depth: every part below the root is a wildcard's
             hidden = any(is_hidden(part) for part in match.relative_to(root).parts)
         else:
             hidden = any(is_hidden(match.parts[index]) for index in wild)
-        if hidden:
-            continue
-        count += is_image_file(match.name) or match.is_dir()  # the name test first: no stat for image files
-    return count
+        if not hidden and (is_image_file(match.name) or match.is_dir()):  # the name test first: no stat for image files
+            yield match
+
+
+def pattern_matches(root: Path, pattern: str) -> int:
+    """The number of entries under ``root`` a manifest pattern matches (see :func:`_pattern_entries`)."""
+    return sum(1 for _ in _pattern_entries(root, pattern))
+
+
+def pattern_listing(root: Path, pattern: str) -> tuple[int, str]:
+    """The number of entries a manifest pattern matches under ``root`` and the sha256 of their
+    listing: one ``relative/path<TAB>size`` line per image file (``relative/path/<TAB>dir`` per
+    folder), sorted, POSIX separators, so that it does not depend on the platform or the root."""
+    lines = []
+    for match in _pattern_entries(root, pattern):
+        relative = match.relative_to(root).as_posix()
+        lines.append(f"{relative}/\tdir" if match.is_dir() else f"{relative}\t{match.stat().st_size}")
+    lines.sort()
+    digest = hashlib.sha256("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")).hexdigest()
+    return len(lines), digest
 
 
 def _check_pattern(root: Path, spec: FileSpec, manifest_file: Path | str) -> FileCheck:
-    matches = pattern_matches(root, spec.path)
+    if spec.listing_sha256 is None:
+        matches = pattern_matches(root, spec.path)
+    else:
+        matches, listing = pattern_listing(root, spec.path)
     if matches == 0:
         raise DataError(f"{root / spec.path}: nothing matches (no folder or image file); manifest {manifest_file} lists {spec.path}"
                         + (f" ({spec.count} entries expected)" if spec.count else ""))
@@ -380,7 +402,16 @@ def _check_pattern(root: Path, spec: FileSpec, manifest_file: Path | str) -> Fil
             f"{root / spec.path}: {matches} entries match, but manifest {manifest_file} expects {spec.count} "
             "(incomplete extraction? folders and image files count, hidden entries do not)"
         )
-    return FileCheck(spec.path, ("exists", "count") if spec.count is not None else ("exists",), f"{matches} entries")
+    done = ("exists", "count") if spec.count is not None else ("exists",)
+    if spec.listing_sha256 is not None:
+        if listing != spec.listing_sha256:
+            raise DataError(
+                f"{root / spec.path}: the names or sizes of its {matches} entries differ from those frozen in manifest "
+                f"{manifest_file} (listing sha256 {listing}, expected {spec.listing_sha256}): an image was replaced, "
+                "renamed, added or removed"
+            )
+        done += ("listing",)
+    return FileCheck(spec.path, done, f"{matches} entries")
 
 
 def file_expectation(spec: FileSpec) -> str:
@@ -495,7 +526,8 @@ def verify_report(
 
 def frozen_files(manifest: Manifest, root: Path) -> list[dict[str, Any]]:
     """The manifest's ``files`` entries completed with what is under ``root``: the size and sha256 of
-    every file; for a pattern, its count (the number found, where the manifest gives none).
+    every file; for a pattern, its count (the number found, where the manifest gives none) and the
+    digest of its matches' names and sizes (:func:`pattern_listing`).
 
     Call it on files that passed :func:`verify_report`: it records what is there, right or wrong.
     """
@@ -503,7 +535,8 @@ def frozen_files(manifest: Manifest, root: Path) -> list[dict[str, Any]]:
     for spec in manifest.files:
         entry = spec.model_dump(mode="json", exclude_none=True)
         if "*" in spec.path:
-            entry.setdefault("count", pattern_matches(root, spec.path))
+            count, entry["listing_sha256"] = pattern_listing(root, spec.path)
+            entry.setdefault("count", count)
         else:
             entry["size"] = (root / spec.path).stat().st_size
             entry["sha256"] = file_digest(root / spec.path, "sha256")

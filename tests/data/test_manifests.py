@@ -231,3 +231,25 @@ def test_npz_options_file_must_be_a_listed_file(tmp_path: Path) -> None:
     manifest.write_text(yaml.safe_dump(raw))
     with pytest.raises(DataError, match="'other.npz' is not among the manifest's files"):
         load_dataset(DatasetSpec(manifest=str(manifest)), root=tmp_path)
+
+
+def test_listing_digests_belong_to_patterns_and_ignore_the_root(tmp_path: Path) -> None:
+    """The listing digest of an image-folder pattern names the entries relative to the root (a copy
+    elsewhere has the same one) and is refused on a plain file entry."""
+    from pydantic import ValidationError
+
+    from robench.data.manifest import FileSpec, pattern_listing
+
+    for root in (tmp_path / "a", tmp_path / "b" / "deeper"):
+        for cls in ("n1", "n2"):
+            (root / "val" / cls).mkdir(parents=True)
+            (root / "val" / cls / "x.JPEG").write_bytes(b"12345" if cls == "n1" else b"1")
+        (root / "val" / "n1" / ".DS_Store").write_bytes(b"junk")  # hidden: not listed
+    assert pattern_listing(tmp_path / "a", "val/*/*") == pattern_listing(tmp_path / "b" / "deeper", "val/*/*")
+    assert pattern_listing(tmp_path / "a", "val/*/*")[0] == 2
+    (tmp_path / "a" / "val" / "n2" / "x.JPEG").write_bytes(b"2")  # same size: not detected (documented)
+    assert pattern_listing(tmp_path / "a", "val/*/*") == pattern_listing(tmp_path / "b" / "deeper", "val/*/*")
+    (tmp_path / "a" / "val" / "n2" / "x.JPEG").write_bytes(b"22")
+    assert pattern_listing(tmp_path / "a", "val/*/*") != pattern_listing(tmp_path / "b" / "deeper", "val/*/*")
+    with pytest.raises(ValidationError, match="apply to `\\*` patterns only"):
+        FileSpec(path="train.npz", listing_sha256="0" * 64)
