@@ -321,8 +321,12 @@ class AutoAttackEvaluation:
                         "redone_in_fp32": redo,
                     }
                     if randomized:
-                        out["rate"] = pass_mean_correct(model.module, x_adv, y)
-                        out["x_adv"] = x_adv.cpu()
+                        rate = pass_mean_correct(model.module, x_adv, y)
+                        rows = index[ctx.batch_offset : ctx.batch_offset + len(x)]
+                        lower = rate.cpu() < robust_rate[rows]
+                        # only the points this stage makes the adversary's choice are kept (and journalled):
+                        # every x_adv of every stage was gigabytes on ImageNet
+                        out.update(rate=rate, lower=lower, x_adv_lower=x_adv[lower.to(x_adv.device)].cpu())
                     return out
 
                 stage = ctx.map_batches(
@@ -332,10 +336,10 @@ class AutoAttackEvaluation:
                 fooled = index[stage["fooled"]]
                 redone += int(stage["redone_in_fp32"].sum())
                 if robust_rate is not None:
-                    lower = stage["rate"] < robust_rate[index]
+                    lower = stage["lower"]  # as the batches found it against robust_rate before this stage
                     robust_rate[index[lower]] = stage["rate"][lower]
                     picked[index[lower]] = True
-                    chosen[index[lower]] = stage["x_adv"][lower]
+                    chosen[index[lower]] = stage["x_adv_lower"]
                 robust[fooled] = False
                 adv_probs[fooled] = stage["probs"][stage["fooled"]]
                 if adv_log_probs is not None:

@@ -345,3 +345,32 @@ def test_randomized_run_resumed_inside_the_measure_stage_gives_the_same_number(t
     journal = Journal(tmp_path / "journal.bin", {"run": "r"}, resume=True)
     assert go(journal) == full
     journal.close()
+
+
+def test_randomized_stages_keep_only_the_points_the_adversary_may_choose(trained_net, mnist_test):
+    """Every stage handed over (and journalled) every example's x_adv: gigabytes per stage on
+    ImageNet. Only the points that lower an example's pass mean can become its chosen point."""
+    from robench.models import load_model
+
+    data = mnist_test.subset(40)
+    threat = make_threat([{"name": "autoattack", "params": {"version": "rand", "n_iter": 3, "eot_iter": 2, "batch_size": 20}}],
+                         eps=0.05)  # fmt: skip
+    handle = load_model(torch.nn.Sequential(torch.nn.Dropout(0.1), trained_net), device="cpu")
+    handle.module.train()
+    ctx = EvalContext(device=torch.device("cpu"), seed=1, batch_size=100, progress=False)
+    ctx.shared["randomized"] = True
+    stages = {}
+    real = ctx.map_batches
+
+    def spy(stage, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        out = real(stage, *args, **kwargs)
+        stages[stage] = out
+        return out
+
+    ctx.map_batches = spy  # type: ignore[method-assign]
+    output, _ = run_section(handle, data, threat, ctx=ctx)
+    attacked = [out for stage, out in stages.items() if stage.startswith("autoattack/apgd")]
+    assert attacked and all("x_adv" not in out for out in attacked)
+    for out in attacked:
+        assert len(out["x_adv_lower"]) == int(out["lower"].sum()) < len(data)
+    assert 0 < record(output, "robust_accuracy").value < 1
