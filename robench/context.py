@@ -50,6 +50,25 @@ def derive_seed(seed: int, *tags: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") & ((1 << 63) - 1)
 
 
+@contextlib.contextmanager
+def seeded_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global RNGs (the CPU's and ``device``'s), numpy's and ``random``'s with ``seed``
+    for the block, and restore their states afterwards."""
+    import numpy as np
+
+    devices = [device] if device.type == "cuda" else []
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
 class _Prefetcher:
     """Loads ``dataset`` batches one ahead of their use, in a background thread.
 
@@ -151,31 +170,16 @@ class EvalContext:
         gen.manual_seed(derive_seed(self.seed, self.key, *tags))
         return gen
 
-    @contextlib.contextmanager
-    def model_rng(self, *tags: object) -> Iterator[None]:
-        """Seed the global RNGs a model draws from (torch's, on the CPU and :attr:`device`; numpy's;
-        ``random``'s) from the run seed, the current evaluation and ``tags``, and restore their
-        states afterwards.
+    def model_rng(self, *tags: object) -> contextlib.AbstractContextManager[None]:
+        """Seed the global RNGs a model draws from (:func:`seeded_global_rngs`) from the run seed,
+        the current evaluation and ``tags``; restore them afterwards.
 
         Evaluators draw their own randomness from explicit generators; a randomized model (dropout
         in train mode, a random resize-and-pad defence) draws from these. Seeded per batch, its
         passes are a function of ``(seed, evaluation, stage, batch index)`` like everything else,
         so a run resumed inside a stage, or sharded over ranks, reproduces an uninterrupted one.
         """
-        import numpy as np
-
-        seed = derive_seed(self.seed, self.key, *tags, "model-rng")
-        devices = [self.device] if self.device.type == "cuda" else []
-        numpy_state, python_state = np.random.get_state(), random.getstate()
-        try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
-                np.random.seed(seed % 2**32)
-                random.seed(seed)
-                yield
-        finally:
-            np.random.set_state(numpy_state)
-            random.setstate(python_state)
+        return seeded_global_rngs(derive_seed(self.seed, self.key, *tags, "model-rng"), self.device)
 
     def blockwise(
         self,

@@ -223,6 +223,7 @@ class ModelInfo(_Model):
     num_classes: int | None = None
     num_parameters: int | None = None
     randomized: bool = False
+    randomized_declared: bool = Field(default=False, description="randomized by --randomized only: the probe's passes agreed")
     trusted_pickle: bool = False
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from robench._errors import ConfigError, ModelError, RobenchError
-from robench.context import EvalContext
+from robench.context import EvalContext, derive_seed, seeded_global_rngs
 from robench.data import load_dataset
 from robench.journal import Journal
 from robench.models import load_model, module_sha256
@@ -369,9 +369,10 @@ def _evaluate(
         num_classes=data.num_classes,
     )
     probe_gen = torch.Generator().manual_seed(seed)
-    handle.probe(data.input_shape, data.num_classes, probe_gen)
+    with seeded_global_rngs(derive_seed(seed, "probe"), torch_device):  # a model's own randomness, as in every batch
+        handle.probe(data.input_shape, data.num_classes, probe_gen)
     if randomized and not handle.info.randomized:  # declared: randomness the probe's passes did not show
-        handle.info = handle.info.model_copy(update={"randomized": True})
+        handle.info = handle.info.model_copy(update={"randomized": True, "randomized_declared": True})
     batch = batch_size or _DEFAULT_BATCH[torch_device.type]
     results = Results(
         seed=seed,

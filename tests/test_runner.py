@@ -253,6 +253,9 @@ def test_a_model_can_be_declared_randomized(tmp_path: Path, tiny_threat: Path) -
     plain = robench.evaluate(QuadrantNet(), tiny_threat, **kwargs)
     declared = robench.evaluate(QuadrantNet(), tiny_threat, randomized=True, **kwargs)
     assert not plain.model.randomized and declared.model.randomized and declared.options["randomized"] is True
+    assert declared.model.randomized_declared and not plain.model.randomized_declared
+    # every pass mean is 0 or 1: the per-example outcomes (for paired comparisons) are kept
+    assert [e.outcomes for e in declared.evaluations] == [e.outcomes for e in plain.evaluations]
     pgd = next(e for e in declared.evaluations if e.key == "attacks/pgd")
     assert pgd.resolved["eot_samples"] == 20 and any("EOT with 20 samples" in w for w in pgd.warnings)
     assert all(r.condition.get("stochastic_passes") for r in declared.records() if r.name in ("accuracy", "robust_accuracy"))

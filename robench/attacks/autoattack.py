@@ -300,8 +300,12 @@ class AutoAttackEvaluation:
                     continue
 
                 def attack(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, name: str = name) -> dict[str, torch.Tensor]:
+                    # pyautoattack seeds torch with its seed in every batch, as run_standard_evaluation does;
+                    # a randomized model draws its noise from that RNG: per batch, or every batch and both
+                    # attacks would see the same noise
+                    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if randomized else ctx.seed
                     with torch.enable_grad():
-                        candidate = perturb(adversary, name, x, y, order, ctx.seed, randomized).detach()
+                        candidate = perturb(adversary, name, x, y, order, seed, randomized).detach()
                     x_adv = (x + norm.project(candidate - x, eps)).clamp(0.0, 1.0)
                     logits = model.predict_logits(x_adv)
                     redo = torch.zeros_like(y, dtype=torch.bool)
@@ -311,7 +315,7 @@ class AutoAttackEvaluation:
                         if redo.any():
                             again = redo.nonzero().squeeze(1)
                             with torch.enable_grad():
-                                candidate = perturb(exact, name, x[again], y[again], order, ctx.seed, randomized).detach()
+                                candidate = perturb(exact, name, x[again], y[again], order, seed, randomized).detach()
                             x_adv[again] = (x[again] + norm.project(candidate - x[again], eps)).clamp(0.0, 1.0)
                             logits[again] = model.predict_logits(x_adv[again])
                     out = {
@@ -360,7 +364,7 @@ class AutoAttackEvaluation:
 
                 measured = ctx.map_batches("autoattack/measure", data, measure, model.counter, batch_size=batch_size,
                                            desc=f"{spec.key} measure")["rate"]  # fmt: skip
-                passes = PassMeans(robust=measured, score=robust_rate, clean=start["rate"])
+                passes = PassMeans(robust=measured, clean=start["rate"])
                 output.warnings.append(
                     "randomized model: robust accuracy is the expected per-pass accuracy at the adversary's best point "
                     f"(chosen on {STOCHASTIC_PASSES} passes, measured on {STOCHASTIC_PASSES} fresh ones); robust_accuracy_after "

@@ -48,6 +48,12 @@ class Attack(ABC):
     #: (a randomized model's examples that an attack skips are counted as not robust).
     attacks_every_example: bool = False
 
+    def for_randomized_model(self) -> Attack:
+        """This attack set up for a randomized model: attacking every example where it can (one
+        pass's verdict that an example is already misclassified would exempt it by chance). The
+        default leaves the attack as it is; it then leaves a skipped example at ``x``."""
+        return self
+
     @abstractmethod
     def run(
         self,

@@ -37,38 +37,27 @@ class PassMeans:
     """A randomized model's per-example pass means under one attack (or the worst over several).
 
     Attributes:
-        robust: Share of fresh passes right at the adversary's chosen point: the robustness.
-        score: The chosen point's share on the passes that chose it; used only to choose again
-            (between attacks), never reported, since a minimum of estimates is biased low.
+        robust: Share of passes right at the adversary's chosen point: the robustness.
         clean: Share of passes right at the clean input: the clean pass-mean accuracy.
     """
 
     robust: torch.Tensor
-    score: torch.Tensor
     clean: torch.Tensor
 
     def outputs(self) -> dict[str, torch.Tensor]:
         """The fields as :meth:`~robench.context.EvalContext.map_batches` outputs (``robust_rate``...)."""
-        return {"robust_rate": self.robust, "robust_score": self.score, "clean_rate": self.clean}
+        return {"robust_rate": self.robust, "clean_rate": self.clean}
 
     @classmethod
     def from_outputs(cls, out: dict[str, torch.Tensor]) -> PassMeans | None:
         """The inverse of :meth:`outputs` (``None`` when ``out`` has none: a deterministic model)."""
         if "robust_rate" not in out:
             return None
-        return cls(out["robust_rate"], out["robust_score"], out["clean_rate"])
+        return cls(out["robust_rate"], out["clean_rate"])
 
     def skipping(self, attacked: torch.Tensor) -> PassMeans:
         """Examples outside ``attacked`` (an attack that skipped them) count as not robust."""
-        zero = torch.zeros_like(self.robust)
-        return PassMeans(torch.where(attacked, self.robust, zero), torch.where(attacked, self.score, zero), self.clean)
-
-    def worst(self, other: PassMeans) -> PassMeans:
-        """Per example, the attack whose chosen point scored lower on its choice passes, with that
-        attack's fresh measurement (an unbiased estimate for the point chosen); the clean pass mean
-        is the earlier one's."""
-        take = other.score < self.score
-        return PassMeans(torch.where(take, other.robust, self.robust), torch.where(take, other.score, self.score), self.clean)
+        return PassMeans(torch.where(attacked, self.robust, torch.zeros_like(self.robust)), self.clean)
 
 
 @torch.no_grad()
@@ -78,25 +67,22 @@ def pass_mean_robust(
 ) -> PassMeans:
     """Per-example robustness of a randomized model: the pass-mean accuracy at the point of the ball
     (``x`` or ``x_adv``) the model gets right least often, chosen on ``passes`` passes and measured
-    on ``passes`` fresh ones.
+    on ``passes`` fresh ones; and the clean pass mean (the choice passes at ``x``).
 
     Both points lie in the threat model's ball and each query draws fresh randomness, so an
     adversary who may submit any point of the ball submits the one the model gets right least
     often. Choosing the point and measuring it on the same passes would be biased low (the minimum
     of two noisy estimates: two points at 0.5 come out at 0.41); measured afresh, the share is an
     unbiased estimate for the chosen point, whose true share is at least the lower of the two.
-    Every example is measured afresh, the unmoved ones (``x_adv`` is ``x``) too: their choice
-    passes double as the clean pass mean and as the score by which a worst case over attacks
-    chooses again (:meth:`PassMeans.worst`), so they must not be their measurement as well.
+    Where no adversarial point was found (``x_adv`` is ``x``) there is one point and no choice:
+    its robustness is its clean pass mean.
     """
     clean = pass_mean_correct(logits_of, x, y, passes)
-    score = clean.clone()
     moved = ~(x_adv == x).flatten(1).all(dim=1)
-    point = x
-    if bool(moved.any()):
-        adv = pass_mean_correct(logits_of, x_adv[moved], y[moved], passes)
-        pick_adv = torch.zeros_like(moved)
-        pick_adv[moved] = adv < clean[moved]
-        score[moved] = torch.minimum(adv, clean[moved])
-        point = torch.where(pick_adv.view(-1, *[1] * (x.ndim - 1)), x_adv, x)
-    return PassMeans(pass_mean_correct(logits_of, point, y, passes), score, clean)
+    if not bool(moved.any()):
+        return PassMeans(clean, clean)
+    adv = pass_mean_correct(logits_of, x_adv[moved], y[moved], passes)
+    pick_adv = (adv < clean[moved]).view(-1, *[1] * (x.ndim - 1))
+    robust = clean.clone()
+    robust[moved] = pass_mean_correct(logits_of, torch.where(pick_adv, x_adv[moved], x[moved]), y[moved], passes)
+    return PassMeans(robust, clean)

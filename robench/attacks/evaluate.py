@@ -83,6 +83,8 @@ def _evaluate_bounded(
             "pass-mean at the points it found, an upper bound that an EOT attack (pgd) can lower"
         )
     attack = registry.get("attack", spec.name)(**resolved)
+    if randomized:
+        attack = attack.for_randomized_model()
     if "rel_step_size" in resolved and resolved["rel_step_size"] is None:
         resolved["rel_step_size"] = attack.rel_step_size  # the effective default, 2.5 / steps
     norm = get_norm(adversary.norm)
@@ -108,9 +110,12 @@ def _evaluate_bounded(
         }
         if randomized:
             # the pass-mean accuracy at the adversary's choice of the clean or the adversarial input;
-            # an example the attack skipped (one pass got it wrong) counts as not robust
+            # an example the attack skipped on its own pass's verdict (left at x: square's) counts as
+            # not robust; the clean pass above is another draw, so it cannot tell which were skipped
             means = pass_mean_robust(model.predict_logits, x, result.x_adv, y)
-            out.update((means if getattr(attack, "attacks_every_example", False) else means.skipping(correct)).outputs())
+            if not attack.attacks_every_example:
+                means = means.skipping((result.x_adv != x).flatten(1).any(dim=1))
+            out.update(means.outputs())
         return out
 
     out = ctx.map_batches("attack", data, batch, model.counter, desc=f"attack {spec.key}")

@@ -59,10 +59,13 @@ class PGD(Attack):
         self.loss = LOSSES[loss]
         self.l1_sparsity = l1_sparsity
         self.eot_samples = eot_samples
-        self.attacks_every_example = eot_samples > 1  # a randomized model's examples are all attacked
         self.mode = mode
         self.compile = compile
         self._step_model: StepModel | None = None
+
+    def for_randomized_model(self) -> PGD:  # noqa: D102
+        self.attacks_every_example = True  # no example exempted by one pass's verdict, in any restart
+        return self
 
     def _stepper(self, model: torch.nn.Module) -> StepModel:
         if self._step_model is None or self._step_model.model is not model:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from robench._errors import ConfigError
 from robench.attacks._optional import isolated_rng, require
 from robench.attacks.base import Attack
+from robench.attacks.losses import margin
 from robench.attacks.norms import Norm
 from robench.registry import register
 
@@ -50,6 +51,27 @@ class Square(Attack):
         if target is not None:
             attack.loss, attack.targeted = "ce", True
         with isolated_rng(x.device), torch.no_grad():
+            if self.attacks_every_example:
+                return self._every_example(model, attack, x, y if target is None else target, target, seed)
             if target is not None:
                 return attack.perturb(x, target)
             return attack.perturb(x, y)
+
+    def for_randomized_model(self) -> Square:  # noqa: D102
+        self.attacks_every_example = True
+        return self
+
+    def _every_example(self, model, attack, x, wanted, target, seed: int) -> torch.Tensor:
+        """Every example's final point of every restart, the one of highest margin kept (a
+        randomized model). ``perturb`` attacks only the examples one pass classifies right and
+        returns ``x`` wherever one pass at the attack's point does: both verdicts are draws."""
+        attack.init_hyperparam(x)
+        torch.random.manual_seed(seed)  # as perturb does (the caller isolates the RNG)
+        torch.cuda.random.manual_seed(seed)
+        best, best_score = x.clone(), torch.full((len(x),), -torch.inf, device=x.device)
+        for _ in range(self.restarts):
+            _, candidate = attack.attack_single_run(x, wanted)
+            score = margin(model(candidate).float(), wanted, target)
+            better = score > best_score
+            best[better], best_score[better] = candidate[better], score[better]
+        return best

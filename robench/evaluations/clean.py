@@ -71,9 +71,9 @@ def evaluate_clean(model: ModelHandle, data: Dataset, threat: ThreatModel, spec:
     condition: dict[str, Any] = {} if rate is None else {"stochastic_passes": True}
     output = EvaluationOutput()
     output.records.append(MetricRecord.shares("clean", "accuracy", shares, condition))
-    if rate is None:
-        output.outcomes["accuracy"] = pack_outcomes(correct)
-    else:
+    if bool(((shares == 0) | (shares == 1)).all()):  # 0/1 outcomes (a randomized model's pass means seldom are)
+        output.outcomes["accuracy"] = pack_outcomes(shares == 1)
+    if rate is not None:
         output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES
     for cls in range(probs.shape[1]):
         mask = labels == cls

@@ -193,7 +193,7 @@ def declared_in_words(results: Results) -> list[str]:
 def _warnings(results: Results) -> list[str]:
     warnings = [f"{e.key}: {w}" for e in results.evaluations for w in e.warnings]
     if results.model.randomized:
-        why = "declared randomized (--randomized)" if results.options.get("randomized") else (
+        why = "declared randomized (--randomized)" if results.model.randomized_declared else (
             "randomized: repeated forward passes on the same input differ")
         warnings.insert(0, f"The model is {why}; attacks should use EOT, and accuracies are shares of several passes "
                            "(docs/randomized_models.md).")

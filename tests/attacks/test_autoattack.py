@@ -374,3 +374,38 @@ def test_randomized_stages_keep_only_the_points_the_adversary_may_choose(trained
     for out in attacked:
         assert len(out["x_adv_lower"]) == int(out["lower"].sum()) < len(data)
     assert 0 < record(output, "robust_accuracy").value < 1
+
+
+def test_randomized_attack_stages_draw_other_noise_in_every_batch(trained_net, mnist_test):
+    """pyautoattack seeds torch with its one seed in every batch: a randomized model's noise was the
+    same in every batch of a stage and in both APGD attacks (correlated choice passes)."""
+    from robench.models import load_model
+
+    class Logged(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net, self.draws = trained_net, []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            noise = torch.rand(())
+            self.draws.append(float(noise))
+            return self.net(x) + noise
+
+    logged = Logged()
+    handle = load_model(logged, device="cpu")
+    ctx = EvalContext(device=torch.device("cpu"), seed=1, batch_size=100, progress=False)
+    ctx.shared["randomized"] = True
+    starts: dict[str, list[int]] = {}
+    real = ctx._run_batch
+
+    def spy(fn, loader, start, stop, stage, index, counter, rng):  # noqa: ANN001, ANN202
+        starts.setdefault(stage, []).append(len(logged.draws))
+        return real(fn, loader, start, stop, stage, index, counter, rng)
+
+    ctx._run_batch = spy  # type: ignore[method-assign]
+    threat = make_threat([{"name": "autoattack", "params": {"version": "rand", "n_iter": 2, "eot_iter": 2, "batch_size": 8}}])
+    run_section(handle, mnist_test.subset(16), threat, ctx=ctx)
+    firsts = {stage: [logged.draws[i] for i in at] for stage, at in starts.items() if stage.startswith("autoattack/apgd")}
+    assert set(firsts) == {"autoattack/apgd-ce", "autoattack/apgd-dlr"}
+    ce, dlr = firsts["autoattack/apgd-ce"], firsts["autoattack/apgd-dlr"]
+    assert ce[0] != ce[1] and ce[0] != dlr[0]

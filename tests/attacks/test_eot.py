@@ -31,7 +31,7 @@ def test_robustness_is_the_worst_point_of_the_ball_measured_afresh():
     model = _Scripted({0: set(range(8)), 1: set(range(5, 10)) | set(range(15, 20))})
     x, x_adv, y = torch.zeros(1, 1), torch.ones(1, 1), torch.ones(1, dtype=torch.long)
     means = pass_mean_robust(model, x, x_adv, y)
-    assert (float(means.robust), float(means.score)) == (0.5, 0.5) and float(means.clean) == pytest.approx(0.8)
+    assert float(means.robust) == 0.5 and float(means.clean) == pytest.approx(0.8)
     assert model.calls == {0: STOCHASTIC_PASSES, 1: 2 * STOCHASTIC_PASSES}
 
 
@@ -54,33 +54,21 @@ def test_the_chosen_point_is_measured_without_the_minimums_bias():
     assert float(biased.mean()) < 0.45  # what choosing and measuring on the same passes gives
 
 
-def test_an_unchanged_input_is_measured_afresh_too() -> None:
-    """A minimum-norm attack that finds nothing leaves x_adv = x: one point, no choice, but its choice
-    passes are also the clean pass mean and the score a worst case over attacks chooses by, so the
-    robustness is measured on fresh passes. The scripted point is right on its first 10 queries only."""
+def test_an_unchanged_input_is_one_point_not_two_estimates() -> None:
+    """A minimum-norm attack that finds nothing leaves x_adv = x: one point, one estimate (the
+    minimum of two independent estimates of one share is biased low: a 50% model came out 9 points
+    below its clean pass mean). The scripted point is right on its first 10 queries only."""
     model = _Scripted({0: set(range(STOCHASTIC_PASSES))})
     x, y = torch.zeros(1, 1), torch.ones(1, dtype=torch.long)
     means = pass_mean_robust(model, x, x.clone(), y)
-    assert (float(means.robust), float(means.score), float(means.clean)) == (0.0, 1.0, 1.0)
-    assert model.calls == {0: 2 * STOCHASTIC_PASSES}
-
-
-def test_the_worst_case_over_attacks_chooses_on_scores_and_reports_fresh_measurements() -> None:
-    """Three attacks whose points all have true share 0.5: the minimum of their fresh measurements
-    averaged about 0.37 (biased low, the bug); choosing the attack on its choice passes and keeping
-    its fresh measurement is unbiased."""
-    torch.manual_seed(1)
-    x, y = torch.zeros(4000, 1), torch.ones(4000, dtype=torch.long)
-    runs = [pass_mean_robust(_Coin(), x, torch.full_like(x, float(k + 1)), y) for k in range(3)]
-    worst = runs[0].worst(runs[1]).worst(runs[2])
-    assert abs(float(worst.robust.mean()) - 0.5) < 0.01
-    assert torch.equal(worst.clean, runs[0].clean)
-    naive = torch.minimum(torch.minimum(runs[0].robust, runs[1].robust), runs[2].robust)
-    assert float(naive.mean()) < 0.4
+    assert float(means.robust) == 1.0 and float(means.clean) == 1.0
+    assert model.calls == {0: STOCHASTIC_PASSES}
 
 
 def test_skipped_examples_count_as_not_robust() -> None:
-    model = _Coin()
+    torch.manual_seed(0)
     x, y = torch.zeros(6, 1), torch.ones(6, dtype=torch.long)
-    means = pass_mean_robust(model, x, x + 1, y).skipping(torch.tensor([True, False] * 3))
-    assert means.robust[1::2].eq(0).all() and means.score[1::2].eq(0).all()
+    means = pass_mean_robust(_Coin(), x, x + 1, y)
+    skipped = means.skipping(torch.tensor([True, False] * 3))
+    assert skipped.robust[1::2].eq(0).all() and torch.equal(skipped.robust[::2], means.robust[::2])
+    assert torch.equal(skipped.clean, means.clean)  # the clean pass mean is not the attack's to change

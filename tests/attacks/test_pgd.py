@@ -173,12 +173,10 @@ def test_randomized_worst_case_and_per_class_use_the_pass_mean(trained_net, mnis
         assert record(output, "attack_success_rate").value * clean_correct >= clean_correct - robust * len(data) - 1e-9
     assert any("fgsm has no EOT" in w for w in first.warnings)
     assert record(first, "worst_case_robust_accuracy").value == pytest.approx(record(first, "robust_accuracy").value)
-    # per example the attack whose point scored lower on its choice passes, measured on fresh ones: an
-    # unbiased estimate, which sampling noise can put a little above an attack's own (the minimum of the
-    # fresh measurements would be biased low); it is far below FGSM's here, as PGD's points are chosen
+    # per example the lowest pass mean: it can only fall as attacks are added (choosing the attack on
+    # separate passes let FGSM's noise lift it above PGD's own number)
     worst = record(second, "worst_case_robust_accuracy").value
-    assert worst <= record(second, "robust_accuracy").value + 0.05
-    assert worst < record(first, "robust_accuracy").value - 0.1
+    assert worst <= min(record(first, "robust_accuracy").value, record(second, "robust_accuracy").value) + 1e-12
 
 
 @pytest.mark.gpu
@@ -276,7 +274,7 @@ def test_eot_pgd_attacks_examples_one_pass_gets_wrong(trained_net, mnist_test):
             return -out if self.calls == 1 else out  # the verdict pass misclassifies everything
 
     x, y = mnist_test.load(slice(0, 20))
-    result = PGD(steps=3, eot_samples=2, random_start=False)(WrongOnFirstCall(), x, y, norm="Linf", eps=0.1)
+    result = PGD(steps=3, eot_samples=2, random_start=False).for_randomized_model()(WrongOnFirstCall(), x, y, norm="Linf", eps=0.1)
     assert bool((result.x_adv != x).flatten(1).any(dim=1).all())  # every example was attacked
 
 
@@ -296,7 +294,11 @@ def test_eot_pgd_restarts_attack_every_example(trained_net, mnist_test):
     torch.manual_seed(0)
     x, y = mnist_test.load(slice(0, 30))
     model = Counting()
-    PGD(steps=4, restarts=3, eot_samples=2)(model, x, y, norm="Linf", eps=0.3, generator=torch.Generator().manual_seed(0))
+    attack = PGD(steps=4, restarts=3, eot_samples=2)
+    attack(model, x, y, norm="Linf", eps=0.3, generator=torch.Generator().manual_seed(0))
+    assert model.attacked < 3 * 4 * 2 * 30  # a deterministic model's broken examples are not attacked again
+    model.attacked = 0
+    attack.for_randomized_model()(model, x, y, norm="Linf", eps=0.3, generator=torch.Generator().manual_seed(0))
     assert model.attacked == 3 * 4 * 2 * 30
 
 
