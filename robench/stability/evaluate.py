@@ -33,9 +33,6 @@ from robench.threat_model import StabilitySpec, ThreatModel
 
 EVALUATION = "stability"
 BOOTSTRAP_RESAMPLES = 1000
-FEW_NONZERO = 50
-"""Below this many nonzero per-sequence values the percentile bootstrap under-covers (86-90% at 2-10
-nonzero sequences in simulation); :func:`mean_interval` widens it to a gamma interval."""
 BOOTSTRAP_INTERVAL = f"bootstrap-percentile over sequences ({BOOTSTRAP_RESAMPLES} resamples)"
 STRIP_FRAMES = 11
 STRIP_SIZE = 64
@@ -73,10 +70,13 @@ def mean_interval(
     ``c (1 - q) + q E[value | value != c]`` lies in ``[c (1 - u), c (1 - u) + support_max u]``
     (a conservative exact bound; ``[0, support_max u]`` when nothing flipped).
 
-    With fewer than :data:`FEW_NONZERO` nonzero per-sequence values (a stable model: few sequences
-    ever flip) the bootstrap only sees those few and misses high: it covered 86-90% in simulation.
-    The interval is then widened to hold :func:`robench.stats.weighted_sum_interval` too, which
-    covered at least 98% there.
+    Otherwise the bootstrap interval is widened to hold :func:`robench.stats.weighted_sum_interval`
+    (Fay-Feuer, values bounded by ``support_max``) too. The bootstrap alone misses high when a few
+    sequences carry most of the mean: with 2-10 nonzero sequences (a stable model) it covered
+    86-90% in simulation; with 55 of 100 sequences flipping once and 2 on every frame, 87%, and
+    93% at n = 1000 with 0.5% flipping on every frame (sequences near a decision boundary). The
+    union covered at least 97% in each case; it is about 40% wider for a top-5 distance, whose
+    bound (18) is far above its typical values.
     """
     flat = values.double().reshape(-1, values.shape[-1])
     n = int(flat.shape[1])
@@ -86,20 +86,15 @@ def mean_interval(
         what = "no nonzero value" if c == 0 else f"every value {c:.4g}"
         return (c * (1 - u), min(support_max, c * (1 - u) + support_max * u)), f"exact bound: {what} in {n} sequences (Clopper-Pearson)"
     low, high = bootstrap_mean_interval(values, generator)
-    nonzero = int((per_sequence != 0).sum())
-    if nonzero < FEW_NONZERO:
-        gamma_low, gamma_high = weighted_sum_interval(per_sequence.clamp(0, support_max).tolist(), support_max)
-        return (min(low, gamma_low), max(high, gamma_high)), (
-            f"{BOOTSTRAP_INTERVAL} widened to the Fay-Feuer gamma interval ({nonzero} of {n} sequences nonzero)"
-        )
-    return (low, high), BOOTSTRAP_INTERVAL
+    gamma_low, gamma_high = weighted_sum_interval(per_sequence.clamp(0, support_max).tolist(), support_max)
+    return (min(low, gamma_low), max(high, gamma_high)), f"{BOOTSTRAP_INTERVAL} joined with the Fay-Feuer gamma interval"
 
 
 def _check_baseline(spec: StabilitySpec) -> dict[str, float]:
     baseline = dict(spec.baseline or {})
     for name, value in baseline.items():
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ConfigError(f"evaluations.stability.baseline.{name}: expected a flip probability > 0, got {value!r}")
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= 1):
+            raise ConfigError(f"evaluations.stability.baseline.{name}: expected a flip probability in (0, 1], got {value!r}")
     return baseline
 
 

@@ -118,8 +118,13 @@ def top5_distance(scores: torch.Tensor, noise: bool, difficulty: int = 1) -> tor
 
     Returns:
         ``(N,)`` float64 distances in ``[0, top5_distance_max(K)]`` (0: identical top-5 rankings).
+
+    Raises:
+        ConfigError: bad shapes or strides, or non-finite scores (a NaN has no rank).
     """
     _check_frames(scores, "scores", 3)
+    if scores.is_floating_point() and not bool(torch.isfinite(scores).all()):
+        raise ConfigError("Expected finite `scores`, but got NaN or infinite values: a NaN has no rank.")
     n_classes = scores.shape[2]
     top = min(5, n_classes)
     pairs = comparison_pairs(scores.shape[1], noise, difficulty).to(scores.device)

@@ -154,3 +154,11 @@ def test_top5_distance_reaches_18_with_many_classes() -> None:
     scores = torch.stack([base, second])[None]
     assert float(top5_distance(scores, noise=False)[0]) == 18 == _top5_pair_distance(base.numpy(), second.numpy())
     assert top5_distance_max(classes) == 18 and top5_distance_max(1000) == 18
+
+
+def test_top5_distance_refuses_non_finite_scores() -> None:
+    """NaN scores sort last (argmax would take them first): a number came back for them."""
+    scores = torch.randn(2, 4, 10, generator=torch.Generator().manual_seed(0))
+    scores[0, 1, 3] = float("nan")
+    with pytest.raises(ConfigError, match="finite"):
+        top5_distance(scores, noise=True)
