@@ -109,6 +109,11 @@ def evaluate_calibration(
             batch = predictions(model, spec.temperature_scaling)
             shared["clean"] = ctx.map_batches("clean", data, batch, model.counter, desc="calibration clean")
     conditions = _conditions(shared, spec.conditions)
+    if ctx.shared.get("randomized"):
+        output.warnings.append(
+            "randomized model: calibration scores one pass's probabilities per example (a single prediction, as a user "
+            "gets it), so its accuracies are single-pass ones, not the pass means of the clean and attack sections"
+        )
     present = {c["condition"] for _, c, _ in conditions}
     for wanted, kind in (("attacks", "attack"), ("corruptions", "corruption")):
         if wanted in spec.conditions and kind not in present:

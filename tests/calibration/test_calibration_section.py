@@ -389,3 +389,12 @@ def test_log_probabilities_are_kept_only_for_the_conditions_temperature_scaling_
     both = threat.model_copy(update={"evaluations": threat.evaluations.model_copy(update={
         "calibration": threat.evaluations.calibration.model_copy(update={"conditions": ("clean", "attacks")})})})  # fmt: skip
     assert wants_log_probs(both, "attacks")
+
+
+def test_a_randomized_model_is_said_to_be_scored_on_one_pass() -> None:
+    logits, labels = _sample(200, 4, 3, 1.0)
+    shared = {"clean": {"probs": logits.softmax(1).float(), "labels": labels}}
+    out = registry.get("evaluation", "calibration")(None, None, None, CalibrationSpec(), _ctx(shared))
+    assert not any("randomized" in w for w in out.warnings)
+    out = registry.get("evaluation", "calibration")(None, None, None, CalibrationSpec(), _ctx({**shared, "randomized": True}))
+    assert any("one pass's probabilities" in w for w in out.warnings)
