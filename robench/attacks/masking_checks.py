@@ -145,7 +145,8 @@ class GradientMaskingChecks:
         radii = sorted({eps * f for f in params.eps_factors} | {eps})  # eps itself: the comparisons' reference
         large = large_radius(norm.name, bounds, numel)
         step = 2.5 / params.steps
-        eot = DEFAULT_EOT_SAMPLES if ctx.shared.get("randomized") else 1
+        randomized = bool(ctx.shared.get("randomized"))
+        eot = DEFAULT_EOT_SAMPLES if randomized else 1
         use_square = params.square_queries > 0 and norm.name in ("Linf", "L2") and bounds == (0.0, 1.0)
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -157,9 +158,11 @@ class GradientMaskingChecks:
                 # the margin loss: CE gradients vanish on saturated softmax outputs (scaled logits,
                 # defensive distillation), which would blind the curve exactly where masking hides
                 pgd = PGD(steps=params.steps, rel_step_size=step, loss="margin", eot_samples=eot)
+                pgd = pgd.for_randomized_model() if randomized else pgd  # no example exempted by one pass
                 out[f"pgd_{i}"] = correct & ~pgd(module, x, y, norm=norm, eps=radius, bounds=bounds, generator=generator).success
             if use_square:
                 square = Square(n_queries=params.square_queries)
+                square = square.for_randomized_model() if randomized else square
                 out["square"] = correct & ~square(module, x, y, norm=norm, eps=eps, bounds=bounds, generator=generator).success
             return out
 

@@ -376,14 +376,27 @@ def pattern_matches(root: Path, pattern: str) -> int:
     return sum(1 for _ in _pattern_entries(root, pattern))
 
 
-def pattern_listing(root: Path, pattern: str) -> tuple[int, str]:
+def pattern_listing(root: Path, pattern: str, manifest_file: Path | str | None = None) -> tuple[int, str]:
     """The number of entries a manifest pattern matches under ``root`` and the sha256 of their
     listing: one ``relative/path<TAB>size`` line per image file (``relative/path/<TAB>dir`` per
-    folder), sorted, POSIX separators, so that it does not depend on the platform or the root."""
+    folder), sorted, POSIX separators, so that it does not depend on the root or the OS's path
+    separator. (A ``**`` pattern's matches differ between Python versions, 3.13's glob also
+    matching files; the count of one had the same dependence.)
+
+    Raises:
+        DataError: a match cannot be read (a dangling symlink), naming it and ``manifest_file``.
+    """
     lines = []
     for match in _pattern_entries(root, pattern):
         relative = match.relative_to(root).as_posix()
-        lines.append(f"{relative}/\tdir" if match.is_dir() else f"{relative}\t{match.stat().st_size}")
+        if match.is_dir():
+            lines.append(f"{relative}/\tdir")
+            continue
+        try:
+            size = match.stat().st_size
+        except OSError as exc:
+            raise DataError(f"{match}: cannot be read ({exc.strerror}); manifest {manifest_file or '?'} lists {pattern}") from None
+        lines.append(f"{relative}\t{size}")
     lines.sort()
     digest = hashlib.sha256("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")).hexdigest()
     return len(lines), digest
@@ -393,7 +406,7 @@ def _check_pattern(root: Path, spec: FileSpec, manifest_file: Path | str) -> Fil
     if spec.listing_sha256 is None:
         matches = pattern_matches(root, spec.path)
     else:
-        matches, listing = pattern_listing(root, spec.path)
+        matches, listing = pattern_listing(root, spec.path, manifest_file)
     if matches == 0:
         raise DataError(f"{root / spec.path}: nothing matches (no folder or image file); manifest {manifest_file} lists {spec.path}"
                         + (f" ({spec.count} entries expected)" if spec.count else ""))
@@ -535,7 +548,7 @@ def frozen_files(manifest: Manifest, root: Path) -> list[dict[str, Any]]:
     for spec in manifest.files:
         entry = spec.model_dump(mode="json", exclude_none=True)
         if "*" in spec.path:
-            count, entry["listing_sha256"] = pattern_listing(root, spec.path)
+            count, entry["listing_sha256"] = pattern_listing(root, spec.path, _manifest_label(manifest, None))
             entry.setdefault("count", count)
         else:
             entry["size"] = (root / spec.path).stat().st_size

@@ -153,3 +153,23 @@ def test_targeted_threat_models_skip_the_comparison_with_the_untargeted_check(ha
     output, _ = run_section(handle, data, threat, index=1, ctx=ctx)
     assert "declared_at_least_check_pgd" not in {c.name for c in output.checks}
     assert any("declared_at_least_check_pgd not checked: the threat model is targeted" in w for w in output.warnings)
+
+
+def test_a_randomized_models_checks_attack_every_example(trained_net, mnist_test):
+    """The checks' EOT PGD left the examples one noisy pass got wrong at x (counted robust when a
+    later pass was right): a false large-eps masking warning on a noisy but unmasked model."""
+    from robench.context import EvalContext
+
+    class Noisy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = trained_net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x) + 3 * torch.randn(len(x), 10)
+
+    threat = make_threat([{"name": "gradient_masking", "params": {"n_examples": 60, "steps": 5, "square_queries": 0}}], eps=0.1)
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=100, progress=False)
+    ctx.shared["randomized"] = True
+    output, _ = run_section(load_model(Noisy(), device="cpu"), mnist_test, threat, ctx=ctx)
+    assert _statuses(output)["near_zero_at_large_eps"] == "pass", output.checks

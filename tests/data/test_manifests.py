@@ -253,3 +253,15 @@ def test_listing_digests_belong_to_patterns_and_ignore_the_root(tmp_path: Path) 
     assert pattern_listing(tmp_path / "a", "val/*/*") != pattern_listing(tmp_path / "b" / "deeper", "val/*/*")
     with pytest.raises(ValidationError, match="apply to `\\*` patterns only"):
         FileSpec(path="train.npz", listing_sha256="0" * 64)
+
+
+def test_a_dangling_link_in_a_listed_folder_is_a_data_error(tmp_path: Path) -> None:
+    """The listing reads every image's size: a link to nothing ended verify with an internal error."""
+    from robench._errors import DataError
+    from robench.data.manifest import pattern_listing
+
+    (tmp_path / "val" / "n1").mkdir(parents=True)
+    (tmp_path / "val" / "n1" / "a.JPEG").write_bytes(b"1")
+    (tmp_path / "val" / "n1" / "b.JPEG").symlink_to(tmp_path / "gone.JPEG")
+    with pytest.raises(DataError, match=r"b\.JPEG: cannot be read .*manifest m\.yaml lists val/\*/\*"):
+        pattern_listing(tmp_path, "val/*/*", "m.yaml")
