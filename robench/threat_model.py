@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from robench import _yaml as strict_yaml
 from robench._errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -415,18 +416,6 @@ def _entry_errors(kind: str, name: str, params: dict[str, Any], where: tuple[Any
     return [], []
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """Safe YAML without anchors/aliases (they buy nothing here and enable expansion bombs)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases are not allowed in threat models", event.start_mark
-            )
-        return super().compose_node(parent, index)
-
-
 def _read_yaml(path: Path) -> Any:
     try:
         size = path.stat().st_size
@@ -441,7 +430,7 @@ def _read_yaml(path: Path) -> Any:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        return strict_yaml.load(text, "threat models")
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a threat model") from None
     except yaml.YAMLError as exc:

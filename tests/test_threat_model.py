@@ -108,14 +108,18 @@ def test_unknown_attack_and_bad_params_named(tmp_path: Path) -> None:
         "- just\n- a list\n",
         "[" * 5000 + "\n",  # nesting deeper than the parser's recursion
         BASE.replace("eps: 8/255", "eps: 1" + "0" * 400),  # an integer no float holds
+        BASE.replace("eps: 8/255", "eps: 8/255, eps: 0.9"),  # YAML kept the last one silently
+        BASE + BASE.split("\n", 1)[1],  # every top-level key twice
     ],
-    ids=["unclosed", "alias", "python-tag", "list", "deep", "huge-eps"],
+    ids=["unclosed", "alias", "python-tag", "list", "deep", "huge-eps", "duplicate-key", "duplicate-sections"],
 )
 def test_malformed_yaml_is_an_error_not_a_crash(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     errors = validate_file(path)
     assert errors and all(isinstance(e, str) and "\n" not in e for e in errors)
+    if "eps: 0.9" in text or text.count("schema_version") > 1:  # the duplicate-key cases
+        assert any("duplicated key" in e for e in errors), errors
 
 
 def test_schema_errors_do_not_hide_registry_and_manifest_errors(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from robench.attacks._speed import StepModel
 from robench.attacks.base import Attack, is_success
 from robench.attacks.losses import LOSSES, margin
 from robench.attacks.norms import Norm
-from robench.models.wrapper import check_logits
+from robench.models.wrapper import check_gradient, check_logits
 from robench.registry import register
 
 
@@ -79,7 +79,10 @@ class PGD(Attack):
         logits_sum = None
         for _ in range(self.eot_samples):
             logits = model(x_adv)
-            total += torch.autograd.grad(self.loss(logits, y, target).sum(), x_adv)[0]
+            check_logits(logits, None)  # before its gradient: a NaN loss has a NaN gradient
+            gradient = torch.autograd.grad(self.loss(logits, y, target).sum(), x_adv)[0]
+            check_gradient(gradient)
+            total += gradient
             logits_sum = logits.detach() if logits_sum is None else logits_sum + logits.detach()
         return logits_sum / self.eot_samples, total / self.eot_samples
 
@@ -157,7 +160,10 @@ class FGSM(Attack):
 
     def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
         x_adv = x.detach().requires_grad_(True)
-        grad = torch.autograd.grad(self.loss(model(x_adv), y, target).sum(), x_adv)[0]
+        logits = model(x_adv)
+        check_logits(logits, None)  # the final check sees another pass: NaN here left the example at x
+        grad = torch.autograd.grad(self.loss(logits, y, target).sum(), x_adv)[0]
+        check_gradient(grad)
         return (x + norm.step(grad, eps, self.l1_sparsity)).clamp(*bounds)
 
 

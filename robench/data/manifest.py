@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from robench import _yaml as strict_yaml
 from robench._errors import ConfigError, DataError
 
 
@@ -254,10 +255,15 @@ def load_manifest(name_or_path: str | Path) -> tuple[Manifest, str]:
     path = manifest_path(name_or_path)
     raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw)
+        data = strict_yaml.load(raw, "dataset manifests")
         manifest = Manifest.model_validate(data)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a dataset manifest") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: {where}malformed YAML ({problem})") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         raise ConfigError(f"{path}: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None

@@ -169,6 +169,17 @@ class ModelHandle:
         return randomized
 
 
+def check_gradient(gradient: torch.Tensor) -> None:
+    """Raise :class:`ModelError` for a non-finite input gradient: a step along it is NaN, so the
+    attack never moves and every example would pass as robust."""
+    finite = torch.isfinite(gradient.flatten(1)).all(dim=1)
+    if not bool(finite.all()):
+        raise ModelError(
+            f"the model's input gradient is NaN or infinite for {int((~finite).sum())} of {gradient.shape[0]} inputs: "
+            "gradient attacks cannot run on it (a gradient-masking defence? use BPDA, or a score-based attack: square)"
+        )
+
+
 def check_logits(logits: torch.Tensor, num_classes: int | None) -> None:
     """Raise :class:`ModelError` for non-finite logits or a wrong class count."""
     if num_classes is not None and (logits.ndim != 2 or logits.shape[1] != num_classes):

@@ -320,3 +320,31 @@ def test_randomized_pgd_without_eot_is_said_and_rated_moderate(trained_net, mnis
     evaluation = EvaluationResult(key="attacks/pgd", section="attacks", name="pgd", resolved=output.resolved)
     assert _strength(evaluation, randomized=True).level == "moderate"
     assert _strength(evaluation, randomized=False).level == "strong"
+
+
+class _NaNGradient(torch.nn.Module):
+    """Finite logits with a NaN input gradient (0 * sqrt(0)' = 0 * inf)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = 20 * torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+        return out + 0.0 * torch.sqrt(x - x.detach()).sum()
+
+
+class _NaNUnderGradient(torch.nn.Module):
+    """NaN logits only when the input requires a gradient (as under a gradient attack)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = 20 * torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+        return out * float("nan") if x.requires_grad else out
+
+
+@pytest.mark.parametrize("model", [_NaNGradient(), _NaNUnderGradient()], ids=["nan-gradient", "nan-logits-under-grad"])
+@pytest.mark.parametrize("attack", [FGSM(), PGD(steps=2)], ids=["fgsm", "pgd"])
+def test_a_nan_gradient_is_a_model_error_not_robustness(model, attack):
+    """A NaN step never moves the input: every example came out robust (FGSM/PGD 100%, exit 0)."""
+    from robench._errors import ModelError
+
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = model(x).argmax(dim=1)
+    with pytest.raises(ModelError, match="NaN or infinite"):
+        attack(model, x, y, norm="Linf", eps=0.3, generator=torch.Generator().manual_seed(0))

@@ -265,3 +265,15 @@ def test_a_dangling_link_in_a_listed_folder_is_a_data_error(tmp_path: Path) -> N
     (tmp_path / "val" / "n1" / "b.JPEG").symlink_to(tmp_path / "gone.JPEG")
     with pytest.raises(DataError, match=r"b\.JPEG: cannot be read .*manifest m\.yaml lists val/\*/\*"):
         pattern_listing(tmp_path, "val/*/*", "m.yaml")
+
+
+@pytest.mark.parametrize("text", ["name: a\nname: b\n", "a: " + "[" * 5000 + "]" * 5000 + "\n"], ids=["duplicate-key", "deep"])
+def test_manifest_yaml_is_read_strictly(tmp_path: Path, text: str) -> None:
+    """A duplicated key was taken silently (the last one); deep nesting ended in a RecursionError."""
+    from robench._errors import ConfigError
+    from robench.data.manifest import load_manifest
+
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="duplicated key 'name'|nested too deeply"):
+        load_manifest(path)
