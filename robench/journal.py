@@ -76,6 +76,8 @@ class Journal:
         """Index the records of an existing journal, one at a time; cut a torn or corrupt tail."""
         good_end, header_seen = 0, False
         with self.path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(0)
             while True:
                 frame = handle.read(_FRAME)
                 if not header_seen and frame[:4] == _OLD_MAGIC:
@@ -83,6 +85,8 @@ class Journal:
                 if len(frame) < _FRAME or frame[:4] != MAGIC:
                     break
                 key_length, length = int.from_bytes(frame[4:8], "big"), int.from_bytes(frame[8:16], "big")
+                if good_end + _FRAME + key_length + length > size:  # a damaged length: reading it would claim the memory
+                    break
                 body = handle.read(key_length + length)
                 if len(body) != key_length + length or hashlib.sha256(body).digest() != frame[16:48]:
                     break

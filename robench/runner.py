@@ -178,6 +178,11 @@ def _drop_earlier_outputs(out: Path) -> None:
     its data or model must not leave the earlier "status: success" files to be read as its own."""
     from robench.report.exports import CSV_NAME, MARKDOWN_NAME
 
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
     for name in ("results.json", "report.html", CSV_NAME, MARKDOWN_NAME):
         (out / name).unlink(missing_ok=True)
 

@@ -253,8 +253,8 @@ class StabilitySpec(_Frozen):
     difficulty: int = Field(default=1, ge=1, le=10, description="frame stride for sequential perturbations")
     n_examples: int | None = Field(default=None, gt=0)
     rng: RandomDraws = "cpu"
-    baseline: dict[str, float] | None = Field(
-        default=None, description="baseline flip probabilities per perturbation, for FR and mFR"
+    baseline: dict[str, Annotated[float, Field(gt=0, le=1, allow_inf_nan=False, strict=True)]] | None = Field(
+        default=None, description="baseline flip probabilities per perturbation, in (0, 1], for FR and mFR"
     )
 
     @model_validator(mode="after")
@@ -400,7 +400,24 @@ def _param_errors(tm: ThreatModel, only: tuple[str, EvaluationSpec] | None = Non
                 continue
             names, params = _entry_errors(kind, spec.name, spec.params, ("evaluations", section, index))
             errors += names + params
+            if kind == "attack" and not names and not params and tm.adversary is not None:
+                errors += _norm_errors(spec, tm.adversary.norm, ("evaluations", section, index))
     return errors
+
+
+def _norm_errors(spec: EvaluationSpec, norm: str, where: tuple[Any, ...]) -> list[str]:
+    """An attack that cannot run under the threat model's norm (``ddn`` minimises L2 only), found
+    when the file is validated rather than when the run reaches it."""
+    from robench.registry import registry
+
+    attack = registry.get("attack", spec.name)
+    if not hasattr(attack, "attack_norm"):
+        return []
+    try:
+        attack.attack_norm(registry.validate_params("attack", spec.name, spec.params), norm)
+    except ConfigError as exc:
+        return [f"{_path(where + ('name',))}: {exc}"]
+    return []
 
 
 def _entry_errors(kind: str, name: str, params: dict[str, Any], where: tuple[Any, ...]) -> tuple[list[str], list[str]]:

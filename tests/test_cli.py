@@ -240,3 +240,12 @@ def test_a_failed_rerun_into_the_same_folder_leaves_no_earlier_success_behind(
     corrupt.write_bytes(b"\x80\x04garbage")
     assert _run(capsys, *argv, "--checkpoint", str(corrupt))[0] == 2
     assert not any((out / name).exists() for name in ("results.json", "report.html", "metrics.csv", "summary.md"))
+
+
+def test_out_below_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_threat: Path,
+                                      quadrant_checkpoint: Path) -> None:
+    """--out under a regular file ended in an internal error (NotADirectoryError)."""
+    code, _, err = _run(capsys, "evaluate", "--checkpoint", str(quadrant_checkpoint), "--arch", "tests.conftest:QuadrantNet",
+                        "--threat-model", str(tiny_threat), "--data-root", str(tiny_threat.parent / "data"),
+                        "--out", str(quadrant_checkpoint / "sub"), "--no-progress")  # fmt: skip
+    assert code == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1

@@ -204,3 +204,11 @@ def test_fast_audit_is_the_audit_with_speed_levers_only() -> None:
             assert entry["params"].pop("mode") == "fast" and entry["params"].pop("compile") is True
     assert fast["evaluations"]["stability"].pop("rng") == "device"
     assert fast == exact
+
+
+def test_validate_finds_attacks_that_cannot_run_under_the_norm(tmp_path: Path) -> None:
+    """validate said ok for ddn under Linf, which the run then refused."""
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE + "evaluations: {attacks: [{name: pgd}, {name: ddn}, {name: fmn, params: {norm: L2}}]}\n")
+    errors = validate_file(path)
+    assert errors == ["evaluations.attacks[1].name: DDN minimises L2, the threat model's norm is Linf"], errors

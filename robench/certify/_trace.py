@@ -16,7 +16,7 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from robench._errors import ConfigError
+from robench._errors import ConfigError, ModelError
 from robench.models.wrapper import Normalize, PixelModel
 
 
@@ -114,7 +114,11 @@ def _check_reproduces(module: fx.GraphModule, root: nn.Module, example: torch.Te
     try:
         with torch.no_grad():
             for x in inputs:
-                expected, got = root(x.clone()), module(x.clone())
+                try:
+                    expected, got = root(x.clone()), module(x.clone())
+                except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the model's failure
+                    message = (str(exc).strip().splitlines() or [""])[0][:200]
+                    raise ModelError(f"certification: the model failed while its traced graph was checked: {type(exc).__name__}: {message}") from None
                 if not torch.allclose(got, expected, rtol=1e-3, atol=1e-4):
                     worst = float((got - expected).abs().max())
                     raise ConfigError(

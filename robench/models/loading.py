@@ -329,8 +329,28 @@ def _torch_load(path: Path, trust: bool) -> tuple[Any, bool]:
         raise CheckpointError(f"{path}: trusted unpickling failed ({type(exc).__name__}: {exc})") from None
 
 
+def _check_archive(path: Path) -> None:
+    """A zip-format checkpoint (``torch.save``, TorchScript, ``torch.export``) whose members fail
+    their CRC-32 is damaged: torch reads the tensors without checking, so a flipped bit in a weight
+    loaded silently.
+
+    Raises:
+        CheckpointError: a member fails its CRC check, or the archive cannot be read.
+    """
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint archive ({type(exc).__name__}: {exc})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupt checkpoint: archive member {bad!r} fails its CRC-32 check (a damaged copy?)")
+
+
 def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool) -> tuple[nn.Module, str, bool]:
     """Return ``(module, format, trusted_pickle)``."""
+    _check_archive(path)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors import SafetensorError

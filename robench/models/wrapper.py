@@ -86,8 +86,13 @@ class PixelModel(nn.Module):
         pass counted and a hook that counts the backward pass."""
         batch = int(x.shape[0])
         self.counter.forward += batch
-        if isinstance(out, (tuple, list)):
+        if isinstance(out, (tuple, list)) and out:
             out = out[0]
+        if not isinstance(out, torch.Tensor):
+            raise ModelError(f"model must return a tensor of logits (or a tuple starting with one), got {type(out).__name__}")
+        if out.ndim == 0 or out.shape[0] != batch:
+            # the probe tries batches of 2 and 3 only: a model fixed to one size fails later, here
+            raise ModelError(f"model returned logits of shape {list(out.shape)} for a batch of {batch} inputs")
         if x.requires_grad and torch.is_grad_enabled() and not out.requires_grad:
             raise ModelError(NOT_DIFFERENTIABLE)
         if out.requires_grad:

@@ -280,3 +280,22 @@ def test_the_rounding_tolerance_follows_the_dtype_and_ignores_a_shared_offset() 
     assert float(rounding_tolerance(Offset(torch.float32).eval(), x)) < 2e-5
     assert float(rounding_tolerance(Offset(torch.float64).eval(), x.double())) < 1e-12
     assert bool(verified(Offset(torch.float32).eval(), x, torch.tensor([0]), 0.01))
+
+
+def test_a_model_failing_in_the_trace_check_is_a_model_error() -> None:
+    """The trace check runs the model outside any batch: its exception was an internal error (exit 1)."""
+    from robench._errors import ModelError
+    from robench.certify._trace import trace
+
+    class FailsOnRun(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not isinstance(x, torch.fx.Proxy):  # traced fine, fails when run
+                raise RuntimeError("boom: deliberate failure\nsecond line")
+            return self.fc(x.flatten(1))
+
+    with pytest.raises(ModelError, match="boom: deliberate failure$"):
+        trace(FailsOnRun(), example=torch.rand(2, 1, 2, 2))

@@ -277,3 +277,23 @@ def test_manifest_yaml_is_read_strictly(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match="duplicated key 'name'|nested too deeply"):
         load_manifest(path)
+
+
+def test_an_npy_named_npz_is_a_data_error(tmp_path: Path) -> None:
+    import numpy as np
+
+    from robench._errors import DataError
+    from robench.data import load_dataset
+    from robench.threat_model import DatasetSpec
+    from tests.conftest import write_npz_dataset
+
+    import yaml
+
+    manifest = write_npz_dataset(tmp_path / "data")
+    raw = yaml.safe_load(manifest.read_text())
+    raw["files"] = [{"path": "tiny.npz"}]  # no size or checksum to catch it first
+    manifest.write_text(yaml.safe_dump(raw))
+    with (tmp_path / "data" / "tiny.npz").open("wb") as handle:
+        np.save(handle, np.zeros((4, 1, 8, 8), np.uint8))
+    with pytest.raises(DataError, match="single .npy array, not a .npz"):
+        load_dataset(DatasetSpec(manifest=str(manifest), split="test"), root=tmp_path / "data")

@@ -364,3 +364,47 @@ def test_probe_detects_a_model_random_on_some_calls_only() -> None:
     handle = load_model(EveryThirdCall())
     assert handle.probe((1, 8, 8), 4, torch.Generator().manual_seed(0)) is True
     assert handle.counter.forward == 0  # the probe's passes are not an evaluation's cost
+
+
+def test_a_flipped_bit_in_a_weight_is_found_by_the_archive_crc(tmp_path: Path) -> None:
+    """torch.load reads tensor bytes without checking the zip CRC: a damaged copy loaded silently."""
+    import zipfile
+
+    path = tmp_path / "w.pt"
+    torch.save(_reference().state_dict(), path)
+    assert load_model(path, arch=ARCH).info.format  # the intact file loads
+    with zipfile.ZipFile(path) as archive:
+        member = next(i for i in archive.infolist() if "/data/" in i.filename)
+    raw = bytearray(path.read_bytes())
+    with path.open("rb") as handle:  # the member's data follow its local header
+        handle.seek(member.header_offset + 26)
+        name_len, extra_len = int.from_bytes(handle.read(2), "little"), int.from_bytes(handle.read(2), "little")
+    raw[member.header_offset + 30 + name_len + extra_len] ^= 0x40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="fails its CRC-32 check"):
+        load_model(path, arch=ARCH)
+
+
+class _RowsShort(torch.nn.Module):
+    """Right on batches of up to 3 (the probe's), one row short on larger ones."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1).repeat(1, 4)
+        return out[:-1] if len(x) > 3 else out
+
+
+class _ReturnsDict(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": x.flatten(1)[:, :4]}
+
+
+def test_wrong_row_counts_and_non_tensor_outputs_are_model_errors() -> None:
+    """One row short on larger batches ended in an internal error; a dict output in an AttributeError."""
+    from robench._errors import ModelError
+
+    handle = load_model(_RowsShort(), device="cpu")
+    handle.probe((1, 4, 4), 4, torch.Generator().manual_seed(0))
+    with pytest.raises(ModelError, match=r"shape \[7, 4\] for a batch of 8 inputs"):
+        handle.predict_logits(torch.rand(8, 1, 4, 4))
+    with pytest.raises(ModelError, match="must return a tensor of logits"):
+        load_model(_ReturnsDict(), device="cpu").module(torch.rand(2, 1, 4, 4))

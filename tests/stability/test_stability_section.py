@@ -181,10 +181,11 @@ def test_released_file_not_listed_and_bad_baseline(tmp_path: Path, monkeypatch: 
     spec = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["scale"], n_examples=4)
     with pytest.raises(DataError, match="does not list scale.npy"):
         registry.get("evaluation", "stability")(handle, None, None, spec, ctx)  # type: ignore[arg-type]
-    for value in (0.0, 1.5):  # a flip probability above 1 was taken
-        bad = StabilitySpec(perturbations=["rotate"], baseline={"rotate": value})
-        with pytest.raises(ConfigError, match="baseline"):
-            registry.get("evaluation", "stability")(handle, None, None, bad, ctx)  # type: ignore[arg-type]
+    from pydantic import ValidationError
+
+    for value in (0.0, 1.5, float("nan")):  # a flip probability above 1 was taken; validate now refuses them too
+        with pytest.raises(ValidationError, match="baseline"):
+            StabilitySpec(perturbations=["rotate"], baseline={"rotate": value})
 
 
 def test_released_sequences_follow_the_run_n_examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,6 +62,8 @@ def load_npz(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> D
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # an empty file is an EOFError
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # np.load reads a .npy (one array) under any name
+        raise DataError(f"{path}: a single .npy array, not a .npz archive of named arrays (manifest {manifest.name!r})")
     with archive:
         keys = set(archive.files)
         x_key = options.get("x") or (f"x_{split}" if f"x_{split}" in keys else "x")
