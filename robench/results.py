@@ -73,6 +73,14 @@ class MetricRecord(_Model):
                 raise ValueError(f"metric {self.name!r} has non-finite {field} {number}")
         if (self.ci_low is None) != (self.ci_high is None):
             raise ValueError("ci_low and ci_high are given together")
+        for key in ("eps", "radius"):  # the report, exports and comparisons compute with them
+            number = self.condition.get(key)
+            if number is not None and (isinstance(number, (bool, str)) or not math.isfinite(number)):
+                raise ValueError(f"metric {self.name!r} has condition {key} {number!r}, expected a number")
+        if self.unit in ("fraction", "probability"):  # shares: a value outside [0, 1] is a damaged file, not a number
+            for field, number in (("value", self.value), ("ci_low", self.ci_low), ("ci_high", self.ci_high)):
+                if number is not None and not -1e-9 <= number <= 1 + 1e-9:
+                    raise ValueError(f"metric {self.name!r} is a {self.unit} but its {field} is {number}")
         return self
 
     def formatted(self) -> tuple[str, str]:
@@ -368,14 +376,16 @@ def _threat_model_problem(threat: dict[str, Any]) -> str | None:
     dataset = threat.get("dataset")
     if not isinstance(dataset, dict) or not isinstance(dataset.get("manifest"), str):
         return "no dataset.manifest"
-    for key in ("adversary", "evaluations"):
+    for key in ("adversary", "evaluations", "claims"):
         if threat.get(key) is not None and not isinstance(threat[key], dict):
             return f"{key} is not a mapping"
     eps = (threat.get("adversary") or {}).get("eps")
     if threat.get("adversary") and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not abs(eps) < 1e308):
         return f"adversary.eps is {str(eps)[:40]}, not a finite number"  # abs() < 1e308: no overflow on a huge int, NaN fails
     for section, value in (threat.get("evaluations") or {}).items():
-        entries = value if isinstance(value, list) else [value]
-        if not all(e is None or isinstance(e, (bool, dict)) for e in entries):
+        if isinstance(value, list):
+            if not all(isinstance(e, dict) for e in value):
+                return f"evaluations.{section} holds an entry that is not a mapping"
+        elif not (value is None or isinstance(value, (bool, dict))):
             return f"evaluations.{section} is neither a flag, a mapping nor a list of mappings"
     return None

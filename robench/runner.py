@@ -365,6 +365,12 @@ def _evaluate(
     if out is not None and not resume and rank == 0:
         _drop_earlier_outputs(out)
     data, data_info = load_dataset(threat.dataset, root=data_root, data_home=data_home)
+    channels, given = data.input_shape[0], len(threat.dataset.preprocessing.mean)
+    if given not in (1, channels):
+        raise ConfigError(
+            f"dataset.preprocessing: mean and std have {given} values, but the data have {channels} channel(s) "
+            "(give one value per channel, or one for all)"
+        )
     handle = load_model(
         model,
         arch=arch,

@@ -116,6 +116,8 @@ class Preprocessing(_Frozen):
     def _check(self) -> Preprocessing:
         if len(self.mean) != len(self.std):
             raise ValueError(f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}")
+        if not self.mean:
+            raise ValueError("mean and std need one value per channel, or one for all; got none")
         if any(not (s > 0 and math.isfinite(s)) for s in self.std):
             raise ValueError(f"every std must be a finite number > 0, got {list(self.std)}")
         if any(not math.isfinite(m) for m in self.mean):

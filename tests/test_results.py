@@ -58,7 +58,9 @@ def test_round_trip(tmp_path: Path) -> None:
     [({"x": 1}, "no name"), ({"name": "t"}, "no dataset.manifest"),
      ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": "abc"}}, "adversary.eps"),
      ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": 10**400}}, "adversary.eps"),  # no OverflowError
-     ({"name": "t", "dataset": {"manifest": "m"}, "evaluations": {"attacks": "pgd"}}, "evaluations.attacks")],
+     ({"name": "t", "dataset": {"manifest": "m"}, "evaluations": {"attacks": "pgd"}}, "evaluations.attacks"),
+     ({"name": "t", "dataset": {"manifest": "m"}, "evaluations": {"attacks": [{"name": "pgd"}, None]}}, "evaluations.attacks"),
+     ({"name": "t", "dataset": {"manifest": "m"}, "claims": 2.0}, "claims is not a mapping")],
 )
 def test_a_recorded_threat_model_the_report_cannot_read_is_refused_on_load(tmp_path: Path, threat: dict, message: str) -> None:
     """`report` read threat_model.name and .adversary.eps of any JSON: an internal error, not one line."""
@@ -109,3 +111,19 @@ def test_load_errors(tmp_path: Path, content: str, message: str) -> None:
         load_results(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_results(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"value": 2.0}, "is a fraction but its value is 2.0"), ({"condition": {"eps": "8/255"}}, "condition eps '8/255'")],
+)
+def test_a_damaged_record_is_refused_on_load(tmp_path: Path, change: dict, message: str) -> None:
+    """A corruption accuracy of 2.0 or an eps written as text loaded, then crashed the report."""
+    path = _results().save(tmp_path / "results.json")
+    data = json.loads(path.read_text())
+    record = data["evaluations"][0]["records"][0]
+    assert record["unit"] == "fraction"
+    record.update(change)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=message):
+        load_results(path)

@@ -264,3 +264,23 @@ def test_a_model_can_be_declared_randomized(tmp_path: Path, tiny_threat: Path) -
     assert {(r.evaluation, r.name, str(r.condition.get("class"))): r.value for r in declared.records()} == values
     args = build_parser().parse_args(["evaluate", "--checkpoint", "m.pt", "--threat-model", "t.yaml", "--randomized"])
     assert args.randomized is True
+
+
+def test_preprocessing_must_fit_the_channels(tmp_path: Path, tiny_threat: Path) -> None:
+    """Three means for one-channel data broadcast the logits to 12 classes: the error blamed the model."""
+    import yaml
+
+    from robench._errors import ConfigError
+    from robench.threat_model import ThreatModelError, load_threat_model
+    from tests.conftest import QuadrantNet
+
+    raw = yaml.safe_load(tiny_threat.read_text())
+    raw["dataset"]["preprocessing"] = {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}
+    path = tmp_path / "rgb.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="have 3 values, but the data have 1 channel"):
+        robench.evaluate(QuadrantNet(), path, data_root=tiny_threat.parent / "data", progress=False)
+    raw["dataset"]["preprocessing"] = {"mean": [], "std": []}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ThreatModelError, match="preprocessing"):
+        load_threat_model(path)
