@@ -13,12 +13,16 @@ from robench.journal import Journal
 ID = {"checkpoint_sha256": "abc", "seed": 0}
 
 
-def test_round_trip_and_resume(tmp_path: Path) -> None:
-    path = tmp_path / "j.bin"
+def _two_records(path: Path) -> None:
     journal = Journal(path, ID, resume=False)
     journal.put("clean/predict/0", {"p": torch.arange(3.0)}, {"wall_time_s": 1.0})
     journal.put("clean/predict/1", {"p": torch.ones(2)}, {"wall_time_s": 2.0})
     journal.close()
+
+
+def test_round_trip_and_resume(tmp_path: Path) -> None:
+    path = tmp_path / "j.bin"
+    _two_records(path)
     again = Journal(path, ID, resume=True)
     assert len(again) == 2
     data, meta = again.get("clean/predict/0")  # type: ignore[misc]
@@ -145,10 +149,7 @@ def test_journal_of_an_older_robench_is_refused_by_name(tmp_path: Path) -> None:
 def test_a_damaged_length_field_is_a_torn_tail_not_a_huge_read(tmp_path: Path) -> None:
     """A flipped bit in a record's length made resume try to read exabytes (MemoryError)."""
     path = tmp_path / "j.bin"
-    journal = Journal(path, ID, resume=False)
-    journal.put("clean/predict/0", {"p": torch.arange(3.0)}, {"wall_time_s": 1.0})
-    journal.put("clean/predict/1", {"p": torch.ones(2)}, {"wall_time_s": 2.0})
-    journal.close()
+    _two_records(path)
     raw = bytearray(path.read_bytes())
     second = raw.rfind(raw[:4])  # the last record's frame starts with the magic
     raw[second + 8] ^= 0x80  # the top byte of its 8-byte body length
