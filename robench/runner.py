@@ -366,7 +366,7 @@ def _evaluate(
         _drop_earlier_outputs(out)
     data, data_info = load_dataset(threat.dataset, root=data_root, data_home=data_home)
     channels, given = data.input_shape[0], len(threat.dataset.preprocessing.mean)
-    if given not in (1, channels):
+    if given not in (1, channels) and not (given == 3 and channels == 1):  # grayscale to a 3-channel stem broadcasts
         raise ConfigError(
             f"dataset.preprocessing: mean and std have {given} values, but the data have {channels} channel(s) "
             "(give one value per channel, or one for all)"

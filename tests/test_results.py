@@ -115,7 +115,8 @@ def test_load_errors(tmp_path: Path, content: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"value": 2.0}, "is a fraction but its value is 2.0"), ({"condition": {"eps": "8/255"}}, "condition eps '8/255'")],
+    [({"value": 2.0}, "is a fraction but its value is 2.0"), ({"condition": {"eps": "8/255"}}, "condition eps '8/255'"),
+     ({"condition": {"eps": 10**400}}, "condition eps 1000")],  # no OverflowError from math.isfinite
 )
 def test_a_damaged_record_is_refused_on_load(tmp_path: Path, change: dict, message: str) -> None:
     """A corruption accuracy of 2.0 or an eps written as text loaded, then crashed the report."""

@@ -267,7 +267,8 @@ def test_a_model_can_be_declared_randomized(tmp_path: Path, tiny_threat: Path) -
 
 
 def test_preprocessing_must_fit_the_channels(tmp_path: Path, tiny_threat: Path) -> None:
-    """Three means for one-channel data broadcast the logits to 12 classes: the error blamed the model."""
+    """Two means for one-channel data broadcast the logits to 8 classes: the error blamed the model.
+    (Three for one channel stay allowed: grayscale broadcast to a 3-channel stem.)"""
     import yaml
 
     from robench._errors import ConfigError
@@ -275,10 +276,10 @@ def test_preprocessing_must_fit_the_channels(tmp_path: Path, tiny_threat: Path) 
     from tests.conftest import QuadrantNet
 
     raw = yaml.safe_load(tiny_threat.read_text())
-    raw["dataset"]["preprocessing"] = {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}
+    raw["dataset"]["preprocessing"] = {"mean": [0.5, 0.5], "std": [0.2, 0.2]}
     path = tmp_path / "rgb.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="have 3 values, but the data have 1 channel"):
+    with pytest.raises(ConfigError, match="have 2 values, but the data have 1 channel"):
         robench.evaluate(QuadrantNet(), path, data_root=tiny_threat.parent / "data", progress=False)
     raw["dataset"]["preprocessing"] = {"mean": [], "std": []}
     path.write_text(yaml.safe_dump(raw))

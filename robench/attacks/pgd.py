@@ -11,7 +11,7 @@ from robench.attacks._speed import StepModel
 from robench.attacks.base import Attack, is_success
 from robench.attacks.losses import LOSSES, margin
 from robench.attacks.norms import Norm
-from robench.models.wrapper import check_gradient, check_logits
+from robench.models.wrapper import check_logits, check_step
 from robench.registry import register
 
 
@@ -80,9 +80,7 @@ class PGD(Attack):
         for _ in range(self.eot_samples):
             logits = model(x_adv)
             check_logits(logits, None)  # before its gradient: a NaN loss has a NaN gradient
-            gradient = torch.autograd.grad(self.loss(logits, y, target).sum(), x_adv)[0]
-            check_gradient(gradient)
-            total += gradient
+            total += torch.autograd.grad(self.loss(logits, y, target).sum(), x_adv)[0]
             logits_sum = logits.detach() if logits_sum is None else logits_sum + logits.detach()
         return logits_sum / self.eot_samples, total / self.eot_samples
 
@@ -128,7 +126,9 @@ class PGD(Attack):
                 best_score[active] = torch.where(improved, score, best_score[active])
                 best[active] = torch.where(improved.view(-1, *[1] * (x.ndim - 1)), x_adv, best[active])
                 if step < self.steps:
-                    x_adv = x_adv + norm.step(grad, step_size, self.l1_sparsity)
+                    move = norm.step(grad, step_size, self.l1_sparsity)
+                    check_step(grad, move)
+                    x_adv = x_adv + move
                     x_adv = (x0 + norm.project(x_adv - x0, eps)).clamp(*bounds).detach()
             if model.mode == "fast":  # a bf16-scored best iterate must fool the fp32 model to count
                 with torch.no_grad():
@@ -163,8 +163,9 @@ class FGSM(Attack):
         logits = model(x_adv)
         check_logits(logits, None)  # the final check sees another pass: NaN here left the example at x
         grad = torch.autograd.grad(self.loss(logits, y, target).sum(), x_adv)[0]
-        check_gradient(grad)
-        return (x + norm.step(grad, eps, self.l1_sparsity)).clamp(*bounds)
+        move = norm.step(grad, eps, self.l1_sparsity)
+        check_step(grad, move)
+        return (x + move).clamp(*bounds)
 
 
 __all__ = ["FGSM", "PGD", "is_success"]

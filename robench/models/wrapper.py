@@ -174,14 +174,20 @@ class ModelHandle:
         return randomized
 
 
-def check_gradient(gradient: torch.Tensor) -> None:
-    """Raise :class:`ModelError` for a non-finite input gradient: a step along it is NaN, so the
-    attack never moves and every example would pass as robust."""
-    finite = torch.isfinite(gradient.flatten(1)).all(dim=1)
+class NonFiniteGradient(ModelError):
+    """The model's input gradient makes NaN or infinite attack steps (see :func:`check_step`)."""
+
+
+def check_step(gradient: torch.Tensor, step: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteGradient` for a NaN input gradient (``sign(NaN)`` is 0: the Linf step
+    silently stays put) or a non-finite attack step (an infinite gradient that an L2 or L1 step
+    normalises to NaN): the input never moves, and every example would pass as robust. An
+    infinite gradient under Linf is a usable sign step (``sqrt`` at a black pixel): allowed."""
+    finite = ~torch.isnan(gradient.flatten(1)).any(dim=1) & torch.isfinite(step.flatten(1)).all(dim=1)
     if not bool(finite.all()):
-        raise ModelError(
-            f"the model's input gradient is NaN or infinite for {int((~finite).sum())} of {gradient.shape[0]} inputs: "
-            "gradient attacks cannot run on it (a gradient-masking defence? use BPDA, or a score-based attack: square)"
+        raise NonFiniteGradient(
+            f"the model's input gradient gives NaN or infinite attack steps for {int((~finite).sum())} of {step.shape[0]} "
+            "inputs: gradient attacks cannot run on it (a gradient-masking defence? use BPDA, or a score-based attack: square)"
         )
 
 

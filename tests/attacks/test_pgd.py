@@ -348,3 +348,19 @@ def test_a_nan_gradient_is_a_model_error_not_robustness(model, attack):
     y = model(x).argmax(dim=1)
     with pytest.raises(ModelError, match="NaN or infinite"):
         attack(model, x, y, norm="Linf", eps=0.3, generator=torch.Generator().manual_seed(0))
+
+
+class _GammaCorrected(torch.nn.Module):
+    """Quadrant scores of sqrt(x): the input gradient is +inf at black pixels, a usable Linf sign."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 20 * torch.nn.functional.adaptive_avg_pool2d(x.sqrt(), 2).flatten(1)
+
+
+def test_an_infinite_gradient_that_the_linf_step_can_use_is_allowed():
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    x[:, :, :2] = 0.0  # black pixels: d sqrt(x) / dx = inf
+    model = _GammaCorrected()
+    y = model(x).argmax(dim=1)
+    for attack in (FGSM(), PGD(steps=2)):
+        attack(model, x, y, norm="Linf", eps=0.3, generator=torch.Generator().manual_seed(0))

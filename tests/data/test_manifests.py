@@ -297,3 +297,9 @@ def test_an_npy_named_npz_is_a_data_error(tmp_path: Path) -> None:
         np.save(handle, np.zeros((4, 1, 8, 8), np.uint8))
     with pytest.raises(DataError, match="single .npy array, not a .npz"):
         load_dataset(DatasetSpec(manifest=str(manifest), split="test"), root=tmp_path / "data")
+
+
+def test_inline_merge_keys_still_load() -> None:
+    from robench import _yaml
+
+    assert _yaml.load("a: {<<: {x: 1, y: 3}, x: 2}\n", "x") == {"a": {"x": 2, "y": 3}}

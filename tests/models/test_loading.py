@@ -408,3 +408,14 @@ def test_wrong_row_counts_and_non_tensor_outputs_are_model_errors() -> None:
         handle.predict_logits(torch.rand(8, 1, 4, 4))
     with pytest.raises(ModelError, match="must return a tensor of logits"):
         load_model(_ReturnsDict(), device="cpu").module(torch.rand(2, 1, 4, 4))
+
+
+def test_an_archive_written_without_crcs_loads(tmp_path: Path) -> None:
+    """torch can write zip checkpoints without CRCs (stored as 0): they are not damaged copies."""
+    path = tmp_path / "nocrc.pt"
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(_reference().state_dict(), path)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert load_model(path, arch=ARCH).info.format
