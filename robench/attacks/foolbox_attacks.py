@@ -27,11 +27,12 @@ from robench.attacks._optional import isolated_rng, require
 from robench.attacks._records import add_standard_records
 from robench.attacks.eot import STOCHASTIC_PASSES, PassMeans, pass_mean_robust
 from robench.attacks.evaluate import choose_targets
+from robench.attacks.losses import margin
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.evaluations.clean import softmax_outputs, wants_log_probs
-from robench.models.wrapper import ModelHandle
+from robench.models.wrapper import ModelHandle, check_step
 from robench.registry import register
 from robench.results import MetricRecord
 from robench.threat_model import EvaluationSpec, ThreatModel
@@ -179,6 +180,8 @@ class MinNormEvaluation:
                 return _hits(logits.argmax(dim=1), wanted[rows], targeted)
 
             attacked = correct.nonzero().squeeze(1)
+            if cls.knowledge == "white-box" and attacked.numel():
+                _check_gradient_at(model.module, x[attacked], wanted[attacked], targeted)
             x_adv = x.clone()
             no_start = torch.zeros_like(correct)
             if attacked.numel():
@@ -227,6 +230,17 @@ class MinNormEvaluation:
 
         out = ctx.map_batches("min_norm", data, batch, model.counter, desc=f"attack {spec.key}")
         return _records(cls, spec, params, adversary, norm, out, ctx, data.num_classes)
+
+
+def _check_gradient_at(module: torch.nn.Module, x: torch.Tensor, wanted: torch.Tensor, targeted: bool) -> None:
+    """Refuse a NaN input gradient before a gradient-based foolbox attack runs: its steps would be
+    NaN, it would find nothing, and every example would pass as robust at every radius (FMN did)."""
+    with torch.enable_grad():
+        point = x.detach().clone().requires_grad_(True)
+        logits = module(point)
+        loss = margin(logits.float(), wanted, wanted if targeted else None).sum()
+        gradient = torch.autograd.grad(loss, point)[0]
+    check_step(gradient, torch.zeros_like(gradient))  # a NaN gradient; an infinite one is the attack's to use
 
 
 def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> EvaluationOutput:
