@@ -92,3 +92,24 @@ class AutocastLiar(nn.Module):
         if torch.is_autocast_enabled(x.device.type):
             logits = logits + 1000.0 * (torch.arange(logits.shape[1], device=x.device) == 0)
         return logits
+
+
+class _NaNGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205, D102
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205, D102
+        return grad * float("nan")
+
+
+class NaNGradientNet(nn.Module):
+    """``net`` with finite outputs and a NaN input gradient (a broken or masking defence)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(_NaNGradient.apply(x))

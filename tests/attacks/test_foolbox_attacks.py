@@ -228,24 +228,11 @@ def test_decision_based_attacks_refuse_a_randomized_model(handle, mnist_test):
 
 def test_fmn_refuses_a_nan_input_gradient(trained_net, mnist_test):
     """FMN's steps were NaN, it found nothing, and every example passed as robust at every radius."""
-    from torch import nn
-
     from robench._errors import ModelError
     from robench.models import load_model
 
-    class NaNGradient(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):  # noqa: ANN001, ANN205, D102
-            return x.clone()
-
-        @staticmethod
-        def backward(ctx, grad):  # noqa: ANN001, ANN205, D102
-            return grad * float("nan")
-
-    class Masked(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return trained_net(NaNGradient.apply(x))
+    from .conftest import NaNGradientNet
 
     threat = make_threat([{"name": "fmn", "params": {"steps": 5}}], norm="L2", eps=1.0)
     with pytest.raises(ModelError, match="NaN or infinite attack steps"):
-        run_section(load_model(Masked(), device="cpu"), mnist_test.subset(10), threat)
+        run_section(load_model(NaNGradientNet(trained_net), device="cpu"), mnist_test.subset(10), threat)

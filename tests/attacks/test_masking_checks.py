@@ -177,20 +177,8 @@ def test_a_randomized_models_checks_attack_every_example(trained_net, mnist_test
 
 def test_nan_gradients_are_reported_by_the_checks_not_raised(trained_net, mnist_test):
     """Its FGSM and PGD raise on NaN gradients: the section that exists to report them failed."""
-
-    class NaNGradient(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):  # noqa: ANN001, ANN205, D102
-            return x.clone()
-
-        @staticmethod
-        def backward(ctx, grad):  # noqa: ANN001, ANN205, D102
-            return grad * float("nan")
-
-    class Masked(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return trained_net(NaNGradient.apply(x))
+    from .conftest import NaNGradientNet
 
     threat = make_threat([{"name": "gradient_masking", "params": PARAMS}], eps=0.1)
-    output, _ = run_section(load_model(Masked(), device="cpu"), mnist_test, threat)
+    output, _ = run_section(load_model(NaNGradientNet(trained_net), device="cpu"), mnist_test, threat)
     assert _statuses(output)["gradients_nonzero_finite"] == "warn"
