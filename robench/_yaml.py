@@ -39,6 +39,14 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def where_and_problem(exc: yaml.YAMLError) -> tuple[str, str]:
+    """``("line L, column C: ", problem)`` of a YAML error, for one-line messages (``""`` when it
+    carries no position)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where, getattr(exc, "problem", None) or str(exc).splitlines()[0]
+
+
 def load(text: str | bytes, what: str) -> Any:
     """Parse ``text`` with :class:`StrictLoader`; ``what`` names the kind of file in its errors.
 

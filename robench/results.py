@@ -135,7 +135,7 @@ class MetricRecord(_Model):
         Clopper-Pearson interval of :meth:`proportion`), or a randomized model's pass means (their
         mean; the interval is Clopper-Pearson on the rounded count, an approximation, and says so)."""
         n = int(shares.numel())
-        if bool(((shares == 0) | (shares == 1)).all()):
+        if all_binary(shares):
             return cls.proportion(evaluation, name, int(shares.sum()), n, condition)
         mean = float(shares.double().mean())
         record = cls.proportion(evaluation, name, round(mean * n), n, condition)
@@ -193,6 +193,17 @@ class EvaluationResult(_Model):
         description="per-example 0/1 outcomes behind headline proportions, by record name (pack_outcomes): "
         "two runs on the same examples get a paired test",
     )
+
+
+def all_binary(shares: Any) -> bool:
+    """Whether per-example shares (a tensor) are all 0 or 1: outcomes, not a randomized model's pass means."""
+    return bool(((shares == 0) | (shares == 1)).all())
+
+
+def binary_outcomes(shares: Any) -> str | None:
+    """Per-example shares packed as outcomes (:func:`pack_outcomes`) when they are all 0 or 1, for
+    paired comparisons; ``None`` for pass means, which have no per-example 0/1 outcome."""
+    return pack_outcomes(shares == 1) if all_binary(shares) else None
 
 
 def pack_outcomes(flags: Any) -> str:

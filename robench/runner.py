@@ -178,11 +178,6 @@ def _drop_earlier_outputs(out: Path) -> None:
     its data or model must not leave the earlier "status: success" files to be read as its own."""
     from robench.report.exports import CSV_NAME, MARKDOWN_NAME
 
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file, not a folder")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
     for name in ("results.json", "report.html", CSV_NAME, MARKDOWN_NAME):
         (out / name).unlink(missing_ok=True)
 
@@ -362,6 +357,9 @@ def _evaluate(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; expected a folder for results.json, report.html and the journal")
+    for parent in () if out is None else out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
     if out is not None and not resume and rank == 0:
         _drop_earlier_outputs(out)
     data, data_info = load_dataset(threat.dataset, root=data_root, data_home=data_home)

@@ -453,9 +453,7 @@ def _read_yaml(path: Path) -> Any:
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a threat model") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where, problem = strict_yaml.where_and_problem(exc)
         raise ThreatModelError(str(path), [f"{where}malformed YAML: {problem}"]) from None
 
 

@@ -36,6 +36,12 @@ def require(module: str) -> ModuleType:
         ) from None
 
 
+def library_seed(generator: torch.Generator) -> int:
+    """A seed for a library that seeds torch's global RNG itself (pyautoattack, foolbox), drawn from
+    a batch's generator."""
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+
 @contextlib.contextmanager
 def isolated_rng(device: torch.device) -> Iterator[None]:
     """Restore torch's global RNG state afterwards (pyautoattack and foolbox reseed it)."""

@@ -8,7 +8,7 @@ import torch
 
 from robench.attacks.eot import PassMeans
 from robench.context import EvalContext, EvaluationOutput
-from robench.results import ConditionValue, MetricRecord, pack_outcomes
+from robench.results import ConditionValue, MetricRecord, binary_outcomes
 
 
 def add_standard_records(
@@ -65,8 +65,8 @@ def add_standard_records(
     headline_condition = condition if passes is None else {**condition, "stochastic_passes": True}
     headline = MetricRecord.shares(key, "robust_accuracy", rate, headline_condition)
     records.append(headline)
-    if bool(((rate == 0) | (rate == 1)).all()):  # 0/1 outcomes (a randomized model's pass means seldom are)
-        output.outcomes["robust_accuracy"] = pack_outcomes(rate == 1)
+    if (packed := binary_outcomes(rate)) is not None:  # a randomized model's pass means seldom are 0/1
+        output.outcomes["robust_accuracy"] = packed
     n_correct = int(correct.sum())
     fooled_mask = correct & ~robust
     if n_correct:
@@ -113,8 +113,8 @@ def add_standard_records(
     attacks_so_far = ([] if previous is None else previous["attacks"]) + [key.split("/", 1)[-1]]
     ctx.shared["attacks:worst_case"] = {"rate": worst, "attacks": attacks_so_far}
     records.append(MetricRecord.shares(key, "worst_case_robust_accuracy", worst, {**condition, "attack": "+".join(attacks_so_far)}))
-    if bool(((worst == 0) | (worst == 1)).all()):
-        output.outcomes["worst_case_robust_accuracy"] = pack_outcomes(worst == 1)
+    if (packed := binary_outcomes(worst)) is not None:
+        output.outcomes["worst_case_robust_accuracy"] = packed
     ctx.shared[key] = {"probs": adv_probs, "labels": labels, "robust": robust}
     if adv_log_probs is not None:
         ctx.shared[key]["log_probs"] = adv_log_probs

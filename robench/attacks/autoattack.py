@@ -30,7 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from robench._errors import ConfigError
-from robench.attacks._optional import capture_log, isolated_rng, require
+from robench.attacks._optional import capture_log, isolated_rng, library_seed, require
 from robench.attacks._records import add_standard_records
 from robench.attacks._speed import Mode, StepModel, precision_label
 from robench.attacks.eot import STOCHASTIC_PASSES, PassMeans, pass_mean_correct
@@ -303,7 +303,7 @@ class AutoAttackEvaluation:
                     # pyautoattack seeds torch with its seed in every batch, as run_standard_evaluation does;
                     # a randomized model draws its noise from that RNG: per batch, or every batch and both
                     # attacks would see the same noise
-                    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if randomized else ctx.seed
+                    seed = library_seed(generator) if randomized else ctx.seed
                     with torch.enable_grad():
                         candidate = perturb(adversary, name, x, y, order, seed, randomized).detach()
                     x_adv = (x + norm.project(candidate - x, eps)).clamp(0.0, 1.0)

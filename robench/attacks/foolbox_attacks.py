@@ -23,7 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from robench._errors import ConfigError
-from robench.attacks._optional import isolated_rng, require
+from robench.attacks._optional import isolated_rng, library_seed, require
 from robench.attacks._records import add_standard_records
 from robench.attacks.eot import STOCHASTIC_PASSES, PassMeans, pass_mean_robust
 from robench.attacks.evaluate import choose_targets
@@ -185,7 +185,7 @@ class MinNormEvaluation:
             x_adv = x.clone()
             no_start = torch.zeros_like(correct)
             if attacked.numel():
-                seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+                seed = library_seed(generator)
                 with isolated_rng(x.device):
                     torch.manual_seed(seed)
                     extra: dict[str, Any] = {}
@@ -240,7 +240,7 @@ def _check_gradient_at(module: torch.nn.Module, x: torch.Tensor, wanted: torch.T
         logits = module(point)
         loss = margin(logits.float(), wanted, wanted if targeted else None).sum()
         gradient = torch.autograd.grad(loss, point)[0]
-    check_step(gradient, torch.zeros_like(gradient))  # a NaN gradient; an infinite one is the attack's to use
+    check_step(gradient)  # a NaN gradient; an infinite one is the attack's to use
 
 
 def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> EvaluationOutput:

@@ -22,9 +22,8 @@ from robench.attacks.losses import cross_entropy, margin
 from robench.attacks.norms import get_norm
 from robench.attacks.pgd import FGSM, PGD
 from robench.context import EvalContext, EvaluationOutput
-from robench.models.wrapper import NonFiniteGradient
 from robench.data.base import Dataset
-from robench.models.wrapper import ModelHandle
+from robench.models.wrapper import ModelHandle, NonFiniteGradient
 from robench.registry import register
 from robench.results import Check, MetricRecord
 from robench.threat_model import EvaluationSpec, ThreatModel

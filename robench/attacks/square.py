@@ -6,7 +6,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from robench._errors import ConfigError
-from robench.attacks._optional import isolated_rng, require
+from robench.attacks._optional import isolated_rng, library_seed, require
 from robench.attacks.base import Attack
 from robench.attacks.losses import margin
 from robench.attacks.norms import Norm
@@ -43,7 +43,7 @@ class Square(Attack):
         if tuple(bounds) != (0.0, 1.0):
             raise ConfigError(f"square works in the bounds [0, 1], got {list(bounds)}")
         square = require("pyautoattack.square")
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+        seed = library_seed(generator) if generator is not None else 0
         attack = square.SquareAttack(
             model, p_init=self.p_init, n_queries=self.n_queries, eps=eps, norm=norm.name, n_restarts=self.restarts,
             seed=seed, verbose=False, device=x.device, resc_schedule=True,

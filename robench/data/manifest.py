@@ -260,9 +260,7 @@ def load_manifest(name_or_path: str | Path) -> tuple[Manifest, str]:
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a dataset manifest") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where, problem = strict_yaml.where_and_problem(exc)
         raise ConfigError(f"{path}: {where}malformed YAML ({problem})") from None
     except ValidationError as exc:
         error = exc.errors()[0]

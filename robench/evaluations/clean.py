@@ -10,7 +10,7 @@ from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle
 from robench.registry import register
-from robench.results import MetricRecord, pack_outcomes
+from robench.results import MetricRecord, binary_outcomes
 from robench.threat_model import ThreatModel
 
 
@@ -71,8 +71,8 @@ def evaluate_clean(model: ModelHandle, data: Dataset, threat: ThreatModel, spec:
     condition: dict[str, Any] = {} if rate is None else {"stochastic_passes": True}
     output = EvaluationOutput()
     output.records.append(MetricRecord.shares("clean", "accuracy", shares, condition))
-    if bool(((shares == 0) | (shares == 1)).all()):  # 0/1 outcomes (a randomized model's pass means seldom are)
-        output.outcomes["accuracy"] = pack_outcomes(shares == 1)
+    if (packed := binary_outcomes(shares)) is not None:  # a randomized model's pass means seldom are 0/1
+        output.outcomes["accuracy"] = packed
     if rate is not None:
         output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES
     for cls in range(probs.shape[1]):

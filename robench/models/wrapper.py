@@ -178,15 +178,18 @@ class NonFiniteGradient(ModelError):
     """The model's input gradient makes NaN or infinite attack steps (see :func:`check_step`)."""
 
 
-def check_step(gradient: torch.Tensor, step: torch.Tensor) -> None:
+def check_step(gradient: torch.Tensor, step: torch.Tensor | None = None) -> None:
     """Raise :class:`NonFiniteGradient` for a NaN input gradient (``sign(NaN)`` is 0: the Linf step
     silently stays put) or a non-finite attack step (an infinite gradient that an L2 or L1 step
     normalises to NaN): the input never moves, and every example would pass as robust. An
-    infinite gradient under Linf is a usable sign step (``sqrt`` at a black pixel): allowed."""
-    finite = ~torch.isnan(gradient.flatten(1)).any(dim=1) & torch.isfinite(step.flatten(1)).all(dim=1)
+    infinite gradient under Linf is a usable sign step (``sqrt`` at a black pixel): allowed.
+    Without ``step`` (an attack that steps itself), the gradient alone is checked."""
+    finite = ~torch.isnan(gradient.flatten(1)).any(dim=1)
+    if step is not None:
+        finite &= torch.isfinite(step.flatten(1)).all(dim=1)
     if not bool(finite.all()):
         raise NonFiniteGradient(
-            f"the model's input gradient gives NaN or infinite attack steps for {int((~finite).sum())} of {step.shape[0]} "
+            f"the model's input gradient gives NaN or infinite attack steps for {int((~finite).sum())} of {gradient.shape[0]} "
             "inputs: gradient attacks cannot run on it (a gradient-masking defence? use BPDA, or a score-based attack: square)"
         )
 
