@@ -6,6 +6,8 @@ is a bug in robench and is reported as such.
 
 from __future__ import annotations
 
+import re
+
 
 class RobenchError(Exception):
     """Base class of all errors caused by input (files, options, models, data)."""
@@ -37,3 +39,13 @@ class UnavailableError(RobenchError):
 
 class ResourceError(RobenchError):
     """The run cannot fit the machine (out of memory even at the smallest batch)."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-blank line of an exception's message (at most ``limit`` characters), or its
+    type's name when the message is empty: the detail a one-line error carries. A failure inside
+    TorchScript code opens with a fixed preamble and its traceback; its last line is the error."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        lines = [re.sub(r"^\w+(Error|Exception): ", "", lines[-1])]  # "RuntimeError: ...", its type said once
+    return (lines[0] if lines else type(exc).__name__)[:limit]

@@ -6,6 +6,8 @@ from typing import Any
 
 import yaml
 
+from robench._errors import first_line
+
 
 class StrictLoader(yaml.SafeLoader):
     """Safe YAML without anchors/aliases (they buy nothing here and enable expansion bombs) and
@@ -44,7 +46,7 @@ def where_and_problem(exc: yaml.YAMLError) -> tuple[str, str]:
     carries no position)."""
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return where, getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return where, getattr(exc, "problem", None) or first_line(exc)
 
 
 def load(text: str | bytes, what: str) -> Any:

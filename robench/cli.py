@@ -83,6 +83,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only is not None else None
     threat_name = Path(args.threat_model).stem
     out = Path(args.out) if args.out else Path("reports") / threat_name
+    if args.resume and process_rank()[0] == 0 and not (out / "journal.bin").is_file():
+        _err(f"robench: --resume: no journal in {out}, so nothing to continue; starting afresh")
     results = evaluate(
         args.checkpoint,
         args.threat_model,
@@ -394,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("robench: interrupted; finished evaluations are in results.json, rerun with --resume to continue")
         return EXIT_INTERRUPTED
+    except SystemExit as exc:  # sys.exit() inside the model (or code it ran): the run did not finish
+        _err(f"robench: error: the run was stopped by a call to exit({exc.code!r}) from the model or code it ran")
+        return EXIT_USAGE
     except BrokenPipeError:  # `robench ls | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

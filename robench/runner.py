@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robench._errors import ConfigError, ModelError, RobenchError
+from robench._errors import ConfigError, ModelError, RobenchError, first_line
 from robench.context import EvalContext, derive_seed, seeded_global_rngs
 from robench.data import load_dataset
 from robench.journal import Journal
@@ -327,7 +327,7 @@ def _as_model_error(exc: BaseException, key: str) -> BaseException:
         frame = frame.tb_next
     else:
         return exc
-    message = (str(exc).strip().splitlines() or [""])[0][:200]
+    message = first_line(exc)
     return ModelError(f"the model failed{where} during {key}: {type(exc).__name__}: {message}")
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from robench.cli import main
 
@@ -249,3 +250,44 @@ def test_out_below_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
                         "--threat-model", str(tiny_threat), "--data-root", str(tiny_threat.parent / "data"),
                         "--out", str(quadrant_checkpoint / "sub"), "--no-progress")  # fmt: skip
     assert code == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_calling_exit_is_one_line_and_keeps_the_results(
+    tmp_path: Path, tiny_threat: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sys.exit() inside the model ended robench with that code and no message at all."""
+    import robench.runner as runner
+    from tests.conftest import QuadrantNet
+
+    class ExitsLater(QuadrantNet):
+        calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            type(self).calls += 1
+            if type(self).calls > 20:  # after the probe and the clean pass: inside the attacks
+                sys.exit(0)
+            return super().forward(x)
+
+    real = runner.load_model
+    monkeypatch.setattr(runner, "load_model", lambda model, **kwargs: real(ExitsLater(), **kwargs))
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, "evaluate", "--checkpoint", "unused", "--threat-model", str(tiny_threat), "--out", str(out),
+                        "--no-progress", "--batch-size", "4", "--data-root", str(tiny_threat.parent / "data"))  # fmt: skip
+    assert code == 2 and err.strip().splitlines() == [
+        "robench: error: the run was stopped by a call to exit(0) from the model or code it ran"
+    ]
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "error" and data["error"] == "SystemExit: 0"
+    assert [e["status"] for e in data["evaluations"]][:1] == ["success"]  # the clean section had finished
+
+
+def test_resume_without_a_journal_says_it_starts_afresh(
+    tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resume into a folder with no journal (a mistyped --out) started afresh without a word."""
+    argv = ["evaluate", "--checkpoint", str(quadrant_checkpoint), "--arch", "tests.conftest:QuadrantNet", "--threat-model",
+            str(tiny_threat), "--no-progress", "--data-root", str(tiny_threat.parent / "data"), "--resume"]  # fmt: skip
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "typo"))
+    assert code == 0 and f"robench: --resume: no journal in {tmp_path / 'typo'}, so nothing to continue; starting afresh" in err
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "typo"))  # now there is one: no notice
+    assert code == 0 and "no journal" not in err

@@ -16,7 +16,7 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from robench._errors import ConfigError, ModelError
+from robench._errors import ConfigError, ModelError, first_line
 from robench.models.wrapper import Normalize, PixelModel
 
 
@@ -96,8 +96,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModu
     try:
         graph = _Tracer().trace(copy)
     except Exception as exc:  # noqa: BLE001 - fx raises many types; all mean "not traceable"
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"cannot trace the model with torch.fx for certification: {first}") from None
+        raise ConfigError(f"cannot trace the model with torch.fx for certification: {first_line(exc)}") from None
     module = fx.GraphModule(copy, graph)
     module.eval()
     _refuse_in_place(module)
@@ -117,7 +116,7 @@ def _check_reproduces(module: fx.GraphModule, root: nn.Module, example: torch.Te
                 try:
                     expected, got = root(x.clone()), module(x.clone())
                 except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the model's failure
-                    message = (str(exc).strip().splitlines() or [""])[0][:200]
+                    message = first_line(exc)
                     raise ModelError(f"certification: the model failed while its traced graph was checked: {type(exc).__name__}: {message}") from None
                 if not torch.allclose(got, expected, rtol=1e-3, atol=1e-4):
                     worst = float((got - expected).abs().max())

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robench._errors import CheckpointError, ConfigError, UnavailableError
+from robench._errors import CheckpointError, ConfigError, UnavailableError, first_line
 from robench.models.wrapper import ModelHandle, Normalize, PassCounter, PixelModel
 from robench.registry import registry
 from robench.results import ModelInfo
@@ -87,7 +87,7 @@ def build_arch(spec: str, num_classes: int | None = None) -> nn.Module:
         try:
             return timm.create_model(rest, pretrained=False, **kwargs)
         except RuntimeError as exc:
-            raise ConfigError(f"timm cannot build {rest!r}: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(f"timm cannot build {rest!r}: {first_line(exc)}") from None
     if scheme == "robustbench":
         return _robustbench_arch(rest, spec)
     return _callable_arch(scheme, rest, spec)
@@ -240,7 +240,7 @@ def _load_state_dict(net: nn.Module, state: dict[str, torch.Tensor], path: Path,
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, ValueError) as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        detail = first_line(exc, 160)
         raise CheckpointError(f"{path} does not load into --arch {arch}: {detail}") from None
 
 
@@ -321,7 +321,7 @@ def _torch_load(path: Path, trust: bool) -> tuple[Any, bool]:
                 "safetensors file, or pass --trust-checkpoint if you trust its origin"
             ) from None
     except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in torch's parser (KeyError, TypeError...)
-        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        detail = first_line(exc, 160)
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {detail})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False), True
@@ -358,6 +358,80 @@ def _check_archive(path: Path) -> None:
         raise CheckpointError(f"{path}: corrupt checkpoint archive ({type(exc).__name__}: {exc})") from None
 
 
+class _Inert:
+    """What :class:`_StorageLister` builds for every object a pickle names: nothing runs."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:  # noqa: D102
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: D107
+        pass
+
+    def __setstate__(self, state: Any) -> None:  # noqa: D105
+        pass
+
+    def append(self, item: Any) -> None:  # noqa: D102
+        pass
+
+    def extend(self, items: Any) -> None:  # noqa: D102
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:  # noqa: D105
+        pass
+
+
+class _StorageLister(pickle.Unpickler):
+    """Reads a TorchScript pickle without importing or calling anything, only to list the tensor
+    storages it refers to: ``(key, storage class name, element count)``."""
+
+    def __init__(self, data: bytes) -> None:
+        import io
+
+        super().__init__(io.BytesIO(data))
+        self.storages: list[tuple[str, str, int]] = []
+
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
+        return type(name, (_Inert,), {"qualified": f"{module}.{name}"})
+
+    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
+        if isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage":
+            self.storages.append((str(pid[2]), getattr(pid[1], "qualified", ""), pid[4]))
+        return _Inert()
+
+
+def _check_torchscript_records(path: Path) -> None:
+    """A TorchScript archive whose tensor record is shorter than its pickle says: ``torch.jit.load``
+    does not check (``torch.load`` does), it reads past the record and the weights are whatever
+    memory follows. Only a crafted file gets here (a damaged copy fails its CRC first).
+
+    Raises:
+        CheckpointError: a weight or constant record is shorter than the tensor it holds.
+    """
+    with zipfile.ZipFile(path) as archive:
+        sizes = {info.filename: info.file_size for info in archive.infolist()}
+        for name in sizes:
+            prefix, _, leaf = name.rpartition("/")
+            if leaf not in ("data.pkl", "constants.pkl") or "/" in prefix:  # the module's weights and constants
+                continue
+            lister = _StorageLister(archive.read(name))
+            try:
+                lister.load()
+            except Exception:  # noqa: BLE001 - a pickle this lister cannot follow is left to torch's own checks
+                continue
+            folder = f"{prefix}/{leaf[: -len('.pkl')]}"
+            for key, storage, count in lister.storages:
+                dtype = getattr(torch, storage.removeprefix("torch."), None) if storage.startswith("torch.") else None
+                itemsize = getattr(getattr(dtype, "dtype", None), "itemsize", None)
+                record = sizes.get(f"{folder}/{key}")
+                if record is None or not isinstance(itemsize, int) or not isinstance(count, int):
+                    continue
+                if record < count * itemsize:
+                    raise CheckpointError(
+                        f"{path}: corrupt TorchScript archive: the record {folder}/{key} holds {record} bytes, "
+                        f"but its tensor needs {count * itemsize} ({count} x {storage.removeprefix('torch.')})"
+                    )
+
+
 def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool) -> tuple[nn.Module, str, bool]:
     """Return ``(module, format, trusted_pickle)``."""
     _check_archive(path)
@@ -384,10 +458,11 @@ def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool
             raise CheckpointError(f"{path}: not a loadable torch.export program ({type(exc).__name__}: {exc})") from None
         return _ExportedModule(program.module()), "torch.export", trust
     if _is_torchscript(path):
+        _check_torchscript_records(path)
         try:
             return torch.jit.load(str(path), map_location="cpu"), "torchscript", False
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: corrupt TorchScript archive ({str(exc).splitlines()[0]})") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged archive fails anywhere in the TorchScript reader
+            raise CheckpointError(f"{path}: corrupt TorchScript archive ({type(exc).__name__}: {first_line(exc, 160)})") from None
     obj, trusted = _torch_load(path, trust)
     if isinstance(obj, nn.Module):
         if arch is not None:

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from robench._errors import ModelError
+from robench._errors import ModelError, first_line
 from robench.results import ModelInfo
 
 
@@ -154,7 +154,7 @@ class ModelHandle:
             repeats = [self.module(x) for _ in range(PROBE_PASSES - 1)]
             third = self.module(odd)
         except Exception as exc:  # noqa: BLE001 - whatever the model raises, it is the model's failure
-            message = (str(exc).splitlines() or [""])[0][:200]
+            message = first_line(exc)
             raise ModelError(
                 f"model failed on random inputs of the dataset's shape {list(input_shape)} "
                 f"(batches of 2 and 3): {type(exc).__name__}: {message}"

@@ -419,3 +419,38 @@ def test_an_archive_written_without_crcs_loads(tmp_path: Path) -> None:
     finally:
         torch.serialization.set_crc32_options(True)
     assert load_model(path, arch=ARCH).info.format
+
+
+def _rewritten(path: Path, target: Path, replace: dict[str, bytes]) -> Path:
+    """A copy of the zip archive at ``path`` with the members whose names end in a key of ``replace``
+    rewritten (with fresh, valid CRCs: what a crafted file has, not a damaged copy)."""
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(target, "w") as copy:
+        for name in source.namelist():
+            new = next((data for end, data in replace.items() if name.endswith(end)), None)
+            copy.writestr(name, source.read(name) if new is None else new)
+    return target
+
+
+def test_a_torchscript_weight_record_shorter_than_its_tensor_is_refused(tmp_path: Path) -> None:
+    """torch.jit.load does not check record sizes (torch.load does): a 7-byte record for a 10-float
+    tensor loaded, and the weights were whatever memory followed it (here: 2 bytes for one float)."""
+    path = tmp_path / "m.ts"
+    torch.jit.save(torch.jit.script(_reference()), str(path))
+    _same_outputs(path)
+    with zipfile.ZipFile(path) as archive:
+        record = next(n for n in archive.namelist() if "/data/" in n and not n.endswith(".pkl"))
+    short = _rewritten(path, tmp_path / "short.ts", {record: b"xy"})
+    with pytest.raises(CheckpointError, match=r"record \S+/data/\d+ holds 2 bytes, but its tensor needs 4 \(1 x FloatStorage\)"):
+        load_model(short)
+
+
+def test_a_torchscript_error_keeps_its_text(tmp_path: Path) -> None:
+    """The first line of torch's message was empty for a broken code member: "corrupt TorchScript archive ()"."""
+    path = tmp_path / "m.ts"
+    torch.jit.save(torch.jit.script(_reference()), str(path))
+    with zipfile.ZipFile(path) as archive:
+        code = next(n for n in archive.namelist() if "/code/" in n and n.endswith(".py"))
+    broken = _rewritten(path, tmp_path / "broken.ts", {code: b"garbage"})
+    with pytest.raises(CheckpointError, match=r"corrupt TorchScript archive \(RuntimeError: \w.+\)") as info:
+        load_model(broken)
+    assert "()" not in str(info.value)
