@@ -93,12 +93,13 @@ class PGD(Attack):
         # Which examples are attacked, and whether a restart succeeded, is decided by the fp32 model
         # (model.verdict); in fast mode the bf16 scores only pick the best iterate within a restart.
         best = x.clone()
-        with torch.no_grad():
-            best_score = margin(model.verdict(x).float(), y, target)
         if self.attacks_every_example:
             # a randomized model: one pass's verdict on x would exempt an example from the attack (and
             # keep x as its best point) by chance; every example is attacked, the best iterate kept
-            best_score = torch.full_like(best_score, -torch.inf)
+            best_score = torch.full((len(x),), -torch.inf, device=x.device)
+        else:
+            with torch.no_grad():
+                best_score = margin(model.verdict(x).float(), y, target)
         succeeded = best_score > 0
         step_size = self.rel_step_size * eps
         everyone = torch.arange(len(x), device=x.device)

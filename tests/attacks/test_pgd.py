@@ -270,8 +270,10 @@ def test_eot_pgd_attacks_examples_one_pass_gets_wrong(trained_net, mnist_test):
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             out = self.net(x)
+            if torch.is_grad_enabled():
+                return out
             self.calls += 1
-            return -out if self.calls == 1 else out  # the verdict pass misclassifies everything
+            return -out if self.calls == 1 else out  # the first verdict pass misclassifies everything
 
     x, y = mnist_test.load(slice(0, 20))
     result = PGD(steps=3, eot_samples=2, random_start=False).for_randomized_model()(WrongOnFirstCall(), x, y, norm="Linf", eps=0.1)
@@ -364,3 +366,22 @@ def test_an_infinite_gradient_that_the_linf_step_can_use_is_allowed():
     y = model(x).argmax(dim=1)
     for attack in (FGSM(), PGD(steps=2)):
         attack(model, x, y, norm="Linf", eps=0.3, generator=torch.Generator().manual_seed(0))
+
+
+def test_eot_pgd_on_a_randomized_model_spends_no_pass_on_a_verdict_it_discards(trained_net, mnist_test):
+    """Attacking every example, PGD still scored x once per batch and threw the score away: one
+    wasted forward pass per batch (and a draw of the model's randomness)."""
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net, self.passes = trained_net, 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.passes += 1
+            return self.net(x)
+
+    x, y = mnist_test.load(slice(0, 10))
+    model = Counting()
+    attack = PGD(steps=3, restarts=2, eot_samples=2).for_randomized_model()
+    attack.run(model, x, y, norm=get_norm("Linf"), eps=0.1, bounds=BOUNDS, target=None, generator=torch.Generator().manual_seed(0))
+    assert model.passes == 2 * (3 * 2 + 1)  # per restart: steps x eot_samples gradient passes, one final verdict
