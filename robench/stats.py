@@ -8,7 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from scipy.stats import beta, norm
+
+def _beta_ppf(q: float, a: float, b: float) -> float:
+    """The Beta(a, b) quantile at ``q``; scipy.stats is imported on first use (about 1.5 s that
+    commands computing no interval need not pay)."""
+    from scipy.stats import beta
+
+    return float(beta.ppf(q, a, b))
 
 
 def _check_confidence(confidence: float) -> None:
@@ -50,8 +56,8 @@ def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     if n == 0:
         return 0.0, 1.0
     alpha = 1.0 - confidence
-    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, n - successes + 1))
-    high = 1.0 if successes == n else float(beta.ppf(1 - alpha / 2, successes + 1, n - successes))
+    low = 0.0 if successes == 0 else _beta_ppf(alpha / 2, successes, n - successes + 1)
+    high = 1.0 if successes == n else _beta_ppf(1 - alpha / 2, successes + 1, n - successes)
     return low, high
 
 
@@ -61,7 +67,7 @@ def clopper_pearson_lower(successes: int, n: int, alpha: float) -> float:
         raise ValueError(f"Expected `alpha` in (0, 1), but got {alpha}")
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"Expected 0 <= successes <= n and n > 0, but got successes={successes}, n={n}")
-    return 0.0 if successes == 0 else float(beta.ppf(alpha, successes, n - successes + 1))
+    return 0.0 if successes == 0 else _beta_ppf(alpha, successes, n - successes + 1)
 
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -73,6 +79,8 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     _check_counts(successes, n, confidence)
     if n == 0:
         return 0.0, 1.0
+    from scipy.stats import norm
+
     z = float(norm.ppf(1 - (1 - confidence) / 2))
     p = successes / n
     denom = 1 + z * z / n
@@ -102,8 +110,8 @@ def mean_interval(scores: Sequence[float], confidence: float = 0.95) -> tuple[fl
     n = len(values)
     k = math.fsum(values)
     alpha = 1.0 - confidence
-    low = 0.0 if k <= 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
-    high = 1.0 if k >= n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    low = 0.0 if k <= 0 else _beta_ppf(alpha / 2, k, n - k + 1)
+    high = 1.0 if k >= n else _beta_ppf(1 - alpha / 2, k + 1, n - k)
     return low, high
 
 

@@ -291,3 +291,16 @@ def test_resume_without_a_journal_says_it_starts_afresh(
     assert code == 0 and f"robench: --resume: no journal in {tmp_path / 'typo'}, so nothing to continue; starting afresh" in err
     code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "typo"))  # now there is one: no notice
     assert code == 0 and "no journal" not in err
+
+
+def test_commands_that_compute_nothing_do_not_import_the_heavy_libraries() -> None:
+    # torchvision pulls in torch._dynamo (about 3 s) and scipy.stats costs about 1.5 s; validate and
+    # ls need neither, so a user checking a threat model does not wait for them
+    script = ("import sys, contextlib, io\nfrom robench.cli import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()):\n"
+              "    codes = [main(['validate', 'mnist-linf-0.3']), main(['ls'])]\n"
+              "heavy = [m for m in ('torchvision', 'scipy.stats', 'torch._dynamo') if m in sys.modules]\n"
+              "print(codes, heavy)\n")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 0] []", proc.stdout

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from scipy.stats import binomtest, norm
 
 from robench._errors import ConfigError
 from robench.stats import clopper_pearson_lower
@@ -49,6 +48,8 @@ def certified_radius(p_lower: float, sigma: float) -> float:
 
     Returns 0 for ``p_lower <= 0.5`` (no certificate).
     """
+    from scipy.stats import norm
+
     return float(sigma * norm.ppf(p_lower)) if p_lower > 0.5 else 0.0
 
 
@@ -89,6 +90,8 @@ def predict_from_counts(counts: torch.Tensor, alpha: float) -> tuple[int, float]
     second = int(values[1]) if values.numel() > 1 else 0
     if first + second == 0:
         return ABSTAIN, 1.0
+    from scipy.stats import binomtest
+
     p_value = float(binomtest(first, first + second, 0.5).pvalue)
     return (int(classes[0]) if p_value <= alpha else ABSTAIN), p_value
 

@@ -26,8 +26,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from robench.corruptions import _ops
 from robench.registry import register
@@ -114,8 +112,7 @@ def zoom_blur(x: torch.Tensor, generator: torch.Generator, *, params: SequencePa
     total = x.clone()
     frames = [x]
     for i in range(1, params.frames):
-        zoomed = TF.affine(x, angle=0.0, translate=[0, 0], scale=1 + step * i, shear=[0.0, 0.0],
-                           interpolation=InterpolationMode.BILINEAR, fill=0.0)  # fmt: skip
+        zoomed = _affine(x, scale=1 + step * i)
         total = total + quantize(zoomed)
         frames.append(total / (i + 1))
     return _stack(frames)
@@ -201,6 +198,11 @@ def spatter(x: torch.Tensor, generator: torch.Generator, *, params: SequencePara
 # --------------------------------------------------------------------------- geometry
 def _affine(x: torch.Tensor, *, angle: float = 0.0, translate: tuple[int, int] = (0, 0), scale: float = 1.0,
             shear: float = 0.0, bilinear: bool = True) -> torch.Tensor:  # fmt: skip
+    # imported here: torchvision's import pulls in torch._dynamo (about 3 s), which commands that
+    # generate no frames (validate, ls, report, compare) need not pay
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
     mode = InterpolationMode.BILINEAR if bilinear else InterpolationMode.NEAREST
     return TF.affine(x, angle=angle, translate=list(translate), scale=scale, shear=[shear, 0.0], interpolation=mode, fill=0.0)
 
@@ -249,6 +251,9 @@ def tilt_homography(height: int, width: int, angle_deg: float) -> np.ndarray:
 @register("perturbation", "tilt", tags=_tags("tilt", False))
 def tilt(x: torch.Tensor, generator: torch.Generator, *, params: SequenceParams, level: int = 1) -> torch.Tensor:
     """Perspective tilt by ``angle0 + i * step`` degrees about both image axes (bilinear, zero fill)."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
     v = params.values
     h, w = x.shape[-2:]
     corners = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], dtype=np.float64)
