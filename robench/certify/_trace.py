@@ -89,7 +89,11 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModu
             raise ConfigError("certification: the model has uninitialised lazy layers; run it once on an input first")
         with torch.no_grad():
             root(example[:1].clone())  # materialise them in the model itself, so that the copy has the same weights
-    copy = deepcopy(root)  # traced and changed; the user's model stays as it is
+    _refuse_hooks(root)
+    try:
+        copy = deepcopy(root)  # traced and changed; the user's model stays as it is
+    except Exception as exc:  # noqa: BLE001 - whatever a layer's __deepcopy__ raises
+        raise ConfigError(f"certification: the model cannot be copied for tracing: {first_line(exc)}") from None
     for layer in copy.modules():
         if isinstance(getattr(layer, "inplace", None), bool):
             layer.inplace = False
@@ -103,6 +107,29 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModu
     if example is not None:
         _check_reproduces(module, root, example)
     return module
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks")
+
+
+def _refuse_hooks(root: nn.Module) -> None:
+    """Forward hooks change what a layer computes, but the bound rules read its class's maths and
+    weights (a hook scaling a Linear's output put IBP's bounds 0.1 off, and the Lipschitz bound
+    below the Jacobian's norm); the traced graph runs them too, so the graph check cannot see it."""
+    from torch.nn.modules import module as nn_module
+
+    if any(getattr(nn_module, f"_global{name}", None) for name in _HOOK_DICTS):
+        raise ConfigError("certification: global forward hooks are registered (torch.nn.modules.module.register_module_forward_hook); "
+                          "the bounds would not describe what they do: remove them")  # fmt: skip
+    for name, layer in root.named_modules():
+        if any(getattr(layer, attribute, None) for attribute in _HOOK_DICTS):
+            hint = " (old-style weight_norm: use torch.nn.utils.parametrizations.weight_norm)" if any(
+                "WeightNorm" in type(h).__name__ for h in layer._forward_pre_hooks.values()
+            ) else ""  # fmt: skip
+            raise ConfigError(
+                f"certification: layer '{name or 'model'}' ({type(layer).__name__}) has a forward hook, which the bounds "
+                f"would not describe: remove it{hint}"
+            )
 
 
 def _check_reproduces(module: fx.GraphModule, root: nn.Module, example: torch.Tensor) -> None:
@@ -165,7 +192,10 @@ def standard_forward(layer: nn.Module) -> bool:
     the bound rules model from its weights. A leaf class that brings its own forward computes
     something else: QAT's ``torch.ao.nn.qat.Linear`` / ``Conv2d`` multiply by fake-quantised weights,
     not the ``.weight`` the rules read (IBP's bounds missed outputs by 0.007 and verified points with
-    counterexamples; the Lipschitz bound fell below the layer's norm)."""
+    counterexamples; the Lipschitz bound fell below the layer's norm). So does a forward assigned to
+    the instance."""
+    if "forward" in layer.__dict__:  # a forward set on the instance (adapters, monkey-patching)
+        return False
     for cls in type(layer).__mro__:
         if "forward" in cls.__dict__:
             return cls is Normalize or cls.__module__.startswith("torch.nn.modules.")

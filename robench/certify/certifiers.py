@@ -143,7 +143,7 @@ class IntervalBoundPropagation:
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: IBPParams, ctx: EvalContext
     ) -> EvaluationOutput:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
-        graph = _traced(model, data)
+        graph = _traced(model, data, ctx, "IBP")
 
         def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
             return ibp.verified(graph, x, y, eps, bounds, params.fold_specification)
@@ -169,7 +169,7 @@ class CROWNCertifier:
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: CROWNParams, ctx: EvalContext
     ) -> EvaluationOutput:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
-        graph = _traced(model, data)
+        graph = _traced(model, data, ctx, "CROWN")
 
         def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
             return crown.verified(graph, x, y, eps, bounds, params.max_elements)
@@ -177,8 +177,21 @@ class CROWNCertifier:
         return _verify_section(model, data, threat, spec, params, ctx, "crown", verify)
 
 
-def _traced(model: ModelHandle, data: Dataset) -> fx.GraphModule:
+def _refuse_randomized(ctx: EvalContext, method: str) -> None:
+    """IBP, CROWN and Lipschitz bound one function; a randomized model is another function at every
+    pass (a model flipping its logits' sign on 2% of passes passed the trace check, IBP verified 7
+    of 8 examples, and sampled passes misclassified them). Smoothing stays valid: its counts draw
+    the model's randomness with the noise."""
+    if ctx.shared.get("randomized"):
+        raise ConfigError(
+            f"certification: {method} bounds a deterministic model, and this one is randomized (two passes on one input "
+            "differ, or --randomized was given); use randomized smoothing, or certify the model with its randomness off"
+        )
+
+
+def _traced(model: ModelHandle, data: Dataset, ctx: EvalContext, method: str) -> fx.GraphModule:
     """The model's graph, checked against the model on the first examples (see :func:`trace`)."""
+    _refuse_randomized(ctx, method)
     return trace(model.module, data.load(slice(0, min(4, len(data))))[0].to(model.device))
 
 
@@ -269,6 +282,7 @@ class LipschitzCertifier:
     ) -> EvaluationOutput:
         """Certified accuracy at L2 radii and at the threat model's ball; checks the bound on gradients."""
         key = f"certification/{spec.key}"
+        _refuse_randomized(ctx, "Lipschitz")
         example = data.load(slice(0, 1))[0].to(model.device)
         with ieee_fp32():  # no TF32: the bound and the margins are those of the float32 model
             constant, layer_norms = lipschitz.lipschitz_bound(

@@ -56,7 +56,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from robench._errors import ConfigError
 from robench.certify._trace import ARITHMETIC_METHODS, describe, standard_forward, trace, unsupported
-from robench.certify.ibp import Box, input_box, rounding_tolerance
+from robench.certify.ibp import Box, check_labels, input_box, rounding_tolerance
 from robench.models.wrapper import Normalize
 
 _METHOD = "CROWN"
@@ -250,6 +250,12 @@ def parse_graph(module: nn.Module | fx.GraphModule, example: torch.Tensor) -> Gr
             # the traced batch, not a constant that broadcasts
             raise ConfigError(f"{_METHOD}: unsupported {describe(node, graph)}: an operand is a tensor built from the input's shape; "
                               "use a constant that broadcasts over the batch")
+        meta = node.meta.get("tensor_meta")
+        if meta is not None and hasattr(meta, "shape") and (len(meta.shape) == 0 or meta.shape[0] != len(example[:2])):
+            # x.reshape(-1, 32) folding part of each example into the batch: the graph's per-example
+            # shapes would not describe it (a raw reshape error before)
+            raise ConfigError(f"{_METHOD}: unsupported {describe(node, graph)}: it changes the batch dimension "
+                              f"({len(example[:2])} examples in, {tuple(meta.shape)} out); keep the batch as the first dimension")  # fmt: skip
         ops = [None if isinstance(a, fx.Node) and a in index else (interpreter.env.get(a, a) if isinstance(a, fx.Node) else a) for a in flat]
         kind, fn = _node_kind(node, graph, ops, interpreter.env)
         operands = tuple(index[a] for a in flat if isinstance(a, fx.Node) and a in index)
@@ -402,6 +408,7 @@ def margin_lower_bounds(
     out_shape = graph.nodes[-1].shape
     if len(out_shape) != 1:
         raise ConfigError(f"CROWN: expected (batch, classes) logits, got per-example shape {out_shape}")
+    check_labels(labels, box.lower.new_empty((labels.shape[0], out_shape[0])), _METHOD)
     spec = specification(labels, out_shape[0], box.lower.dtype)
     margins = _bound(graph, box, spec, max_elements)
     return margins.scatter(1, labels[:, None], float("inf"))

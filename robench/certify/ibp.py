@@ -19,6 +19,7 @@ it): sound, but looser than a dedicated L2 bound.
 from __future__ import annotations
 
 import builtins
+import math
 import operator
 from typing import Any, NamedTuple
 
@@ -77,7 +78,19 @@ class Box(NamedTuple):
 
 
 def input_box(x: torch.Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0)) -> Box:
-    """``[max(x - eps, lo), min(x + eps, hi)]``: the Linf ball, and a box around the L2 ball."""
+    """``[max(x - eps, lo), min(x + eps, hi)]``: the Linf ball, and a box around the L2 ball.
+
+    Raises:
+        ConfigError: ``eps`` is negative or not finite (a negative eps made an inverted box, in
+            which a misclassified ``x`` was "verified"), or ``x`` lies outside ``bounds`` (the
+            clipped box would not contain it).
+    """
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ConfigError(f"certification: expected a finite eps >= 0, got {eps}")
+    low, high = bounds
+    if x.numel() and (float(x.min()) < low or float(x.max()) > high):
+        raise ConfigError(f"certification: the inputs lie outside the input bounds [{low}, {high}] "
+                          f"(from {float(x.min()):.4g} to {float(x.max()):.4g})")  # fmt: skip
     return Box((x - eps).clamp(*bounds), (x + eps).clamp(*bounds))
 
 
@@ -118,19 +131,33 @@ def propagate_layer(layer: nn.Module, box: Box) -> Box | None:
     if isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)) and layer.return_indices:
         return None
     if isinstance(layer, MONOTONE_LAYERS) and _monotone_as_configured(layer):
-        return Box(layer(box.lower), layer(box.upper))
+        box = Box(layer(box.lower), layer(box.upper))
+        return _widen(box, softplus_jump(layer.beta, layer.threshold)) if isinstance(layer, nn.Softplus) else box
     return None
+
+
+def softplus_jump(beta: float, threshold: float) -> float:
+    """The downward step of torch's Softplus where it switches to the identity (``beta x >
+    threshold``): ``log1p(exp(-threshold)) / beta``, 2.1e-9 at the default threshold 20. Below and
+    above the switch it is increasing, so ``f(z) >= f(l) - step`` and ``f(z) <= f(u) + step`` on
+    ``[l, u]``; the step is visible in float64 (without it IBP returned lower > upper there)."""
+    return math.log1p(math.exp(-threshold)) / beta if math.isfinite(threshold) else 0.0
+
+
+def _widen(box: Box, amount: float) -> Box:
+    return Box(box.lower - amount, box.upper + amount) if amount > 0 else box
 
 
 def _monotone_as_configured(layer: nn.Module) -> bool:
     """Settings under which a listed layer stops being monotone non-decreasing: ELU/CELU with a
-    negative alpha, Softplus switching to the identity below its default threshold 20 (a downward
-    jump of log(1 + e^-t) / beta at the switch), average pooling with a divisor override (a sum,
+    negative alpha, Softplus with beta <= 0 or switching to the identity below its default threshold
+    20 (a downward jump of log(1 + e^-t) / beta at the switch, 0.16 at t = 1; the 2.1e-9 of the
+    default is added to the box, :func:`softplus_jump`), average pooling with a divisor override (a sum,
     or a negative scale)."""
     if isinstance(layer, (nn.ELU, nn.CELU)):
         return layer.alpha >= 0
     if isinstance(layer, nn.Softplus):
-        return layer.threshold >= 20
+        return layer.beta > 0 and layer.threshold >= 20
     if isinstance(layer, (nn.AvgPool1d, nn.AvgPool2d)):
         return getattr(layer, "divisor_override", None) is None
     return True
@@ -143,7 +170,7 @@ def _monotone_function_as_configured(target: Any, args: tuple[Any, ...], kwargs:
     if target is F.elu:
         return call_argument(args, kwargs, 1, "alpha", 1.0) >= 0
     if target is F.softplus:
-        return call_argument(args, kwargs, 2, "threshold", 20.0) >= 20
+        return call_argument(args, kwargs, 1, "beta", 1.0) > 0 and call_argument(args, kwargs, 2, "threshold", 20.0) >= 20
     if target is F.avg_pool2d:
         return call_argument(args, kwargs, 6, "divisor_override", None) is None
     return True
@@ -174,7 +201,10 @@ def propagate_function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any
         box, factor = (args[0], args[1]) if isinstance(args[0], Box) else (args[1], args[0])
         return _scale(box, factor)
     if target in (operator.truediv, torch.div) and len(args) == 2 and isinstance(args[0], Box) and not isinstance(args[1], Box):
-        return _scale(args[0], 1.0 / args[1])
+        # divided as the model divides: x * (1 / c) rounds 1 / c first (in c's dtype, which may be
+        # coarser than the model's) and verified a float64 model's counterexample
+        low, high = args[0].lower / args[1], args[0].upper / args[1]
+        return Box(torch.minimum(low, high), torch.maximum(low, high))
     if target in (operator.neg, torch.neg) and len(args) == 1:
         return Box(-args[0].upper, -args[0].lower)
     if target is builtins.getattr and isinstance(args[0], Box) and args[1] in _SHAPE_ATTRIBUTES:
@@ -188,7 +218,11 @@ def propagate_function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any
     if target in MONOTONE_FUNCTIONS and len(boxes) == 1 and isinstance(args[0], Box):
         if not _monotone_function_as_configured(target, args, kwargs):
             return NotImplemented
-        return Box(target(args[0].lower, *args[1:], **kwargs), target(args[0].upper, *args[1:], **kwargs))
+        box = Box(target(args[0].lower, *args[1:], **kwargs), target(args[0].upper, *args[1:], **kwargs))
+        if target is F.softplus:
+            beta, threshold = call_argument(args, kwargs, 1, "beta", 1.0), call_argument(args, kwargs, 2, "threshold", 20.0)
+            box = _widen(box, softplus_jump(beta, threshold))
+        return box
     return NotImplemented
 
 
@@ -283,6 +317,7 @@ def margin_lower_bounds(model: nn.Module | fx.GraphModule, box: Box, labels: tor
     logits = interpreter.run(box)
     if not isinstance(logits, Box):
         raise ConfigError("IBP: the model's output does not depend on its input")
+    check_labels(labels, logits.lower, _METHOD)
     final = last_linear(graph) if fold else None
     features = interpreter.env.get(final.args[0]) if final is not None else None  # type: ignore[union-attr]
     if final is not None and isinstance(features, Box) and features.lower.ndim == 2:
@@ -292,6 +327,16 @@ def margin_lower_bounds(model: nn.Module | fx.GraphModule, box: Box, labels: tor
         upper_true = logits.lower.gather(1, labels[:, None])
         margins = upper_true - logits.upper
     return margins.scatter(1, labels[:, None], float("inf"))
+
+
+def check_labels(labels: torch.Tensor, logits: torch.Tensor, method: str) -> None:
+    """Refuses logits other than ``(B, K)`` and labels outside ``[0, K)`` (raw gather errors before)."""
+    if logits.ndim != 2:
+        raise ConfigError(f"{method}: expected (batch, classes) logits, got shape {tuple(logits.shape)}")
+    if labels.shape != (logits.shape[0],):
+        raise ConfigError(f"{method}: expected {logits.shape[0]} labels, got shape {tuple(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        raise ConfigError(f"{method}: labels must lie in [0, {logits.shape[1]}), got {int(labels.min())} to {int(labels.max())}")
 
 
 def _folded_margins(layer: nn.Linear, features: Box, labels: torch.Tensor, chunk: int = 64) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from robench._errors import ConfigError
+from robench._errors import ConfigError, ModelError
 from robench.stats import clopper_pearson_lower
 
 ABSTAIN = -1
@@ -58,7 +58,9 @@ def certify_from_counts(counts_selection: torch.Tensor, counts_estimation: torch
 
     ``cA = argmax(counts_selection)`` (first maximum on ties, as numpy's argmax), ``nA =
     counts_estimation[cA]``, ``pA_lower = Beta.ppf(alpha; nA, n - nA + 1)``; abstain when
-    ``pA_lower < 0.5``, else radius ``sigma * Phi^-1(pA_lower)``.
+    ``pA_lower <= 0.5`` (the paper's rule: a class is returned only when ``pA_lower > 1/2``; the
+    official code abstains only below 0.5, which certifies at radius 0 where ``pA`` may be a tie),
+    else radius ``sigma * Phi^-1(pA_lower)``.
 
     Args:
         counts_selection: ``(K,)`` counts of the ``n0`` selection samples.
@@ -72,7 +74,7 @@ def certify_from_counts(counts_selection: torch.Tensor, counts_estimation: torch
     n = int(estimation.sum())
     count = int(estimation[top])
     p_lower = clopper_pearson_lower(count, n, alpha)
-    if p_lower < 0.5:
+    if p_lower <= 0.5:
         return Certificate(ABSTAIN, 0.0, count, n, p_lower)
     return Certificate(top, certified_radius(p_lower, sigma), count, n, p_lower)
 
@@ -148,7 +150,12 @@ class NoiseSampler:
                 owners.append(torch.full((hi - lo,), image, dtype=torch.long, device=x.device))
             owner = torch.cat(owners)
             noisy = x.index_select(0, owner) + self.sigma * torch.cat(noise_parts)
-            predictions = self.forward(noisy).argmax(dim=1)
+            logits = self.forward(noisy)
+            if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+                # a wider output would count into the next image's slots (and index past the last)
+                raise ModelError(f"smoothing: the model returned logits of shape {tuple(logits.shape)} for "
+                                 f"{stop - start} inputs; expected ({stop - start}, {self.num_classes})")  # fmt: skip
+            predictions = logits.argmax(dim=1)
             # index_add_, not bincount: CUDA's bincount reads the maximum back to the host every pass
             counts.index_add_(0, owner * self.num_classes + predictions, torch.ones_like(predictions))
             self.samples += stop - start

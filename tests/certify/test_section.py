@@ -93,6 +93,21 @@ def test_ibp_and_lipschitz_sections(digit_mlp, digits) -> None:
     assert "Interval bound propagation" in html and "margin / (√2·L)" in html
 
 
+@pytest.mark.parametrize("name", ["ibp", "crown", "lipschitz"])
+def test_deterministic_certifiers_refuse_a_randomized_model(digit_mlp, digits, name: str) -> None:
+    # a model flipping its logits on a few passes passed the trace check and IBP verified it
+    from robench._errors import ConfigError
+
+    threat = _threat([{"name": name}], {"norm": "Linf", "eps": 0.01})
+    handle = load_model(digit_mlp, device="cpu")
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=50, progress=False)
+    ctx.shared["randomized"] = True
+    spec = threat.evaluations.certification[0]
+    ctx.begin(f"certification/{spec.key}")
+    with pytest.raises(ConfigError, match="randomized"):
+        registry.get("evaluation", "certification")(handle, digits.subset(8), threat, spec, ctx)
+
+
 def test_bad_parameters_are_reported_with_their_path() -> None:
     _, errors = validate_data(
         {"name": "t", "dataset": {"manifest": "mnist5k"}, "evaluations": {"certification": [{"name": "smoothing", "params": {"sigma": -1}}]}}

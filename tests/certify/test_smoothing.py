@@ -50,6 +50,24 @@ def test_certify_abstains_below_one_half_and_ties_take_first_class() -> None:
     assert cert.prediction == 0 and cert.radius > 0
 
 
+def test_certify_abstains_at_a_lower_bound_of_exactly_one_half() -> None:
+    # Cohen et al. 2019, CERTIFY: a class only if pA_lower > 1/2. P(Bin(2, 1/2) >= 2) = 1/4 and
+    # P(Bin(3, 1/2) >= 3) = 1/8, so these lower bounds are exactly 0.5 (statsmodels agrees)
+    for count, alpha in ((2, 0.25), (3, 0.125)):
+        assert proportion_confint(count, count, alpha=2 * alpha, method="beta")[0] == pytest.approx(0.5, abs=1e-12)
+        cert = certify_from_counts(torch.tensor([0, count]), torch.tensor([0, count]), alpha=alpha, sigma=0.5)
+        assert cert.prediction == ABSTAIN and cert.radius == 0.0
+
+
+def test_sampler_refuses_logits_of_another_width() -> None:
+    from robench._errors import ModelError
+
+    sampler = NoiseSampler(nn.Sequential(nn.Flatten(), nn.Linear(4, 5)), num_classes=3, sigma=0.1, batch=4)
+    x = torch.zeros(2, 1, 2, 2)
+    with pytest.raises(ModelError, match=r"expected \(4, 3\)"):
+        sampler.counts(x, 3, make_generators(torch.tensor([1, 2]), x.device))
+
+
 @pytest.mark.parametrize("counts", [[60, 40, 0], [80, 20, 0], [50, 50, 0], [0, 3, 1], [10, 0, 0]])
 def test_predict_uses_two_sided_binomial_test(counts: list[int]) -> None:
     prediction, p_value = predict_from_counts(torch.tensor(counts), alpha=0.01)

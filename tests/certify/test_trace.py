@@ -188,3 +188,137 @@ def test_crown_refuses_training_mode_batchnorm() -> None:
     x = torch.rand(2, 1, 4, 4)
     with pytest.raises(ConfigError, match="eval mode"):
         crown.crown_bounds(graph, Box(x - 0.1, x + 0.1))
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+
+
+@pytest.mark.parametrize("hook", ["forward", "pre", "global"])
+def test_forward_hooks_are_refused(hook: str) -> None:
+    # a hook scaling a layer's output runs in the model and in its traced graph, but the rules read
+    # the weights: IBP's bounds missed outputs by 0.1 and the Lipschitz bound fell below the Jacobian's
+    model = _mlp()
+    handles = []
+    if hook == "forward":
+        handles.append(model[0].register_forward_hook(lambda m, i, o: 5 * o))
+    elif hook == "pre":
+        handles.append(model[2].register_forward_pre_hook(lambda m, i: (2 * i[0],)))
+    else:
+        handles.append(nn.modules.module.register_module_forward_hook(lambda m, i, o: o))
+    x = torch.rand(2, 4)
+    try:
+        for certify in (lambda: ibp.interval_bounds(model, Box(x - 0.1, x + 0.1)),
+                        lambda: crown.crown_bounds(model, Box(x - 0.1, x + 0.1)), lambda: lipschitz_bound(model, x)):  # fmt: skip
+            with pytest.raises(ConfigError, match="hook"):
+                certify()
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_a_forward_set_on_the_instance_is_not_the_layer_class() -> None:
+    model = _mlp()
+    original = nn.Linear.forward
+    model[0].forward = lambda h: 4.0 * original(model[0], h) + 1.0  # an adapter patched onto the layer
+    x = torch.rand(2, 4)
+    for certify in (lambda: ibp.interval_bounds(model, Box(x - 0.1, x + 0.1)),
+                    lambda: crown.crown_bounds(model, Box(x - 0.1, x + 0.1)), lambda: lipschitz_bound(model, x)):  # fmt: skip
+        with pytest.raises(ConfigError, match="with its own forward"):
+            certify()
+
+
+def test_a_model_that_cannot_be_copied_is_one_error() -> None:
+    class Uncopyable(nn.Linear):
+        def __deepcopy__(self, memo: dict) -> None:
+            raise RuntimeError("Only Tensors created explicitly by the user support the deepcopy protocol")
+
+    model = nn.Sequential(Uncopyable(4, 3)).eval()
+    with pytest.raises(ConfigError, match="cannot be copied for tracing: Only Tensors"):
+        trace(model, torch.rand(2, 4))
+
+
+def test_softplus_step_at_its_threshold_is_in_the_box_and_refused_by_lipschitz() -> None:
+    # torch's Softplus drops by log1p(exp(-20)) = 2.1e-9 where it switches to the identity (beta x >
+    # 20): visible in float64, where IBP had returned lower > upper and verified a counterexample
+    model = nn.Sequential(nn.Linear(1, 1), nn.Softplus(), nn.Linear(1, 2)).double().eval()
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.fill_(19.5)
+        model[2].weight.copy_(torch.tensor([[1.0], [0.0]]))
+        model[2].bias.copy_(torch.tensor([0.0, 20.0 + 0.5e-9], dtype=torch.float64))
+    x = torch.tensor([[0.5]], dtype=torch.float64)
+    box = ibp.input_box(x, 1e-9)
+    points = torch.linspace(0.5 - 1e-9, 0.5 + 1e-9, 2001, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        out = model(points)
+    bounds = ibp.interval_bounds(model, box)
+    assert (bounds.lower <= bounds.upper).all()
+    assert (bounds.lower <= out).all() and (out <= bounds.upper).all()
+    assert (out.argmax(1) == 1).any() and not ibp.verified(model, x, torch.tensor([0]), 1e-9)
+    with pytest.raises(ConfigError, match="Lipschitz: unsupported layer '1' \\(Softplus\\)"):
+        lipschitz_bound(model, x)
+    smooth = nn.Sequential(nn.Linear(1, 1), nn.Softplus(threshold=float("inf")), nn.Linear(1, 2)).eval()
+    assert lipschitz_bound(smooth, torch.rand(1, 1))[0] > 0  # never switches: 1-Lipschitz
+
+
+def test_division_by_a_constant_is_bounded_as_the_model_divides() -> None:
+    # x * (1 / c) rounds 1 / c in c's dtype: a float64 model dividing by a float32 constant had its
+    # counterexample verified
+    class Divides(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(1, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return self.fc(x / torch.tensor(3.0))
+
+    model = Divides().double().eval()
+    with torch.no_grad():
+        model.fc.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        model.fc.bias.copy_(torch.tensor([0.166666669, 0.0], dtype=torch.float64))
+    x = torch.tensor([[0.6]], dtype=torch.float64)
+    assert model(torch.tensor([[0.5]], dtype=torch.float64)).argmax(1).item() == 0  # inside the box, not class 1
+    assert not ibp.verified(model, x, torch.tensor([1]), 0.1)
+
+
+def test_bad_arguments_of_the_box_verifiers_are_one_error() -> None:
+    model = nn.Sequential(nn.Linear(1, 2)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        model[0].bias.zero_()
+    x, y = torch.tensor([[-0.05]]), torch.tensor([0])  # misclassified: margin -0.1
+    for verify in (ibp.verified, crown.verified):
+        # a negative eps inverted the box, in which the misclassified x was "verified"
+        with pytest.raises(ConfigError, match="eps >= 0"):
+            verify(model, x, y, -0.2, (-1.0, 1.0))
+        with pytest.raises(ConfigError, match="outside the input bounds"):
+            verify(model, torch.tensor([[1.5]]), y, 0.1)
+        with pytest.raises(ConfigError, match=r"labels must lie in \[0, 2\)"):
+            verify(model, torch.tensor([[0.5]]), torch.tensor([5]), 0.1)
+
+    class ThreeDimensional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(1, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return self.fc(x).unsqueeze(-1)
+
+    with pytest.raises(ConfigError, match="expected \\(batch, classes\\) logits"):  # CROWN refuses the unsqueeze
+        ibp.verified(ThreeDimensional().eval(), torch.tensor([[0.5]]), y, 0.1)
+
+
+def test_crown_refuses_a_reshape_that_folds_examples_into_the_batch() -> None:
+    class Folds(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(32, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return torch.relu(self.fc(x.reshape(-1, 32))).reshape(-1, 4)
+
+    x = torch.rand(3, 1, 8, 8)
+    with pytest.raises(ConfigError, match="changes the batch dimension"):
+        crown.crown_bounds(Folds().eval(), Box(x - 0.05, x + 0.05))
