@@ -131,6 +131,7 @@ class IBPParams(_Params):
     eps: Eps | None = Field(default=None, description="radius (default: the adversary's eps)")
     eps_fractions: Radii = Field(default=(0.25, 0.5, 0.75, 1.0), description="curve points as fractions of eps")
     fold_specification: bool = Field(default=True, description="fold z_y - z_j into the last linear layer")
+    rounding: bool = Field(default=True, description="margins must clear a bound on the float model's own rounding")
     pgd_check_steps: int = Field(default=20, ge=0, le=10_000, description="PGD steps on verified examples (0: no check)")
 
 
@@ -146,7 +147,7 @@ class IntervalBoundPropagation:
         graph = _traced(model, data, ctx, "IBP")
 
         def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
-            return ibp.verified(graph, x, y, eps, bounds, params.fold_specification)
+            return ibp.verified(graph, x, y, eps, bounds, params.fold_specification, params.rounding)
 
         return _verify_section(model, data, threat, spec, params, ctx, "ibp", verify)
 
@@ -158,6 +159,7 @@ class CROWNParams(_Params):
     eps_fractions: Radii = Field(default=(0.25, 0.5, 0.75, 1.0), description="curve points as fractions of eps")
     pgd_check_steps: int = Field(default=20, ge=0, le=10_000, description="PGD steps on verified examples (0: no check)")
     max_elements: int = Field(default=crown.DEFAULT_MAX_ELEMENTS, ge=1024, le=1 << 34, description="memory bound: numbers per backward pass")
+    rounding: bool = Field(default=True, description="margins must clear a bound on the float model's own rounding")
 
 
 @register("certifier", "crown", params=CROWNParams)
@@ -172,7 +174,7 @@ class CROWNCertifier:
         graph = _traced(model, data, ctx, "CROWN")
 
         def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
-            return crown.verified(graph, x, y, eps, bounds, params.max_elements)
+            return crown.verified(graph, x, y, eps, bounds, params.max_elements, params.rounding)
 
         return _verify_section(model, data, threat, spec, params, ctx, "crown", verify)
 

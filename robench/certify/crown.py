@@ -56,6 +56,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from robench._errors import ConfigError
 from robench.certify._trace import ARITHMETIC_METHODS, describe, standard_forward, trace, unsupported
+from robench.certify._rounding import allowance
 from robench.certify.ibp import Box, check_labels, input_box, rounding_tolerance
 from robench.models.wrapper import Normalize
 
@@ -422,11 +423,19 @@ def verified(
     eps: float,
     bounds: tuple[float, float] = (0.0, 1.0),
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    rounding: bool = True,
 ) -> torch.Tensor:
     """``(B,)`` flags: every CROWN margin lower bound over the clipped eps box exceeds
-    :func:`robench.certify.ibp.rounding_tolerance` (rounding).
+    :func:`robench.certify.ibp.rounding_tolerance` plus, with ``rounding``, the bound on the float
+    model's own rounding over the box (:func:`robench.certify._rounding.allowance`; CROWN's own rounding, in another
+    order of operations, is taken to be of the same size, which is not proven).
 
     The box is the Linf ball; it also encloses the L2 ball of the same radius.
     """
-    margins = margin_lower_bounds(model, input_box(x, eps, bounds), labels, max_elements)
-    return (margins > rounding_tolerance(model, x)[:, None]).all(dim=1)
+    graph = model if isinstance(model, fx.GraphModule) else trace(model, x)
+    box = input_box(x, eps, bounds)
+    margins = margin_lower_bounds(graph, box, labels, max_elements)
+    slack = rounding_tolerance(graph, x)[:, None]
+    if rounding:
+        slack = slack + allowance(graph, box, labels)
+    return (margins > slack).all(dim=1)

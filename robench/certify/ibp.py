@@ -299,7 +299,9 @@ def interval_bounds(model: nn.Module | fx.GraphModule, box: Box) -> Box:
 
 
 @torch.no_grad()
-def margin_lower_bounds(model: nn.Module | fx.GraphModule, box: Box, labels: torch.Tensor, fold: bool = True) -> torch.Tensor:
+def margin_lower_bounds(
+    model: nn.Module | fx.GraphModule, box: Box, labels: torch.Tensor, fold: bool = True, interpreter: IntervalInterpreter | None = None
+) -> torch.Tensor:
     """Lower bounds of ``z_y - z_j`` for every class ``j`` over the input box; ``+inf`` at ``j = y``.
 
     With ``fold`` and a model ending in ``nn.Linear(W, b)``, the bound is that of the linear map
@@ -311,9 +313,12 @@ def margin_lower_bounds(model: nn.Module | fx.GraphModule, box: Box, labels: tor
         box: Input set.
         labels: ``(B,)`` true classes.
         fold: Fold the specification into the last linear layer when possible.
+        interpreter: The interpreter to run (on ``model``'s graph), e.g. one that also bounds the
+            rounding (:class:`robench.certify._rounding.RoundingInterpreter`).
     """
-    graph = _as_graph(model, box.centre)
-    interpreter = IntervalInterpreter(graph)
+    graph = interpreter.module if interpreter is not None else _as_graph(model, box.centre)
+    assert isinstance(graph, fx.GraphModule)
+    interpreter = interpreter if interpreter is not None else IntervalInterpreter(graph)
     logits = interpreter.run(box)
     if not isinstance(logits, Box):
         raise ConfigError("IBP: the model's output does not depend on its input")
@@ -377,13 +382,23 @@ def verified(
     eps: float,
     bounds: tuple[float, float] = (0.0, 1.0),
     fold: bool = True,
+    rounding: bool = True,
 ) -> torch.Tensor:
     """``(B,)`` flags: every margin lower bound over the eps box exceeds :func:`rounding_tolerance`
-    (the example is verified).
+    plus, with ``rounding``, the bound on the float model's own rounding over the box
+    (:mod:`robench.certify._rounding`): the example is verified.
 
     The box is the Linf ball; it also encloses the L2 ball of the same radius, so a verified
     example is verified for both norms.
     """
-    margins = margin_lower_bounds(model, input_box(x, eps, bounds), labels, fold=fold)
-    return (margins > rounding_tolerance(model, x)[:, None]).all(dim=1)
+    from robench.certify._rounding import RoundingInterpreter, unit_roundoff
+
+    graph = _as_graph(model, x)
+    box = input_box(x, eps, bounds)
+    interpreter = RoundingInterpreter(graph, unit_roundoff(graph, x.dtype)) if rounding else IntervalInterpreter(graph)
+    margins = margin_lower_bounds(graph, box, labels, fold, interpreter)
+    slack = rounding_tolerance(graph, x)[:, None]
+    if isinstance(interpreter, RoundingInterpreter):
+        slack = slack + interpreter.margin_allowance(labels)
+    return (margins > slack).all(dim=1)
 

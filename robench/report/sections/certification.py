@@ -16,15 +16,17 @@ METHODS: dict[str, dict[str, str]] = {
             "classifier f: g answers with the certified class everywhere within the L2 radius, and the base "
             "model's own predictions may differ. Each certificate holds with probability at least 1 − α over "
             "the Monte-Carlo noise (CERTIFY: n0 samples choose the class, n fresh samples give a one-sided "
-            "Clopper-Pearson lower bound pA; radius σ·Φ⁻¹(pA); abstain when pA < 1/2). Deploying the "
+            "Clopper-Pearson lower bound pA; radius σ·Φ⁻¹(pA); abstain when pA ≤ 1/2). Deploying the "
             "certificate means deploying g, which costs n forward passes per prediction."
         ),
     },
     "ibp": {
         "title": "Interval bound propagation (Gowal et al. 2018)",
         "guarantee": (
-            "Deterministic and sound (up to float32 rounding; on GPUs TF32 is switched off while bounding): "
-            "every point of the input box is classified correctly for a verified example. Bounds are propagated layer by layer through the "
+            "Deterministic and sound for the model as it computes, in floating point: every point of the input box "
+            "is classified correctly for a verified example, whose margin bound must also clear a bound on the "
+            "model's own rounding over the box (worst-case dot-product error, Jia & Rinard 2021; parameter rounding, "
+            "recorded; on GPUs TF32 is switched off while bounding). Bounds are propagated layer by layer through the "
             "traced model (affine layers in centre/radius form, monotone activations on both ends); the "
             "margin specification is folded into the last linear layer. L2 balls are bounded by their "
             "enclosing Linf box: sound but loose. IBP is loose for models not trained with it."
@@ -33,8 +35,8 @@ METHODS: dict[str, dict[str, str]] = {
     "crown": {
         "title": "CROWN linear relaxation bounds (Zhang et al. 2018)",
         "guarantee": (
-            "Deterministic and sound (up to float32 rounding; TF32 off), like IBP: every point of the input box "
-            "is classified correctly for a verified example. Each ReLU is bounded by linear functions of its "
+            "Deterministic and sound, like IBP (the same allowance for the model's floating-point rounding; TF32 off): "
+            "every point of the input box is classified correctly for a verified example. Each ReLU is bounded by linear functions of its "
             "input (stable neurons exactly; unstable ones by the chord above and an adaptive line of slope 0 "
             "or 1 below), and these are propagated backward from every layer to the input (full CROWN, as "
             "auto_LiRPA's method 'CROWN'), with the margin specification folded in. Usually much tighter than "
@@ -50,7 +52,8 @@ METHODS: dict[str, dict[str, str]] = {
             "norms (sums at residual additions); an example is certified at radius margin / (√2·L). With "
             "method 'bound' the convolution norms are guaranteed upper bounds (circulant embedding); with "
             "'power' they are power-iteration estimates times (1 + margin), not guaranteed. Product bounds are "
-            "loose for deep unconstrained networks."
+            "loose for deep unconstrained networks. The margin is the float model's at the example; rounding at "
+            "the other points of the ball is not bounded."
         ),
     },
 }

@@ -1,0 +1,80 @@
+"""The float model's own rounding: the bound holds against a float64 evaluation of the same
+network, is small on ordinary networks, and stops a network built to exploit rounding (Jia &
+Rinard 2021) from being verified."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from robench.certify import crown, ibp
+from robench.certify._rounding import output_rounding, unit_roundoff
+from robench.certify._trace import trace
+from robench.certify.ibp import input_box
+from tests.certify.nets import input_shape, networks
+
+NETS = networks()
+
+
+@pytest.mark.parametrize("scale", [1.0, 300.0])
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_the_bound_contains_the_float32_rounding_measured_against_float64(name: str, scale: float) -> None:
+    net = copy.deepcopy(NETS[name])
+    with torch.no_grad():  # large weights: large intermediate values, large rounding
+        for layer in net.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                layer.weight.mul_(scale)
+                if layer.bias is not None:
+                    layer.bias.mul_(scale)
+    exact = copy.deepcopy(net).double()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((3, *input_shape(name)), generator=generator)
+    box = input_box(x, 0.05)
+    bound = output_rounding(trace(net, x), box)
+    u = torch.rand((400, *x.shape), generator=generator)
+    points = (box.lower + u * (box.upper - box.lower)).flatten(0, 1)
+    with torch.no_grad():
+        error = (net(points).double() - exact(points.double())).abs().view(400, x.shape[0], -1)
+    assert (error <= bound.double()).all(), float((error - bound.double()).max())
+    assert float(error.max()) > 0  # the check sees rounding at all
+    with torch.no_grad():
+        spread = float(net(points).abs().max())
+    if scale == 1.0:  # and on ordinary weights the bound stays small beside the logits
+        assert float(bound.max()) < 1e-3 * (1.0 + spread)
+
+
+def _cancelling(bias: float) -> nn.Module:
+    """Jia & Rinard's construction: a huge bias the next layer cancels, so the logit is a
+    difference of two rounded large numbers."""
+    net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 2)).eval()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0], [0.0]]))
+        net[0].bias.fill_(bias)
+        net[2].weight.copy_(torch.tensor([[0.0, 0.0], [1.0, -1.0]]))
+        net[2].bias.copy_(torch.tensor([0.25, 0.0]))
+    return net
+
+
+def test_a_network_built_on_rounding_is_not_verified() -> None:
+    x, y = torch.tensor([[0.6]]), torch.tensor([1])
+    net = _cancelling(1e7)
+    # in float32, 1e7 + 0.5 rounds to 1e7: the model predicts class 0 at x = 0.5, inside the ball
+    assert net(torch.tensor([[0.5]])).argmax(1).item() == 0
+    assert not ibp.verified(net, x, y, 0.1) and not crown.verified(net, x, y, 0.1)
+    # without the allowance both verify it (the bounds of the real-valued network are right)
+    assert ibp.verified(net, x, y, 0.1, rounding=False) and crown.verified(net, x, y, 0.1, rounding=False)
+    # the same construction with a bias the float32 arithmetic represents well is verified
+    modest = _cancelling(10.0)
+    points = torch.linspace(0.5, 0.7, 1001)[:, None]
+    assert (modest(points).argmax(1) == 1).all()
+    assert ibp.verified(modest, x, y, 0.1) and crown.verified(modest, x, y, 0.1)
+
+
+def test_the_unit_roundoff_is_the_coarsest_dtype_the_model_computes_in() -> None:
+    net = nn.Linear(2, 2)
+    assert unit_roundoff(net, torch.float32) == torch.finfo(torch.float32).eps / 2
+    assert unit_roundoff(net.double(), torch.float64) == torch.finfo(torch.float64).eps / 2
+    assert unit_roundoff(net.double(), torch.float32) == torch.finfo(torch.float32).eps / 2
