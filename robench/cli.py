@@ -2,8 +2,10 @@
 
 Every user error (bad YAML, unknown names, missing or corrupt files, wrong shapes, NaN outputs)
 becomes one line on stderr, ``robench: error: ...``, and exit code 2; results written so far stay
-on disk. Anything else is an internal error: one line and exit code 1 (set ``ROBENCH_DEBUG=1`` for
-the traceback).
+on disk. ``robench validate`` is the exception in form: it lists every problem of each file, one
+line each prefixed with the file's path (``t.yaml: adversary.eps: ...``), and exits with 2.
+Anything else is an internal error: one line and exit code 1 (set ``ROBENCH_DEBUG=1`` for the
+traceback).
 """
 
 from __future__ import annotations
@@ -369,7 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--root", help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
     verify.add_argument("--size-only", action="store_true", help="check sizes, not checksums")
     verify.set_defaults(func=cmd_data_verify)
-    freeze = data_sub.add_parser("freeze", help="write a copy of a manifest with the size and sha256 of every listed file of your copy of the data (image-folder patterns: their count)")
+    freeze = data_sub.add_parser(
+        "freeze",
+        help="write a copy of a manifest with the size and sha256 of every listed file of your copy of the data "
+        "(image-folder patterns: their count and `listing_sha256`, a digest of their entries' names and sizes, "
+        "not of the images' contents)",
+    )
     freeze.add_argument("name", help="manifest name (e.g. imagenetc) or path")
     freeze.add_argument("--root", help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
     freeze.add_argument("--out", required=True, help="manifest YAML to write")
@@ -394,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"robench: error: {_one_line(str(exc))}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _err("robench: interrupted; finished evaluations are in results.json, rerun with --resume to continue")
+        _err(_interrupted(args.command))
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # sys.exit() inside the model (or code it ran): the run did not finish
         _err(f"robench: error: the run was stopped by a call to exit({exc.code!r}) from the model or code it ran")
@@ -410,6 +417,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(command: str) -> str:
+    """The line for a run stopped by Ctrl-C or SIGTERM: what is kept and how to go on, per command."""
+    if command == "evaluate":
+        return "robench: interrupted; finished evaluations are in results.json, rerun with --resume to continue"
+    if command == "demo":  # no journal: each model is cached once trained, its evaluation starts over
+        from robench.demo import cache_dir
+
+        return (f"robench: interrupted; the demo has no --resume: a model whose training finished is cached in "
+                f"{cache_dir()}, and rerunning `robench demo` reuses it and evaluates afresh")  # fmt: skip
+    return "robench: interrupted"
 
 
 def _on_sigterm() -> Any:

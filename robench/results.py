@@ -45,7 +45,7 @@ class MetricRecord(_Model):
 
     Attributes:
         evaluation: Key of the evaluation that produced it (``clean``, ``attacks/pgd``).
-        name: What it measures (``accuracy``, ``robust_accuracy``, ``median_l2``...).
+        name: What it measures (``accuracy``, ``robust_accuracy``, ``median_perturbation_norm``...).
         value: The number (a fraction for accuracies, not a percentage).
         n: Number of examples behind it (``None`` only for non-sample quantities).
         ci_low: Lower end of the 95% interval, when it has one.

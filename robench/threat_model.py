@@ -32,8 +32,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -311,6 +313,55 @@ class Evaluations(_Frozen):
         return [name for name in SECTION_ORDER if present[name]]
 
 
+def _claimed_radius(value: Any) -> Any:
+    parse_eps(value)  # a claimed eps is spelled like the adversary's: a number > 0 or "8/255"
+    return value  # kept as written: the canonical JSON (and sha256) holds what the file says
+
+
+def _claimed_fraction(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:20] + "..."
+        raise ValueError(f"expected a fraction in [0, 1] (0.6 for 60%), got {shown}")
+    return value
+
+
+ClaimedFraction = Annotated[int | float, BeforeValidator(_claimed_fraction)]
+
+
+class Claims(_Frozen):
+    """What the model card claims, checked against the results by the report checklist
+    (:mod:`robench.report.checklist`); every key is optional and no other key is accepted.
+
+    Only the keys given are serialised, with their values as written, so that a threat model's
+    canonical JSON (and its sha256) is that of the claims in the file.
+    """
+
+    source: str | None = Field(default=None, description="where the claims come from (free text)")
+    dataset: str | None = Field(default=None, description="dataset manifest name of the claims (cifar10)")
+    norm: Literal["Linf", "L2", "L1"] | None = None
+    eps: Annotated[int | float | str, BeforeValidator(_claimed_radius)] | None = Field(
+        default=None, description="the claimed radius: a number > 0 or a fraction like '8/255'"
+    )
+    clean_accuracy: ClaimedFraction | None = None
+    robust_accuracy: ClaimedFraction | None = None
+    certified_accuracy: ClaimedFraction | None = None
+    mean_corruption_accuracy: ClaimedFraction | None = None
+    other_threats: list[str] | None = Field(
+        default=None, description="further claims of robustness outside the threat model (['L2:0.5', 'corruptions'])"
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:  # the checklist would read it as a claim of "None"
+            raise ValueError("a claim cannot be null: give a value or leave the key out")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if key in self.model_fields_set}
+
+
 class ThreatModel(_Frozen):
     """A declared threat model (see the module docstring)."""
 
@@ -320,8 +371,8 @@ class ThreatModel(_Frozen):
     dataset: DatasetSpec
     adversary: Adversary | None = None
     evaluations: Evaluations = Evaluations()
-    claims: dict[str, Any] = Field(
-        default_factory=dict, description="what the model card claims (norm, eps, robust_accuracy), for checks"
+    claims: Claims = Field(
+        default_factory=Claims, description="what the model card claims (norm, eps, robust_accuracy), for checks"
     )
 
     @model_validator(mode="after")

@@ -304,3 +304,31 @@ def test_commands_that_compute_nothing_do_not_import_the_heavy_libraries() -> No
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[0, 0] []", proc.stdout
+
+
+def test_an_interrupted_command_says_what_is_true_of_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupted `robench demo` told the user to rerun with --resume, which the demo does not have."""
+    import robench.cli
+    import robench.demo
+
+    def interrupted(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(robench.demo, "run_demo", interrupted)
+    code, _, err = _run(capsys, "demo", "--out", str(tmp_path / "demo"), "--no-progress")
+    assert code == 130 and len(err.strip().splitlines()) == 1, err
+    assert "--resume to continue" not in err and "no --resume" in err and str(tmp_path / "cache" / "demo") in err
+    monkeypatch.setattr(robench.cli, "cmd_evaluate", interrupted)
+    code, _, err = _run(capsys, "evaluate", "--checkpoint", "m.pt", "--threat-model", "mnist-linf-0.3")
+    assert code == 130 and "rerun with --resume to continue" in err
+    monkeypatch.setattr(robench.cli, "cmd_ls", interrupted)
+    assert _run(capsys, "ls")[::2] == (130, "robench: interrupted\n")
+
+
+def test_data_freeze_help_names_the_listing_digest(capsys: pytest.CaptureFixture[str]) -> None:
+    """The help said a frozen image-folder pattern records its count; it records a digest of its listing too."""
+    code, out, _ = _run(capsys, "data", "--help")
+    assert code == 0 and "`listing_sha256`, a digest of their entries' names and sizes" in " ".join(out.split())

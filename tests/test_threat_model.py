@@ -212,3 +212,32 @@ def test_validate_finds_attacks_that_cannot_run_under_the_norm(tmp_path: Path) -
     path.write_text(BASE + "evaluations: {attacks: [{name: pgd}, {name: ddn}, {name: fmn, params: {norm: L2}}]}\n")
     errors = validate_file(path)
     assert errors == ["evaluations.attacks[1].name: DDN minimises L2, the threat model's norm is Linf"], errors
+
+
+def test_claims_are_validated_with_their_path(tmp_path: Path) -> None:
+    """validate said ok for a claimed accuracy in percent and a misspelt key; only the report's
+    checklist complained, after the run."""
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE + "claims: {robust_accuracy: 60, clean_acc: 0.9, eps: 8/0, norm: linf, other_threats: L2}\n")
+    errors = validate_file(path)
+    assert [e.split(": ", 1)[0] for e in errors] == [
+        "claims.norm", "claims.eps", "claims.robust_accuracy", "claims.other_threats", "claims.clean_acc"
+    ], errors  # fmt: skip
+    assert "fraction in [0, 1]" in errors[2] and "60" in errors[2]
+    assert errors[4] == "claims.clean_acc: unknown key (not part of the schema)"
+    for bad in ("true", "'0.6'", "1.5", "-0.1", ".nan", "null"):
+        path.write_text(BASE + f"claims: {{certified_accuracy: {bad}}}\n")
+        assert [e.split(": ", 1)[0] for e in validate_file(path)] == ["claims.certified_accuracy"], bad
+
+
+def test_valid_claims_keep_their_spelling_in_the_canonical_json(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    claims = {"source": "card", "dataset": "mnist5k", "norm": "Linf", "eps": "8/255", "clean_accuracy": 1,
+              "robust_accuracy": 0.6, "certified_accuracy": 0, "mean_corruption_accuracy": 0.5, "other_threats": ["L2:0.5"]}  # fmt: skip
+    path.write_text(BASE + f"claims: {yaml.safe_dump(claims, default_flow_style=True)}")
+    tm = load_threat_model(path)
+    assert tm.model_dump(mode="json")["claims"] == claims  # only the given keys, as written
+    assert '"clean_accuracy":1,' in tm.canonical_json() and '"eps":"8/255"' in tm.canonical_json()
+    path.write_text(BASE)
+    assert load_threat_model(path).model_dump(mode="json")["claims"] == {}
+    assert ThreatModel.model_validate_json(tm.canonical_json()) == tm

@@ -243,6 +243,14 @@ def _check_gradient_at(module: torch.nn.Module, x: torch.Tensor, wanted: torch.T
     check_step(gradient)  # a NaN gradient; an infinite one is the attack's to use
 
 
+def pairing_advice(name: str, norm: str) -> str:
+    """What to run beside minimum-norm attack ``name`` (a registry name) that found nothing under
+    ``norm``: the other white-box minimum-norm attacks that minimise ``norm`` (ddn: L2 only), or a
+    bounded attack."""
+    others = [other for other, attack in (("ddn", DDN), ("fmn", FMN)) if other != name and norm in attack.norms]
+    return f"pair it with {', '.join(others) + ' or ' if others else ''}a bounded attack"
+
+
 def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> EvaluationOutput:
     key = f"attacks/{spec.key}"
     correct, min_norm, labels = out["correct"], out["min_norm"], out["labels"]
@@ -295,8 +303,8 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
         output.warnings.append(
             f"{spec.key} found no adversarial example for {missed} of {int(correct.sum())} clean-correct examples although "
             "its search is bounded only by the input range: an attack failure (FMN, for one, can stall before its first "
-            "adversarial point when the bounds clip its steps), counted as robust at every radius; pair it with ddn or a "
-            "bounded attack"
+            "adversarial point when the bounds clip its steps), counted as robust at every radius; "
+            + pairing_advice(spec.name, norm)
         )
     if unstarted:
         output.warnings.append(

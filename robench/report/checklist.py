@@ -16,7 +16,9 @@ Model-card claims live in the threat model's ``claims`` mapping. Keys read here 
   robustness claimed outside the evaluated threat model unless it names the evaluated one.
 
 Example: ``claims: {source: "model card", norm: Linf, eps: 8/255, robust_accuracy: 0.6}``.
-Other keys are listed as ignored in the evidence.
+Loading a threat model refuses other keys and values of the wrong kind
+(:class:`robench.threat_model.Claims`); in a results file written before that check, other keys
+are listed as ignored in the evidence.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
 from robench.report._labels import record_label
 from robench.results import EvaluationResult, MetricRecord, Results
-from robench.threat_model import format_eps, parse_eps
+from robench.threat_model import CalibrationSpec, format_eps, parse_eps
 
 Status = Literal["pass", "warn", "fail", "n/a"]
 Level = Literal["strong", "moderate", "weak"]
@@ -170,6 +172,9 @@ def _attacks_item(results: Results) -> ChecklistItem:
             return ChecklistItem("strong_attacks", title, "n/a", "no adversary declared")
         if _sections_ran(results, "certification"):
             return ChecklistItem("strong_attacks", title, "n/a", "certified evaluation: the certificate bounds robustness, no attack needed")
+        attacks = _coverage.declared_attacks(results)
+        if attacks and _coverage.excluded_by_only(results, "attacks"):  # left out on purpose: no attack was to finish
+            return ChecklistItem("strong_attacks", title, "warn", f"the attacks are {_coverage.why_not_run(results, 'attacks', attacks)}")
         return ChecklistItem("strong_attacks", title, "fail", "an adversary is declared but no attack finished")
     listed = "; ".join(f"{s.key.split('/', 1)[-1]}: {s.reason} ({s.level})" for s in strengths)
     unfinished = [d for d in _coverage.missing(results, "attacks") if d.name not in NOT_ATTACKS]
@@ -244,11 +249,32 @@ def _calibration_item(results: Results) -> ChecklistItem:
     if shifted:
         return ChecklistItem("calibration", title, "pass", f"ECE measured under {', '.join(conditions)}")
     if conditions:
-        return ChecklistItem("calibration", title, "warn", f"calibration only under {', '.join(conditions)}: add attacks or corruptions to its conditions")
+        return ChecklistItem("calibration", title, "warn", f"calibration only under {', '.join(conditions)}: {_unshifted_why(results)}")
     unfinished = _coverage.missing(results, "calibration")
     if unfinished:
         return ChecklistItem("calibration", title, "warn", f"calibration is {_coverage.why_not_run(results, 'calibration', unfinished)}")
     return ChecklistItem("calibration", title, "warn", "calibration was not evaluated")
+
+
+def _unshifted_why(results: Results) -> str:
+    """Why a calibration has no condition under attack or corruption: none requested, or why each
+    requested section left it no outputs (not declared, excluded with --only, did not run)."""
+    declared = (results.threat_model.get("evaluations") or {}).get("calibration")
+    conditions = declared.get("conditions", CalibrationSpec().conditions) if isinstance(declared, dict) else CalibrationSpec().conditions
+    requested = [c for c in conditions if c != "clean"] if isinstance(conditions, (list, tuple)) else []
+    if not requested:
+        return "add attacks or corruptions to its conditions"
+    reasons = []
+    for section in requested:
+        entries = [d for d in _coverage.declared(results) if d.section == section and d.name not in NOT_ATTACKS]
+        unfinished = [d for d in entries if not d.finished]
+        if not entries:
+            reasons.append(f"{section} not declared by the threat model")
+        elif unfinished:
+            reasons.append(f"{section} {_coverage.why_not_run(results, section, unfinished)}")
+        else:
+            reasons.append(f"{section} finished but left calibration no outputs")
+    return "; ".join(reasons)
 
 
 def _provenance_item(results: Results) -> ChecklistItem:

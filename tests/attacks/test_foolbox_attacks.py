@@ -236,3 +236,13 @@ def test_fmn_refuses_a_nan_input_gradient(trained_net, mnist_test):
     threat = make_threat([{"name": "fmn", "params": {"steps": 5}}], norm="L2", eps=1.0)
     with pytest.raises(ModelError, match="NaN or infinite attack steps"):
         run_section(load_model(NaNGradientNet(trained_net), device="cpu"), mnist_test.subset(10), threat)
+
+
+def test_a_minimum_norm_attack_that_found_nothing_is_paired_with_another():
+    """The warning told ddn users to pair ddn with ddn."""
+    from robench.attacks.foolbox_attacks import pairing_advice
+
+    assert pairing_advice("ddn", "L2") == "pair it with fmn or a bounded attack"
+    assert pairing_advice("fmn", "L2") == "pair it with ddn or a bounded attack"
+    assert pairing_advice("fmn", "Linf") == "pair it with a bounded attack"  # ddn minimises L2 only
+    assert pairing_advice("hop_skip_jump", "L2") == "pair it with ddn, fmn or a bounded attack"

@@ -60,3 +60,21 @@ def test_excluded_with_only_is_not_called_interrupted() -> None:
     results.status, results.options = "success", {"only": ["clean", "attacks"]}
     calibration = _section(render_html(results), "calibration")
     assert re.search(r"Declared, but excluded with --only\.", calibration), calibration
+
+
+def test_checklist_knows_the_attacks_were_excluded_with_only() -> None:
+    """`--only calibration` on a threat model with attacks: the checklist said "fail: no attack
+    finished" and advised adding attacks to the calibration conditions, which already held them."""
+    results = fixtures.strong()
+    results.status, results.options = "success", {"only": ["calibration"]}
+    results.evaluations = [e for e in fixtures.strong().evaluations if e.section == "calibration"]
+    results.evaluations[0].records = [r for r in results.evaluations[0].records if r.condition["condition"] == "clean"]
+    items = {i.key: i for i in checklist(results)}
+    assert (items["strong_attacks"].status, items["strong_attacks"].evidence) == ("warn", "the attacks are declared, but excluded with --only")
+    assert items["calibration"].evidence == "calibration only under clean: attacks declared, but excluded with --only"
+    # without --only, the same gaps are what they were: no attack finished, and no shifted condition asked for
+    results.options = {}
+    results.threat_model["evaluations"]["calibration"]["conditions"] = ["clean"]
+    items = {i.key: i for i in checklist(results)}
+    assert (items["strong_attacks"].status, items["strong_attacks"].evidence) == ("fail", "an adversary is declared but no attack finished")
+    assert items["calibration"].evidence == "calibration only under clean: add attacks or corruptions to its conditions"

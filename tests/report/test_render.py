@@ -55,3 +55,17 @@ def test_file_names_with_html_render_as_text(tmp_path: Path, tiny_threat: Path) 
                                batch_size=16, data_root=tiny_threat.parent / "data", only=["clean"])
     html = render_html(results)
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_attack_section_states_how_a_randomized_model_is_counted() -> None:
+    """The attack section said misclassified clean examples are not attacked, which is not how a
+    randomized model is scored (docs/randomized_models.md)."""
+    from tests.report import fixtures
+
+    results = fixtures.strong()
+    deterministic = "misclassified clean examples are not attacked and count as failures"
+    assert deterministic in render_html(results)
+    results.model.randomized = True
+    html = render_html(results)
+    assert deterministic not in html
+    assert "The model is randomized: every example is attacked" in html and "share of fresh passes" in html

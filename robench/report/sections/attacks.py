@@ -165,6 +165,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "min_norm": min_norm,
         "eps_text": format_eps(eps) if eps else None,
         "adversary": adversary,
+        "randomized": results.model.randomized,
         "checks": checks,
         "n_warn": sum(c["check"].status != "pass" for c in checks),
         "not_run": [d.key.split("/", 1)[1] for d in unfinished],
