@@ -149,6 +149,11 @@ class MinNormEvaluation:
         raise NotImplementedError
 
     @classmethod
+    def second(cls, fb: Any, params: Any, norm: str) -> Any | None:
+        """A second attack run on the examples the first left unbroken (``None``: none)."""
+        return None
+
+    @classmethod
     def evaluate(
         cls, model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: Any, ctx: EvalContext
     ) -> EvaluationOutput:
@@ -198,6 +203,12 @@ class MinNormEvaluation:
                         _, clipped, _ = attack(fmodel, x[attacked], _criterion(fb, targeted, wanted[attacked]),
                                                epsilons=None, **extra)  # fmt: skip
                         x_adv[attacked] = clipped.detach().clamp(*adversary.bounds)
+                        again = cls.second(fb, params, norm) if not extra else None
+                        if again is not None:
+                            missed = attacked[~adversarial(model.predict_logits(x_adv[attacked]), attacked)]
+                            if missed.numel():
+                                _, clipped, _ = again(fmodel, x[missed], _criterion(fb, targeted, wanted[missed]), epsilons=None)
+                                x_adv[missed] = clipped.detach().clamp(*adversary.bounds)
             logits = model.predict_logits(x_adv)
             rows = torch.arange(len(y), device=y.device)
             fooled = adversarial(logits, rows) & correct
@@ -357,6 +368,21 @@ class FMN(MinNormEvaluation):
         name = {"L0": "L0FMNAttack", "L1": "L1FMNAttack", "L2": "L2FMNAttack", "Linf": "LInfFMNAttack"}[norm]
         attack_class = _l2_fmn(fb) if norm == "L2" else getattr(fb.attacks, name)
         return attack_class(
+            steps=params.steps, max_stepsize=params.max_stepsize, gamma=params.gamma,
+            binary_search_steps=params.binary_search_steps,
+        )  # fmt: skip
+
+    @classmethod
+    def second(cls, fb: Any, params: Any, norm: str) -> Any | None:
+        """L2: foolbox's own L2 FMN on the examples the authors' projection left unbroken. Before
+        its first adversarial point the authors' radius grows by a linear estimate of the distance
+        to the boundary, and on some models the iterate creeps up to the boundary without crossing
+        it: on a small MNIST CNN at eps 1.5 it found nothing for 85 of 183 digits, and robust
+        accuracy read 0.635 where foolbox's walk (whose projection is a no-op) gave 0.295 (0.265
+        with both). Where the first found a point, its norm stands (the authors' is the tighter)."""
+        if norm != "L2":
+            return None
+        return fb.attacks.L2FMNAttack(
             steps=params.steps, max_stepsize=params.max_stepsize, gamma=params.gamma,
             binary_search_steps=params.binary_search_steps,
         )  # fmt: skip
