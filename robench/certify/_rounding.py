@@ -14,7 +14,8 @@ the real values, so ``m + e`` bounds the float ones):
   ``gamma_n = n u / (1 - n u)`` times the sum of the absolute terms, whatever the summation
   order (Higham, "Accuracy and Stability of Numerical Algorithms", Sec. 3.1), ``u`` the unit
   roundoff of the model's dtype; so ``e' = |W| (e + gamma m) + gamma |b|`` with ``n`` the fan-in
-  plus one;
+  plus one, and, for the subnormal range, where rounding is absolute, ``n`` times the smallest
+  subnormal;
 - element-wise affine maps (eval BatchNorm, the normalisation wrapper, scaling by a constant,
   additions) round a few times per element; activations add their slope times ``e`` (Sigmoid:
   at most ``e / 4``, less where the box saturates it), a few units of rounding of their output,
@@ -24,9 +25,11 @@ the real values, so ``m + e`` bounds the float ones):
 
 The verifier computes its own bounds in the same arithmetic, on the same magnitudes, so its own
 rounding obeys the same bound: :func:`allowance` is twice the model's. The bound assumes the
-convolution and matrix routines stay within the dot-product bound above (direct and GEMM-based
-algorithms do; a Winograd or FFT algorithm's bound is larger by a small factor) and TF32 off
-(:func:`robench._numerics.ieee_fp32`).
+convolution and matrix routines compute dot products (direct and GEMM-based algorithms do) with
+TF32 off (:func:`robench._numerics.ieee_fp32`). A Winograd or FFT convolution, which cuDNN may
+choose on a GPU, mixes inputs beyond an output's receptive field and is not covered: there the
+allowance is an estimate, not a proof. Narrowing casts are refused (``_trace.is_exact_cast``,
+reductions with a ``dtype``).
 """
 
 from __future__ import annotations
@@ -79,11 +82,29 @@ _STRUCTURAL_METHODS = frozenset({
 _AVERAGE_METHODS = frozenset({"mean", "sum"})
 
 
-def unit_roundoff(module: nn.Module, dtype: torch.dtype) -> float:
-    """Half the machine epsilon of the coarsest floating dtype among ``dtype`` and the module's
-    parameters and buffers (the precision the model computes in)."""
+def compute_dtype(module: nn.Module, dtype: torch.dtype) -> torch.dtype:
+    """The coarsest floating dtype among ``dtype`` and the module's parameters and buffers (the
+    precision the model computes in)."""
     dtypes = {dtype, *(t.dtype for t in (*module.parameters(), *module.buffers()) if t.is_floating_point())}
-    return max(torch.finfo(d).eps for d in dtypes if d.is_floating_point) / 2
+    return max((d for d in dtypes if d.is_floating_point), key=lambda d: torch.finfo(d).eps)
+
+
+def unit_roundoff(module: nn.Module, dtype: torch.dtype) -> float:
+    """Half the machine epsilon of :func:`compute_dtype`."""
+    return torch.finfo(compute_dtype(module, dtype)).eps / 2
+
+
+def _pool_window(pool: Any, x: torch.Tensor, out: torch.Tensor, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> int:
+    """The most inputs one output of an average pooling sums: the kernel's area, or for adaptive
+    pooling the largest window, ``ceil(in / out) + 1`` per spatial dimension (overlapping windows
+    sum more than ``numel(in) / numel(out)``)."""
+    adaptive = isinstance(pool, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)) or pool in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d)
+    spatial = 1 if isinstance(pool, (nn.AvgPool1d, nn.AdaptiveAvgPool1d)) or pool in (F.avg_pool1d, F.adaptive_avg_pool1d) else 2
+    if adaptive:
+        return math.prod(math.ceil(i / o) + 1 for i, o in zip(x.shape[-spatial:], out.shape[-spatial:]))
+    kernel = pool.kernel_size if isinstance(pool, nn.Module) else call_argument(args, kwargs or {}, 1, "kernel_size", None)
+    sizes = (kernel,) * spatial if isinstance(kernel, int) else tuple(kernel)
+    return math.prod(int(k) for k in sizes)
 
 
 def _gamma(n: int, u: float) -> float:
@@ -97,9 +118,13 @@ def _magnitude(box: Box) -> torch.Tensor:
 class RoundingInterpreter(IntervalInterpreter):
     """IBP that also carries, per node, a bound on the model's own rounding error (module docstring)."""
 
-    def __init__(self, module: fx.GraphModule, u: float) -> None:
+    def __init__(self, module: fx.GraphModule, dtype: torch.dtype) -> None:
         super().__init__(module)
-        self.u = u
+        coarsest = compute_dtype(module, dtype)
+        self.u = torch.finfo(coarsest).eps / 2
+        # the absolute rounding of one operation in the subnormal range (the smallest subnormal):
+        # a relative bound alone underflowed to 0 where the model's error was 0.4 after scaling
+        self.eta = torch.finfo(coarsest).tiny * torch.finfo(coarsest).eps
         self.errors: dict[fx.Node, torch.Tensor] = {}
 
     def run_node(self, n: fx.Node) -> Any:  # noqa: D102
@@ -128,7 +153,7 @@ class RoundingInterpreter(IntervalInterpreter):
         return None, None
 
     def _tiny(self, like: torch.Tensor) -> float:
-        return torch.finfo(like.dtype).tiny
+        return max(torch.finfo(like.dtype).tiny, self.eta)
 
     def _activation(self, slope: Any, e: torch.Tensor, out: Box, step: float = 0.0, box: Box | None = None,
                     kind: str | None = None) -> torch.Tensor:  # fmt: skip
@@ -147,11 +172,11 @@ class RoundingInterpreter(IntervalInterpreter):
         rounding = ACTIVATION_ULPS * self.u * (_magnitude(out) + slope * e) + self._tiny(e)
         return slope * e + rounding + step
 
-    def _averaged(self, apply: Any, box: Box, e: torch.Tensor, out: Box) -> torch.Tensor:
+    def _averaged(self, apply: Any, box: Box, e: torch.Tensor, out: Box, window: int | None = None) -> torch.Tensor:
         """Average pooling, means and sums: ``apply`` on the errors, plus the rounding of a sum of
-        ``n`` terms (``n`` the inputs per output element, at most)."""
-        n = max(1, math.ceil(box.lower.numel() / max(1, out.lower.numel()))) + 1
-        return apply(e) + _gamma(n, self.u) * apply(_magnitude(box) + e)
+        ``window`` terms (a reduction: the inputs per output element) and a division."""
+        n = window if window is not None else max(1, math.ceil(box.lower.numel() / max(1, out.lower.numel())))
+        return apply(e) + _gamma(n + 1, self.u) * apply(_magnitude(box) + e) + (n + 1) * self.eta
 
     # ------------------------------------------------------------------ rules
     def _error(self, n: fx.Node, out: Box) -> torch.Tensor:
@@ -179,22 +204,23 @@ class RoundingInterpreter(IntervalInterpreter):
         if isinstance(layer, nn.Linear):
             g = _gamma(layer.in_features + 1, u)
             bias = 0.0 if layer.bias is None else g * layer.bias.abs()
-            return F.linear(e + g * m, layer.weight.abs()) + bias
+            return F.linear(e + g * m, layer.weight.abs()) + bias + (layer.in_features + 1) * self.eta
         if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            g = _gamma(layer.in_channels // layer.groups * math.prod(layer.kernel_size) + 1, u)
+            fan_in = layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+            g = _gamma(fan_in + 1, u)
             bias = 0.0 if layer.bias is None else g * _channel_view(layer.bias.abs(), e)
-            return layer._conv_forward(e + g * m, layer.weight.abs(), None) + bias
+            return layer._conv_forward(e + g * m, layer.weight.abs(), None) + bias + (fan_in + 1) * self.eta
         if isinstance(layer, nn.modules.batchnorm._BatchNorm):
             scale, _ = _bn_scale_shift(layer)
             s = _channel_view(scale.abs(), e)
             mean = _channel_view(layer.running_mean.abs(), e)  # type: ignore[union-attr]
             bias = 0.0 if layer.bias is None else _channel_view(layer.bias.abs(), e)
-            return s * e + ELEMENTWISE_ULPS * u * (s * (m + mean) + bias)
+            return s * e + ELEMENTWISE_ULPS * (u * (s * (m + mean) + bias) + self.eta)
         if isinstance(layer, Normalize):
             std = layer.std.to(e.dtype).abs()
-            return (e + ELEMENTWISE_ULPS * u * (m + layer.mean.to(e.dtype).abs())) / std
+            return (e + ELEMENTWISE_ULPS * (u * (m + layer.mean.to(e.dtype).abs()) + self.eta)) / std
         if isinstance(layer, _AVERAGE_LAYERS):
-            return self._averaged(layer, box, e, out)
+            return self._averaged(layer, box, e, out, _pool_window(layer, box.lower, out.lower))
         if isinstance(layer, _STRUCTURAL_LAYERS):
             return layer(e)
         if isinstance(layer, nn.Softplus):
@@ -215,14 +241,15 @@ class RoundingInterpreter(IntervalInterpreter):
         )
         if target in (operator.add, torch.add, operator.sub, torch.sub):
             e = (ea if ea is not None else 0.0) + (eb if eb is not None else 0.0)
-            return e + u * (_magnitude(out) + e)
+            return e + u * (_magnitude(out) + e) + self.eta
         if target in (operator.mul, torch.mul):
             e, factor = (ea, args[1]) if ea is not None else (eb, args[0])
             c = torch.as_tensor(factor, dtype=out.lower.dtype, device=out.lower.device).abs()
-            return c * e + u * c * (_magnitude(a if a is not None else b) + e)  # type: ignore[arg-type]
+            return c * e + u * c * (_magnitude(a if a is not None else b) + e) + self.eta  # type: ignore[arg-type]
         if target in (operator.truediv, torch.div):
             c = torch.as_tensor(args[1], dtype=out.lower.dtype, device=out.lower.device).abs()
-            return (ea + u * (_magnitude(a) + ea)) / c  # type: ignore[operator, arg-type]
+            # two roundings: CUDA divides by a scalar as a * (1 / b)
+            return (ea + 2 * u * (_magnitude(a) + ea)) / c + 2 * self.eta  # type: ignore[operator, arg-type]
         if target in (operator.neg, torch.neg):
             return ea  # type: ignore[return-value]
         if target is torch.cat:
@@ -231,7 +258,8 @@ class RoundingInterpreter(IntervalInterpreter):
         if target in _STRUCTURAL_FUNCTIONS:
             return target(ea, *args[1:], **kwargs)
         if target in _AVERAGE_FUNCTIONS:
-            return self._averaged(lambda t: target(t, *args[1:], **kwargs), a, ea, out)  # type: ignore[arg-type]
+            window = None if target in (torch.mean, torch.sum) else _pool_window(target, a.lower, out.lower, args, kwargs)  # type: ignore[union-attr]
+            return self._averaged(lambda t: target(t, *args[1:], **kwargs), a, ea, out, window)  # type: ignore[arg-type]
         if target in _EXACT_FUNCTIONS:
             return ea  # type: ignore[return-value]
         slope = _FUNCTION_SLOPES.get(target)
@@ -263,7 +291,7 @@ class RoundingInterpreter(IntervalInterpreter):
 def output_rounding(module: fx.GraphModule, box: Box) -> torch.Tensor:
     """Element-wise bound on ``|float output - real output|`` of the model over ``box``, the
     shape of the output (module docstring)."""
-    interpreter = RoundingInterpreter(module, unit_roundoff(module, box.lower.dtype))
+    interpreter = RoundingInterpreter(module, box.lower.dtype)
     interpreter.run(box)
     return interpreter.output_error()
 
@@ -271,6 +299,6 @@ def output_rounding(module: fx.GraphModule, box: Box) -> torch.Tensor:
 @torch.no_grad()
 def allowance(module: fx.GraphModule, box: Box, labels: torch.Tensor) -> torch.Tensor:
     """:meth:`RoundingInterpreter.margin_allowance` of a fresh run over ``box``."""
-    interpreter = RoundingInterpreter(module, unit_roundoff(module, box.lower.dtype))
+    interpreter = RoundingInterpreter(module, box.lower.dtype)
     interpreter.run(box)
     return interpreter.margin_allowance(labels)

@@ -203,6 +203,7 @@ def standard_forward(layer: nn.Module) -> bool:
 
 
 CAST_METHODS = frozenset({"to", "float", "double", "type"})
+REDUCTIONS = frozenset({"sum", "mean"})
 
 
 def is_exact_cast(name: str, source: torch.dtype, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -210,6 +211,10 @@ def is_exact_cast(name: str, source: torch.dtype, args: tuple[Any, ...], kwargs:
     another device or to a float type at least as precise: the identity on values. A cast to an
     integer or a coarser float type is a step function: no Lipschitz constant, and integer casts of
     negative values wrap, which no interval rule can follow."""
+    if name in REDUCTIONS:  # x.sum(1, dtype=torch.bfloat16): a cast inside the reduction
+        wanted = kwargs.get("dtype")
+        return wanted is None or (isinstance(wanted, torch.dtype) and wanted.is_floating_point and source.is_floating_point
+                                  and torch.finfo(wanted).eps <= torch.finfo(source).eps)  # fmt: skip
     if name not in CAST_METHODS:
         return True
     target: torch.dtype | None = {"float": torch.float32, "double": torch.float64}.get(name)

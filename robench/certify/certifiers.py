@@ -146,8 +146,8 @@ class IntervalBoundPropagation:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
         graph = _traced(model, data, ctx, "IBP")
 
-        def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
-            return ibp.verified(graph, x, y, eps, bounds, params.fold_specification, params.rounding)
+        def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+            return ibp.verdicts(graph, x, y, eps, bounds, params.fold_specification, params.rounding)
 
         return _verify_section(model, data, threat, spec, params, ctx, "ibp", verify)
 
@@ -173,8 +173,8 @@ class CROWNCertifier:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
         graph = _traced(model, data, ctx, "CROWN")
 
-        def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
-            return crown.verified(graph, x, y, eps, bounds, params.max_elements, params.rounding)
+        def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+            return crown.verdicts(graph, x, y, eps, bounds, params.max_elements, params.rounding)
 
         return _verify_section(model, data, threat, spec, params, ctx, "crown", verify)
 
@@ -205,9 +205,10 @@ def _verify_section(
     params: IBPParams | CROWNParams,
     ctx: EvalContext,
     certifier: str,
-    verify: Callable[[torch.Tensor, torch.Tensor, float, tuple[float, float]], torch.Tensor],
+    verify: Callable[[torch.Tensor, torch.Tensor, float, tuple[float, float]], tuple[torch.Tensor, torch.Tensor]],
 ) -> EvaluationOutput:
-    """Records of a box verifier (IBP, CROWN): ``verify(x, y, eps, bounds) -> (B,) bool``."""
+    """Records of a box verifier (IBP, CROWN): ``verify(x, y, eps, bounds) -> (verified, verified
+    without the rounding allowance)``, each ``(B,)`` bool."""
     key = f"certification/{spec.key}"
     method = certifier.upper()
     adversary = threat.adversary
@@ -222,7 +223,10 @@ def _verify_section(
         correct = model.predict_logits(x).argmax(dim=1) == y
         out = {"correct": correct, "labels": y}
         for index, value in enumerate(grid):
-            out[f"verified_{index}"] = verify(x, y, value, bounds) & correct
+            verified, without = verify(x, y, value, bounds)
+            out[f"verified_{index}"] = verified & correct
+            if value == eps:
+                out["rejected_by_rounding"] = without & correct & ~verified
         if params.pgd_check_steps:
             out["broken"] = _pgd_broken(model, x, y, out[f"verified_{grid.index(eps)}"], norm, eps, bounds, params.pgd_check_steps, generator)
         return out
@@ -246,9 +250,17 @@ def _verify_section(
             + ("" if broken == 0 else ": the bounds are unsound (a robench bug)"),
             warn_only=False, broken=broken, verified=int(at_eps.sum()),
         )  # fmt: skip
+    rejected = int(out["rejected_by_rounding"].sum())
+    if rejected:
+        output.warnings.append(
+            f"the allowance for the model's floating-point rounding rejected {rejected} example(s) at eps {eps:g} whose margin "
+            "bounds were positive (a worst-case bound, far above typical rounding); rounding: false counts them as verifiers "
+            "that ignore rounding do"
+        )
     if norm != "Linf":
         output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")
-    resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid), "arithmetic": "float32, TF32 off"}
+    resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid), "arithmetic": "float32, TF32 off",
+                "rejected_by_rounding_allowance": rejected}  # fmt: skip
     output.resolved = resolved
     output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve}
     return output

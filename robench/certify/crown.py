@@ -432,10 +432,25 @@ def verified(
 
     The box is the Linf ball; it also encloses the L2 ball of the same radius.
     """
+    return verdicts(model, x, labels, eps, bounds, max_elements, rounding)[0]
+
+
+@torch.no_grad()
+def verdicts(
+    model: nn.Module | fx.GraphModule,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    rounding: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(verified, verified without the rounding allowance)``, both ``(B,)`` (:func:`verified`)."""
     graph = model if isinstance(model, fx.GraphModule) else trace(model, x)
     box = input_box(x, eps, bounds)
     margins = margin_lower_bounds(graph, box, labels, max_elements)
     slack = rounding_tolerance(graph, x)[:, None]
+    without = (margins > slack).all(dim=1)
     if rounding:
-        slack = slack + allowance(graph, box, labels)
-    return (margins > slack).all(dim=1)
+        return (margins > slack + allowance(graph, box, labels)).all(dim=1), without
+    return without, without

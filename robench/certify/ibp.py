@@ -173,6 +173,8 @@ def _monotone_function_as_configured(target: Any, args: tuple[Any, ...], kwargs:
         return call_argument(args, kwargs, 1, "beta", 1.0) > 0 and call_argument(args, kwargs, 2, "threshold", 20.0) >= 20
     if target is F.avg_pool2d:
         return call_argument(args, kwargs, 6, "divisor_override", None) is None
+    if target in (torch.sum, torch.mean):  # a dtype narrower than the input's is a cast
+        return is_exact_cast(target.__name__, args[0].lower.dtype, (), kwargs)
     return True
 
 
@@ -200,7 +202,7 @@ def propagate_function(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any
     if target in (operator.mul, torch.mul) and len(args) == 2 and len(boxes) == 1 and not kwargs:
         box, factor = (args[0], args[1]) if isinstance(args[0], Box) else (args[1], args[0])
         return _scale(box, factor)
-    if target in (operator.truediv, torch.div) and len(args) == 2 and isinstance(args[0], Box) and not isinstance(args[1], Box):
+    if target in (operator.truediv, torch.div) and len(args) == 2 and isinstance(args[0], Box) and not isinstance(args[1], Box) and not kwargs:
         # divided as the model divides: x * (1 / c) rounds 1 / c first (in c's dtype, which may be
         # coarser than the model's) and verified a float64 model's counterexample
         low, high = args[0].lower / args[1], args[0].upper / args[1]
@@ -391,14 +393,32 @@ def verified(
     The box is the Linf ball; it also encloses the L2 ball of the same radius, so a verified
     example is verified for both norms.
     """
-    from robench.certify._rounding import RoundingInterpreter, unit_roundoff
+    from robench.certify._rounding import RoundingInterpreter
+
+    return verdicts(model, x, labels, eps, bounds, fold, rounding)[0]
+
+
+@torch.no_grad()
+def verdicts(
+    model: nn.Module | fx.GraphModule,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    fold: bool = True,
+    rounding: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(verified, verified without the rounding allowance)``, both ``(B,)`` (:func:`verified`):
+    the second tells how many examples the allowance alone rejects."""
+    from robench.certify._rounding import RoundingInterpreter
 
     graph = _as_graph(model, x)
     box = input_box(x, eps, bounds)
-    interpreter = RoundingInterpreter(graph, unit_roundoff(graph, x.dtype)) if rounding else IntervalInterpreter(graph)
+    interpreter = RoundingInterpreter(graph, x.dtype) if rounding else IntervalInterpreter(graph)
     margins = margin_lower_bounds(graph, box, labels, fold, interpreter)
     slack = rounding_tolerance(graph, x)[:, None]
+    without = (margins > slack).all(dim=1)
     if isinstance(interpreter, RoundingInterpreter):
-        slack = slack + interpreter.margin_allowance(labels)
-    return (margins > slack).all(dim=1)
+        return (margins > slack + interpreter.margin_allowance(labels)).all(dim=1), without
+    return without, without
 

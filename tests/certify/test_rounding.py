@@ -73,6 +73,81 @@ def test_a_network_built_on_rounding_is_not_verified() -> None:
     assert ibp.verified(modest, x, y, 0.1) and crown.verified(modest, x, y, 0.1)
 
 
+class _OverlappingPool(nn.Module):
+    """2^24 + small terms summed by a 64-wide average pooling with stride 1, the 2^24 cancelled
+    after: in float32 the small terms are lost (an error of 51 where the bound assumed windows of
+    numel(in) / numel(out) = 3 terms, and CROWN verified a misclassified box)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        big = torch.zeros(1, 127)
+        big[0, 0] = 2.0**24
+        self.register_buffer("big", big)
+        self.register_buffer("big_out", big[:, None, :64].clone())
+        self.pool = nn.AvgPool1d(64, stride=1)
+        self.fc = nn.Linear(64, 2)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.weight[1, 0] = 1.0
+            self.fc.bias.copy_(torch.tensor([30.0, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        h = (x * 2.0 + self.big).view(x.shape[0], 1, 127)
+        return self.fc((self.pool(h) * 64.0 - self.big_out).flatten(1))
+
+
+def _subnormal(threshold: float) -> nn.Module:
+    """A first layer whose outputs are float32 subnormals (weight 7 * 2^-149), scaled back by
+    2^149 later: there rounding is absolute, which no relative bound covers."""
+    net = nn.Sequential(nn.Linear(1, 1), nn.Linear(1, 1), nn.Linear(1, 2)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(7 * 2.0**-149)
+        net[0].bias.zero_()
+        net[1].weight.fill_(2.0**100)
+        net[1].bias.zero_()
+        net[2].weight.copy_(torch.tensor([[0.0], [2.0**49]]))
+        net[2].bias.copy_(torch.tensor([0.0, -threshold]))
+    return net
+
+
+@pytest.mark.parametrize("case", ["overlapping_pool", "subnormal"])
+def test_constructions_from_the_review_are_bounded_and_not_verified(case: str) -> None:
+    if case == "overlapping_pool":
+        net, x, y, eps = _OverlappingPool().eval(), torch.full((1, 127), 0.6), torch.tensor([1]), 0.15
+    else:
+        net, x, y, eps = _subnormal(3.2), torch.tensor([[3.8 / 7]]), torch.tensor([1]), 0.4 / 7
+    box = input_box(x, eps)
+    with torch.no_grad():
+        float32 = net(box.lower)
+        exact = copy.deepcopy(net).double()(box.lower.double())
+    assert float32.argmax(1).item() != y.item()  # the float model is wrong at the box's corner
+    assert ((float32.double() - exact).abs() <= output_rounding(trace(net, x), box).double()).all()
+    assert not ibp.verified(net, x, y, eps) and not crown.verified(net, x, y, eps)
+
+
+@pytest.mark.parametrize("op", ["div_rounding_mode", "sum_in_bfloat16", "mean_in_bfloat16"])
+def test_operations_that_round_by_design_are_refused(op: str) -> None:
+    from robench._errors import ConfigError
+
+    class Op(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            if op == "div_rounding_mode":
+                h = torch.div(x * 10.0, 1.0, rounding_mode="floor")  # floor(10 x), bounded as 10 x before
+            elif op == "sum_in_bfloat16":
+                h = x.sum(1, keepdim=True, dtype=torch.bfloat16).float() * torch.ones(1, 4)
+            else:
+                h = torch.mean(x, 1, keepdim=True, dtype=torch.bfloat16).float() * torch.ones(1, 4)
+            return self.fc(h)
+
+    x = torch.rand(2, 4)
+    with pytest.raises(ConfigError, match="IBP: unsupported"):
+        ibp.interval_bounds(Op().eval(), input_box(x, 0.01))
+
+
 def test_the_unit_roundoff_is_the_coarsest_dtype_the_model_computes_in() -> None:
     net = nn.Linear(2, 2)
     assert unit_roundoff(net, torch.float32) == torch.finfo(torch.float32).eps / 2

@@ -108,6 +108,27 @@ def test_deterministic_certifiers_refuse_a_randomized_model(digit_mlp, digits, n
         registry.get("evaluation", "certification")(handle, digits.subset(8), threat, spec, ctx)
 
 
+def test_the_section_counts_what_the_rounding_allowance_alone_rejects(digit_mlp, digits) -> None:
+    class Offset(torch.nn.Module):  # logits + 2^20 - 2^20: in float32 they round to multiples of 1/8
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = digit_mlp
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return self.net(x) + 2.0**20 - 2.0**20
+
+    data = digits.subset(60)
+    sound, _ = _run(Offset().eval(), data, _threat([{"name": "ibp", "params": {"pgd_check_steps": 0}}], {"norm": "Linf", "eps": 0.01}))
+    loose, _ = _run(Offset().eval(), data, _threat([{"name": "ibp", "params": {"pgd_check_steps": 0, "rounding": False}}],
+                                                    {"norm": "Linf", "eps": 0.01}))  # fmt: skip
+    rejected = sound.resolved["rejected_by_rounding_allowance"]
+    at_eps = [r for r in _records(sound, "certified_accuracy") if "threat_eps" in r.condition][0]
+    without = [r for r in _records(loose, "certified_accuracy") if "threat_eps" in r.condition][0]
+    assert rejected > 0 and any("rejected" in w for w in sound.warnings)
+    assert round(without.value * 60) - round(at_eps.value * 60) == rejected
+    assert loose.resolved["rejected_by_rounding_allowance"] == 0 and not any("rejected" in w for w in loose.warnings)
+
+
 def test_bad_parameters_are_reported_with_their_path() -> None:
     _, errors = validate_data(
         {"name": "t", "dataset": {"manifest": "mnist5k"}, "evaluations": {"certification": [{"name": "smoothing", "params": {"sigma": -1}}]}}
