@@ -285,3 +285,18 @@ def test_preprocessing_must_fit_the_channels(tmp_path: Path, tiny_threat: Path) 
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ThreatModelError, match="preprocessing"):
         load_threat_model(path)
+
+
+def test_the_masking_checks_run_after_the_attacks_they_compare() -> None:
+    # declared first, gradient_masking had no attack to compare with its own PGD: a model scaling
+    # its logits by 1e4 passed every check while AutoAttack found it 0% robust (a review)
+    from robench.runner import _plan
+    from robench.threat_model import ThreatModel
+
+    threat = ThreatModel.model_validate({
+        "name": "t", "dataset": {"manifest": "mnist5k"}, "adversary": {"norm": "Linf", "eps": 0.1},
+        "evaluations": {"attacks": [{"name": "gradient_masking"}, {"name": "pgd"}, {"name": "fgsm"}], "clean": True},
+    })  # fmt: skip
+    assert [key for section, key, _, _ in _plan(threat, None) if section == "attacks"] == [
+        "attacks/pgd", "attacks/fgsm", "attacks/gradient_masking",
+    ]  # fmt: skip

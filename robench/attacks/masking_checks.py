@@ -3,8 +3,9 @@
 Each check is a pure function from measured numbers to a pass/warn :class:`~robench.results.Check`
 with its evidence. The ``gradient_masking`` entry measures those numbers on the first
 ``n_examples`` examples (FGSM, PGD with the margin loss at several radii and at a radius covering
-the whole input box, Square, input gradients) and also compares the attacks declared earlier in
-the run, with each other and, per example, with its own PGD (``declared_at_least_check_pgd``).
+the whole input box, Square, input gradients) and also compares the other attacks of the run
+(which the runner runs before it, wherever it is declared), with each other and, per example,
+with its own PGD (``declared_at_least_check_pgd``).
 Proportions are ``k / n`` in float64, and a value exactly at a threshold passes.
 """
 
