@@ -24,7 +24,8 @@ from robench.attacks.norms import get_norm
 from robench.attacks.pgd import FGSM, PGD
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
-from robench.models.wrapper import ModelHandle, NonFiniteGradient
+from robench._errors import ModelError
+from robench.models.wrapper import NOT_DIFFERENTIABLE, ModelHandle, NonFiniteGradient
 from robench.registry import register
 from robench.results import Check, MetricRecord
 from robench.threat_model import EvaluationSpec, ThreatModel
@@ -107,7 +108,12 @@ def input_gradient_stats(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     for name, loss in (("margin", margin), ("ce", cross_entropy)):
         x_in = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            grad = torch.autograd.grad(loss(model(x_in), y).sum(), x_in)[0].reshape(len(x), -1)
+            try:
+                grad = torch.autograd.grad(loss(model(x_in), y).sum(), x_in)[0].reshape(len(x), -1)
+            except ModelError as exc:
+                if str(exc) != NOT_DIFFERENTIABLE:
+                    raise
+                grad = torch.zeros((len(x), x[0].numel()), device=x.device)  # no gradient at all: masked
         flags[f"zero_{name}"] = grad.abs().sum(dim=1) == 0
         flags[f"non_finite_{name}"] = ~torch.isfinite(grad).all(dim=1)
     return {"zero_margin": flags["zero_margin"], "zero_ce": flags["zero_ce"],
@@ -161,6 +167,10 @@ class GradientMaskingChecks:
                 except NonFiniteGradient:
                     # non-finite gradients stop the gradient attacks: the very masking these checks
                     # report (gradients_nonzero_finite warns); they count as not breaking anything
+                    return correct.clone()
+                except ModelError as exc:  # no gradient at all (x > 0.5, rounding): the same, reported
+                    if str(exc) != NOT_DIFFERENTIABLE:
+                        raise
                     return correct.clone()
 
             out["fgsm"] = survives(FGSM(), eps)

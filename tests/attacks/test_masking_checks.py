@@ -182,3 +182,20 @@ def test_nan_gradients_are_reported_by_the_checks_not_raised(trained_net, mnist_
     threat = make_threat([{"name": "gradient_masking", "params": PARAMS}], eps=0.1)
     output, _ = run_section(load_model(NaNGradientNet(trained_net), device="cpu"), mnist_test, threat)
     assert _statuses(output)["gradients_nonzero_finite"] == "warn"
+
+
+def test_a_model_without_gradients_is_reported_by_the_checks_not_raised(trained_net, mnist_test):
+    """A thresholded input (x > 0.5) leaves the logits without a gradient: the section that exists
+    to report masking ended the run as an error instead (a review)."""
+
+    class Threshold(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+            return (x > 0.5).float()
+
+    handle = load_model(nn.Sequential(Threshold(), trained_net), device="cpu")
+    threat = make_threat([{"name": "gradient_masking", "params": PARAMS}], eps=0.1)
+    output, _ = run_section(handle, mnist_test, threat)
+    statuses = _statuses(output)
+    assert statuses["gradients_nonzero_finite"] == "warn"
+    evidence = next(c for c in output.checks if c.name == "gradients_nonzero_finite").evidence
+    assert evidence["zero_margin_gradients"] == evidence["n"] == 20
