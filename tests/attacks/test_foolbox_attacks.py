@@ -168,6 +168,7 @@ def test_curve_rechecks_the_projection_onto_each_radius(handle, trained_net, mni
     import foolbox as fb
 
     monkeypatch.setattr(FMN, "build", classmethod(lambda cls, fb_, params, norm: _Overshoot(fb, trained_net)))
+    monkeypatch.setattr(FMN, "second", classmethod(lambda cls, fb_, params, norm: None))  # the stand-in's points only
     grid = [0.5, 1.0, 1.5, 2.0, 3.0]
     data = mnist_test.subset(30)
     threat = make_threat([{"name": "fmn", "params": {"eps_grid": grid}}], norm="L2", eps=1.0)
