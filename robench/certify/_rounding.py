@@ -53,14 +53,12 @@ ACTIVATION_ULPS = 4
 # (x - mean) * rsqrt(var + eps) * weight + bias, the normaliser's (x - mean) / std).
 ELEMENTWISE_ULPS = 8
 
+# Largest slopes of the activations not handled as exact (ReLU...) or saturating (Tanh...) below.
 _SLOPES: dict[type[nn.Module], Any] = {
-    nn.ReLU: 1.0, nn.ReLU6: 1.0, nn.Hardtanh: 1.0, nn.Tanh: 1.0, nn.Sigmoid: 0.25, nn.Hardsigmoid: 1.0 / 6.0,
-    nn.Softplus: 1.0, nn.CELU: 1.0, nn.SELU: 1.0507009873554805 * 1.6732632423543772,
+    nn.Hardsigmoid: 1.0 / 6.0, nn.CELU: 1.0, nn.SELU: 1.0507009873554805 * 1.6732632423543772,
     nn.LeakyReLU: lambda m: max(1.0, abs(m.negative_slope)), nn.ELU: lambda m: max(1.0, abs(m.alpha)),
 }  # fmt: skip
 _FUNCTION_SLOPES: dict[Any, Any] = {
-    F.relu: 1.0, torch.relu: 1.0, F.relu6: 1.0, F.hardtanh: 1.0, torch.tanh: 1.0, F.tanh: 1.0,
-    torch.sigmoid: 0.25, F.sigmoid: 0.25, F.softplus: 1.0,
     F.leaky_relu: lambda a, k: max(1.0, abs(call_argument(a, k, 1, "negative_slope", 0.01))),
     F.elu: lambda a, k: max(1.0, abs(call_argument(a, k, 1, "alpha", 1.0))),
 }  # fmt: skip
@@ -262,8 +260,7 @@ class RoundingInterpreter(IntervalInterpreter):
             return self._averaged(lambda t: target(t, *args[1:], **kwargs), a, ea, out, window)  # type: ignore[arg-type]
         if target in _EXACT_FUNCTIONS:
             return ea  # type: ignore[return-value]
-        slope = _FUNCTION_SLOPES.get(target)
-        if slope is None or ea is None:
+        if ea is None:
             raise self.fail()
         if target is F.softplus:
             beta = call_argument(args, kwargs, 1, "beta", 1.0)
@@ -271,7 +268,10 @@ class RoundingInterpreter(IntervalInterpreter):
             return self._activation(float(beta), ea, out, step, a, "softplus")
         if target in _SATURATING:
             return self._activation(None, ea, out, 0.0, a, _SATURATING[target])
-        return self._activation(float(slope(args, kwargs) if callable(slope) else slope), ea, out)
+        slope = _FUNCTION_SLOPES.get(target)
+        if slope is None:
+            raise self.fail()
+        return self._activation(float(slope(args, kwargs)), ea, out)
 
     def _method_error(self, name: str, n: fx.Node, args: list[Any], kwargs: dict[str, Any], out: Box) -> torch.Tensor:
         box, e = self._input(n.args[0])

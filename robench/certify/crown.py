@@ -57,7 +57,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from robench._errors import ConfigError
 from robench.certify._trace import ARITHMETIC_METHODS, describe, standard_forward, trace, unsupported
 from robench.certify._rounding import allowance
-from robench.certify.ibp import Box, check_labels, input_box, rounding_tolerance
+from robench.certify.ibp import Box, check_labels, input_box, rounding_tolerance, split_verdicts
 from robench.models.wrapper import Normalize
 
 _METHOD = "CROWN"
@@ -449,8 +449,4 @@ def verdicts(
     graph = model if isinstance(model, fx.GraphModule) else trace(model, x)
     box = input_box(x, eps, bounds)
     margins = margin_lower_bounds(graph, box, labels, max_elements)
-    slack = rounding_tolerance(graph, x)[:, None]
-    without = (margins > slack).all(dim=1)
-    if rounding:
-        return (margins > slack + allowance(graph, box, labels)).all(dim=1), without
-    return without, without
+    return split_verdicts(margins, rounding_tolerance(graph, x), allowance(graph, box, labels) if rounding else None)

@@ -393,8 +393,6 @@ def verified(
     The box is the Linf ball; it also encloses the L2 ball of the same radius, so a verified
     example is verified for both norms.
     """
-    from robench.certify._rounding import RoundingInterpreter
-
     return verdicts(model, x, labels, eps, bounds, fold, rounding)[0]
 
 
@@ -416,9 +414,15 @@ def verdicts(
     box = input_box(x, eps, bounds)
     interpreter = RoundingInterpreter(graph, x.dtype) if rounding else IntervalInterpreter(graph)
     margins = margin_lower_bounds(graph, box, labels, fold, interpreter)
-    slack = rounding_tolerance(graph, x)[:, None]
-    without = (margins > slack).all(dim=1)
-    if isinstance(interpreter, RoundingInterpreter):
-        return (margins > slack + interpreter.margin_allowance(labels)).all(dim=1), without
-    return without, without
+    allowance = interpreter.margin_allowance(labels) if isinstance(interpreter, RoundingInterpreter) else None
+    return split_verdicts(margins, rounding_tolerance(graph, x), allowance)
+
+
+def split_verdicts(margins: torch.Tensor, tolerance: torch.Tensor, allowance: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(verified, verified without the allowance)`` from ``(B, K)`` margin lower bounds, the
+    ``(B,)`` :func:`rounding_tolerance` and the ``(B, K)`` rounding allowance (``None``: off)."""
+    without = (margins > tolerance[:, None]).all(dim=1)
+    if allowance is None:
+        return without, without
+    return (margins > tolerance[:, None] + allowance).all(dim=1), without
 
