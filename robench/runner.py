@@ -27,7 +27,7 @@ from robench.models import load_model, module_sha256
 from robench.models.wrapper import PixelModel
 from robench.registry import registry
 from robench.results import Environment, EvaluationResult, Results, load_results
-from robench.threat_model import SECTION_ORDER, ThreatModel, ThreatModelError, _param_errors, load_threat_model
+from robench.threat_model import SECTION_KIND, SECTION_ORDER, ThreatModel, ThreatModelError, _param_errors, load_threat_model
 
 _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pydantic", "pyautoattack", "foolbox", "timm", "robustbench")
 _DEFAULT_BATCH = {"cpu": 128, "cuda": 512}
@@ -170,6 +170,20 @@ def _plan(threat: ThreatModel, only: list[str] | None) -> list[tuple[str, str, s
         else:
             plan.append((section, section, section, value if not isinstance(value, bool) else None))
     return plan
+
+
+def _preflight(plan: list[tuple[str, str, str, Any]], model: Any, data: Any, threat: ThreatModel, ctx: EvalContext) -> None:
+    """Each planned attack's and certifier's optional ``preflight(model, data, threat, spec, params,
+    ctx)``, before any section runs: the checks that need the model or the data (an unsupported
+    layer, a randomized model a method refuses, too few classes) fail the run at its start, not
+    after the sections before them (a CROWN run on a max-pooling CNN failed after 7 minutes of
+    attacks, corruptions and smoothing)."""
+    for section, key, name, spec in plan:
+        kind = SECTION_KIND.get(section)
+        check = getattr(registry.get(kind, name), "preflight", None) if kind is not None else None
+        if check is not None:
+            with seeded_global_rngs(derive_seed(ctx.seed, "preflight", key), ctx.device):  # as in every batch
+                check(model, data, threat, spec, threat.resolved_params(section, spec), ctx)
 
 
 def _declared(spec: Any) -> dict[str, Any]:
@@ -437,6 +451,7 @@ def _evaluate(
     if handle.info.randomized:
         ctx.shared["randomized"] = True
     try:
+        _preflight(plan, handle, data, threat, ctx)
         for section, key, name, spec in plan:
             evaluation = EvaluationResult(key=key, section=section, name=name, declared=_declared(spec))
             results.evaluations.append(evaluation)

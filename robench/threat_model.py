@@ -401,10 +401,11 @@ class ThreatModel(_Frozen):
             raise ConfigError(errors[0])
         from robench.registry import registry
 
-        return registry.validate_params(_SECTION_KIND[section], spec.name, spec.params)
+        return registry.validate_params(SECTION_KIND[section], spec.name, spec.params)
 
 
-_SECTION_KIND = {"attacks": "attack", "certification": "certifier"}
+SECTION_KIND = {"attacks": "attack", "certification": "certifier"}
+"""The registry kind of each section whose entries name registered objects."""
 
 
 class ThreatModelError(ConfigError):
@@ -447,27 +448,30 @@ def _pydantic_errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list
 def _param_errors(tm: ThreatModel, only: tuple[str, EvaluationSpec] | None = None) -> list[str]:
     """Check names and parameters of attacks and certifiers against the registry."""
     errors: list[str] = []
-    for section, kind in _SECTION_KIND.items():
+    for section, kind in SECTION_KIND.items():
         for index, spec in enumerate(getattr(tm.evaluations, section)):
             if only is not None and (section, spec) != only:
                 continue
             names, params = _entry_errors(kind, spec.name, spec.params, ("evaluations", section, index))
             errors += names + params
-            if kind == "attack" and not names and not params and tm.adversary is not None:
-                errors += _norm_errors(spec, tm.adversary.norm, ("evaluations", section, index))
+            if not names and not params:
+                errors += _threat_errors(kind, spec, tm.adversary, ("evaluations", section, index))
     return errors
 
 
-def _norm_errors(spec: EvaluationSpec, norm: str, where: tuple[Any, ...]) -> list[str]:
-    """An attack that cannot run under the threat model's norm (``ddn`` minimises L2 only), found
-    when the file is validated rather than when the run reaches it."""
+def _threat_errors(kind: str, spec: EvaluationSpec, adversary: Adversary | None, where: tuple[Any, ...]) -> list[str]:
+    """An attack or certifier that cannot run under the declared adversary (``ddn`` minimises L2
+    only, ``autoattack`` is untargeted, ``square`` has no L1, IBP needs an eps), found when the file is
+    validated rather than when the run reaches it: the entry's optional
+    ``check_threat(params, adversary)`` raises :class:`~robench.ConfigError`."""
     from robench.registry import registry
 
-    attack = registry.get("attack", spec.name)
-    if not hasattr(attack, "attack_norm"):
+    entry = registry.get(kind, spec.name)
+    check = getattr(entry, "check_threat", None)
+    if check is None:
         return []
     try:
-        attack.attack_norm(registry.validate_params("attack", spec.name, spec.params), norm)
+        check(registry.validate_params(kind, spec.name, spec.params), adversary)
     except ConfigError as exc:
         return [f"{_path(where + ('name',))}: {exc}"]
     return []
@@ -571,7 +575,7 @@ def _raw_errors(data: dict[str, Any], failed: set[str]) -> list[str]:
 
     errors: list[str] = []
     evaluations = data.get("evaluations")
-    for section, kind in _SECTION_KIND.items():
+    for section, kind in SECTION_KIND.items():
         entries = evaluations.get(section) if isinstance(evaluations, dict) else None
         for index, entry in enumerate(entries if isinstance(entries, list) else []):
             where = ("evaluations", section, index)

@@ -300,3 +300,41 @@ def test_the_masking_checks_run_after_the_attacks_they_compare() -> None:
     assert [key for section, key, _, _ in _plan(threat, None) if section == "attacks"] == [
         "attacks/pgd", "attacks/fgsm", "attacks/gradient_masking",
     ]  # fmt: skip
+
+
+def test_a_certifier_that_cannot_run_fails_the_run_before_any_section(tmp_path: Path) -> None:
+    """CROWN has no rule for max pooling: the run stops at its start with the layer named, and no
+    section ran first (it failed after 7 minutes of attacks, corruptions and smoothing)."""
+    threat = tmp_path / "t.yaml"
+    threat.write_text(
+        "schema_version: 1\nname: t\ndataset: {manifest: mnist5k, split: test, n_examples: 4}\n"
+        "adversary: {norm: Linf, eps: 0.1}\nevaluations:\n  attacks: [{name: fgsm}]\n"
+        "  certification: [{name: ibp}, {name: crown}]\n"
+    )
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 13 * 13, 10))
+    with pytest.raises(ConfigError, match=r"CROWN: unsupported layer .*MaxPool2d"):
+        robench.evaluate(net, threat, out_dir=tmp_path / "out", progress=False)
+    results = robench.load_results(tmp_path / "out" / "results.json")
+    assert results.status == "error" and "MaxPool2d" in (results.error or "") and results.evaluations == []
+
+
+def test_threat_checks_of_attacks_and_certifiers_are_found_by_validate(tmp_path: Path) -> None:
+    threat = tmp_path / "t.yaml"
+    threat.write_text(
+        "schema_version: 1\nname: t\ndataset: {manifest: mnist5k, split: test}\n"
+        "adversary: {goal: targeted, norm: L1, eps: 10}\nevaluations:\n"
+        "  attacks: [{name: square}, {name: autoattack}, {name: ddn}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        robench.load_threat_model(threat)
+    errors = getattr(caught.value, "errors", [str(caught.value)])
+    assert any("attacks[0].name: square supports the Linf and L2 norms" in e for e in errors), errors
+    assert any("attacks[1].name: autoattack measures untargeted" in e for e in errors), errors
+    assert any("attacks[2].name: DDN minimises L2" in e for e in errors), errors
+    smoothing_only = tmp_path / "s.yaml"
+    smoothing_only.write_text(
+        "schema_version: 1\nname: s\ndataset: {manifest: mnist5k, split: test}\n"
+        "evaluations:\n  certification: [{name: ibp}]\n"
+    )
+    with pytest.raises(ConfigError, match="certification.0.name: IBP needs an eps|certification\\[0\\]\\.name: IBP needs an eps"):
+        robench.load_threat_model(smoothing_only)

@@ -41,7 +41,7 @@ from robench.evaluations.clean import softmax_outputs, wants_log_probs
 from robench.models.wrapper import ModelHandle
 from robench.registry import register
 from robench.results import Check, MetricRecord
-from robench.threat_model import EvaluationSpec, ThreatModel
+from robench.threat_model import Adversary, EvaluationSpec, ThreatModel
 
 AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
 
@@ -219,16 +219,30 @@ class AutoAttackEvaluation:
     """AutoAttack via pyautoattack (standard/plus/rand/custom), breakdown per attack, resumable."""
 
     @staticmethod
+    def check_threat(params: AutoAttackParams, adversary: Adversary | None) -> None:
+        """Raises :class:`~robench.ConfigError` for a targeted goal or bounds other than [0, 1]."""
+        if adversary is None:
+            return
+        if adversary.goal != "untargeted":
+            raise ConfigError("autoattack measures untargeted robustness; the threat model's goal is 'targeted'")
+        if adversary.bounds != (0.0, 1.0):
+            raise ConfigError(f"autoattack works in the bounds [0, 1], the threat model declares {list(adversary.bounds)}")
+
+    @staticmethod
+    def preflight(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: AutoAttackParams, ctx: EvalContext
+    ) -> None:
+        """Before any section runs: the DLR attacks need enough classes."""
+        _check_classes(params.attack_list(), data.num_classes)
+
+    @staticmethod
     def evaluate(
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: AutoAttackParams, ctx: EvalContext
     ) -> EvaluationOutput:
         """Run the attacks in order on the still-robust examples; records after every attack."""
         adversary_spec = threat.adversary
         assert adversary_spec is not None  # guaranteed by ThreatModel validation
-        if adversary_spec.goal != "untargeted":
-            raise ConfigError("autoattack measures untargeted robustness; the threat model's goal is 'targeted'")
-        if adversary_spec.bounds != (0.0, 1.0):
-            raise ConfigError(f"autoattack works in the bounds [0, 1], the threat model declares {list(adversary_spec.bounds)}")
+        AutoAttackEvaluation.check_threat(params, adversary_spec)
         norm = get_norm(adversary_spec.norm)
         eps = adversary_spec.eps
         order = params.attack_list()

@@ -35,7 +35,7 @@ from robench.evaluations.clean import softmax_outputs, wants_log_probs
 from robench.models.wrapper import ModelHandle, check_step
 from robench.registry import register
 from robench.results import MetricRecord
-from robench.threat_model import EvaluationSpec, ThreatModel
+from robench.threat_model import Adversary, EvaluationSpec, ThreatModel
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 # Default curve: the threat-model eps times these factors.
@@ -144,6 +144,21 @@ class MinNormEvaluation:
         return threat_norm
 
     @classmethod
+    def check_threat(cls, params: Any, adversary: Adversary | None) -> None:
+        """Raises :class:`~robench.ConfigError` where the attack cannot minimise the threat model's norm."""
+        if adversary is not None:
+            cls.attack_norm(params, adversary.norm)
+
+    @classmethod
+    def preflight(cls, model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: Any, ctx: EvalContext) -> None:
+        """Before any section runs: a decision-based attack refuses a randomized model."""
+        if cls.knowledge == "decision-based" and ctx.shared.get("randomized"):
+            raise ConfigError(
+                f"{spec.key} is decision-based and needs a deterministic model: a randomized model's labels change between "
+                "queries, so no starting point stays adversarial; use pgd with EOT or autoattack version 'rand'"
+            )
+
+    @classmethod
     def build(cls, fb: Any, params: Any, norm: str) -> Any:  # pragma: no cover - abstract
         """The foolbox attack."""
         raise NotImplementedError
@@ -166,11 +181,7 @@ class MinNormEvaluation:
         targeted = adversary.goal == "targeted"
         fmodel = fb.PyTorchModel(model.module, bounds=tuple(adversary.bounds), device=model.device)
         grid = declared_grid(params, adversary, norm)
-        if cls.knowledge == "decision-based" and ctx.shared.get("randomized"):
-            raise ConfigError(
-                f"{spec.key} is decision-based and needs a deterministic model: a randomized model's labels change between "
-                "queries, so no starting point stays adversarial; use pgd with EOT or autoattack version 'rand'"
-            )
+        cls.preflight(model, data, threat, spec, params, ctx)
         randomized = bool(ctx.shared.get("randomized")) and norm == adversary.norm
 
         log_probs = wants_log_probs(threat, "attacks")

@@ -11,6 +11,7 @@ from robench.attacks.base import Attack
 from robench.attacks.losses import margin
 from robench.attacks.norms import Norm
 from robench.registry import register
+from robench.threat_model import Adversary
 
 
 class SquareParams(BaseModel):
@@ -37,11 +38,14 @@ class Square(Attack):
         self.restarts = restarts
         self.p_init = p_init
 
+    @staticmethod
+    def check_threat(params: SquareParams | None, adversary: Adversary | None) -> None:
+        """Raises :class:`~robench.ConfigError` for a norm other than Linf/L2 or bounds other than [0, 1]."""
+        if adversary is not None:
+            _check(adversary.norm, adversary.bounds)
+
     def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
-        if norm.name not in ("Linf", "L2"):
-            raise ConfigError(f"square supports the Linf and L2 norms, not {norm.name}")
-        if tuple(bounds) != (0.0, 1.0):
-            raise ConfigError(f"square works in the bounds [0, 1], got {list(bounds)}")
+        _check(norm.name, bounds)
         square = require("pyautoattack.square")
         seed = library_seed(generator) if generator is not None else 0
         attack = square.SquareAttack(
@@ -75,3 +79,10 @@ class Square(Attack):
             better = score > best_score
             best[better], best_score[better] = candidate[better], score[better]
         return best
+
+
+def _check(norm: str, bounds: tuple[float, float]) -> None:
+    if norm not in ("Linf", "L2"):
+        raise ConfigError(f"square supports the Linf and L2 norms, not {norm}")
+    if tuple(bounds) != (0.0, 1.0):
+        raise ConfigError(f"square works in the bounds [0, 1], got {list(bounds)}")

@@ -27,7 +27,7 @@ from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle, check_logits
 from robench.registry import register
 from robench.results import MetricRecord
-from robench.threat_model import Eps, EvaluationSpec, ThreatModel
+from robench.threat_model import Adversary, Eps, EvaluationSpec, ThreatModel
 
 
 class _Params(BaseModel):
@@ -140,6 +140,22 @@ class IntervalBoundPropagation:
     """Interval bound propagation (Gowal et al. 2018): verified accuracy in the threat model's ball."""
 
     @staticmethod
+    def check_threat(params: IBPParams, adversary: Adversary | None) -> None:
+        """Raises :class:`~robench.ConfigError` when no eps is given (``params.eps`` or the adversary's)."""
+        _box_eps(params, adversary, "IBP")
+
+    @staticmethod
+    def preflight(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: IBPParams, ctx: EvalContext
+    ) -> None:
+        """Before any section runs: the model traces, and every layer has an interval rule (one example bounded)."""
+        graph = _traced(model, data, ctx, "IBP")
+        x, y = (t.to(model.device) for t in data.load(slice(0, 1)))
+        bounds = threat.adversary.bounds if threat.adversary is not None else (0.0, 1.0)
+        with ieee_fp32():
+            ibp.verdicts(graph, x, y, _box_eps(params, threat.adversary, "IBP"), bounds, params.fold_specification, params.rounding)
+
+    @staticmethod
     def evaluate(
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: IBPParams, ctx: EvalContext
     ) -> EvaluationOutput:
@@ -165,6 +181,18 @@ class CROWNParams(_Params):
 @register("certifier", "crown", params=CROWNParams)
 class CROWNCertifier:
     """CROWN backward linear relaxation (Zhang et al. 2018) on ReLU networks with residual additions: verified accuracy in the ball."""
+
+    @staticmethod
+    def check_threat(params: CROWNParams, adversary: Adversary | None) -> None:
+        """Raises :class:`~robench.ConfigError` when no eps is given (``params.eps`` or the adversary's)."""
+        _box_eps(params, adversary, "CROWN")
+
+    @staticmethod
+    def preflight(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: CROWNParams, ctx: EvalContext
+    ) -> None:
+        """Before any section runs: the model traces, and CROWN has a relaxation for every node."""
+        crown.parse_graph(_traced(model, data, ctx, "CROWN"), data.load(slice(0, 1))[0].to(model.device))
 
     @staticmethod
     def evaluate(
@@ -197,6 +225,14 @@ def _traced(model: ModelHandle, data: Dataset, ctx: EvalContext, method: str) ->
     return trace(model.module, data.load(slice(0, min(4, len(data))))[0].to(model.device))
 
 
+def _box_eps(params: IBPParams | CROWNParams, adversary: Adversary | None, method: str) -> float:
+    """The radius a box verifier bounds: ``params.eps``, else the adversary's."""
+    eps = params.eps if params.eps is not None else (adversary.eps if adversary is not None else None)
+    if eps is None:
+        raise ConfigError(f"{method} needs an eps (params.eps or an adversary)")
+    return eps
+
+
 def _verify_section(
     model: ModelHandle,
     data: Dataset,
@@ -212,9 +248,7 @@ def _verify_section(
     key = f"certification/{spec.key}"
     method = certifier.upper()
     adversary = threat.adversary
-    eps = params.eps if params.eps is not None else (adversary.eps if adversary is not None else None)
-    if eps is None:
-        raise ConfigError(f"certification {spec.key!r}: {method} needs an eps (params.eps or an adversary)")
+    eps = _box_eps(params, adversary, method)
     norm = adversary.norm if adversary is not None else "Linf"
     bounds = adversary.bounds if adversary is not None else (0.0, 1.0)
     grid = tuple(sorted({*(f * eps for f in params.eps_fractions if f > 0), eps}))
@@ -289,6 +323,15 @@ class LipschitzParams(_Params):
 @register("certifier", "lipschitz", params=LipschitzParams)
 class LipschitzCertifier:
     """Global Lipschitz bound (product of layer norms): certified L2 radius margin / (sqrt(2) L)."""
+
+    @staticmethod
+    def preflight(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: LipschitzParams, ctx: EvalContext
+    ) -> None:
+        """Before any section runs: the model traces, and every layer has a norm rule (no norm computed)."""
+        _refuse_randomized(ctx, "Lipschitz")
+        example = data.load(slice(0, 1))[0].to(model.device)
+        lipschitz.lipschitz_bound(model.module, example, params.method, check_only=True)
 
     @staticmethod
     def evaluate(

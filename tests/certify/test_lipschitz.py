@@ -105,3 +105,21 @@ def test_unsupported_layer_is_named() -> None:
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2))
     with pytest.raises(ConfigError, match=r"layer '2' \(GELU\)"):
         lipschitz_bound(net, torch.zeros(1, 1, 2, 2))
+
+
+def test_check_only_checks_every_layer_without_computing_norms(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robench._errors import ConfigError
+    from robench.certify import lipschitz
+
+    def no_norms(*args: object) -> float:
+        raise AssertionError("a norm was computed")
+
+    monkeypatch.setattr(lipschitz, "spectral_norm_linear", no_norms)
+    monkeypatch.setattr(lipschitz, "conv_norm_bound", no_norms)
+    example = torch.rand(1, 1, 8, 8)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 3))
+    lipschitz.lipschitz_bound(net, example, check_only=True)
+    with pytest.raises(ConfigError, match="padding_mode='circular'"):
+        lipschitz.lipschitz_bound(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular")), example, check_only=True)
+    with pytest.raises(ConfigError, match="GELU|unsupported"):
+        lipschitz.lipschitz_bound(nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.GELU()), example, check_only=True)
