@@ -21,7 +21,8 @@ the real values, so ``m + e`` bounds the float ones):
   at most ``e / 4``, less where the box saturates it), a few units of rounding of their output,
   and Softplus its threshold step;
 - ReLU, ReLU6, Hardtanh, max pooling, reshapes, concatenation and casts to a wider dtype do not
-  round.
+  round; a clip passes no error where the box lies beyond its limit by twice the error (the
+  output is the limit, exactly).
 
 The verifier computes its own bounds in the same arithmetic, on the same magnitudes, so its own
 rounding obeys the same bound: :func:`allowance` is twice the model's. The bound assumes the
@@ -225,8 +226,10 @@ class RoundingInterpreter(IntervalInterpreter):
             return self._activation(float(layer.beta), e, out, softplus_jump(layer.beta, layer.threshold), box, "softplus")
         if isinstance(layer, (nn.Tanh, nn.Sigmoid)):
             return self._activation(None, e, out, 0.0, box, "tanh" if isinstance(layer, nn.Tanh) else "sigmoid")
+        if isinstance(layer, nn.Hardtanh):  # ReLU6 is one
+            return _clipped(box, e, float(layer.min_val), float(layer.max_val))
         if isinstance(layer, _EXACT_LAYERS):
-            return e  # a maximum or a clip: no rounding, slope 1
+            return _clipped(box, e, 0.0, math.inf)
         slope = _SLOPES.get(type(layer))
         if slope is None:
             raise self.fail()
@@ -259,7 +262,9 @@ class RoundingInterpreter(IntervalInterpreter):
             window = None if target in (torch.mean, torch.sum) else _pool_window(target, a.lower, out.lower, args, kwargs)  # type: ignore[union-attr]
             return self._averaged(lambda t: target(t, *args[1:], **kwargs), a, ea, out, window)  # type: ignore[arg-type]
         if target in _EXACT_FUNCTIONS:
-            return ea  # type: ignore[return-value]
+            low, high = {F.relu6: (0.0, 6.0), F.hardtanh: (float(call_argument(args, kwargs, 1, "min_val", -1.0)),
+                                                             float(call_argument(args, kwargs, 2, "max_val", 1.0)))}.get(target, (0.0, math.inf))
+            return _clipped(a, ea, low, high)  # type: ignore[arg-type]
         if ea is None:
             raise self.fail()
         if target is F.softplus:
@@ -283,8 +288,20 @@ class RoundingInterpreter(IntervalInterpreter):
         if name in ("tanh", "sigmoid"):
             return self._activation(None, e, out, 0.0, box, name)
         if name == "relu":
-            return e
+            return _clipped(box, e, 0.0, math.inf)
         raise self.fail()
+
+
+def _clipped(box: Box, e: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Error after a clip to ``[low, high]`` (ReLU: ``[0, inf)``): a maximum or a minimum does not
+    round and has slope 1, and where the input box lies below ``low`` (or above ``high``) by more than
+    twice ``e`` (the model's rounding and the verifier's own, as in :func:`allowance`) both the real
+    and the float output are exactly the clip value: no error passes. Without this, an error bound
+    grew through every layer's |W| even where neurons are provably off (on a 7-layer IBP-trained
+    MNIST CNN the allowance was 3 to 4 logits and rejected 278 of 328 IBP-verified digits at eps 0.1;
+    with it, 1)."""
+    saturated = (box.upper + 2 * e <= low) | (box.lower - 2 * e >= high)
+    return torch.where(saturated, torch.zeros_like(e), e)
 
 
 @torch.no_grad()
