@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import logging
 import pickle
+import re
 import sys
 import warnings
 import zipfile
@@ -265,12 +266,62 @@ def _no_code_unpickling() -> Iterator[None]:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise _RefusedPickle("a plain pickle entry")
 
-    saved = torch.load, pickle.load, pickle.loads
-    torch.load, pickle.load, pickle.loads = weights_only_load, refuse, refuse  # type: ignore[assignment]
+    import sympy
+
+    real_sympify = sympy.sympify
+
+    def checked_sympify(expression: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(expression, str):
+            _check_shape_expression(expression)
+        return real_sympify(expression, *args, **kwargs)
+
+    saved = torch.load, pickle.load, pickle.loads, sympy.sympify
+    torch.load, pickle.load, pickle.loads, sympy.sympify = weights_only_load, refuse, refuse, checked_sympify  # type: ignore[assignment]
     try:
         yield
     finally:
-        torch.load, pickle.load, pickle.loads = saved  # type: ignore[assignment]
+        torch.load, pickle.load, pickle.loads, sympy.sympify = saved  # type: ignore[assignment]
+
+
+# Names a torch.export archive's shape expressions use: symbols (s0, u12...), numbers and the sympy
+# functions torch's deserializer passes to sympify (torch/_export/serde/serialize.py, sympy_functions).
+_SYMBOL_NAME = re.compile(r"[a-z]{1,4}[0-9]+\Z")
+_SHAPE_FUNCTIONS = frozenset({
+    "FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv",
+    "LShift", "RShift", "IsNonOverlappingAndDenseIndicator", "TruncToFloat", "TruncToInt", "RoundToInt",
+    "RoundDecimal", "ToFloat", "FloatPow", "PowByNatural", "IntTrueDiv", "FloatTrueDiv", "BitwiseFn_bitwise_and",
+    "BitwiseFn_bitwise_or", "OpaqueUnaryFn_log2", "Identity", "Max", "Min", "Abs", "Eq", "Ne", "Lt", "Le", "Gt", "Ge",
+    "And", "Or", "Not", "Piecewise", "Integer", "Rational", "Float", "oo", "zoo", "nan", "true", "false", "True",
+    "False", "ceiling", "floor", "sqrt", "Pow", "Mul", "Add",
+    # Symbol('s77', positive=True, integer=True): how torch 2.14 writes a dynamic dimension
+    "Symbol", "positive", "negative", "nonnegative", "nonpositive", "integer", "real", "finite", "zero", "nonzero",
+})  # fmt: skip
+_SHAPE_OPERATORS = frozenset({"+", "-", "*", "/", "//", "%", "**", "(", ")", ",", "<", ">", "<=", ">=", "==", "!=", "&", "|", "~", "="})
+
+
+def _check_shape_expression(text: str) -> None:
+    """torch's export loader evaluates each shape expression of the archive with ``sympy.sympify``,
+    which is ``eval``: a crafted ``.pt2`` ran ``os.system`` through one. Only symbols, numbers,
+    arithmetic, the shape functions and ``Symbol('s0', integer=True)`` pass; anything else (a keyword,
+    an attribute, a builtin, another string) is refused like a pickle."""
+    import io
+    import tokenize
+
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        raise _RefusedPickle(f"a shape expression that does not parse: {text[:80]!r}") from None
+    for token in tokens:
+        kind, value = token.type, token.string
+        if kind in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER) or kind == tokenize.NUMBER and "j" not in value.lower():
+            continue
+        if kind == tokenize.NAME and (_SYMBOL_NAME.match(value) or value in _SHAPE_FUNCTIONS):
+            continue
+        if kind == tokenize.OP and value in _SHAPE_OPERATORS:
+            continue
+        if kind == tokenize.STRING and len(value) > 2 and value[0] == value[-1] and value[0] in "'\"" and _SYMBOL_NAME.match(value[1:-1]):
+            continue  # a symbol's name
+        raise _RefusedPickle(f"a shape expression with {value!r}, which a shape needs not: {text[:80]!r}")
 
 
 def _refusal(exc: BaseException) -> str:
@@ -451,8 +502,8 @@ def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool
                 program = torch.export.load(str(path))
         except _RefusedPickle as exc:
             raise CheckpointError(
-                f"{path}: the torch.export archive holds pickled Python objects ({exc}); unpickling can run "
-                "arbitrary code. Pass --trust-checkpoint if you trust its origin"
+                f"{path}: the torch.export archive holds pickled Python objects or code to evaluate ({exc}); loading it "
+                "can run arbitrary code. Pass --trust-checkpoint if you trust its origin"
             ) from None
         except Exception as exc:  # noqa: BLE001 - torch.export raises many types on bad files
             raise CheckpointError(f"{path}: not a loadable torch.export program ({type(exc).__name__}: {exc})") from None

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -454,3 +455,31 @@ def test_a_torchscript_error_keeps_its_text(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"corrupt TorchScript archive \(RuntimeError: \w.+\)") as info:
         load_model(broken)
     assert "()" not in str(info.value)
+
+
+def test_torch_export_archive_with_code_in_a_shape_expression_is_refused(tmp_path: Path) -> None:
+    """torch's export loader hands each shape expression to sympy.sympify, which is eval: a crafted
+    dynamic-batch archive (no pickle in it) ran os.system at load time without --trust-checkpoint."""
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    program = torch.export.export(flat, (torch.rand(4, 1, 28, 28),), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    good = tmp_path / "good.pt2"
+    torch.export.save(program, str(good))
+    assert load_model(good).info.format == "torch.export"  # a dynamic batch loads untrusted
+    marker = tmp_path / "ran"
+    with zipfile.ZipFile(good) as source:
+        text = next(source.read(i.filename).decode() for i in source.infolist() if i.filename.endswith("models/model.json"))
+        name = re.search(r"Symbol\('(\w+)', positive=True, integer=True\)", text)
+        assert name is not None, "torch wrote no dynamic dimension"
+        symbol = name.group(0)
+        payload = f"({symbol} if __import__('pathlib').Path({str(marker)!r}).touch() is None else {symbol})"
+        evil = tmp_path / "evil.pt2"
+        writer = torch._C.PyTorchFileWriter(str(evil))
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename.endswith("models/model.json"):
+                data = data.decode().replace(symbol, payload).encode()
+            writer.write_record(info.filename.split("/", 1)[1], data, len(data))
+        writer.write_end_of_file()
+    with pytest.raises(CheckpointError, match="code to evaluate.*--trust-checkpoint"):
+        load_model(evil)
+    assert not marker.exists()
