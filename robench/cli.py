@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `robench ls | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+    except BaseException as exc:  # noqa: BLE001 - the last line of defence (a model's GeneratorExit too): one line, not a traceback
         if os.environ.get("ROBENCH_DEBUG"):
             raise
         _err(f"robench: internal error: {type(exc).__name__}: {_one_line(str(exc))} (set ROBENCH_DEBUG=1 for the traceback)")

@@ -328,7 +328,7 @@ def _as_model_error(exc: BaseException, key: str) -> BaseException:
     """An exception raised inside the model, in its forward pass (eager or compiled) or in the backward
     pass through it, as the :class:`ModelError` it is (bad input: one line and exit 2); any other
     exception unchanged."""
-    if isinstance(exc, (RobenchError, KeyboardInterrupt)) or not isinstance(exc, Exception):
+    if isinstance(exc, (RobenchError, KeyboardInterrupt, SystemExit)):  # GeneratorExit and the like from the model count
         return exc
     forward, backward = PixelModel.forward.__code__, torch.autograd.graph._engine_run_backward.__code__
     frame = exc.__traceback__

@@ -110,6 +110,10 @@ def _detached(logits: torch.Tensor) -> torch.Tensor:
     return logits.detach()
 
 
+def _generator_exit(logits: torch.Tensor) -> torch.Tensor:
+    raise GeneratorExit("closed (simulated)")  # a BaseException, not an Exception
+
+
 @pytest.mark.parametrize(
     ("fail", "message"),
     [
@@ -117,8 +121,9 @@ def _detached(logits: torch.Tensor) -> torch.Tensor:
         (_crash, "the model failed during attacks/fgsm: RuntimeError: cuDNN error \\(simulated\\)"),
         (_bad_backward, "the model failed in a backward pass during attacks/fgsm: NotImplementedError: no gradient"),
         (_detached, "do not depend differentiably on its input.*black-box attacks"),
+        (_generator_exit, "the model failed during attacks/fgsm: GeneratorExit: closed"),
     ],
-    ids=["nan-logits", "forward-raises", "backward-raises", "not-differentiable"],
+    ids=["nan-logits", "forward-raises", "backward-raises", "not-differentiable", "base-exception"],
 )
 def test_model_failure_mid_run_keeps_finished_results(tmp_path: Path, tiny_threat: Path, fail, message: str) -> None:  # noqa: ANN001
     """NaN logits, a model whose forward or backward raises mid-run, or one without a gradient: a
