@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 from torch import fx
@@ -135,14 +135,22 @@ class IBPParams(_Params):
     pgd_check_steps: int = Field(default=20, ge=0, le=10_000, description="PGD steps on verified examples (0: no check)")
 
 
+class _BoxVerifier:
+    """What IBP and CROWN share before a run: the radius they bound."""
+
+    method: ClassVar[str]
+
+    @classmethod
+    def check_threat(cls, params: IBPParams | CROWNParams, adversary: Adversary | None) -> None:
+        """Raises :class:`~robench.ConfigError` when no eps is given (``params.eps`` or the adversary's)."""
+        _box_eps(params, adversary, cls.method)
+
+
 @register("certifier", "ibp", params=IBPParams)
-class IntervalBoundPropagation:
+class IntervalBoundPropagation(_BoxVerifier):
     """Interval bound propagation (Gowal et al. 2018): verified accuracy in the threat model's ball."""
 
-    @staticmethod
-    def check_threat(params: IBPParams, adversary: Adversary | None) -> None:
-        """Raises :class:`~robench.ConfigError` when no eps is given (``params.eps`` or the adversary's)."""
-        _box_eps(params, adversary, "IBP")
+    method = "IBP"
 
     @staticmethod
     def preflight(
@@ -179,13 +187,10 @@ class CROWNParams(_Params):
 
 
 @register("certifier", "crown", params=CROWNParams)
-class CROWNCertifier:
+class CROWNCertifier(_BoxVerifier):
     """CROWN backward linear relaxation (Zhang et al. 2018) on ReLU networks with residual additions: verified accuracy in the ball."""
 
-    @staticmethod
-    def check_threat(params: CROWNParams, adversary: Adversary | None) -> None:
-        """Raises :class:`~robench.ConfigError` when no eps is given (``params.eps`` or the adversary's)."""
-        _box_eps(params, adversary, "CROWN")
+    method = "CROWN"
 
     @staticmethod
     def preflight(
