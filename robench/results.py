@@ -345,17 +345,20 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return path
 
 
+MAX_RESULTS_BYTES = 1 << 28
+"""Largest results.json read (a 10,000-image audit's is a few MB; /dev/zero is endless)."""
+
+
 def load_results(path: str | Path) -> Results:
     """Read and validate a results file.
 
     Raises:
         ConfigError: missing, unreadable, not JSON, or not of this schema (with the field path).
     """
+    from robench._io import read_text_capped
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read results file ({getattr(exc, 'strerror', None) or exc})") from None
+    text = read_text_capped(path, MAX_RESULTS_BYTES, "results file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

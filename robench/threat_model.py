@@ -491,18 +491,9 @@ def _entry_errors(kind: str, name: str, params: dict[str, Any], where: tuple[Any
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read threat model ({exc.strerror or exc})") from None
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, expected a threat-model YAML file")
-    if size > MAX_YAML_BYTES:
-        raise ConfigError(f"{path}: file is {size} bytes; threat models are at most {MAX_YAML_BYTES}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+    from robench._io import read_text_capped
+
+    text = read_text_capped(path, MAX_YAML_BYTES, "threat model")
     try:
         return strict_yaml.load(text, "threat models")
     except RecursionError:

@@ -223,3 +223,14 @@ def test_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         main(cases[name])
         err = capsys.readouterr().err
         assert "did you mean" in err and hint in err, (name, err)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+@pytest.mark.parametrize("command", ["validate", "report", "export"])
+def test_an_endless_file_is_refused_at_the_cap(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """/dev/zero (and a FIFO) report size 0: the cap was checked on st_size and the file read until
+    memory ran out."""
+    args = [command, "/dev/zero"] + (["--out", str(tmp_path / "x.html")] if command == "report" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "/dev/zero: more than" in err and len(err.splitlines()) == 1, err
