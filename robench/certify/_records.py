@@ -54,16 +54,40 @@ def threat_radius_l2(threat: ThreatModel, input_numel: int) -> float | None:
 
 
 def add_headline_l2(
-    output: EvaluationOutput, key: str, threat: ThreatModel, radius: torch.Tensor, correct: torch.Tensor, input_numel: int, condition: dict[str, ConditionValue]
+    output: EvaluationOutput,
+    key: str,
+    threat: ThreatModel,
+    radius: torch.Tensor,
+    correct: torch.Tensor,
+    input_numel: int,
+    condition: dict[str, ConditionValue],
+    ceiling: float | None = None,
 ) -> None:
-    """``certified_accuracy`` at the threat model's eps, from per-example certified L2 radii."""
+    """``certified_accuracy`` at the threat model's eps, from per-example certified L2 radii.
+
+    The L2 radius it needs (:func:`threat_radius_l2`) goes to ``output.artifacts["threat_radius_l2"]``.
+    When the certifier can never certify that far (``ceiling``, e.g. smoothing's
+    :func:`~robench.certify.smoothing.max_certified_radius`), the headline is 0 by construction and a
+    warning says so: it measures the settings, not the model.
+    """
     needed = threat_radius_l2(threat, input_numel)
     if needed is None:
         return
     assert threat.adversary is not None
+    adversary = threat.adversary
     flags = correct & (radius >= needed)
-    headline = {**condition, "threat_norm": threat.adversary.norm, "threat_eps": threat.adversary.eps}
+    headline = {**condition, "threat_norm": adversary.norm, "threat_eps": adversary.eps}
     output.records.append(MetricRecord.proportion(key, "certified_accuracy", int(flags.sum()), int(flags.numel()), headline))
+    output.artifacts["threat_radius_l2"] = needed
+    if ceiling is not None:
+        output.artifacts["max_certified_radius"] = ceiling
+        if needed > ceiling:
+            implied = f"√{input_numel}·ε = {needed:.4g}" if adversary.norm == "Linf" else f"{needed:.4g}"
+            output.warnings.append(
+                f"not certifiable with these settings: the threat model's {adversary.norm} ε = {adversary.eps:.4g} needs a "
+                f"certified L2 radius of {implied}, and no certificate can exceed {ceiling:.4g} with these parameters, so "
+                f"certified accuracy at ε is 0 by construction; read the L2 curve instead"
+            )
 
 
 def add_acr(output: EvaluationOutput, key: str, radius: torch.Tensor, correct: torch.Tensor, condition: dict[str, ConditionValue]) -> float:

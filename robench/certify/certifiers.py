@@ -21,7 +21,15 @@ from robench.attacks._speed import StepModel, precision_label
 from robench.certify import crown, ibp, lipschitz
 from robench.certify._records import add_acr, add_curve, add_headline_l2
 from robench.certify._trace import trace
-from robench.certify.smoothing import ABSTAIN, NoiseSampler, certify_from_counts, make_generators, predict_from_counts, radius_grid
+from robench.certify.smoothing import (
+    ABSTAIN,
+    NoiseSampler,
+    certify_from_counts,
+    make_generators,
+    max_certified_radius,
+    predict_from_counts,
+    radius_grid,
+)
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle, check_logits
@@ -94,7 +102,8 @@ class RandomizedSmoothing:
         output = EvaluationOutput()
         grid = params.radii or radius_grid(4 * params.sigma)
         curve = add_curve(output, key, "radius", grid, lambda r: correct & (radius >= r), condition)
-        add_headline_l2(output, key, threat, radius, correct, math.prod(data.input_shape), condition)
+        ceiling = max_certified_radius(params.n, params.alpha, params.sigma)
+        add_headline_l2(output, key, threat, radius, correct, math.prod(data.input_shape), condition, ceiling)
         acr = add_acr(output, key, radius, correct, condition)
         abstained = prediction == ABSTAIN
         n = int(labels.numel())
@@ -108,7 +117,7 @@ class RandomizedSmoothing:
         resolved = params.model_dump(mode="json")
         resolved["radii"] = list(grid)
         output.resolved = resolved
-        output.artifacts = {
+        output.artifacts |= {
             "certifier": "smoothing",
             "norm": "L2",
             "params": resolved,
@@ -384,7 +393,7 @@ class LipschitzCertifier:
         )  # fmt: skip
         resolved = params.model_dump(mode="json")
         output.resolved = resolved
-        output.artifacts = {
+        output.artifacts |= {
             "certifier": "lipschitz", "norm": "L2", "params": resolved, "curve": curve, "acr": acr,
             "lipschitz_bound": constant, "layer_norms": layer_norms,
         }  # fmt: skip

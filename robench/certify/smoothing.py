@@ -53,6 +53,16 @@ def certified_radius(p_lower: float, sigma: float) -> float:
     return float(sigma * norm.ppf(p_lower)) if p_lower > 0.5 else 0.0
 
 
+def max_certified_radius(n: int, alpha: float, sigma: float) -> float:
+    """The largest radius CERTIFY can return with ``n`` estimation samples, ``sigma * Phi^-1(alpha^(1/n))``.
+
+    It is reached when all ``n`` samples vote for ``cA``: the one-sided Clopper-Pearson bound of ``n``
+    successes in ``n`` is ``B(alpha; n, 1) = alpha^(1/n)``. No example certifies beyond it, whatever
+    the model (Cohen et al. 2019, section 3.2: "the maximum certifiable radius").
+    """
+    return certified_radius(clopper_pearson_lower(n, n, alpha), sigma)
+
+
 def certify_from_counts(counts_selection: torch.Tensor, counts_estimation: torch.Tensor, alpha: float, sigma: float) -> Certificate:
     """CERTIFY (Cohen et al. 2019, Algorithm "certify") from the two sets of class counts.
 

@@ -19,6 +19,7 @@ def certification_results(threat: ThreatModel, outputs: dict[str, EvaluationOutp
     for key, output in outputs.items():
         results.evaluations.append(
             EvaluationResult(key=f"certification/{key}", section="certification", name=key, status="success",
-                             records=output.records, checks=output.checks, artifacts=output.artifacts, resolved=output.resolved)
+                             records=output.records, checks=output.checks, artifacts=output.artifacts, resolved=output.resolved,
+                             warnings=output.warnings)
         )  # fmt: skip
     return results

@@ -6,7 +6,10 @@ import copy
 
 import pytest
 import torch
+from scipy.stats import norm
+from statsmodels.stats.proportion import proportion_confint
 
+from robench.certify.smoothing import ABSTAIN
 from robench.context import EvalContext
 from robench.models import load_model
 from robench.registry import registry
@@ -54,6 +57,51 @@ def test_smoothing_section_records_and_reproducibility(digit_mlp, digits) -> Non
     assert again.artifacts["examples"] == examples
     other, _ = _run(digit_mlp, digits, threat, seed=1)
     assert other.artifacts["examples"] != examples
+
+
+def test_smoothing_at_a_linf_eps_beyond_its_largest_radius_says_it_cannot_certify(digit_mlp, digits) -> None:
+    # Linf eps 8/255 on 784 pixels needs an L2 radius of 28 * 8/255 = 0.878; sigma 0.1 with n = 400
+    # and alpha = 0.001 certifies at most 0.1 * Phi^-1(0.001^(1/400)) = 0.212
+    params = {"sigma": 0.1, "n0": 20, "n": 400, "batch": 256, "n_examples": 12, "images_per_batch": 12}
+    threat = _threat([{"name": "smoothing", "params": params}], {"norm": "Linf", "eps": "8/255"})
+    output, _ = _run(digit_mlp, digits, threat)
+    headline = [r for r in _records(output, "certified_accuracy") if "threat_eps" in r.condition][0]
+    assert output.artifacts["threat_radius_l2"] == pytest.approx(28 * 8 / 255)
+    assert output.artifacts["max_certified_radius"] == pytest.approx(0.1 * norm.ppf(0.001 ** (1 / 400)))
+    assert headline.value == 0.0 and max(e["radius"] for e in output.artifacts["examples"]) <= output.artifacts["max_certified_radius"]
+    assert any("not certifiable with these settings" in w and "0.878" in w for w in output.warnings)
+    results = certification_results(threat, {"smoothing": output})
+    from robench.report.render import render_html
+
+    html = render_html(results)
+    assert "not certifiable with these settings" in html and "σ·Φ⁻¹(α^(1/n)) = 0.212" in html and "L2 radius 0.878" in html
+    assert "0 by construction" in html
+    # at an L2 eps within reach the same settings say nothing of the kind
+    reachable, _ = _run(digit_mlp, digits, _threat([{"name": "smoothing", "params": params}], {"norm": "L2", "eps": 0.1}))
+    assert not any("not certifiable" in w for w in reachable.warnings)
+    assert "not certifiable" not in render_html(certification_results(threat, {"smoothing": reachable}))
+
+
+def test_the_report_curve_is_the_exact_curve_of_the_per_example_radii() -> None:
+    from robench.report.sections.certification import exact_curve
+
+    generator = torch.Generator().manual_seed(0)
+    radius = torch.rand(200, generator=generator).mul(0.9).tolist()
+    label = torch.randint(0, 3, (200,), generator=generator).tolist()
+    prediction = [p if i % 7 else ABSTAIN for i, p in enumerate(torch.randint(0, 3, (200,), generator=generator).tolist())]
+    examples = [{"label": y, "prediction": p, "radius": r if p >= 0 else 0.0} for y, p, r in zip(label, prediction, radius)]
+    curve = exact_curve(examples)
+
+    def brute_force(r: float) -> float:  # certified and correct at r, over all 200 (abstains count as failures)
+        return sum(e["prediction"] == e["label"] and e["radius"] >= r for e in examples) / 200
+
+    assert [p["radius"] for p in curve] == sorted({0.0, *(e["radius"] for e in examples if e["prediction"] == e["label"])})
+    for point in curve:
+        assert point["value"] == brute_force(point["radius"])
+        assert point["ci_low"] == pytest.approx(proportion_confint(round(point["value"] * 200), 200, method="beta")[0], abs=1e-9)
+    for left, right in zip(curve, curve[1:]):  # constant on (left, right]: probe in between
+        assert brute_force((left["radius"] + right["radius"]) / 2) == right["value"]
+    assert brute_force(curve[-1]["radius"] + 1e-9) == 0.0
 
 
 @pytest.mark.gpu

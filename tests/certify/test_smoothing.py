@@ -17,6 +17,7 @@ from robench.certify.smoothing import (
     certify_from_counts,
     cohen_reference_counts,
     make_generators,
+    max_certified_radius,
     predict_from_counts,
 )
 from robench.stats import clopper_pearson_lower
@@ -40,6 +41,18 @@ def test_certify_from_counts_matches_reference_formula() -> None:
     assert cert.prediction == 1 and cert.count == 9_900 and cert.n == 10_000
     assert cert.p_lower == pytest.approx(p_lower, rel=1e-12)
     assert cert.radius == pytest.approx(0.5 * norm.ppf(p_lower), rel=1e-12)
+
+
+@pytest.mark.parametrize("n,alpha,sigma,expected", [(100_000, 0.001, 0.25, 0.953), (100_000, 0.001, 0.5, 1.906), (1000, 0.001, 1.0, 2.463)])
+def test_the_largest_certifiable_radius_is_that_of_n_votes_of_n(n: int, alpha: float, sigma: float, expected: float) -> None:
+    # Cohen et al. 2019, section 3.2: with N = 100,000 and alpha = 0.001 the largest radius is ~3.8 sigma
+    reference = sigma * norm.ppf(proportion_confint(n, n, alpha=2 * alpha, method="beta")[0])
+    assert max_certified_radius(n, alpha, sigma) == pytest.approx(reference, rel=1e-9)
+    assert max_certified_radius(n, alpha, sigma) == pytest.approx(expected, abs=1e-3)
+    every_vote = certify_from_counts(torch.tensor([0, 5]), torch.tensor([0, n]), alpha=alpha, sigma=sigma)
+    one_short = certify_from_counts(torch.tensor([0, 5]), torch.tensor([1, n - 1]), alpha=alpha, sigma=sigma)
+    assert every_vote.radius == pytest.approx(max_certified_radius(n, alpha, sigma), rel=1e-12)
+    assert every_vote.radius > one_short.radius
 
 
 def test_certify_abstains_below_one_half_and_ties_take_first_class() -> None:

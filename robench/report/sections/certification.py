@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
-from robench.report.plots import figure_data_uri, new_figure
+from robench.report.plots import figure_data_uri, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results
+from robench.stats import clopper_pearson
 
 # What each certificate guarantees and assumes, shown next to its numbers.
 METHODS: dict[str, dict[str, str]] = {
@@ -63,24 +65,66 @@ def _find(evaluation: EvaluationResult, name: str, excluded: tuple[str, ...] = (
     return next((r for r in evaluation.records if r.name == name and not set(excluded) & set(r.condition)), None)
 
 
+# Points of an exact curve drawn from per-example radii: beyond this many distinct radii, a grid.
+_MAX_CURVE_POINTS = 1000
+
+
+def exact_curve(examples: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Certified accuracy at every distinct certified radius, from smoothing's per-example records.
+
+    ``acc(r) = #{correct and radius >= r} / n`` is constant on ``(r_(k-1), r_k]`` between two distinct
+    radii: the points are ``(r_k, acc(r_k))`` with their Clopper-Pearson intervals, and one more at the
+    largest radius, just past which the curve is 0. Above :data:`_MAX_CURVE_POINTS` distinct radii the
+    curve is evaluated on as many evenly spaced radii instead.
+    """
+    n = len(examples)
+    radii = sorted(float(e["radius"]) for e in examples if e["prediction"] == e["label"] and e["prediction"] >= 0)
+    if not n:
+        return []
+    points = sorted({0.0, *radii})
+    if len(points) > _MAX_CURVE_POINTS:
+        top = points[-1]
+        points = [top * i / (_MAX_CURVE_POINTS - 1) for i in range(_MAX_CURVE_POINTS)]
+    curve = []
+    for r in points:
+        k = len(radii) - bisect.bisect_left(radii, r)
+        low, high = clopper_pearson(k, n)
+        curve.append({"radius": r, "value": k / n, "ci_low": low, "ci_high": high})
+    return curve
+
+
 def _curve_figure(rows: list[dict[str, Any]], grid_key: str, xlabel: str) -> str | None:
-    plotted = [r for r in rows if r["curve"] and r["grid_key"] == grid_key]
+    plotted = [r for r in rows if (r["curve"] or r.get("exact")) and r["grid_key"] == grid_key]
     if not plotted:
         return None
     fig, ax = new_figure()
-    for row in plotted:
-        xs = [point[grid_key] for point in row["curve"]]
-        ys = [point["value"] for point in row["curve"]]
-        lows = [point["ci_low"] for point in row["curve"]]
-        highs = [point["ci_high"] for point in row["curve"]]
-        # Certified accuracy is known at the grid's radii and falls with the radius: between two of them
-        # only the value at the larger one is certain, so each step takes its right-hand value.
-        ax.step(xs, ys, where="pre", label=row["key"])
-        ax.fill_between(xs, lows, highs, step="pre", alpha=0.15)
+    for index, row in enumerate(plotted):
+        style = line_style(index)
+        exact = row.get("exact")
+        points = exact or row["curve"]
+        if exact and exact[-1]["value"] > 0:  # past the largest radius the curve is 0: draw the drop
+            end = max([p[grid_key] for p in row["curve"]] + [1.05 * exact[-1][grid_key]])
+            points = [*exact, {grid_key: end, "value": 0.0, **dict(zip(("ci_low", "ci_high"), clopper_pearson(0, len(row["examples"]))))}]
+        xs = [point[grid_key] for point in points]
+        ys = [point["value"] for point in points]
+        lows = [point["ci_low"] for point in points]
+        highs = [point["ci_high"] for point in points]
+        # Certified accuracy is known at the points and falls with the radius: between two of them only
+        # the value at the larger one is certain (exact: it is that value), so each step takes its
+        # right-hand value.
+        label = f"{row['key']} (from {len(row['examples'])} per-example radii)" if exact else row["key"]
+        ax.step(xs, ys, where="pre", label=label, color=style["color"], linestyle=style["linestyle"])
+        ax.fill_between(xs, lows, highs, step="pre", alpha=0.15, color=style["color"])
+        if exact and row["curve"]:  # the table's grid points on the exact curve
+            ax.plot([p[grid_key] for p in row["curve"]], [p["value"] for p in row["curve"]], linestyle="none",
+                    marker=style["marker"], color=style["color"], markersize=4)  # fmt: skip
+        if row.get("max_radius") is not None:
+            ax.axvline(row["max_radius"], color=style["color"], linestyle=":", linewidth=1,
+                       label=f"{row['key']}: largest certifiable radius {row['max_radius']:.3g}")  # fmt: skip
     ax.set_xlabel(xlabel)
     ax.set_ylabel("certified accuracy (95% CI)")
     ax.set_ylim(0, 1)
-    ax.legend()
+    ax.legend(fontsize="small")
     return figure_data_uri(fig)
 
 
@@ -95,6 +139,8 @@ def build(results: Results) -> dict[str, Any] | None:
         curve = evaluation.artifacts.get("curve") or []
         grid_key = "eps" if certifier in ("ibp", "crown") else "radius"
         headline = next((r for r in evaluation.records if r.name == "certified_accuracy" and "threat_eps" in r.condition), None)
+        examples = (evaluation.artifacts.get("examples") or []) if certifier == "smoothing" else []
+        needed, ceiling = evaluation.artifacts.get("threat_radius_l2"), evaluation.artifacts.get("max_certified_radius")
         rows.append(
             {
                 "key": evaluation.key.split("/", 1)[1],
@@ -107,6 +153,11 @@ def build(results: Results) -> dict[str, Any] | None:
                 "curve": curve,
                 "grid_key": grid_key,
                 "headline": headline,
+                "threat_radius_l2": needed,
+                "max_radius": ceiling,
+                "not_certifiable": needed is not None and ceiling is not None and needed > ceiling,
+                "examples": examples,
+                "exact": exact_curve(examples) if examples else None,
                 "acr": _find(evaluation, "average_certified_radius"),
                 "abstain": _find(evaluation, "abstain_rate"),
                 "smoothed": _find(evaluation, "smoothed_accuracy"),
