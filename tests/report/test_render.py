@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 import robench
 from robench.report import render_report
@@ -69,3 +70,10 @@ def test_attack_section_states_how_a_randomized_model_is_counted() -> None:
     html = render_html(results)
     assert deterministic not in html
     assert "The model is randomized: every example is attacked" in html and "share of fresh passes" in html
+
+
+def test_the_dataset_row_says_which_examples_and_where_from(run: robench.Results) -> None:
+    html = render_html(run)
+    assert f"Examples: {escape(run.dataset.selection)}" in html and run.dataset.selection.startswith("all of split")
+    bare = run.model_copy(update={"dataset": run.dataset.model_copy(update={"selection": "", "source": "somewhere &amp; else"})})
+    assert "Examples:" not in render_html(bare) and "Source: somewhere &amp;amp; else" in render_html(bare)
