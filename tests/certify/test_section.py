@@ -139,6 +139,7 @@ def test_ibp_and_lipschitz_sections(digit_mlp, digits) -> None:
 
     html = render_html(results)
     assert "Interval bound propagation" in html and "margin / (√2·L)" in html
+    assert 'intervals: ibp" src=' in html and 'intervals: lipschitz" src=' in html  # alt text names what is drawn
 
 
 @pytest.mark.parametrize("name", ["ibp", "crown", "lipschitz"])

@@ -174,5 +174,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "rows": rows,
         "figure_radius": _curve_figure(rows, "radius", "L2 radius (pixel units, [0,1] scale)"),
         "figure_eps": _curve_figure(rows, "eps", "Linf radius ε of the input box"),
+        "plotted_radius": ", ".join(r["key"] for r in rows if (r["curve"] or r["exact"]) and r["grid_key"] == "radius"),
+        "plotted_eps": ", ".join(r["key"] for r in rows if r["curve"] and r["grid_key"] == "eps"),
         "checks": [c for e in evaluations for c in e.checks],
     }
