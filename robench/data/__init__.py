@@ -221,5 +221,5 @@ def _selection(manifest: Manifest, spec: DatasetSpec, n: int) -> str:
     of = f"split {spec.split!r}" + (f" ({split.n:,} examples)" if split is not None else "")
     of += f" at stride {spec.stride}" if spec.stride > 1 else ""
     subset = f"the first {n:,} of {of}" if spec.n_examples is not None else f"all of {of}"
-    description = " ".join(manifest.description.split())
+    description = " ".join(manifest.description.split()).rstrip(".")
     return subset + (f"; {description}" if description else "")
