@@ -22,9 +22,12 @@ import hashlib
 import json
 import math
 import re
+import types
+import typing
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -34,6 +37,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -104,11 +108,59 @@ Eps = Annotated[float, BeforeValidator(parse_eps)]
 Severity = Annotated[int, Field(ge=1, le=5)]
 
 
-class _Frozen(BaseModel):
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field of type ``annotation`` means a YAML ``true``/``false`` as such: not an
+    ``int``, a ``float`` or a ``Literal`` of numbers, which pydantic's lax mode reads it as 1 or 0."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _takes_bool(args[0])
+    if annotation in (int, float, type(None)):
+        return False
+    if origin is Literal:
+        return any(isinstance(arg, bool) for arg in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes_bool(arg) for arg in args)
+    return True  # bool, str (which refuses it itself), Any, models (checked field by field), containers
+
+
+def _bool_for_number(annotation: Any, value: Any) -> bool | None:
+    """The first ``true``/``false`` in ``value`` where ``annotation`` wants a number (also inside a
+    list or mapping of numbers: ``severities: [true]``), or ``None``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _bool_for_number(args[0], value)
+    if isinstance(value, bool):
+        return None if _takes_bool(annotation) else value
+    if origin in (typing.Union, types.UnionType):
+        return next((found for arg in args if (found := _bool_for_number(arg, value)) is not None), None)
+    if origin in (tuple, list) and isinstance(value, (list, tuple)) and args:
+        items = [args[0]] * len(value) if origin is list or args[-1] is Ellipsis else list(args)
+        pairs: Iterable[tuple[Any, Any]] = zip(items, value)
+    elif origin is dict and isinstance(value, dict) and len(args) == 2:
+        pairs = ((args[1], item) for item in value.values())
+    else:
+        return None
+    return next((found for item, item_value in pairs if (found := _bool_for_number(item, item_value)) is not None), None)
+
+
+class Schema(BaseModel):
+    """Base of every model a threat-model file is validated into: its sections and the parameters of
+    its attacks and certifiers. Frozen, no extra keys, and no ``true``/``false`` for a number
+    (pydantic's lax mode took ``steps: true`` as 1 step)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        found = None if field is None else _bool_for_number(field.annotation, value)
+        if found is not None:
+            raise ValueError(f"expected a number, got the boolean {str(found).lower()}")
+        return value
 
-class Preprocessing(_Frozen):
+
+class Preprocessing(Schema):
     """Per-channel normalisation applied inside the model wrapper (pixel space stays [0,1])."""
 
     mean: tuple[float, ...] = (0.0,)
@@ -127,7 +179,7 @@ class Preprocessing(_Frozen):
         return self
 
 
-class DatasetSpec(_Frozen):
+class DatasetSpec(Schema):
     """Which data the evaluation runs on."""
 
     manifest: str = Field(min_length=1, description="name of a file in data_manifests/ (or a path)")
@@ -139,7 +191,7 @@ class DatasetSpec(_Frozen):
     center_crop: int | None = Field(default=None, gt=0, description="center crop size (folder datasets)")
 
 
-class Adversary(_Frozen):
+class Adversary(Schema):
     """The adversary's goal, knowledge and budget. ``eps`` is in pixel units of ``bounds``."""
 
     goal: Literal["untargeted", "targeted"] = "untargeted"
@@ -165,7 +217,7 @@ class Adversary(_Frozen):
         return self
 
 
-class EvaluationSpec(_Frozen):
+class EvaluationSpec(Schema):
     """A named, parameterised entry of a section (an attack or a certifier).
 
     ``params`` are validated against the registered entry's parameter model when the threat model
@@ -226,7 +278,7 @@ RandomDraws = Annotated[
 ]
 
 
-class CorruptionsSpec(_Frozen):
+class CorruptionsSpec(Schema):
     """Common-corruption sweep: generated on the device, or read from released files."""
 
     source: Literal["generated", "released"] = "generated"
@@ -248,7 +300,7 @@ class CorruptionsSpec(_Frozen):
         return self
 
 
-class StabilitySpec(_Frozen):
+class StabilitySpec(Schema):
     """Flip-rate stability under perturbation sequences (ImageNet-P / CIFAR-10-P)."""
 
     source: Literal["generated", "released"] = "generated"
@@ -268,7 +320,7 @@ class StabilitySpec(_Frozen):
         return self
 
 
-class CalibrationSpec(_Frozen):
+class CalibrationSpec(Schema):
     """Calibration metrics, clean and under the attacks and corruptions of this threat model."""
 
     n_bins: int = Field(default=15, gt=0, le=1000)
@@ -281,7 +333,7 @@ SECTION_ORDER = ("clean", "attacks", "corruptions", "stability", "certification"
 """The order the runner runs the sections in (calibration last: it reads the others' hand-offs)."""
 
 
-class Evaluations(_Frozen):
+class Evaluations(Schema):
     """The evaluations to run, by section. Clean accuracy always runs unless disabled."""
 
     clean: bool = True
@@ -328,7 +380,7 @@ def _claimed_fraction(value: Any) -> Any:
 ClaimedFraction = Annotated[int | float, BeforeValidator(_claimed_fraction)]
 
 
-class Claims(_Frozen):
+class Claims(Schema):
     """What the model card claims, checked against the results by the report checklist
     (:mod:`robench.report.checklist`); every key is optional and no other key is accepted.
 
@@ -362,7 +414,7 @@ class Claims(_Frozen):
         return {key: value for key, value in handler(self).items() if key in self.model_fields_set}
 
 
-class ThreatModel(_Frozen):
+class ThreatModel(Schema):
     """A declared threat model (see the module docstring)."""
 
     schema_version: Literal[1] = SCHEMA_VERSION

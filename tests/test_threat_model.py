@@ -241,3 +241,41 @@ def test_valid_claims_keep_their_spelling_in_the_canonical_json(tmp_path: Path) 
     path.write_text(BASE)
     assert load_threat_model(path).model_dump(mode="json")["claims"] == {}
     assert ThreatModel.model_validate_json(tm.canonical_json()) == tm
+
+
+@pytest.mark.parametrize(
+    ("replace", "extra", "path"),
+    [
+        (("n_examples: 10", "n_examples: true"), "", "dataset.n_examples"),
+        (("schema_version: 1", "schema_version: true"), "", "schema_version"),
+        (("", ""), "evaluations: {attacks: [{name: pgd, params: {steps: true}}]}", "evaluations.attacks[0].params.steps"),
+        (("", ""), "evaluations: {attacks: [{name: pgd, params: {restarts: true}}]}", "evaluations.attacks[0].params.restarts"),
+        (("", ""), "evaluations: {corruptions: {severities: [2, true]}}", "evaluations.corruptions.severities"),
+        (("", ""), "evaluations: {calibration: {n_bins: true}}", "evaluations.calibration.n_bins"),
+        (("", ""), "evaluations: {certification: [{name: smoothing, params: {sigma: true}}]}", "evaluations.certification[0].params.sigma"),
+    ],
+)
+def test_a_boolean_is_not_a_number(tmp_path: Path, replace: tuple[str, str], extra: str, path: str) -> None:
+    """pydantic's lax mode read YAML true as 1 (``steps: true`` ran one PGD step, ``severities: [true]`` severity 1)."""
+    file = tmp_path / "t.yaml"
+    file.write_text(BASE.replace(*replace) + extra + "\n")
+    assert validate_file(file) == [f"{path}: expected a number, got the boolean true"]
+
+
+def test_no_parameter_model_takes_a_boolean_for_a_number() -> None:
+    """Every attack's and certifier's integer and float parameters refuse true, as the threat model's own fields."""
+    from typing import get_args
+
+    from robench.registry import registry
+
+    registry.load_builtins()
+    checked = 0
+    for kind in ("attack", "certifier"):
+        for entry in registry.entries(kind):
+            for name, field in (entry.params.model_fields.items() if entry.params is not None else ()):
+                if field.annotation in (int, float) or set(get_args(field.annotation)) in ({int, type(None)}, {float, type(None)}):
+                    with pytest.raises(ValidationError) as caught:
+                        entry.params.model_validate({name: True})
+                    assert any(e["loc"] == (name,) and "boolean" in e["msg"] for e in caught.value.errors()), (entry.name, name)
+                    checked += 1
+    assert checked > 40

@@ -27,7 +27,7 @@ import sys
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from robench._errors import ConfigError
 from robench.attacks._optional import capture_log, isolated_rng, library_seed, require
@@ -41,7 +41,7 @@ from robench.evaluations.clean import softmax_outputs, wants_log_probs
 from robench.models.wrapper import ModelHandle
 from robench.registry import register
 from robench.results import Check, MetricRecord
-from robench.threat_model import Adversary, EvaluationSpec, ThreatModel
+from robench.threat_model import Adversary, EvaluationSpec, Schema, ThreatModel
 
 AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
 
@@ -54,10 +54,8 @@ VERSIONS: dict[str, tuple[str, ...]] = {
 _LOG_LIMIT = 2000
 
 
-class AutoAttackParams(BaseModel):
+class AutoAttackParams(Schema):
     """Parameters of the ``autoattack`` entry; ``None`` keeps pyautoattack's value for the version."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal["standard", "plus", "rand", "custom"] = "standard"
     attacks: tuple[AttackName, ...] | None = Field(default=None, description="attacks in order (version custom)")

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from robench._errors import ConfigError
 from robench.attacks._optional import isolated_rng, library_seed, require
@@ -35,7 +35,7 @@ from robench.evaluations.clean import softmax_outputs, wants_log_probs
 from robench.models.wrapper import ModelHandle, check_step
 from robench.registry import register
 from robench.results import MetricRecord
-from robench.threat_model import Adversary, EvaluationSpec, ThreatModel
+from robench.threat_model import Adversary, EvaluationSpec, Schema, ThreatModel
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 # Default curve: the threat-model eps times these factors.
@@ -122,8 +122,8 @@ def starting_points(
     return start, found
 
 
-class _MinNormParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _MinNormParams(Schema):
+    """Parameters every minimum-norm attack takes."""
 
     eps_grid: tuple[float, ...] | None = Field(
         default=None, description="radii of the robust-accuracy curve (default: threat eps x 0..4)"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from robench.attacks.eot import DEFAULT_EOT_SAMPLES
 from robench.attacks.losses import cross_entropy, margin
@@ -28,7 +28,7 @@ from robench._errors import ModelError
 from robench.models.wrapper import NOT_DIFFERENTIABLE, ModelHandle, NonFiniteGradient
 from robench.registry import register
 from robench.results import Check, MetricRecord
-from robench.threat_model import EvaluationSpec, ThreatModel
+from robench.threat_model import EvaluationSpec, Schema, ThreatModel
 
 
 _SLACK = 1e-9
@@ -120,10 +120,8 @@ def input_gradient_stats(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
             "non_finite": flags["non_finite_margin"] | flags["non_finite_ce"]}  # fmt: skip
 
 
-class GradientMaskingParams(BaseModel):
+class GradientMaskingParams(Schema):
     """Parameters of the ``gradient_masking`` entry."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_examples: int = Field(default=200, gt=0, description="first examples used for the checks")
     steps: int = Field(default=20, gt=0, le=10_000, description="PGD steps")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from robench.attacks._speed import StepModel
 from robench.attacks.base import Attack, is_success
@@ -13,12 +13,11 @@ from robench.attacks.losses import LOSSES, margin
 from robench.attacks.norms import Norm
 from robench.models.wrapper import check_logits, check_step
 from robench.registry import register
+from robench.threat_model import Schema
 
 
-class PGDParams(BaseModel):
+class PGDParams(Schema):
     """Parameters of :class:`PGD`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     steps: int = Field(default=40, gt=0, le=100_000)
     restarts: int = Field(default=1, ge=1, le=1000)
@@ -138,10 +137,8 @@ class PGD(Attack):
         return best
 
 
-class FGSMParams(BaseModel):
+class FGSMParams(Schema):
     """Parameters of :class:`FGSM`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     loss: Literal["ce", "margin", "dlr"] = "ce"
     l1_sparsity: float = Field(default=0.95, ge=0, lt=1, description="L1 only: share of coordinates left out of the step")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from robench._errors import ConfigError
 from robench.attacks._optional import isolated_rng, library_seed, require
@@ -11,13 +11,11 @@ from robench.attacks.base import Attack
 from robench.attacks.losses import margin
 from robench.attacks.norms import Norm
 from robench.registry import register
-from robench.threat_model import Adversary
+from robench.threat_model import Adversary, Schema
 
 
-class SquareParams(BaseModel):
+class SquareParams(Schema):
     """Parameters of :class:`Square`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_queries: int = Field(default=5000, gt=0, le=10_000_000, description="queries per restart")
     restarts: int = Field(default=1, ge=1, le=100)

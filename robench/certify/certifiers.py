@@ -13,7 +13,7 @@ from typing import Annotated, ClassVar, Literal
 
 import torch
 from torch import fx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from robench._errors import ConfigError
 from robench._numerics import ieee_fp32
@@ -35,11 +35,11 @@ from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle, check_logits
 from robench.registry import register
 from robench.results import MetricRecord
-from robench.threat_model import Adversary, Eps, EvaluationSpec, ThreatModel
+from robench.threat_model import Adversary, Eps, EvaluationSpec, Schema, ThreatModel
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Params(Schema):
+    """Base of the certifiers' parameters."""
 
 
 def _radii(values: tuple[float, ...]) -> tuple[float, ...]:
