@@ -104,6 +104,8 @@ def _callable_arch(module_name: str, attr: str, spec: str) -> nn.Module:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"--arch {spec!r}: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - importing the user's module runs its code, which can raise anything
+        raise ConfigError(f"--arch {spec!r}: importing module {module_name!r} failed: {_raised_at(exc)}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ConfigError(f"--arch {spec!r}: module {module_name!r} has no attribute {attr!r}")
@@ -115,6 +117,19 @@ def _callable_arch(module_name: str, attr: str, spec: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConfigError(f"--arch {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _raised_at(exc: Exception) -> str:
+    """``file:line: Type: message`` of an exception raised while a module was imported: for a
+    SyntaxError the line that does not parse, else the innermost frame of the traceback."""
+    import traceback
+
+    if isinstance(exc, SyntaxError):
+        where, message = f"{exc.filename}:{exc.lineno}", exc.msg
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where, message = (f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"), first_line(exc, 160)
+    return f"{where}: {type(exc).__name__}: {message}"
 
 
 def _pkg_resources_shim() -> None:

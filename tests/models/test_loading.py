@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -303,6 +304,31 @@ def test_strange_checkpoint_structures_are_checkpoint_errors(tmp_path: Path, mak
 def test_arch_constructor_failure_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="calling Linear"):
         build_arch("torch.nn:Linear")
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [("def net(:\n    pass\n", ":1: SyntaxError: invalid syntax"), ("x = 1\nraise RuntimeError('no GPU')\n", ":2: RuntimeError: no GPU")],
+    ids=["syntax", "raises"],
+)
+def test_an_arch_module_that_fails_at_import_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], source: str, error: str
+) -> None:
+    """A SyntaxError (or any exception) importing the module of --arch module:fn was an internal error."""
+    from robench.cli import main
+
+    name = f"robench_broken_arch_{len(source)}"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # not syspath_prepend: it trips on robench's pkg_resources shim
+    with pytest.raises(ConfigError) as caught:
+        build_arch(f"{name}:net")
+    assert str(caught.value) == f"--arch '{name}:net': importing module '{name}' failed: {tmp_path / name}.py{error}"
+    checkpoint = tmp_path / "m.pt"
+    torch.save(QuadrantNet().state_dict(), checkpoint)
+    code = main(["evaluate", "--checkpoint", str(checkpoint), "--arch", f"{name}:net", "--threat-model", "mnist-linf-0.3",
+                 "--out", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("robench: error: --arch") and error in err, err
 
 
 def test_probe_catches_fixed_batch_sizes_and_non_tensor_outputs() -> None:
