@@ -41,11 +41,22 @@ class ResourceError(RobenchError):
     """The run cannot fit the machine (out of memory even at the smallest batch)."""
 
 
+def message(exc: BaseException) -> str:
+    """``str(exc)``, or the exception type's name when that is empty or fails: a model's exception
+    whose ``__str__`` raises left its evaluation at status "started" (the error about the error
+    escaped the handler that records it)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - the model's own exception class can do anything in __str__
+        return type(exc).__name__
+    return text or type(exc).__name__
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first non-blank line of an exception's message (at most ``limit`` characters), or its
     type's name when the message is empty: the detail a one-line error carries. A failure inside
     TorchScript code opens with a fixed preamble and its traceback; its last line is the error."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line.strip() for line in message(exc).splitlines() if line.strip()]
     if lines and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
         lines = [re.sub(r"^\w+(Error|Exception): ", "", lines[-1])]  # "RuntimeError: ...", its type said once
     return (lines[0] if lines else type(exc).__name__)[:limit]

@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    from robench._errors import RobenchError
+    from robench._errors import RobenchError, message
 
     parser = build_parser()
     try:
@@ -398,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except RobenchError as exc:
-        _err(f"robench: error: {_one_line(str(exc))}")
+        _err(f"robench: error: {_one_line(message(exc))}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _err(_interrupted(args.command))
@@ -412,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - the last line of defence (a model's GeneratorExit too): one line, not a traceback
         if os.environ.get("ROBENCH_DEBUG"):
             raise
-        _err(f"robench: internal error: {type(exc).__name__}: {_one_line(str(exc))} (set ROBENCH_DEBUG=1 for the traceback)")
+        _err(f"robench: internal error: {type(exc).__name__}: {_one_line(message(exc))} (set ROBENCH_DEBUG=1 for the traceback)")
         return EXIT_INTERNAL
     finally:
         if previous is not None:

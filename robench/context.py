@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from robench.data.base import Dataset
-from robench._errors import ResourceError
+from robench._errors import ResourceError, message
 from robench.journal import Journal
 from robench.results import Check, Cost, MetricRecord
 
@@ -383,7 +383,7 @@ class EvalContext:
             try:
                 pickle.dumps(failure[1])
             except Exception:  # noqa: BLE001 - an exception that does not pickle travels as its text
-                sent = (failure[0], RuntimeError(f"{type(failure[1]).__name__}: {failure[1]}"))
+                sent = (failure[0], RuntimeError(f"{type(failure[1]).__name__}: {message(failure[1])}"))
         parts = self.from_every_rank((mine, sent))
         errors = sorted((part[1] for part in parts if part[1] is not None), key=lambda f: f[0])
         if errors:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robench._errors import ConfigError, ModelError, RobenchError, first_line
+from robench._errors import ConfigError, ModelError, RobenchError, first_line, message
 from robench.context import EvalContext, derive_seed, seeded_global_rngs
 from robench.data import load_dataset
 from robench.journal import Journal
@@ -460,7 +460,7 @@ def _evaluate(
                 produced = registry.get("evaluation", section)(handle, data, threat, spec, ctx)
             except BaseException as exc:  # robench's errors, an interrupt, or anything else (torch, a bug)
                 failure = _as_model_error(exc, key)
-                evaluation.status, evaluation.error = "error", str(failure) or type(failure).__name__
+                evaluation.status, evaluation.error = "error", message(failure)
                 if failure is not exc:
                     raise failure from exc
                 raise
@@ -475,7 +475,7 @@ def _evaluate(
             save()
     except BaseException as exc:  # finished evaluations stay in results.json, whatever stopped the run
         results.status = "error"
-        results.error = (str(exc) or type(exc).__name__) if isinstance(exc, (RobenchError, KeyboardInterrupt)) else f"{type(exc).__name__}: {exc}"
+        results.error = message(exc) if isinstance(exc, (RobenchError, KeyboardInterrupt)) else f"{type(exc).__name__}: {message(exc)}"
         results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         save()
         raise

@@ -114,6 +114,15 @@ def _generator_exit(logits: torch.Tensor) -> torch.Tensor:
     raise GeneratorExit("closed (simulated)")  # a BaseException, not an Exception
 
 
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ fails too (simulated)")
+
+
+def _unprintable(logits: torch.Tensor) -> torch.Tensor:
+    raise _Unprintable()
+
+
 @pytest.mark.parametrize(
     ("fail", "message"),
     [
@@ -122,8 +131,9 @@ def _generator_exit(logits: torch.Tensor) -> torch.Tensor:
         (_bad_backward, "the model failed in a backward pass during attacks/fgsm: NotImplementedError: no gradient"),
         (_detached, "do not depend differentiably on its input.*black-box attacks"),
         (_generator_exit, "the model failed during attacks/fgsm: GeneratorExit: closed"),
+        (_unprintable, "the model failed during attacks/fgsm: _Unprintable: _Unprintable$"),  # its evaluation stayed "started"
     ],
-    ids=["nan-logits", "forward-raises", "backward-raises", "not-differentiable", "base-exception"],
+    ids=["nan-logits", "forward-raises", "backward-raises", "not-differentiable", "base-exception", "str-raises"],
 )
 def test_model_failure_mid_run_keeps_finished_results(tmp_path: Path, tiny_threat: Path, fail, message: str) -> None:  # noqa: ANN001
     """NaN logits, a model whose forward or backward raises mid-run, or one without a gradient: a
@@ -178,6 +188,38 @@ def test_other_exceptions_keep_finished_results_and_say_so(tmp_path: Path, tiny_
     data = json.loads((out / "results.json").read_text())
     assert data["status"] == "error" and data["error"] == "ZeroDivisionError: a bug (simulated)"
     assert {e["key"]: e["status"] for e in data["evaluations"]} == {"clean": "success", "attacks/fgsm": "error"}
+
+
+def test_an_exception_whose_str_raises_is_recorded_by_its_type(
+    tmp_path: Path, tiny_threat: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outside the model too (and in the CLI's last line of defence): formatting the error raised
+    again, so results.json kept the evaluation at "started" and the run's error was the __str__'s."""
+    from robench.attacks import pgd
+    from robench.cli import main
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise _Unprintable()
+
+    monkeypatch.setattr(pgd.FGSM, "run", broken)
+    out = tmp_path / "out"
+    with pytest.raises(_Unprintable):
+        _run(QuadrantNet(), tiny_threat, out)
+    data = json.loads((out / "results.json").read_text())
+    assert data["status"] == "error" and data["error"] == "_Unprintable: _Unprintable"
+    assert {e["key"]: (e["status"], e["error"]) for e in data["evaluations"]} == {
+        "clean": ("success", None), "attacks/fgsm": ("error", "_Unprintable")
+    }  # fmt: skip
+    checkpoint = tmp_path / "m.pt"
+    torch.save(QuadrantNet().state_dict(), checkpoint)
+    code = main(["evaluate", "--checkpoint", str(checkpoint), "--arch", ARCH, "--threat-model", str(tiny_threat), "--out", str(out),
+                 "--data-root", str(tiny_threat.parent / "data"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("robench: internal error: _Unprintable: _Unprintable") and err.count("\n") == 1, err
+    unprintable_from_the_start = _FailsAfterClean(_unprintable)
+    unprintable_from_the_start.calls = 10**6
+    with pytest.raises(ModelError, match="model failed on random inputs .*: _Unprintable: _Unprintable$"):  # in the probe
+        _run(unprintable_from_the_start, tiny_threat, None)
 
 
 def test_resume_refuses_another_model(tmp_path: Path, tiny_threat: Path) -> None:

@@ -113,7 +113,7 @@ def _callable_arch(module_name: str, attr: str, spec: str) -> nn.Module:
     try:
         model = obj()
     except Exception as exc:  # noqa: BLE001 - the user's constructor can raise anything
-        raise ConfigError(f"--arch {spec!r}: calling {attr}() failed ({type(exc).__name__}: {str(exc)[:160]})") from None
+        raise ConfigError(f"--arch {spec!r}: calling {attr}() failed ({type(exc).__name__}: {first_line(exc, 160)})") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"--arch {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -392,7 +392,7 @@ def _torch_load(path: Path, trust: bool) -> tuple[Any, bool]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False), True
     except Exception as exc:  # noqa: BLE001 - trusted unpickling can raise anything
-        raise CheckpointError(f"{path}: trusted unpickling failed ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: trusted unpickling failed ({type(exc).__name__}: {first_line(exc, 160)})") from None
 
 
 def _check_archive(path: Path) -> None:
