@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True, help="model file: state_dict .pt/.pth, safetensors, TorchScript, .pt2")
     ev.add_argument("--arch", help="architecture for weights-only checkpoints: name, module:callable, torchvision:NAME, timm:NAME, robustbench:DATASET/THREAT/NAME")
     ev.add_argument("--threat-model", required=True, help="threat-model YAML file or shipped name (robench ls threat_model)")
-    ev.add_argument("--out", help="output folder (default: reports/<threat model>); without --resume, a run replaces the results.json, report and exports an earlier run left there (even with --only)")
+    ev.add_argument("--out", help="output folder (default: reports/<threat model>); without --resume, a run that starts (model loaded, plan checked) replaces the results.json, report and exports an earlier run left there (even with --only); one that fails before keeps them")
     ev.add_argument("--n-examples", type=_positive_int, help="evaluate the first N examples only")
     ev.add_argument("--only", metavar="KIND[,KIND]", help=f"run only these sections: {', '.join(SECTION_ORDER)}")
     ev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")

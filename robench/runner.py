@@ -194,8 +194,10 @@ def _declared(spec: Any) -> dict[str, Any]:
 
 def _drop_earlier_outputs(out: Path) -> None:
     """A fresh run into a folder of an earlier run removes that run's results, report and exports
-    (the CLI writes the latter two after a run) before it loads anything: a run that then fails on
-    its data or model must not leave the earlier "status: success" files to be read as its own."""
+    (the CLI writes the latter two after a run) once it starts: its data and model loaded, the plan
+    checked against them (preflight), its journal open. A run that fails before (a typo in --arch
+    or --checkpoint) leaves the earlier run's files as they were; one that fails after leaves its
+    own results.json with status error, not the earlier "status: success" files."""
     from robench.report.exports import CSV_NAME, MARKDOWN_NAME
 
     for name in ("results.json", "report.html", CSV_NAME, MARKDOWN_NAME):
@@ -380,8 +382,6 @@ def _evaluate(
     for parent in () if out is None else out.parents:
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
-    if out is not None and not resume and rank == 0:
-        _drop_earlier_outputs(out)
     data, data_info = load_dataset(threat.dataset, root=data_root, data_home=data_home)
     channels, given = data.input_shape[0], len(threat.dataset.preprocessing.mean)
     if given not in (1, channels) and not (given == 3 and channels == 1):  # grayscale to a 3-channel stem broadcasts
@@ -415,7 +415,13 @@ def _evaluate(
             "randomized": randomized,
         },  # fmt: skip
     )
-    journal = None
+    ctx = EvalContext(
+        device=torch_device, seed=seed, batch_size=batch, progress=progress, rank=rank, world_size=world,
+        data_home=None if data_home is None else str(data_home),
+    )
+    if handle.info.randomized:
+        ctx.shared["randomized"] = True
+    _preflight(plan, handle, data, threat, ctx)  # the run starts (and writes) only once the plan fits the model and data
     if out is not None:
         identity = {
             # a module handed over in memory has no file to hash: its class and weights stand for it
@@ -432,9 +438,10 @@ def _evaluate(
             "robench_version": results.environment.robench_version,
             "git_revision": results.environment.git_revision,
         }
+        ctx.journal = Journal(out / ("journal.bin" if rank == 0 else f"journal.rank{rank}.bin"), identity, resume)
         if not resume and rank == 0:
             _drop_stale_journals(out, world)
-        journal = Journal(out / ("journal.bin" if rank == 0 else f"journal.rank{rank}.bin"), identity, resume)
+            _drop_earlier_outputs(out)
     writer = out if rank == 0 else None  # one process writes results.json
     kept = _finished_before(writer / "results.json", results) if writer is not None and resume else {}
 
@@ -444,14 +451,7 @@ def _evaluate(
             shown.save(writer / "results.json")
 
     save()
-    ctx = EvalContext(
-        device=torch_device, seed=seed, batch_size=batch, journal=journal, progress=progress, rank=rank, world_size=world,
-        data_home=None if data_home is None else str(data_home),
-    )
-    if handle.info.randomized:
-        ctx.shared["randomized"] = True
     try:
-        _preflight(plan, handle, data, threat, ctx)
         for section, key, name, spec in plan:
             evaluation = EvaluationResult(key=key, section=section, name=name, declared=_declared(spec))
             results.evaluations.append(evaluation)
@@ -480,8 +480,8 @@ def _evaluate(
         save()
         raise
     finally:
-        if journal is not None:
-            journal.close()
+        if ctx.journal is not None:
+            ctx.journal.close()
     results.status = "success"
     results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     save()

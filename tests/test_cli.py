@@ -227,20 +227,48 @@ def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: p
     assert code == 1 and err.startswith("robench: internal error: ZeroDivisionError") and len(err.strip().splitlines()) == 1
 
 
-def test_a_failed_rerun_into_the_same_folder_leaves_no_earlier_success_behind(
-    tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path, capsys: pytest.CaptureFixture[str]
+def test_a_rerun_that_fails_before_it_starts_keeps_the_earlier_outputs(
+    tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the rerun stopped on a corrupt checkpoint, and results.json, report.html, metrics.csv and summary.md
-    # of the earlier run still read "status: success"
+    """A typo in --arch or --checkpoint (or a plan the model cannot run) deleted the earlier run's
+    results.json, report and exports before the model failed to load; they stay until a rerun starts,
+    and a rerun that starts and then fails replaces them with its own results.json (status error)."""
+    import robench.runner as runner
+
+    outputs = ("results.json", "report.html", "metrics.csv", "summary.md")
     out = tmp_path / "run"
-    argv = ["evaluate", "--threat-model", str(tiny_threat), "--out", str(out), "--no-progress", "--arch", "tests.conftest:QuadrantNet",
+    argv = ["evaluate", "--threat-model", str(tiny_threat), "--out", str(out), "--no-progress",
             "--data-root", str(tiny_threat.parent / "data")]  # fmt: skip
-    assert _run(capsys, *argv, "--checkpoint", str(quadrant_checkpoint))[0] == 0
-    assert all((out / name).is_file() for name in ("results.json", "report.html", "metrics.csv", "summary.md"))
+    arch = ("--arch", "tests.conftest:QuadrantNet")
+    assert _run(capsys, *argv, *arch, "--checkpoint", str(quadrant_checkpoint))[0] == 0
+    earlier = {name: (out / name).read_bytes() for name in outputs}
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x80\x04garbage")
-    assert _run(capsys, *argv, "--checkpoint", str(corrupt))[0] == 2
-    assert not any((out / name).exists() for name in ("results.json", "report.html", "metrics.csv", "summary.md"))
+
+    def rerun_fails_and_keeps(*wrong: str) -> None:
+        code, _, err = _run(capsys, *argv, *wrong)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert {name: (out / name).read_bytes() for name in outputs} == earlier, wrong
+
+    rerun_fails_and_keeps("--arch", "tests.conftest:QuadrantNte", "--checkpoint", str(quadrant_checkpoint))
+    rerun_fails_and_keeps(*arch, "--checkpoint", str(tmp_path / "typo.pt"))
+    rerun_fails_and_keeps(*arch, "--checkpoint", str(corrupt))
+
+    def refuse(*args: object) -> None:
+        raise runner.ConfigError("the plan does not fit the model (simulated preflight)")
+
+    monkeypatch.setattr(runner, "_preflight", refuse)  # CROWN on a max-pooling network, say
+    rerun_fails_and_keeps(*arch, "--checkpoint", str(quadrant_checkpoint))
+    monkeypatch.undo()
+    from robench.attacks import pgd
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise runner.ModelError("the model failed in the attack (simulated)")
+
+    monkeypatch.setattr(pgd.FGSM, "run", broken)
+    assert _run(capsys, *argv, *arch, "--checkpoint", str(quadrant_checkpoint))[0] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["journal.bin", "results.json"]
+    assert json.loads((out / "results.json").read_text())["status"] == "error"
 
 
 def test_out_below_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_threat: Path,
