@@ -383,6 +383,9 @@ def _evaluate(
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
     data, data_info = load_dataset(threat.dataset, root=data_root, data_home=data_home)
+    problem = threat.adversary.box_error(data.input_shape) if threat.adversary is not None else None
+    if problem is not None:  # the manifest may not say the inputs' shape: validation could not tell
+        raise ThreatModelError(threat.name, [f"adversary.eps: {problem}"])
     channels, given = data.input_shape[0], len(threat.dataset.preprocessing.mean)
     if given not in (1, channels) and not (given == 3 and channels == 1):  # grayscale to a 3-channel stem broadcasts
         raise ConfigError(

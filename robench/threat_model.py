@@ -24,7 +24,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -212,9 +212,28 @@ class Adversary(Schema):
             # robench's pixels are in [0, 1] (normalisation is inside the model wrapper): wider bounds
             # would let an attack feed the model values no image can have
             raise ValueError(f"bounds must lie within the pixel range [0, 1], got {list(self.bounds)}")
-        if self.norm == "Linf" and self.eps > high - low:
-            raise ValueError(f"Linf eps {self.eps:g} exceeds the width of the input bounds {high - low:g}")
+        problem = self.box_error()
+        if problem is not None:
+            raise ValueError(problem)
         return self
+
+    def box_error(self, input_shape: Sequence[int] | None = None) -> str | None:
+        """Why ``eps`` is meaningless under ``bounds``, or ``None``: its ball around any input holds the
+        whole input box, whose diameter is ``high - low`` times 1 (Linf), sqrt(d) (L2) or d (L1) for
+        inputs of d = prod(input_shape) values. Without the shape only Linf's is known (an L2 eps of
+        1e300 ran, to fail on NaN logits)."""
+        low, high = self.bounds
+        if self.norm == "Linf":
+            return None if self.eps <= high - low else f"Linf eps {self.eps:g} exceeds the width of the input bounds {high - low:g}"
+        if input_shape is None:
+            return None
+        d = math.prod(input_shape)
+        limit = (high - low) * (math.sqrt(d) if self.norm == "L2" else d)
+        if self.eps <= limit:
+            return None
+        factor = f"sqrt({d})" if self.norm == "L2" else str(d)
+        return (f"{self.norm} eps {self.eps:g} exceeds {limit:g}, the {self.norm} diameter of the input box "
+                f"({high - low:g} x {factor} for inputs of shape {list(input_shape)}): its ball around any input holds every input")
 
 
 class EvaluationSpec(Schema):
@@ -587,8 +606,27 @@ def validate_data(data: Any, source: str = "<threat model>") -> tuple[ThreatMode
         # check those on the raw data, so that one pass lists every error.
         errors = _pydantic_errors(exc)
         return None, errors + _raw_errors(data, {e.split(": ", 1)[0] for e in errors})
-    errors = _param_errors(tm) + _dataset_errors(_manifests_of(tm.model_dump()))
+    errors = _param_errors(tm) + _dataset_errors(_manifests_of(tm.model_dump())) + _eps_errors(tm)
     return (None if errors else tm), errors
+
+
+def _eps_errors(tm: ThreatModel) -> list[str]:
+    """An L2 or L1 eps whose ball holds the whole input box (:meth:`Adversary.box_error`), where the
+    dataset's manifest gives the shape of its inputs (the run checks the loaded data's shape too)."""
+    from robench._errors import RobenchError
+    from robench.data.manifest import load_manifest
+
+    if tm.adversary is None or tm.adversary.norm == "Linf" or tm.dataset.resize is not None:
+        return []
+    try:
+        manifest, _ = load_manifest(tm.dataset.manifest)
+    except RobenchError:
+        return []  # reported by _dataset_errors
+    shape = manifest.input_shape
+    if shape is not None and tm.dataset.center_crop is not None:
+        shape = (shape[0], tm.dataset.center_crop, tm.dataset.center_crop)
+    problem = None if shape is None else tm.adversary.box_error(shape)
+    return [] if problem is None else [f"adversary.eps: {problem}"]
 
 
 def _manifests_of(data: dict[str, Any]) -> dict[str, Any]:

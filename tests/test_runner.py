@@ -385,3 +385,26 @@ def test_threat_checks_of_attacks_and_certifiers_are_found_by_validate(tmp_path:
     )
     with pytest.raises(ConfigError, match="certification.0.name: IBP needs an eps|certification\\[0\\]\\.name: IBP needs an eps"):
         robench.load_threat_model(smoothing_only)
+
+
+def test_an_eps_whose_ball_holds_the_whole_input_box_fails_the_run_before_the_model_loads(tmp_path: Path, tiny_threat: Path) -> None:
+    """A manifest that does not give the inputs' shape: validation cannot tell, the loaded data can
+    (``norm: L2, eps: 1e300`` ran, to fail on NaN logits)."""
+    import yaml
+
+    from robench.threat_model import validate_file
+
+    manifest = tiny_threat.parent / "data" / "tiny.yaml"
+    data = yaml.safe_load(manifest.read_text())
+    del data["input_shape"]
+    manifest.write_text(yaml.safe_dump(data))
+    threat = yaml.safe_load(tiny_threat.read_text())
+    threat["adversary"] = {"norm": "L2", "eps": 8.5}
+    tiny_threat.write_text(yaml.safe_dump(threat))
+    assert validate_file(tiny_threat) == []
+    with pytest.raises(ConfigError, match=r"adversary.eps: L2 eps 8.5 exceeds 8, the L2 diameter of the input box \(1 x sqrt\(64\) for inputs of shape \[1, 8, 8\]\)"):
+        _run(tmp_path / "no-such-checkpoint.pt", tiny_threat, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    threat["adversary"]["eps"] = 8
+    tiny_threat.write_text(yaml.safe_dump(threat))
+    assert _run(QuadrantNet(), tiny_threat, None, only=["clean"]).status == "success"

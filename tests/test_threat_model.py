@@ -279,3 +279,33 @@ def test_no_parameter_model_takes_a_boolean_for_a_number() -> None:
                     assert any(e["loc"] == (name,) and "boolean" in e["msg"] for e in caught.value.errors()), (entry.name, name)
                     checked += 1
     assert checked > 40
+
+
+@pytest.mark.parametrize(
+    ("adversary", "error"),
+    [
+        ("{norm: L2, eps: 1e300}", "L2 eps 1e+300 exceeds 28, the L2 diameter of the input box (1 x sqrt(784) for inputs of shape [1, 28, 28])"),
+        ("{norm: L2, eps: 15, bounds: [0.25, 0.75]}", "L2 eps 15 exceeds 14, the L2 diameter of the input box (0.5 x sqrt(784)"),
+        ("{norm: L1, eps: 785}", "L1 eps 785 exceeds 784, the L1 diameter of the input box (1 x 784 for inputs of shape [1, 28, 28])"),
+        ("{norm: L2, eps: 28}", None),
+        ("{norm: L1, eps: 784}", None),
+    ],
+)
+def test_an_eps_whose_ball_holds_the_whole_input_box_is_refused(tmp_path: Path, adversary: str, error: str | None) -> None:
+    """``norm: L2, eps: 1e300`` validated, and the run failed on NaN logits (a gradient-masking-like message)."""
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE.replace("adversary: {norm: Linf, eps: 8/255}", f"adversary: {adversary}"))
+    errors = validate_file(path)
+    if error is None:
+        assert errors == []
+    else:
+        assert len(errors) == 1 and errors[0].startswith(f"adversary.eps: {error}"), errors
+
+
+def test_the_whole_box_radius_follows_a_center_crop(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("schema_version: 1\nname: t\ndataset: {manifest: imagenet, split: val, center_crop: 100}\n"
+                    "adversary: {norm: L1, eps: 30001}\n")  # fmt: skip
+    assert [e.split(" (")[0] for e in validate_file(path)] == ["adversary.eps: L1 eps 30001 exceeds 30000, the L1 diameter of the input box"]
+    path.write_text(path.read_text().replace("30001", "30000"))
+    assert validate_file(path) == []
