@@ -67,6 +67,8 @@ def _checkpoints(folder: Path) -> dict[str, tuple[Path, str | None]]:
     for name, net in (("nan_outputs.ts", _NaNNet()), ("seven_classes.ts", _SevenNet())):
         torch.jit.save(torch.jit.script(net), str(folder / name))
         paths[name] = (folder / name, None)
+    torch.jit.save(torch.jit.script(QuadrantNet()), str(folder / "torchscript_with_arch.ts"))  # --arch was ignored, and recorded
+    paths["torchscript_with_arch.ts"] = (folder / "torchscript_with_arch.ts", ARCH)
     paths["directory"] = (folder, ARCH)
     paths["missing.pt"] = (folder / "missing.pt", ARCH)
     (folder / "text.pt").write_text("not a checkpoint\n" * 20)  # torch's legacy parser: KeyError

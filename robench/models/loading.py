@@ -512,6 +512,7 @@ def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool
             raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
         return _with_arch(state, path, arch, num_classes, "safetensors"), "safetensors", False
     if suffix == ".pt2":
+        _refuse_arch(arch, f"a torch.export checkpoint ({path})")
         try:
             with contextlib.nullcontext() if trust else _no_code_unpickling():
                 program = torch.export.load(str(path))
@@ -524,6 +525,7 @@ def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool
             raise CheckpointError(f"{path}: not a loadable torch.export program ({type(exc).__name__}: {exc})") from None
         return _ExportedModule(program.module()), "torch.export", trust
     if _is_torchscript(path):
+        _refuse_arch(arch, f"a TorchScript checkpoint ({path})")
         _check_torchscript_records(path)
         try:
             return torch.jit.load(str(path), map_location="cpu"), "torchscript", False
@@ -531,11 +533,21 @@ def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool
             raise CheckpointError(f"{path}: corrupt TorchScript archive ({type(exc).__name__}: {first_line(exc, 160)})") from None
     obj, trusted = _torch_load(path, trust)
     if isinstance(obj, nn.Module):
-        if arch is not None:
-            raise ConfigError(f"{path} holds a whole module; drop --arch {arch}")
+        _refuse_arch(arch, f"a pickled whole module ({path})")
         return obj, "pickled-module", trusted
     state = _find_state_dict(obj, path)
     return _with_arch(state, path, arch, num_classes, "state_dict"), "state_dict", trusted
+
+
+def _refuse_arch(arch: str | None, what: str) -> None:
+    """A model that holds its own architecture (TorchScript, torch.export, a whole module) does not
+    use --arch: refused, rather than ignored and recorded in the results as if it were used.
+
+    Raises:
+        ConfigError: ``arch`` is given.
+    """
+    if arch is not None:
+        raise ConfigError(f"--arch is not used with {what}, which holds its own architecture; drop --arch {arch}")
 
 
 class _ExportedModule(nn.Module):
@@ -578,7 +590,7 @@ def load_model(
 
     Args:
         checkpoint: Path of a checkpoint file, or an ``nn.Module`` already in memory.
-        arch: Architecture spec, needed for state_dict and safetensors files.
+        arch: Architecture spec, needed for state_dict and safetensors files (refused for the others).
         preprocessing: Mean/std applied inside the wrapper (identity when ``None``).
         device: Where to put the model.
         trust_checkpoint: Allow unpickling Python objects (runs code from the file).
@@ -589,10 +601,11 @@ def load_model(
 
     Raises:
         CheckpointError: missing, corrupt, unsafe or mismatched checkpoint.
-        ConfigError: bad architecture spec.
+        ConfigError: bad architecture spec, or one given for a model that holds its own.
     """
     preprocessing = preprocessing or Preprocessing()
     if isinstance(checkpoint, nn.Module):
+        _refuse_arch(arch, f"a model given in memory ({type(checkpoint).__name__})")
         net, fmt, trusted, digest, source = checkpoint, "module", False, None, type(checkpoint).__name__
     else:
         path = Path(checkpoint)

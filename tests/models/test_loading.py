@@ -75,6 +75,26 @@ def test_torch_export(tmp_path: Path) -> None:
     _same_outputs(path)
 
 
+@pytest.mark.parametrize("kind", ["torchscript", "torch.export", "whole module", "in memory"])
+def test_arch_with_a_model_that_holds_its_own_is_refused(tmp_path: Path, kind: str) -> None:
+    """--arch with a TorchScript or torch.export checkpoint was ignored, and recorded in the results as if used."""
+    path: Path | nn.Module = tmp_path / "m"
+    if kind == "torchscript":
+        torch.jit.save(torch.jit.script(_reference()), str(path))
+    elif kind == "torch.export":
+        path = tmp_path / "m.pt2"
+        torch.export.save(torch.export.export(_reference(), (X,)), str(path))
+    elif kind == "whole module":
+        torch.save(_reference(), path)
+    else:
+        path = _reference()
+    what = {"torchscript": "a TorchScript checkpoint", "torch.export": "a torch.export checkpoint",
+            "whole module": "a pickled whole module", "in memory": "a model given in memory"}[kind]  # fmt: skip
+    with pytest.raises(ConfigError, match=f"^--arch is not used with {what} .*, which holds its own architecture; drop --arch {ARCH}$"):
+        load_model(path, arch=ARCH, trust_checkpoint=True)
+    assert load_model(path, trust_checkpoint=True).info.arch is None
+
+
 class _Evil:
     """Unpickling this runs code: it writes a marker file."""
 
