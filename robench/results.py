@@ -19,7 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from robench._errors import ConfigError
 from robench.stats import clopper_pearson
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version written. 2: a :class:`Check` may be ``inconclusive``. Version-1 files still load
+(every version-1 file is a valid version-2 one); an older robench refuses a version-2 file by its
+version instead of failing on a check status it does not know."""
+READABLE_SCHEMA_VERSIONS = (1, 2)
 ConditionValue = str | int | float | bool | None
 
 
@@ -165,10 +169,16 @@ class Cost(_Model):
 
 
 class Check(_Model):
-    """A sanity check with a verdict and the evidence behind it (e.g. gradient masking)."""
+    """A sanity check with a verdict and the evidence behind it (e.g. gradient masking).
+
+    ``status``: ``pass`` (the check could have found the problem and did not), ``warn`` or
+    ``fail`` (it found it), or ``inconclusive`` (schema version 2): it could not have found the
+    problem, e.g. no eligible example, or too few examples or too small an attack budget to
+    show it; neither a pass nor a failure. The evidence states the examples and budgets used.
+    """
 
     name: str
-    status: Literal["pass", "warn", "fail"]
+    status: Literal["pass", "warn", "fail", "inconclusive"]
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
 
@@ -280,7 +290,7 @@ class Environment(_Model):
 class Results(_Model):
     """The results of one run (``results.json``)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     status: Literal["started", "success", "error"] = "started"
     error: str | None = None
     started_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -367,10 +377,10 @@ def load_results(path: str | Path) -> Results:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except (RecursionError, ValueError) as exc:  # nested too deep; an integer of more than 4,300 digits
         raise ConfigError(f"{path}: not a robench results file ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
+    if isinstance(data, dict) and data.get("schema_version") not in (None, *READABLE_SCHEMA_VERSIONS):
         raise ConfigError(
             f"{path}: results schema_version {data.get('schema_version')!r} is not supported "
-            f"(this robench reads {SCHEMA_VERSION})"
+            f"(this robench reads {', '.join(map(str, READABLE_SCHEMA_VERSIONS))})"
         )
     try:
         results = Results.model_validate(data)

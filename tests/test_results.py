@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from robench._errors import ConfigError
-from robench.results import Check, Cost, DatasetInfo, EvaluationResult, MetricRecord, ModelInfo, Results, load_results
+from robench.results import SCHEMA_VERSION, Check, Cost, DatasetInfo, EvaluationResult, MetricRecord, ModelInfo, Results, load_results
 from robench.runner import environment
 import torch
 
@@ -47,7 +47,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert (record.n, record.value) == (100, 0.37)
     assert record.ci_low < 0.37 < record.ci_high and record.interval == "clopper-pearson"
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 1 and data["status"] == "started"
+    assert data["schema_version"] == SCHEMA_VERSION == 2 and data["status"] == "started"
     for key in ("evaluation", "name", "value", "n", "ci_low", "ci_high", "condition", "unit"):
         assert key in data["evaluations"][0]["records"][0]
     assert not list(path.parent.glob("*.tmp*"))
@@ -98,6 +98,26 @@ def test_non_finite_values_rejected() -> None:
             MetricRecord(evaluation="e", name="n", value=0.5, ci_low=low, ci_high=high)
     with pytest.raises(ValidationError, match="not finite"):
         Cost(wall_time_s=float("nan"))
+
+
+def test_an_inconclusive_check_is_written_as_version_2_and_version_1_files_still_load(tmp_path: Path) -> None:
+    """A check that could not fail is neither pass nor fail (schema version 2); a version-1 file,
+    whose checks are pass/warn/fail only, loads as it is."""
+    results = _results()
+    results.evaluations[0].checks.append(
+        Check(name="near_zero_at_large_eps", status="inconclusive", message="inconclusive: no clean-correct examples to compare (0 of 0)",
+              evidence={"n": 5, "eligible": 0})  # fmt: skip
+    )
+    path = results.save(tmp_path / "v2.json")
+    assert json.loads(path.read_text())["schema_version"] == 2
+    assert [c.status for c in load_results(path).evaluations[0].checks] == ["pass", "inconclusive"]
+    data = json.loads(_results().save(tmp_path / "v1.json").read_text())
+    data["schema_version"] = 1
+    (tmp_path / "v1.json").write_text(json.dumps(data))
+    old = load_results(tmp_path / "v1.json")
+    assert old.schema_version == 1 and old.evaluations[0].checks[0].status == "pass"
+    with pytest.raises(ValidationError):
+        Check(name="x", status="maybe", message="")
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,7 @@ def add_standard_records(
         "n": n,
         "eps": condition.get("eps"),
         "kind": condition.get("kind"),
+        "n_correct": n_correct,  # the examples an attack can change: the checks' eligible examples
         "robust": robust,
         "name": attack_name or key.split("/", 1)[-1],  # the registry name (the key may be an id)
     }

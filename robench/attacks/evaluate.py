@@ -55,6 +55,9 @@ def evaluate_attack(
         output.warnings.append(
             f"{spec.key} is a white-box attack run under a black-box threat model: it bounds robustness from below"
         )
+    summary = ctx.shared.get("attacks:summary", {}).get(spec.key)
+    if summary is not None:  # the budget the masking checks state for the comparisons they draw from it
+        summary["params"] = dict(output.resolved)
     output.artifacts.setdefault("attack", spec.name)
     output.artifacts.setdefault("knowledge", kind)
     output.artifacts.setdefault("eps_text", format_eps(threat.adversary.eps))

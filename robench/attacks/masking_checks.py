@@ -1,12 +1,19 @@
 """Gradient-masking sanity checks (Athalye et al. 2018; Carlini et al. 2019, Sec. 5).
 
-Each check is a pure function from measured numbers to a pass/warn :class:`~robench.results.Check`
-with its evidence. The ``gradient_masking`` entry measures those numbers on the first
+Each check is a pure function from measured numbers to a pass/warn/inconclusive
+:class:`~robench.results.Check` with its evidence, which states the examples (``n``, and the
+``eligible`` clean-correct ones a comparison can tell apart) and the attack budgets (``budget``:
+steps, restarts, queries) it rests on. The ``gradient_masking`` entry measures those numbers on the first
 ``n_examples`` examples (FGSM, PGD with the margin loss at several radii and at a radius covering
 the whole input box, Square, input gradients) and also compares the other attacks of the run
 (which the runner runs before it, wherever it is declared), with each other and, per example,
 with its own PGD (``declared_at_least_check_pgd``).
 Proportions are ``k / n`` in float64, and a value exactly at a threshold passes.
+
+A check that did not find the problem but could not have found it is ``inconclusive``, not a pass
+(:data:`MIN_ELIGIBLE`, :data:`MIN_PGD_STEPS`, :data:`MIN_SQUARE_QUERIES`). A check that found it
+warns whatever the n or budget: the n or budget was then enough to show it, and the evidence
+states both for the reader to weigh.
 """
 
 from __future__ import annotations
@@ -35,64 +42,139 @@ _SLACK = 1e-9
 """Comparisons of proportions allow for rounding (k/n as floats): exactly at a threshold passes."""
 
 
-def _check(name: str, ok: bool, passed: str, failed: str, **evidence: Any) -> Check:
-    return Check(name=name, status="pass" if ok else "warn", message=passed if ok else failed, evidence=evidence)
+MIN_ELIGIBLE = 20
+"""Fewer eligible examples than this make a check that finds nothing inconclusive.
+
+Eligible: the clean-correct examples for the comparisons of robust accuracies (an example the
+model gets wrong clean is non-robust under every attack, so it cannot tell two attacks apart, and
+with none of them every comparison is 0 of 0), every example for the gradient check. Below 20 one
+example is more than 5% of n, the large-eps threshold and five times the comparisons' tolerance
+(1%), so a verdict turns on a single example; and finding nothing in n examples bounds the share of
+examples showing the problem only to about 3 / n (the 95% rule of three: 15% at 20), which is no
+evidence against masking on a sizeable share of them. With fewer than 7 the paired test of
+``declared_at_least_check_pgd`` cannot reach p < 0.01 at all (0.5^6 > 0.01): it could not fail."""
+
+MIN_PGD_STEPS = 10
+"""An iterative attack with fewer steps makes a comparison it should win inconclusive when it
+does not lose. The masking signatures these checks look for (a single step beating the iterative
+attack; this check's PGD breaking examples the declared attacks did not) need an attack that is
+iterative in earnest: at the default step 2.5 eps / steps, fewer than 10 steps is little more than
+a few FGSM steps (Madry et al. 2018 train with 7 and evaluate with 20 to 100; this entry's
+default is 20). A weak attack that still shows the signature is a finding, and warns."""
+
+MIN_SQUARE_QUERIES = 1000
+"""A black-box attack with fewer queries makes the white-box vs black-box comparison inconclusive
+when the white-box attack wins: Square's success keeps rising over thousands of queries on robust
+models (Andriushchenko et al. 2020; AutoAttack runs 5,000), and with a few hundred it is too weak
+to beat even a masked white-box attack, so the comparison could not fail. 1,000 is this entry's
+default budget."""
 
 
-def check_iterative_vs_single_step(iterative: float, single_step: float, tolerance: float = 0.01, **evidence: Any) -> Check:
-    """An iterative attack must be at least as strong (robust accuracy no higher) as a single step."""
+def too_few(eligible: int, what: str = "clean-correct examples") -> list[str]:
+    """Why ``eligible`` examples cannot show a problem (``[]``: enough; see :data:`MIN_ELIGIBLE`)."""
+    if eligible <= 0:
+        return [f"no {what} to compare (0 of 0)"]
+    if eligible < MIN_ELIGIBLE:
+        return [f"only {eligible} {what} (fewer than {MIN_ELIGIBLE} cannot show it)"]
+    return []
+
+
+def _small_budget(value: int | None, minimum: int, what: str) -> list[str]:
+    return [f"{what} {value} (fewer than {minimum} cannot show it)"] if value is not None and value < minimum else []
+
+
+def _check(name: str, ok: bool, passed: str, failed: str, unable: Sequence[str] = (), **evidence: Any) -> Check:
+    """``warn`` when not ``ok``; else ``inconclusive`` when any reason in ``unable`` says the check
+    could not have warned, else ``pass``."""
+    if not ok:
+        return Check(name=name, status="warn", message=failed, evidence=evidence)
+    if unable:
+        message = f"inconclusive: {'; '.join(unable)}; observed: {passed}"
+        return Check(name=name, status="inconclusive", message=message, evidence={**evidence, "inconclusive_because": list(unable)})
+    return Check(name=name, status="pass", message=passed, evidence=evidence)
+
+
+def check_iterative_vs_single_step(
+    iterative: float, single_step: float, tolerance: float = 0.01, *, eligible: int, steps: int | None = None, **evidence: Any
+) -> Check:
+    """An iterative attack must be at least as strong (robust accuracy no higher) as a single step.
+
+    Inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples
+    (``eligible``) or an iterative attack of fewer than :data:`MIN_PGD_STEPS` ``steps`` (``None``:
+    not known, not judged).
+    """
     return _check(
         "iterative_at_least_single_step", iterative <= single_step + tolerance + _SLACK,
         f"iterative robust accuracy {iterative:.2%} <= single-step {single_step:.2%}",
         f"single-step attack stronger than iterative ({single_step:.2%} < {iterative:.2%}): gradient masking suspected",
-        iterative=iterative, single_step=single_step, tolerance=tolerance, **evidence,
+        too_few(eligible) + _small_budget(steps, MIN_PGD_STEPS, "iterative attack steps"),
+        iterative=iterative, single_step=single_step, tolerance=tolerance, eligible=eligible, **evidence,
     )  # fmt: skip
 
 
-def check_white_vs_black_box(white_box: float, black_box: float, tolerance: float = 0.01, **evidence: Any) -> Check:
-    """A white-box attack must be at least as strong as a black-box one at the same budget."""
+def check_white_vs_black_box(
+    white_box: float, black_box: float, tolerance: float = 0.01, *, eligible: int, queries: int | None = None, **evidence: Any
+) -> Check:
+    """A white-box attack must be at least as strong as a black-box one at the same budget.
+
+    Inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples or
+    a Square attack of fewer than :data:`MIN_SQUARE_QUERIES` ``queries`` (``None``: not a Square
+    attack or not known, not judged).
+    """
     return _check(
         "white_box_at_least_black_box", white_box <= black_box + tolerance + _SLACK,
         f"white-box robust accuracy {white_box:.2%} <= black-box {black_box:.2%}",
         f"black-box attack stronger than white-box ({black_box:.2%} < {white_box:.2%}): gradient masking suspected",
-        white_box=white_box, black_box=black_box, tolerance=tolerance, **evidence,
+        too_few(eligible) + _small_budget(queries, MIN_SQUARE_QUERIES, "black-box queries"),
+        white_box=white_box, black_box=black_box, tolerance=tolerance, eligible=eligible, **evidence,
     )  # fmt: skip
 
 
-def check_monotone_in_eps(eps: Sequence[float], accuracy: Sequence[float], tolerance: float = 0.01) -> Check:
-    """Robust accuracy must not increase with the radius."""
+def check_monotone_in_eps(
+    eps: Sequence[float], accuracy: Sequence[float], tolerance: float = 0.01, *, eligible: int, **evidence: Any
+) -> Check:
+    """Robust accuracy must not increase with the radius (inconclusive instead of a pass with fewer
+    than :data:`MIN_ELIGIBLE` clean-correct examples: at 0 every point is 0%)."""
     rises = [(eps[i], eps[i + 1]) for i in range(len(eps) - 1) if accuracy[i + 1] > accuracy[i] + tolerance + _SLACK]
     first = rises[0] if rises else (0.0, 0.0)
     return _check(
         "non_increasing_in_eps", not rises,
         "robust accuracy does not increase with eps",
         f"robust accuracy increases between eps {first[0]:g} and {first[1]:g}: attack not converging",
+        too_few(eligible),
         eps=list(eps), robust_accuracy=list(accuracy), tolerance=tolerance, increases=[list(r) for r in rises],
+        eligible=eligible, **evidence,
     )  # fmt: skip
 
 
-def check_large_eps(eps: float, accuracy: float, threshold: float = 0.05) -> Check:
-    """At a radius that covers the whole input box an attack must reach (near) zero accuracy."""
+def check_large_eps(eps: float, accuracy: float, threshold: float = 0.05, *, eligible: int, **evidence: Any) -> Check:
+    """At a radius that covers the whole input box an attack must reach (near) zero accuracy
+    (inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples:
+    with none, 0% is certain whatever the attack does)."""
     return _check(
         "near_zero_at_large_eps", accuracy <= threshold + _SLACK,
         f"robust accuracy {accuracy:.2%} at eps {eps:g} (whole input box)",
         f"robust accuracy {accuracy:.2%} > {threshold:.0%} at eps {eps:g} that covers the whole input box: gradient masking suspected",
-        eps=eps, robust_accuracy=accuracy, threshold=threshold,
+        too_few(eligible),
+        eps=eps, robust_accuracy=accuracy, threshold=threshold, eligible=eligible, **evidence,
     )  # fmt: skip
 
 
-def check_gradients(n: int, zero_margin: int, zero_ce: int, non_finite: int, tolerance: float = 0.01) -> Check:
+def check_gradients(n: int, zero_margin: int, zero_ce: int, non_finite: int, tolerance: float = 0.01, **evidence: Any) -> Check:
     """Input gradients of the margin loss must be finite and nonzero (CE zeros are reported, not judged).
 
     CE gradients underflow to exactly zero on very confident examples of healthy models, so the
     verdict uses the margin ``max_{j!=y} z_j - z_y``, whose gradient vanishes only where the model is flat.
+    Every example is eligible; fewer than :data:`MIN_ELIGIBLE` make a pass inconclusive.
     """
     ok = non_finite == 0 and zero_margin <= tolerance * n
     return _check(
         "gradients_nonzero_finite", ok,
         f"input gradients finite and nonzero ({zero_margin}/{n} zero margin gradients)",
         f"{zero_margin}/{n} zero and {non_finite}/{n} non-finite input gradients: gradient masking suspected",
+        too_few(n, "examples"),
         n=n, zero_margin_gradients=zero_margin, zero_ce_gradients=zero_ce, non_finite_gradients=non_finite, tolerance=tolerance,
+        eligible=n, **evidence,
     )  # fmt: skip
 
 
@@ -195,12 +277,21 @@ class GradientMaskingChecks:
         large_accuracy = accuracy(f"pgd_{len(radii)}")
         checks = output.checks
         reference = pgd_curve[radii.index(eps)]
-        checks.append(check_iterative_vs_single_step(reference, accuracy("fgsm"), params.tolerance, n=n, source="this check"))
+        eligible = int(out["correct"].sum())  # only clean-correct examples can tell attacks apart
+        pgd_budget = {"pgd_steps": params.steps, "pgd_restarts": 1, "pgd_random_start": True, "pgd_rel_step_size": step,
+                      "pgd_step_size_at_eps": step * eps, "pgd_loss": "margin", "pgd_eot_samples": eot}  # fmt: skip
+        square_budget = {"square_queries": params.square_queries, "square_restarts": 1}
+        checks.append(check_iterative_vs_single_step(
+            reference, accuracy("fgsm"), params.tolerance, eligible=eligible, steps=params.steps, n=n, source="this check",
+            budget={**pgd_budget, "fgsm_steps": 1}))  # fmt: skip
         if use_square:
-            checks.append(check_white_vs_black_box(reference, accuracy("square"), params.tolerance, n=n, source="this check"))
-        checks.append(check_monotone_in_eps(radii, pgd_curve, params.tolerance))
-        checks.append(check_large_eps(large, large_accuracy, params.large_eps_threshold))
-        checks.append(check_gradients(n, int(out["zero_margin"].sum()), int(out["zero_ce"].sum()), int(out["non_finite"].sum())))
+            checks.append(check_white_vs_black_box(
+                reference, accuracy("square"), params.tolerance, eligible=eligible, queries=params.square_queries, n=n,
+                source="this check", budget={**pgd_budget, **square_budget}))  # fmt: skip
+        checks.append(check_monotone_in_eps(radii, pgd_curve, params.tolerance, eligible=eligible, n=n, budget=pgd_budget))
+        checks.append(check_large_eps(large, large_accuracy, params.large_eps_threshold, eligible=eligible, n=n, budget=pgd_budget))
+        checks.append(check_gradients(n, int(out["zero_margin"].sum()), int(out["zero_ce"].sum()), int(out["non_finite"].sum()),
+                                      budget={"gradients_per_example": 1}))  # fmt: skip
         if not use_square:
             output.warnings.append(
                 "white_box_at_least_black_box not checked: the Square comparison runs for Linf and L2 threat models with "
@@ -208,7 +299,8 @@ class GradientMaskingChecks:
             )
         checks += declared_attack_checks(ctx.shared.get("attacks:summary", {}), params.tolerance)
         if adversary.goal == "untargeted":
-            checks += declared_vs_check_pgd(ctx.shared.get("attacks:worst_case"), out[f"pgd_{radii.index(eps)}"], params.tolerance)
+            checks += declared_vs_check_pgd(ctx.shared.get("attacks:worst_case"), out[f"pgd_{radii.index(eps)}"], params.tolerance,
+                                            eligible=eligible, steps=params.steps, budget=pgd_budget)  # fmt: skip
         else:  # targeted attacks succeed less often by design: no comparison with this untargeted PGD
             output.warnings.append("declared_at_least_check_pgd not checked: the threat model is targeted, this check's PGD untargeted")
         warnings = ctx.shared.get("attacks:autoattack_warnings")
@@ -233,13 +325,18 @@ class GradientMaskingChecks:
         return output
 
 
-def declared_vs_check_pgd(worst: dict[str, Any] | None, check_robust: torch.Tensor, tolerance: float = 0.01) -> list[Check]:
+def declared_vs_check_pgd(
+    worst: dict[str, Any] | None, check_robust: torch.Tensor, tolerance: float = 0.01, *, eligible: int,
+    steps: int | None = None, budget: dict[str, Any] | None = None,
+) -> list[Check]:
     """The declared attacks (their per-example worst case so far) must be no weaker than this
     entry's own PGD (margin loss) on the same first examples. Declared attacks that are weaker
     (e.g. CE-based PGD on a model whose softmax saturates) have been fooled by the gradients.
 
     Paired, as McNemar's test: of the examples exactly one side breaks, the check's PGD must not
     break significantly more (one-sided binomial test at 1%), by more than ``tolerance`` of n.
+    Inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples
+    (``eligible``) or a check PGD of fewer than :data:`MIN_PGD_STEPS` ``steps``.
     """
     from scipy.stats import binomtest
 
@@ -261,7 +358,8 @@ def declared_vs_check_pgd(worst: dict[str, Any] | None, check_robust: torch.Tens
         f"this check's PGD (margin loss) breaks {only_check} examples the declared attacks ({attacks}) did not, they break "
         f"{only_declared} it did not ({own_rate:.2%} vs {declared_rate:.2%} on the first {n}, one-sided p = {p_value:.2g}): "
         "the declared attacks are weak on this model (masked or saturated gradients suspected)",
-        n=n, declared=declared_rate, check_pgd=own_rate, only_check_fooled=only_check, only_declared_fooled=only_declared,
+        too_few(eligible) + _small_budget(steps, MIN_PGD_STEPS, "check PGD steps"),
+        n=n, eligible=eligible, budget={**(budget or {}), "declared_attacks": list(worst["attacks"])}, declared=declared_rate, check_pgd=own_rate, only_check_fooled=only_check, only_declared_fooled=only_declared,
         p_value=p_value, tolerance=tolerance, source=f"declared {attacks} vs this check",
     )]  # fmt: skip
 
@@ -270,7 +368,8 @@ def declared_attack_checks(summary: dict[str, dict[str, Any]], tolerance: float 
     """Compare the attacks already run in this section: iterative vs FGSM, white-box vs black-box, per example too.
 
     Args:
-        summary: ``ctx.shared["attacks:summary"]``: attack key -> robust accuracy, eps, kind, per-example flags.
+        summary: ``ctx.shared["attacks:summary"]``: attack key -> robust accuracy, n, clean-correct count,
+            eps, kind, per-example flags, resolved parameters.
         tolerance: Allowed difference in robust accuracy.
     """
     checks: list[Check] = []
@@ -285,12 +384,45 @@ def declared_attack_checks(summary: dict[str, dict[str, Any]], tolerance: float 
             if other["eps"] == best["eps"] and other["n"] == best["n"]:
                 only = int((best["robust"] & ~other["robust"]).sum())
                 checks.append(check_iterative_vs_single_step(
-                    best["robust_accuracy"], other["robust_accuracy"], tolerance,
-                    n=best["n"], source=f"declared attacks {best_key} vs {key}", examples_only_single_step_fooled=only))  # fmt: skip
+                    best["robust_accuracy"], other["robust_accuracy"], tolerance, eligible=_eligible(best, other),
+                    steps=_iterations(best), n=best["n"], source=f"declared attacks {best_key} vs {key}",
+                    budget={best_key: _budget(best), key: _budget(other)}, examples_only_single_step_fooled=only))  # fmt: skip
         for key, other in black.items():
             if other["eps"] == best["eps"] and other["n"] == best["n"]:
                 only = int((best["robust"] & ~other["robust"]).sum())
                 checks.append(check_white_vs_black_box(
-                    best["robust_accuracy"], other["robust_accuracy"], tolerance,
-                    n=best["n"], source=f"declared attacks {best_key} vs {key}", examples_only_black_box_fooled=only))  # fmt: skip
+                    best["robust_accuracy"], other["robust_accuracy"], tolerance, eligible=_eligible(best, other),
+                    queries=_square_queries(other), n=best["n"], source=f"declared attacks {best_key} vs {key}",
+                    budget={best_key: _budget(best), key: _budget(other)}, examples_only_black_box_fooled=only))  # fmt: skip
     return checks
+
+
+# What states an attack's budget, as its resolved parameters name it.
+_BUDGET_KEYS = ("version", "steps", "n_iter", "restarts", "n_restarts", "n_queries", "square_queries", "random_start",
+                "step_size", "rel_step_size", "eot_samples", "eot_iter", "early_stopping")  # fmt: skip
+AUTOATTACK_DEFAULT_ITERATIONS = 100  # pyautoattack's APGD / FAB n_iter when the entry leaves it unset
+
+
+def _budget(entry: dict[str, Any]) -> dict[str, Any]:
+    params = entry.get("params") or {}
+    return {k: params[k] for k in _BUDGET_KEYS if params.get(k) is not None}
+
+
+def _eligible(*entries: dict[str, Any]) -> int:
+    """Clean-correct examples both attacks ran on (the fewer of the two: a randomized model's
+    clean passes may differ)."""
+    return min(int(e["n_correct"]) for e in entries)
+
+
+def _iterations(entry: dict[str, Any]) -> int | None:
+    """Steps of a declared iterative attack (``None``: not known)."""
+    params = entry.get("params") or {}
+    if entry.get("name") == "autoattack":
+        return int(params.get("n_iter") or AUTOATTACK_DEFAULT_ITERATIONS)
+    return int(params["steps"]) if isinstance(params.get("steps"), int) else None
+
+
+def _square_queries(entry: dict[str, Any]) -> int | None:
+    """Queries of a declared Square attack (``None`` for other black-box attacks: not judged)."""
+    params = entry.get("params") or {}
+    return int(params["n_queries"]) if entry.get("name") == "square" and isinstance(params.get("n_queries"), int) else None

@@ -113,6 +113,57 @@ def count_record(evaluation: str, name: str, value: float | None, n: int | None)
     return MetricRecord.proportion(evaluation, name, round(value * n), n)
 
 
+def _budget_words(budget: dict[str, Any]) -> list[str]:
+    """A check's recorded attack budgets in words (its own attacks' flat ``pgd_*`` keys, or one
+    mapping per declared attack it compares)."""
+    parts = []
+    if "pgd_steps" in budget:
+        restarts = budget.get("pgd_restarts", 1)
+        text = f"PGD {budget['pgd_steps']} steps x {restarts} restart{'s' if restarts != 1 else ''}"
+        details = []
+        if "pgd_random_start" in budget:
+            details.append(f"random start {show(budget['pgd_random_start'])}")
+        if budget.get("pgd_step_size_at_eps") is not None:
+            details.append(f"step size {budget['pgd_step_size_at_eps']:.4g} at eps")
+        if budget.get("pgd_loss"):
+            details.append(f"{budget['pgd_loss']} loss")
+        if (budget.get("pgd_eot_samples") or 1) > 1:
+            details.append(f"EOT {budget['pgd_eot_samples']}")
+        parts.append(text + (f" ({', '.join(details)})" if details else ""))
+    if "fgsm_steps" in budget:
+        parts.append("FGSM 1 step")
+    if "square_queries" in budget:
+        restarts = budget.get("square_restarts", 1)
+        parts.append(f"Square {budget['square_queries']:,} queries x {restarts} restart{'s' if restarts != 1 else ''}")
+    if "gradients_per_example" in budget:
+        parts.append("one input gradient per example and loss")
+    for key, value in budget.items():
+        if isinstance(value, dict):
+            parts.append(f"{key}: {', '.join(f'{k} {show(v)}' for k, v in value.items()) or 'no budget recorded'}")
+    if budget.get("declared_attacks"):
+        parts.append(f"declared attacks {', '.join(map(str, budget['declared_attacks']))}")
+    return parts
+
+
+def check_scope(check: Check) -> str:
+    """The examples and attack budgets a check rests on, as recorded in its evidence:
+    ``n = 200 (186 clean-correct); PGD 20 steps x 1 restart (...); FGSM 1 step``; says so where
+    a check (of an older robench) did not record them."""
+    evidence = check.evidence
+    n, eligible = evidence.get("n"), evidence.get("eligible")
+    if isinstance(n, int):
+        text = f"n = {n:,}" + (f" ({eligible:,} clean-correct)" if isinstance(eligible, int) and eligible != n else "")
+    elif isinstance(eligible, int):
+        text = f"{eligible:,} clean-correct examples"
+    else:
+        text = "n not recorded"
+    budget = evidence.get("budget")
+    words = _budget_words(budget) if isinstance(budget, dict) else []
+    if words:
+        return "; ".join([text, *words])
+    return "n and budget not recorded" if text == "n not recorded" else f"{text}; budget not recorded"
+
+
 def check_finding(check: Check, evaluation: EvaluationResult, results: Results) -> str:
     """A check's message with every proportion in it shown as :meth:`MetricRecord.formatted` does,
     with its 95% interval and n (``69.0% [59.0, 77.9] (n = 100)`` instead of ``69.00%``).

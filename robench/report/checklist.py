@@ -209,11 +209,17 @@ def _masking_item(results: Results) -> ChecklistItem:
                 "attacks ran without gradient-masking sanity checks (add the gradient_masking entry)",
             )  # fmt: skip
         return ChecklistItem("masking_checks", title, "n/a", "no sanity checks were recorded")
-    bad = [(k, c) for k, c in checks if c.status != "pass"]
-    if not bad:
+    bad = [(k, c) for k, c in checks if c.status in ("warn", "fail")]
+    # inconclusive: the check could not have shown masking (too few examples, too small a budget): not a pass
+    unsure = [(k, c) for k, c in checks if c.status == "inconclusive"]
+    if not bad and not unsure:
         return ChecklistItem("masking_checks", title, "pass", f"{len(checks)} check(s) passed")
     status: Status = "fail" if any(c.status == "fail" for _, c in bad) else "warn"
-    return ChecklistItem("masking_checks", title, status, "; ".join(f"{k} {c.name} {c.status}: {c.message}" for k, c in bad))
+    evidence = "; ".join(f"{k} {c.name} {c.status}: {c.message}" for k, c in bad + unsure)
+    if unsure:
+        evidence = (f"{len(unsure)} of {len(checks)} check(s) inconclusive (too few examples or too small a budget to show "
+                    f"masking, not a pass): {evidence}")
+    return ChecklistItem("masking_checks", title, status, evidence)
 
 
 def _first(results: Results, name: str, prefix: str) -> MetricRecord | None:

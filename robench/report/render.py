@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 
 from robench.report import _coverage
-from robench.report._labels import check_finding, record_label, show
+from robench.report._labels import check_finding, check_scope, record_label, show
 from robench.report.checklist import ChecklistItem, checklist
 from robench.results import MetricRecord, Results, atomic_write_text, load_results
 from robench.threat_model import format_eps
@@ -269,7 +269,7 @@ def render_html(results: Results) -> str:
         warnings=_warnings(results),
         leaderboard_notes=notes,
         totals=_totals(results),
-        checks=[(e.key, c, check_finding(c, e, results)) for e in results.evaluations for c in e.checks],
+        checks=[(e.key, c, check_finding(c, e, results), check_scope(c)) for e in results.evaluations for c in e.checks],
         masking=_masking_state(results),
         sample_sizes=sample_sizes(results),
         record_label=record_label,

@@ -7,6 +7,9 @@ import torch
 from torch import nn
 
 from robench.attacks.masking_checks import (
+    MIN_ELIGIBLE,
+    MIN_PGD_STEPS,
+    MIN_SQUARE_QUERIES,
     check_gradients,
     check_iterative_vs_single_step,
     check_large_eps,
@@ -19,7 +22,8 @@ from robench.models import load_model
 
 from .conftest import make_threat, run_section
 
-PARAMS = {"n_examples": 20, "steps": 5, "eps_factors": [0.5, 1.0, 2.0], "square_queries": 60}
+# the smallest n and budgets at which a passing check is a pass, not inconclusive (MIN_ELIGIBLE...)
+PARAMS = {"n_examples": 40, "steps": 10, "eps_factors": [0.5, 1.0, 2.0], "square_queries": 1000}
 
 
 class Quantize(nn.Module):
@@ -34,30 +38,39 @@ def _statuses(output) -> dict[str, str]:
 
 
 def test_pure_checks_pass_and_warn():
-    assert check_iterative_vs_single_step(0.3, 0.4).status == "pass"
-    assert check_iterative_vs_single_step(0.5, 0.4).status == "warn"
-    assert check_white_vs_black_box(0.3, 0.3).status == "pass"
-    assert check_white_vs_black_box(0.6, 0.3).status == "warn"
-    assert check_monotone_in_eps([0.1, 0.2, 0.3], [0.5, 0.4, 0.4]).status == "pass"
-    warned = check_monotone_in_eps([0.1, 0.2, 0.3], [0.5, 0.2, 0.4])
+    assert check_iterative_vs_single_step(0.3, 0.4, eligible=100).status == "pass"
+    assert check_iterative_vs_single_step(0.5, 0.4, eligible=100).status == "warn"
+    assert check_white_vs_black_box(0.3, 0.3, eligible=100).status == "pass"
+    assert check_white_vs_black_box(0.6, 0.3, eligible=100).status == "warn"
+    assert check_monotone_in_eps([0.1, 0.2, 0.3], [0.5, 0.4, 0.4], eligible=100).status == "pass"
+    warned = check_monotone_in_eps([0.1, 0.2, 0.3], [0.5, 0.2, 0.4], eligible=100)
     assert warned.status == "warn" and warned.evidence["increases"] == [[0.2, 0.3]]
-    assert check_large_eps(1.0, 0.0).status == "pass" and check_large_eps(1.0, 0.3).status == "warn"
+    assert check_large_eps(1.0, 0.0, eligible=100).status == "pass" and check_large_eps(1.0, 0.3, eligible=100).status == "warn"
     assert check_gradients(100, 0, 50, 0).status == "pass"  # CE underflow alone is not masking
     assert check_gradients(100, 20, 20, 0).status == "warn" and check_gradients(100, 0, 0, 1).status == "warn"
     assert large_radius("L2", (0.0, 1.0), 784) == pytest.approx(28.0)
 
 
+def _repeat(flags: list[bool], times: int = 10) -> torch.Tensor:
+    return torch.tensor(flags * times)
+
+
 def test_declared_attacks_compared():
-    robust = torch.tensor([True, False, True, True])
+    robust = _repeat([True, False, True, True])
     summary = {
-        "fgsm": {"robust_accuracy": 0.5, "n": 4, "eps": 0.1, "kind": "white-box", "robust": torch.tensor([True, False, True, False])},
-        "pgd": {"robust_accuracy": 0.75, "n": 4, "eps": 0.1, "kind": "white-box", "robust": robust},
-        "square": {"robust_accuracy": 0.25, "n": 4, "eps": 0.1, "kind": "score-based", "robust": torch.tensor([True, False, False, False])},
-    }
+        "fgsm": {"robust_accuracy": 0.5, "n": 40, "n_correct": 40, "eps": 0.1, "kind": "white-box",
+                 "robust": _repeat([True, False, True, False])},
+        "pgd": {"robust_accuracy": 0.75, "n": 40, "n_correct": 40, "eps": 0.1, "kind": "white-box", "robust": robust,
+                "params": {"steps": 40, "restarts": 1}},
+        "square": {"robust_accuracy": 0.25, "n": 40, "n_correct": 40, "eps": 0.1, "kind": "score-based", "name": "square",
+                   "robust": _repeat([True, False, False, False]), "params": {"n_queries": 5000, "restarts": 1}},
+    }  # fmt: skip
     checks = {c.name: c for c in declared_attack_checks(summary)}
     assert checks["iterative_at_least_single_step"].status == "warn"
-    assert checks["iterative_at_least_single_step"].evidence["examples_only_single_step_fooled"] == 1
+    assert checks["iterative_at_least_single_step"].evidence["examples_only_single_step_fooled"] == 10
     assert checks["white_box_at_least_black_box"].status == "warn"
+    assert checks["white_box_at_least_black_box"].evidence["budget"] == {"pgd": {"steps": 40, "restarts": 1},
+                                                                         "square": {"n_queries": 5000, "restarts": 1}}
 
 
 def test_normal_model_passes(handle, mnist_test):
@@ -78,7 +91,7 @@ def test_masked_model_trips_checks(trained_net, mnist_test):
     assert statuses["near_zero_at_large_eps"] == "warn"
     assert statuses["white_box_at_least_black_box"] == "warn"
     evidence = next(c for c in output.checks if c.name == "gradients_nonzero_finite").evidence
-    assert evidence["zero_margin_gradients"] == evidence["n"] == 20
+    assert evidence["zero_margin_gradients"] == evidence["n"] == 40
 
 
 def test_reference_radius_is_eps_whatever_the_factors(handle, mnist_test):
@@ -124,16 +137,16 @@ def test_saturated_softmax_fools_a_declared_ce_attack_and_the_check_says_so(trai
 
 
 def test_thresholds_hold_exactly_at_the_boundary():
-    assert check_large_eps(1.0, 10 / 200).status == "pass"  # 5.00% is not above 5%
-    assert check_iterative_vs_single_step(51 / 100, 50 / 100, tolerance=0.01).status == "pass"
-    assert check_white_vs_black_box(0.58, 0.57, tolerance=0.01).status == "pass"
+    assert check_large_eps(1.0, 10 / 200, eligible=200).status == "pass"  # 5.00% is not above 5%
+    assert check_iterative_vs_single_step(51 / 100, 50 / 100, tolerance=0.01, eligible=100).status == "pass"
+    assert check_white_vs_black_box(0.58, 0.57, tolerance=0.01, eligible=100).status == "pass"
 
 
 def test_declared_fgsm_is_recognised_by_its_registry_name_not_its_id():
     summary = {
-        "one_step": {"robust_accuracy": 0.5, "n": 4, "eps": 0.1, "kind": "white-box", "name": "fgsm",
+        "one_step": {"robust_accuracy": 0.5, "n": 4, "n_correct": 4, "eps": 0.1, "kind": "white-box", "name": "fgsm",
                      "robust": torch.tensor([True, False, True, False])},
-        "pgd": {"robust_accuracy": 0.75, "n": 4, "eps": 0.1, "kind": "white-box", "name": "pgd",
+        "pgd": {"robust_accuracy": 0.75, "n": 4, "n_correct": 4, "eps": 0.1, "kind": "white-box", "name": "pgd",
                 "robust": torch.tensor([True, False, True, True])},
     }  # fmt: skip
     (check,) = declared_attack_checks(summary)
@@ -198,4 +211,60 @@ def test_a_model_without_gradients_is_reported_by_the_checks_not_raised(trained_
     statuses = _statuses(output)
     assert statuses["gradients_nonzero_finite"] == "warn"
     evidence = next(c for c in output.checks if c.name == "gradients_nonzero_finite").evidence
-    assert evidence["zero_margin_gradients"] == evidence["n"] == 20
+    assert evidence["zero_margin_gradients"] == evidence["n"] == 40
+
+
+def test_a_check_that_could_not_fail_is_inconclusive_not_a_pass():
+    """0 of 0 eligible examples, fewer than MIN_ELIGIBLE, or too small an attack budget: the check
+    could not have warned, so it does not pass (it passed, at 0 of 0 too); a warning stands."""
+    zero = check_iterative_vs_single_step(0.0, 0.0, eligible=0)
+    assert zero.status == "inconclusive" and "0 of 0" in zero.message and zero.evidence["eligible"] == 0
+    for check in (check_white_vs_black_box(0.0, 0.0, eligible=0), check_monotone_in_eps([0.1, 0.2], [0.0, 0.0], eligible=0),
+                  check_large_eps(1.0, 0.0, eligible=0), check_gradients(0, 0, 0, 0)):  # fmt: skip
+        assert check.status == "inconclusive", check
+    few = MIN_ELIGIBLE - 1
+    assert check_large_eps(1.0, 0.0, eligible=few).status == "inconclusive"
+    assert check_large_eps(1.0, 0.0, eligible=MIN_ELIGIBLE).status == "pass"
+    assert check_gradients(few, 0, 0, 0).status == "inconclusive" and check_gradients(MIN_ELIGIBLE, 0, 0, 0).status == "pass"
+    assert check_iterative_vs_single_step(0.3, 0.4, eligible=100, steps=MIN_PGD_STEPS - 1).status == "inconclusive"
+    assert check_iterative_vs_single_step(0.3, 0.4, eligible=100, steps=MIN_PGD_STEPS).status == "pass"
+    weak = check_white_vs_black_box(0.3, 0.3, eligible=100, queries=MIN_SQUARE_QUERIES - 1)
+    assert weak.status == "inconclusive" and weak.evidence["inconclusive_because"] == [f"black-box queries {MIN_SQUARE_QUERIES - 1} (fewer than {MIN_SQUARE_QUERIES} cannot show it)"]
+    assert check_white_vs_black_box(0.3, 0.3, eligible=100, queries=MIN_SQUARE_QUERIES).status == "pass"
+    # a problem seen with few examples or a small budget is a finding: it warns
+    assert check_white_vs_black_box(0.6, 0.3, eligible=5, queries=10).status == "warn"
+    assert check_gradients(5, 5, 5, 0).status == "warn"
+
+
+def test_declared_comparisons_at_small_n_or_budget_are_inconclusive():
+    summary = {
+        "pgd": {"robust_accuracy": 0.5, "n": 10, "n_correct": 8, "eps": 0.1, "kind": "white-box", "name": "pgd",
+                "robust": torch.tensor([True] * 5 + [False] * 5), "params": {"steps": 40}},
+        "square": {"robust_accuracy": 0.5, "n": 10, "n_correct": 8, "eps": 0.1, "kind": "score-based", "name": "square",
+                   "robust": torch.tensor([True] * 5 + [False] * 5), "params": {"n_queries": 5000}},
+    }  # fmt: skip
+    (check,) = declared_attack_checks(summary)
+    assert check.status == "inconclusive" and check.evidence["eligible"] == 8, check
+    big = {k: {**v, "n": 100, "n_correct": 100, "robust": v["robust"].repeat(10)} for k, v in summary.items()}
+    assert [c.status for c in declared_attack_checks(big)] == ["pass"]
+    big["square"]["params"] = {"n_queries": 100}
+    (weak,) = declared_attack_checks(big)
+    assert weak.status == "inconclusive" and "black-box queries 100" in weak.message
+
+
+def test_no_clean_correct_example_makes_every_comparison_inconclusive(handle, mnist_test):
+    """Labels the model never predicts: every robust accuracy is 0 of 0 clean-correct examples, and
+    every comparison of them passed although none could fail."""
+    from robench.data.base import ArrayDataset
+
+    x, _ = mnist_test.load(slice(0, 40))
+    with torch.no_grad():
+        wrong = (handle.predict_logits(x).argmax(dim=1) + 1) % 10
+    data = ArrayDataset(x, wrong, 10)
+    output, _ = run_section(handle, data, make_threat([{"name": "gradient_masking", "params": PARAMS}], eps=0.1))
+    statuses = _statuses(output)
+    comparisons = ("iterative_at_least_single_step", "white_box_at_least_black_box", "non_increasing_in_eps", "near_zero_at_large_eps")
+    assert {statuses[name] for name in comparisons} == {"inconclusive"}, output.checks
+    assert statuses["gradients_nonzero_finite"] == "pass"  # every example has a gradient to check
+    check = next(c for c in output.checks if c.name == "near_zero_at_large_eps")
+    assert check.evidence["n"] == 40 and check.evidence["eligible"] == 0 and check.evidence["budget"]["pgd_steps"] == 10

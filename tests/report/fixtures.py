@@ -98,7 +98,8 @@ def strong() -> Results:
     threat = _threat(adversary, evaluations, {"source": "model card", "norm": "Linf", "eps": "8/255", "robust_accuracy": 0.55})
     masking = EvaluationResult(
         key="attacks/gradient_masking", section="attacks", name="gradient_masking", status="success",
-        checks=[Check(name="eps_monotone", status="pass", message="robust accuracy falls as eps grows", evidence={"eps": [0.01, 0.03]})],
+        checks=[Check(name="eps_monotone", status="pass", message="robust accuracy falls as eps grows",
+                      evidence={"eps": [0.01, 0.03], "n": 200, "eligible": 176, "budget": {"pgd_steps": 20, "pgd_restarts": 1}})],
     )  # fmt: skip
     results = Results(**_base(threat, "0123456789abcdef0123456789abcdef01234567"))
     results.evaluations = [

@@ -157,3 +157,17 @@ def test_zero_robust_accuracy_needs_no_stronger_attack() -> None:
     assert items["masking_checks"].status == "n/a"
     assert headline(weak)["robust_caveat"] is None
     assert "fgsm" in headline(weak)["robust_title"]
+
+
+def test_inconclusive_masking_checks_are_not_a_pass() -> None:
+    """A check that could not have failed (0 of 0 clean-correct examples, too small a budget) made
+    the checklist say 'no sign of gradient masking'."""
+    results = fixtures.strong()
+    results.evaluations[3].checks = [
+        Check(name="near_zero_at_large_eps", status="inconclusive", message="inconclusive: no clean-correct examples to compare (0 of 0)",
+              evidence={"n": 10, "eligible": 0}),
+        Check(name="gradients_nonzero_finite", status="pass", message="input gradients finite and nonzero", evidence={"n": 200}),
+    ]  # fmt: skip
+    item = {i.key: i for i in checklist(results)}["masking_checks"]
+    assert item.status == "warn"
+    assert item.evidence.startswith("1 of 2 check(s) inconclusive") and "0 of 0" in item.evidence

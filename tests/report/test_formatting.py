@@ -187,3 +187,23 @@ def test_limitations_do_not_call_pass_mean_intervals_exact() -> None:
                    for r in pgd.records]  # fmt: skip
     sentence = sample_sizes(results)
     assert "exact 95% Clopper-Pearson" not in sentence and "approximate" in sentence
+
+
+def test_masking_checks_state_their_n_and_budgets() -> None:
+    """Each check's row says on how many examples (and how many of them clean-correct) and with
+    which steps, restarts and queries it ran; an inconclusive check is counted apart from warnings."""
+    check = Check(name="white_box_at_least_black_box", status="inconclusive",
+                  message="inconclusive: black-box queries 60 (fewer than 1000 cannot show it); observed: ...",
+                  evidence={"n": 200, "eligible": 176, "budget": {"pgd_steps": 20, "pgd_restarts": 1, "pgd_random_start": True,
+                            "pgd_step_size_at_eps": 0.0039, "square_queries": 60, "square_restarts": 1}})  # fmt: skip
+    old = Check(name="autoattack_own_checks", status="pass", message="AutoAttack's own checks raised no warning")
+    results = fixtures.strong()
+    results.evaluations[3].checks = [check, old]
+    page = render_html(results)
+    scope = "n = 200 (176 clean-correct); PGD 20 steps x 1 restart (random start yes, step size 0.0039 at eps); Square 60 queries x 1 restart"
+    rows = [row for _, table in _tables(page).tables for row in table if row and row[0] in ("white_box_at_least_black_box", "attacks/gradient_masking")]
+    assert len(rows) == 4, rows  # the attacks section's table and the sanity-check table
+    assert all(scope in row for row in rows if "inconclusive" in row), rows
+    assert all("n and budget not recorded" in row for row in rows if "pass" in row), rows
+    assert "Gradient-masking checks (0 warnings, 1 inconclusive)" in page
+    assert "status-inconclusive" in page

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from robench.report import _coverage
-from robench.report._labels import check_finding, count_record
+from robench.attacks.masking_checks import MIN_ELIGIBLE, MIN_PGD_STEPS, MIN_SQUARE_QUERIES
+from robench.report._labels import check_finding, check_scope, count_record
 from robench.report.plots import figure_data_uri, interval_bars, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results
 from robench.threat_model import format_eps
@@ -155,7 +156,8 @@ def build(results: Results) -> dict[str, Any] | None:
     eps = adversary.get("eps")
     points = [{"label": r["key"], "eps": eps, "accuracy": r["robust"].value, "yerr": _yerr(r["robust"])} for r in plotted
               if "curve" not in next(e for e in evaluations if e.key.endswith("/" + r["key"])).artifacts]  # fmt: skip
-    checks = [{"evaluation": e.key.split("/", 1)[1], "check": c, "finding": check_finding(c, e, results)} for e in evaluations for c in e.checks]
+    checks = [{"evaluation": e.key.split("/", 1)[1], "check": c, "finding": check_finding(c, e, results), "scope": check_scope(c)}
+              for e in evaluations for c in e.checks]  # fmt: skip
     unfinished = [d for d in _coverage.missing(results, "attacks") if d.status is None]
     return {
         "rows": rows,
@@ -167,7 +169,9 @@ def build(results: Results) -> dict[str, Any] | None:
         "adversary": adversary,
         "randomized": results.model.randomized,
         "checks": checks,
-        "n_warn": sum(c["check"].status != "pass" for c in checks),
+        "n_warn": sum(c["check"].status in ("warn", "fail") for c in checks),
+        "n_inconclusive": sum(c["check"].status == "inconclusive" for c in checks),
+        "thresholds": {"eligible": MIN_ELIGIBLE, "pgd_steps": MIN_PGD_STEPS, "square_queries": MIN_SQUARE_QUERIES},
         "not_run": [d.key.split("/", 1)[1] for d in unfinished],
         "not_run_why": _coverage.why_not_run(results, "attacks", unfinished) if unfinished else None,
     }
