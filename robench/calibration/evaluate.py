@@ -131,7 +131,7 @@ def evaluate_calibration(
 
     artifacts: dict[str, Any] = {"n_bins": spec.n_bins, "reliability": reliability}
     if spec.temperature_scaling:
-        artifacts["temperature"] = _temperature_scaling(shared, conditions, spec, output)
+        artifacts["temperature"] = _temperature_scaling(shared, conditions, spec, output, ctx)
     output.artifacts = artifacts
     return output
 
@@ -145,13 +145,18 @@ def _logits(handoff: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _temperature_scaling(
-    shared: dict[str, Any], conditions: list[tuple[str, Condition, dict[str, Any]]], spec: CalibrationSpec, output: EvaluationOutput
+    shared: dict[str, Any], conditions: list[tuple[str, Condition, dict[str, Any]]], spec: CalibrationSpec, output: EvaluationOutput,
+    ctx: EvalContext,
 ) -> dict[str, Any]:
     """Fit ``T`` on the first ``holdout_fraction`` of the clean examples; report every condition on
     the remaining examples (indices ``>= n_fit``) before and after scaling.
 
     The conditions of the other sections are computed on the same examples in the same order, so
     restricting them to indices ``>= n_fit`` keeps the fitting examples out of every report.
+    Every metric before and after carries the same 95% intervals as the unscaled conditions
+    (:func:`~robench.calibration.bootstrap.bootstrap_intervals` over the evaluation examples); before
+    and after draw the same resamples. The intervals are conditional on the fitted ``T`` (the
+    fitting examples are not resampled).
     """
     clean = shared["clean"]
     n_total = int(clean["labels"].numel())
@@ -174,7 +179,7 @@ def _temperature_scaling(
     output.records.append(
         MetricRecord(evaluation=EVALUATION, name="temperature", value=fit.temperature, n=fit.n, condition={"condition": "clean", "split": "fit"})
     )
-    for label, condition, handoff in conditions:
+    for index, (label, condition, handoff) in enumerate(conditions):
         probs, labels = handoff["probs"].detach().cpu().float(), handoff["labels"].detach().cpu().long()
         count = int(labels.numel())
         if count <= n_fit:
@@ -192,7 +197,9 @@ def _temperature_scaling(
         scaled = apply_temperature(_logits(handoff)[n_fit:], fit.temperature).float()
         for stage, values in (("before", probs), ("after", scaled)):
             metrics = calibration_metrics(values, labels, spec.n_bins)
-            output.records += _records(metrics, {**condition, "split": "eval", "temperature": stage}, None)
+            # one seed for both stages: before and after are scored on the same resamples
+            intervals = bootstrap_intervals(values, labels, spec.n_bins, ctx.generator("bootstrap", "temperature", index))
+            output.records += _records(metrics, {**condition, "split": "eval", "temperature": stage}, intervals)
     return {
         "temperature": fit.temperature,
         "n_fit": n_fit,

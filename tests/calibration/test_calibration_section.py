@@ -398,3 +398,32 @@ def test_a_randomized_model_is_said_to_be_scored_on_one_pass() -> None:
     assert not any("randomized" in w for w in out.warnings)
     out = registry.get("evaluation", "calibration")(None, None, None, CalibrationSpec(), _ctx({**shared, "randomized": True}))
     assert any("one pass's probabilities" in w for w in out.warnings)
+
+
+def test_temperature_scaled_metrics_have_intervals_in_the_records_and_the_report() -> None:
+    """The temperature-scaling table was the one calibration table without intervals: every metric
+    before and after scaling now has the bootstrap interval the unscaled conditions have, with n."""
+    from robench.report.render import render_html
+    from tests.report import fixtures
+
+    logits, labels = _sample(400, 4, 3, 2.0)  # over-confident at T = 1: scaling changes the numbers
+    shared = {"clean": {"probs": logits.softmax(1).float(), "labels": labels},
+              "attacks/pgd": {"probs": (logits * 3).softmax(1).float(), "labels": labels}}  # fmt: skip
+    spec = CalibrationSpec(temperature_scaling=True, holdout_fraction=0.25)
+    out = registry.get("evaluation", "calibration")(None, None, None, spec, _ctx(shared))
+    scaled = [r for r in out.records if r.condition.get("split") == "eval" and r.name in ("ece", "nll", "brier", "adaptive_ece")]
+    assert len(scaled) == 2 * 2 * 4  # 2 conditions x before/after x 4 metrics
+    for record in scaled:
+        key = {"max_calibration_error": "mce"}.get(record.name, record.name)
+        assert record.n == 300 and record.interval == INTERVALS[key], record
+        assert record.ci_low <= record.value <= record.ci_high, record
+    results = fixtures.strong().model_copy(deep=True)
+    evaluation = next(e for e in results.evaluations if e.section == "calibration")
+    evaluation.records, evaluation.artifacts = out.records, out.artifacts
+    html = render_html(results)
+    table = html[html.index("<h3>Temperature scaling</h3>"):]
+    table = table[: table.index("</table>")]
+    for record in scaled:
+        if record.name in ("ece", "nll", "brier"):
+            assert " ".join(record.formatted()).split(" ", 1)[1] in table, record  # its interval, as the report writes it
+    assert "Each metric carries its 95% interval" in html

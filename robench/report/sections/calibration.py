@@ -144,6 +144,13 @@ def build(results: Results) -> dict[str, Any] | None:
         "severity_figure": _severity_figure([r for r in plain if r.name == "ece"], clean_ece),
         "temperature": evaluation.artifacts.get("temperature"),
         "scaled": list(scaled.values()),
+        "scaled_intervals": [
+            (title, interval)
+            for key, title in METRICS[1:]
+            if key in ("ece", "nll", "brier")
+            and (interval := next((r.interval for r in evaluation.records
+                                   if r.condition.get("split") == "eval" and r.name == key and r.interval), None))
+        ],  # fmt: skip
         "intervals": [
             (title, interval)
             for key, title in METRICS[1:]
