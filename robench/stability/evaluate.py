@@ -5,8 +5,9 @@ examples (or read from a released CIFAR-10-P style set), every frame is classifi
 probability FP and top-5 distance T5D are computed with the official semantics
 (:mod:`robench.stability.functional`). With a baseline (AlexNet's FP per perturbation, given in the
 threat model), the flip rate ``FR = FP / FP_baseline`` and ``mFR = mean FR`` are recorded too
-(Hendrycks & Dietterich 2019). Intervals are percentile bootstraps over sequences (sequences are
-the independent units; frames of one sequence are not).
+(Hendrycks & Dietterich 2019). Intervals (:func:`mean_interval`) treat sequences as the
+independent units (frames of one sequence are not): the hull of a percentile bootstrap over
+sequences and the Fay-Feuer gamma interval, or an exact bound where every sequence has the same value.
 """
 
 from __future__ import annotations

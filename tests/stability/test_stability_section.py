@@ -320,3 +320,49 @@ def test_a_few_sequences_flipping_on_every_frame_still_get_95_percent_coverage()
         (low, high), _ = mean_interval(torch.tensor(values), torch.Generator().manual_seed(rep), 1.0)
         covered += low <= truth <= high
     assert covered / reps >= 0.95
+
+
+def _stability_page(spec: StabilitySpec, n: int = 12) -> tuple[str, list]:
+    """The report of a stability evaluation of a small generated run (in the strong fixture)."""
+    from robench.data.base import ArrayDataset
+    from robench.report.render import render_html
+    from robench.results import EvaluationResult
+    from tests.report import fixtures
+
+    generator = torch.Generator().manual_seed(0)
+    data = ArrayDataset(torch.rand(n, 1, 8, 8, generator=generator), torch.arange(n) % 4, 4)
+    model = QuadrantNet()
+    with torch.no_grad():
+        model.scale.fill_(2.0)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=n, progress=False, seed=4)
+    ctx.begin("stability")
+    out = registry.get("evaluation", "stability")(load_model(model, device="cpu"), data, None, spec, ctx)
+    results = fixtures.strong()
+    results.evaluations.append(EvaluationResult(key="stability", section="stability", name="stability", status="success",
+                                                records=out.records, artifacts=out.artifacts, resolved=out.resolved))  # fmt: skip
+    html = render_html(results)
+    return html[html.index('<h2 id="stability"'):][: html[html.index('<h2 id="stability"'):].index("<table")], out.records
+
+
+def test_the_report_describes_the_intervals_that_are_computed() -> None:
+    """The text said 'percentile bootstraps over sequences' (with an exact Clopper-Pearson bound for
+    constant rows); the intervals are the hull of that bootstrap and the Fay-Feuer gamma interval."""
+    import html as html_lib
+
+    from robench.stability.evaluate import BOOTSTRAP_INTERVAL, bootstrap_mean_interval, mean_interval
+    from robench.stats import weighted_sum_interval
+
+    text, records = _stability_page(StabilitySpec(perturbations=("gaussian_noise", "rotate")))
+    text = html_lib.unescape(" ".join(text.split()))
+    assert "Intervals are 95% percentile bootstraps over sequences" not in text
+    assert "smallest interval holding both a percentile bootstrap of the mean over sequences (1000 resamples)" in text
+    assert "Fay-Feuer gamma interval for a mean of values bounded by the metric's largest value" in text
+    assert "[c (1 − u), c (1 − u) + max · u]" in text and "divided by the baseline" in text
+    methods = {r.interval for r in records if r.ci_low is not None}
+    assert methods <= {f"{BOOTSTRAP_INTERVAL} joined with the Fay-Feuer gamma interval"} | {m for m in methods if m.startswith("exact bound")}
+    # what the text says is what is computed: the hull of the two intervals
+    values = torch.tensor([0.0] * 90 + [0.1, 0.3, 0.0, 0.5, 0.2, 0.0, 0.7, 0.1, 0.0, 0.9], dtype=torch.float64)
+    (low, high), method = mean_interval(values, torch.Generator().manual_seed(1), 1.0)
+    boot = bootstrap_mean_interval(values, torch.Generator().manual_seed(1))
+    gamma = weighted_sum_interval(values.tolist(), 1.0)
+    assert (low, high) == (min(boot[0], gamma[0]), max(boot[1], gamma[1])) and "Fay-Feuer" in method

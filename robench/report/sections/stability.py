@@ -6,10 +6,11 @@ from typing import Any
 
 from robench.report.plots import figure_data_uri, new_figure
 from robench.results import MetricRecord, Results
+from robench.stability.evaluate import BOOTSTRAP_INTERVAL, BOOTSTRAP_RESAMPLES
 
 
 def _flip_figure(rows: list[dict[str, Any]]) -> str:
-    """Bars of the flip probability per perturbation with 95% bootstrap intervals."""
+    """Bars of the flip probability per perturbation with their 95% intervals (see the section's text)."""
     labels = [row["perturbation"] for row in rows]
     values = [row["fp"].value for row in rows]
     errors = [
@@ -70,6 +71,13 @@ def build(results: Results) -> dict[str, Any] | None:
         "noise_level": evaluation.artifacts.get("noise_level"),
         "table": evaluation.artifacts.get("table"),
         "t5d_max": evaluation.artifacts.get("top5_distance_max"),
-        "exact_rows": [row["perturbation"] for row in rows if str(row["fp"].interval or "").startswith("exact")],
+        "exact_rows": [row["perturbation"] for row in rows
+                       if any(str(r.interval or "").startswith("exact") for r in (row["fp"], row["t5d"]) if r is not None)],
+        "resamples": BOOTSTRAP_RESAMPLES,
+        # results of a robench before the Fay-Feuer join: their intervals are the bootstrap alone
+        "bootstrap_only": sorted({f"{r.name.replace('_', ' ')} {r.condition.get('perturbation', '(mean)')}"
+                                  for r in evaluation.records if r.interval == BOOTSTRAP_INTERVAL}),
+        "unpaired_means": [name for name in ("mean_flip_probability", "mean_top5_distance", "mean_flip_rate")
+                           if (r := summary(name)) is not None and r.ci_low is None],
         "cost": evaluation.cost,
     }
