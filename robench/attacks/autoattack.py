@@ -406,12 +406,43 @@ class AutoAttackEvaluation:
             "breakdown": breakdown,
             "log": lines[-_LOG_LIMIT:],
             "resumed_log_note": "batches restored from the journal log nothing" if ctx.cost.resumed_batches else None,
+            "procedure": procedure(adversary, order, eps, norm.name, randomized),
         }
         if params.mode == "fast":
             # examples the bf16 queries called broken but the fp32 model did not: attacked again in fp32
             output.resolved["fast_mode_reattacked_in_fp32"] = redone
         ctx.shared.setdefault("attacks:autoattack_warnings", []).extend(own_warnings)
         return output
+
+
+def procedure(adversary: Any, order: tuple[str, ...], eps: float, norm: str, randomized: bool = False) -> dict[str, Any]:
+    """How the attacks ran, read from the configured pyautoattack objects (see
+    :meth:`robench.attacks.base.Attack.procedure`); restarts and random starts per attack."""
+    restarts: dict[str, int] = {}
+    starts: dict[str, Any] = {}
+    for position, name in enumerate(order):
+        if name in ("apgd-ce", "apgd-dlr"):
+            restarts[name], starts[name] = int(adversary.apgd.n_restarts), True
+        elif name == "apgd-t":
+            restarts[name], starts[name] = int(adversary.apgd_targeted.n_restarts), True  # per target class
+        elif name in ("fab", "fab-t"):
+            # as perturb runs them: fab-t, and a fab after it, with one restart
+            count = 1 if name == "fab-t" or "fab-t" in order[:position] else int(adversary.fab.n_restarts)
+            restarts[name], starts[name] = count, "from the clean input" + (", random in later restarts" if count > 1 else "")
+        else:
+            restarts[name], starts[name] = int(adversary.square.n_restarts), True
+    alpha = 2.0 if norm in ("Linf", "L2") else 1.0
+    rules = []
+    if any(name.startswith("apgd") for name in order):
+        rules.append(f"APGD adaptive, from {alpha:g} x eps = {alpha * eps:.4g}, halved where the loss stalls")
+    if any(name.startswith("fab") for name in order):
+        rules.append("FAB its own projection steps")
+    if "square" in order:
+        rules.append("Square random square updates")
+    early = ("each attack runs only on the examples still robust after the ones before it, and restarts only on those "
+             "not yet fooled") if not randomized else "none: every attack runs on every example (randomized model)"
+    return {"step_size": None, "step_size_rule": "; ".join(rules), "random_start": starts, "restarts": restarts,
+            "early_stopping": not randomized, "early_stopping_rule": early}  # fmt: skip
 
 
 def _warnings_check(warnings: list[str], notes: list[str]) -> Check:

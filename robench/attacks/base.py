@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import final
+from typing import Any, final
 
 import torch
 
@@ -53,6 +53,13 @@ class Attack(ABC):
         pass's verdict that an example is already misclassified would exempt it by chance). The
         default leaves the attack as it is; it then leaves a skipped example at ``x``."""
         return self
+
+    def procedure(self, eps: float) -> dict[str, Any]:
+        """How this attack runs at radius ``eps``, as recorded for the report (the facts of the run,
+        not the defaults): ``step_size`` (absolute, in the threat model's norm; ``None`` without a
+        fixed step), ``step_size_rule``, ``random_start``, ``restarts``, ``early_stopping`` (whether
+        it stops attacking an example once it is fooled) and ``early_stopping_rule``. ``{}``: not stated."""
+        return {}
 
     @abstractmethod
     def run(

@@ -57,7 +57,7 @@ def evaluate_attack(
         )
     summary = ctx.shared.get("attacks:summary", {}).get(spec.key)
     if summary is not None:  # the budget the masking checks state for the comparisons they draw from it
-        summary["params"] = dict(output.resolved)
+        summary["params"] = {**output.resolved, **(output.artifacts.get("procedure") or {})}
     output.artifacts.setdefault("attack", spec.name)
     output.artifacts.setdefault("knowledge", kind)
     output.artifacts.setdefault("eps_text", format_eps(threat.adversary.eps))
@@ -135,7 +135,8 @@ def _evaluate_bounded(
         norm_unit=adversary.norm.lower(), passes=passes, attack_name=spec.name,
     )  # fmt: skip
     output.resolved = resolved
-    output.artifacts = {"params": resolved, "mode": mode, "compile": bool(resolved.get("compile", False))}
+    output.artifacts = {"params": resolved, "mode": mode, "compile": bool(resolved.get("compile", False)),
+                        "procedure": attack.procedure(adversary.eps)}  # fmt: skip
     if passes is not None:
         output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES
     return output

@@ -169,6 +169,19 @@ class MinNormEvaluation:
         return None
 
     @classmethod
+    def procedure(cls, params: Any, norm: str) -> dict[str, Any]:
+        """How the attack runs, for the report (see :meth:`robench.attacks.base.Attack.procedure`)."""
+        if cls.knowledge == "decision-based":
+            start = "from an adversarial starting point (blended uniform noise, else the nearest input of the batch classified as wanted)"
+        else:
+            start = False  # from the clean input
+        return {
+            "step_size": None, "step_size_rule": f"{cls.__name__}'s own schedule (foolbox; parameters above)",
+            "random_start": start, "restarts": 1, "early_stopping": False,
+            "early_stopping_rule": "none: all steps, keeping the smallest adversarial norm found",
+        }  # fmt: skip
+
+    @classmethod
     def evaluate(
         cls, model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: Any, ctx: EvalContext
     ) -> EvaluationOutput:
@@ -348,6 +361,7 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
         "not_found": int(np.isinf(attacked).sum()),
         "not_attacked_no_start": unstarted,
         "projection_rechecked": rechecked,
+        "procedure": cls.procedure(params, norm),
     }
     if ctx.shared.get("randomized") and same_norm:
         output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES
@@ -382,6 +396,15 @@ class FMN(MinNormEvaluation):
             steps=params.steps, max_stepsize=params.max_stepsize, gamma=params.gamma,
             binary_search_steps=params.binary_search_steps,
         )  # fmt: skip
+
+    @classmethod
+    def procedure(cls, params: Any, norm: str) -> dict[str, Any]:  # noqa: D102
+        facts = super().procedure(params, norm)
+        facts["step_size"] = params.max_stepsize
+        facts["step_size_rule"] = f"{params.max_stepsize:g} at first, cosine-annealed to {params.max_stepsize / 100:g} (foolbox FMN)"
+        if norm == "L2":
+            facts["restarts"] = "1, then foolbox's L2 FMN on the examples the first run left unbroken"
+        return facts
 
     @classmethod
     def second(cls, fb: Any, params: Any, norm: str) -> Any | None:
@@ -434,6 +457,11 @@ class DDN(MinNormEvaluation):
     @classmethod
     def build(cls, fb: Any, params: Any, norm: str) -> Any:  # noqa: D102
         return fb.attacks.DDNAttack(steps=params.steps, init_epsilon=params.init_epsilon, gamma=params.gamma)
+
+    @classmethod
+    def procedure(cls, params: Any, norm: str) -> dict[str, Any]:  # noqa: D102
+        # foolbox 3.3's DDN: a fixed max_stepsize of 1.0, cosine-annealed to 0.01
+        return {**super().procedure(params, norm), "step_size": 1.0, "step_size_rule": "1 at first, cosine-annealed to 0.01 (foolbox DDN)"}
 
 
 class HopSkipJumpParams(_MinNormParams):

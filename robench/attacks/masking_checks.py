@@ -316,12 +316,25 @@ class GradientMaskingChecks:
         output.records.append(MetricRecord.proportion(key, "fgsm_robust_accuracy", int(out["fgsm"].sum()), n, {**condition, "eps": eps}))
         if use_square:
             output.records.append(MetricRecord.proportion(key, "square_robust_accuracy", int(out["square"].sum()), n, {**condition, "eps": eps}))
+        pgd = PGD(steps=params.steps, rel_step_size=step, loss="margin", eot_samples=eot)
+        parts = {"pgd": (pgd.for_randomized_model() if randomized else pgd).procedure(eps), "fgsm": FGSM().procedure(eps)}
+        if use_square:
+            square = Square(n_queries=params.square_queries)
+            parts["square"] = (square.for_randomized_model() if randomized else square).procedure(eps)
         output.artifacts = {
             "kind": "masking",
             "curve": {"eps": radii, "robust_accuracy": pgd_curve},
             "large_eps": {"eps": large, "robust_accuracy": large_accuracy},
             "n_examples": n,
-        }
+            # the PGD's step at eps (at another radius it scales with it); per attack the rest
+            "procedure": {
+                "step_size": parts["pgd"]["step_size"],
+                "step_size_rule": f"PGD {parts['pgd']['step_size_rule']} (the radius at each point of the sweep); FGSM one step of eps"
+                                  + ("; Square random square updates" if use_square else ""),
+                **{key: {name: facts[key] for name, facts in parts.items()} for key in ("random_start", "restarts", "early_stopping")},
+                "early_stopping_rule": "; ".join(f"{name}: {facts['early_stopping_rule']}" for name, facts in parts.items()),
+            },
+        }  # fmt: skip
         return output
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -65,6 +65,19 @@ class PGD(Attack):
     def for_randomized_model(self) -> PGD:  # noqa: D102
         self.attacks_every_example = True  # no example exempted by one pass's verdict, in any restart
         return self
+
+    def procedure(self, eps: float) -> dict[str, Any]:  # noqa: D102
+        stops = self.restarts > 1 and not self.attacks_every_example
+        if stops:
+            rule = "an example fooled by a restart is not attacked by the later ones; every restart runs all its steps"
+        elif self.attacks_every_example:
+            rule = "none: every restart attacks every example, each for all its steps (randomized model)"
+        else:
+            rule = "none: one restart, all its steps"
+        return {
+            "step_size": self.rel_step_size * eps, "step_size_rule": f"fixed, {self.rel_step_size:.4g} x eps",
+            "random_start": self.random_start, "restarts": self.restarts, "early_stopping": stops, "early_stopping_rule": rule,
+        }  # fmt: skip
 
     def _stepper(self, model: torch.nn.Module) -> StepModel:
         if self._step_model is None or self._step_model.model is not model:
@@ -155,6 +168,10 @@ class FGSM(Attack):
     def __init__(self, *, loss: str = "ce", l1_sparsity: float = 0.95) -> None:
         self.loss = LOSSES[loss]
         self.l1_sparsity = l1_sparsity
+
+    def procedure(self, eps: float) -> dict[str, Any]:  # noqa: D102
+        return {"step_size": eps, "step_size_rule": "one step of eps", "random_start": False, "restarts": 1,
+                "early_stopping": False, "early_stopping_rule": "none: one step from every input"}  # fmt: skip
 
     def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
         x_adv = x.detach().requires_grad_(True)

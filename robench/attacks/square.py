@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field
 
@@ -62,6 +64,15 @@ class Square(Attack):
     def for_randomized_model(self) -> Square:  # noqa: D102
         self.attacks_every_example = True
         return self
+
+    def procedure(self, eps: float) -> dict[str, Any]:  # noqa: D102
+        return {
+            "step_size": None,
+            "step_size_rule": f"no gradient step: random square updates, a share of pixels from p_init {self.p_init:g} down, "
+                              f"schedule rescaled to {self.n_queries:,} queries",
+            "random_start": True, "restarts": self.restarts, "early_stopping": True,
+            "early_stopping_rule": "an example is no longer queried once fooled (pyautoattack's Square)",
+        }  # fmt: skip
 
     def _every_example(self, model, attack, x, wanted, target, seed: int) -> torch.Tensor:
         """Every example's final point of every restart, the one of highest margin kept (a

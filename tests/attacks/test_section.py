@@ -91,3 +91,36 @@ def test_attack_ids_cannot_collide_with_internal_hand_offs(handle, mnist_test):
     assert worst.condition["attack"] == "worst_case+summary"
     both = ctx.shared["attacks/worst_case"]["robust"] & ctx.shared["attacks/summary"]["robust"]
     assert worst.value == int(both.sum()) / 20
+
+
+def test_every_attack_records_how_it_ran_and_the_report_states_it(results, handle, mnist_test):
+    """The attack rows showed a step size only as a fraction of eps, and hid random_start: false
+    (falsy parameters were dropped); restarts and early stopping were not stated at all. The
+    evaluators record the facts of each run; the report reads them, not defaults."""
+    from robench.report.render import render_html
+    from robench.report.sections.attacks import build
+
+    threat = make_threat([{"name": "pgd", "params": {"steps": 4, "restarts": 2, "random_start": False}}], eps=0.1)
+    output, _ = run_section(handle, mnist_test.subset(8), threat)
+    facts = output.artifacts["procedure"]
+    assert facts["step_size"] == pytest.approx(0.1 * 2.5 / 4) and facts["random_start"] is False
+    assert facts["restarts"] == 2 and facts["early_stopping"] is True
+    procedures = {e.key.split("/")[1]: e.artifacts.get("procedure") for e in results.evaluations if e.section == "attacks"}
+    assert procedures["fgsm"]["step_size"] == pytest.approx(0.1) and procedures["fgsm"]["random_start"] is False
+    assert procedures["pgd"]["step_size"] == pytest.approx(0.05) and procedures["pgd"]["restarts"] == 1
+    assert procedures["pgd"]["early_stopping"] is False  # one restart: every example runs every step
+    assert procedures["square"]["random_start"] is True and procedures["square"]["early_stopping"] is True
+    assert procedures["autoattack"]["restarts"] == {"apgd-ce": 5, "square": 1}  # pyautoattack's, as configured
+    assert "from 2 x eps = 0.2" in procedures["autoattack"]["step_size_rule"]
+    assert procedures["fmn"]["random_start"] is False and procedures["fmn"]["step_size"] == 1.0
+    assert procedures["gradient_masking"]["random_start"] == {"pgd": True, "fgsm": False, "square": True}
+    edited = results.model_copy(deep=True)
+    pgd = edited.evaluation("attacks/pgd")
+    pgd.artifacts["procedure"], pgd.resolved = facts, output.resolved
+    rows = {row["key"]: row for row in build(edited)["rows"]}
+    assert dict(rows["pgd"]["procedure"]) == {
+        "step size": "0.0625 (fixed, 0.625 x eps)", "random start": "no", "restarts": "2",
+        "early stopping": "yes (an example fooled by a restart is not attacked by the later ones; every restart runs all its steps)"}
+    del edited.evaluation("attacks/fgsm").artifacts["procedure"]  # a results file of an older robench
+    html = render_html(edited)
+    assert "random start: no" in html and "step size: 0.0625 (fixed, 0.625 x eps)" in html and "not recorded" in html

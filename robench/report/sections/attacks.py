@@ -7,7 +7,7 @@ from typing import Any
 
 from robench.report import _coverage
 from robench.attacks.masking_checks import MIN_ELIGIBLE, MIN_PGD_STEPS, MIN_SQUARE_QUERIES
-from robench.report._labels import check_finding, check_scope, count_record
+from robench.report._labels import check_finding, check_scope, count_record, show
 from robench.report.plots import figure_data_uri, interval_bars, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results
 from robench.threat_model import format_eps
@@ -25,6 +25,25 @@ def _strength(evaluation: EvaluationResult) -> list[tuple[str, Any]]:
     params = evaluation.resolved or {}
     shown = [(k, params[k]) for k in _STRENGTH_KEYS if params.get(k) not in (None, False)]
     return [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in shown]
+
+
+def procedure(evaluation: EvaluationResult) -> list[tuple[str, str]] | None:
+    """The recorded facts of how an attack ran (``artifacts["procedure"]``, written by the evaluator):
+    absolute step size, random start, restarts, early stopping; ``None`` when not recorded (results
+    of an older robench), so that the report states no default as a fact."""
+    facts = evaluation.artifacts.get("procedure")
+    if not isinstance(facts, dict) or not facts:
+        return None
+    step, rule = facts.get("step_size"), facts.get("step_size_rule")
+    if isinstance(step, (int, float)) and not isinstance(step, bool):
+        step_text = f"{step:.4g}" + (f" ({rule})" if rule else "")
+    else:
+        step_text = str(rule) if rule else "–"
+    early = show(facts.get("early_stopping"))
+    if facts.get("early_stopping_rule"):
+        early += f" ({facts['early_stopping_rule']})"
+    return [("step size", step_text), ("random start", show(facts.get("random_start"))), ("restarts", show(facts.get("restarts"))),
+            ("early stopping", early)]  # fmt: skip
 
 
 def _curve_n(evaluation: EvaluationResult) -> int | None:
@@ -121,6 +140,7 @@ def build(results: Results) -> dict[str, Any] | None:
                 "status": evaluation.status,
                 "error": evaluation.error,
                 "strength": _strength(evaluation),
+                "procedure": procedure(evaluation),
                 "clean": _find(evaluation, "clean_accuracy"),
                 "robust": _find(evaluation, "robust_accuracy"),
                 "success": _find(evaluation, "attack_success_rate"),
