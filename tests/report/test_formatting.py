@@ -207,3 +207,61 @@ def test_masking_checks_state_their_n_and_budgets() -> None:
     assert all("n and budget not recorded" in row for row in rows if "pass" in row), rows
     assert "Gradient-masking checks (0 warnings, 1 inconclusive)" in page
     assert "status-inconclusive" in page
+
+
+def _calibration_under_two_attacks():  # type: ignore[no-untyped-def]
+    results = fixtures.strong()
+    calibration = results.evaluation("calibration")
+    second = fixtures._panel("attack")
+    second["condition"] = {"condition": "attack", "attack": "pgd"}
+    second["ece"] = 0.09
+    calibration.artifacts["reliability"].append(second)
+    calibration.records.append(MetricRecord(evaluation="calibration", name="ece", value=0.09, n=fixtures.N, ci_low=0.06, ci_high=0.12,
+                                            condition=second["condition"], unit="probability", interval="bootstrap"))  # fmt: skip
+    return results
+
+
+def test_calibration_under_attack_says_clean_errors_are_included_and_how_the_worst_attack_is_chosen() -> None:
+    """The attacked conditions include the examples already misclassified clean, and the 'worst
+    attack' reliability diagram is the one of highest ECE: the report said neither."""
+    page = render_html(_calibration_under_two_attacks())
+    text = " ".join(_visible_text(page).split())
+    assert "including those the model already misclassifies clean" in text
+    assert 'alt="Reliability diagram: worst attack by ECE: attack pgd"' in page
+    assert "the worst of 2 attacks by ECE" in text and "chosen by the ECE point estimate" in text
+    rows = next(rows for _, rows in _tables(page).tables if rows and rows[0][0] == "Condition")
+    by_label = {row[0]: row for row in rows[1:]}
+    assert by_label["attack autoattack"][-1] == "500 440 clean-correct"  # autoattack's clean accuracy: 440 of 500
+    assert by_label["attack pgd"][-1] == "500 440 clean-correct" and by_label["clean"][-1] == "500"
+
+
+def test_stability_means_and_columns_show_their_intervals_or_say_point_estimate() -> None:
+    """mT5D, mFR, the top-5 distance and the flip rate had intervals in the records but the report
+    showed them bare next to the flip probability's interval; a mean without one says so."""
+    from robench.results import EvaluationResult
+
+    condition = {"perturbation": "rotate", "difficulty": 1, "source": "generated"}
+    means = {"difficulty": 1, "source": "generated", "perturbations": 1}
+    records = [
+        MetricRecord(evaluation="stability", name="flip_probability", value=0.05, n=100, ci_low=0.03, ci_high=0.08,
+                     condition=condition, unit="probability", interval="x"),
+        MetricRecord(evaluation="stability", name="top5_distance", value=0.25, n=100, ci_low=0.125, ci_high=0.375,
+                     condition=condition, unit="rank distance", interval="x"),
+        MetricRecord(evaluation="stability", name="flip_rate", value=0.5, n=100, ci_low=0.3, ci_high=0.8,
+                     condition={**condition, "baseline_flip_probability": 0.1}, unit="ratio", interval="x"),
+        MetricRecord(evaluation="stability", name="mean_flip_probability", value=0.05, n=100, ci_low=0.03, ci_high=0.08,
+                     condition=means, unit="probability", interval="x"),
+        MetricRecord(evaluation="stability", name="mean_top5_distance", value=0.25, n=100, ci_low=0.125, ci_high=0.375,
+                     condition=means, unit="rank distance", interval="x"),
+        MetricRecord(evaluation="stability", name="mean_flip_rate", value=0.5, condition=means, unit="ratio"),  # unpaired: no interval
+    ]  # fmt: skip
+    results = fixtures.strong()
+    results.evaluations.append(EvaluationResult(key="stability", section="stability", name="stability", status="success", records=records,
+                                                resolved={"source": "generated"}, artifacts={"perturbations": [{"perturbation": "rotate", "frames": 30}],
+                                                "table": "cifar10", "difficulty": 1, "noise_level": 1, "top5_distance_max": 18.0}))  # fmt: skip
+    page = render_html(results)
+    text = " ".join(_visible_text(page).split())
+    assert "mean top-5 distance 0.250 [0.125, 0.375]" in text
+    assert "mFR 50.0 (point estimate, no interval)" in text
+    rows = next(rows for _, rows in _tables(page).tables if rows and rows[0][0] == "Perturbation")
+    assert rows[1][5:7] == ["0.250 [0.125, 0.375]", "50.0 [30.0, 80.0]"]

@@ -101,6 +101,16 @@ def _severity_figure(records: list[MetricRecord], clean: MetricRecord | None) ->
     return figure_data_uri(fig)
 
 
+def _clean_correct(results: Results, attack: str, n: int | None) -> int | None:
+    """How many of an attack condition's examples the model classified correctly clean: the attack's
+    own clean-accuracy count, when it is a count of 0/1 outcomes over the same n (``None`` for a
+    randomized model's pass means, which have no such count, or when it is not recorded)."""
+    record = next((r for r in results.records(f"attacks/{attack}", "clean_accuracy") if "class" not in r.condition), None)
+    if record is None or record.value is None or record.n != n or record.interval != "clopper-pearson" or not n:
+        return None
+    return round(record.value * n)
+
+
 def _declared_bins(results: Results) -> int:
     """The threat model's calibration ``n_bins`` (its schema default when it states none)."""
     declared = ((results.threat_model.get("evaluations") or {}).get("calibration") or {}).get("n_bins")
@@ -125,14 +135,18 @@ def build(results: Results) -> dict[str, Any] | None:
             row = scaled.setdefault(key, {"label": key, "n": record.n})
             row[f"{record.name}_{record.condition.get('temperature')}"] = record
 
+    for row in rows.values():
+        if row["kind"] == "attack":
+            row["clean_correct"] = _clean_correct(results, str(row["label"]).removeprefix("attack "), row["n"])
+
     panels = evaluation.artifacts.get("reliability", [])
     chosen = [p for p in panels if p["condition"].get("condition") == "clean"][:1]
     for kind in ("attack", "corruption"):
         of_kind = [p for p in panels if p["condition"].get("condition") == kind]
         if of_kind:
-            worst = max(of_kind, key=lambda p: p["ece"])
-            chosen.append({**worst, "label": ("worst attack: " if len(of_kind) > 1 else "") + _label(worst["condition"])
-                           if kind == "attack" else "worst corruption: " + _label(worst["condition"])})  # fmt: skip
+            worst = max(of_kind, key=lambda p: p["ece"])  # by the ECE point estimate
+            prefix = f"worst {kind} by ECE: " if len(of_kind) > 1 else ""
+            chosen.append({**worst, "label": prefix + _label(worst["condition"])})
     clean_ece = next((r for r in plain if r.name == "ece" and r.condition.get("condition") == "clean"), None)
     return {
         "status": evaluation.status,
@@ -140,6 +154,8 @@ def build(results: Results) -> dict[str, Any] | None:
         "n_bins": evaluation.artifacts.get("n_bins") or evaluation.resolved.get("n_bins") or _declared_bins(results),
         "metrics": METRICS,
         "rows": list(rows.values()),
+        "under_attack": any(row["kind"] == "attack" for row in rows.values()),
+        "panels_of": {kind: sum(p["condition"].get("condition") == kind for p in panels) for kind in ("attack", "corruption")},
         "reliability_figures": [{"label": p["label"], "uri": _reliability_figure(p)} for p in chosen],
         "severity_figure": _severity_figure([r for r in plain if r.name == "ece"], clean_ece),
         "temperature": evaluation.artifacts.get("temperature"),
