@@ -174,18 +174,22 @@ def test_wrong_class_count_is_a_model_error(tmp_path: Path, tiny_threat: Path) -
         _run(nn.Sequential(nn.Flatten(), nn.Linear(64, 7)), tiny_threat, None)
 
 
-def test_other_exceptions_keep_finished_results_and_say_so(tmp_path: Path, tiny_threat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An exception outside the model (a robench bug, say) stays what it is, and results.json says so."""
+def _run_with_fgsm_raising(error: BaseException, out: Path, threat: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Run ``threat`` with FGSM raising ``error``; the error propagates; return results.json."""
     from robench.attacks import pgd
 
     def broken(*args: object, **kwargs: object) -> object:
-        raise ZeroDivisionError("a bug (simulated)")
+        raise error
 
     monkeypatch.setattr(pgd.FGSM, "run", broken)
-    out = tmp_path / "out"
-    with pytest.raises(ZeroDivisionError):
-        _run(QuadrantNet(), tiny_threat, out)
-    data = json.loads((out / "results.json").read_text())
+    with pytest.raises(type(error)):
+        _run(QuadrantNet(), threat, out)
+    return json.loads((out / "results.json").read_text())
+
+
+def test_other_exceptions_keep_finished_results_and_say_so(tmp_path: Path, tiny_threat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception outside the model (a robench bug, say) stays what it is, and results.json says so."""
+    data = _run_with_fgsm_raising(ZeroDivisionError("a bug (simulated)"), tmp_path / "out", tiny_threat, monkeypatch)
     assert data["status"] == "error" and data["error"] == "ZeroDivisionError: a bug (simulated)"
     assert {e["key"]: e["status"] for e in data["evaluations"]} == {"clean": "success", "attacks/fgsm": "error"}
 
@@ -195,17 +199,10 @@ def test_an_exception_whose_str_raises_is_recorded_by_its_type(
 ) -> None:
     """Outside the model too (and in the CLI's last line of defence): formatting the error raised
     again, so results.json kept the evaluation at "started" and the run's error was the __str__'s."""
-    from robench.attacks import pgd
     from robench.cli import main
 
-    def broken(*args: object, **kwargs: object) -> object:
-        raise _Unprintable()
-
-    monkeypatch.setattr(pgd.FGSM, "run", broken)
     out = tmp_path / "out"
-    with pytest.raises(_Unprintable):
-        _run(QuadrantNet(), tiny_threat, out)
-    data = json.loads((out / "results.json").read_text())
+    data = _run_with_fgsm_raising(_Unprintable(), out, tiny_threat, monkeypatch)
     assert data["status"] == "error" and data["error"] == "_Unprintable: _Unprintable"
     assert {e["key"]: (e["status"], e["error"]) for e in data["evaluations"]} == {
         "clean": ("success", None), "attacks/fgsm": ("error", "_Unprintable")

@@ -1,0 +1,46 @@
+"""The committed example report (reports/example/, scripts/example_report.py) still loads and renders.
+
+It is generated once (about 8 minutes on a CPU), not in CI: these tests catch a results schema or a
+report that drifted away from it, and files that disagree with each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robench.cli import format_record
+from robench.report.checklist import checklist
+from robench.report.render import build_sections, render_html, summary_records
+from robench.results import Results, load_results
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "reports" / "example"
+
+
+@pytest.fixture(scope="module")
+def example() -> Results:
+    return load_results(EXAMPLE / "results.json")
+
+
+def test_the_example_ran_every_section_and_succeeded(example: Results) -> None:
+    assert example.status == "success" and all(e.status == "success" for e in example.evaluations)
+    assert example.threat_model["name"] == "mnist-example-audit"
+    ran = {s["name"] for s in build_sections(example) if s["data"] is not None}
+    assert {"clean", "attacks", "corruptions", "stability", "calibration", "certification"} <= ran
+
+
+def test_the_example_renders_with_the_current_report(example: Results) -> None:
+    html = render_html(example)
+    assert "did not run" not in html.split('id="leaderboard"')[0]  # every section before the leaderboard ran
+    assert {i.status for i in checklist(example)} <= {"pass", "n/a"}, [(i.key, i.status) for i in checklist(example)]
+
+
+def test_the_committed_files_agree_with_the_results(example: Results) -> None:
+    summary = (EXAMPLE / "summary.md").read_text()
+    committed_html = (EXAMPLE / "report.html").read_text()
+    for record in summary_records(example):
+        value, interval = format_record(record)
+        assert value in summary and value in committed_html, record
+    assert not (EXAMPLE / "journal.bin").exists()  # resume state is not part of the example
+    assert "metric" in (EXAMPLE / "metrics.csv").read_text().splitlines()[0]
