@@ -441,8 +441,10 @@ def procedure(adversary: Any, order: tuple[str, ...], eps: float, norm: str, ran
         rules.append("Square random square updates")
     early = ("each attack runs only on the examples still robust after the ones before it, and restarts only on those "
              "not yet fooled") if not randomized else "none: every attack runs on every example (randomized model)"
+    unfooled = ("the point (clean or adversarial) of lowest pass-mean accuracy (randomized model)" if randomized
+                else "the clean input (the official AutoAttack returns an example no attack fooled unperturbed)")
     return {"step_size": None, "step_size_rule": "; ".join(rules), "random_start": starts, "restarts": restarts,
-            "early_stopping": not randomized, "early_stopping_rule": early}  # fmt: skip
+            "early_stopping": not randomized, "early_stopping_rule": early, "unfooled_at": unfooled}  # fmt: skip
 
 
 def _warnings_check(warnings: list[str], notes: list[str]) -> Check:

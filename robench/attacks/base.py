@@ -58,7 +58,9 @@ class Attack(ABC):
         """How this attack runs at radius ``eps``, as recorded for the report (the facts of the run,
         not the defaults): ``step_size`` (absolute, in the threat model's norm; ``None`` without a
         fixed step), ``step_size_rule``, ``random_start``, ``restarts``, ``early_stopping`` (whether
-        it stops attacking an example once it is fooled) and ``early_stopping_rule``. ``{}``: not stated."""
+        it stops attacking an example once it is fooled), ``early_stopping_rule`` and ``unfooled_at``
+        (the input an example the attack did not fool is scored at, for calibration under attack: the
+        attack's best point, or the clean input). ``{}``: not stated."""
         return {}
 
     @abstractmethod

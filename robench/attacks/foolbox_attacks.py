@@ -179,6 +179,7 @@ class MinNormEvaluation:
             "step_size": None, "step_size_rule": f"{cls.__name__}'s own schedule (foolbox; parameters above)",
             "random_start": start, "restarts": 1, "early_stopping": False,
             "early_stopping_rule": "none: all steps, keeping the smallest adversarial norm found",
+            "unfooled_at": "the clean input (no adversarial point within eps was found)",
         }  # fmt: skip
 
     @classmethod

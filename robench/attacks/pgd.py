@@ -77,6 +77,8 @@ class PGD(Attack):
         return {
             "step_size": self.rel_step_size * eps, "step_size_rule": f"fixed, {self.rel_step_size:.4g} x eps",
             "random_start": self.random_start, "restarts": self.restarts, "early_stopping": stops, "early_stopping_rule": rule,
+            "unfooled_at": "every example is attacked by every restart, its highest-loss iterate kept (randomized model)"
+            if self.attacks_every_example else "its highest-loss iterate (the clean input for an example misclassified clean, which is not attacked)",
         }  # fmt: skip
 
     def _stepper(self, model: torch.nn.Module) -> StepModel:
@@ -171,7 +173,8 @@ class FGSM(Attack):
 
     def procedure(self, eps: float) -> dict[str, Any]:  # noqa: D102
         return {"step_size": eps, "step_size_rule": "one step of eps", "random_start": False, "restarts": 1,
-                "early_stopping": False, "early_stopping_rule": "none: one step from every input"}  # fmt: skip
+                "early_stopping": False, "early_stopping_rule": "none: one step from every input",
+                "unfooled_at": "its one step (every example is attacked)"}  # fmt: skip
 
     def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
         x_adv = x.detach().requires_grad_(True)

@@ -72,6 +72,8 @@ class Square(Attack):
                               f"schedule rescaled to {self.n_queries:,} queries",
             "random_start": True, "restarts": self.restarts, "early_stopping": True,
             "early_stopping_rule": "an example is no longer queried once fooled (pyautoattack's Square)",
+            "unfooled_at": "its final point of highest margin loss (randomized model)" if self.attacks_every_example
+            else "the clean input (pyautoattack's Square returns an example it did not fool unperturbed)",
         }  # fmt: skip
 
     def _every_example(self, model, attack, x, wanted, target, seed: int) -> torch.Tensor:

@@ -124,3 +124,35 @@ def test_every_attack_records_how_it_ran_and_the_report_states_it(results, handl
     del edited.evaluation("attacks/fgsm").artifacts["procedure"]  # a results file of an older robench
     html = render_html(edited)
     assert "random start: no" in html and "step size: 0.0625 (fixed, 0.625 x eps)" in html and "not recorded" in html
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "pgd", "params": {"steps": 3}},
+        {"name": "fgsm"},
+        {"name": "square", "params": {"n_queries": 20}},
+        {"name": "autoattack", "params": {"version": "custom", "attacks": ["apgd-ce", "square"], "n_iter": 3, "square_queries": 10}},
+        {"name": "fmn", "params": {"steps": 5}},
+    ],
+    ids=lambda entry: entry["name"],
+)
+def test_the_input_an_unfooled_example_is_scored_at_is_what_the_attack_records(handle, mnist_test, entry):
+    """Calibration under attack scores an example the attack did not fool at the input the attack
+    returned: PGD's best iterate, but the clean input for AutoAttack, Square and the min-norm attacks,
+    so their ECEs mix clean confidences in. Each attack's procedure says which, and says it truly."""
+    data = mnist_test.subset(24)
+    output, ctx = run_section(handle, data, make_threat([entry], eps=0.1))
+    said = output.artifacts["procedure"]["unfooled_at"]
+    shared = ctx.shared[f"attacks/{entry['name']}"]
+    x, y = data.load(slice(0, len(data)))
+    clean = torch.softmax(handle.predict_logits(x), dim=1)
+    robust, missed = shared["robust"], clean.argmax(1) != y
+    at_clean = torch.isclose(shared["probs"], clean, rtol=1e-4, atol=1e-6).all(dim=1)
+    assert int(robust.sum()) >= 5 and int(missed.sum()) >= 1
+    if said.startswith("the clean input"):
+        assert bool(at_clean[robust | missed].all()), said
+    else:  # moved (random start, or one step), except where the attack says it leaves them
+        assert not bool(at_clean[robust].any()), said
+        left = "misclassified clean, which is not attacked" in said
+        assert bool(at_clean[missed].all() if left else not at_clean[missed].any()), said

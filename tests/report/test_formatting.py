@@ -265,3 +265,14 @@ def test_stability_means_and_columns_show_their_intervals_or_say_point_estimate(
     assert "mFR 50.0 (point estimate, no interval)" in text
     rows = next(rows for _, rows in _tables(page).tables if rows and rows[0][0] == "Perturbation")
     assert rows[1][5:7] == ["0.250 [0.125, 0.375]", "50.0 [30.0, 80.0]"]
+
+
+def test_calibration_under_attack_says_where_each_attack_scores_the_examples_it_did_not_fool() -> None:
+    """AutoAttack leaves an unbroken example at the clean input, PGD at its best iterate: their ECEs
+    under attack measure different things, and the report did not say so."""
+    results = _calibration_under_two_attacks()
+    results.evaluation("attacks/autoattack").artifacts["procedure"] = {"unfooled_at": "the clean input (as AutoAttack)"}
+    results.evaluation("attacks/pgd").artifacts.pop("procedure", None)  # an older robench's results
+    text = " ".join(_visible_text(render_html(results)).split())
+    assert "autoattack: the clean input (as AutoAttack); pgd: not recorded" in text
+    assert "not comparable with those of an attack scored at its best point" in text

@@ -135,9 +135,14 @@ def build(results: Results) -> dict[str, Any] | None:
             row = scaled.setdefault(key, {"label": key, "n": record.n})
             row[f"{record.name}_{record.condition.get('temperature')}"] = record
 
+    unfooled_at = []
     for row in rows.values():
         if row["kind"] == "attack":
-            row["clean_correct"] = _clean_correct(results, str(row["label"]).removeprefix("attack "), row["n"])
+            attack = str(row["label"]).removeprefix("attack ")
+            row["clean_correct"] = _clean_correct(results, attack, row["n"])
+            attacked = results.evaluation(f"attacks/{attack}")
+            facts = (attacked.artifacts.get("procedure") or {}) if attacked is not None else {}
+            unfooled_at.append((attack, facts.get("unfooled_at") or "not recorded"))
 
     panels = evaluation.artifacts.get("reliability", [])
     chosen = [p for p in panels if p["condition"].get("condition") == "clean"][:1]
@@ -155,6 +160,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "metrics": METRICS,
         "rows": list(rows.values()),
         "under_attack": any(row["kind"] == "attack" for row in rows.values()),
+        "unfooled_at": unfooled_at,
         "panels_of": {kind: sum(p["condition"].get("condition") == kind for p in panels) for kind in ("attack", "corruption")},
         "reliability_figures": [{"label": p["label"], "uri": _reliability_figure(p)} for p in chosen],
         "severity_figure": _severity_figure([r for r in plain if r.name == "ece"], clean_ece),
