@@ -64,7 +64,7 @@ def test_attack_section_states_how_a_randomized_model_is_counted() -> None:
     from tests.report import fixtures
 
     results = fixtures.strong()
-    deterministic = "misclassified clean examples are not attacked and count as failures"
+    deterministic = "an example misclassified clean counts as a failure, whether the attack leaves it unperturbed"
     assert deterministic in render_html(results)
     results.model.randomized = True
     html = render_html(results)
