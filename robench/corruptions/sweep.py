@@ -135,6 +135,9 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
                 MetricRecord.proportion(SECTION, "accuracy", correct, labels.numel(), {"corruption": name, "severity": severity})
             )
         output.records.append(_mean_over_cells("corruption_accuracy", hits[name], {"corruption": name}))
+    for group in sorted({GROUPS.get(name, "other") for name in hits}):  # the report's per-group bars
+        cells = [h for name in hits if GROUPS.get(name, "other") == group for h in hits[name]]
+        output.records.append(_mean_over_cells("group_corruption_accuracy", cells, {"group": group}))
     output.records.append(_mean_corruption_accuracy(hits, spec))
     _normalised_errors(model, data, spec, table, hits, ctx, output)
     output.resolved.update({

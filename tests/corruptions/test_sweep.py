@@ -376,3 +376,28 @@ def test_released_sweep_refuses_another_label_set_or_image_shape(tmp_path: Path,
         registry.get("evaluation", "corruptions")(handle, data, ThreatModel(name="t", dataset=dataset), spec, ctx)
     assert str(released["manifest"]) in str(caught.value) and str(clean_manifest) in str(caught.value)
     assert counter.forward == 0
+
+
+def test_group_means_carry_the_interval_of_the_overall_mean_and_the_report_draws_it() -> None:
+    """The per-group bars were bare point estimates beside an overall mean with an interval made the
+    same way (per-example mean score over the cells, Clopper-Pearson over examples)."""
+    from robench.report.sections.corruptions import build as build_section
+    from robench.results import EvaluationResult, Results
+    from robench.stats import mean_interval
+
+    spec = CorruptionsSpec(corruptions=("gaussian_noise", "shot_noise", "contrast"), severities=(1, 5))
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(_handle(), _data(), CALIBRATED, spec, ctx)
+    groups = {r.condition["group"]: r for r in out.records if r.name == "group_corruption_accuracy"}
+    assert set(groups) == {"noise", "digital"}
+    labels = _data().labels
+    for group, names in (("noise", ("gaussian_noise", "shot_noise")), ("digital", ("contrast",))):
+        hits = torch.stack([(ctx.shared[f"corruptions/{c}/{s}"]["probs"].argmax(1) == labels).float() for c in names for s in (1, 5)])
+        per_example = hits.mean(dim=0)
+        assert groups[group].value == pytest.approx(float(per_example.mean())) and groups[group].n == 16
+        assert (groups[group].ci_low, groups[group].ci_high) == pytest.approx(mean_interval(per_example.tolist()))
+    results = Results.model_construct(evaluations=[
+        EvaluationResult(key="corruptions", section="corruptions", name="corruptions", status="success",
+                         records=out.records, artifacts=out.artifacts, resolved=out.resolved)])  # fmt: skip
+    assert build_section(results)["group_intervals"] is True
