@@ -22,12 +22,10 @@ import hashlib
 import json
 import math
 import re
-import types
-import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -37,7 +35,6 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -45,6 +42,7 @@ from pydantic import (
 
 from robench import _yaml as strict_yaml
 from robench._errors import ConfigError
+from robench._schema import StrictScalars, error_message
 
 SCHEMA_VERSION = 1
 MAX_YAML_BYTES = 1_000_000
@@ -108,56 +106,13 @@ Eps = Annotated[float, BeforeValidator(parse_eps)]
 Severity = Annotated[int, Field(ge=1, le=5)]
 
 
-def _takes_bool(annotation: Any) -> bool:
-    """Whether a field of type ``annotation`` means a YAML ``true``/``false`` as such: not an
-    ``int``, a ``float`` or a ``Literal`` of numbers, which pydantic's lax mode reads it as 1 or 0."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return _takes_bool(args[0])
-    if annotation in (int, float, type(None)):
-        return False
-    if origin is Literal:
-        return any(isinstance(arg, bool) for arg in args)
-    if origin in (typing.Union, types.UnionType):
-        return any(_takes_bool(arg) for arg in args)
-    return True  # bool, str (which refuses it itself), Any, models (checked field by field), containers
-
-
-def _bool_for_number(annotation: Any, value: Any) -> bool | None:
-    """The first ``true``/``false`` in ``value`` where ``annotation`` wants a number (also inside a
-    list or mapping of numbers: ``severities: [true]``), or ``None``."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return _bool_for_number(args[0], value)
-    if isinstance(value, bool):
-        return None if _takes_bool(annotation) else value
-    if origin in (typing.Union, types.UnionType):
-        return next((found for arg in args if (found := _bool_for_number(arg, value)) is not None), None)
-    if origin in (tuple, list) and isinstance(value, (list, tuple)) and args:
-        items = [args[0]] * len(value) if origin is list or args[-1] is Ellipsis else list(args)
-        pairs: Iterable[tuple[Any, Any]] = zip(items, value)
-    elif origin is dict and isinstance(value, dict) and len(args) == 2:
-        pairs = ((args[1], item) for item in value.values())
-    else:
-        return None
-    return next((found for item, item_value in pairs if (found := _bool_for_number(item, item_value)) is not None), None)
-
-
-class Schema(BaseModel):
+class Schema(StrictScalars):
     """Base of every model a threat-model file is validated into: its sections and the parameters of
-    its attacks and certifiers. Frozen, no extra keys, and no ``true``/``false`` for a number
-    (pydantic's lax mode took ``steps: true`` as 1 step)."""
+    its attacks and certifiers. Frozen, no extra keys, and strict scalars (:mod:`robench._schema`):
+    no ``true``/``false`` for a number (pydantic's lax mode took ``steps: true`` as 1 step), nothing
+    but ``true``/``false`` for a flag (``clean: "no"`` was read as true, ``compile: 1`` as true)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        found = None if field is None else _bool_for_number(field.annotation, value)
-        if found is not None:
-            raise ValueError(f"expected a number, got the boolean {str(found).lower()}")
-        return value
 
 
 class Preprocessing(Schema):
@@ -501,7 +456,7 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 
 def _describe(error: dict[str, Any]) -> str:
-    message = error["msg"].removeprefix("Value error, ")
+    message = error_message(error)
     if error["type"] == "extra_forbidden":
         return "unknown key (not part of the schema)"
     if error["type"] == "missing":

@@ -309,3 +309,39 @@ def test_the_whole_box_radius_follows_a_center_crop(tmp_path: Path) -> None:
     assert [e.split(" (")[0] for e in validate_file(path)] == ["adversary.eps: L1 eps 30001 exceeds 30000, the L1 diameter of the input box"]
     path.write_text(path.read_text().replace("30001", "30000"))
     assert validate_file(path) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "shown"),
+    [
+        ("evaluations: {clean: 'yes'}", "evaluations.clean", "'yes'"),
+        ("evaluations: {clean: 0}", "evaluations.clean", "0"),
+        ("evaluations: {calibration: {temperature_scaling: 'on'}}", "evaluations.calibration.temperature_scaling", "'on'"),
+        ("evaluations: {attacks: [{name: pgd, params: {compile: 1}}]}", "evaluations.attacks[0].params.compile", "1"),
+        ("evaluations: {certification: [{name: ibp, params: {rounding: 'no'}}]}", "evaluations.certification[0].params.rounding", "'no'"),
+    ],
+)
+def test_a_flag_takes_only_true_or_false(tmp_path: Path, extra: str, path: str, shown: str) -> None:
+    """pydantic's lax mode read 1, 'yes', 'on' as true and 0, 'no' as false in a bool field
+    (``clean: 'no'`` turned clean accuracy off, ``compile: 1`` compiled the model)."""
+    file = tmp_path / "t.yaml"
+    file.write_text(BASE + extra + "\n")
+    assert validate_file(file) == [f"{path}: expected true or false, got {shown}"]
+
+
+def test_no_parameter_model_takes_a_number_or_text_for_a_flag() -> None:
+    """Every attack's and certifier's bool parameters refuse 1 and 'true', as the threat model's own flags."""
+    from robench.registry import registry
+
+    registry.load_builtins()
+    checked = 0
+    for kind in ("attack", "certifier"):
+        for entry in registry.entries(kind):
+            for name, field in (entry.params.model_fields.items() if entry.params is not None else ()):
+                if field.annotation is bool:
+                    for value in (1, "true"):
+                        with pytest.raises(ValidationError) as caught:
+                            entry.params.model_validate({name: value})
+                        assert any(e["loc"] == (name,) and "true or false" in e["msg"] for e in caught.value.errors()), (entry.name, name)
+                    checked += 1
+    assert checked >= 5
