@@ -14,9 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from robench._errors import ConfigError
+from robench._schema import StrictScalars, error_message
 from robench.stats import clopper_pearson
 
 SCHEMA_VERSION = 2
@@ -27,7 +28,9 @@ READABLE_SCHEMA_VERSIONS = (1, 2)
 ConditionValue = str | int | float | bool | None
 
 
-class _Model(BaseModel):
+class _Model(StrictScalars):
+    """The results' models: no extra keys, strict scalars (a record's ``n: true`` is not 1)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -387,7 +390,7 @@ def load_results(path: str | Path) -> Results:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise ConfigError(f"{path}: not a robench results file: {where}: {first['msg']}") from None
+        raise ConfigError(f"{path}: not a robench results file: {where}: {error_message(first)}") from None
     problem = _threat_model_problem(results.threat_model)
     if problem:
         raise ConfigError(f"{path}: not a robench results file: threat_model: {problem}")

@@ -148,3 +148,28 @@ def test_a_damaged_record_is_refused_on_load(tmp_path: Path, change: dict, messa
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=message):
         load_results(path)
+
+
+@pytest.mark.parametrize(
+    ("where", "change", "message"),
+    [
+        ("record", {"n": True}, "evaluations.0.records.0.n: expected a number, got the boolean true"),
+        ("record", {"ci_low": False}, "evaluations.0.records.0.ci_low: expected a number, got the boolean false"),
+        ("cost", {"forward_passes": True}, "evaluations.0.cost.forward_passes: expected a number, got the boolean true"),
+        ("model", {"randomized": 1}, "model.randomized: expected true or false, got 1"),
+        ("model", {"trusted_pickle": "no"}, "model.trusted_pickle: expected true or false, got 'no'"),
+        ("dataset", {"n_examples": True}, "dataset.n_examples: expected a number, got the boolean true"),
+    ],
+)
+def test_results_scalars_are_strict(tmp_path: Path, where: str, change: dict, message: str) -> None:
+    """pydantic's lax mode read a record's ``n: true`` as 1 example and ``randomized: 1`` as true;
+    results.json now has the threat model's strict scalars."""
+    path = _results().save(tmp_path / "results.json")
+    data = json.loads(path.read_text())
+    target = {"record": data["evaluations"][0]["records"][0], "cost": data["evaluations"][0]["cost"],
+              "model": data["model"], "dataset": data["dataset"]}[where]
+    target.update(change)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as caught:
+        load_results(path)
+    assert str(caught.value) == f"{path}: not a robench results file: {message}"

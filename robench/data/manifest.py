@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
 
 from robench import _yaml as strict_yaml
 from robench._errors import ConfigError, DataError
+from robench._schema import StrictScalars, error_message
 
 
-class _Frozen(BaseModel):
+class _Frozen(StrictScalars):
+    """A manifest's models: frozen, no extra keys, strict scalars (``num_classes: true`` is not 1)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -264,7 +267,7 @@ def load_manifest(name_or_path: str | Path) -> tuple[Manifest, str]:
         raise ConfigError(f"{path}: {where}malformed YAML ({problem})") from None
     except ValidationError as exc:
         error = exc.errors()[0]
-        raise ConfigError(f"{path}: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+        raise ConfigError(f"{path}: {'.'.join(map(str, error['loc']))}: {error_message(error)}") from None
     return manifest, hashlib.sha256(raw).hexdigest()
 
 

@@ -628,6 +628,6 @@ def load_model(
         arch=arch,
         num_classes=num_classes,
         num_parameters=sum(p.numel() for p in net.parameters()),
-        trusted_pickle=trusted,
+        trusted_pickle=bool(trusted),
     )
     return ModelHandle(module=module, info=info, device=device, counter=counter)

