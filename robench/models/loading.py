@@ -107,9 +107,12 @@ def _callable_arch(module_name: str, attr: str, spec: str) -> nn.Module:
     except Exception as exc:  # noqa: BLE001 - importing the user's module runs its code, which can raise anything
         raise ConfigError(f"--arch {spec!r}: importing module {module_name!r} failed: {_raised_at(exc)}") from None
     for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"--arch {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"--arch {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+        except Exception as exc:  # noqa: BLE001 - a module-level __getattr__ (or a property) is the user's code too
+            raise ConfigError(f"--arch {spec!r}: looking up {attr!r} in module {module_name!r} failed: {_raised_at(exc)}") from None
     try:
         model = obj()
     except Exception as exc:  # noqa: BLE001 - the user's constructor can raise anything

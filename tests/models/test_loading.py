@@ -351,6 +351,34 @@ def test_an_arch_module_that_fails_at_import_is_a_config_error(
     assert code == 2 and err.count("\n") == 1 and err.startswith("robench: error: --arch") and error in err, err
 
 
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [("def __getattr__(name):\n    raise RuntimeError(f'lazy import of {name} failed')\n",
+      "looking up 'net' in module '{name}' failed: {path}:2: RuntimeError: lazy import of net failed"),
+     ("def __getattr__(name):\n    raise AttributeError(name)\n", "module '{name}' has no attribute 'net'")],
+    ids=["raises", "attribute-error"],
+)
+def test_an_arch_module_getattr_that_raises_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], source: str, error: str
+) -> None:
+    """A module-level __getattr__ raising anything but AttributeError escaped hasattr(): an internal error (exit 1)."""
+    from robench.cli import main
+
+    name = f"robench_getattr_arch_{len(source)}"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    expected = f"--arch '{name}:net': " + error.format(name=name, path=tmp_path / f"{name}.py")
+    with pytest.raises(ConfigError) as caught:
+        build_arch(f"{name}:net")
+    assert str(caught.value) == expected
+    checkpoint = tmp_path / "m.pt"
+    torch.save(QuadrantNet().state_dict(), checkpoint)
+    code = main(["evaluate", "--checkpoint", str(checkpoint), "--arch", f"{name}:net", "--threat-model", "mnist-linf-0.3",
+                 "--out", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert (code, err) == (2, f"robench: error: {expected}\n")
+
+
 def test_probe_catches_fixed_batch_sizes_and_non_tensor_outputs() -> None:
     class FixedBatch(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
