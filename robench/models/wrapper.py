@@ -195,7 +195,11 @@ def check_step(gradient: torch.Tensor, step: torch.Tensor | None = None) -> None
 
 
 def check_logits(logits: torch.Tensor, num_classes: int | None) -> None:
-    """Raise :class:`ModelError` for non-finite logits or a wrong class count."""
+    """Raise :class:`ModelError` for logits that are not floating point (bool, integer or complex:
+    argmax, softmax and the attacks' losses fail on them, or drop the imaginary part), non-finite
+    logits or a wrong class count."""
+    if not logits.is_floating_point():
+        raise ModelError(f"model returned logits of dtype {str(logits.dtype).removeprefix('torch.')}; expected floating-point logits (float32, float16, bfloat16...)")
     if num_classes is not None and (logits.ndim != 2 or logits.shape[1] != num_classes):
         raise ModelError(f"model returned logits of shape {list(logits.shape)}, expected (N, {num_classes})")
     finite = torch.isfinite(logits).all(dim=1)

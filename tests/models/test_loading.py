@@ -393,6 +393,38 @@ def test_probe_catches_fixed_batch_sizes_and_non_tensor_outputs() -> None:
             load_model(net, num_classes=4).probe((1, 8, 8), 4, torch.Generator().manual_seed(0))
 
 
+class _Cast(nn.Module):
+    """QuadrantNet's logits cast to ``dtype`` from the ``after``-th forward pass on (0: always)."""
+
+    def __init__(self, dtype: torch.dtype, after: int = 0) -> None:
+        super().__init__()
+        self.net, self.dtype, self.after, self.calls = QuadrantNet(), dtype, after, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        self.calls += 1
+        logits = self.net(x)
+        return logits.to(self.dtype) if self.calls > self.after else logits
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex64, torch.int64])
+@pytest.mark.parametrize("after", [0, 6], ids=["always", "after-the-probe"])  # the probe makes 6 passes
+def test_logits_that_are_not_floating_point_are_a_model_error(tmp_path: Path, dtype: torch.dtype, after: int) -> None:
+    """Bool or complex logits ended the run with argmax's RuntimeError (an internal error); integer
+    ones were refused only by attacks, as "not differentiable"."""
+    import yaml
+
+    import robench
+    from tests.conftest import write_npz_dataset
+
+    manifest = write_npz_dataset(tmp_path / "data")
+    threat = tmp_path / "t.yaml"
+    threat.write_text(yaml.safe_dump({"schema_version": 1, "name": "t", "dataset": {"manifest": str(manifest), "split": "test"},
+                                      "adversary": {"eps": 0.1}, "evaluations": {"attacks": [{"name": "fgsm"}]}}))
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(ModelError, match=f"logits of dtype {name}; expected floating-point logits"):
+        robench.evaluate(_Cast(dtype, after), threat, out_dir=tmp_path / "out", data_root=manifest.parent, progress=False)
+
+
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.bool])
 def test_weights_of_another_kind_are_refused(tmp_path: Path, dtype: torch.dtype) -> None:
     """load_state_dict would cast them silently (dropping the imaginary part, or weights of 0/1)."""
