@@ -339,6 +339,8 @@ def atomic_write_text(path: Path, text: str) -> Path:
     """
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; expected the path of a file to write")
+    if path.exists() and not path.is_file():  # the rename would replace a device or a FIFO (as root, /dev/null itself)
+        raise ConfigError(f"{path} is not a regular file (a device, FIFO or socket); expected the path of a file to write")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -174,6 +174,9 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
     results_file = fixtures.strong().save(tmp / "strong.json")
     cases.append(("output/report_into_a_folder", ["report", str(results_file), "--out", str(tmp)]))
     cases.append(("output/export_into_a_folder", ["export", str(results_file), "--csv", str(tmp)]))
+    if hasattr(os, "mkfifo"):  # the atomic rename replaced it (as root, `--out /dev/null` replaced /dev/null)
+        os.mkfifo(tmp / "fifo")
+        cases.append(("output/report_onto_a_fifo", ["report", str(results_file), "--out", str(tmp / "fifo")]))
     for name, text in (("forward_passes", '{"clean_acc": "90", "autoattack_acc": "50", "eps": "8/255", "number_forward_passes": "abc"}'),
                        ("deep", "[" * 100_000 + "]" * 100_000), ("bool_accuracy", '{"clean_acc": true, "eps": "8/255"}')):
         board = tmp / "model_info" / name / "cifar10" / "Linf"

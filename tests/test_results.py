@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from robench._errors import ConfigError
-from robench.results import SCHEMA_VERSION, Check, Cost, DatasetInfo, EvaluationResult, MetricRecord, ModelInfo, Results, load_results
+from robench.results import (
+    SCHEMA_VERSION,
+    Check,
+    Cost,
+    DatasetInfo,
+    EvaluationResult,
+    MetricRecord,
+    ModelInfo,
+    Results,
+    atomic_write_text,
+    load_results,
+)
 from robench.runner import environment
 import torch
 
@@ -85,6 +98,17 @@ def test_writing_into_a_folder_or_under_a_file_is_a_config_error(tmp_path: Path)
     for target in (tmp_path, tmp_path / "afile" / "results.json"):
         with pytest.raises(ConfigError, match="folder|cannot write"):
             _results().save(target)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_writing_onto_a_device_or_fifo_is_a_config_error_and_leaves_it(tmp_path: Path) -> None:
+    """The atomic rename replaced whatever was at the path: `robench report r.json --out /dev/null`
+    run as root turned /dev/null into a regular file holding the report."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        atomic_write_text(fifo, "x")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and not list(tmp_path.glob(".fifo.*"))
 
 
 def test_non_finite_values_rejected() -> None:
