@@ -400,23 +400,16 @@ def load_results(path: str | Path) -> Results:
 
 
 def _threat_model_problem(threat: dict[str, Any]) -> str | None:
-    """What makes a recorded threat model unreadable for the report and comparisons (``None``: fine).
-    The whole schema is not re-checked: results of older versions stay readable."""
-    if not isinstance(threat.get("name"), str):
-        return "no name"
-    dataset = threat.get("dataset")
-    if not isinstance(dataset, dict) or not isinstance(dataset.get("manifest"), str):
-        return "no dataset.manifest"
-    for key in ("adversary", "evaluations", "claims"):
-        if threat.get(key) is not None and not isinstance(threat[key], dict):
-            return f"{key} is not a mapping"
-    eps = (threat.get("adversary") or {}).get("eps")
-    if threat.get("adversary") and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not abs(eps) < 1e308):
-        return f"adversary.eps is {str(eps)[:40]}, not a finite number"  # abs() < 1e308: no overflow on a huge int, NaN fails
-    for section, value in (threat.get("evaluations") or {}).items():
-        if isinstance(value, list):
-            if not all(isinstance(e, dict) for e in value):
-                return f"evaluations.{section} holds an entry that is not a mapping"
-        elif not (value is None or isinstance(value, (bool, dict))):
-            return f"evaluations.{section} is neither a flag, a mapping nor a list of mappings"
+    """What makes a recorded threat model unreadable for the report and comparisons (``None``: fine):
+    its first error against the threat-model schema it was written from (a declared attack whose
+    name is not text, ``calibration: {conditions: 5}``, ``adversary.bounds: null`` crashed the
+    report). Keys the schema does not know are let through, so that results of other versions
+    stay readable; the names of attacks and their parameters are not checked against the registry."""
+    from robench.threat_model import ThreatModel, schema_error_lines
+
+    try:
+        ThreatModel.model_validate(threat)
+    except ValidationError as exc:
+        errors = schema_error_lines(exc, unknown_keys=False)
+        return errors[0] if errors else None
     return None

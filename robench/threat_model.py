@@ -467,8 +467,12 @@ def _describe(error: dict[str, Any]) -> str:
     return message
 
 
-def _pydantic_errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
-    return [f"{_path(prefix + tuple(e['loc']))}: {_describe(e)}" for e in exc.errors()]
+def schema_error_lines(exc: ValidationError, prefix: tuple[Any, ...] = (), *, unknown_keys: bool = True) -> list[str]:
+    """Each error of a threat-model schema check as ``path.in.file: message``; without
+    ``unknown_keys``, keys the schema does not know are not errors (a recorded threat model of
+    another version, :func:`robench.results.load_results`)."""
+    return [f"{_path(prefix + tuple(e['loc']))}: {_describe(e)}" for e in exc.errors()
+            if unknown_keys or e["type"] != "extra_forbidden"]
 
 
 def _param_errors(tm: ThreatModel, only: tuple[str, EvaluationSpec] | None = None) -> list[str]:
@@ -510,7 +514,7 @@ def _entry_errors(kind: str, name: str, params: dict[str, Any], where: tuple[Any
     try:
         registry.validate_params(kind, name, params)
     except ValidationError as exc:
-        return [], _pydantic_errors(exc, where + ("params",))
+        return [], schema_error_lines(exc, where + ("params",))
     except ConfigError as exc:
         return [f"{_path(where + ('name',))}: {exc}"], []
     return [], []
@@ -559,7 +563,7 @@ def validate_data(data: Any, source: str = "<threat model>") -> tuple[ThreatMode
     except ValidationError as exc:
         # Schema errors do not hide the registry and manifest errors of the parts that are well formed:
         # check those on the raw data, so that one pass lists every error.
-        errors = _pydantic_errors(exc)
+        errors = schema_error_lines(exc)
         return None, errors + _raw_errors(data, {e.split(": ", 1)[0] for e in errors})
     errors = _param_errors(tm) + _dataset_errors(_manifests_of(tm.model_dump())) + _eps_errors(tm)
     return (None if errors else tm), errors

@@ -68,12 +68,20 @@ def test_round_trip(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("threat", "message"),
-    [({"x": 1}, "no name"), ({"name": "t"}, "no dataset.manifest"),
+    [({"x": 1}, "name: required key is missing"), ({"name": "t"}, "dataset: required key is missing"),
      ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": "abc"}}, "adversary.eps"),
      ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": 10**400}}, "adversary.eps"),  # no OverflowError
      ({"name": "t", "dataset": {"manifest": "m"}, "evaluations": {"attacks": "pgd"}}, "evaluations.attacks"),
      ({"name": "t", "dataset": {"manifest": "m"}, "evaluations": {"attacks": [{"name": "pgd"}, None]}}, "evaluations.attacks"),
-     ({"name": "t", "dataset": {"manifest": "m"}, "claims": 2.0}, "claims is not a mapping")],
+     ({"name": "t", "dataset": {"manifest": "m"}, "claims": 2.0}, "claims: Input should be a valid dictionary"),
+     # the schema the threat model was written from: these loaded, then crashed the report
+     ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": 0.1}, "evaluations": {"attacks": [{"name": None}]}},
+      r"evaluations.attacks\[0\].name: Input should be a valid string"),
+     ({"name": "t", "dataset": {"manifest": "m"}, "evaluations": {"calibration": {"conditions": 5}}}, "evaluations.calibration.conditions"),
+     ({"name": "t", "dataset": {"manifest": "m"}, "evaluations": {"stability": True}}, "evaluations.stability"),
+     ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": 0.1, "bounds": None}}, "adversary.bounds"),
+     ({"name": "t", "dataset": {"manifest": "m"}, "adversary": {"eps": -0.1}}, "adversary.eps: expected eps > 0"),
+     ({"name": "t", "dataset": {"manifest": "m"}, "claims": None}, "claims: Input should be a valid dictionary")],
 )
 def test_a_recorded_threat_model_the_report_cannot_read_is_refused_on_load(tmp_path: Path, threat: dict, message: str) -> None:
     """`report` read threat_model.name and .adversary.eps of any JSON: an internal error, not one line."""
@@ -83,6 +91,15 @@ def test_a_recorded_threat_model_the_report_cannot_read_is_refused_on_load(tmp_p
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=message):
         load_results(path)
+
+
+def test_a_recorded_threat_model_with_keys_of_another_version_still_loads(tmp_path: Path) -> None:
+    path = _results().save(tmp_path / "results.json")
+    data = json.loads(path.read_text())
+    data["threat_model"]["adversary"]["future_option"] = 1
+    data["threat_model"]["retired_section"] = {"x": 1}
+    path.write_text(json.dumps(data))
+    assert load_results(path).threat_model["retired_section"] == {"x": 1}
 
 
 def test_json_too_deep_or_with_a_huge_integer_is_refused_on_load(tmp_path: Path) -> None:
