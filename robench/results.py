@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robench._errors import ConfigError
 from robench._schema import StrictScalars, error_message
@@ -65,7 +65,7 @@ class MetricRecord(_Model):
     evaluation: str
     name: str
     value: float | None
-    n: int | None = None
+    n: int | None = Field(default=None, ge=0)
     ci_low: float | None = None
     ci_high: float | None = None
     condition: dict[str, ConditionValue] = Field(default_factory=dict)
@@ -80,6 +80,8 @@ class MetricRecord(_Model):
                 raise ValueError(f"metric {self.name!r} has non-finite {field} {number}")
         if (self.ci_low is None) != (self.ci_high is None):
             raise ValueError("ci_low and ci_high are given together")
+        if self.ci_low is not None and self.ci_high is not None and self.ci_low > self.ci_high:  # a comparison read them as disjoint
+            raise ValueError(f"metric {self.name!r} has ci_low {self.ci_low} above ci_high {self.ci_high}")
         for key in ("eps", "radius"):  # the report, exports and comparisons compute with them
             number = self.condition.get(key)
             if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float)) or not abs(number) < 1e308):
@@ -155,19 +157,21 @@ class Cost(_Model):
     outside its batches, and a resumed batch counts the time it took when it ran."""
 
     wall_time_s: float = 0.0
-    forward_passes: int = 0
-    backward_passes: int = 0
+    forward_passes: int = Field(default=0, ge=0)
+    backward_passes: int = Field(default=0, ge=0)
     device: str = "cpu"
     precision: str = "fp32"
-    batch_size: int | None = None
-    batches: int = 0
-    resumed_batches: int = 0
-    oom_retries: int = 0
+    batch_size: int | None = Field(default=None, ge=1)
+    batches: int = Field(default=0, ge=0)
+    resumed_batches: int = Field(default=0, ge=0)
+    oom_retries: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> Cost:
         if not math.isfinite(self.wall_time_s):
             raise ValueError(f"cost wall_time_s is not finite ({self.wall_time_s})")
+        if self.wall_time_s < 0:
+            raise ValueError(f"cost wall_time_s is negative ({self.wall_time_s})")
         return self
 
 
@@ -306,6 +310,15 @@ class Results(_Model):
     environment: Environment
     options: dict[str, Any] = Field(default_factory=dict)
     evaluations: list[EvaluationResult] = Field(default_factory=list)
+
+    @field_validator("evaluations")
+    @classmethod
+    def _unique_keys(cls, evaluations: list[EvaluationResult]) -> list[EvaluationResult]:
+        keys = [e.key for e in evaluations]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:  # a run writes each once: the report and comparisons would read only the first
+            raise ValueError(f"two evaluations have the key {duplicates[0]!r}")
+        return evaluations
 
     def records(self, evaluation: str | None = None, name: str | None = None) -> list[MetricRecord]:
         """All metric records, optionally filtered by evaluation key and metric name."""

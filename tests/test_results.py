@@ -177,7 +177,9 @@ def test_load_errors(tmp_path: Path, content: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [({"value": 2.0}, "is a fraction but its value is 2.0"), ({"condition": {"eps": "8/255"}}, "condition eps '8/255'"),
-     ({"condition": {"eps": 10**400}}, "condition eps 1000")],  # no OverflowError from math.isfinite
+     ({"condition": {"eps": 10**400}}, "condition eps 1000"),  # no OverflowError from math.isfinite
+     # these loaded: `robench compare` called the swapped interval disjoint from the other run's
+     ({"ci_low": 0.9, "ci_high": 0.1}, "ci_low 0.9 above ci_high 0.1"), ({"n": -5}, r"records.0.n: Input should be greater than or equal to 0")],
 )
 def test_a_damaged_record_is_refused_on_load(tmp_path: Path, change: dict, message: str) -> None:
     """A corruption accuracy of 2.0 or an eps written as text loaded, then crashed the report."""
@@ -210,6 +212,25 @@ def test_results_scalars_are_strict(tmp_path: Path, where: str, change: dict, me
     target = {"record": data["evaluations"][0]["records"][0], "cost": data["evaluations"][0]["cost"],
               "model": data["model"], "dataset": data["dataset"]}[where]
     target.update(change)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as caught:
+        load_results(path)
+    assert str(caught.value) == f"{path}: not a robench results file: {message}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [(lambda d: d["evaluations"].append(dict(d["evaluations"][0])), "evaluations: two evaluations have the key 'attacks/pgd'"),
+     (lambda d: d["evaluations"][0]["cost"].update(wall_time_s=-5.0), "evaluations.0.cost: cost wall_time_s is negative (-5.0)"),
+     (lambda d: d["evaluations"][0]["cost"].update(forward_passes=-1), "evaluations.0.cost.forward_passes: Input should be greater than or equal to 0")],
+    ids=["duplicate-key", "negative-time", "negative-passes"],
+)
+def test_duplicate_evaluations_and_negative_costs_are_refused_on_load(tmp_path: Path, change, message: str) -> None:
+    """A second evaluation of the same key loaded, and the report and `compare` read only the first;
+    a negative wall time or pass count was summed into the run's cost."""
+    path = _results().save(tmp_path / "results.json")
+    data = json.loads(path.read_text())
+    change(data)
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError) as caught:
         load_results(path)
