@@ -8,6 +8,7 @@ from typing import Any
 
 import jinja2
 
+from robench._errors import ConfigError, first_line
 from robench.report import _coverage
 from robench.report._labels import check_finding, check_scope, record_label, show
 from robench.report.checklist import ChecklistItem, checklist
@@ -252,8 +253,36 @@ def sample_sizes(results: Results) -> str:
     return text
 
 
+_UNREADABLE = (TypeError, ValueError, KeyError, IndexError, AttributeError, StopIteration, jinja2.UndefinedError)
+"""What reading data of an unexpected shape raises (matplotlib's and numpy's conversion errors are TypeErrors and ValueErrors)."""
+
+
 def render_html(results: Results) -> str:
-    """The report as an HTML string."""
+    """The report as an HTML string.
+
+    Raises:
+        ConfigError: the results hold data the report cannot read: an evaluation's ``artifacts``
+            (free-form JSON, not checked on load) of another shape than robench writes, named by
+            the section that read them (``ROBENCH_DEBUG=1`` re-raises the original error).
+    """
+    try:
+        return _render_html(results)
+    except _UNREADABLE as exc:
+        import os
+        import traceback
+
+        if os.environ.get("ROBENCH_DEBUG"):
+            raise
+        frames = [Path(f.filename) for f in traceback.extract_tb(exc.__traceback__)]
+        section = next((f.name.split(".")[0] for f in reversed(frames) if f.parent.name == "sections"), None)
+        where = f"the {section} section" if section else "the report"
+        raise ConfigError(
+            f"{where} cannot read these results ({type(exc).__name__}: {first_line(exc, 120)}): its data in results.json "
+            "is damaged or not of this robench version (set ROBENCH_DEBUG=1 for the traceback)"
+        ) from None
+
+
+def _render_html(results: Results) -> str:
     env = _environment()
     sections = build_sections(results)
     leaderboard = next((s["data"] for s in sections if s["name"] == "leaderboard"), None) or {}

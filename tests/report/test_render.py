@@ -77,3 +77,30 @@ def test_the_dataset_row_says_which_examples_and_where_from(run: robench.Results
     assert f"Examples: {escape(run.dataset.selection)}" in html and run.dataset.selection.startswith("all of split")
     bare = run.model_copy(update={"dataset": run.dataset.model_copy(update={"selection": "", "source": "somewhere &amp; else"})})
     assert "Examples:" not in render_html(bare) and "Source: somewhere &amp;amp; else" in render_html(bare)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "key", "artifacts", "section"),
+    [("strong", "calibration", {"reliability": "x"}, "calibration"),
+     ("strong", "calibration", {"reliability": [{"condition": {"condition": "clean"}, "edges": None}]}, "calibration"),
+     ("certified", "certification/smoothing", {"curve": "x"}, "certification"),
+     ("certified", "certification/smoothing", {"noisy_samples": [1]}, "certification")],  # read by the section's template
+)
+def test_damaged_artifacts_are_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture: str, key: str,
+                                                artifacts: dict, section: str) -> None:
+    """An evaluation's artifacts (free-form JSON the sections plot and tabulate) of another shape than
+    robench writes crashed `robench report` with an internal error (TypeError, ValueError...)."""
+    import json
+
+    from robench.cli import main
+    from tests.report import fixtures
+
+    data = json.loads(getattr(fixtures, fixture)().model_dump_json())
+    evaluation = next(e for e in data["evaluations"] if e["key"] == key)
+    evaluation["artifacts"].update(artifacts)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    assert main(["report", str(path), "--out", str(tmp_path / "report.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"robench: error: the {section} section cannot read these results (") and err.count("\n") == 1, err
+    assert not (tmp_path / "report.html").exists()
