@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from robench._errors import ConfigError
 from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
@@ -84,9 +85,26 @@ class AttackStrength:
     reason: str
 
 
+_COUNTS = ("n_iter", "steps", "restarts", "eot_samples")
+"""The parameters an attack's strength is judged by: whole numbers."""
+
+
 def _params(evaluation: EvaluationResult) -> dict[str, Any]:
+    """An attack's parameters as declared, updated by those it resolved to.
+
+    Raises:
+        ConfigError: one of :data:`_COUNTS` is not a whole number (a damaged results.json: the
+            checklist of the report, the exports and ``compare`` failed on ``int()``).
+    """
     declared = evaluation.declared.get("params") if isinstance(evaluation.declared.get("params"), dict) else {}
-    return {**declared, **{k: v for k, v in (evaluation.resolved or {}).items() if v is not None}}
+    params = {**declared, **{k: v for k, v in (evaluation.resolved or {}).items() if v is not None}}
+    for key in _COUNTS:
+        value = params.get(key)
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if value is not None and (isinstance(value, bool) or not whole):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:20] + "..."
+            raise ConfigError(f"results: evaluation {evaluation.key!r}: parameter {key} is {shown}, not a whole number")
+    return params
 
 
 def _strength(evaluation: EvaluationResult, randomized: bool = False) -> AttackStrength:

@@ -171,3 +171,23 @@ def test_inconclusive_masking_checks_are_not_a_pass() -> None:
     item = {i.key: i for i in checklist(results)}["masking_checks"]
     assert item.status == "warn"
     assert item.evidence.startswith("1 of 2 check(s) inconclusive") and "0 of 0" in item.evidence
+
+
+@pytest.mark.parametrize("value", ["x", [], 2.5, True])
+def test_a_damaged_attack_parameter_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: object) -> None:
+    """An attack's resolved steps that is not a whole number made the checklist's int() fail: an
+    internal error in `robench export`, `robench compare` and the report."""
+    import json
+
+    from robench.cli import main
+    from tests.report import fixtures
+
+    data = json.loads(fixtures.strong().model_dump_json())
+    evaluation = next(e for e in data["evaluations"] if e["key"] == "attacks/pgd")
+    evaluation["resolved"]["steps"] = value
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    for argv in (["export", str(path)], ["compare", str(path)], ["report", str(path)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err == f"robench: error: results: evaluation 'attacks/pgd': parameter steps is {value!r}, not a whole number\n", (argv, err)
