@@ -265,12 +265,17 @@ def render_html(results: Results) -> str:
             (free-form JSON, not checked on load) of another shape than robench writes, named by
             the section that read them (``ROBENCH_DEBUG=1`` re-raises the original error).
     """
+    from robench.report.plots import plt
+
+    before = set(plt.get_fignums())
     try:
         return _render_html(results)
     except _UNREADABLE as exc:
         import os
         import traceback
 
+        for number in set(plt.get_fignums()) - before:  # the figures the failed section left open
+            plt.close(number)
         if os.environ.get("ROBENCH_DEBUG"):
             raise
         frames = [Path(f.filename) for f in traceback.extract_tb(exc.__traceback__)]

@@ -100,7 +100,11 @@ def test_damaged_artifacts_are_a_one_line_error(tmp_path: Path, capsys: pytest.C
     evaluation["artifacts"].update(artifacts)
     path = tmp_path / "results.json"
     path.write_text(json.dumps(data))
+    from robench.report.plots import plt
+
+    open_before = plt.get_fignums()
     assert main(["report", str(path), "--out", str(tmp_path / "report.html")]) == 2
+    assert plt.get_fignums() == open_before  # the sections' half-drawn figures are closed
     err = capsys.readouterr().err
     assert err.startswith(f"robench: error: the {section} section cannot read these results (") and err.count("\n") == 1, err
     assert not (tmp_path / "report.html").exists()
