@@ -236,7 +236,8 @@ def manifest_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
-            raise ConfigError(f"dataset manifest {path} does not exist")
+            what = "is a directory, not a file" if path.is_dir() else "does not exist"
+            raise ConfigError(f"dataset manifest {path} {what}")
         return path
     shipped = manifest_dir() / f"{name_or_path}.yaml"
     if shipped.is_file():
