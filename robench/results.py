@@ -84,7 +84,7 @@ class MetricRecord(_Model):
             raise ValueError(f"metric {self.name!r} has ci_low {self.ci_low} above ci_high {self.ci_high}")
         for key in ("eps", "radius"):  # the report, exports and comparisons compute with them
             number = self.condition.get(key)
-            if key in self.condition and (isinstance(number, bool) or not isinstance(number, (int, float)) or not abs(number) < 1e308):
+            if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float)) or not abs(number) < 1e308):
                 raise ValueError(f"metric {self.name!r} has condition {key} {number!r}, expected a number")
         if self.unit in ("fraction", "probability"):  # shares: a value outside [0, 1] is a damaged file, not a number
             for field, number in (("value", self.value), ("ci_low", self.ci_low), ("ci_high", self.ci_high)):
