@@ -127,7 +127,7 @@ def _worst_case(results: Results, eps: float) -> MetricRecord | None:
     picked = [
         r
         for r in results.records(name="worst_case_robust_accuracy")
-        if "class" not in r.condition and math.isclose(float(r.condition.get("eps", eps)), eps, rel_tol=1e-9)
+        if "class" not in r.condition and (r.condition.get("eps") is None or math.isclose(float(r.condition["eps"]), eps, rel_tol=1e-9))
     ]
     return picked[-1] if picked else None
 

@@ -137,7 +137,8 @@ def summary_records(results: Results) -> list[MetricRecord]:
     def headline(r: MetricRecord) -> bool:
         if r.name not in HEADLINE_NAMES or _DETAIL_KEYS & set(r.condition):
             return False
-        if "eps" in r.condition and (eps is None or abs(float(r.condition["eps"]) - eps) > 1e-12):  # a sweep point
+        at = r.condition.get("eps")  # None: no radius in the threat model's norm (a min-norm attack's other norm)
+        if at is not None and (eps is None or abs(float(at) - eps) > 1e-12):  # a sweep point
             return False
         if r.evaluation.startswith("certification/") and "eps" in r.condition:  # a grid point: the headline is at threat_eps
             return False

@@ -191,3 +191,21 @@ def test_a_damaged_attack_parameter_is_a_one_line_error(tmp_path: Path, capsys: 
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err == f"robench: error: results: evaluation 'attacks/pgd': parameter steps is {value!r}, not a whole number\n", (argv, err)
+
+
+def test_a_record_at_no_eps_is_read_by_every_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A minimum-norm attack in another norm writes eps None in its records' condition; on a headline
+    record the summary's float() and the leaderboard's failed: an internal error in export and compare."""
+    from robench.cli import main
+    from robench.results import load_results
+    from tests.report import fixtures
+
+    results = fixtures.strong()
+    for record in results.records():
+        if record.name in ("robust_accuracy", "worst_case_robust_accuracy") and "class" not in record.condition:
+            record.condition["eps"] = None
+    path = tmp_path / "results.json"
+    path.write_text(results.model_dump_json())
+    assert load_results(path).records(name="robust_accuracy")
+    for argv in (["export", str(path)], ["compare", str(path)], ["report", str(path), "--out", str(tmp_path / "r.html")]):
+        assert main(argv) == 0, (argv, capsys.readouterr().err)

@@ -57,7 +57,7 @@ def _curve_n(evaluation: EvaluationResult) -> int | None:
 def _curve_intervals(evaluation: EvaluationResult, eps: list[float], accuracy: list[float | None]) -> tuple[list[float], list[float]] | None:
     """95% intervals of a curve's points: the records' own (masking sweep), else Clopper-Pearson of k / n
     when every point is a count over the curve's n; ``None`` when they cannot be had soundly."""
-    recorded = {float(r.condition["eps"]): r for r in evaluation.records if r.name == "pgd_robust_accuracy_at_eps" and "eps" in r.condition}
+    recorded = {float(r.condition["eps"]): r for r in evaluation.records if r.name == "pgd_robust_accuracy_at_eps" and r.condition.get("eps") is not None}
     n = _curve_n(evaluation)
     lows, highs = [], []
     for radius, value in zip(eps, accuracy):
