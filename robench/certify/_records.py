@@ -68,7 +68,8 @@ def add_headline_l2(
     The L2 radius it needs (:func:`threat_radius_l2`) goes to ``output.artifacts["threat_radius_l2"]``.
     When the certifier can never certify that far (``ceiling``, e.g. smoothing's
     :func:`~robench.certify.smoothing.max_certified_radius`), the headline is 0 by construction and a
-    warning says so: it measures the settings, not the model.
+    warning says so, and the record's condition holds ``certifiable: False`` (its label says "not
+    certifiable with these settings"): it measures the settings, not the model.
     """
     needed = threat_radius_l2(threat, input_numel)
     if needed is None:
@@ -76,12 +77,13 @@ def add_headline_l2(
     assert threat.adversary is not None
     adversary = threat.adversary
     flags = correct & (radius >= needed)
-    headline = {**condition, "threat_norm": adversary.norm, "threat_eps": adversary.eps}
+    beyond = ceiling is not None and needed > ceiling
+    headline = {**condition, "threat_norm": adversary.norm, "threat_eps": adversary.eps, **({"certifiable": False} if beyond else {})}
     output.records.append(MetricRecord.proportion(key, "certified_accuracy", int(flags.sum()), int(flags.numel()), headline))
     output.artifacts["threat_radius_l2"] = needed
     if ceiling is not None:
         output.artifacts["max_certified_radius"] = ceiling
-        if needed > ceiling:
+        if beyond:
             implied = f"√{input_numel}·ε = {needed:.4g}" if adversary.norm == "Linf" else f"{needed:.4g}"
             output.warnings.append(
                 f"not certifiable with these settings: the threat model's {adversary.norm} ε = {adversary.eps:.4g} needs a "

@@ -78,11 +78,14 @@ def record_label(record: MetricRecord) -> str:
         if "box" in rest and rest.get("norm") == rest["box"]:
             rest.pop("norm")  # IBP's input set says the norm
         threat = (rest.pop("threat_norm", None), rest.pop("threat_eps", None))
+        certifiable = rest.pop("certifiable", True)
         if rest:
             label += f" ({_pairs(rest)})"
             rest = {}
         if threat[1] is not None:
             label += " ".join(["", "at", *([threat[0]] if threat[0] else []), f"eps={show(threat[1])}"])
+        if certifiable is False:  # beyond the largest radius the certifier's settings can reach: 0 by construction
+            label += " (not certifiable with these settings)"
     else:
         label = f"{name}: {entry}" if entry else f"{section} {name}"
     return label + (f" ({_pairs(rest)})" if rest else "")

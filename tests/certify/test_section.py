@@ -70,6 +70,9 @@ def test_smoothing_at_a_linf_eps_beyond_its_largest_radius_says_it_cannot_certif
     assert output.artifacts["max_certified_radius"] == pytest.approx(0.1 * norm.ppf(0.001 ** (1 / 400)))
     assert headline.value == 0.0 and max(e["radius"] for e in output.artifacts["examples"]) <= output.artifacts["max_certified_radius"]
     assert any("not certifiable with these settings" in w and "0.878" in w for w in output.warnings)
+    from robench.report.render import record_label
+
+    assert headline.condition["certifiable"] is False and record_label(headline).endswith(" (not certifiable with these settings)")
     results = certification_results(threat, {"smoothing": output})
     from robench.report.render import render_html
 
@@ -79,6 +82,7 @@ def test_smoothing_at_a_linf_eps_beyond_its_largest_radius_says_it_cannot_certif
     # at an L2 eps within reach the same settings say nothing of the kind
     reachable, _ = _run(digit_mlp, digits, _threat([{"name": "smoothing", "params": params}], {"norm": "L2", "eps": 0.1}))
     assert not any("not certifiable" in w for w in reachable.warnings)
+    assert all("certifiable" not in r.condition for r in reachable.records)
     assert "not certifiable" not in render_html(certification_results(threat, {"smoothing": reachable}))
 
 
