@@ -262,23 +262,33 @@ def test_a_boolean_is_not_a_number(tmp_path: Path, replace: tuple[str, str], ext
     assert validate_file(file) == [f"{path}: expected a number, got the boolean true"]
 
 
+def _registered_params(wanted) -> list[tuple[str, type, str]]:  # type: ignore[no-untyped-def]
+    """``(entry name, params model, field name)`` of every attack's and certifier's parameter whose
+    annotation ``wanted`` accepts."""
+    from robench.registry import registry
+
+    registry.load_builtins()
+    return [(entry.name, entry.params, name) for kind in ("attack", "certifier") for entry in registry.entries(kind)
+            if entry.params is not None for name, field in entry.params.model_fields.items() if wanted(field.annotation)]  # fmt: skip
+
+
+def _refused(params: type, name: str, value: object, words: str) -> bool:
+    with pytest.raises(ValidationError) as caught:
+        params.model_validate({name: value})  # type: ignore[attr-defined]
+    return any(e["loc"] == (name,) and words in e["msg"] for e in caught.value.errors())
+
+
 def test_no_parameter_model_takes_a_boolean_for_a_number() -> None:
     """Every attack's and certifier's integer and float parameters refuse true, as the threat model's own fields."""
     from typing import get_args
 
-    from robench.registry import registry
+    def number(annotation: object) -> bool:
+        return annotation in (int, float) or set(get_args(annotation)) in ({int, type(None)}, {float, type(None)})
 
-    registry.load_builtins()
-    checked = 0
-    for kind in ("attack", "certifier"):
-        for entry in registry.entries(kind):
-            for name, field in (entry.params.model_fields.items() if entry.params is not None else ()):
-                if field.annotation in (int, float) or set(get_args(field.annotation)) in ({int, type(None)}, {float, type(None)}):
-                    with pytest.raises(ValidationError) as caught:
-                        entry.params.model_validate({name: True})
-                    assert any(e["loc"] == (name,) and "boolean" in e["msg"] for e in caught.value.errors()), (entry.name, name)
-                    checked += 1
-    assert checked > 40
+    fields = _registered_params(number)
+    assert len(fields) > 40
+    for entry, params, name in fields:
+        assert _refused(params, name, True, "boolean"), (entry, name)
 
 
 @pytest.mark.parametrize(
@@ -331,17 +341,7 @@ def test_a_flag_takes_only_true_or_false(tmp_path: Path, extra: str, path: str, 
 
 def test_no_parameter_model_takes_a_number_or_text_for_a_flag() -> None:
     """Every attack's and certifier's bool parameters refuse 1 and 'true', as the threat model's own flags."""
-    from robench.registry import registry
-
-    registry.load_builtins()
-    checked = 0
-    for kind in ("attack", "certifier"):
-        for entry in registry.entries(kind):
-            for name, field in (entry.params.model_fields.items() if entry.params is not None else ()):
-                if field.annotation is bool:
-                    for value in (1, "true"):
-                        with pytest.raises(ValidationError) as caught:
-                            entry.params.model_validate({name: value})
-                        assert any(e["loc"] == (name,) and "true or false" in e["msg"] for e in caught.value.errors()), (entry.name, name)
-                    checked += 1
-    assert checked >= 5
+    fields = _registered_params(lambda annotation: annotation is bool)
+    assert len(fields) >= 5
+    for entry, params, name in fields:
+        assert all(_refused(params, name, value, "true or false") for value in (1, "true")), (entry, name)

@@ -328,45 +328,23 @@ def test_arch_constructor_failure_is_a_config_error() -> None:
 
 @pytest.mark.parametrize(
     ("source", "error"),
-    [("def net(:\n    pass\n", ":1: SyntaxError: invalid syntax"), ("x = 1\nraise RuntimeError('no GPU')\n", ":2: RuntimeError: no GPU")],
-    ids=["syntax", "raises"],
-)
-def test_an_arch_module_that_fails_at_import_is_a_config_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], source: str, error: str
-) -> None:
-    """A SyntaxError (or any exception) importing the module of --arch module:fn was an internal error."""
-    from robench.cli import main
-
-    name = f"robench_broken_arch_{len(source)}"
-    (tmp_path / f"{name}.py").write_text(source)
-    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # not syspath_prepend: it trips on robench's pkg_resources shim
-    with pytest.raises(ConfigError) as caught:
-        build_arch(f"{name}:net")
-    assert str(caught.value) == f"--arch '{name}:net': importing module '{name}' failed: {tmp_path / name}.py{error}"
-    checkpoint = tmp_path / "m.pt"
-    torch.save(QuadrantNet().state_dict(), checkpoint)
-    code = main(["evaluate", "--checkpoint", str(checkpoint), "--arch", f"{name}:net", "--threat-model", "mnist-linf-0.3",
-                 "--out", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith("robench: error: --arch") and error in err, err
-
-
-@pytest.mark.parametrize(
-    ("source", "error"),
-    [("def __getattr__(name):\n    raise RuntimeError(f'lazy import of {name} failed')\n",
+    [("def net(:\n    pass\n", "importing module '{name}' failed: {path}:1: SyntaxError: invalid syntax"),
+     ("x = 1\nraise RuntimeError('no GPU')\n", "importing module '{name}' failed: {path}:2: RuntimeError: no GPU"),
+     ("def __getattr__(name):\n    raise RuntimeError(f'lazy import of {name} failed')\n",
       "looking up 'net' in module '{name}' failed: {path}:2: RuntimeError: lazy import of net failed"),
      ("def __getattr__(name):\n    raise AttributeError(name)\n", "module '{name}' has no attribute 'net'")],
-    ids=["raises", "attribute-error"],
+    ids=["syntax", "raises-at-import", "getattr-raises", "getattr-attribute-error"],
 )
-def test_an_arch_module_getattr_that_raises_is_a_config_error(
+def test_an_arch_module_that_fails_is_a_config_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], source: str, error: str
 ) -> None:
-    """A module-level __getattr__ raising anything but AttributeError escaped hasattr(): an internal error (exit 1)."""
+    """A SyntaxError (or any exception) importing the module of --arch module:fn, or a module-level
+    __getattr__ raising anything but AttributeError (it escaped hasattr()), was an internal error."""
     from robench.cli import main
 
-    name = f"robench_getattr_arch_{len(source)}"
+    name = f"robench_broken_arch_{abs(hash(source))}"
     (tmp_path / f"{name}.py").write_text(source)
-    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # not syspath_prepend: it trips on robench's pkg_resources shim
     expected = f"--arch '{name}:net': " + error.format(name=name, path=tmp_path / f"{name}.py")
     with pytest.raises(ConfigError) as caught:
         build_arch(f"{name}:net")
