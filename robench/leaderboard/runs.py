@@ -71,11 +71,17 @@ def _disjoint(a: MetricRecord, b: MetricRecord) -> bool | None:
     return bool(a.ci_high < b.ci_low or b.ci_high < a.ci_low)  # type: ignore[operator]
 
 
+def _named(name: object, sha256: str) -> str:
+    """``cifar10 (sha256 0123456789ab)``: a name a reader knows, and the hash that tells two apart."""
+    return f"{name} (sha256 {sha256[:12]})" if name else f"sha256 {sha256[:12]}"
+
+
 def _settings_notes(a: Results, b: Results) -> list[str]:
     notes = []
     pairs = (
-        ("threat model", a.threat_model_sha256[:12], b.threat_model_sha256[:12]),
-        ("dataset manifest", a.dataset.manifest_sha256[:12], b.dataset.manifest_sha256[:12]),
+        ("threat model", _named(a.threat_model.get("name"), a.threat_model_sha256), _named(b.threat_model.get("name"), b.threat_model_sha256)),
+        ("dataset manifest", _named(a.dataset.manifest, a.dataset.manifest_sha256), _named(b.dataset.manifest, b.dataset.manifest_sha256)),
+        ("dataset split", a.dataset.split, b.dataset.split),
         ("number of examples", a.dataset.n_examples, b.dataset.n_examples),
         ("seed", a.seed, b.seed),
         ("robench", a.environment.robench_version, b.environment.robench_version),

@@ -51,6 +51,11 @@ def test_setting_differences_are_noted() -> None:
     b.seed, b.status = 3, "error"
     notes = compare_runs(fixtures.strong(), b).notes
     assert any(n.startswith("seed differs") for n in notes) and any("did not finish" in n for n in notes)
+    other = fixtures.strong()
+    other.dataset = other.dataset.model_copy(update={"manifest": "cifar10-mine", "manifest_sha256": "12" * 32, "split": "train"})
+    notes = compare_runs(fixtures.strong(), other).notes  # the manifests differed only as hashes
+    assert f"dataset manifest differs: cifar10 (sha256 {'ef' * 6}) vs cifar10-mine (sha256 {'12' * 6})" in notes
+    assert "dataset split differs: test vs train" in notes
 
 
 def test_cli_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
