@@ -282,6 +282,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"robench: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _path(text: str) -> str:
+    """A file or folder option's value: an empty one (``--out ""``) was taken as not given."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def _seed(text: str) -> int:
     from robench.runner import MAX_SEED
 
@@ -307,10 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint under a declared threat model")
-    ev.add_argument("--checkpoint", required=True, help="model file: state_dict .pt/.pth, safetensors, TorchScript, .pt2")
+    ev.add_argument("--checkpoint", required=True, type=_path, help="model file: state_dict .pt/.pth, safetensors, TorchScript, .pt2")
     ev.add_argument("--arch", help="architecture for weights-only checkpoints: name, module:callable, torchvision:NAME, timm:NAME, robustbench:DATASET/THREAT/NAME")
     ev.add_argument("--threat-model", required=True, help="threat-model YAML file or shipped name (robench ls threat_model)")
-    ev.add_argument("--out", help="output folder (default: reports/<threat model>); without --resume, a run that starts (model loaded, plan checked) replaces the results.json, report and exports an earlier run left there (even with --only); one that fails before keeps them")
+    ev.add_argument("--out", type=_path, help="output folder (default: reports/<threat model>); without --resume, a run that starts (model loaded, plan checked) replaces the results.json, report and exports an earlier run left there (even with --only); one that fails before keeps them")
     ev.add_argument("--n-examples", type=_positive_int, help="evaluate the first N examples only")
     ev.add_argument("--only", metavar="KIND[,KIND]", help=f"run only these sections: {', '.join(SECTION_ORDER)}")
     ev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -320,13 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling code from the checkpoint (it can run arbitrary code)")
     ev.add_argument("--randomized", action="store_true",
                     help="treat the model as randomized (EOT attacks, pass-mean accuracies) even if repeated passes on random inputs agree")
-    ev.add_argument("--data-root", help="folder holding the dataset's files")
-    ev.add_argument("--data-home", help="folder holding datasets by name (default $ROBENCH_DATA or ~/.robench/data)")
+    ev.add_argument("--data-root", type=_path, help="folder holding the dataset's files")
+    ev.add_argument("--data-home", type=_path, help="folder holding datasets by name (default $ROBENCH_DATA or ~/.robench/data)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_evaluate)
 
     demo = sub.add_parser("demo", help="train two small CNNs on the embedded MNIST digits and audit both")
-    demo.add_argument("--out", default="reports/demo", help="output folder (default reports/demo)")
+    demo.add_argument("--out", default="reports/demo", type=_path, help="output folder (default reports/demo)")
     demo.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     demo.add_argument("--seed", type=_seed, default=0, help="training and evaluation seed (default 0)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -342,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="render the HTML report of a results.json")
     rep.add_argument("results", metavar="RESULTS.json", help="the results file of a run")
-    rep.add_argument("--out", help="HTML file (default: report.html next to the results)")
+    rep.add_argument("--out", type=_path, help="HTML file (default: report.html next to the results)")
     rep.set_defaults(func=cmd_report)
 
     cmp = sub.add_parser("compare", help="rank a run among published leaderboard entries, or put two runs side by side")
@@ -353,22 +360,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="write a flat CSV of all metric records and a Markdown summary")
     exp.add_argument("results", metavar="RESULTS.json")
-    exp.add_argument("--csv", metavar="FILE", help="CSV file (default with neither option: metrics.csv next to the results)")
-    exp.add_argument("--markdown", metavar="FILE", help="Markdown file (default with neither option: summary.md next to the results)")
+    exp.add_argument("--csv", metavar="FILE", type=_path, help="CSV file (default with neither option: metrics.csv next to the results)")
+    exp.add_argument("--markdown", metavar="FILE", type=_path, help="Markdown file (default with neither option: summary.md next to the results)")
     exp.set_defaults(func=cmd_export)
 
     board = sub.add_parser("leaderboard", help="published leaderboard baselines")
     board_sub = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
     sync = board_sub.add_parser("sync", help="build the leaderboard snapshot from a RobustBench model_info folder")
     sync.add_argument("--from", dest="source", required=True, metavar="DIR", help="RobustBench model_info folder (<dataset>/<threat>/*.json)")
-    sync.add_argument("--out", help="snapshot file (default: the shipped data_manifests/leaderboards/robustbench.json)")
+    sync.add_argument("--out", type=_path, help="snapshot file (default: the shipped data_manifests/leaderboards/robustbench.json)")
     sync.set_defaults(func=cmd_leaderboard_sync)
 
     data = sub.add_parser("data", help="dataset utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     verify = data_sub.add_parser("verify", help="verify a dataset's files against its manifest")
     verify.add_argument("name", help="manifest name (e.g. cifar10) or path")
-    verify.add_argument("--root", help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
+    verify.add_argument("--root", type=_path, help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
     verify.add_argument("--size-only", action="store_true", help="check sizes, not checksums")
     verify.set_defaults(func=cmd_data_verify)
     freeze = data_sub.add_parser(
@@ -378,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "not of the images' contents)",
     )
     freeze.add_argument("name", help="manifest name (e.g. imagenetc) or path")
-    freeze.add_argument("--root", help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
-    freeze.add_argument("--out", required=True, help="manifest YAML to write")
+    freeze.add_argument("--root", type=_path, help="folder holding the dataset's files (default: $ROBENCH_DATA/<name>, or the package shipping it)")
+    freeze.add_argument("--out", required=True, type=_path, help="manifest YAML to write")
     freeze.set_defaults(func=cmd_data_freeze)
     return parser
 

@@ -360,3 +360,15 @@ def test_data_freeze_help_names_the_listing_digest(capsys: pytest.CaptureFixture
     """The help said a frozen image-folder pattern records its count; it records a digest of its listing too."""
     code, out, _ = _run(capsys, "data", "--help")
     assert code == 0 and "`listing_sha256`, a digest of their entries' names and sizes" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["export", "results.json", "--csv", ""], ["export", "results.json", "--markdown", " "], ["report", "results.json", "--out", ""],
+     ["evaluate", "--checkpoint", "", "--threat-model", "mnist-linf-0.3"], ["data", "verify", "mnist5k", "--root", ""]],
+    ids=["csv", "markdown", "report-out", "checkpoint", "root"],
+)
+def test_an_empty_path_option_is_refused_not_taken_as_not_given(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """``--csv ""`` wrote the default metrics.csv instead, ``--root ""`` verified the default folder."""
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and "expected a path, got an empty string" in err, err
