@@ -34,7 +34,7 @@ from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle, check_logits
 from robench.registry import register
-from robench.results import MetricRecord
+from robench.results import Check, MetricRecord
 from robench.threat_model import Adversary, Eps, EvaluationSpec, Schema, ThreatModel
 
 
@@ -275,8 +275,9 @@ def _verify_section(
             out[f"verified_{index}"] = verified & correct
             if value == eps:
                 out["rejected_by_rounding"] = without & correct & ~verified
-        if params.pgd_check_steps:
-            out["broken"] = _pgd_broken(model, x, y, out[f"verified_{grid.index(eps)}"], norm, eps, bounds, params.pgd_check_steps, generator)
+        if params.pgd_check_steps:  # at every radius of the curve: at the threat's eps often nothing is verified
+            for index, value in enumerate(grid):
+                out[f"broken_{index}"] = _pgd_broken(model, x, y, out[f"verified_{index}"], norm, value, bounds, params.pgd_check_steps, generator)
         return out
 
     with ieee_fp32():  # bounds in TF32 need not contain the float32 model's outputs
@@ -291,13 +292,9 @@ def _verify_section(
         MetricRecord.proportion(key, "certified_accuracy", int(at_eps.sum()), n, {**condition, "threat_norm": norm, "threat_eps": eps})
     )
     if params.pgd_check_steps:
-        broken = int(out["broken"].sum())
-        ctx.add_check(
-            output, f"{certifier}_pgd_consistency", broken == 0,
-            f"PGD-{params.pgd_check_steps} broke {broken} of {int(at_eps.sum())} verified examples"
-            + ("" if broken == 0 else ": the bounds are unsound (a robench bug)"),
-            warn_only=False, broken=broken, verified=int(at_eps.sum()),
-        )  # fmt: skip
+        output.checks.append(_pgd_consistency(certifier, params.pgd_check_steps, grid,
+                                              [int(out[f"verified_{i}"].sum()) for i in range(len(grid))],
+                                              [int(out[f"broken_{i}"].sum()) for i in range(len(grid))]))  # fmt: skip
     rejected = int(out["rejected_by_rounding"].sum())
     if rejected:
         output.warnings.append(
@@ -312,6 +309,21 @@ def _verify_section(
     output.resolved = resolved
     output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve}
     return output
+
+
+def _pgd_consistency(certifier: str, steps: int, grid: tuple[float, ...], verified: list[int], broken: list[int]) -> Check:
+    """PGD must break no verified example at any radius of the curve: ``fail`` if it breaks one (the
+    bounds are unsound), ``inconclusive`` when nothing is verified at any radius (0 of 0 cannot fail)."""
+    per_eps = "; ".join(f"eps {e:.4g}: {b} of {v}" for e, v, b in zip(grid, verified, broken))
+    evidence = {"eps": list(grid), "verified": verified, "broken": broken, "n": sum(verified), "budget": {"pgd_steps": steps}}
+    name = f"{certifier}_pgd_consistency"
+    if sum(broken):
+        return Check(name=name, status="fail", evidence=evidence,
+                     message=f"PGD-{steps} broke {sum(broken)} verified example(s) ({per_eps}): the bounds are unsound (a robench bug)")
+    if not sum(verified):
+        return Check(name=name, status="inconclusive", evidence=evidence,
+                     message=f"inconclusive: no example is verified at any radius, so PGD-{steps} had nothing to break ({per_eps})")
+    return Check(name=name, status="pass", evidence=evidence, message=f"PGD-{steps} broke none of the verified examples ({per_eps})")
 
 
 def _pgd_broken(model, x, y, mask, norm, eps, bounds, steps, generator) -> torch.Tensor:  # noqa: ANN001

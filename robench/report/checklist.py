@@ -208,7 +208,8 @@ def _attacks_item(results: Results) -> ChecklistItem:
 
 def _masking_item(results: Results) -> ChecklistItem:
     title = "No sign of gradient masking in the sanity checks"
-    checks = [(e.key, c) for e in results.evaluations for c in e.checks]
+    # the attacks' sanity checks: the certifiers' soundness checks belong to the certification item
+    checks = [(e.key, c) for e in results.evaluations if e.section != "certification" for c in e.checks]
     if not checks:
         entries = _coverage.declared_attacks(results, checks=True)
         unfinished = [d for d in entries if not d.finished]
@@ -333,10 +334,14 @@ def _certification_item(results: Results) -> ChecklistItem:
             problems.append(f"{e.key}: parameters not recorded")
         if e.cost.forward_passes <= 0 and e.cost.wall_time_s <= 0:
             problems.append(f"{e.key}: cost not recorded")
+        for check in e.checks:  # soundness checks: a broken verified example, a bound below a gradient
+            if check.status != "pass":
+                problems.append(f"{e.key} {check.name} {check.status}: {check.message}")
         params = ", ".join(f"{k}={v}" for k, v in sorted(_params(e).items()) if v is not None and not isinstance(v, (list, dict)))
         shown.append(f"{e.name} ({params}); {len(records)} certified-accuracy record(s); {e.cost.forward_passes:,} forward passes, {e.cost.wall_time_s:.1f} s")
     if problems:
-        status: Status = "fail" if any(e.status != "success" for e in certified) else "warn"
+        failed = any(e.status != "success" for e in certified) or any(c.status == "fail" for e in certified for c in e.checks)
+        status: Status = "fail" if failed else "warn"
         return ChecklistItem("certification", title, status, "; ".join(problems))
     return ChecklistItem("certification", title, "pass", "; ".join(shown))
 

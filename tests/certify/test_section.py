@@ -202,3 +202,23 @@ def test_ibp_crown_lipschitz_sections_on_cuda_match_cpu(digit_mlp, digits) -> No
         assert [c.status for c in cuda.checks] == [c.status for c in cpu.checks]
         a, b = _records(cpu, record)[0], _records(cuda, record)[0]
         assert abs(a.value - b.value) <= 1.5 / a.n if record == "certified_accuracy" else a.value == pytest.approx(b.value, rel=1e-4)
+
+
+def test_ibp_attacks_the_verified_examples_at_every_radius_and_no_verified_example_is_inconclusive(digit_mlp, digits) -> None:
+    """The PGD check ran at the threat's eps only, where nothing was verified: 'PGD broke 0 of 0' passed,
+    and counted among the gradient-masking checks of the checklist."""
+    from robench.report.checklist import checklist
+
+    data = digits.subset(40)
+    threat = _threat([{"name": "ibp", "params": {"pgd_check_steps": 5, "eps_fractions": [0.01, 1.0]}}], {"norm": "Linf", "eps": 0.3})
+    out, _ = _run(digit_mlp, data, threat)
+    check = out.checks[0]
+    curve = [round(r.value * 40) for r in sorted(_records(out, "certified_accuracy"), key=lambda r: r.condition.get("eps", 1)) if "eps" in r.condition]
+    assert curve[0] > 0 and curve[1] == 0  # verified at eps 0.003, none at 0.3
+    assert check.status == "pass" and check.evidence["verified"] == curve and check.evidence["broken"] == [0, 0]
+    nothing, _ = _run(digit_mlp, data, _threat([{"name": "ibp", "params": {"pgd_check_steps": 5, "eps_fractions": [1.0]}}],
+                                               {"norm": "Linf", "eps": 0.3}))  # fmt: skip
+    assert nothing.checks[0].status == "inconclusive" and "nothing to break" in nothing.checks[0].message
+    items = {i.key: i for i in checklist(certification_results(threat, {"ibp": nothing}))}
+    assert items["masking_checks"].status == "n/a"  # a certifier's soundness check is not a gradient-masking check
+    assert items["certification"].status == "warn" and "ibp_pgd_consistency inconclusive" in items["certification"].evidence
