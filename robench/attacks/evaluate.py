@@ -58,6 +58,10 @@ def evaluate_attack(
     summary = ctx.shared.get("attacks:summary", {}).get(spec.key)
     if summary is not None:  # the budget the masking checks state for the comparisons they draw from it
         summary["params"] = {**output.resolved, **(output.artifacts.get("procedure") or {})}
+    handoff = ctx.shared.get(f"attacks/{spec.key}")
+    unfooled_at = (output.artifacts.get("procedure") or {}).get("unfooled_at", "")
+    if isinstance(handoff, dict) and unfooled_at.startswith("the clean input"):
+        handoff["unfooled_at_clean"] = True  # calibration under this attack scores unbroken examples clean
     output.artifacts.setdefault("attack", spec.name)
     output.artifacts.setdefault("knowledge", kind)
     output.artifacts.setdefault("eps_text", format_eps(threat.adversary.eps))

@@ -49,7 +49,10 @@ def _conditions(shared: dict[str, Any], wanted: tuple[str, ...]) -> list[tuple[s
     if "attacks" in wanted:
         for key in sorted(k for k in shared if isinstance(k, str) and k.startswith("attacks/")):
             attack = key.split("/", 1)[1]
-            found.append((f"attack {attack}", {"condition": "attack", "attack": attack}, shared[key]))
+            condition = {"condition": "attack", "attack": attack}
+            if shared[key].get("unfooled_at_clean"):  # not comparable with an attack scored at its best point
+                condition["unbroken_at"] = "clean input"
+            found.append((f"attack {attack}", condition, shared[key]))
     if "corruptions" in wanted:
         cells = []
         for key in shared:

@@ -60,6 +60,8 @@ def record_label(record: MetricRecord) -> str:
         kind = rest.pop("condition")
         if kind == "attack" and "attack" in rest:
             label = f"{name} under {rest.pop('attack')}"
+            if rest.pop("unbroken_at", None) == "clean input":
+                label += " (unbroken examples scored clean)"
         elif kind == "corruption" and "corruption" in rest:
             label = f"{name} under {rest.pop('corruption')}" + (f" s{rest.pop('severity')}" if "severity" in rest else "")
         else:

@@ -150,6 +150,14 @@ def test_the_input_an_unfooled_example_is_scored_at_is_what_the_attack_records(h
     robust, missed = shared["robust"], clean.argmax(1) != y
     at_clean = torch.isclose(shared["probs"], clean, rtol=1e-4, atol=1e-6).all(dim=1)
     assert int(robust.sum()) >= 5 and int(missed.sum()) >= 1
+    # calibration's conditions carry it, and the ECE's label says it (the number mixes clean confidences in)
+    from robench.calibration.evaluate import _conditions
+    from robench.report.render import record_label
+    from robench.results import MetricRecord
+
+    (_, condition, _), = [c for c in _conditions(ctx.shared, ("attacks",))]
+    label = record_label(MetricRecord(evaluation="calibration", name="ece", value=0.1, condition=condition))
+    assert ("scored clean" in label) == said.startswith("the clean input"), (label, said)
     if said.startswith("the clean input"):
         assert bool(at_clean[robust | missed].all()), said
     else:  # moved (random start, or one step), except where the attack says it leaves them

@@ -24,7 +24,8 @@ METRICS: tuple[tuple[str, str], ...] = (
 def _label(condition: dict[str, Any]) -> str:
     kind = condition.get("condition")
     if kind == "attack":
-        return f"attack {condition.get('attack')}"
+        clean = " (unbroken examples scored clean)" if condition.get("unbroken_at") == "clean input" else ""
+        return f"attack {condition.get('attack')}{clean}"
     if kind == "corruption":
         return f"{condition.get('corruption')} s{condition.get('severity')}"
     return str(kind)
@@ -126,7 +127,8 @@ def build(results: Results) -> dict[str, Any] | None:
     rows: dict[str, dict[str, Any]] = {}
     for record in plain:
         key = _label(record.condition)
-        rows.setdefault(key, {"label": key, "kind": record.condition.get("condition"), "n": record.n, "metrics": {}})
+        rows.setdefault(key, {"label": key, "kind": record.condition.get("condition"), "attack": record.condition.get("attack"),
+                              "n": record.n, "metrics": {}})  # fmt: skip
         rows[key]["metrics"][record.name] = record
     scaled: dict[str, dict[str, Any]] = {}
     for record in evaluation.records:
@@ -138,7 +140,7 @@ def build(results: Results) -> dict[str, Any] | None:
     unfooled_at = []
     for row in rows.values():
         if row["kind"] == "attack":
-            attack = str(row["label"]).removeprefix("attack ")
+            attack = str(row["attack"])
             row["clean_correct"] = _clean_correct(results, attack, row["n"])
             attacked = results.evaluation(f"attacks/{attack}")
             facts = (attacked.artifacts.get("procedure") or {}) if attacked is not None else {}
