@@ -383,6 +383,7 @@ class LipschitzCertifier:
             return {
                 "radius": lipschitz.certified_l2_radius(logits, y, constant),
                 "correct": logits.argmax(dim=1) == y,
+                "prediction": logits.argmax(dim=1),
                 "gradient_norm": gradient.flatten(1).norm(dim=1),
                 "labels": y,
             }
@@ -408,5 +409,7 @@ class LipschitzCertifier:
         output.artifacts |= {
             "certifier": "lipschitz", "norm": "L2", "params": resolved, "curve": curve, "acr": acr,
             "lipschitz_bound": constant, "layer_norms": layer_norms,
+            "examples": [{"label": int(label), "prediction": int(p), "radius": float(r) if c else 0.0}
+                         for label, p, r, c in zip(out["labels"].tolist(), out["prediction"].tolist(), radius.tolist(), correct.tolist())],
         }  # fmt: skip
         return output

@@ -136,8 +136,17 @@ def test_ibp_and_lipschitz_sections(digit_mlp, digits) -> None:
     assert all(r.value <= clean for r in curve) and curve[0].value >= curve[-1].value
     lip_out, _ = _run(digit_mlp, data, threat, 1)
     assert lip_out.checks[0].status == "pass" and lip_out.artifacts["lipschitz_bound"] > 0
+    # the report draws Lipschitz's exact curve from its per-example radii (its grid missed them all)
+    from robench.report.sections.certification import exact_curve
+
+    examples = lip_out.artifacts["examples"]
+    for point in (r for r in _records(lip_out, "certified_accuracy") if "radius" in r.condition):
+        r = point.condition["radius"]
+        assert point.value == sum(e["prediction"] == e["label"] and 0 < e["radius"] and e["radius"] >= r for e in examples) / len(examples)
+    assert exact_curve(examples)[0]["value"] == pytest.approx(_records(lip_out, "certified_accuracy")[0].value)
     results = certification_results(threat, {"ibp": ibp_out, "lipschitz": lip_out})
     section = build(results)
+    assert next(row for row in section["rows"] if row["key"] == "lipschitz")["exact"]
     assert section is not None and section["figure_eps"].startswith("data:image/png") and section["figure_radius"]
     from robench.report.render import render_html
 

@@ -139,7 +139,7 @@ def build(results: Results) -> dict[str, Any] | None:
         curve = evaluation.artifacts.get("curve") or []
         grid_key = "eps" if certifier in ("ibp", "crown") else "radius"
         headline = next((r for r in evaluation.records if r.name == "certified_accuracy" and "threat_eps" in r.condition), None)
-        examples = (evaluation.artifacts.get("examples") or []) if certifier == "smoothing" else []
+        examples = (evaluation.artifacts.get("examples") or []) if certifier in ("smoothing", "lipschitz") else []
         needed, ceiling = evaluation.artifacts.get("threat_radius_l2"), evaluation.artifacts.get("max_certified_radius")
         rows.append(
             {
