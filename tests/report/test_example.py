@@ -44,3 +44,18 @@ def test_the_committed_files_agree_with_the_results(example: Results) -> None:
         assert value in summary and value in committed_html, record
     assert not (EXAMPLE / "journal.bin").exists()  # resume state is not part of the example
     assert {"evaluation", "name", "value", "n", "ci_low", "ci_high"} <= set((EXAMPLE / "metrics.csv").read_text().splitlines()[0].split(","))
+
+
+def test_the_corruptions_section_names_its_worst_cell_and_a_table_made_for_other_images(example: Results) -> None:
+    """The mean (93.5%) hid contrast at severity 5 (11%), and the CIFAR-10 table on 28 px gray digits
+    read as the benchmark."""
+    from robench.report.sections.corruptions import _table_mismatch, build
+
+    section = build(example)
+    worst = min((r for r in example.records("corruptions", "accuracy")), key=lambda r: r.value)
+    assert section["worst_cell"] == worst and worst.value < 0.5
+    assert section["table_mismatch"].startswith("the cifar10 severity table was made for RGB 32 px natural images; on these gray 28 px")
+    assert _table_mismatch({"source": "generated", "table": "cifar10"}, [3, 32, 32]) is None
+    assert _table_mismatch({"source": "released", "table": "cifar10"}, [1, 28, 28]) is None
+    html = render_html(example)
+    assert "Worst cell: contrast at severity 5" in html and "not the benchmark itself" in html

@@ -38,6 +38,26 @@ def _mean_over(record: Any) -> str | None:
     return f"over {bench} of the 15 benchmark corruptions x {severities} severities (a subset: not comparable with the published benchmark mean)"
 
 
+# The images each severity table was made for (Hendrycks & Dietterich 2019): channels, side in pixels.
+_TABLE_IMAGES = {"cifar10": (3, 32), "tinyimagenet": (3, 64), "imagenet": (3, 224)}
+
+
+def _table_mismatch(resolved: dict[str, Any], input_shape: list[int]) -> str | None:
+    """Why generated corruptions are not the benchmark on these images (a table made for other
+    images: 28 px gray digits under the CIFAR-10 table), or ``None``."""
+    designed = _TABLE_IMAGES.get(str(resolved.get("table")))
+    if resolved.get("source") != "generated" or designed is None or len(input_shape) != 3:
+        return None
+    channels, side = input_shape[0], min(input_shape[1:])
+    if (channels, side) == designed:
+        return None
+    kind = "RGB" if designed[0] == 3 else "gray"
+    these = f"{'gray' if channels == 1 else f'{channels}-channel'} {side} px" if channels != 3 else f"RGB {side} px"
+    return (f"the {resolved.get('table')} severity table was made for {kind} {designed[1]} px natural images; on these {these} "
+            "inputs the corruptions are a stress test with the benchmark's parameters, not the benchmark itself, and "
+            "their numbers are not comparable with published ones")
+
+
 def build(results: Results) -> dict[str, Any] | None:
     """Heatmap, group bars, per-corruption rows with CE, and the example grid; None if not run."""
     evaluation = next((e for e in results.evaluations if e.section == "corruptions"), None)
@@ -108,7 +128,10 @@ def build(results: Results) -> dict[str, Any] | None:
     def summary(name: str) -> Any:
         return next((r for r in records if r.name == name and not r.condition), None)
 
+    worst = min((r for r in cells.values() if r.value is not None), key=lambda r: r.value, default=None)  # type: ignore[arg-type,return-value]
     return {
+        "worst_cell": worst,
+        "table_mismatch": _table_mismatch(evaluation.resolved, results.dataset.input_shape),
         "status": evaluation.status,
         "error": evaluation.error,
         "resolved": evaluation.resolved,
