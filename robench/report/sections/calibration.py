@@ -67,38 +67,52 @@ def _reliability_figure(panel: dict[str, Any]) -> str:
 
 
 def _severity_figure(records: list[MetricRecord], clean: MetricRecord | None) -> str | None:
-    """ECE against corruption severity, one line per corruption (Ovadia et al. 2019), with the
-    records' 95% intervals as error bars; the axis starts at 0 (an ECE is >= 0)."""
+    """ECE against corruption severity (Ovadia et al. 2019): one panel per corruption group (noise,
+    blur, weather, digital; a group's few lines stay apart), one line per corruption with the
+    records' 95% intervals as error bars, the clean ECE and its interval in every panel; the shared
+    axis starts at 0 (an ECE is >= 0)."""
+    from robench.corruptions import GROUPS
+
     series: dict[str, list[MetricRecord]] = {}
     for record in records:
         if record.condition.get("condition") == "corruption" and isinstance(record.condition.get("severity"), int) and record.value is not None:
             series.setdefault(str(record.condition["corruption"]), []).append(record)
     if not series:
         return None
-    fig, ax = new_figure(6.0, 3.6)
+    order = ("noise", "blur", "weather", "digital")
+    groups: dict[str, list[str]] = {}
+    for name in sorted(series):
+        groups.setdefault(GROUPS.get(name, "other"), []).append(name)
+    panels = sorted(groups, key=lambda g: (order.index(g) if g in order else len(order), g))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.6, 3.2), sharey=True, squeeze=False)
     top = 0.0
-    for index, (name, points) in enumerate(sorted(series.items())):
-        points.sort(key=lambda r: int(r.condition["severity"]))  # type: ignore[arg-type]
-        # a small offset per line keeps overlapping error bars apart
-        xs = [int(r.condition["severity"]) + 0.04 * (index - (len(series) - 1) / 2) for r in points]  # type: ignore[arg-type]
-        ys = [100 * r.value for r in points]  # type: ignore[operator]
-        has_ci = all(r.ci_low is not None and r.ci_high is not None for r in points)
-        yerr = None
-        if has_ci:
-            yerr = [[y - 100 * r.ci_low for y, r in zip(ys, points)], [100 * r.ci_high - y for y, r in zip(ys, points)]]  # type: ignore[operator]
-        style = line_style(index)
-        ax.errorbar(xs, ys, yerr=yerr, lw=1, ms=4, capsize=2, elinewidth=0.8, label=name, **style)
-        top = max(top, *(100 * (r.ci_high if has_ci else r.value) for r in points))  # type: ignore[operator]
-    if clean is not None and clean.value is not None:
-        ax.axhline(100 * clean.value, color="black", ls="--", lw=1, label="clean")
-        if clean.ci_low is not None and clean.ci_high is not None:
-            ax.axhspan(100 * clean.ci_low, 100 * clean.ci_high, color="black", alpha=0.08, lw=0)
-        top = max(top, 100 * (clean.ci_high if clean.ci_high is not None else clean.value))
-    ax.set_xlabel("severity")
-    ax.set_ylabel("ECE (%, 95% CI)")
-    ax.set_ylim(0, 1.05 * top if top > 0 else 1)
-    ax.set_xticks(sorted({int(r.condition["severity"]) for points in series.values() for r in points}))  # type: ignore[arg-type]
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    severities = sorted({int(r.condition["severity"]) for points in series.values() for r in points})  # type: ignore[arg-type]
+    for ax, group in zip(axes[0], panels):
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        for index, name in enumerate(groups[group]):
+            points = sorted(series[name], key=lambda r: int(r.condition["severity"]))  # type: ignore[arg-type]
+            # a small offset per line keeps overlapping error bars apart
+            xs = [int(r.condition["severity"]) + 0.06 * (index - (len(groups[group]) - 1) / 2) for r in points]  # type: ignore[arg-type]
+            ys = [100 * r.value for r in points]  # type: ignore[operator]
+            has_ci = all(r.ci_low is not None and r.ci_high is not None for r in points)
+            yerr = None
+            if has_ci:
+                yerr = [[y - 100 * r.ci_low for y, r in zip(ys, points)], [100 * r.ci_high - y for y, r in zip(ys, points)]]  # type: ignore[operator]
+            ax.errorbar(xs, ys, yerr=yerr, lw=1, ms=4, capsize=2, elinewidth=0.8, label=name, **line_style(index))
+            top = max(top, *(100 * (r.ci_high if has_ci else r.value) for r in points))  # type: ignore[operator]
+        if clean is not None and clean.value is not None:
+            ax.axhline(100 * clean.value, color="black", ls="--", lw=1, label="clean")
+            if clean.ci_low is not None and clean.ci_high is not None:
+                ax.axhspan(100 * clean.ci_low, 100 * clean.ci_high, color="black", alpha=0.08, lw=0)
+            top = max(top, 100 * (clean.ci_high if clean.ci_high is not None else clean.value))
+        ax.set_title(group, fontsize=9)
+        ax.set_xlabel("severity")
+        ax.set_xticks(severities)
+        ax.legend(fontsize=6, loc="upper left")
+    axes[0][0].set_ylabel("ECE (%, 95% CI)")
+    axes[0][0].set_ylim(0, 1.05 * top if top > 0 else 1)
+    fig.tight_layout()
     return figure_data_uri(fig)
 
 
