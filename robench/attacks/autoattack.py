@@ -399,7 +399,11 @@ class AutoAttackEvaluation:
         own_warnings = list(dict.fromkeys(w for warnings, _ in logged for w in warnings))
         lines = [line for _, rank_lines in logged for line in rank_lines] if len(logged) > 1 else log.lines
         output.warnings += [f"pyautoattack: {w}" for w in own_warnings]
-        output.checks.append(_warnings_check(own_warnings, notes))
+        scope = {"n": min(batch_size, len(data)), "budget": {"pyautoattack checks on the first batch": {
+            "run": ", ".join(n for n in ("randomized", "range_output", "dynamic", "n_classes")
+                             if not (n == "randomized" and params.version == "rand") and not (n == "dynamic" and any("check_dynamic" in m for m in notes))),
+            "then": "square_sr on the robust accuracies" if "square" in order else "nothing more"}}}  # fmt: skip
+        output.checks.append(_warnings_check(own_warnings, notes, scope))
         output.artifacts = {
             "kind": "autoattack",
             "version": params.version,
@@ -447,13 +451,14 @@ def procedure(adversary: Any, order: tuple[str, ...], eps: float, norm: str, ran
             "early_stopping": not randomized, "early_stopping_rule": early, "unfooled_at": unfooled}  # fmt: skip
 
 
-def _warnings_check(warnings: list[str], notes: list[str]) -> Check:
-    """AutoAttack's own warnings as one pass/warn record."""
+def _warnings_check(warnings: list[str], notes: list[str], scope: dict[str, Any]) -> Check:
+    """AutoAttack's own warnings as one pass/warn record, with the examples and checks it rests on."""
     if warnings:
         return Check(
             name="autoattack_own_checks",
             status="warn",
             message=f"AutoAttack's own checks raised {len(warnings)} warning(s): " + warnings[0],
-            evidence={"warnings": warnings, "notes": notes},
+            evidence={"warnings": warnings, "notes": notes, **scope},
         )
-    return Check(name="autoattack_own_checks", status="pass", message="AutoAttack's own checks raised no warning", evidence={"notes": notes})
+    return Check(name="autoattack_own_checks", status="pass", message="AutoAttack's own checks raised no warning",
+                 evidence={"notes": notes, **scope})  # fmt: skip

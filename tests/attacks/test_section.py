@@ -164,3 +164,13 @@ def test_the_input_an_unfooled_example_is_scored_at_is_what_the_attack_records(h
         assert not bool(at_clean[robust].any()), said
         left = "misclassified clean, which is not attacked" in said
         assert bool(at_clean[missed].all() if left else not at_clean[missed].any()), said
+
+
+def test_autoattacks_own_check_states_its_examples_and_checks(results) -> None:
+    """It read 'n and budget not recorded' in the report and still counted as a pass."""
+    from robench.report._labels import check_scope
+
+    check = next(c for e in results.evaluations if e.key == "attacks/autoattack" for c in e.checks)
+    assert check.name == "autoattack_own_checks" and check.evidence["n"] == min(results.options.get("batch_size") or 10**9, results.dataset.n_examples)
+    scope = check_scope(check)
+    assert scope.startswith(f"n = {check.evidence['n']}") and "randomized, range_output" in scope and "square_sr" in scope, scope
