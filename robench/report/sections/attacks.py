@@ -82,6 +82,8 @@ def _curves(evaluations: list[EvaluationResult]) -> list[dict[str, Any]]:
                 label = f"PGD-{(evaluation.resolved or {}).get('steps', '')} sweep ({key})"
             else:
                 label = key + (f", minimal {norm}" if norm else "")
+            n = _curve_n(evaluation)
+            label += f", n = {n}" if n else ""  # the sweep's subset and the attacks' examples may differ
             curves.append({"label": label, "eps": curve["eps"], "accuracy": curve["robust_accuracy"],
                            "interval": _curve_intervals(evaluation, curve["eps"], curve["robust_accuracy"])})  # fmt: skip
     return curves
@@ -174,7 +176,7 @@ def build(results: Results) -> dict[str, Any] | None:
         if e.artifacts.get("kind") == "min_norm"
     ]
     eps = adversary.get("eps")
-    points = [{"label": r["key"], "eps": eps, "accuracy": r["robust"].value, "yerr": _yerr(r["robust"])} for r in plotted
+    points = [{"label": f"{r['key']}, n = {r['robust'].n}" if r["robust"].n else r["key"], "eps": eps, "accuracy": r["robust"].value, "yerr": _yerr(r["robust"])} for r in plotted
               if "curve" not in next(e for e in evaluations if e.key.endswith("/" + r["key"])).artifacts]  # fmt: skip
     checks = [{"evaluation": e.key.split("/", 1)[1], "check": c, "finding": check_finding(c, e, results), "scope": check_scope(c)}
               for e in evaluations for c in e.checks]  # fmt: skip
