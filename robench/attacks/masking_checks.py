@@ -229,8 +229,10 @@ class GradientMaskingChecks:
         norm, eps, bounds = get_norm(adversary.norm), adversary.eps, tuple(adversary.bounds)
         subset = data.subset(params.n_examples)
         numel = int(math.prod(data.input_shape))
-        radii = sorted({eps * f for f in params.eps_factors} | {eps})  # eps itself: the comparisons' reference
         large = large_radius(norm.name, bounds, numel)
+        # eps itself: the comparisons' reference; past the whole-box radius a ball grows no more (MNIST's
+        # 4 x 0.3 = 1.2 is the box of width 1), so the sweep stops there
+        radii = sorted({min(eps * f, large) for f in params.eps_factors} | {eps})
         step = 2.5 / params.steps
         randomized = bool(ctx.shared.get("randomized"))
         eot = DEFAULT_EOT_SAMPLES if randomized else 1

@@ -105,6 +105,14 @@ def test_reference_radius_is_eps_whatever_the_factors(handle, mnist_test):
     assert _statuses(output)["iterative_at_least_single_step"] == "pass", single
 
 
+def test_the_sweep_stops_at_the_radius_that_holds_the_whole_box(handle, mnist_test):
+    """eps 0.3 x 4 = 1.2 is no larger a ball than 1.0 in [0, 1]: the curve showed a point at 1.2
+    while the large-eps check spoke of eps 1."""
+    params = {**PARAMS, "n_examples": 20, "steps": 2, "eps_factors": [1.0, 2.0, 4.0], "square_queries": 0}
+    output, _ = run_section(handle, mnist_test, make_threat([{"name": "gradient_masking", "params": params}], eps=0.3))
+    assert output.artifacts["curve"]["eps"] == pytest.approx([0.3, 0.6, 1.0]) and output.artifacts["large_eps"]["eps"] == 1.0
+
+
 class _Scaled(nn.Module):
     """``net(x) * 1e4``: the same decisions, a saturated softmax (defensive distillation's effect)."""
 
