@@ -397,7 +397,7 @@ def test_group_means_carry_the_interval_of_the_overall_mean_and_the_report_draws
         per_example = hits.mean(dim=0)
         assert groups[group].value == pytest.approx(float(per_example.mean())) and groups[group].n == 16
         assert (groups[group].ci_low, groups[group].ci_high) == pytest.approx(mean_interval(per_example.tolist()))
-    results = Results.model_construct(evaluations=[
+    results = Results.model_construct(dataset=types.SimpleNamespace(input_shape=[1, 16, 16]), evaluations=[
         EvaluationResult(key="corruptions", section="corruptions", name="corruptions", status="success",
                          records=out.records, artifacts=out.artifacts, resolved=out.resolved)])  # fmt: skip
     assert build_section(results)["group_intervals"] is True

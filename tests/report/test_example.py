@@ -59,3 +59,13 @@ def test_the_corruptions_section_names_its_worst_cell_and_a_table_made_for_other
     assert _table_mismatch({"source": "released", "table": "cifar10"}, [1, 28, 28]) is None
     html = render_html(example)
     assert "Worst cell: contrast at severity 5" in html and "not the benchmark itself" in html
+
+
+def test_the_corruption_example_grid_is_drawn_with_its_row_and_column_names(example: Results) -> None:
+    from robench.report.sections.corruptions import _labelled_grid
+
+    examples = example.evaluation("corruptions").artifacts["examples"]
+    raw = "data:image/png;base64," + examples["png_base64"]
+    drawn = _labelled_grid(examples)
+    assert drawn.startswith("data:image/png;base64,") and drawn != raw
+    assert _labelled_grid({**examples, "png_base64": "bm90IGEgcG5n"}) == "data:image/png;base64,bm90IGEgcG5n"  # unreadable: as recorded

@@ -58,6 +58,35 @@ def _table_mismatch(resolved: dict[str, Any], input_shape: list[int]) -> str | N
             "their numbers are not comparable with published ones")
 
 
+def _labelled_grid(examples: dict[str, Any]) -> str:
+    """The sweep's example grid (one row per corruption, one column per severity) redrawn with its
+    row and column names on the axes; the recorded PNG as it is when it cannot be read."""
+    import base64
+    import io
+
+    import matplotlib.image as mpimg
+
+    raw = "data:image/png;base64," + examples["png_base64"]
+    rows, columns = list(examples.get("rows") or []), list(examples.get("columns") or [])
+    try:
+        image = mpimg.imread(io.BytesIO(base64.b64decode(examples["png_base64"])), format="png")
+    except (ValueError, OSError, SyntaxError):
+        return raw
+    if not rows or not columns:
+        return raw
+    height, width = image.shape[:2]
+    fig, ax = new_figure(1.1 * len(columns) + 1.6, 0.5 + height / width * 1.1 * len(columns))
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+    ax.set_yticks([(i + 0.5) * height / len(rows) for i in range(len(rows))], rows, fontsize=7)
+    ax.set_xticks([(j + 0.5) * width / len(columns) for j in range(len(columns))], columns, fontsize=8)
+    ax.xaxis.tick_top()
+    ax.grid(False)
+    ax.tick_params(length=0)
+    for side in ("left", "bottom", "top", "right"):
+        ax.spines[side].set_visible(False)
+    return figure_data_uri(fig)
+
+
 def build(results: Results) -> dict[str, Any] | None:
     """Heatmap, group bars, per-corruption rows with CE, and the example grid; None if not run."""
     evaluation = next((e for e in results.evaluations if e.section == "corruptions"), None)
@@ -144,7 +173,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "group_figure": group_figure,
         "group_intervals": group_intervals,
         "corruption_bars": corruption_bars,
-        "examples_uri": ("data:image/png;base64," + examples["png_base64"]) if examples else None,
+        "examples_uri": _labelled_grid(examples) if examples else None,
         "examples": examples,
         "warnings": evaluation.warnings,
         "cost": evaluation.cost,
