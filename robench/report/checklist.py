@@ -251,9 +251,13 @@ def _clean_robust_item(results: Results) -> ChecklistItem:
     clean = _first(results, "accuracy", "clean")
     robust = [
         r
-        for name, prefix in (("worst_case_robust_accuracy", "attacks/"), ("certified_accuracy", "certification/"), ("mean_corruption_accuracy", "corruptions"))
+        for name, prefix in (("worst_case_robust_accuracy", "attacks/"), ("mean_corruption_accuracy", "corruptions"))
         if (r := _first(results, name, prefix)) is not None
     ]  # fmt: skip
+    # every certifier's number at the threat model's radius (not one picked, nor a point of a curve)
+    certified = [r for r in results.records(name="certified_accuracy") if r.evaluation.startswith("certification/") and "threat_eps" in r.condition]
+    fallback = _first(results, "certified_accuracy", "certification/")  # no adversary: no threat radius
+    robust[1:1] = certified or ([fallback] if fallback is not None else [])
 
     def text(r: MetricRecord) -> str:
         value, interval = r.formatted()

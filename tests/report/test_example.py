@@ -69,3 +69,10 @@ def test_the_corruption_example_grid_is_drawn_with_its_row_and_column_names(exam
     drawn = _labelled_grid(examples)
     assert drawn.startswith("data:image/png;base64,") and drawn != raw
     assert _labelled_grid({**examples, "png_base64": "bm90IGEgcG5n"}) == "data:image/png;base64,bm90IGEgcG5n"  # unreadable: as recorded
+
+
+def test_the_checklist_shows_every_certifiers_number_at_the_threat_radius(example: Results) -> None:
+    """It showed one certified accuracy, the last record found (Lipschitz), with no reason given."""
+    item = next(i for i in checklist(example) if i.key == "clean_and_robust")
+    for certifier in ("smoothing", "ibp", "lipschitz"):
+        assert f"certified accuracy: {certifier} " in item.evidence
