@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import torch
 
 from robench.context import EvalContext
@@ -16,6 +18,7 @@ from tests.corruptions.test_sweep import THREAT, _data, _handle
 class _Results:
     def __init__(self, evaluations: list[EvaluationResult]) -> None:
         self.evaluations = evaluations
+        self.dataset = types.SimpleNamespace(input_shape=[1, 16, 16])  # the images of _data()
 
 
 def test_section_builds_and_renders() -> None:
