@@ -5,7 +5,8 @@ Each check is a pure function from measured numbers to a pass/warn/inconclusive
 ``eligible`` clean-correct ones a comparison can tell apart) and the attack budgets (``budget``:
 steps, restarts, queries) it rests on. The ``gradient_masking`` entry measures those numbers on the first
 ``n_examples`` examples (FGSM, PGD with the margin loss at several radii and at a radius covering
-the whole input box, Square, input gradients) and also compares the other attacks of the run
+the whole input box, the same PGD with half its steps to see whether it converged, Square, input
+gradients) and also compares the other attacks of the run
 (which the runner runs before it, wherever it is declared), with each other and, per example,
 with its own PGD (``declared_at_least_check_pgd``).
 Proportions are ``k / n`` in float64, and a value exactly at a threshold passes.
@@ -109,6 +110,36 @@ def check_iterative_vs_single_step(
         f"single-step attack stronger than iterative ({single_step:.2%} < {iterative:.2%}): gradient masking suspected",
         too_few(eligible) + _small_budget(steps, MIN_PGD_STEPS, "iterative attack steps"),
         iterative=iterative, single_step=single_step, tolerance=tolerance, eligible=eligible, **evidence,
+    )  # fmt: skip
+
+
+def check_converged(
+    half: float, full: float, tolerance: float = 0.01, *, only_full: int, only_half: int, eligible: int, steps: int | None = None,
+    **evidence: Any,
+) -> Check:
+    """An attack that has converged gains (almost) nothing from its second half of steps (Carlini et
+    al. 2019, "verify iterative attacks converge"): PGD run for half the steps (the same path length,
+    twice the step) must leave robust accuracy no more than ``tolerance`` above the full run's, unless
+    the difference is within chance: it warns when the full run broke ``only_full`` examples the half
+    run did not, against ``only_half`` the other way, with a one-sided sign test p < 0.01 (as
+    :func:`declared_vs_check_pgd`). Otherwise more steps or restarts may lower it further.
+
+    Inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples or a
+    full run of fewer than :data:`MIN_PGD_STEPS` ``steps``.
+    """
+    from scipy.stats import binomtest
+
+    p_value = binomtest(only_full, only_full + only_half, 0.5, alternative="greater").pvalue if only_full else 1.0
+    return _check(
+        "iterative_converged", not (half > full + tolerance + _SLACK and p_value < 0.01),
+        f"robust accuracy after half the steps {half:.2%} vs all {full:.2%}: the second half gained no more than the "
+        f"tolerance or chance allows (one-sided p = {p_value:.2g})",
+        f"still improving: robust accuracy fell from {half:.2%} after half the steps to {full:.2%} after all "
+        f"(one-sided p = {p_value:.2g}); "
+        "more steps or restarts may lower it further",
+        too_few(eligible) + _small_budget(steps, MIN_PGD_STEPS, "iterative attack steps"),
+        half_steps=half, full_steps=full, only_full_broke=only_full, only_half_broke=only_half, p_value=p_value,
+        tolerance=tolerance, eligible=eligible, **evidence,
     )  # fmt: skip
 
 
@@ -256,6 +287,9 @@ class GradientMaskingChecks:
                     return correct.clone()
 
             out["fgsm"] = survives(FGSM(), eps)
+            half = max(1, params.steps // 2)  # the same path length in half the steps: did the full run still gain?
+            short = PGD(steps=half, rel_step_size=2.5 / half, loss="margin", eot_samples=eot)
+            out["pgd_half"] = survives(short.for_randomized_model() if randomized else short, eps)
             for i, radius in enumerate([*radii, large]):
                 # the margin loss: CE gradients vanish on saturated softmax outputs (scaled logits,
                 # defensive distillation), which would blind the curve exactly where masking hides
@@ -290,6 +324,10 @@ class GradientMaskingChecks:
             checks.append(check_white_vs_black_box(
                 reference, accuracy("square"), params.tolerance, eligible=eligible, queries=params.square_queries, n=n,
                 source="this check", budget={**pgd_budget, **square_budget}))  # fmt: skip
+        full_run, half_run = out[f"pgd_{radii.index(eps)}"], out["pgd_half"]  # per example: still robust
+        checks.append(check_converged(accuracy("pgd_half"), reference, params.tolerance, eligible=eligible, steps=params.steps, n=n,
+                                      only_full=int((half_run & ~full_run).sum()), only_half=int((full_run & ~half_run).sum()),
+                                      budget={**pgd_budget, "half_run_steps": max(1, params.steps // 2)}))  # fmt: skip
         checks.append(check_monotone_in_eps(radii, pgd_curve, params.tolerance, eligible=eligible, n=n, budget=pgd_budget))
         checks.append(check_large_eps(large, large_accuracy, params.large_eps_threshold, eligible=eligible, n=n, budget=pgd_budget))
         checks.append(check_gradients(n, int(out["zero_margin"].sum()), int(out["zero_ce"].sum()), int(out["non_finite"].sum()),

@@ -135,6 +135,8 @@ def _budget_words(budget: dict[str, Any]) -> list[str]:
         if (budget.get("pgd_eot_samples") or 1) > 1:
             details.append(f"EOT {budget['pgd_eot_samples']}")
         parts.append(text + (f" ({', '.join(details)})" if details else ""))
+    if "half_run_steps" in budget:
+        parts.append(f"against PGD {budget['half_run_steps']} steps (twice the step)")
     if "fgsm_steps" in budget:
         parts.append("FGSM 1 step")
     if "square_queries" in budget:

@@ -276,3 +276,29 @@ def test_no_clean_correct_example_makes_every_comparison_inconclusive(handle, mn
     assert statuses["gradients_nonzero_finite"] == "pass"  # every example has a gradient to check
     check = next(c for c in output.checks if c.name == "near_zero_at_large_eps")
     assert check.evidence["n"] == 40 and check.evidence["eligible"] == 0 and check.evidence["budget"]["pgd_steps"] == 10
+
+
+def test_convergence_compares_half_the_steps_with_all_of_them() -> None:
+    """Carlini et al. 2019: an iterative attack that still gains in its second half of steps has
+    not converged, and more steps may lower robust accuracy further."""
+    from robench.attacks.masking_checks import check_converged
+
+    from scipy.stats import binomtest
+
+    assert check_converged(0.62, 0.61, 0.01, only_full=1, only_half=0, eligible=100, steps=20).status == "pass"
+    still = check_converged(0.70, 0.61, 0.01, only_full=9, only_half=0, eligible=100, steps=20)
+    assert still.status == "warn" and "more steps or restarts may lower it further" in still.message
+    assert still.evidence["p_value"] == pytest.approx(binomtest(9, 9, 0.5, alternative="greater").pvalue)
+    chance = check_converged(0.64, 0.61, 0.01, only_full=6, only_half=3, eligible=100, steps=20)  # 3 more of 100: p = 0.25
+    assert chance.status == "pass"
+    assert check_converged(0.62, 0.61, 0.01, only_full=1, only_half=0, eligible=100, steps=4).status == "inconclusive"  # too few steps
+    assert check_converged(0.62, 0.61, 0.01, only_full=1, only_half=0, eligible=5, steps=20).status == "inconclusive"
+    assert check_converged(0.90, 0.61, 0.01, only_full=29, only_half=0, eligible=5, steps=4).status == "warn"  # a warning stands
+
+
+def test_the_entry_runs_the_convergence_check(handle, mnist_test):
+    output, _ = run_section(handle, mnist_test, make_threat([{"name": "gradient_masking", "params": PARAMS}], eps=0.1))
+    check = next(c for c in output.checks if c.name == "iterative_converged")
+    at_eps = next(r.value for r in output.records if r.name == "pgd_robust_accuracy_at_eps" and r.condition["eps"] == pytest.approx(0.1))
+    assert check.evidence["full_steps"] == pytest.approx(at_eps) and check.evidence["budget"]["half_run_steps"] == 5
+    assert check.status in ("pass", "warn") and 0 <= check.evidence["half_steps"] <= 1
