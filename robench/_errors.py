@@ -41,6 +41,12 @@ class ResourceError(RobenchError):
     """The run cannot fit the machine (out of memory even at the smallest batch)."""
 
 
+def short_repr(value: object, limit: int = 40) -> str:
+    """``repr(value)`` for a one-line error: cut to half of ``limit`` (and ``...``) when longer."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit // 2] + "..."
+
+
 def message(exc: BaseException) -> str:
     """``str(exc)``, or the exception type's name when that is empty or fails: a model's exception
     whose ``__str__`` raises left its evaluation at status "started" (the error about the error

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationInfo, field_validator
 
+from robench._errors import short_repr
+
 
 def takes_bool(annotation: Any) -> bool:
     """Whether a field of type ``annotation`` means a ``true``/``false`` as such: not an ``int``, a
@@ -70,8 +72,7 @@ def scalar_mismatch(annotation: Any, value: Any) -> str | None:
         if not takes_bool(annotation):
             return f"expected a number, got the boolean {str(value).lower()}"
     elif value is not None and only_bool(annotation):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:20] + "..."
-        return f"expected true or false, got {shown}"
+        return f"expected true or false, got {short_repr(value)}"
     if origin in (typing.Union, types.UnionType):
         if isinstance(value, (list, tuple, dict)):
             return next((found for arg in args if (found := scalar_mismatch(arg, value)) is not None), None)

@@ -146,6 +146,13 @@ class DatasetSpec(Schema):
     center_crop: int | None = Field(default=None, gt=0, description="center crop size (folder datasets)")
 
 
+def whole_box_radius(norm: str, bounds: tuple[float, float], input_numel: int) -> float:
+    """The radius whose ball around any input holds the whole input box: the box's diameter in
+    ``norm``, ``high - low`` times 1 (Linf), sqrt(d) (L2) or d (L1) for inputs of d values."""
+    width = bounds[1] - bounds[0]
+    return {"Linf": width, "L2": width * math.sqrt(input_numel), "L1": width * input_numel}[norm]
+
+
 class Adversary(Schema):
     """The adversary's goal, knowledge and budget. ``eps`` is in pixel units of ``bounds``."""
 
@@ -183,7 +190,7 @@ class Adversary(Schema):
         if input_shape is None:
             return None
         d = math.prod(input_shape)
-        limit = (high - low) * (math.sqrt(d) if self.norm == "L2" else d)
+        limit = whole_box_radius(self.norm, self.bounds, d)
         if self.eps <= limit:
             return None
         factor = f"sqrt({d})" if self.norm == "L2" else str(d)

@@ -33,6 +33,7 @@ from robench._errors import ConfigError
 from robench.attacks._optional import capture_log, isolated_rng, library_seed, require
 from robench.attacks._records import add_standard_records
 from robench.attacks._speed import Mode, StepModel, precision_label
+from robench.attacks.base import UNFOOLED_AT_CLEAN
 from robench.attacks.eot import STOCHASTIC_PASSES, PassMeans, pass_mean_correct
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
@@ -446,7 +447,7 @@ def procedure(adversary: Any, order: tuple[str, ...], eps: float, norm: str, ran
     early = ("each attack runs only on the examples still robust after the ones before it, and restarts only on those "
              "not yet fooled") if not randomized else "none: every attack runs on every example (randomized model)"
     unfooled = ("the point (clean or adversarial) of lowest pass-mean accuracy (randomized model)" if randomized
-                else "the clean input (the official AutoAttack returns an example no attack fooled unperturbed)")
+                else f"{UNFOOLED_AT_CLEAN} (the official AutoAttack returns an example no attack fooled unperturbed)")
     return {"step_size": None, "step_size_rule": "; ".join(rules), "random_start": starts, "restarts": restarts,
             "early_stopping": not randomized, "early_stopping_rule": early, "unfooled_at": unfooled}  # fmt: skip
 

@@ -11,6 +11,7 @@ import torch
 
 from robench.attacks._records import add_standard_records
 from robench.attacks._speed import precision_label
+from robench.attacks.base import UNFOOLED_AT_CLEAN
 from robench.attacks.eot import DEFAULT_EOT_SAMPLES, STOCHASTIC_PASSES, PassMeans, pass_mean_robust
 from robench.attacks.norms import get_norm
 from robench.context import EvalContext, EvaluationOutput
@@ -60,7 +61,7 @@ def evaluate_attack(
         summary["params"] = {**output.resolved, **(output.artifacts.get("procedure") or {})}
     handoff = ctx.shared.get(f"attacks/{spec.key}")
     unfooled_at = (output.artifacts.get("procedure") or {}).get("unfooled_at", "")
-    if isinstance(handoff, dict) and unfooled_at.startswith("the clean input"):
+    if isinstance(handoff, dict) and unfooled_at.startswith(UNFOOLED_AT_CLEAN):
         handoff["unfooled_at_clean"] = True  # calibration under this attack scores unbroken examples clean
     output.artifacts.setdefault("attack", spec.name)
     output.artifacts.setdefault("knowledge", kind)

@@ -25,6 +25,7 @@ from pydantic import Field
 from robench._errors import ConfigError
 from robench.attacks._optional import isolated_rng, library_seed, require
 from robench.attacks._records import add_standard_records
+from robench.attacks.base import UNFOOLED_AT_CLEAN
 from robench.attacks.eot import STOCHASTIC_PASSES, PassMeans, pass_mean_robust
 from robench.attacks.evaluate import choose_targets
 from robench.attacks.losses import margin
@@ -179,7 +180,7 @@ class MinNormEvaluation:
             "step_size": None, "step_size_rule": f"{cls.__name__}'s own schedule (foolbox; parameters above)",
             "random_start": start, "restarts": 1, "early_stopping": False,
             "early_stopping_rule": "none: all steps, keeping the smallest adversarial norm found",
-            "unfooled_at": "the clean input (no adversarial point within eps was found)",
+            "unfooled_at": f"{UNFOOLED_AT_CLEAN} (no adversarial point within eps was found)",
         }  # fmt: skip
 
     @classmethod

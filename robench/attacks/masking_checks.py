@@ -36,7 +36,7 @@ from robench._errors import ModelError
 from robench.models.wrapper import NOT_DIFFERENTIABLE, ModelHandle, NonFiniteGradient
 from robench.registry import register
 from robench.results import Check, MetricRecord
-from robench.threat_model import EvaluationSpec, Schema, ThreatModel
+from robench.threat_model import EvaluationSpec, Schema, ThreatModel, whole_box_radius
 
 
 _SLACK = 1e-9
@@ -113,6 +113,14 @@ def check_iterative_vs_single_step(
     )  # fmt: skip
 
 
+def _sign_test(more: int, fewer: int) -> float:
+    """One-sided p-value that ``more`` of the ``more + fewer`` examples only one side broke fall to
+    the side that broke more by chance alone (binomial, p = 1/2; 1 when ``more`` is 0)."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(more, more + fewer, 0.5, alternative="greater").pvalue) if more else 1.0
+
+
 def check_converged(
     half: float, full: float, tolerance: float = 0.01, *, only_full: int, only_half: int, eligible: int, steps: int | None = None,
     **evidence: Any,
@@ -127,9 +135,7 @@ def check_converged(
     Inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples or a
     full run of fewer than :data:`MIN_PGD_STEPS` ``steps``.
     """
-    from scipy.stats import binomtest
-
-    p_value = binomtest(only_full, only_full + only_half, 0.5, alternative="greater").pvalue if only_full else 1.0
+    p_value = _sign_test(only_full, only_half)
     return _check(
         "iterative_converged", not (half > full + tolerance + _SLACK and p_value < 0.01),
         f"robust accuracy after half the steps {half:.2%} vs all {full:.2%}: the second half gained no more than the "
@@ -209,12 +215,6 @@ def check_gradients(n: int, zero_margin: int, zero_ce: int, non_finite: int, tol
     )  # fmt: skip
 
 
-def large_radius(norm: str, bounds: tuple[float, float], input_numel: int) -> float:
-    """A radius whose ball around any input contains the whole input box."""
-    width = bounds[1] - bounds[0]
-    return {"Linf": width, "L2": width * math.sqrt(input_numel), "L1": width * input_numel}[norm]
-
-
 def input_gradient_stats(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-example flags: zero margin gradient, zero CE gradient, any non-finite gradient."""
     flags = {}
@@ -260,11 +260,12 @@ class GradientMaskingChecks:
         norm, eps, bounds = get_norm(adversary.norm), adversary.eps, tuple(adversary.bounds)
         subset = data.subset(params.n_examples)
         numel = int(math.prod(data.input_shape))
-        large = large_radius(norm.name, bounds, numel)
+        large = whole_box_radius(norm.name, bounds, numel)
         # eps itself: the comparisons' reference; past the whole-box radius a ball grows no more (MNIST's
         # 4 x 0.3 = 1.2 is the box of width 1), so the sweep stops there
         radii = sorted({min(eps * f, large) for f in params.eps_factors} | {eps})
         step = 2.5 / params.steps
+        half_steps = max(1, params.steps // 2)  # the same path length in half the steps: did the full run still gain?
         randomized = bool(ctx.shared.get("randomized"))
         eot = DEFAULT_EOT_SAMPLES if randomized else 1
         use_square = params.square_queries > 0 and norm.name in ("Linf", "L2") and bounds == (0.0, 1.0)
@@ -287,8 +288,7 @@ class GradientMaskingChecks:
                     return correct.clone()
 
             out["fgsm"] = survives(FGSM(), eps)
-            half = max(1, params.steps // 2)  # the same path length in half the steps: did the full run still gain?
-            short = PGD(steps=half, rel_step_size=2.5 / half, loss="margin", eot_samples=eot)
+            short = PGD(steps=half_steps, rel_step_size=2.5 / half_steps, loss="margin", eot_samples=eot)
             out["pgd_half"] = survives(short.for_randomized_model() if randomized else short, eps)
             for i, radius in enumerate([*radii, large]):
                 # the margin loss: CE gradients vanish on saturated softmax outputs (scaled logits,
@@ -327,7 +327,7 @@ class GradientMaskingChecks:
         full_run, half_run = out[f"pgd_{radii.index(eps)}"], out["pgd_half"]  # per example: still robust
         checks.append(check_converged(accuracy("pgd_half"), reference, params.tolerance, eligible=eligible, steps=params.steps, n=n,
                                       only_full=int((half_run & ~full_run).sum()), only_half=int((full_run & ~half_run).sum()),
-                                      budget={**pgd_budget, "half_run_steps": max(1, params.steps // 2)}))  # fmt: skip
+                                      budget={**pgd_budget, "half_run_steps": half_steps}))  # fmt: skip
         checks.append(check_monotone_in_eps(radii, pgd_curve, params.tolerance, eligible=eligible, n=n, budget=pgd_budget))
         checks.append(check_large_eps(large, large_accuracy, params.large_eps_threshold, eligible=eligible, n=n, budget=pgd_budget))
         checks.append(check_gradients(n, int(out["zero_margin"].sum()), int(out["zero_ce"].sum()), int(out["non_finite"].sum()),
@@ -391,8 +391,6 @@ def declared_vs_check_pgd(
     Inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples
     (``eligible``) or a check PGD of fewer than :data:`MIN_PGD_STEPS` ``steps``.
     """
-    from scipy.stats import binomtest
-
     n = int(check_robust.numel())
     if worst is None or n == 0 or worst["rate"].numel() < n:
         return []
@@ -401,7 +399,7 @@ def declared_vs_check_pgd(
     only_check = int((declared_robust & ~own).sum())
     only_declared = int((~declared_robust & own).sum())
     excess = (only_check - only_declared) / n
-    p_value = binomtest(only_check, only_check + only_declared, 0.5, alternative="greater").pvalue if only_check else 1.0
+    p_value = _sign_test(only_check, only_declared)
     attacks = "+".join(worst["attacks"])
     declared_rate, own_rate = int(declared_robust.sum()) / n, int(own.sum()) / n
     return [_check(

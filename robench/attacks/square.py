@@ -9,7 +9,7 @@ from pydantic import Field
 
 from robench._errors import ConfigError
 from robench.attacks._optional import isolated_rng, library_seed, require
-from robench.attacks.base import Attack
+from robench.attacks.base import UNFOOLED_AT_CLEAN, Attack
 from robench.attacks.losses import margin
 from robench.attacks.norms import Norm
 from robench.registry import register
@@ -73,7 +73,7 @@ class Square(Attack):
             "random_start": True, "restarts": self.restarts, "early_stopping": True,
             "early_stopping_rule": "an example is no longer queried once fooled (pyautoattack's Square)",
             "unfooled_at": "its final point of highest margin loss (randomized model)" if self.attacks_every_example
-            else "the clean input (pyautoattack's Square returns an example it did not fool unperturbed)",
+            else f"{UNFOOLED_AT_CLEAN} (pyautoattack's Square returns an example it did not fool unperturbed)",
         }  # fmt: skip
 
     def _every_example(self, model, attack, x, wanted, target, seed: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from robench._errors import ConfigError
+from robench._errors import ConfigError, short_repr
 from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
@@ -102,8 +102,7 @@ def _params(evaluation: EvaluationResult) -> dict[str, Any]:
         value = params.get(key)
         whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
         if value is not None and (isinstance(value, bool) or not whole):
-            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:20] + "..."
-            raise ConfigError(f"results: evaluation {evaluation.key!r}: parameter {key} is {shown}, not a whole number")
+            raise ConfigError(f"results: evaluation {evaluation.key!r}: parameter {key} is {short_repr(value)}, not a whole number")
     return params
 
 

@@ -16,9 +16,9 @@ from robench.attacks.masking_checks import (
     check_monotone_in_eps,
     check_white_vs_black_box,
     declared_attack_checks,
-    large_radius,
 )
 from robench.models import load_model
+from robench.threat_model import whole_box_radius
 
 from .conftest import make_threat, run_section
 
@@ -48,7 +48,7 @@ def test_pure_checks_pass_and_warn():
     assert check_large_eps(1.0, 0.0, eligible=100).status == "pass" and check_large_eps(1.0, 0.3, eligible=100).status == "warn"
     assert check_gradients(100, 0, 50, 0).status == "pass"  # CE underflow alone is not masking
     assert check_gradients(100, 20, 20, 0).status == "warn" and check_gradients(100, 0, 0, 1).status == "warn"
-    assert large_radius("L2", (0.0, 1.0), 784) == pytest.approx(28.0)
+    assert whole_box_radius("L2", (0.0, 1.0), 784) == pytest.approx(28.0)
 
 
 def _repeat(flags: list[bool], times: int = 10) -> torch.Tensor:

@@ -70,7 +70,8 @@ _MAX_CURVE_POINTS = 1000
 
 
 def exact_curve(examples: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """Certified accuracy at every distinct certified radius, from smoothing's per-example records.
+    """Certified accuracy at every distinct certified radius, from a certifier's per-example records
+    (smoothing's and Lipschitz's ``artifacts["examples"]``: label, prediction, radius).
 
     ``acc(r) = #{correct and radius >= r} / n`` is constant on ``(r_(k-1), r_k]`` between two distinct
     radii: the points are ``(r_k, acc(r_k))`` with their Clopper-Pearson intervals, and one more at the
