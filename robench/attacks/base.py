@@ -53,6 +53,19 @@ class Attack(ABC):
     #: (a randomized model's examples that an attack skips are counted as not robust).
     attacks_every_example: bool = False
 
+    #: What :attr:`last_progress` counts (``"gradient steps"``), for an attack that records it.
+    progress_unit: str | None = None
+
+    #: After a call: per example, how far into its budget (in :attr:`progress_unit`, over all restarts)
+    #: the attack's own bookkeeping first saw it fooled (``inf``: never; 0 for an example fooled at its
+    #: start, the clean input included); ``None`` where the attack does not track it. The evaluator
+    #: reconciles it with the final verdict (:func:`robench.attacks.convergence.curve`).
+    last_progress: torch.Tensor | None = None
+
+    def progress_budget(self) -> int | None:
+        """The budget :attr:`last_progress` runs to (all restarts' steps), ``None`` where not tracked."""
+        return None
+
     def for_randomized_model(self) -> Attack:
         """This attack set up for a randomized model: attacking every example where it can (one
         pass's verdict that an example is already misclassified would exempt it by chance). The
@@ -98,6 +111,7 @@ class Attack(ABC):
     ) -> AttackResult:
         """Run the attack, project onto the ball and the bounds, and re-check success with the model."""
         norm = get_norm(norm)
+        self.last_progress = None  # a run that does not track it leaves no earlier batch's behind
         with torch.enable_grad():
             candidate = self.run(model, x, y, norm=norm, eps=eps, bounds=bounds, target=target, generator=generator)
         x_adv = (x + norm.project(candidate.detach() - x, eps)).clamp(*bounds)

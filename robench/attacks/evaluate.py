@@ -11,6 +11,7 @@ import torch
 
 from robench.attacks._records import add_standard_records
 from robench.attacks._speed import precision_label
+from robench.attacks import convergence
 from robench.attacks.base import UNFOOLED_AT_CLEAN
 from robench.attacks.eot import DEFAULT_EOT_SAMPLES, STOCHASTIC_PASSES, PassMeans, pass_mean_robust
 from robench.attacks.norms import get_norm
@@ -116,6 +117,8 @@ def _evaluate_bounded(
             **softmax_outputs(result.logits, log_probs, "adv_"),
             "labels": y,
         }
+        if attack.last_progress is not None:
+            out["first_fooled"] = attack.last_progress
         if randomized:
             # the pass-mean accuracy at the adversary's choice of the clean or the adversarial input;
             # an example the attack skipped on its own pass's verdict (left at x: square's) counts as
@@ -144,4 +147,12 @@ def _evaluate_bounded(
                         "procedure": attack.procedure(adversary.eps)}  # fmt: skip
     if passes is not None:
         output.artifacts["stochastic_passes"] = STOCHASTIC_PASSES
+    budget = attack.progress_budget()
+    if "first_fooled" in out and budget is not None and passes is None:
+        output.artifacts["convergence"] = convergence.curve(
+            out["first_fooled"], out["correct"], robust, budget=budget, unit=attack.progress_unit or "iterations",
+            restart_every=getattr(attack, "steps", None) if getattr(attack, "restarts", 1) > 1 else None,
+        )  # fmt: skip
+        # fast mode picks a restart's iterates by bf16 scores; whether a restart fooled an example is fp32's verdict
+        output.artifacts["convergence"]["scored"] = "bf16 within a restart, fp32 at its end" if mode == "fast" else "fp32"
     return output

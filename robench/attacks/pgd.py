@@ -36,7 +36,12 @@ class PGDParams(Schema):
 
 @register("attack", "pgd", params=PGDParams)
 class PGD(Attack):
-    """PGD with random start, restarts, CE/margin/DLR loss and per-example best tracking."""
+    """PGD with random start, restarts, CE/margin/DLR loss and per-example best tracking.
+
+    Records :attr:`~robench.attacks.base.Attack.last_progress` in gradient steps over all restarts
+    (not for a randomized model, whose one-pass verdicts would make it noise)."""
+
+    progress_unit = "gradient steps"
 
     def __init__(
         self,
@@ -81,6 +86,9 @@ class PGD(Attack):
             if self.attacks_every_example else "its highest-loss iterate (the clean input for an example misclassified clean, which is not attacked)",
         }  # fmt: skip
 
+    def progress_budget(self) -> int | None:  # noqa: D102
+        return None if self.attacks_every_example else self.steps * self.restarts
+
     def _stepper(self, model: torch.nn.Module) -> StepModel:
         if self._step_model is None or self._step_model.model is not model:
             self._step_model = StepModel(model, self.mode, self.compile)  # type: ignore[arg-type]
@@ -115,9 +123,11 @@ class PGD(Attack):
             with torch.no_grad():
                 best_score = margin(model.verdict(x).float(), y, target)
         succeeded = best_score > 0
+        # the iteration (gradient steps so far, over all restarts) at which each example was first seen fooled
+        first = torch.where(succeeded, 0.0, torch.inf)
         step_size = self.rel_step_size * eps
         everyone = torch.arange(len(x), device=x.device)
-        for _ in range(self.restarts):
+        for restart in range(self.restarts):
             # a randomized model's examples are attacked by every restart: a noisy verdict that an
             # earlier restart succeeded would exempt them by chance (the best iterate is still kept)
             active = everyone if self.attacks_every_example else (~succeeded).nonzero().squeeze(1)
@@ -138,6 +148,7 @@ class PGD(Attack):
                 check_logits(logits, None)  # a NaN margin never "improves": the example would pass as robust
                 score = margin(logits.float(), y0, t0)
                 improved = score > best_score[active]
+                first[active] = torch.where(first[active].isinf() & (score > 0), float(restart * self.steps + step), first[active])
                 best_score[active] = torch.where(improved, score, best_score[active])
                 best[active] = torch.where(improved.view(-1, *[1] * (x.ndim - 1)), x_adv, best[active])
                 if step < self.steps:
@@ -148,7 +159,14 @@ class PGD(Attack):
             if model.mode == "fast":  # a bf16-scored best iterate must fool the fp32 model to count
                 with torch.no_grad():
                     best_score[active] = margin(model.verdict(best[active]).float(), y0, t0)
+                # the fp32 verdict decides: a bf16 "fooled" it overrules is attacked again by the next restart;
+                # one the bf16 scores missed counts from the end of this restart
+                fooled = best_score[active] > 0
+                seen = first[active]
+                first[active] = torch.where(fooled, torch.where(seen.isinf(), float((restart + 1) * self.steps), seen), torch.inf)
             succeeded = best_score > 0
+        if not self.attacks_every_example:
+            self.last_progress = first
         return best
 
 

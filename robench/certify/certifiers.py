@@ -270,6 +270,8 @@ def _verify_section(
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         correct = model.predict_logits(x).argmax(dim=1) == y
         out = {"correct": correct, "labels": y}
+        # the curve's start: verified at the point itself (the bound's rounding allowance can reject a correct example)
+        out["verified_at_zero"] = verify(x, y, 0.0, bounds)[0] & correct
         for index, value in enumerate(grid):
             verified, without = verify(x, y, value, bounds)
             out[f"verified_{index}"] = verified & correct
@@ -286,7 +288,7 @@ def _verify_section(
     condition = {"certifier": spec.key, "norm": norm, "box": "Linf"}
     n = int(out["labels"].numel())
     output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(out["correct"].sum()), n, condition))
-    curve = add_curve(output, key, "eps", grid, lambda e: out[f"verified_{grid.index(e)}"], condition)
+    curve = add_curve(output, key, "eps", (0.0, *grid), lambda e: out["verified_at_zero"] if e == 0 else out[f"verified_{grid.index(e)}"], condition)
     at_eps = out[f"verified_{grid.index(eps)}"]
     output.records.append(
         MetricRecord.proportion(key, "certified_accuracy", int(at_eps.sum()), n, {**condition, "threat_norm": norm, "threat_eps": eps})

@@ -74,6 +74,24 @@ def test_report_renders(results):
     assert "AutoAttack breakdown" in html and "Gradient-masking checks" in html and "Robust accuracy vs ε" in html
 
 
+def test_report_states_the_pgd_run_progress(results):
+    """The convergence table (Carlini et al.: show that the attack converged) states robust accuracy
+    at the start, half-way and at the end of PGD's 5 steps, the end being the recorded robust accuracy."""
+    from robench.attacks.convergence import robust_after
+    from robench.report.render import render_html
+    from robench.report.sections.attacks import build
+
+    art = results.evaluation("attacks/pgd").artifacts["convergence"]
+    rows = build(results)["convergence"]
+    assert [r["key"] for r in rows] == ["pgd"]  # FGSM (one step), AutoAttack, Square and FMN record none
+    row = rows[0]
+    assert row["end"].value == record(results.evaluation("attacks/pgd"), "robust_accuracy").value
+    assert row["half"].value == robust_after(art, 2.5) / 12 and row["tail_steps"] == 1 and row["last_restart"] is None
+    html = render_html(results)
+    assert "Robust accuracy over the attack's run" in html and "5 gradient steps" in html
+    assert f"{100 * row['half'].value:.1f}%" in html
+
+
 def test_report_section_absent_without_attacks(results):
     from robench.report.sections.attacks import build
 

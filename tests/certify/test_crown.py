@@ -345,9 +345,12 @@ def test_crown_section_end_to_end(digit_mlp, digits) -> None:
     assert out.checks[0].name == "crown_pgd_consistency" and out.checks[0].status == "pass"
     assert out.artifacts["certifier"] == "crown" and out.resolved["max_elements"] == crown.DEFAULT_MAX_ELEMENTS
     curve = [r for r in _records(out, "certified_accuracy") if "eps" in r.condition]
-    assert [r.condition["eps"] for r in curve] == pytest.approx([0.005, 0.01, 0.015, 0.02])
+    assert [r.condition["eps"] for r in curve] == pytest.approx([0.0, 0.005, 0.01, 0.015, 0.02])
     values = [r.value for r in curve]
     assert values == sorted(values, reverse=True) and all(r.n == 200 for r in curve)
+    # the curve starts at the point itself: every correct example with a margin beyond rounding (all of these)
+    clean = next(r for r in _records(out, "clean_accuracy"))
+    assert curve[0].value == clean.value
     headline = next(r for r in _records(out, "certified_accuracy") if "threat_eps" in r.condition)
     x, y = digits.load(slice(0, 200))
     expected = crown.verified(digit_mlp, x, y, 0.02) & (digit_mlp(x).argmax(1) == y)

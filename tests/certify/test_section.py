@@ -131,7 +131,7 @@ def test_ibp_and_lipschitz_sections(digit_mlp, digits) -> None:
     ibp_out, _ = _run(digit_mlp, data, threat, 0)
     assert ibp_out.checks[0].status == "pass"
     curve = [r for r in _records(ibp_out, "certified_accuracy") if "eps" in r.condition]
-    assert [r.condition["eps"] for r in curve] == pytest.approx([0.0025, 0.005, 0.0075, 0.01])
+    assert [r.condition["eps"] for r in curve] == pytest.approx([0.0, 0.0025, 0.005, 0.0075, 0.01])
     clean = _records(ibp_out, "clean_accuracy")[0].value
     assert all(r.value <= clean for r in curve) and curve[0].value >= curve[-1].value
     lip_out, _ = _run(digit_mlp, data, threat, 1)
@@ -222,7 +222,9 @@ def test_ibp_attacks_the_verified_examples_at_every_radius_and_no_verified_examp
     threat = _threat([{"name": "ibp", "params": {"pgd_check_steps": 5, "eps_fractions": [0.01, 1.0]}}], {"norm": "Linf", "eps": 0.3})
     out, _ = _run(digit_mlp, data, threat)
     check = out.checks[0]
-    curve = [round(r.value * 40) for r in sorted(_records(out, "certified_accuracy"), key=lambda r: r.condition.get("eps", 1)) if "eps" in r.condition]
+    points = sorted((r for r in _records(out, "certified_accuracy") if "eps" in r.condition), key=lambda r: r.condition["eps"])
+    assert points[0].condition["eps"] == 0  # the curve's start; PGD has nothing to check there
+    curve = [round(r.value * 40) for r in points[1:]]
     assert curve[0] > 0 and curve[1] == 0  # verified at eps 0.003, none at 0.3
     assert check.status == "pass" and check.evidence["verified"] == curve and check.evidence["broken"] == [0, 0]
     nothing, _ = _run(digit_mlp, data, _threat([{"name": "ibp", "params": {"pgd_check_steps": 5, "eps_fractions": [1.0]}}],

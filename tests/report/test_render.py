@@ -84,7 +84,8 @@ def test_the_dataset_row_says_which_examples_and_where_from(run: robench.Results
     [("strong", "calibration", {"reliability": "x"}, "calibration"),
      ("strong", "calibration", {"reliability": [{"condition": {"condition": "clean"}, "edges": None}]}, "calibration"),
      ("certified", "certification/smoothing", {"curve": "x"}, "certification"),
-     ("certified", "certification/smoothing", {"noisy_samples": [1]}, "certification")],  # read by the section's template
+     ("certified", "certification/smoothing", {"noisy_samples": [1]}, "certification"),
+     ("strong", "attacks/pgd", {"convergence": {"n": 5, "budget": "x"}}, "attacks")],  # read by the section's template
 )
 def test_damaged_artifacts_are_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture: str, key: str,
                                                 artifacts: dict, section: str) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from robench.report import _coverage
+from robench.attacks.convergence import robust_after
 from robench.attacks.masking_checks import MIN_ELIGIBLE, MIN_PGD_STEPS, MIN_SQUARE_QUERIES
+from robench.report import _coverage
 from robench.report._labels import check_finding, check_scope, count_record, show
 from robench.report.plots import figure_data_uri, interval_bars, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results
+from robench.stats import clopper_pearson
 from robench.threat_model import format_eps
 
 # Parameters that state an attack's strength, shown first in the table.
@@ -111,6 +113,55 @@ def _curve_figure(curves: list[dict[str, Any]], points: list[dict[str, Any]], ep
     return figure_data_uri(fig)
 
 
+def _convergence(evaluations: list[EvaluationResult]) -> list[dict[str, Any]]:
+    """Per attack that recorded its run's progress (``artifacts["convergence"]``): robust accuracy at
+    half the budget, at the end, and what the last restart and the last tenth of the steps added."""
+    rows = []
+    for evaluation in evaluations:
+        art = evaluation.artifacts.get("convergence")
+        if not isinstance(art, dict) or not art.get("n"):
+            continue
+        n, budget, every = int(art["n"]), int(art["budget"]), art.get("restart_every")
+        key = evaluation.key.split("/", 1)[1]
+        end = robust_after(art, budget)
+        last_start = budget - every if every else None
+        # the last tenth of a restart's steps (of the run's, without restarts), at least one
+        tail_start = budget - max(1, (every or budget) // 10)
+        rows.append({
+            "key": key, "unit": art["unit"], "budget": budget, "n": n, "restart_every": every, "art": art,
+            "start": MetricRecord.proportion(key, "robust_accuracy", robust_after(art, 0), n),
+            "half": MetricRecord.proportion(key, "robust_accuracy", robust_after(art, budget / 2), n),
+            "end": MetricRecord.proportion(key, "robust_accuracy", end, n),
+            # examples first fooled by the last restart's steps, and by the last steps of the run
+            "last_restart": None if last_start is None else robust_after(art, last_start) - end,
+            "tail_steps": budget - tail_start, "tail": robust_after(art, tail_start) - end,
+        })  # fmt: skip
+    return rows
+
+
+def _convergence_figure(rows: list[dict[str, Any]]) -> str | None:
+    """Robust accuracy after t iterations of each run (a step function, Clopper-Pearson band)."""
+    if not rows:
+        return None
+    fig, ax = new_figure()
+    for index, row in enumerate(rows):
+        style = line_style(index)
+        art, n = row["art"], row["n"]
+        xs = [*art["iterations"], row["budget"]]
+        ys = [*art["robust"], art["robust"][-1]]
+        bands = [clopper_pearson(k, n) for k in ys]
+        ax.step(xs, [k / n for k in ys], where="post", color=style["color"], lw=1.2, label=f"{row['key']}, n = {n}")
+        ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], step="post", color=style["color"], alpha=0.15, lw=0)
+        for start in range(row["restart_every"] or row["budget"], row["budget"], row["restart_every"] or row["budget"]):
+            ax.axvline(start, color=style["color"], linestyle=":", linewidth=0.8)
+    units = sorted({row["unit"] for row in rows})
+    ax.set_xlabel(" / ".join(units) + " into the run (restarts marked)")
+    ax.set_ylabel("robust accuracy (95% CI)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    return figure_data_uri(fig)
+
+
 def _breakdown(evaluation: EvaluationResult) -> list[dict[str, Any]]:
     """AutoAttack's robust accuracy after each attack as records (value, interval, n over all examples)."""
     after = {r.condition.get("after"): r for r in evaluation.records if r.name == "robust_accuracy_after"}
@@ -181,10 +232,13 @@ def build(results: Results) -> dict[str, Any] | None:
     checks = [{"evaluation": e.key.split("/", 1)[1], "check": c, "finding": check_finding(c, e, results), "scope": check_scope(c)}
               for e in evaluations for c in e.checks]  # fmt: skip
     unfinished = [d for d in _coverage.missing(results, "attacks") if d.status is None]
+    convergence = _convergence(evaluations)
     return {
         "rows": rows,
         "figure": bars,
         "curve_figure": _curve_figure(_curves(evaluations), points, eps),
+        "convergence": convergence,
+        "convergence_figure": _convergence_figure(convergence),
         "breakdowns": breakdowns,
         "min_norm": min_norm,
         "eps_text": format_eps(eps) if eps else None,

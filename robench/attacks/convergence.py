@@ -1,0 +1,79 @@
+"""Robust accuracy over an iterative attack's run: evidence that the attack converged.
+
+Carlini et al. (2019, "On evaluating adversarial robustness", sec. 5) ask that an evaluation show
+robust accuracy against the number of attack iterations: a curve still falling at the end of the
+budget says the attack had not converged and the number is an overestimate. An attack that tracks
+it (:attr:`robench.attacks.base.Attack.last_progress`) gives, per example, the iteration at which it
+first found it fooled; :func:`curve` turns that into the step function of robust accuracy after
+``t`` iterations of the same run (a shorter attack would differ: PGD's step size scales with its
+step count).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def curve(
+    first_fooled: torch.Tensor,
+    correct: torch.Tensor,
+    robust: torch.Tensor,
+    *,
+    budget: int,
+    unit: str,
+    restart_every: int | None = None,
+) -> dict[str, Any]:
+    """The robust-accuracy-vs-iterations step function of one attack run, as a results artifact.
+
+    The attack's own bookkeeping is reconciled with the final verdict (robench's re-check of the
+    returned point, which decides robust accuracy): an example the verdict calls robust was never
+    fooled; one it calls fooled that the bookkeeping missed counts as fooled at the end of the budget.
+    So the curve ends at the recorded robust accuracy.
+
+    Args:
+        first_fooled: Per example, the iteration it was first seen fooled (``inf``: never).
+        correct: Clean-correct flags (the curve counts these only: robust accuracy counts clean errors as failures).
+        robust: Final robust flags.
+        budget: Iterations over the whole run (all restarts).
+        unit: What an iteration is (``gradient steps``).
+        restart_every: Iterations per restart, where the attack restarts.
+
+    Returns:
+        ``{"unit", "budget", "n", "n_correct", "restart_every", "iterations", "robust"}``: ``robust[i]``
+        examples are robust after ``t`` iterations for ``iterations[i] <= t < iterations[i + 1]``
+        (``iterations[0] == 0``: the attack's starting point, its random start for PGD).
+    """
+    first = first_fooled.detach().double().cpu()
+    correct = correct.detach().bool().cpu()
+    robust = robust.detach().bool().cpu()
+    if not first.shape == correct.shape == robust.shape or first.ndim != 1:
+        raise ValueError(f"curve needs three (N,) tensors, got {tuple(first.shape)}, {tuple(correct.shape)}, {tuple(robust.shape)}")
+    fooled_at = torch.where(first.isinf(), float(budget), first.clamp(0, budget))  # by the verdict, at least by the end
+    first = torch.where(robust, torch.inf, fooled_at)
+    times = first[correct]
+    changes = sorted({0, *(int(t) for t in times[times.isfinite()].tolist())})
+    counts = [int((times > t).sum()) for t in changes]
+    return {
+        "unit": unit,
+        "budget": int(budget),
+        "n": int(correct.numel()),
+        "n_correct": int(correct.sum()),
+        "restart_every": restart_every,
+        "iterations": changes,
+        "robust": counts,
+    }
+
+
+def robust_after(artifact: dict[str, Any], iterations: float) -> int:
+    """Examples still robust after ``iterations`` of the run the artifact records."""
+    count = artifact["n_correct"]
+    for start, value in zip(artifact["iterations"], artifact["robust"]):
+        if start > iterations:
+            break
+        count = value
+    return int(count)
+
+
+__all__ = ["curve", "robust_after"]
