@@ -416,7 +416,6 @@ class AutoAttackEvaluation:
         if params.mode == "fast":
             # examples the bf16 queries called broken but the fp32 model did not: attacked again in fp32
             output.resolved["fast_mode_reattacked_in_fp32"] = redone
-        ctx.shared.setdefault("attacks:autoattack_warnings", []).extend(own_warnings)
         return output
 
 

@@ -96,16 +96,18 @@ def _check(name: str, ok: bool, passed: str, failed: str, unable: Sequence[str] 
 
 
 def check_iterative_vs_single_step(
-    iterative: float, single_step: float, tolerance: float = 0.01, *, eligible: int, steps: int | None = None, **evidence: Any
+    iterative: float, single_step: float, tolerance: float = 0.01, *, eligible: int, steps: int | None = None,
+    name: str = "iterative_at_least_single_step", **evidence: Any,
 ) -> Check:
     """An iterative attack must be at least as strong (robust accuracy no higher) as a single step.
+    ``name``: the check's name (the declared attacks' comparison has its own, ``declared_...``).
 
     Inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples
     (``eligible``) or an iterative attack of fewer than :data:`MIN_PGD_STEPS` ``steps`` (``None``:
     not known, not judged).
     """
     return _check(
-        "iterative_at_least_single_step", iterative <= single_step + tolerance + _SLACK,
+        name, iterative <= single_step + tolerance + _SLACK,
         f"iterative robust accuracy {iterative:.2%} <= single-step {single_step:.2%}",
         f"single-step attack stronger than iterative ({single_step:.2%} < {iterative:.2%}): gradient masking suspected",
         too_few(eligible) + _small_budget(steps, MIN_PGD_STEPS, "iterative attack steps"),
@@ -150,16 +152,18 @@ def check_converged(
 
 
 def check_white_vs_black_box(
-    white_box: float, black_box: float, tolerance: float = 0.01, *, eligible: int, queries: int | None = None, **evidence: Any
+    white_box: float, black_box: float, tolerance: float = 0.01, *, eligible: int, queries: int | None = None,
+    name: str = "white_box_at_least_black_box", **evidence: Any,
 ) -> Check:
     """A white-box attack must be at least as strong as a black-box one at the same budget.
+    ``name``: the check's name (the declared attacks' comparison has its own, ``declared_...``).
 
     Inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples or
     a Square attack of fewer than :data:`MIN_SQUARE_QUERIES` ``queries`` (``None``: not a Square
     attack or not known, not judged).
     """
     return _check(
-        "white_box_at_least_black_box", white_box <= black_box + tolerance + _SLACK,
+        name, white_box <= black_box + tolerance + _SLACK,
         f"white-box robust accuracy {white_box:.2%} <= black-box {black_box:.2%}",
         f"black-box attack stronger than white-box ({black_box:.2%} < {white_box:.2%}): gradient masking suspected",
         too_few(eligible) + _small_budget(queries, MIN_SQUARE_QUERIES, "black-box queries"),
@@ -343,12 +347,7 @@ class GradientMaskingChecks:
                                             eligible=eligible, steps=params.steps, budget=pgd_budget)  # fmt: skip
         else:  # targeted attacks succeed less often by design: no comparison with this untargeted PGD
             output.warnings.append("declared_at_least_check_pgd not checked: the threat model is targeted, this check's PGD untargeted")
-        warnings = ctx.shared.get("attacks:autoattack_warnings")
-        if warnings is not None:
-            checks.append(
-                _check("autoattack_warnings", not warnings, "AutoAttack raised no warning",
-                       "AutoAttack warned: " + (warnings[0] if warnings else ""), warnings=list(dict.fromkeys(warnings)))
-            )  # fmt: skip
+        # AutoAttack's own warnings are its evaluation's check (autoattack_own_checks, with its n): not counted twice here
         condition = {"attack": spec.key, "norm": norm.name, "goal": "untargeted"}
         for i, radius in enumerate(radii):
             count = int(out[f"pgd_{i}"].sum())
@@ -437,6 +436,7 @@ def declared_attack_checks(summary: dict[str, dict[str, Any]], tolerance: float 
                 checks.append(check_iterative_vs_single_step(
                     best["robust_accuracy"], other["robust_accuracy"], tolerance, eligible=_eligible(best, other),
                     steps=_iterations(best), n=best["n"], source=f"declared attacks {best_key} vs {key}",
+                    name="declared_iterative_at_least_single_step",
                     budget={best_key: _budget(best), key: _budget(other)}, examples_only_single_step_fooled=only))  # fmt: skip
         for key, other in black.items():
             if other["eps"] == best["eps"] and other["n"] == best["n"]:
@@ -444,6 +444,7 @@ def declared_attack_checks(summary: dict[str, dict[str, Any]], tolerance: float 
                 checks.append(check_white_vs_black_box(
                     best["robust_accuracy"], other["robust_accuracy"], tolerance, eligible=_eligible(best, other),
                     queries=_square_queries(other), n=best["n"], source=f"declared attacks {best_key} vs {key}",
+                    name="declared_white_box_at_least_black_box",
                     budget={best_key: _budget(best), key: _budget(other)}, examples_only_black_box_fooled=only))  # fmt: skip
     return checks
 

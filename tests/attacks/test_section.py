@@ -50,7 +50,12 @@ def test_records_and_worst_case(results):
     declared = [c for c in masking.checks if c.evidence.get("source", "").startswith("declared attacks")]
     strongest = min(record(results.evaluation(f"attacks/{k}"), "robust_accuracy").value for k in ("pgd", "autoattack", "fmn"))
     assert declared and all(c.evidence.get("iterative", c.evidence.get("white_box")) == strongest for c in declared)
-    assert {"autoattack_warnings", "white_box_at_least_black_box", "iterative_at_least_single_step"} <= names
+    assert {"white_box_at_least_black_box", "iterative_at_least_single_step", "declared_iterative_at_least_single_step"} <= names
+    # AutoAttack's warnings are checked once, by its own evaluation (with its n), not again among the masking checks
+    assert "autoattack_warnings" not in names
+    assert [c.name for c in results.evaluation("attacks/autoattack").checks] == ["autoattack_own_checks"]
+    every = [c.name for e in results.evaluations for c in e.checks]
+    assert len(every) == len(set(every))  # no two checks share a name
 
 
 def test_handoff_for_calibration(handle, mnist_test):
