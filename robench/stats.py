@@ -144,6 +144,15 @@ def weighted_sum_interval(values: Sequence[float], max_value: float, confidence:
     return low / n, min(high / n, max_value)
 
 
+def sign_test(more: int, fewer: int) -> float:
+    """One-sided p-value of a paired comparison: that ``more`` of the ``more + fewer`` discordant
+    pairs (examples only one of two attacks broke) fall to the side that broke more by chance alone
+    (binomial, p = 1/2, the exact McNemar test); 1 when ``more`` is 0."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(more, more + fewer, 0.5, alternative="greater").pvalue) if more else 1.0
+
+
 def _register() -> None:
     from robench.registry import registry
 

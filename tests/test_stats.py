@@ -94,3 +94,15 @@ def test_weighted_sum_interval_of_counts_is_the_exact_poisson_interval() -> None
         ref_low, ref_high = confint_poisson(k, n, method="exact-c")
         assert low == pytest.approx(ref_low, abs=1e-12) and high == pytest.approx(min(ref_high, 1.0), rel=1e-9)
 
+
+
+@pytest.mark.parametrize(("more", "fewer"), [(0, 0), (0, 5), (1, 0), (7, 0), (10, 5), (3, 9), (60, 40)])
+def test_sign_test_is_the_binomial_tail(more: int, fewer: int) -> None:
+    """The one-sided exact McNemar p-value, P(X >= more) for X ~ Bin(more + fewer, 1/2), summed by hand."""
+    from math import comb
+
+    from robench.stats import sign_test
+
+    m = more + fewer
+    expected = 1.0 if more == 0 else sum(comb(m, i) for i in range(more, m + 1)) / 2**m
+    assert sign_test(more, fewer) == pytest.approx(expected, rel=1e-12)

@@ -60,6 +60,7 @@ def evaluate_attack(
     summary = ctx.shared.get("attacks:summary", {}).get(spec.key)
     if summary is not None:  # the budget the masking checks state for the comparisons they draw from it
         summary["params"] = {**output.resolved, **(output.artifacts.get("procedure") or {})}
+        summary["convergence"] = output.artifacts.get("convergence")  # for the masking checks' declared_converged
     handoff = ctx.shared.get(f"attacks/{spec.key}")
     unfooled_at = (output.artifacts.get("procedure") or {}).get("unfooled_at", "")
     if isinstance(handoff, dict) and unfooled_at.startswith(UNFOOLED_AT_CLEAN):

@@ -36,6 +36,7 @@ from robench._errors import ModelError
 from robench.models.wrapper import NOT_DIFFERENTIABLE, ModelHandle, NonFiniteGradient
 from robench.registry import register
 from robench.results import Check, MetricRecord
+from robench.stats import sign_test
 from robench.threat_model import EvaluationSpec, Schema, ThreatModel, whole_box_radius
 
 
@@ -115,14 +116,6 @@ def check_iterative_vs_single_step(
     )  # fmt: skip
 
 
-def _sign_test(more: int, fewer: int) -> float:
-    """One-sided p-value that ``more`` of the ``more + fewer`` examples only one side broke fall to
-    the side that broke more by chance alone (binomial, p = 1/2; 1 when ``more`` is 0)."""
-    from scipy.stats import binomtest
-
-    return float(binomtest(more, more + fewer, 0.5, alternative="greater").pvalue) if more else 1.0
-
-
 def check_converged(
     half: float, full: float, tolerance: float = 0.01, *, only_full: int, only_half: int, eligible: int, steps: int | None = None,
     **evidence: Any,
@@ -137,17 +130,59 @@ def check_converged(
     Inconclusive instead of a pass with fewer than :data:`MIN_ELIGIBLE` clean-correct examples or a
     full run of fewer than :data:`MIN_PGD_STEPS` ``steps``.
     """
-    p_value = _sign_test(only_full, only_half)
+    p_value = sign_test(only_full, only_half)
+    n = evidence.get("n")
+    detectable = ""
+    if isinstance(n, int) and n > 0:  # the smallest gain that can warn: beyond the tolerance, and p < 0.01 if all one way
+        least = max(_least_significant(0.01), math.floor((tolerance + _SLACK) * n) + 1)
+        detectable = f"; at n = {n} it warns only for a gain of at least {least} examples ({least / n:.1%})"
     return _check(
         "iterative_converged", not (half > full + tolerance + _SLACK and p_value < 0.01),
-        f"robust accuracy after half the steps {half:.2%} vs all {full:.2%}: the second half gained no more than the "
-        f"tolerance or chance allows (one-sided p = {p_value:.2g})",
+        f"this check's PGD: robust accuracy after a separate run of half the steps (twice the step) {half:.2%} vs the full run "
+        f"{full:.2%}: the full run gained no more than the tolerance or chance allows (one-sided p = {p_value:.2g}){detectable}",
         f"still improving: robust accuracy fell from {half:.2%} after half the steps to {full:.2%} after all "
         f"(one-sided p = {p_value:.2g}); "
         "more steps or restarts may lower it further",
         too_few(eligible) + _small_budget(steps, MIN_PGD_STEPS, "iterative attack steps"),
         half_steps=half, full_steps=full, only_full_broke=only_full, only_half_broke=only_half, p_value=p_value,
         tolerance=tolerance, eligible=eligible, **evidence,
+    )  # fmt: skip
+
+
+def _least_significant(level: float) -> int:
+    """The fewest discordant examples, all one way, whose one-sided sign test is below ``level`` (7 at 0.01)."""
+    k = 1
+    while sign_test(k, 0) >= level:
+        k += 1
+    return k
+
+
+def check_declared_converged(key: str, art: dict[str, Any], tolerance: float = 0.01, *, eligible: int, steps: int | None) -> Check:
+    """A declared iterative attack must have stopped making progress by the end of its budget
+    (Carlini et al. 2019: verify that the attack converged), read off its own run (``art``: the
+    ``convergence`` artifact, robench.attacks.convergence): the last tenth of its steps (of its last
+    restart, where it restarts) must break no more than ``tolerance`` of n examples, and its last
+    restart no more than that either. Otherwise more steps or restarts would likely lower its robust
+    accuracy. Inconclusive below :data:`MIN_ELIGIBLE` clean-correct examples or :data:`MIN_PGD_STEPS` steps."""
+    from robench.attacks.convergence import robust_after
+
+    n, budget, every = int(art["n"]), int(art["budget"]), art.get("restart_every")
+    end = robust_after(art, budget)
+    tail_steps = max(1, (every or budget) // 10)
+    tail = robust_after(art, budget - tail_steps) - end
+    last_restart = robust_after(art, budget - every) - end if every else None
+    allowed = (tolerance + _SLACK) * n
+    parts = [f"its last {tail_steps} step{'s' if tail_steps != 1 else ''} broke {tail} of {n} examples"]
+    if last_restart is not None:
+        parts.append(f"its last restart broke {last_restart}")
+    observed = f"{key}: " + ", ".join(parts) + f" (tolerance {tolerance:.0%} of n = {allowed:.3g})"
+    ok = tail <= allowed and (last_restart is None or last_restart <= allowed)
+    return _check(
+        "declared_converged", ok, observed + ": converged within the tolerance",
+        observed + ": still improving at the end of its budget; more steps or restarts would likely lower its robust accuracy",
+        too_few(eligible) + _small_budget(steps, MIN_PGD_STEPS, "iterative attack steps"),
+        n=n, eligible=eligible, tail_steps=tail_steps, broken_in_tail=tail, broken_by_last_restart=last_restart,
+        tolerance=tolerance, budget={key: {"steps": every or budget, "restarts": budget // (every or budget)}}, source=f"declared attack {key}",
     )  # fmt: skip
 
 
@@ -398,7 +433,7 @@ def declared_vs_check_pgd(
     only_check = int((declared_robust & ~own).sum())
     only_declared = int((~declared_robust & own).sum())
     excess = (only_check - only_declared) / n
-    p_value = _sign_test(only_check, only_declared)
+    p_value = sign_test(only_check, only_declared)
     attacks = "+".join(worst["attacks"])
     declared_rate, own_rate = int(declared_robust.sum()) / n, int(own.sum()) / n
     return [_check(
@@ -446,6 +481,10 @@ def declared_attack_checks(summary: dict[str, dict[str, Any]], tolerance: float 
                     queries=_square_queries(other), n=best["n"], source=f"declared attacks {best_key} vs {key}",
                     name="declared_white_box_at_least_black_box",
                     budget={best_key: _budget(best), key: _budget(other)}, examples_only_black_box_fooled=only))  # fmt: skip
+    for key, entry in bounded.items():
+        art = entry.get("convergence")
+        if isinstance(art, dict) and art.get("n"):
+            checks.append(check_declared_converged(key, art, tolerance, eligible=int(entry["n_correct"]), steps=_iterations(entry)))
     return checks
 
 

@@ -138,12 +138,61 @@ def _strength(evaluation: EvaluationResult, randomized: bool = False) -> AttackS
 
 
 def attack_strengths(results: Results) -> list[AttackStrength]:
-    """The strength of every attack evaluation that finished, in run order."""
-    return [
-        _strength(e, results.model.randomized)
-        for e in results.evaluations
-        if e.section == "attacks" and e.status == "success" and e.name not in NOT_ATTACKS
-    ]
+    """The strength of every attack evaluation that finished, in run order.
+
+    A budget makes an attack strong only if the run does not show otherwise: a "strong" attack that
+    another attack of the run significantly outdid on the same examples (:func:`outdone_by`) is
+    moderate, with the evidence in its reason."""
+    evaluations = [e for e in results.evaluations if e.section == "attacks" and e.status == "success" and e.name not in NOT_ATTACKS]
+    strengths = []
+    for evaluation in evaluations:
+        strength = _strength(evaluation, results.model.randomized)
+        beaten = outdone_by(evaluation, evaluations) if strength.level == "strong" else None
+        if beaten is not None:
+            strength = AttackStrength(strength.key, strength.kind, "moderate", f"{strength.reason}, strong by its budget but {beaten}")
+        strengths.append(strength)
+    return strengths
+
+
+OUTDONE_P = 0.01
+"""One-sided sign-test level at which another attack of the run outdoes a "strong" one."""
+
+
+def _robust_flags(evaluation: EvaluationResult) -> tuple[Any, MetricRecord] | None:
+    from robench.results import unpack_outcomes
+
+    record = next((r for r in evaluation.records if r.name == "robust_accuracy" and "class" not in r.condition), None)
+    packed = evaluation.outcomes.get("robust_accuracy")
+    if record is None or not record.n or not isinstance(packed, str):
+        return None
+    flags = unpack_outcomes(packed, record.n)
+    return None if flags is None else (flags, record)
+
+
+def outdone_by(evaluation: EvaluationResult, others: list[EvaluationResult], tolerance: float = 0.01) -> str | None:
+    """Evidence that another attack of the run is significantly stronger on the same examples (same
+    n, norm, eps and goal): of the examples only one of the two broke, the other broke more, beyond
+    ``tolerance`` of n and a one-sided sign test at :data:`OUTDONE_P` (robench.stats.sign_test);
+    ``None`` when no attack did, or per-example outcomes were not recorded (a randomized model's)."""
+    from robench.stats import sign_test
+
+    own = _robust_flags(evaluation)
+    if own is None:
+        return None
+    flags, record = own
+    same = ("norm", "eps", "goal")
+    found = []
+    for other in others:
+        theirs = _robust_flags(other) if other.key != evaluation.key else None
+        if theirs is None or theirs[1].n != record.n or any(theirs[1].condition.get(k) != record.condition.get(k) for k in same):
+            continue
+        only_other = int((flags & ~theirs[0]).sum())  # robust to this attack, broken by the other
+        only_this = int((theirs[0] & ~flags).sum())
+        p_value = sign_test(only_other, only_this)
+        if p_value < OUTDONE_P and (only_other - only_this) / record.n > tolerance:
+            found.append((only_other - only_this, f"{other.key.split('/', 1)[-1]} broke {only_other} of the {int(flags.sum())} examples "
+                                                  f"it left robust ({only_this} the other way, one-sided p = {p_value:.2g})"))  # fmt: skip
+    return max(found)[1] if found else None
 
 
 def _sections_ran(results: Results, section: str) -> list[EvaluationResult]:
@@ -179,7 +228,7 @@ def nothing_robust(results: Results) -> str | None:
 
 
 def _attacks_item(results: Results) -> ChecklistItem:
-    title = "Strong adaptive attacks (AutoAttack, or PGD >= 100 steps with restarts)"
+    title = "Strong attacks (AutoAttack, or PGD >= 100 steps with restarts, not outdone in the run)"
     strengths = attack_strengths(results)
     zero = nothing_robust(results)
     if strengths and zero and "strong" not in {s.level for s in strengths}:
@@ -493,7 +542,7 @@ def checklist(results: Results) -> list[ChecklistItem]:
 
 def checklist_lines(results: Results, width: int = 160) -> list[str]:
     """The checklist's warn and fail verdicts, one line each, for a terminal summary: a number
-    copied from the terminal keeps its qualification (``warn  Strong adaptive attacks: no strong ...``)."""
+    copied from the terminal keeps its qualification (``warn  Strong attacks: no strong ...``)."""
     lines = []
     for item in checklist(results):
         if item.status in ("warn", "fail"):

@@ -103,7 +103,34 @@ def headline(results: Results, items: list[ChecklistItem] | None = None) -> dict
         caveat = "weak attacks only: an upper bound, likely optimistic"
     elif robust is not None and strong.status == "warn":
         caveat = "no strong attack: an upper bound, likely optimistic"
-    return {"clean": clean, "robust": robust, "robust_title": title, "robust_caveat": caveat}
+    return {"clean": clean, "robust": robust, "robust_title": title, "robust_caveat": caveat, "bracket": bracket(results, robust)}
+
+
+SOUND_VERIFIERS = ("ibp", "crown")
+"""Certifiers whose verified accuracy is a sound lower bound on the model's own robust accuracy
+(smoothing certifies another classifier, the smoothed one; Lipschitz's power-iteration norms are estimates)."""
+
+
+def bracket(results: Results, robust: MetricRecord | None) -> str | None:
+    """Where the model's robust accuracy on the evaluated examples lies, when a sound verifier ran at
+    the threat model's radius on the same examples as the attacks: between its verified accuracy
+    (a lower bound) and the attacks' worst case (an upper bound); ``None`` otherwise."""
+    if robust is None or robust.value is None or not robust.n:
+        return None
+    adversary = results.threat_model.get("adversary") or {}
+    lower = None
+    for evaluation in results.evaluations:
+        if evaluation.section != "certification" or evaluation.status != "success" or evaluation.artifacts.get("certifier") not in SOUND_VERIFIERS:
+            continue
+        for r in evaluation.records:
+            at_threat = r.condition.get("threat_eps") == adversary.get("eps") and r.condition.get("threat_norm") == adversary.get("norm")
+            if r.name == "certified_accuracy" and at_threat and r.n == robust.n and r.value is not None and (lower is None or r.value > lower.value):
+                lower = r
+    if lower is None:
+        return None
+    method = lower.evaluation.split("/", 1)[-1]
+    return (f"On these {robust.n:,} examples the model's robust accuracy lies between {100 * lower.value:.1f}% ({method} verified: "
+            f"a sound lower bound) and {100 * robust.value:.1f}% (the attacks' worst case: an upper bound).")
 
 
 # Metrics shown in summaries (CLI table, report summary), in this order; records measured at one

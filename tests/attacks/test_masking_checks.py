@@ -304,3 +304,48 @@ def test_the_entry_runs_the_convergence_check(handle, mnist_test):
     at_eps = next(r.value for r in output.records if r.name == "pgd_robust_accuracy_at_eps" and r.condition["eps"] == pytest.approx(0.1))
     assert check.evidence["full_steps"] == pytest.approx(at_eps) and check.evidence["budget"]["half_run_steps"] == 5
     assert check.status in ("pass", "warn") and 0 <= check.evidence["half_steps"] <= 1
+
+
+def test_declared_converged_reads_the_attacks_own_run():
+    """Carlini et al.: the reported attack must have converged. From the declared PGD's own curve: the
+    last tenth of its steps and its last restart must each break no more than the tolerance of n."""
+    from robench.attacks.convergence import curve
+    from robench.attacks.masking_checks import check_declared_converged
+
+    n, steps, restarts = 200, 50, 2
+    correct = torch.ones(n, dtype=torch.bool)
+
+    def art(first_fooled):
+        first = torch.tensor(first_fooled, dtype=torch.float64)
+        return curve(first, correct, first.isinf(), budget=steps * restarts, unit="gradient steps", restart_every=steps)
+
+    early = [3.0] * 80 + [float("inf")] * 120  # all broken in the first steps of the first restart
+    late_tail = [3.0] * 80 + [96.0] * 3 + [float("inf")] * 117  # 3 > 2 = 1% of 200 in the last 5 steps
+    late_restart = [3.0] * 80 + [60.0] * 3 + [float("inf")] * 117  # 3 broken by the second restart, not in its tail
+    within = [3.0] * 80 + [96.0] * 2 + [float("inf")] * 118
+    statuses = {name: check_declared_converged("pgd", art(a), 0.01, eligible=n, steps=steps)
+                for name, a in {"early": early, "late_tail": late_tail, "late_restart": late_restart, "within": within}.items()}
+    assert {k: c.status for k, c in statuses.items()} == {"early": "pass", "late_tail": "warn", "late_restart": "warn", "within": "pass"}
+    assert statuses["late_tail"].evidence["broken_in_tail"] == 3 and statuses["late_tail"].evidence["tail_steps"] == 5
+    assert statuses["late_restart"].evidence["broken_by_last_restart"] == 3 and statuses["late_restart"].evidence["broken_in_tail"] == 0
+    assert "still improving" in statuses["late_tail"].message
+    few = check_declared_converged("pgd", art(early), 0.01, eligible=10, steps=steps)
+    short = check_declared_converged("pgd", art(early), 0.01, eligible=n, steps=5)
+    assert few.status == short.status == "inconclusive"
+
+
+def test_declared_pgd_convergence_is_checked_in_the_section(handle, mnist_test):
+    threat = make_threat([{"name": "pgd", "params": {"steps": 10, "restarts": 2}},
+                          {"name": "gradient_masking", "params": {**PARAMS, "square_queries": 0}}], eps=0.1)  # fmt: skip
+    from robench.context import EvalContext
+
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=100, progress=False)
+    pgd, ctx = run_section(handle, mnist_test.subset(60), threat, 0, ctx=ctx)
+    output, _ = run_section(handle, mnist_test.subset(60), threat, 1, ctx=ctx)
+    check = next(c for c in output.checks if c.name == "declared_converged")
+    art = pgd.artifacts["convergence"]
+    assert check.evidence["n"] == 60 and check.evidence["source"] == "declared attack pgd"
+    from robench.attacks.convergence import robust_after
+
+    assert check.evidence["broken_by_last_restart"] == robust_after(art, 10) - robust_after(art, 20)
+    assert check.evidence["broken_in_tail"] == robust_after(art, 19) - robust_after(art, 20)

@@ -77,6 +77,12 @@ def test_report_renders(results):
     assert section["min_norm"][0]["norm"] == "Linf"
     html = render_html(results)
     assert "AutoAttack breakdown" in html and "Gradient-masking checks" in html and "Robust accuracy vs ε" in html
+    # the masking entry is no attack: no row of dashes; its sweep is captioned as the weaker sanity check it is
+    assert "gradient_masking" not in [r["key"] for r in section["rows"]] and section["masking_entries"] == ["gradient_masking"]
+    versus = next(c for c in results.evaluation("attacks/gradient_masking").checks if c.name == "declared_at_least_check_pgd")
+    assert (f"the gradient_masking sweep is the gradient-masking entry's own PGD-3 (margin loss, one restart) on the first 12 examples, "
+            f"a sanity check weaker than the declared attacks (at ε it leaves {versus.evidence['check_pgd']:.1%} robust where the "
+            f"declared attacks leave {versus.evidence['declared']:.1%} of the same examples)") in section["curve_caption"]
 
 
 def test_report_states_the_pgd_run_progress(results):

@@ -85,6 +85,38 @@ def test_pgd_strength(params: dict, level: str) -> None:
     assert {i.key: i.status for i in checklist(results)}["strong_attacks"] == ("pass" if level == "strong" else "warn")
 
 
+@pytest.mark.parametrize(("only_autoattack", "only_pgd", "level"), [(20, 0, "moderate"), (4, 0, "strong"), (10, 5, "strong")])
+def test_a_strong_budget_outdone_in_the_run_is_moderate(only_autoattack: int, only_pgd: int, level: str) -> None:
+    """PGD-100 x 2 is strong by its budget; AutoAttack breaking significantly more of the same examples
+    (beyond 1% of n and a one-sided sign test at 1%: 20 vs 0 is p = 1e-6; 4 of 500 is within the
+    tolerance; 10 vs 5 is p = 0.15) shows it is not, on this model."""
+    import numpy as np
+    from scipy.stats import binomtest
+
+    from robench.results import pack_outcomes
+
+    results = fixtures.strong()
+    n = fixtures.N
+    pgd = np.zeros(n, bool)
+    pgd[:300] = True
+    aa = pgd.copy()
+    aa[:only_autoattack] = False  # robust to PGD, broken by AutoAttack
+    aa[300:300 + only_pgd] = True  # broken by PGD, robust to AutoAttack
+    for key, flags in (("attacks/pgd", pgd), ("attacks/autoattack", aa)):
+        evaluation = results.evaluation(key)
+        evaluation.outcomes["robust_accuracy"] = pack_outcomes(flags)
+        record = next(r for r in evaluation.records if r.name == "robust_accuracy")
+        assert record.n == n
+    results.evaluation("attacks/pgd").resolved.update({"steps": 100, "restarts": 2})
+    strengths = {s.key: s for s in attack_strengths(results)}
+    assert strengths["attacks/pgd"].level == level and strengths["attacks/autoattack"].level == "strong"
+    p_value = binomtest(only_autoattack, only_autoattack + only_pgd, 0.5, alternative="greater").pvalue
+    if level == "moderate":
+        assert f"autoattack broke {only_autoattack} of the 300 examples it left robust ({only_pgd} the other way, one-sided p = {p_value:.2g})" \
+            in strengths["attacks/pgd"].reason
+    assert {i.key: i.status for i in checklist(results)}["strong_attacks"] == "pass"  # AutoAttack is
+
+
 def test_reduced_autoattack_is_not_strong() -> None:
     results = fixtures.weak()
     results.evaluations[1] = fixtures._attack("autoattack", {"version": "standard", "n_iter": 10}, 300, "aa", 300, 470)

@@ -76,3 +76,21 @@ def test_the_checklist_shows_every_certifiers_number_at_the_threat_radius(exampl
     item = next(i for i in checklist(example) if i.key == "clean_and_robust")
     for certifier in ("smoothing", "ibp", "lipschitz"):
         assert f"certified accuracy: {certifier} " in item.evidence
+
+
+def test_the_summary_brackets_robust_accuracy_between_a_sound_verifier_and_the_attacks(example: Results) -> None:
+    """The example runs IBP at the threat model's eps on the attacks' examples: the summary states that
+    the robust accuracy lies between IBP's verified accuracy and the attacks' worst case; smoothing
+    (another classifier) is not used as the lower end."""
+    from robench.report.render import headline
+
+    worst = example.records(name="worst_case_robust_accuracy")[-1]
+    ibp = next(r for r in example.records(evaluation="certification/ibp", name="certified_accuracy") if "threat_eps" in r.condition)
+    text = headline(example)["bracket"]
+    assert text == (f"On these {worst.n:,} examples the model's robust accuracy lies between {100 * ibp.value:.1f}% (ibp verified: "
+                    f"a sound lower bound) and {100 * worst.value:.1f}% (the attacks' worst case: an upper bound).")
+    from markupsafe import escape
+
+    assert str(escape(text)) in render_html(example)
+    without = example.model_copy(update={"evaluations": [e for e in example.evaluations if e.key != "certification/ibp"]})
+    assert headline(without)["bracket"] is None

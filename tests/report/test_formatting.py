@@ -69,9 +69,15 @@ def test_attack_table_shows_every_proportion_with_its_interval_and_n() -> None:
     assert pgd["Robust accuracy"] == _text(records["robust_accuracy"])
     success = records["attack_success_rate"]
     assert success.n == 440 and pgd["Success rate on clean-correct"] == f"{_text(success)} n = 440"
-    assert pgd["Median ‖δ‖ of successes"] == f"{records['median_perturbation_norm'].formatted()[0]} n = 140"
     assert pgd["Worst-class gap (point estimate)"] == "12.0%"
     assert pgd["Worst case so far"] == _text(records["worst_case_robust_accuracy"])
+    # every success at ||delta|| = eps (Linf): the column would repeat eps, so it is left out and that is said
+    assert "Median ‖δ‖ of successes" not in header
+    assert "Every successful perturbation has ‖δ‖ = ε" in _visible_text(render_html(results))
+    records["median_perturbation_norm"].value = 0.02  # below eps: informative, shown with its own n
+    rows = next(rows for cls, rows in _tables(render_html(results)).tables if cls == "attacks")
+    pgd = dict(zip(rows[0], next(r for r in rows if r[0] == "pgd white-box")))
+    assert pgd["Median ‖δ‖ of successes"] == f"{records['median_perturbation_norm'].formatted()[0]} n = 140"
 
 
 def _autoattack(results):  # type: ignore[no-untyped-def]

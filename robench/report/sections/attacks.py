@@ -91,6 +91,30 @@ def _curves(evaluations: list[EvaluationResult]) -> list[dict[str, Any]]:
     return curves
 
 
+def curve_caption(evaluations: list[EvaluationResult]) -> str | None:
+    """What each curve of the robust-accuracy-vs-eps figure is, and how far to trust its level."""
+    parts = []
+    for evaluation in evaluations:
+        if not (evaluation.artifacts.get("curve") or {}).get("eps"):
+            continue
+        key = evaluation.key.split("/", 1)[1]
+        if evaluation.artifacts.get("kind") == "masking":
+            steps = (evaluation.resolved or {}).get("steps", "")
+            text = (f"the {key} sweep is the gradient-masking entry's own PGD-{steps} (margin loss, one restart) on the first "
+                    f"{evaluation.artifacts.get('n_examples')} examples, a sanity check weaker than the declared attacks")
+            versus = next((c for c in evaluation.checks if c.name == "declared_at_least_check_pgd"), None)
+            if versus is not None and isinstance(versus.evidence.get("declared"), (int, float)):
+                text += (f" (at ε it leaves {versus.evidence['check_pgd']:.1%} robust where the declared attacks leave "
+                         f"{versus.evidence['declared']:.1%} of the same examples)")
+            parts.append(text + ": read it for its shape (falling with ε, near 0 at large ε), not its level")
+        else:
+            parts.append(f"{key}: the share of examples whose smallest perturbation found is above ε (clean errors at 0), "
+                         "an upper bound at every ε")
+    if not parts:
+        return None
+    return "Lines are joined between measured radii (markers); " + "; ".join(parts) + ". Single points: the declared attacks at the threat model's ε."
+
+
 def _curve_figure(curves: list[dict[str, Any]], points: list[dict[str, Any]], eps: float | None) -> str | None:
     if not curves:
         return None
@@ -185,6 +209,8 @@ def build(results: Results) -> dict[str, Any] | None:
     adversary = results.threat_model.get("adversary") or {}
     rows = []
     for evaluation in evaluations:
+        if evaluation.artifacts.get("kind") == "masking" and evaluation.status == "success":
+            continue  # its checks have their own table below; its cost is in the reproducibility section
         rows.append(
             {
                 "key": evaluation.key.split("/", 1)[1],
@@ -205,6 +231,11 @@ def build(results: Results) -> dict[str, Any] | None:
             }
         )
     plotted = [r for r in rows if r["robust"] is not None]
+    # under Linf nearly every success sits on the sphere, ||delta|| = eps: a column of eps says nothing
+    norms = [r["median_norm"] for r in rows if r["median_norm"] is not None and r["median_norm"].value is not None]
+    eps_value = adversary.get("eps")
+    median_informative = bool(norms) and not (
+        isinstance(eps_value, (int, float)) and all(abs(m.value - eps_value) <= 1e-6 * max(eps_value, 1e-12) for m in norms))
     bars = None
     if plotted:
         bars = interval_bars(
@@ -237,6 +268,9 @@ def build(results: Results) -> dict[str, Any] | None:
         "rows": rows,
         "figure": bars,
         "curve_figure": _curve_figure(_curves(evaluations), points, eps),
+        "curve_caption": curve_caption(evaluations),
+        "median_informative": median_informative,
+        "masking_entries": [e.key.split("/", 1)[1] for e in evaluations if e.artifacts.get("kind") == "masking" and e.status == "success"],
         "convergence": convergence,
         "convergence_figure": _convergence_figure(convergence),
         "breakdowns": breakdowns,
