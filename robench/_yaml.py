@@ -16,13 +16,13 @@ class StrictLoader(yaml.SafeLoader):
 
     what = "these files"
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(None, None, f"YAML aliases are not allowed in {self.what}", event.start_mark)
         return super().compose_node(parent, index)
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # noqa: D102
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, _ in node.value:
@@ -57,4 +57,4 @@ def load(text: str | bytes, what: str) -> Any:
         RecursionError: nesting too deep.
     """
     loader = type("Loader", (StrictLoader,), {"what": what})
-    return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=loader)  # a SafeLoader subclass

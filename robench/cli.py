@@ -278,7 +278,7 @@ def _positive_int(text: str) -> int:
 class _Parser(argparse.ArgumentParser):
     """argparse with robench's one-line errors (argparse prints its usage first: two lines)."""
 
-    def error(self, message: str) -> NoReturn:  # noqa: D102
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"robench: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -416,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `robench ls | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except BaseException as exc:  # noqa: BLE001 - the last line of defence (a model's GeneratorExit too): one line, not a traceback
+    except BaseException as exc:  # the last line of defence (a model's GeneratorExit too): one line, not a traceback
         if os.environ.get("ROBENCH_DEBUG"):
             raise
         _err(f"robench: internal error: {type(exc).__name__}: {_one_line(message(exc))} (set ROBENCH_DEBUG=1 for the traceback)")

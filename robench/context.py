@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from robench.data.base import Dataset
 from robench._errors import ResourceError, message
+from robench.data.base import Dataset
 from robench.journal import Journal
 from robench.results import Check, Cost, MetricRecord
 

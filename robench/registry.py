@@ -15,12 +15,12 @@ per-section evaluators: ``clean``, ``attacks``, ``corruptions``...). Unknown nam
 
 from __future__ import annotations
 
-import re
-
 import difflib
 import importlib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -300,7 +300,7 @@ class Results(_Model):
     schema_version: Literal[1, 2] = SCHEMA_VERSION
     status: Literal["started", "success", "error"] = "started"
     error: str | None = None
-    started_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    started_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     finished_at: str | None = None
     seed: int = 0
     threat_model: dict[str, Any]

@@ -11,7 +11,7 @@ import os
 import platform
 import socket
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -479,14 +479,14 @@ def _evaluate(
     except BaseException as exc:  # finished evaluations stay in results.json, whatever stopped the run
         results.status = "error"
         results.error = message(exc) if isinstance(exc, (RobenchError, KeyboardInterrupt)) else f"{type(exc).__name__}: {message(exc)}"
-        results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        results.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         save()
         raise
     finally:
         if ctx.journal is not None:
             ctx.journal.close()
     results.status = "success"
-    results.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     save()
     return results
 

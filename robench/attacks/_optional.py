@@ -58,7 +58,7 @@ class LogCapture(logging.Handler):
         self.lines: list[str] = []
         self.warnings: list[str] = []
 
-    def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
+    def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         self.lines.append(f"{record.levelname}: {message}")
         if record.levelno >= logging.WARNING:

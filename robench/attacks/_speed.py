@@ -9,8 +9,8 @@ count, and which examples still need attacking is decided in fp32 too (:meth:`St
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Callable, Literal
+from collections.abc import Callable, Iterator
+from typing import Literal
 
 import torch
 from torch import nn

@@ -110,7 +110,7 @@ class _QueriedModel(torch.nn.Module):
         self._stepper = stepper
         self.inner = stepper.model  # registered: .eval(), .parameters() reach the real model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._stepper(x)
 
 

@@ -387,11 +387,11 @@ class FMN(MinNormEvaluation):
     norms = ("L0", "L1", "L2", "Linf")
 
     @classmethod
-    def attack_norm(cls, params: Any, threat_norm: str) -> str:  # noqa: D102
+    def attack_norm(cls, params: Any, threat_norm: str) -> str:
         return params.norm or threat_norm
 
     @classmethod
-    def build(cls, fb: Any, params: Any, norm: str) -> Any:  # noqa: D102
+    def build(cls, fb: Any, params: Any, norm: str) -> Any:
         name = {"L0": "L0FMNAttack", "L1": "L1FMNAttack", "L2": "L2FMNAttack", "Linf": "LInfFMNAttack"}[norm]
         attack_class = _l2_fmn(fb) if norm == "L2" else getattr(fb.attacks, name)
         return attack_class(
@@ -400,7 +400,7 @@ class FMN(MinNormEvaluation):
         )  # fmt: skip
 
     @classmethod
-    def procedure(cls, params: Any, norm: str) -> dict[str, Any]:  # noqa: D102
+    def procedure(cls, params: Any, norm: str) -> dict[str, Any]:
         facts = super().procedure(params, norm)
         facts["step_size"] = params.max_stepsize
         facts["step_size_rule"] = f"{params.max_stepsize:g} at first, cosine-annealed to {params.max_stepsize / 100:g} (foolbox FMN)"
@@ -457,11 +457,11 @@ class DDN(MinNormEvaluation):
     """Decoupled Direction and Norm (L2): minimal adversarial norms and the eps curve."""
 
     @classmethod
-    def build(cls, fb: Any, params: Any, norm: str) -> Any:  # noqa: D102
+    def build(cls, fb: Any, params: Any, norm: str) -> Any:
         return fb.attacks.DDNAttack(steps=params.steps, init_epsilon=params.init_epsilon, gamma=params.gamma)
 
     @classmethod
-    def procedure(cls, params: Any, norm: str) -> dict[str, Any]:  # noqa: D102
+    def procedure(cls, params: Any, norm: str) -> dict[str, Any]:
         # foolbox 3.3's DDN: a fixed max_stepsize of 1.0, cosine-annealed to 0.01
         return {**super().procedure(params, norm), "step_size": 1.0, "step_size_rule": "1 at first, cosine-annealed to 0.01 (foolbox DDN)"}
 
@@ -483,7 +483,7 @@ class HopSkipJump(MinNormEvaluation):
     knowledge = "decision-based"
 
     @classmethod
-    def build(cls, fb: Any, params: Any, norm: str) -> Any:  # noqa: D102
+    def build(cls, fb: Any, params: Any, norm: str) -> Any:
         return fb.attacks.HopSkipJumpAttack(
             steps=params.steps, initial_gradient_eval_steps=params.initial_gradient_eval_steps,
             max_gradient_eval_steps=params.max_gradient_eval_steps, gamma=params.gamma,
@@ -506,5 +506,5 @@ class Boundary(MinNormEvaluation):
     knowledge = "decision-based"
 
     @classmethod
-    def build(cls, fb: Any, params: Any, norm: str) -> Any:  # noqa: D102
+    def build(cls, fb: Any, params: Any, norm: str) -> Any:
         return fb.attacks.BoundaryAttack(steps=params.steps, spherical_step=params.spherical_step, source_step=params.source_step)

@@ -26,19 +26,18 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from robench._errors import ModelError
 from robench.attacks.eot import DEFAULT_EOT_SAMPLES
 from robench.attacks.losses import cross_entropy, margin
 from robench.attacks.norms import get_norm
 from robench.attacks.pgd import FGSM, PGD
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
-from robench._errors import ModelError
 from robench.models.wrapper import NOT_DIFFERENTIABLE, ModelHandle, NonFiniteGradient
 from robench.registry import register
 from robench.results import Check, MetricRecord
 from robench.stats import sign_test
 from robench.threat_model import EvaluationSpec, Schema, ThreatModel, whole_box_radius
-
 
 _SLACK = 1e-9
 """Comparisons of proportions allow for rounding (k/n as floats): exactly at a threshold passes."""

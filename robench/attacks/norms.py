@@ -53,16 +53,16 @@ class LinfNorm(Norm):
 
     name = "Linf"
 
-    def distance(self, delta: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def distance(self, delta: torch.Tensor) -> torch.Tensor:
         return _flat(delta).abs().amax(dim=1)
 
-    def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: D102
+    def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
         return delta.clamp(-eps, eps)
 
-    def random(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:  # noqa: D102
+    def random(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
         return (2 * _rand(like.shape, like, generator, "uniform") - 1) * eps
 
-    def step(self, grad: torch.Tensor, step_size: float, sparsity: float = 0.0) -> torch.Tensor:  # noqa: D102
+    def step(self, grad: torch.Tensor, step_size: float, sparsity: float = 0.0) -> torch.Tensor:
         return grad.sign() * step_size
 
 
@@ -71,21 +71,21 @@ class L2Norm(Norm):
 
     name = "L2"
 
-    def distance(self, delta: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def distance(self, delta: torch.Tensor) -> torch.Tensor:
         return _flat(delta).norm(p=2, dim=1)
 
-    def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: D102
+    def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
         norms = self.distance(delta).clamp_min(1e-12)
         return delta * _view(torch.clamp(eps / norms, max=1.0), delta)
 
-    def random(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:  # noqa: D102
+    def random(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
         direction = _rand(like.shape, like, generator, "normal")
         direction = direction / _view(self.distance(direction).clamp_min(1e-12), like)
         dims = _flat(like).shape[1]
         radius = _rand(torch.Size([like.shape[0]]), like, generator, "uniform") ** (1.0 / dims) * eps
         return direction * _view(radius, like)
 
-    def step(self, grad: torch.Tensor, step_size: float, sparsity: float = 0.0) -> torch.Tensor:  # noqa: D102
+    def step(self, grad: torch.Tensor, step_size: float, sparsity: float = 0.0) -> torch.Tensor:
         return grad / _view(self.distance(grad).clamp_min(1e-12), grad) * step_size
 
 
@@ -94,7 +94,7 @@ class L1Norm(Norm):
 
     name = "L1"
 
-    def distance(self, delta: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def distance(self, delta: torch.Tensor) -> torch.Tensor:
         return _flat(delta).abs().sum(dim=1)
 
     def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
@@ -112,7 +112,7 @@ class L1Norm(Norm):
         projected = torch.where(inside[:, None], flat, projected)
         return projected.reshape(delta.shape)
 
-    def random(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:  # noqa: D102
+    def random(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
         # Laplace direction with a radius uniform in the ball's volume.
         uniform = _rand(like.shape, like, generator, "uniform").clamp(1e-7, 1 - 1e-7)
         laplace = -torch.sign(uniform - 0.5) * torch.log1p(-2 * (uniform - 0.5).abs())

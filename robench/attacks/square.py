@@ -44,7 +44,7 @@ class Square(Attack):
         if adversary is not None:
             _check(adversary.norm, adversary.bounds)
 
-    def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
+    def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):
         _check(norm.name, bounds)
         square = require("pyautoattack.square")
         seed = library_seed(generator) if generator is not None else 0
@@ -61,11 +61,11 @@ class Square(Attack):
                 return attack.perturb(x, target)
             return attack.perturb(x, y)
 
-    def for_randomized_model(self) -> Square:  # noqa: D102
+    def for_randomized_model(self) -> Square:
         self.attacks_every_example = True
         return self
 
-    def procedure(self, eps: float) -> dict[str, Any]:  # noqa: D102
+    def procedure(self, eps: float) -> dict[str, Any]:
         return {
             "step_size": None,
             "step_size_rule": f"no gradient step: random square updates, a share of pixels from p_init {self.p_init:g} down, "

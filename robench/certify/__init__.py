@@ -13,6 +13,6 @@ from robench.certify.lipschitz import certified_l2_radius, lipschitz_bound
 from robench.certify.smoothing import ABSTAIN, Certificate, certify_from_counts, predict_from_counts
 
 __all__ = [
-    "ABSTAIN", "Box", "Certificate", "certified_l2_radius", "crown", "certify_from_counts", "input_box", "interval_bounds",
+    "ABSTAIN", "Box", "Certificate", "certified_l2_radius", "certify_from_counts", "crown", "input_box", "interval_bounds",
     "lipschitz_bound", "margin_lower_bounds", "predict_from_counts", "verified",
 ]  # fmt: skip

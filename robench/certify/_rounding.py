@@ -126,7 +126,7 @@ class RoundingInterpreter(IntervalInterpreter):
         self.eta = torch.finfo(coarsest).tiny * torch.finfo(coarsest).eps
         self.errors: dict[fx.Node, torch.Tensor] = {}
 
-    def run_node(self, n: fx.Node) -> Any:  # noqa: D102
+    def run_node(self, n: fx.Node) -> Any:
         out = super().run_node(n)
         if isinstance(out, Box):
             self.errors[n] = self._error(n, out)

@@ -35,7 +35,7 @@ class _Pixel(nn.Module):
         self.normalize = normalize
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x))
 
 
@@ -241,7 +241,7 @@ class TracingInterpreter(fx.Interpreter):
         super().__init__(module, **kwargs)
         self._node: fx.Node | None = None
 
-    def run_node(self, n: fx.Node) -> Any:  # noqa: D102
+    def run_node(self, n: fx.Node) -> Any:
         self._node = n
         if self.bound is not None and n.op in ("call_module", "call_function", "call_method") and n.kwargs:
             # the rules read bounded values from the positional arguments only (torch.flatten(input=h))

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Annotated, ClassVar, Literal
 
 import torch
-from torch import fx
 from pydantic import AfterValidator, Field
+from torch import fx
 
 from robench._errors import ConfigError
 from robench._numerics import ieee_fp32
@@ -328,7 +328,7 @@ def _pgd_consistency(certifier: str, steps: int, grid: tuple[float, ...], verifi
     return Check(name=name, status="pass", evidence=evidence, message=f"PGD-{steps} broke none of the verified examples ({per_eps})")
 
 
-def _pgd_broken(model, x, y, mask, norm, eps, bounds, steps, generator) -> torch.Tensor:  # noqa: ANN001
+def _pgd_broken(model, x, y, mask, norm, eps, bounds, steps, generator) -> torch.Tensor:
     from robench.attacks.pgd import PGD
 
     broken = torch.zeros_like(mask)

@@ -55,8 +55,8 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from robench._errors import ConfigError
-from robench.certify._trace import ARITHMETIC_METHODS, describe, standard_forward, trace, unsupported
 from robench.certify._rounding import allowance
+from robench.certify._trace import ARITHMETIC_METHODS, describe, standard_forward, trace, unsupported
 from robench.certify.ibp import Box, check_labels, input_box, rounding_tolerance, split_verdicts
 from robench.models.wrapper import Normalize
 
@@ -108,7 +108,7 @@ class Graph(NamedTuple):
     nodes: list[Node]
     biases: list[torch.Tensor | None]  # f(0) of every affine node, (1, *shape); None when zero or not affine
 
-    def numel(self, i: int) -> int:  # noqa: D102
+    def numel(self, i: int) -> int:
         return int(torch.Size(self.nodes[i].shape).numel())
 
     def live(self) -> list[int]:

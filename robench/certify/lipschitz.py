@@ -260,7 +260,7 @@ class LipschitzInterpreter(TracingInterpreter):
         self.conv_method, self.iterations, self.margin, self.check_only = method, iterations, margin, check_only
         self.layer_norms: dict[str, float] = {}
 
-    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not any(isinstance(a, Lip) for a in args):
             return super().call_module(target, args, kwargs)
         layer = self.fetch_attr(target)
@@ -273,7 +273,7 @@ class LipschitzInterpreter(TracingInterpreter):
         self.layer_norms[str(target)] = bound
         return Lip(layer(value), args[0].constant * bound)
 
-    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         lips = [a for a in args if isinstance(a, Lip)]
         nested = [b for a in args if isinstance(a, (list, tuple)) for b in a if isinstance(b, Lip)]
         if not lips and not nested:
@@ -310,7 +310,7 @@ class LipschitzInterpreter(TracingInterpreter):
             return Lip(target(*raw, **kwargs), lips[0].constant * slope)
         raise self.fail()
 
-    def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+    def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         done, out = self.bounded_method(target, args, kwargs, Lip)
         if done:
             return out

@@ -13,8 +13,8 @@ throughput approaches that of bare forward passes of the model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -11,8 +11,7 @@ device. Importing this package registers the corruptions and the ``corruptions``
     out = registry.get("corruption", "fog")(x, 3, table, torch.Generator().manual_seed(0))
 """
 
-from robench.corruptions import blur, digital, noise, weather  # noqa: F401  (registration)
-from robench.corruptions import sweep  # noqa: F401  (registration of the evaluation)
+from robench.corruptions import blur, digital, noise, sweep, weather  # noqa: F401  (registration; sweep: of the evaluation)
 from robench.corruptions._base import GROUPS
 from robench.corruptions.params import CIFAR10_TABLE, IMAGENET_TABLE, TABLES, TINYIMAGENET_TABLE, CorruptionTable, resolve_table
 

@@ -84,10 +84,10 @@ class ArrayDataset(Dataset):
         return int(self._labels.shape[0])
 
     @property
-    def labels(self) -> torch.Tensor:  # noqa: D102
+    def labels(self) -> torch.Tensor:
         return self._labels
 
-    def load(self, indices: Sequence[int] | slice) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+    def load(self, indices: Sequence[int] | slice) -> tuple[torch.Tensor, torch.Tensor]:
         index = indices if isinstance(indices, slice) else torch.as_tensor(list(indices), dtype=torch.long)
         images = self._images[index]
         if self._uint8:
@@ -118,9 +118,9 @@ class SubsetDataset(Dataset):
         return list(self._indices)
 
     @property
-    def labels(self) -> torch.Tensor:  # noqa: D102
+    def labels(self) -> torch.Tensor:
         return self._parent.labels[torch.as_tensor(self._indices, dtype=torch.long)]
 
-    def load(self, indices: Sequence[int] | slice) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+    def load(self, indices: Sequence[int] | slice) -> tuple[torch.Tensor, torch.Tensor]:
         chosen = self._indices[indices] if isinstance(indices, slice) else [self._indices[i] for i in indices]
         return self._parent.load(chosen)

@@ -21,10 +21,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robench.corruptions.metrics import is_benchmark_mean
 from robench.leaderboard.snapshot import Board, Entry, Snapshot
 from robench.report.checklist import attack_strengths
 from robench.results import MetricRecord, Results
-from robench.corruptions.metrics import is_benchmark_mean
 from robench.threat_model import BENCHMARK_CORRUPTIONS, format_eps
 
 # Released corruption sets and the clean dataset whose board they belong to.

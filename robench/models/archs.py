@@ -29,7 +29,7 @@ class SmallCNN(nn.Module):
             nn.Linear(128, num_classes),
         )
 
-    def forward(self, x):  # noqa: D102
+    def forward(self, x):
         return self.classifier(self.features(x))
 
 
@@ -52,7 +52,7 @@ class _WideBlock(nn.Module):
         identity = in_planes == out_planes and stride == 1
         self.convShortcut = None if identity else nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
-    def forward(self, x):  # noqa: D102
+    def forward(self, x):
         activated = self.relu1(self.bn1(x))
         out = self.conv2(self.relu2(self.bn2(self.conv1(activated))))
         return out + (x if self.convShortcut is None else self.convShortcut(activated))
@@ -65,7 +65,7 @@ class _WideGroup(nn.Module):
             *[_WideBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1) for i in range(blocks)]
         )
 
-    def forward(self, x):  # noqa: D102
+    def forward(self, x):
         return self.layer(x)
 
 
@@ -104,7 +104,7 @@ class WideResNet(nn.Module):
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
-    def forward(self, x):  # noqa: D102
+    def forward(self, x):
         out = self.block3(self.block2(self.block1(self.conv1(x))))
         return self.fc(self.flatten(self.pool(self.relu(self.bn1(out)))))
 

@@ -430,22 +430,22 @@ def _check_archive(path: Path) -> None:
 class _Inert:
     """What :class:`_StorageLister` builds for every object a pickle names: nothing runs."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:  # noqa: D102
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:
         return object.__new__(cls)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: D107
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def __setstate__(self, state: Any) -> None:  # noqa: D105
+    def __setstate__(self, state: Any) -> None:
         pass
 
-    def append(self, item: Any) -> None:  # noqa: D102
+    def append(self, item: Any) -> None:
         pass
 
-    def extend(self, items: Any) -> None:  # noqa: D102
+    def extend(self, items: Any) -> None:
         pass
 
-    def __setitem__(self, key: Any, value: Any) -> None:  # noqa: D105
+    def __setitem__(self, key: Any, value: Any) -> None:
         pass
 
 
@@ -459,10 +459,10 @@ class _StorageLister(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.storages: list[tuple[str, str, int]] = []
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
+    def find_class(self, module: str, name: str) -> Any:
         return type(name, (_Inert,), {"qualified": f"{module}.{name}"})
 
-    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
+    def persistent_load(self, pid: Any) -> Any:
         if isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage":
             self.storages.append((str(pid[2]), getattr(pid[1], "qualified", ""), pid[4]))
         return _Inert()
@@ -564,10 +564,10 @@ class _ExportedModule(nn.Module):
             parameter.requires_grad_(False)
         self._graph = [graph]  # a list: not a registered child
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._graph[0](x)
 
-    def _apply(self, fn: Any, recurse: bool = True) -> "_ExportedModule":
+    def _apply(self, fn: Any, recurse: bool = True) -> _ExportedModule:
         self._graph[0]._apply(fn)
         return super()._apply(fn, recurse)
 

@@ -14,8 +14,8 @@ import io
 from pathlib import Path
 
 from robench._errors import ConfigError
-from robench.report.checklist import checklist
 from robench.report._labels import record_label
+from robench.report.checklist import checklist
 from robench.report.render import summary_records
 from robench.results import Results, atomic_write_text
 from robench.threat_model import format_eps

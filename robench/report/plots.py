@@ -9,8 +9,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
+import matplotlib.pyplot as plt  # after matplotlib.use: the backend is chosen first
 
 # Okabe & Ito's colour-blind-safe palette (Wong, Nature Methods 2011), black last; lines also differ
 # in marker and dash so that they stay apart in grey print and for every colour vision.

@@ -25,10 +25,10 @@ from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.registry import register, registry
 from robench.results import MetricRecord
-from robench.stats import clopper_pearson, weighted_sum_interval
 from robench.stability.functional import comparison_pairs, flip_probability, top5_distance, top5_distance_max
 from robench.stability.params import SequenceParams, noise_level, resolve_table, sequence_params
 from robench.stability.released import open_released
+from robench.stats import clopper_pearson, weighted_sum_interval
 from robench.threat_model import StabilitySpec, ThreatModel
 
 EVALUATION = "stability"

@@ -139,7 +139,7 @@ def top5_distance(scores: torch.Tensor, noise: bool, difficulty: int = 1) -> tor
     return distance.double().mean(dim=1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def top5_distance_max(num_classes: int) -> float:
     """The largest top-5 distance of one compared pair with ``num_classes`` classes (the support of
     :func:`top5_distance`): 18 from 8 classes on (the leaders 1-4 fall to rank 6 or below,

@@ -48,7 +48,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         super().__init__(handle, encoding="latin1")
         self._path = path
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
+    def find_class(self, module: str, name: str) -> Any:
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
@@ -57,7 +57,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 "bytes, str, int and numpy arrays (the file is not an official batch, or was tampered with)"
             ) from None
 
-    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
+    def persistent_load(self, pid: Any) -> Any:
         raise DataError(f"{self._path}: refused a persistent id in the pickle; not an official CIFAR batch")
 
 

@@ -80,10 +80,10 @@ class NpyStackDataset(Dataset):
         return self._stop - self._start
 
     @property
-    def labels(self) -> torch.Tensor:  # noqa: D102
+    def labels(self) -> torch.Tensor:
         return self._labels
 
-    def load(self, indices: Sequence[int] | slice) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+    def load(self, indices: Sequence[int] | slice) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(indices, slice):
             first, last, step = indices.indices(len(self))
             rows = np.array(self._images[self._start + first : self._start + last : step])  # copy: reads the rows

@@ -89,7 +89,7 @@ class ImageFolderDataset(Dataset):
         return len(self._files)
 
     @property
-    def labels(self) -> torch.Tensor:  # noqa: D102
+    def labels(self) -> torch.Tensor:
         return self._labels
 
     @property
@@ -106,7 +106,7 @@ class ImageFolderDataset(Dataset):
             )
         return array
 
-    def load(self, indices: Sequence[int] | slice) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+    def load(self, indices: Sequence[int] | slice) -> tuple[torch.Tensor, torch.Tensor]:
         chosen = list(range(len(self))[indices]) if isinstance(indices, slice) else [int(i) for i in indices]
         paths = [self._files[i] for i in chosen]
         if len(paths) >= 8:

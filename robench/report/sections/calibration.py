@@ -6,7 +6,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from robench.report.plots import PALETTE, figure_data_uri, line_style, new_figure
+from robench.report.plots import PALETTE, figure_data_uri, line_style
 from robench.results import MetricRecord, Results
 from robench.threat_model import CalibrationSpec
 
