@@ -55,6 +55,7 @@ def git_revision() -> str | None:
             capture_output=True,
             text=True,
             timeout=5,
+            check=True,  # a failed status printed nothing: that is not a clean checkout
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -126,7 +127,7 @@ def _init_distributed(device: torch.device) -> tuple[int, int, torch.device, boo
     Returns:
         ``(rank, world_size, device, created)``; ``created`` tells whether this call initialised it.
     """
-    rank, world = process_rank()
+    _, world = process_rank()  # the rank is the process group's (below)
     if world <= 1:
         return 0, 1, device, False
     import torch.distributed as dist

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -405,3 +406,44 @@ def test_an_eps_whose_ball_holds_the_whole_input_box_fails_the_run_before_the_mo
     threat["adversary"]["eps"] = 8
     tiny_threat.write_text(yaml.safe_dump(threat))
     assert _run(QuadrantNet(), tiny_threat, None, only=["clean"]).status == "success"
+
+
+def _fake_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status_script: str) -> None:
+    """A ``git`` first on PATH: ``rev-parse`` prints a commit, ``status`` runs ``status_script``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    git = bin_dir / "git"
+    git.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do\n'
+        '  case "$arg" in\n'
+        "    rev-parse) echo 0123456789abcdef0123456789abcdef01234567; exit 0 ;;\n"
+        f"    status) {status_script} ;;\n"
+        "  esac\n"
+        "done\n"
+        "exit 1\n"
+    )
+    git.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the stand-in git is a shell script")
+def test_git_revision_is_not_called_clean_when_git_status_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robench.runner import git_revision
+
+    if not (Path(robench.__file__).resolve().parent.parent / ".git").exists():
+        pytest.skip("robench does not run from a git checkout")
+    _fake_git(tmp_path, monkeypatch, "echo 'fatal: index file corrupt' >&2; exit 128")
+    # status printed nothing because it failed: whether the tree is dirty is unknown, so no
+    # revision is recorded (it used to be recorded as a clean commit)
+    assert git_revision() is None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the stand-in git is a shell script")
+def test_git_revision_marks_a_dirty_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robench.runner import git_revision
+
+    if not (Path(robench.__file__).resolve().parent.parent / ".git").exists():
+        pytest.skip("robench does not run from a git checkout")
+    _fake_git(tmp_path, monkeypatch, "echo ' M robench/cli.py'; exit 0")
+    assert git_revision() == "0123456789abcdef0123456789abcdef01234567+dirty"
