@@ -417,8 +417,8 @@ def _evaluate(
         options={
             "n_examples": n_examples, "only": only, "batch_size": batch, "resume": resume, "arch": arch, "world_size": world,
             "randomized": randomized,
-        },  # fmt: skip
-    )
+        },
+    )  # fmt: skip
     ctx = EvalContext(
         device=torch_device, seed=seed, batch_size=batch, progress=progress, rank=rank, world_size=world,
         data_home=None if data_home is None else str(data_home),

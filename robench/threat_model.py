@@ -72,8 +72,10 @@ def parse_eps(value: Any) -> float:
     Raises:
         ValueError: for anything that is not a finite number > 0.
     """
+    # ValueError for a value of the wrong type too: parse_eps is a pydantic validator (Eps), where only
+    # a ValueError becomes a one-line schema error (a TypeError would escape as a traceback)
     if isinstance(value, bool):
-        raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")
+        raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")  # noqa: TRY004
     if isinstance(value, (int, float)):
         try:
             eps = float(value)
@@ -88,7 +90,7 @@ def parse_eps(value: Any) -> float:
             raise ValueError(f"division by zero in eps {value!r}")
         eps = float(numerator) / float(denominator) if denominator is not None else float(numerator)
     else:
-        raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")
+        raise ValueError(f"expected a number > 0 or a fraction like '8/255', got {value!r}")  # noqa: TRY004
     if not math.isfinite(eps) or eps <= 0:
         raise ValueError(f"expected eps > 0 and finite, got {value!r}")
     return eps

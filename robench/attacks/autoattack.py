@@ -312,7 +312,9 @@ class AutoAttackEvaluation:
                     breakdown.append({"attack": name, "robust_accuracy": 0.0, "n_robust": 0, "n_attacked": 0})
                     continue
 
-                def attack(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, name: str = name) -> dict[str, torch.Tensor]:
+                def attack(
+                    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, name: str = name, index: torch.Tensor = index
+                ) -> dict[str, torch.Tensor]:
                     # pyautoattack seeds torch with its seed in every batch, as run_standard_evaluation does;
                     # a randomized model draws its noise from that RNG: per batch, or every batch and both
                     # attacks would see the same noise

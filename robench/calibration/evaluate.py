@@ -107,10 +107,9 @@ def evaluate_calibration(
     spec = spec or CalibrationSpec()
     output = EvaluationOutput(resolved=spec.model_dump(mode="json"))
     shared = dict(ctx.shared)
-    if "clean" in spec.conditions or spec.temperature_scaling:
-        if "clean" not in shared:
-            batch = predictions(model, spec.temperature_scaling)
-            shared["clean"] = ctx.map_batches("clean", data, batch, model.counter, desc="calibration clean")
+    if ("clean" in spec.conditions or spec.temperature_scaling) and "clean" not in shared:
+        batch = predictions(model, spec.temperature_scaling)
+        shared["clean"] = ctx.map_batches("clean", data, batch, model.counter, desc="calibration clean")
     conditions = _conditions(shared, spec.conditions)
     if ctx.shared.get("randomized"):
         output.warnings.append(

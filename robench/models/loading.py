@@ -28,7 +28,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
@@ -430,7 +430,7 @@ def _check_archive(path: Path) -> None:
 class _Inert:
     """What :class:`_StorageLister` builds for every object a pickle names: nothing runs."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         return object.__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -485,7 +485,7 @@ def _check_torchscript_records(path: Path) -> None:
             lister = _StorageLister(archive.read(name))
             try:
                 lister.load()
-            except Exception:  # noqa: BLE001 - a pickle this lister cannot follow is left to torch's own checks
+            except Exception:  # noqa: BLE001, S112 - a pickle this lister cannot follow is left to torch's own checks
                 continue
             folder = f"{prefix}/{leaf[: -len('.pkl')]}"
             for key, storage, count in lister.storages:

@@ -230,8 +230,8 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
             flip_rate = float(fp.mean()) * scale
             output.records.append(
                 _record("flip_rate", flip_rate, count, (fp_interval[0] * scale, fp_interval[1] * scale),
-                        {**condition, "baseline_flip_probability": baseline[name]}, "ratio", fp_method)  # fmt: skip
-            )
+                        {**condition, "baseline_flip_probability": baseline[name]}, "ratio", fp_method)
+            )  # fmt: skip
             summary["flip_rate"] = flip_rate
         summaries.append(summary)
 

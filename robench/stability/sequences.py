@@ -265,6 +265,6 @@ def tilt(x: torch.Tensor, generator: torch.Generator, *, params: SequenceParams,
         ends = (mapped[:, :2] / mapped[:, 2:] + 0.5).tolist()
         frames.append(
             TF.perspective(x, startpoints=(corners[:, :2] + 0.5).tolist(), endpoints=ends,
-                           interpolation=InterpolationMode.BILINEAR, fill=0.0)  # fmt: skip
-        )
+                           interpolation=InterpolationMode.BILINEAR, fill=0.0)
+        )  # fmt: skip
     return _stack(frames, rounded=True)

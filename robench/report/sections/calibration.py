@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -37,8 +38,8 @@ def _reliability_figure(panel: dict[str, Any]) -> str:
     not evidence of calibration; sparse ones are noisy)."""
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(3.0, 3.7), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
     edges = panel["edges"]
-    width = [b - a for a, b in zip(edges[:-1], edges[1:])]
-    centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    width = [b - a for a, b in pairwise(edges)]
+    centres = [(a + b) / 2 for a, b in pairwise(edges)]
     counts = panel["count"]
     accuracy = [a if a is not None else 0.0 for a in panel["accuracy"]]
     confidence = [c if c is not None else m for c, m in zip(panel["confidence"], centres)]
@@ -169,6 +170,13 @@ def build(results: Results) -> dict[str, Any] | None:
             prefix = f"worst {kind} by ECE: " if len(of_kind) > 1 else ""
             chosen.append({**worst, "label": prefix + _label(worst["condition"])})
     clean_ece = next((r for r in plain if r.name == "ece" and r.condition.get("condition") == "clean"), None)
+    scaled_intervals = [
+        (title, interval)
+        for key, title in METRICS[1:]
+        if key in ("ece", "nll", "brier")
+        and (interval := next((r.interval for r in evaluation.records
+                               if r.condition.get("split") == "eval" and r.name == key and r.interval), None))
+    ]  # fmt: skip
     return {
         "status": evaluation.status,
         "error": evaluation.error,
@@ -182,13 +190,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "severity_figure": _severity_figure([r for r in plain if r.name == "ece"], clean_ece),
         "temperature": evaluation.artifacts.get("temperature"),
         "scaled": list(scaled.values()),
-        "scaled_intervals": [
-            (title, interval)
-            for key, title in METRICS[1:]
-            if key in ("ece", "nll", "brier")
-            and (interval := next((r.interval for r in evaluation.records
-                                   if r.condition.get("split") == "eval" and r.name == key and r.interval), None))
-        ],  # fmt: skip
+        "scaled_intervals": scaled_intervals,
         "intervals": [
             (title, interval)
             for key, title in METRICS[1:]
