@@ -27,7 +27,7 @@ import torch
 from robench._errors import ResourceError, message
 from robench.data.base import Dataset
 from robench.journal import Journal
-from robench.results import Check, Cost, MetricRecord
+from robench.results import Check, CheckStatus, Cost, MetricRecord
 
 BatchFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], dict[str, torch.Tensor]]
 
@@ -438,5 +438,5 @@ class EvalContext:
 
     def add_check(self, output: EvaluationOutput, name: str, ok: bool, message: str, warn_only: bool = True, **evidence: Any) -> None:
         """Append a pass/warn (or pass/fail) check with its evidence to ``output``."""
-        status = "pass" if ok else ("warn" if warn_only else "fail")
+        status: CheckStatus = "pass" if ok else ("warn" if warn_only else "fail")
         output.checks.append(Check(name=name, status=status, message=message, evidence=evidence))

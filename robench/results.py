@@ -20,12 +20,13 @@ from robench._errors import ConfigError
 from robench._schema import StrictScalars, error_message
 from robench.stats import clopper_pearson
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION: Literal[2] = 2
 """Version written. 2: a :class:`Check` may be ``inconclusive``. Version-1 files still load
 (every version-1 file is a valid version-2 one); an older robench refuses a version-2 file by its
 version instead of failing on a check status it does not know."""
 READABLE_SCHEMA_VERSIONS = (1, 2)
 ConditionValue = str | int | float | bool | None
+CheckStatus = Literal["pass", "warn", "fail", "inconclusive"]
 
 
 class _Model(StrictScalars):
@@ -83,9 +84,9 @@ class MetricRecord(_Model):
         if self.ci_low is not None and self.ci_high is not None and self.ci_low > self.ci_high:  # a comparison read them as disjoint
             raise ValueError(f"metric {self.name!r} has ci_low {self.ci_low} above ci_high {self.ci_high}")
         for key in ("eps", "radius"):  # the report, exports and comparisons compute with them
-            number = self.condition.get(key)
-            if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float)) or not abs(number) < 1e308):
-                raise ValueError(f"metric {self.name!r} has condition {key} {number!r}, expected a number")
+            given = self.condition.get(key)
+            if given is not None and (isinstance(given, bool) or not isinstance(given, (int, float)) or not abs(given) < 1e308):
+                raise ValueError(f"metric {self.name!r} has condition {key} {given!r}, expected a number")
         if self.unit in ("fraction", "probability"):  # shares: a value outside [0, 1] is a damaged file, not a number
             for field, number in (("value", self.value), ("ci_low", self.ci_low), ("ci_high", self.ci_high)):
                 if number is not None and not -1e-9 <= number <= 1 + 1e-9:
@@ -185,7 +186,7 @@ class Check(_Model):
     """
 
     name: str
-    status: Literal["pass", "warn", "fail", "inconclusive"]
+    status: CheckStatus
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
 

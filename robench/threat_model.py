@@ -39,12 +39,13 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from robench import _yaml as strict_yaml
 from robench._errors import ConfigError
 from robench._schema import StrictScalars, error_message
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MAX_YAML_BYTES = 1_000_000
 
 # Hendrycks & Dietterich (ICLR 2019): the 15 benchmark corruptions and the 4 held-out extras.
@@ -464,7 +465,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out or "<root>"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     message = error_message(error)
     if error["type"] == "extra_forbidden":
         return "unknown key (not part of the schema)"

@@ -423,7 +423,7 @@ def _check_pattern(root: Path, spec: FileSpec, manifest_file: Path | str) -> Fil
             f"{root / spec.path}: {matches} entries match, but manifest {manifest_file} expects {spec.count} "
             "(incomplete extraction? folders and image files count, hidden entries do not)"
         )
-    done = ("exists", "count") if spec.count is not None else ("exists",)
+    done: tuple[str, ...] = ("exists", "count") if spec.count is not None else ("exists",)
     if spec.listing_sha256 is not None:
         if listing != spec.listing_sha256:
             raise DataError(
