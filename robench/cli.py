@@ -237,13 +237,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparisons = compare_to_leaderboard(first, snapshot)
     if not comparisons:
         _out(unmatched_reason(first, snapshot))
-    for comparison in comparisons:
-        at = f" at eps {comparison.eps}" if comparison.eps else ""
-        _out(f"{comparison.board}{at}: rank {comparison.rank or '–'} of {comparison.n_entries + 1}")
-        _out(format_table(*board_table(comparison)))
-        for note in comparison.notes:
+    for board in comparisons:
+        at = f" at eps {board.eps}" if board.eps else ""
+        _out(f"{board.board}{at}: rank {board.rank or '–'} of {board.n_entries + 1}")
+        _out(format_table(*board_table(board)))
+        for note in board.notes:
             _out(f"note: {note}")
-        if comparison.scrutiny:
+        if board.scrutiny:
             _out("SCRUTINY: beats the state of the art without a strong attack (AutoAttack)")
     return EXIT_OK
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from robench.corruptions.metrics import is_benchmark_mean
 from robench.leaderboard.snapshot import Board, Entry, Snapshot
@@ -127,7 +128,7 @@ def _worst_case(results: Results, eps: float) -> MetricRecord | None:
     picked = [
         r
         for r in results.records(name="worst_case_robust_accuracy")
-        if "class" not in r.condition and (r.condition.get("eps") is None or math.isclose(float(r.condition["eps"]), eps, rel_tol=1e-9))
+        if "class" not in r.condition and (r.condition.get("eps") is None or math.isclose(float(cast(float, r.condition["eps"])), eps, rel_tol=1e-9))  # a number: MetricRecord checks it
     ]
     return picked[-1] if picked else None
 

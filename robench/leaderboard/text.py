@@ -40,7 +40,7 @@ def board_table(comparison: BoardComparison) -> Table:
     rank = f"{comparison.rank}/{total}" if comparison.rank else "–"
     if comparison.rank and comparison.rank_range and comparison.rank_range[0] != comparison.rank_range[1]:
         rank += f" (95% CI: {comparison.rank_range[0]}-{comparison.rank_range[1]})"
-    rows = [("this run", rank, with_interval(comparison.clean),
+    rows: list[tuple[str, ...]] = [("this run", rank, with_interval(comparison.clean),
              with_interval(comparison.robust), "", "", "")]  # fmt: skip
     shown: set[str] = set()
     for n in comparison.neighbours:
@@ -60,7 +60,7 @@ def board_table(comparison: BoardComparison) -> Table:
 def runs_table(comparison: RunComparison) -> Table:
     """Headline metrics of two runs with ``b - a`` and whether the intervals are disjoint."""
     header = ("metric", comparison.a_name, comparison.b_name, "Δ (b − a)", "95% CIs disjoint", "McNemar p (right only in a vs b)")
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for d in comparison.deltas:
         unit = (d.a or d.b).unit if (d.a or d.b) is not None else ""  # type: ignore[union-attr]
         # every unit MetricRecord.formatted shows in percent differs in percentage points

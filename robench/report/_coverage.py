@@ -61,7 +61,7 @@ def declared(results: Results) -> list[Declared]:
 def excluded_by_only(results: Results, section: str) -> bool:
     """Whether ``section`` was left out with ``--only``."""
     only = results.options.get("only")
-    return bool(only) and section not in only
+    return section not in only if only else False
 
 
 def declared_attacks(results: Results, checks: bool = False) -> list[Declared]:

@@ -72,7 +72,7 @@ def record_label(record: MetricRecord) -> str:
         label += f" x {severities} severities)"
     elif section == "stability" and "perturbations" in rest:
         count, source = rest.pop("perturbations"), rest.pop("source", None)
-        label = f"{name} ({count} {source + ' ' if source else ''}perturbations" + (
+        label = f"{name} ({count} {f'{source} ' if source else ''}perturbations" + (
             f", difficulty {rest.pop('difficulty')})" if "difficulty" in rest else ")")
     elif section == "certification":
         label = f"{name}: {entry}" if entry else name
@@ -85,7 +85,7 @@ def record_label(record: MetricRecord) -> str:
             label += f" ({_pairs(rest)})"
             rest = {}
         if threat[1] is not None:
-            label += " ".join(["", "at", *([threat[0]] if threat[0] else []), f"eps={show(threat[1])}"])
+            label += " ".join(["", "at", *([str(threat[0])] if threat[0] else []), f"eps={show(threat[1])}"])
         if certifiable is False:  # beyond the largest radius the certifier's settings can reach: 0 by construction
             label += " (not certifiable with these settings)"
     else:

@@ -96,7 +96,8 @@ def _params(evaluation: EvaluationResult) -> dict[str, Any]:
         ConfigError: one of :data:`_COUNTS` is not a whole number (a damaged results.json: the
             checklist of the report, the exports and ``compare`` failed on ``int()``).
     """
-    declared = evaluation.declared.get("params") if isinstance(evaluation.declared.get("params"), dict) else {}
+    given = evaluation.declared.get("params")
+    declared = given if isinstance(given, dict) else {}
     params = {**declared, **{k: v for k, v in (evaluation.resolved or {}).items() if v is not None}}
     for key in _COUNTS:
         value = params.get(key)
@@ -412,7 +413,9 @@ def _claims_match_item(results: Results) -> ChecklistItem:
     asked = [k for k in ("dataset", "norm", "eps", "other_threats") if k in claims]
     if not asked:
         return ChecklistItem("claims_match", title, "n/a", "the threat model records no claimed dataset, norm or eps" + _ignored(claims))
-    fails, warns, ok = [], [], []
+    fails: list[str] = []
+    warns: list[str] = []
+    ok: list[str] = []
     manifest = str((results.threat_model.get("dataset") or {}).get("manifest", ""))
     if "dataset" in claims:
         (ok if str(claims["dataset"]).lower() in (manifest.lower(), results.dataset.manifest.lower()) else fails).append(
@@ -457,7 +460,9 @@ def _claims_numbers_item(results: Results) -> ChecklistItem:
     asked = [k for k in _CLAIMED_METRICS if k in claims]
     if not asked:
         return ChecklistItem("claims_reproduced", title, "n/a", "the threat model records no claimed accuracy")
-    fails, warns, ok = [], [], []
+    fails: list[str] = []
+    warns: list[str] = []
+    ok: list[str] = []
     adversary = results.threat_model.get("adversary") or {}
     claimed_eps = _claimed_eps(claims["eps"]) if "eps" in claims else None
     other_eps = claimed_eps is not None and bool(adversary) and not math.isclose(claimed_eps, float(adversary["eps"]), rel_tol=1e-6)
@@ -467,6 +472,7 @@ def _claims_numbers_item(results: Results) -> ChecklistItem:
         record = _first(results, name, prefix)
         claimed = claims[key]
         if other_eps and key in ("robust_accuracy", "certified_accuracy"):
+            assert claimed_eps is not None  # other_eps says so
             skipped.append(f"{key} claimed at eps {format_eps(claimed_eps)}, evaluated at {format_eps(float(adversary['eps']))}: not comparable")
             continue
         if not isinstance(claimed, (int, float)) or isinstance(claimed, bool) or not 0 <= claimed <= 1:

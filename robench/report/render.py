@@ -255,15 +255,16 @@ def sample_sizes(results: Results) -> str:
     accuracies = [r for r in summary_records(results) if r.unit == "fraction" and r.n]
     if not accuracies:
         return f"The run evaluated n = {results.dataset.n_examples} examples; no accuracy with an interval was recorded."
+    sized = [(record, record.n) for record in accuracies if record.n is not None]  # every one: filtered on r.n above
     counts: dict[int, int] = {}
-    for record in accuracies:
-        counts[record.n] = counts.get(record.n, 0) + 1  # type: ignore[index]
-    clean = next((r.n for r in accuracies if r.evaluation == "clean"), None)
+    for _, n in sized:
+        counts[n] = counts.get(n, 0) + 1
+    clean = next((n for r, n in sized if r.evaluation == "clean"), None)
     common = clean if clean is not None else max(counts, key=lambda n: (counts[n], n))
     others: dict[int, list[str]] = {}
-    for record in accuracies:
-        if record.n != common and record.evaluation not in others.setdefault(record.n, []):  # type: ignore[arg-type]
-            others[record.n].append(record.evaluation)  # type: ignore[index]
+    for record, n in sized:
+        if n != common and record.evaluation not in others.setdefault(n, []):
+            others[n].append(record.evaluation)
     text = f"Accuracies are measured on n = {common:,} examples"
     if others:
         text += " (" + "; ".join(f"n = {n:,} for {', '.join(keys)}" for n, keys in sorted(others.items())) + ")"

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from robench.corruptions.metrics import is_benchmark_mean
 from robench.report.plots import PALETTE, figure_data_uri, interval_bars, new_figure
-from robench.results import Results
+from robench.results import ConditionValue, Results
 
 
-def _heatmap(names: list[str], severities: list[int], values: np.ndarray) -> str:
+def _heatmap(names: Sequence[ConditionValue], severities: list[int], values: np.ndarray) -> str:
     fig, ax = new_figure(1.1 * len(severities) + 3, 0.32 * len(names) + 1.2)
     ax.grid(False)
     image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -100,7 +101,7 @@ def build(results: Results) -> dict[str, Any] | None:
     for (name, severity), record in cells.items():
         values[names.index(name), severities.index(int(severity))] = record.value if record.value is not None else np.nan  # type: ignore[arg-type]
 
-    def per(name: str, corruption: str) -> Any:
+    def per(name: str, corruption: ConditionValue) -> Any:
         return next((r for r in records if r.name == name and r.condition.get("corruption") == corruption), None)
 
     rows = [

@@ -12,7 +12,12 @@ from robench.results import Results
 def _unique(comparison: BoardComparison) -> list[Neighbour]:
     """Neighbours without repeats (the best entry is often the nearest one too)."""
     seen: set[str] = set()
-    return [n for n in comparison.neighbours if not (n.entry.id in seen or seen.add(n.entry.id))]
+    unique = []
+    for n in comparison.neighbours:
+        if n.entry.id not in seen:
+            seen.add(n.entry.id)
+            unique.append(n)
+    return unique
 
 
 def build(results: Results) -> dict[str, Any]:
