@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,7 @@ def unit_roundoff(module: nn.Module, dtype: torch.dtype) -> float:
     return torch.finfo(compute_dtype(module, dtype)).eps / 2
 
 
-def _pool_window(pool: Any, x: torch.Tensor, out: torch.Tensor, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> int:
+def _pool_window(pool: Any, x: torch.Tensor, out: torch.Tensor, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> int:
     """The most inputs one output of an average pooling sums: the kernel's area, or for adaptive
     pooling the largest window, ``ceil(in / out) + 1`` per spatial dimension (overlapping windows
     sum more than ``numel(in) / numel(out)``)."""
@@ -101,7 +102,7 @@ def _pool_window(pool: Any, x: torch.Tensor, out: torch.Tensor, args: tuple[Any,
     spatial = 1 if isinstance(pool, (nn.AvgPool1d, nn.AdaptiveAvgPool1d)) or pool in (F.avg_pool1d, F.adaptive_avg_pool1d) else 2
     if adaptive:
         return math.prod(math.ceil(i / o) + 1 for i, o in zip(x.shape[-spatial:], out.shape[-spatial:]))
-    kernel = pool.kernel_size if isinstance(pool, nn.Module) else call_argument(args, kwargs or {}, 1, "kernel_size", None)
+    kernel: Any = pool.kernel_size if isinstance(pool, nn.Module) else call_argument(args, kwargs or {}, 1, "kernel_size", None)
     sizes = (kernel,) * spatial if isinstance(kernel, int) else tuple(kernel)
     return math.prod(int(k) for k in sizes)
 
@@ -134,7 +135,7 @@ class RoundingInterpreter(IntervalInterpreter):
 
     def output_error(self) -> torch.Tensor:
         """The bound at the model's output, after :meth:`run`."""
-        output = next(n for n in self.module.graph.nodes if n.op == "output")
+        output = next(n for n in self.graph.nodes if n.op == "output")
         if output not in self.errors:
             raise ConfigError("IBP: the model's output does not depend on its input")
         return self.errors[output]
@@ -202,7 +203,7 @@ class RoundingInterpreter(IntervalInterpreter):
         m = _magnitude(box) + e  # bounds the float input
         if isinstance(layer, nn.Linear):
             g = _gamma(layer.in_features + 1, u)
-            bias = 0.0 if layer.bias is None else g * layer.bias.abs()
+            bias: float | torch.Tensor = 0.0 if layer.bias is None else g * layer.bias.abs()
             return F.linear(e + g * m, layer.weight.abs()) + bias + (layer.in_features + 1) * self.eta
         if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             fan_in = layer.in_channels // layer.groups * math.prod(layer.kernel_size)
@@ -244,9 +245,10 @@ class RoundingInterpreter(IntervalInterpreter):
             e = (ea if ea is not None else 0.0) + (eb if eb is not None else 0.0)
             return e + u * (_magnitude(out) + e) + self.eta
         if target in (operator.mul, torch.mul):
-            e, factor = (ea, args[1]) if ea is not None else (eb, args[0])
+            ef, factor = (ea, args[1]) if ea is not None else (eb, args[0])
+            assert ef is not None  # out is a Box: one operand is
             c = torch.as_tensor(factor, dtype=out.lower.dtype, device=out.lower.device).abs()
-            return c * e + u * c * (_magnitude(a if a is not None else b) + e) + self.eta  # type: ignore[arg-type]
+            return c * ef + u * c * (_magnitude(a if a is not None else b) + ef) + self.eta  # type: ignore[arg-type]
         if target in (operator.truediv, torch.div):
             c = torch.as_tensor(args[1], dtype=out.lower.dtype, device=out.lower.device).abs()
             # two roundings: CUDA divides by a scalar as a * (1 / b)
@@ -254,7 +256,7 @@ class RoundingInterpreter(IntervalInterpreter):
         if target in (operator.neg, torch.neg):
             return ea  # type: ignore[return-value]
         if target is torch.cat:
-            parts = [self.errors[t] for t in n.args[0]]  # type: ignore[union-attr]
+            parts = [self.errors[t] for t in cast(Sequence[fx.Node], n.args[0])]
             return torch.cat(parts, *n.args[1:], **n.kwargs)
         if target in _STRUCTURAL_FUNCTIONS:
             return target(ea, *args[1:], **kwargs)

@@ -9,8 +9,9 @@ traced as ``net(normalize(x))`` without its pass counter.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from copy import deepcopy
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
@@ -39,7 +40,7 @@ class _Pixel(nn.Module):
         return self.net(self.normalize(x))
 
 
-def call_argument(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, name: str, default: Any) -> Any:
+def call_argument(args: Sequence[Any], kwargs: dict[str, Any], position: int, name: str, default: Any) -> Any:
     """An argument of a traced call, given by position or keyword (``F.softplus(x, 2, 1)``)."""
     return args[position] if len(args) > position else kwargs.get(name, default)
 
@@ -96,7 +97,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModu
         raise ConfigError(f"certification: the model cannot be copied for tracing: {first_line(exc)}") from None
     for layer in copy.modules():
         if isinstance(getattr(layer, "inplace", None), bool):
-            layer.inplace = False
+            cast(Any, layer).inplace = False  # a plain attribute, which nn.Module's typing does not know
     try:
         graph = _Tracer().trace(copy)
     except Exception as exc:  # noqa: BLE001 - fx raises many types; all mean "not traceable"

@@ -34,7 +34,7 @@ from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle, check_logits
 from robench.registry import register
-from robench.results import Check, MetricRecord
+from robench.results import Check, ConditionValue, MetricRecord
 from robench.threat_model import Adversary, Eps, EvaluationSpec, Schema, ThreatModel
 
 
@@ -98,7 +98,7 @@ class RandomizedSmoothing:
         prediction = torch.tensor([c.prediction for c in certificates], dtype=torch.long)
         radius = torch.tensor([c.radius for c in certificates], dtype=torch.float64)
         correct = prediction == labels
-        condition = {"certifier": spec.key, "norm": "L2", "sigma": params.sigma}
+        condition: dict[str, ConditionValue] = {"certifier": spec.key, "norm": "L2", "sigma": params.sigma}
         output = EvaluationOutput()
         grid = params.radii or radius_grid(4 * params.sigma)
         curve = add_curve(output, key, "radius", grid, lambda r: correct & (radius >= r), condition)
@@ -285,7 +285,7 @@ def _verify_section(
     with ieee_fp32():  # bounds in TF32 need not contain the float32 model's outputs
         out = ctx.map_batches("verify", data, batch, model.counter, desc=f"verify {spec.key}")
     output = EvaluationOutput()
-    condition = {"certifier": spec.key, "norm": norm, "box": "Linf"}
+    condition: dict[str, ConditionValue] = {"certifier": spec.key, "norm": norm, "box": "Linf"}
     n = int(out["labels"].numel())
     output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(out["correct"].sum()), n, condition))
     curve = add_curve(output, key, "eps", (0.0, *grid), lambda e: out["verified_at_zero"] if e == 0 else out[f"verified_{grid.index(e)}"], condition)
@@ -394,7 +394,7 @@ class LipschitzCertifier:
             out = ctx.map_batches("certify", data, batch, model.counter, desc=f"lipschitz {spec.key}")
         radius, correct = out["radius"].double(), out["correct"]
         output = EvaluationOutput()
-        condition = {"certifier": spec.key, "norm": "L2", "method": params.method}
+        condition: dict[str, ConditionValue] = {"certifier": spec.key, "norm": "L2", "method": params.method}
         curve = add_curve(output, key, "radius", params.radii, lambda r: correct & (radius > 0) & (radius >= r), condition)
         add_headline_l2(output, key, threat, radius, correct & (radius > 0), math.prod(data.input_shape), condition)
         acr = add_acr(output, key, radius, correct, condition)

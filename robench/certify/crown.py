@@ -185,7 +185,7 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
             return "affine", lambda h: h / c
     if dependent != [0]:
         raise unsupported(node, graph, _METHOD)
-    rest, kwargs = [const(i) for i in range(1, len(ops))], {k: consts.get(v, v) for k, v in node.kwargs.items()}
+    rest, kwargs = [const(i) for i in range(1, len(ops))], {k: consts.get(v, v) if isinstance(v, fx.Node) else v for k, v in node.kwargs.items()}
     if op == "call_function":
         if target in _RELU_FUNCTIONS and set(kwargs) <= {"inplace"} and all(isinstance(a, bool) for a in rest):
             return "relu", None  # F.relu(x, inplace=False)
@@ -313,9 +313,9 @@ def _backward_lower(graph: Graph, bounds: dict[int, Box], target: int, lam: torc
     constant = torch.zeros((b, rows), dtype=lam.dtype, device=lam.device)
     pending = {target: lam}
     for i in range(target, 0, -1):
-        lam = pending.pop(i, None)  # type: ignore[assignment]
-        if lam is None:
+        if i not in pending:
             continue
+        lam = pending.pop(i)
         node = graph.nodes[i]
         if node.kind == "affine":
             assert node.fn is not None
@@ -332,10 +332,10 @@ def _backward_lower(graph: Graph, bounds: dict[int, Box], target: int, lam: torc
         else:  # add, sub
             _accumulate(pending, node.inputs[0], lam)
             _accumulate(pending, node.inputs[1], lam if node.kind == "add" else -lam)
-    lam = pending.get(0)  # (the loop's last ``lam`` may be None: node 1 need not lead to the target)
-    if lam is None or lam.numel() == 0:
+    first = pending.get(0)  # (node 1 need not lead to the target)
+    if first is None or first.numel() == 0:
         return constant
-    flat = lam.flatten(2)
+    flat = first.flatten(2)
     return constant + torch.einsum("brd,bd->br", flat, box.centre.flatten(1)) - torch.einsum("brd,bd->br", flat.abs(), box.radius.flatten(1))
 
 
