@@ -41,7 +41,7 @@ from robench.data.base import Dataset, SubsetDataset
 from robench.evaluations.clean import softmax_outputs, wants_log_probs
 from robench.models.wrapper import ModelHandle
 from robench.registry import register
-from robench.results import Check, MetricRecord
+from robench.results import Check, ConditionValue, MetricRecord
 from robench.threat_model import Adversary, EvaluationSpec, Schema, ThreatModel
 
 AttackName = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
@@ -84,7 +84,10 @@ class AutoAttackParams(Schema):
 
     def attack_list(self) -> tuple[str, ...]:
         """The attacks to run, in order."""
-        return tuple(self.attacks) if self.version == "custom" else VERSIONS[self.version]
+        if self.version != "custom":
+            return VERSIONS[self.version]
+        assert self.attacks is not None  # _check: custom has a list
+        return tuple(self.attacks)
 
 
 # The DLR losses read the third (untargeted) and fourth (targeted) largest logit.
@@ -136,7 +139,7 @@ def build_autoattack(
     version = params.version
     adversary = pyautoattack.AutoAttack(
         module,
-        attacks=list(params.attacks) if version == "custom" else None,
+        attacks=list(params.attack_list()) if version == "custom" else None,
         device=device,
         eps=eps,
         norm=norm,
@@ -249,7 +252,7 @@ class AutoAttackEvaluation:
         num_classes = data.num_classes
         _check_classes(order, num_classes)
         key = f"attacks/{spec.key}"
-        condition = {"attack": spec.key, "norm": norm.name, "eps": eps, "goal": "untargeted", "kind": "white-box"}
+        condition: dict[str, ConditionValue] = {"attack": spec.key, "norm": norm.name, "eps": eps, "goal": "untargeted", "kind": "white-box"}
         output = EvaluationOutput(resolved={**params.model_dump(mode="json"), "attacks": list(order), "batch_size": batch_size, "seed": ctx.seed})
         if ctx.shared.get("randomized") and params.version != "rand":
             output.warnings.append("the model is randomized: use AutoAttack version 'rand' (EOT) for a reliable evaluation")
@@ -298,7 +301,7 @@ class AutoAttackEvaluation:
             # Randomized models: an example's robustness is the pass-mean accuracy at the point (the
             # clean input or an attack's output) where it is lowest, measured afresh after the attacks.
             robust_rate = start["rate"].clone() if randomized else None
-            breakdown = [{"attack": "clean", "robust_accuracy": float(correct.float().mean()) if n else 0.0, "n_robust": int(correct.sum()), "n_attacked": 0}]
+            breakdown: list[dict[str, Any]] = [{"attack": "clean", "robust_accuracy": float(correct.float().mean()) if n else 0.0, "n_robust": int(correct.sum()), "n_attacked": 0}]
             log.lines.append(f"INFO: robench: initial accuracy {breakdown[0]['robust_accuracy']:.2%} (n={n})")
             redone = 0
             if randomized:  # the adversary's chosen point per example (clean until an attack finds a lower pass mean)
@@ -340,6 +343,7 @@ class AutoAttackEvaluation:
                         "redone_in_fp32": redo,
                     }
                     if randomized:
+                        assert robust_rate is not None  # set for randomized models
                         rate = pass_mean_correct(model.module, x_adv, y)
                         rows = index[ctx.batch_offset : ctx.batch_offset + len(x)]
                         lower = rate.cpu() < robust_rate[rows]

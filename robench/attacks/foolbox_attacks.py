@@ -172,6 +172,7 @@ class MinNormEvaluation:
     @classmethod
     def procedure(cls, params: Any, norm: str) -> dict[str, Any]:
         """How the attack runs, for the report (see :meth:`robench.attacks.base.Attack.procedure`)."""
+        start: str | bool
         if cls.knowledge == "decision-based":
             start = "from an adversarial starting point (blended uniform noise, else the nearest input of the batch classified as wanted)"
         else:
@@ -204,8 +205,7 @@ class MinNormEvaluation:
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
             clean_logits = model.predict_logits(x)
             correct = clean_logits.argmax(dim=1) == y
-            target = choose_targets(clean_logits, y, adversary.targets, generator) if targeted else None
-            wanted = target if targeted else y
+            wanted = choose_targets(clean_logits, y, adversary.targets, generator) if targeted else y
 
             def adversarial(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
                 return _hits(logits.argmax(dim=1), wanted[rows], targeted)
@@ -326,6 +326,7 @@ def _records(cls, spec, params, adversary, norm, out, ctx, num_classes) -> Evalu
             torch.where(fooled_in_ball[:, None], out[f"adv_{what}"], out[f"clean_{what}"]) if f"adv_{what}" in out else None
             for what in ("probs", "log_probs")
         )
+        assert adv_probs is not None  # every batch returns adv_probs (softmax_outputs)
         add_standard_records(
             output, ctx, key, condition, correct=correct, robust=robust, labels=labels, adv_probs=adv_probs, adv_log_probs=adv_log_probs,
             distance=torch.where(fooled_in_ball, min_norm, torch.zeros_like(min_norm)), num_classes=num_classes,

@@ -295,7 +295,7 @@ class GradientMaskingChecks:
 
         adversary = threat.adversary
         assert adversary is not None
-        norm, eps, bounds = get_norm(adversary.norm), adversary.eps, tuple(adversary.bounds)
+        norm, eps, bounds = get_norm(adversary.norm), adversary.eps, adversary.bounds
         subset = data.subset(params.n_examples)
         numel = int(math.prod(data.input_shape))
         large = whole_box_radius(norm.name, bounds, numel)
