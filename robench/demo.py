@@ -46,7 +46,7 @@ def _train(variant: str, seed: int, log: Callable[[str], None]) -> SmallCNN:
     generator = torch.Generator().manual_seed(seed)
     model = SmallCNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    epochs = recipe["epochs"]
+    epochs = int(recipe["epochs"])
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * ((len(x_all) + 63) // 64))
     for epoch in range(epochs):
         tick = time.perf_counter()
@@ -57,7 +57,7 @@ def _train(variant: str, seed: int, log: Callable[[str], None]) -> SmallCNN:
             x, y = x_all[index], y_all[index]
             if recipe["eps"] > 0:
                 eps = recipe["eps"] * min(1.0, (epoch + 1) / recipe["warmup_epochs"])
-                attack = PGD(steps=recipe["steps"], rel_step_size=2.5 / recipe["steps"])
+                attack = PGD(steps=int(recipe["steps"]), rel_step_size=2.5 / recipe["steps"])
                 model.eval()
                 x = attack(model, x, y, norm="Linf", eps=eps, generator=generator).x_adv
                 model.train()

@@ -117,7 +117,7 @@ def _top_label(probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 class BinStatistics(NamedTuple):
     """Additive per-bin statistics of the top-label confidence (sum them over batches)."""
 
-    count: torch.Tensor  # (M,) number of examples per bin, float64
+    count: torch.Tensor  # type: ignore[assignment]  # (M,) number of examples per bin, float64 (shadows tuple.count)
     confidence_sum: torch.Tensor  # (M,) sum of confidences per bin
     correct_sum: torch.Tensor  # (M,) number of correct predictions per bin
 
@@ -355,7 +355,7 @@ class ReliabilityBins(NamedTuple):
     """Data of a reliability diagram. Empty bins have NaN confidence and accuracy."""
 
     edges: torch.Tensor  # (M + 1,)
-    count: torch.Tensor  # (M,)
+    count: torch.Tensor  # type: ignore[assignment]  # (M,) (shadows tuple.count)
     confidence: torch.Tensor  # (M,) mean confidence per bin
     accuracy: torch.Tensor  # (M,) accuracy per bin
 

@@ -189,7 +189,7 @@ def pil_resample_matrix(in_size: int, out_size: int, kind: str, dtype: torch.dty
         from PIL import Image
 
         ramp = Image.fromarray(np.arange(in_size, dtype=np.int32)[None, :])  # int32: mode "I"
-        index = torch.from_numpy(np.asarray(ramp.resize((out_size, 1), Image.NEAREST), dtype=np.int64)[0].copy())
+        index = torch.from_numpy(np.asarray(ramp.resize((out_size, 1), Image.NEAREST), dtype=np.int64)[0].copy())  # type: ignore[attr-defined]  # Image.Resampling is Pillow >= 9.1
         return F.one_hot(index, in_size).to(dtype)
     if kind != "box":
         raise ValueError(f"Expected resampling filter 'box' or 'nearest', but got {kind!r}")
@@ -260,8 +260,13 @@ def apply_axes_two_tap(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) 
     col_w, col_i = cols.abs().topk(min(2, cols.shape[1]), dim=1)
     col_w = cols.gather(1, col_i).to(x.dtype).to(x.device)
     row_i, col_i = row_i.to(x.device), col_i.to(x.device)
-    out = sum(x[..., row_i[:, k], :] * row_w[:, k, None] for k in range(row_i.shape[1]))
-    return sum(out[..., col_i[:, k]] * col_w[:, k] for k in range(col_i.shape[1]))
+    out = x[..., row_i[:, 0], :] * row_w[:, 0, None]
+    for k in range(1, row_i.shape[1]):
+        out = out + x[..., row_i[:, k], :] * row_w[:, k, None]
+    result = out[..., col_i[:, 0]] * col_w[:, 0]
+    for k in range(1, col_i.shape[1]):
+        result = result + out[..., col_i[:, k]] * col_w[:, k]
+    return result
 
 
 def bilinear_sample(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: str) -> torch.Tensor:

@@ -113,6 +113,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
             if spec.source == "released":
                 from robench.data.released import load_matching_cell
 
+                assert spec.released_manifest is not None  # CorruptionsSpec requires it with source 'released'
                 subset = load_matching_cell(
                     spec.released_manifest, name, severity, data, clean_manifest=threat.dataset.manifest, data_home=ctx.data_home
                 )  # released ImageNet-C images are already resized and cropped to 224 px
@@ -152,6 +153,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     if spec.source == "released":
         from robench.data.released import released_provenance
 
+        assert spec.released_manifest is not None
         output.resolved["released"] = released_provenance(spec.released_manifest, data_home=ctx.data_home)
     output.artifacts = {
         "groups": {name: GROUPS.get(name, "other") for name in spec.corruptions},

@@ -16,6 +16,9 @@ from robench.results import ModelInfo
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, so that the wrapped model takes [0,1] pixels."""
 
+    mean: torch.Tensor  # (1, C, 1, 1) buffers
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Raises:
             ValueError: a std that is not a positive finite number (a negative one would flip the

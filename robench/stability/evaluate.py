@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from robench.context import EvalContext, EvaluationOutput
 from robench.data.base import Dataset
 from robench.registry import register, registry
-from robench.results import MetricRecord
+from robench.results import ConditionValue, MetricRecord
 from robench.stability.functional import comparison_pairs, flip_probability, top5_distance, top5_distance_max
 from robench.stability.params import SequenceParams, noise_level, resolve_table, sequence_params
 from robench.stability.released import open_released
@@ -260,7 +260,7 @@ def _summary_records(
     names = list(per_sequence)
     if not names:
         return
-    condition = {"difficulty": spec.difficulty, "source": spec.source, "perturbations": len(names)}
+    condition: dict[str, ConditionValue] = {"difficulty": spec.difficulty, "source": spec.source, "perturbations": len(names)}
     sizes = {int(per_sequence[name]["flip_probability"].numel()) for name in names}
     paired = len(sizes) == 1
     for metric, record_name, unit, support_max in (

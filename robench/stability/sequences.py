@@ -189,7 +189,11 @@ def spatter(x: torch.Tensor, generator: torch.Generator, *, params: SequencePara
         shade = _ops.box_blur3(drops)
         peak = shade.amax(dim=(2, 3), keepdim=True)
         mask = 0.6 * shade / torch.where(peak > 0, peak, torch.ones_like(peak))
-        frames.append(_rgb(x, lambda rgb, m=mask: rgb + m * color))
+
+        def tinted(rgb: torch.Tensor, m: torch.Tensor = mask) -> torch.Tensor:
+            return rgb + m * color
+
+        frames.append(_rgb(x, tinted))
         padded = F.pad(layer, (0, 0, size - 1 - start, start))
         layer = F.conv2d(padded, kernel)
     return _stack(frames)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,32 +23,35 @@ from robench.data.manifest import IMAGE_SUFFIXES, Manifest, data_path, is_hidden
 from robench.registry import register
 from robench.threat_model import DatasetSpec
 
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
-def resize_shorter_side(image: object, size: int) -> object:
+
+def resize_shorter_side(image: PILImage, size: int) -> PILImage:
     """Resize a PIL image so that its shorter side is ``size`` (bilinear; the longer side is truncated)."""
     from PIL import Image
 
-    width, height = image.size  # type: ignore[attr-defined]
+    width, height = image.size
     short, long = (width, height) if width <= height else (height, width)
     if short == size:
         return image
     new_short, new_long = size, int(size * long / short)
     new_size = (new_short, new_long) if width <= height else (new_long, new_short)
-    return image.resize(new_size, Image.BILINEAR)  # type: ignore[attr-defined]
+    return image.resize(new_size, Image.BILINEAR)  # type: ignore[attr-defined]  # Image.Resampling is Pillow >= 9.1
 
 
-def center_crop(image: object, size: int, path: Path) -> object:
+def center_crop(image: PILImage, size: int, path: Path) -> PILImage:
     """Crop the central ``size`` x ``size`` square (offsets rounded as torchvision's CenterCrop).
 
     Raises:
         DataError: the image is smaller than the crop.
     """
-    width, height = image.size  # type: ignore[attr-defined]
+    width, height = image.size
     if width < size or height < size:
         raise DataError(f"{path}: image {width}x{height} is smaller than the center crop {size}; set a resize >= {size}")
     top = int(round((height - size) / 2.0))
     left = int(round((width - size) / 2.0))
-    return image.crop((left, top, left + size, top + size))  # type: ignore[attr-defined]
+    return image.crop((left, top, left + size, top + size))
 
 
 def decode_image(path: Path, resize: int | None, crop: int | None, source: str | None = None) -> np.ndarray:
