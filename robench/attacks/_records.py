@@ -90,6 +90,7 @@ def add_standard_records(
         if mask.any():
             record = MetricRecord.shares(key, "robust_accuracy_per_class", rate[mask], {**condition, "class": cls})
             records.append(record)
+            assert record.value is not None  # a mean over a non-empty class
             per_class.append(record.value)
     if per_class:
         records.append(

@@ -17,7 +17,6 @@ import torch
 from robench.attacks.norms import Norm, get_norm
 from robench.models.wrapper import check_logits
 
-
 UNFOOLED_AT_CLEAN = "the clean input"
 """How an attack's ``procedure()["unfooled_at"]`` begins when it leaves an example it did not fool
 unperturbed: calibration under that attack scores those examples at their clean confidence."""

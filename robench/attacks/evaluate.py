@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from robench.attacks import convergence
 from robench.attacks._records import add_standard_records
 from robench.attacks._speed import precision_label
-from robench.attacks import convergence
 from robench.attacks.base import UNFOOLED_AT_CLEAN
 from robench.attacks.eot import DEFAULT_EOT_SAMPLES, STOCHASTIC_PASSES, PassMeans, pass_mean_robust
 from robench.attacks.norms import get_norm
@@ -20,6 +20,7 @@ from robench.data.base import Dataset
 from robench.evaluations.clean import softmax_outputs, wants_log_probs
 from robench.models.wrapper import ModelHandle
 from robench.registry import register, registry
+from robench.results import ConditionValue
 from robench.threat_model import EvaluationSpec, ThreatModel, format_eps
 
 
@@ -132,7 +133,7 @@ def _evaluate_bounded(
 
     out = ctx.map_batches("attack", data, batch, model.counter, desc=f"attack {spec.key}")
     key = f"attacks/{spec.key}"
-    condition = {
+    condition: dict[str, ConditionValue] = {
         "attack": spec.key, "norm": adversary.norm, "eps": adversary.eps, "goal": adversary.goal,
         "kind": attack_kind(spec.name),
     }  # fmt: skip

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from robench._errors import ConfigError
 from robench.attacks._speed import StepModel
 from robench.attacks.base import Attack, is_success
 from robench.attacks.losses import LOSSES, margin
@@ -56,6 +57,8 @@ class PGD(Attack):
         mode: str = "exact",
         compile: bool = False,
     ) -> None:
+        if min(steps, restarts, eot_samples) < 1:
+            raise ConfigError(f"pgd: steps, restarts and eot_samples must be at least 1, got {steps}, {restarts}, {eot_samples}")
         self.steps = steps
         self.restarts = restarts
         self.rel_step_size = rel_step_size if rel_step_size is not None else 2.5 / steps
@@ -67,11 +70,11 @@ class PGD(Attack):
         self.compile = compile
         self._step_model: StepModel | None = None
 
-    def for_randomized_model(self) -> PGD:  # noqa: D102
+    def for_randomized_model(self) -> PGD:
         self.attacks_every_example = True  # no example exempted by one pass's verdict, in any restart
         return self
 
-    def procedure(self, eps: float) -> dict[str, Any]:  # noqa: D102
+    def procedure(self, eps: float) -> dict[str, Any]:
         stops = self.restarts > 1 and not self.attacks_every_example
         if stops:
             rule = "an example fooled by a restart is not attacked by the later ones; every restart runs all its steps"
@@ -86,7 +89,7 @@ class PGD(Attack):
             if self.attacks_every_example else "its highest-loss iterate (the clean input for an example misclassified clean, which is not attacked)",
         }  # fmt: skip
 
-    def progress_budget(self) -> int | None:  # noqa: D102
+    def progress_budget(self) -> int | None:
         return None if self.attacks_every_example else self.steps * self.restarts
 
     def _stepper(self, model: torch.nn.Module) -> StepModel:
@@ -104,9 +107,10 @@ class PGD(Attack):
             check_logits(logits, None)  # before its gradient: a NaN loss has a NaN gradient
             total += torch.autograd.grad(self.loss(logits, y, target).sum(), x_adv)[0]
             logits_sum = logits.detach() if logits_sum is None else logits_sum + logits.detach()
+        assert logits_sum is not None  # eot_samples >= 1 (checked by the constructor)
         return logits_sum / self.eot_samples, total / self.eot_samples
 
-    def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
+    def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):
         stepper = self._stepper(model)
         with stepper.prepared():
             return self._run(stepper, x, y, norm=norm, eps=eps, bounds=bounds, target=target, generator=generator)
@@ -189,12 +193,12 @@ class FGSM(Attack):
         self.loss = LOSSES[loss]
         self.l1_sparsity = l1_sparsity
 
-    def procedure(self, eps: float) -> dict[str, Any]:  # noqa: D102
+    def procedure(self, eps: float) -> dict[str, Any]:
         return {"step_size": eps, "step_size_rule": "one step of eps", "random_start": False, "restarts": 1,
                 "early_stopping": False, "early_stopping_rule": "none: one step from every input",
                 "unfooled_at": "its one step (every example is attacked)"}  # fmt: skip
 
-    def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):  # noqa: D102
+    def run(self, model, x, y, *, norm: Norm, eps, bounds, target, generator):
         x_adv = x.detach().requires_grad_(True)
         logits = model(x_adv)
         check_logits(logits, None)  # the final check sees another pass: NaN here left the example at x

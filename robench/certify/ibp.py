@@ -65,15 +65,15 @@ class Box(NamedTuple):
     upper: torch.Tensor
 
     @property
-    def centre(self) -> torch.Tensor:  # noqa: D102
+    def centre(self) -> torch.Tensor:
         return (self.upper + self.lower) / 2
 
     @property
-    def radius(self) -> torch.Tensor:  # noqa: D102
+    def radius(self) -> torch.Tensor:
         return (self.upper - self.lower) / 2
 
     @classmethod
-    def from_centre(cls, centre: torch.Tensor, radius: torch.Tensor) -> Box:  # noqa: D102
+    def from_centre(cls, centre: torch.Tensor, radius: torch.Tensor) -> Box:
         return cls(centre - radius, centre + radius)
 
 
@@ -249,7 +249,7 @@ class IntervalInterpreter(TracingInterpreter):
     def __init__(self, module: fx.GraphModule) -> None:
         super().__init__(module, garbage_collect_values=False)
 
-    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not any(isinstance(a, Box) for a in args):
             return super().call_module(target, args, kwargs)
         layer = self.fetch_attr(target)
@@ -260,7 +260,7 @@ class IntervalInterpreter(TracingInterpreter):
             raise self.fail()
         return out
 
-    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         has_box = any(isinstance(a, Box) for a in args) or any(
             isinstance(a, (list, tuple)) and any(isinstance(b, Box) for b in a) for a in args
         )
@@ -271,7 +271,7 @@ class IntervalInterpreter(TracingInterpreter):
             raise self.fail()
         return out
 
-    def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # noqa: D102
+    def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         done, out = self.bounded_method(target, args, kwargs, Box)
         if done:
             return out
@@ -326,7 +326,7 @@ def margin_lower_bounds(
         raise ConfigError("IBP: the model's output does not depend on its input")
     check_labels(labels, logits.lower, _METHOD)
     final = last_linear(graph) if fold else None
-    features = interpreter.env.get(final.args[0]) if final is not None else None  # type: ignore[union-attr]
+    features = interpreter.env.get(final.args[0]) if final is not None else None  # type: ignore[union-attr, arg-type]
     if final is not None and isinstance(features, Box) and features.lower.ndim == 2:
         layer: nn.Linear = graph.get_submodule(str(final.target))  # type: ignore[assignment]
         margins = _folded_margins(layer, features, labels)

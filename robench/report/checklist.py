@@ -181,6 +181,8 @@ def outdone_by(evaluation: EvaluationResult, others: list[EvaluationResult], tol
     if own is None:
         return None
     flags, record = own
+    n = record.n
+    assert n  # _robust_flags returns records with examples only
     same = ("norm", "eps", "goal")
     found = []
     for other in others:
@@ -190,9 +192,10 @@ def outdone_by(evaluation: EvaluationResult, others: list[EvaluationResult], tol
         only_other = int((flags & ~theirs[0]).sum())  # robust to this attack, broken by the other
         only_this = int((theirs[0] & ~flags).sum())
         p_value = sign_test(only_other, only_this)
-        if p_value < OUTDONE_P and (only_other - only_this) / record.n > tolerance:
-            found.append((only_other - only_this, f"{other.key.split('/', 1)[-1]} broke {only_other} of the {int(flags.sum())} examples "
-                                                  f"it left robust ({only_this} the other way, one-sided p = {p_value:.2g})"))  # fmt: skip
+        if p_value < OUTDONE_P and (only_other - only_this) / n > tolerance:
+            why = (f"{other.key.split('/', 1)[-1]} broke {only_other} of the {int(flags.sum())} examples it left robust "
+                   f"({only_this} the other way, one-sided p = {p_value:.2g})")
+            found.append((only_other - only_this, why))
     return max(found)[1] if found else None
 
 

@@ -124,9 +124,10 @@ def bracket(results: Results, robust: MetricRecord | None) -> str | None:
             continue
         for r in evaluation.records:
             at_threat = r.condition.get("threat_eps") == adversary.get("eps") and r.condition.get("threat_norm") == adversary.get("norm")
-            if r.name == "certified_accuracy" and at_threat and r.n == robust.n and r.value is not None and (lower is None or r.value > lower.value):
+            better = lower is None or lower.value is None or (r.value is not None and r.value > lower.value)
+            if r.name == "certified_accuracy" and at_threat and r.n == robust.n and r.value is not None and better:
                 lower = r
-    if lower is None:
+    if lower is None or lower.value is None:
         return None
     method = lower.evaluation.split("/", 1)[-1]
     return (f"On these {robust.n:,} examples the model's robust accuracy lies between {100 * lower.value:.1f}% ({method} verified: "

@@ -385,3 +385,13 @@ def test_eot_pgd_on_a_randomized_model_spends_no_pass_on_a_verdict_it_discards(t
     attack = PGD(steps=3, restarts=2, eot_samples=2).for_randomized_model()
     attack.run(model, x, y, norm=get_norm("Linf"), eps=0.1, bounds=BOUNDS, target=None, generator=torch.Generator().manual_seed(0))
     assert model.passes == 2 * (3 * 2 + 1)  # per restart: steps x eot_samples gradient passes, one final verdict
+
+
+@pytest.mark.parametrize("params", [{"eot_samples": 0}, {"steps": 0}, {"restarts": 0}])
+def test_pgd_built_directly_refuses_an_empty_budget(params):
+    """The params schema refuses these; the class used from Python (as the masking checks and the
+    certifiers' soundness checks do) refused eot_samples 0 only with a TypeError on None / int."""
+    from robench._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 1"):
+        PGD(**params)

@@ -59,7 +59,8 @@ def _curve_n(evaluation: EvaluationResult) -> int | None:
 def _curve_intervals(evaluation: EvaluationResult, eps: list[float], accuracy: list[float | None]) -> tuple[list[float], list[float]] | None:
     """95% intervals of a curve's points: the records' own (masking sweep), else Clopper-Pearson of k / n
     when every point is a count over the curve's n; ``None`` when they cannot be had soundly."""
-    recorded = {float(r.condition["eps"]): r for r in evaluation.records if r.name == "pgd_robust_accuracy_at_eps" and r.condition.get("eps") is not None}
+    recorded = {float(at): r for r in evaluation.records
+                if r.name == "pgd_robust_accuracy_at_eps" and isinstance(at := r.condition.get("eps"), (int, float))}
     n = _curve_n(evaluation)
     lows, highs = [], []
     for radius, value in zip(eps, accuracy):
@@ -247,20 +248,20 @@ def build(results: Results) -> dict[str, Any] | None:
         )
     breakdowns = [
         {"key": e.key.split("/", 1)[1], "version": e.artifacts.get("version"), "rows": _breakdown(e),
-         "log": e.artifacts.get("log", [])}  # fmt: skip
+         "log": e.artifacts.get("log", [])}
         for e in evaluations
         if e.artifacts.get("kind") == "autoattack"
-    ]
+    ]  # fmt: skip
     min_norm = [
         {"key": e.key.split("/", 1)[1], "norm": e.artifacts.get("norm"), "quantiles": e.artifacts.get("quantiles", {}),
-         "not_found": e.artifacts.get("not_found", 0)}  # fmt: skip
+         "not_found": e.artifacts.get("not_found", 0)}
         for e in evaluations
         if e.artifacts.get("kind") == "min_norm"
-    ]
+    ]  # fmt: skip
     eps = adversary.get("eps")
     points = [{"label": f"{r['key']}, n = {r['robust'].n}" if r["robust"].n else r["key"], "eps": eps, "accuracy": r["robust"].value, "yerr": _yerr(r["robust"])} for r in plotted
               if "curve" not in next(e for e in evaluations if e.key.endswith("/" + r["key"])).artifacts]  # fmt: skip
-    checks = [{"evaluation": e.key.split("/", 1)[1], "check": c, "finding": check_finding(c, e, results), "scope": check_scope(c)}
+    checks: list[dict[str, Any]] = [{"evaluation": e.key.split("/", 1)[1], "check": c, "finding": check_finding(c, e, results), "scope": check_scope(c)}
               for e in evaluations for c in e.checks]  # fmt: skip
     unfinished = [d for d in _coverage.missing(results, "attacks") if d.status is None]
     convergence = _convergence(evaluations)
