@@ -42,9 +42,10 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), rule, *[line(r) for r in rows]])
 
 
-def format_record(record: Any) -> tuple[str, str]:
-    """``(value, 95% CI)`` as text (:meth:`robench.results.MetricRecord.formatted`)."""
-    return record.formatted()
+def format_record(record: Any, results: Any = None) -> tuple[str, str]:
+    """``(value, 95% CI)`` as text (:meth:`robench.results.MetricRecord.formatted`; with the run's
+    ``results``, :meth:`robench.results.Results.formatted`)."""
+    return record.formatted() if results is None else results.formatted(record)
 
 
 def _summary_rows(results: Any) -> list[tuple[str, str, str, str]]:
@@ -52,7 +53,7 @@ def _summary_rows(results: Any) -> list[tuple[str, str, str, str]]:
     from robench.report.render import record_label, summary_records
 
     return [
-        (record_label(r), *format_record(r), "" if r.n is None else str(r.n)) for r in summary_records(results)
+        (record_label(r), *format_record(r, results), "" if r.n is None else str(r.n)) for r in summary_records(results)
     ]
 
 

@@ -93,10 +93,17 @@ class MetricRecord(_Model):
                     raise ValueError(f"metric {self.name!r} is a {self.unit} but its {field} is {number}")
         return self
 
-    def formatted(self) -> tuple[str, str]:
+    def formatted(self, artifacts: dict[str, Any] | None = None) -> tuple[str, str]:
         """``(value, 95% interval)`` as text, the one way every summary writes a record: proportions
         (``fraction``) in percent with one decimal, probabilities (calibration errors) in percent with
-        two, other units as numbers (4 significant digits); ``""`` for a missing interval."""
+        two, other units as numbers (4 significant digits); ``""`` for a missing interval.
+
+        A value that is 0 by construction (:func:`not_certifiable`) is written as that, with no
+        interval; ``artifacts`` (its evaluation's, see :meth:`Results.formatted`) give the radii in the text.
+        """
+        note = not_certifiable(self, artifacts)
+        if note is not None:
+            return note, ""
         if self.unit in ("fraction", "probability"):
             digits = 1 if self.unit == "fraction" else 2
             value = "–" if self.value is None else f"{100 * self.value:.{digits}f}%"
@@ -150,6 +157,27 @@ class MetricRecord(_Model):
         mean = float(shares.double().mean())
         record = cls.proportion(evaluation, name, round(mean * n), n, condition)
         return record.model_copy(update={"value": mean, "interval": "clopper-pearson (rounded pass-mean count)"})
+
+
+NOT_CERTIFIABLE = "n/a: not certifiable with these settings"
+
+
+def not_certifiable(record: MetricRecord, artifacts: dict[str, Any] | None = None) -> str | None:
+    """The text that replaces a record's value when it is 0 by construction, else ``None``.
+
+    The one decision for every place that writes a record (:meth:`MetricRecord.formatted`, the
+    record labels, the checklist): a certified accuracy whose condition holds ``certifiable: False``
+    (:func:`robench.certify._records.add_headline_l2`: the threat model needs an L2 radius beyond the
+    largest the certifier's settings can reach) measures the settings, not the model, and its
+    Clopper-Pearson interval would suggest a sampling uncertainty it does not have. ``artifacts``
+    (the evaluation's) add the two radii: ``... (needs L2 r = 8.4 > ceiling 0.6755)``.
+    """
+    if record.condition.get("certifiable") is not False:
+        return None
+    needed, ceiling = ((artifacts or {}).get(k) for k in ("threat_radius_l2", "max_certified_radius"))
+    if isinstance(needed, (int, float)) and isinstance(ceiling, (int, float)):
+        return f"{NOT_CERTIFIABLE} (needs L2 r = {needed:.4g} > ceiling {ceiling:.4g})"
+    return NOT_CERTIFIABLE
 
 
 class Cost(_Model):
@@ -333,6 +361,12 @@ class Results(_Model):
     def evaluation(self, key: str) -> EvaluationResult | None:
         """The evaluation with this key, if it ran."""
         return next((e for e in self.evaluations if e.key == key), None)
+
+    def formatted(self, record: MetricRecord) -> tuple[str, str]:
+        """:meth:`MetricRecord.formatted` with the artifacts of the record's evaluation (the radii of
+        a value that is :func:`not_certifiable`)."""
+        evaluation = self.evaluation(record.evaluation)
+        return record.formatted(evaluation.artifacts if evaluation is not None else None)
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: to a temporary file in the same folder, fsync, then rename."""

@@ -39,6 +39,10 @@ def add_curve(
     return curve
 
 
+NOT_CERTIFIABLE = "not certifiable with these settings"
+"""How the warning of :func:`add_headline_l2` starts (before a colon)."""
+
+
 def threat_radius_l2(threat: ThreatModel, input_numel: int) -> float | None:
     """The L2 radius whose certificate implies the threat model's ball, or ``None`` without adversary.
 
@@ -68,8 +72,10 @@ def add_headline_l2(
     The L2 radius it needs (:func:`threat_radius_l2`) goes to ``output.artifacts["threat_radius_l2"]``.
     When the certifier can never certify that far (``ceiling``, e.g. smoothing's
     :func:`~robench.certify.smoothing.max_certified_radius`), the headline is 0 by construction and a
-    warning says so, and the record's condition holds ``certifiable: False`` (its label says "not
-    certifiable with these settings"): it measures the settings, not the model.
+    warning says so, and the record's condition holds ``certifiable: False``
+    (:func:`robench.results.not_certifiable`: every summary writes it "n/a: not certifiable with these
+    settings", with no interval): it measures the settings, not the model. The record itself keeps
+    its value 0 and its interval.
     """
     needed = threat_radius_l2(threat, input_numel)
     if needed is None:
@@ -86,9 +92,9 @@ def add_headline_l2(
         if beyond:
             implied = f"√{input_numel}·ε = {needed:.4g}" if adversary.norm == "Linf" else f"{needed:.4g}"
             output.warnings.append(
-                f"not certifiable with these settings: the threat model's {adversary.norm} ε = {adversary.eps:.4g} needs a "
+                f"{NOT_CERTIFIABLE}: the threat model's {adversary.norm} ε = {adversary.eps:.4g} needs a "
                 f"certified L2 radius of {implied}, and no certificate can exceed {ceiling:.4g} with these parameters, so "
-                f"certified accuracy at ε is 0 by construction; read the L2 curve instead"
+                f"certified accuracy at ε is 0 by construction; read the L2 curve instead (up to {ceiling:.4g})"
             )
 
 

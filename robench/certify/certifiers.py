@@ -24,6 +24,8 @@ from robench.certify._trace import trace
 from robench.certify.smoothing import (
     ABSTAIN,
     NoiseSampler,
+    at_ceiling,
+    ceiling_warning,
     certify_from_counts,
     make_generators,
     max_certified_radius,
@@ -107,6 +109,13 @@ class RandomizedSmoothing:
         acr = add_acr(output, key, radius, correct, condition)
         abstained = prediction == ABSTAIN
         n = int(labels.numel())
+        examples = [
+            {"label": int(label), "prediction": c.prediction, "count": c.count, "n": c.n, "p_lower": c.p_lower, "radius": c.radius}
+            for label, c in zip(labels.tolist(), certificates)
+        ]
+        capped = ceiling_warning(sum(at_ceiling(e, ceiling) for e in examples), n, params.n, params.alpha, params.sigma)
+        if capped is not None:
+            output.warnings.append(capped)
         output.records.append(MetricRecord.proportion(key, "abstain_rate", int(abstained.sum()), n, condition))
         if params.n_predict:
             predicted = [predict_from_counts(c, params.alpha)[0] for c in out["counts_predict"]]
@@ -125,10 +134,8 @@ class RandomizedSmoothing:
             "acr": acr,
             "noisy_samples": int(out["counts0"].sum() + out["counts"].sum()),
             "samples_per_s": samples_per_s,
-            "examples": [
-                {"label": int(label), "prediction": c.prediction, "count": c.count, "n": c.n, "p_lower": c.p_lower, "radius": c.radius}
-                for label, c in zip(labels.tolist(), certificates)
-            ],
+            "max_certified_radius": ceiling,
+            "examples": examples,
         }
         ctx.shared[key] = {"radius": radius, "prediction": prediction, "labels": labels}
         return output
@@ -294,9 +301,10 @@ def _verify_section(
         MetricRecord.proportion(key, "certified_accuracy", int(at_eps.sum()), n, {**condition, "threat_norm": norm, "threat_eps": eps})
     )
     if params.pgd_check_steps:
-        output.checks.append(_pgd_consistency(certifier, params.pgd_check_steps, grid,
-                                              [int(out[f"verified_{i}"].sum()) for i in range(len(grid))],
-                                              [int(out[f"broken_{i}"].sum()) for i in range(len(grid))]))  # fmt: skip
+        flags = torch.stack([out[f"verified_{i}"] for i in range(len(grid))])  # (radii, examples)
+        output.checks.append(_pgd_consistency(certifier, params.pgd_check_steps, grid, [int(f.sum()) for f in flags],
+                                              [int(out[f"broken_{i}"].sum()) for i in range(len(grid))],
+                                              int(flags.any(dim=0).sum())))  # fmt: skip
     rejected = int(out["rejected_by_rounding"].sum())
     if rejected:
         output.warnings.append(
@@ -306,26 +314,36 @@ def _verify_section(
         )
     if norm != "Linf":
         output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")
-    resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid), "arithmetic": "float32, TF32 off",
-                "rejected_by_rounding_allowance": rejected}  # fmt: skip
+    resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid), "arithmetic": "float32, TF32 off"}
     output.resolved = resolved
-    output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve}
+    # a result, not a parameter: examples whose positive margin bound the rounding allowance rejected at eps
+    output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve, "rejected_by_rounding_allowance": rejected}
     return output
 
 
-def _pgd_consistency(certifier: str, steps: int, grid: tuple[float, ...], verified: list[int], broken: list[int]) -> Check:
+def _pgd_consistency(
+    certifier: str, steps: int, grid: tuple[float, ...], verified: list[int], broken: list[int], distinct: int
+) -> Check:
     """PGD must break no verified example at any radius of the curve: ``fail`` if it breaks one (the
-    bounds are unsound), ``inconclusive`` when nothing is verified at any radius (0 of 0 cannot fail)."""
+    bounds are unsound), ``inconclusive`` when nothing is verified at any radius (0 of 0 cannot fail).
+
+    ``verified`` and ``broken`` count examples per radius; ``distinct`` is the number of examples
+    verified at some radius. The evidence's ``n`` is ``distinct``, and ``pairs`` the (example,
+    radius) pairs attacked, ``sum(verified)``: one example verified at 5 radii is 5 pairs, not 5 examples.
+    """
     per_eps = "; ".join(f"eps {e:.4g}: {b} of {v}" for e, v, b in zip(grid, verified, broken))
-    evidence = {"eps": list(grid), "verified": verified, "broken": broken, "n": sum(verified), "budget": {"pgd_steps": steps}}
+    pairs = sum(verified)
+    evidence = {"eps": list(grid), "verified": verified, "broken": broken, "n": distinct, "pairs": pairs, "budget": {"pgd_steps": steps}}
     name = f"{certifier}_pgd_consistency"
+    scope = f"{distinct} distinct example(s), {pairs} (example, radius) pair(s)"
     if sum(broken):
         return Check(name=name, status="fail", evidence=evidence,
-                     message=f"PGD-{steps} broke {sum(broken)} verified example(s) ({per_eps}): the bounds are unsound (a robench bug)")
-    if not sum(verified):
+                     message=f"PGD-{steps} broke {sum(broken)} verified (example, radius) pair(s) ({per_eps}): the bounds are unsound (a robench bug)")
+    if not pairs:
         return Check(name=name, status="inconclusive", evidence=evidence,
                      message=f"inconclusive: no example is verified at any radius, so PGD-{steps} had nothing to break ({per_eps})")
-    return Check(name=name, status="pass", evidence=evidence, message=f"PGD-{steps} broke none of the verified examples ({per_eps})")
+    return Check(name=name, status="pass", evidence=evidence,
+                 message=f"PGD-{steps} broke none of the verified examples ({scope}; {per_eps})")
 
 
 def _pgd_broken(model, x, y, mask, norm, eps, bounds, steps, generator) -> torch.Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -61,6 +62,44 @@ def max_certified_radius(n: int, alpha: float, sigma: float) -> float:
     the model (Cohen et al. 2019, section 3.2: "the maximum certifiable radius").
     """
     return certified_radius(clopper_pearson_lower(n, n, alpha), sigma)
+
+
+CEILING_SHARE = 0.1
+"""Share of the examples at the ceiling above which the ceiling warning is written."""
+CAPPED = "capped by the Monte-Carlo budget"
+"""How the ceiling warning starts."""
+SUGGESTED_N = 100_000
+"""Cohen et al.'s estimation budget, the one the ceiling warning suggests (10 n when n is already that large)."""
+
+
+def at_ceiling(example: dict[str, Any], ceiling: float) -> bool:
+    """Whether a certificate (one of smoothing's ``artifacts["examples"]``) sits at the ceiling
+    :func:`max_certified_radius`: all ``n`` estimation samples voted for the certified class.
+
+    Decided on the counts (``count == n``), which fix the radius exactly; an entry without them is at
+    the ceiling when its radius equals it up to floating-point rounding. Abstentions never are.
+    """
+    if example.get("prediction") == ABSTAIN or ceiling <= 0:
+        return False
+    count, n = example.get("count"), example.get("n")
+    if isinstance(count, int) and isinstance(n, int) and n > 0:
+        return count == n
+    return math.isclose(float(example["radius"]), ceiling, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def ceiling_warning(capped: int, total: int, n: int, alpha: float, sigma: float) -> str | None:
+    """The warning for a curve set by the Monte-Carlo budget: more than :data:`CEILING_SHARE` of the
+    ``total`` examples have ``capped`` certificates at the ceiling of ``n`` samples; ``None`` otherwise."""
+    if total <= 0 or capped <= CEILING_SHARE * total:
+        return None
+    ceiling = max_certified_radius(n, alpha, sigma)
+    more = SUGGESTED_N if n < SUGGESTED_N else 10 * n
+    return (
+        f"{CAPPED}: {capped} of {total} certificates ({capped / total:.0%}) sit at the ceiling "
+        f"σ·Φ⁻¹(α^(1/n)) = {ceiling:.4g} (all n = {n:,} noise samples voted for the class), so the budget n, not the model, "
+        f"sets the certified curve from {ceiling:.4g} on and the ACR (at most {ceiling:.4g}); n = {more:,} would raise the "
+        f"ceiling to {max_certified_radius(more, alpha, sigma):.4g} at the same σ = {sigma:g} and α = {alpha:g}"
+    )
 
 
 def certify_from_counts(counts_selection: torch.Tensor, counts_estimation: torch.Tensor, alpha: float, sigma: float) -> Certificate:

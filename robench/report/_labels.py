@@ -80,14 +80,12 @@ def record_label(record: MetricRecord) -> str:
         if "box" in rest and rest.get("norm") == rest["box"]:
             rest.pop("norm")  # IBP's input set says the norm
         threat = (rest.pop("threat_norm", None), rest.pop("threat_eps", None))
-        certifiable = rest.pop("certifiable", True)
+        rest.pop("certifiable", None)  # its value says so (results.not_certifiable), not the label
         if rest:
             label += f" ({_pairs(rest)})"
             rest = {}
         if threat[1] is not None:
             label += " ".join(["", "at", *([str(threat[0])] if threat[0] else []), f"eps={show(threat[1])}"])
-        if certifiable is False:  # beyond the largest radius the certifier's settings can reach: 0 by construction
-            label += " (not certifiable with these settings)"
     else:
         label = f"{name}: {entry}" if entry else f"{section} {name}"
     return label + (f" ({_pairs(rest)})" if rest else "")
@@ -152,13 +150,30 @@ def _budget_words(budget: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _pairs_scope(evidence: dict[str, Any]) -> str | None:
+    """The n of a check over (example, radius) pairs (a box verifier's PGD check: ``verified`` per
+    radius): the distinct examples and the pairs, each named; an older robench's ``n`` was the pairs'
+    sum, said so. ``None`` for other checks."""
+    verified = evidence.get("verified")
+    if not (isinstance(verified, list) and verified and all(isinstance(v, int) for v in verified) and "eps" in evidence):
+        return None
+    pairs, n = evidence.get("pairs"), evidence.get("n")
+    radii = f"{len(verified)} radi{'us' if len(verified) == 1 else 'i'}"
+    if isinstance(pairs, int) and isinstance(n, int):
+        return f"n = {n:,} distinct examples verified at some radius; {pairs:,} (example, radius) pairs over {radii}"
+    return f"{sum(verified):,} (example, radius) pairs over {radii} (distinct examples not recorded, at least {max(verified):,})"
+
+
 def check_scope(check: Check) -> str:
     """The examples and attack budgets a check rests on, as recorded in its evidence:
     ``n = 200 (186 clean-correct); PGD 20 steps x 1 restart (...); FGSM 1 step``; says so where
     a check (of an older robench) did not record them."""
     evidence = check.evidence
     n, eligible = evidence.get("n"), evidence.get("eligible")
-    if isinstance(n, int):
+    pairs = _pairs_scope(evidence)
+    if pairs is not None:
+        text = pairs
+    elif isinstance(n, int):
         text = f"n = {n:,}" + (f" ({eligible:,} clean-correct)" if isinstance(eligible, int) and eligible != n else "")
     elif isinstance(eligible, int):
         text = f"{eligible:,} clean-correct examples"

@@ -32,7 +32,7 @@ from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
 from robench.report._labels import record_label
-from robench.results import EvaluationResult, MetricRecord, Results
+from robench.results import EvaluationResult, MetricRecord, Results, not_certifiable
 from robench.threat_model import CalibrationSpec, format_eps, parse_eps
 
 Status = Literal["pass", "warn", "fail", "n/a"]
@@ -307,8 +307,9 @@ def _clean_robust_item(results: Results) -> ChecklistItem:
         if (r := _first(results, name, prefix)) is not None
     ]  # fmt: skip
     # every certifier's number at the threat model's radius (not one picked, nor a point of a curve)
-    certified = [r for r in results.records(name="certified_accuracy") if r.evaluation.startswith("certification/") and "threat_eps" in r.condition]
-    fallback = _first(results, "certified_accuracy", "certification/")  # no adversary: no threat radius
+    at_threat = [r for r in results.records(name="certified_accuracy") if r.evaluation.startswith("certification/") and "threat_eps" in r.condition]
+    certified = [r for r in at_threat if not_certifiable(r) is None]  # 0 by construction: it measures the settings, not the model
+    fallback = _first(results, "certified_accuracy", "certification/") if not at_threat else None  # no adversary: no threat radius
     robust[1:1] = certified or ([fallback] if fallback is not None else [])
 
     def text(r: MetricRecord) -> str:

@@ -59,8 +59,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
     """A Markdown summary of the run (setting, checklist, headline numbers, leaderboard, cost)."""
-    from robench.leaderboard.text import with_interval
-
     adversary = results.threat_model.get("adversary") or {}
     threat = (
         f"{adversary['goal']} {adversary['knowledge']} adversary, {adversary['norm']} eps {format_eps(float(adversary['eps']))}"
@@ -82,7 +80,7 @@ def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
     lines += ["### Best-practice checklist", ""]
     lines += _table(("item", "verdict", "evidence"), [(i.title, f"**{i.status}**", i.evidence) for i in checklist(results)])
     lines += ["### Headline numbers (95% intervals; method per metric in metrics.csv)", ""]
-    lines += _table(("metric", "value [95% CI]", "n"), [(record_label(r), with_interval(r), "" if r.n is None else str(r.n)) for r in summary_records(results)])
+    lines += _table(("metric", "value [95% CI]", "n"), [(record_label(r), " ".join(p for p in results.formatted(r) if p), "" if r.n is None else str(r.n)) for r in summary_records(results)])
     if with_leaderboard:
         lines += _leaderboard_lines(results)
     lines += ["### Cost", ""]

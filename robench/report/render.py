@@ -12,6 +12,7 @@ from robench._errors import ConfigError, first_line
 from robench.report import _coverage
 from robench.report._labels import check_finding, check_scope, record_label, show
 from robench.report.checklist import ChecklistItem, checklist
+from robench.report.sections.certification import section_only
 from robench.results import MetricRecord, Results, atomic_write_text, load_results
 from robench.threat_model import format_eps
 
@@ -39,13 +40,20 @@ def _ci(record: MetricRecord | None, digits: int = 1) -> str:
     return f"[{100 * record.ci_low:.{digits}f}, {100 * record.ci_high:.{digits}f}]"
 
 
-def _value(record: MetricRecord | None) -> str:
-    return "–" if record is None else record.formatted()[0]
+@jinja2.pass_context
+def _value(context: Any, record: MetricRecord | None) -> str:
+    return "–" if record is None else _formatted(context, record)[0]
 
 
-def _value_ci(record: MetricRecord | None) -> str:
+@jinja2.pass_context
+def _value_ci(context: Any, record: MetricRecord | None) -> str:
     """The interval in the same form as :func:`_value` (:meth:`MetricRecord.formatted`)."""
-    return "" if record is None else record.formatted()[1]
+    return "" if record is None else _formatted(context, record)[1]
+
+
+def _formatted(context: Any, record: MetricRecord) -> tuple[str, str]:
+    results = context.get("results")  # the run's, for the radii of a value not certifiable by construction
+    return results.formatted(record) if isinstance(results, Results) else record.formatted()
 
 
 def _seconds(value: float) -> str:
@@ -323,6 +331,7 @@ def _render_html(results: Results) -> str:
     leaderboard = next((s["data"] for s in sections if s["name"] == "leaderboard"), None) or {}
     notes = [f"{item['comparison'].board}: {note}" for item in leaderboard.get("comparisons", []) for note in item["comparison"].notes]
     items = checklist(results)
+    warnings = _warnings(results)
     return env.get_template("report.html.j2").render(
         results=results,
         headline=headline(results, items),
@@ -330,7 +339,8 @@ def _render_html(results: Results) -> str:
         checklist=items,
         declared=declared_in_words(results),
         sections=sections,
-        warnings=_warnings(results),
+        warnings=warnings,
+        limitation_warnings=[w for w in warnings if not section_only(w)],
         leaderboard_notes=notes,
         totals=_totals(results),
         checks=[(e.key, c, check_finding(c, e, results), check_scope(c)) for e in results.evaluations for c in e.checks],

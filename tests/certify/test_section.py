@@ -72,18 +72,41 @@ def test_smoothing_at_a_linf_eps_beyond_its_largest_radius_says_it_cannot_certif
     assert any("not certifiable with these settings" in w and "0.878" in w for w in output.warnings)
     from robench.report.render import record_label
 
-    assert headline.condition["certifiable"] is False and record_label(headline).endswith(" (not certifiable with these settings)")
     results = certification_results(threat, {"smoothing": output})
+    assert headline.condition["certifiable"] is False and "not certifiable" not in record_label(headline)
+    needs = f"needs L2 r = {28 * 8 / 255:.4g} > ceiling {0.1 * norm.ppf(0.001 ** (1 / 400)):.4g}"
+    assert results.formatted(headline) == (f"n/a: not certifiable with these settings ({needs})", "")
     from robench.report.render import render_html
 
     html = render_html(results)
-    assert "not certifiable with these settings" in html and "σ·Φ⁻¹(α^(1/n)) = 0.212" in html and "L2 radius 0.878" in html
+    assert "not certifiable with these settings" in html and f"σ·Φ⁻¹(α^(1/n)) = {0.1 * norm.ppf(0.001 ** (1 / 400)):.4g}" in html and needs.replace(">", "&gt;") in html
     assert "0 by construction" in html
     # at an L2 eps within reach the same settings say nothing of the kind
     reachable, _ = _run(digit_mlp, digits, _threat([{"name": "smoothing", "params": params}], {"norm": "L2", "eps": 0.1}))
     assert not any("not certifiable" in w for w in reachable.warnings)
     assert all("certifiable" not in r.condition for r in reachable.records)
     assert "not certifiable" not in render_html(certification_results(threat, {"smoothing": reachable}))
+
+
+def test_smoothing_warns_when_its_budget_caps_the_certificates(digit_mlp, digits) -> None:
+    # n = 200 samples: a digit the MLP classifies under noise every time sits at the ceiling
+    params = {"sigma": 0.1, "n0": 20, "n": 200, "batch": 256, "n_examples": 20, "images_per_batch": 20}
+    output, _ = _run(digit_mlp, digits, _threat([{"name": "smoothing", "params": params}]))  # no adversary: the ceiling is still recorded
+    ceiling = 0.1 * norm.ppf(proportion_confint(200, 200, alpha=0.002, method="beta")[0])
+    assert output.artifacts["max_certified_radius"] == pytest.approx(ceiling, rel=1e-12)
+    capped = sum(e["count"] == e["n"] and e["prediction"] != ABSTAIN for e in output.artifacts["examples"])
+    assert capped > 2 and all(e["radius"] <= ceiling * (1 + 1e-12) for e in output.artifacts["examples"])
+    warning = next(w for w in output.warnings if w.startswith("capped by the Monte-Carlo budget"))
+    assert f"{capped} of 20 certificates" in warning
+    assert f"{0.1 * norm.ppf(proportion_confint(100_000, 100_000, alpha=0.002, method='beta')[0]):.4g}" in warning
+    html = render_html_of(output)
+    assert html.count("capped by the Monte-Carlo budget") == 2  # the section and the top, not the Limitations or twice in the section
+
+
+def render_html_of(output) -> str:
+    from robench.report.render import render_html
+
+    return render_html(certification_results(_threat([{"name": "smoothing"}]), {"smoothing": output}))
 
 
 def test_the_report_curve_is_the_exact_curve_of_the_per_example_radii() -> None:
@@ -134,6 +157,9 @@ def test_ibp_and_lipschitz_sections(digit_mlp, digits) -> None:
     assert [r.condition["eps"] for r in curve] == pytest.approx([0.0, 0.0025, 0.005, 0.0075, 0.01])
     clean = _records(ibp_out, "clean_accuracy")[0].value
     assert all(r.value <= clean for r in curve) and curve[0].value >= curve[-1].value
+    # n: the examples verified at some radius (the boxes are nested: those of the smallest); pairs: summed over the radii
+    verified = ibp_out.checks[0].evidence["verified"]
+    assert ibp_out.checks[0].evidence["n"] == max(verified) < ibp_out.checks[0].evidence["pairs"] == sum(verified)
     lip_out, _ = _run(digit_mlp, data, threat, 1)
     assert lip_out.checks[0].status == "pass" and lip_out.artifacts["lipschitz_bound"] > 0
     # the report draws Lipschitz's exact curve from its per-example radii (its grid missed them all)
@@ -183,12 +209,13 @@ def test_the_section_counts_what_the_rounding_allowance_alone_rejects(digit_mlp,
     sound, _ = _run(Offset().eval(), data, _threat([{"name": "ibp", "params": {"pgd_check_steps": 0}}], {"norm": "Linf", "eps": 0.01}))
     loose, _ = _run(Offset().eval(), data, _threat([{"name": "ibp", "params": {"pgd_check_steps": 0, "rounding": False}}],
                                                     {"norm": "Linf", "eps": 0.01}))  # fmt: skip
-    rejected = sound.resolved["rejected_by_rounding_allowance"]
+    rejected = sound.artifacts["rejected_by_rounding_allowance"]  # a result, not a parameter
+    assert "rejected_by_rounding_allowance" not in sound.resolved
     at_eps = [r for r in _records(sound, "certified_accuracy") if "threat_eps" in r.condition][0]
     without = [r for r in _records(loose, "certified_accuracy") if "threat_eps" in r.condition][0]
     assert rejected > 0 and any("rejected" in w for w in sound.warnings)
     assert round(without.value * 60) - round(at_eps.value * 60) == rejected
-    assert loose.resolved["rejected_by_rounding_allowance"] == 0 and not any("rejected" in w for w in loose.warnings)
+    assert loose.artifacts["rejected_by_rounding_allowance"] == 0 and not any("rejected" in w for w in loose.warnings)
 
 
 def test_bad_parameters_are_reported_with_their_path() -> None:

@@ -173,3 +173,17 @@ def test_cohen_reference_loop_agrees_in_distribution() -> None:
     for counts in (reference, ours):
         assert int(counts.sum()) == 20_000
         assert abs(int(counts[0]) / 20_000 - p) < 5 * math.sqrt(p * (1 - p) / 20_000)
+
+
+@pytest.mark.parametrize("n", [2000, 100_000])
+def test_the_ceiling_warning_needs_more_than_a_tenth_and_names_a_larger_budget(n: int) -> None:
+    from robench.certify.smoothing import ceiling_warning
+
+    def ceiling(samples: int) -> float:  # Cohen et al.: n votes of n, one-sided Clopper-Pearson at alpha
+        return 0.25 * norm.ppf(proportion_confint(samples, samples, alpha=0.002, method="beta")[0])
+
+    assert ceiling_warning(10, 100, n, 0.001, 0.25) is None and ceiling_warning(0, 0, n, 0.001, 0.25) is None
+    warning = ceiling_warning(11, 100, n, 0.001, 0.25)
+    larger = 100_000 if n < 100_000 else 10 * n
+    assert warning is not None and "11 of 100 certificates" in warning and f"all n = {n:,} noise samples" in warning
+    assert f"= {ceiling(n):.4g}" in warning and f"n = {larger:,} would raise the ceiling to {ceiling(larger):.4g}" in warning

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import bisect
+import math
+from fractions import Fraction
 from typing import Any
 
+from robench.certify._records import NOT_CERTIFIABLE
+from robench.certify.smoothing import CAPPED, at_ceiling, ceiling_warning, max_certified_radius
 from robench.report.plots import figure_data_uri, line_style, new_figure
-from robench.results import EvaluationResult, MetricRecord, Results
+from robench.results import EvaluationResult, MetricRecord, Results, not_certifiable
 from robench.stats import clopper_pearson
 
 # What each certificate guarantees and assumes, shown next to its numbers.
@@ -94,6 +98,66 @@ def exact_curve(examples: list[dict[str, Any]]) -> list[dict[str, float]]:
     return curve
 
 
+def grid_value(value: float) -> str:
+    """A radius of a table or curve for a reader: ``k/255`` when it is one, else at most 4 significant
+    digits (``0.001`` for ``0.3 * 0.0033333333``, not ``0.00099999999``)."""
+    as_255 = Fraction(value).limit_denominator(255)
+    if as_255.denominator == 255 and as_255.numerator and abs(float(as_255) - value) < 1e-12:
+        return f"{as_255.numerator}/255"
+    return f"{value:.4g}"
+
+
+def _point(examples: list[dict[str, Any]], radius: float, flags: list[bool] | None = None, note: str = "") -> dict[str, Any]:
+    """Certified accuracy at ``radius`` from the per-example radii (correct and radius >= ``radius``),
+    or from per-example ``flags`` where the comparison is decided otherwise (the ceiling)."""
+    n = len(examples)
+    if flags is None:
+        flags = [e["prediction"] == e["label"] and e["prediction"] >= 0 and float(e["radius"]) >= radius for e in examples]
+    k = sum(bool(f) and e["prediction"] == e["label"] for f, e in zip(flags, examples))
+    low, high = clopper_pearson(k, n)
+    return {"radius": radius, "value": k / n, "ci_low": low, "ci_high": high, "note": note}
+
+
+def _nice_step(top: float, count: int = 4) -> float:
+    """The 1, 2 or 5 x 10^k step that cuts ``(0, top)`` into about ``count`` parts."""
+    raw = top / count
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def table_points(curve: list[dict[str, Any]], examples: list[dict[str, Any]], ceiling: float | None = None) -> list[dict[str, Any]]:
+    """The rows of a certifier's per-radius table: its grid ``curve``, and, from the per-example radii,
+    the exact curve at the largest certified radius, at the ``ceiling`` (smoothing's largest possible
+    radius: the examples :func:`~robench.certify.smoothing.at_ceiling`), and at a few round radii
+    below the largest when the grid has fewer than two there (Lipschitz's grid 0.05.. lay above all its
+    radii, max 0.039: every row read 0%). Sorted by radius; added rows carry a ``note``."""
+    rows = [{**p, "note": ""} for p in curve]
+    correct = [float(e["radius"]) for e in examples if e["prediction"] == e["label"] and e["prediction"] >= 0]
+    largest = max(correct, default=0.0)
+    if not examples or largest <= 0:
+        return rows
+    added = []
+    inside = [p for p in curve if 0 < p["radius"] < largest]
+    if len(inside) < 2:
+        step = _nice_step(largest)
+        added += [_point(examples, round(i * step, 12), note="from the per-example radii") for i in range(1, 5) if i * step < largest * (1 - 1e-9)]
+    if ceiling is not None and ceiling > 0:
+        added.append(_point(examples, ceiling, [at_ceiling(e, ceiling) for e in examples], "the ceiling σ·Φ⁻¹(α^(1/n)): all n samples for the class"))
+    if ceiling is None or not math.isclose(largest, ceiling, rel_tol=1e-9):
+        added.append(_point(examples, largest, note="largest certified radius"))
+    else:
+        added[-1]["note"] += ", the largest certified radius"
+    taken = [p["radius"] for p in rows]
+    for point in added:  # a grid point at the same radius keeps its row and gains the note
+        same = next((r for r in rows if math.isclose(r["radius"], point["radius"], rel_tol=1e-9, abs_tol=1e-15)), None)
+        if same is not None:
+            same["note"] = "; ".join(x for x in (same["note"], point["note"]) if x)
+        elif point["radius"] not in taken:
+            rows.append(point)
+            taken.append(point["radius"])
+    return sorted(rows, key=lambda p: p["radius"])
+
+
 def _curve_figure(rows: list[dict[str, Any]], grid_key: str, xlabel: str) -> str | None:
     plotted = [r for r in rows if (r["curve"] or r.get("exact")) and r["grid_key"] == grid_key]
     if not plotted:
@@ -122,11 +186,75 @@ def _curve_figure(rows: list[dict[str, Any]], grid_key: str, xlabel: str) -> str
         if row.get("max_radius") is not None:
             ax.axvline(row["max_radius"], color=style["color"], linestyle=":", linewidth=1,
                        label=f"{row['key']}: largest certifiable radius {row['max_radius']:.3g}")  # fmt: skip
+    if grid_key == "eps":
+        # the box verifiers' curves fall within a few percent of eps: a log axis (linear through 0,
+        # where the curve starts) spreads them out, and a dashed line marks the threat model's eps
+        positive = [p[grid_key] for row in plotted for p in row["curve"] if p[grid_key] > 0]
+        if positive:
+            ax.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
+        threat = sorted({row["threat_eps"] for row in plotted if row.get("threat_eps") is not None})
+        for eps in threat:
+            ax.axvline(eps, color="black", linestyle="--", linewidth=1, label=f"threat model ε = {grid_value(eps)}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("certified accuracy (95% CI)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize="small")
     return figure_data_uri(fig)
+
+
+# Parameters whose name alone does not say what they are (the others are glossed in the method's text).
+PARAMETER_GLOSSES: dict[str, str] = {
+    "n0": "noise samples that choose the class",
+    "n": "noise samples that bound its probability",
+    "batch": "noisy samples per forward pass",
+    "n_predict": "noise samples for PREDICT, the smoothed classifier's answer with abstention; 0: not run",
+    "n_examples": "first examples certified",
+    "images_per_batch": "images per journalled batch",
+    "mode": "exact: fp32; fast: bf16",
+    "fold_specification": "margin folded into the last linear layer",
+    "rounding": "margins must clear the model's rounding",
+    "pgd_check_steps": "PGD steps against verified examples",
+}
+# Keys of ``resolved`` that are not parameters: the grid (its own table) and results of older files.
+_NOT_PARAMETERS = frozenset({"radii", "grid", "eps_fractions", "rejected_by_rounding_allowance"})
+
+
+def _parameters(resolved: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": k, "value": v, "gloss": PARAMETER_GLOSSES.get(k, "")} for k, v in resolved.items() if k not in _NOT_PARAMETERS and v is not None]
+
+
+def _ceiling(certifier: str, artifacts: dict[str, Any], params: dict[str, Any]) -> float | None:
+    """Smoothing's largest certifiable radius: recorded, else from its parameters (a run without adversary did not record it)."""
+    recorded = artifacts.get("max_certified_radius")
+    if isinstance(recorded, (int, float)):
+        return float(recorded)
+    if certifier == "smoothing" and all(isinstance(params.get(k), (int, float)) for k in ("n", "alpha", "sigma")):
+        return max_certified_radius(int(params["n"]), float(params["alpha"]), float(params["sigma"]))
+    return None
+
+
+def _capped(examples: list[dict[str, Any]], ceiling: float | None, params: dict[str, Any], warnings: list[str]) -> dict[str, Any] | None:
+    """How many certificates sit at smoothing's ceiling, and the warning when too many do (written
+    here for results of a robench that did not write it)."""
+    if ceiling is None or not examples:
+        return None
+    k = sum(at_ceiling(e, ceiling) for e in examples)
+    warning = None
+    if all(isinstance(params.get(key), (int, float)) for key in ("n", "alpha", "sigma")):
+        warning = ceiling_warning(k, len(examples), int(params["n"]), float(params["alpha"]), float(params["sigma"]))
+    return {"k": k, "n": len(examples), "ceiling": ceiling, "warning": None if warning in warnings else warning}
+
+
+def _looseness(evaluation: EvaluationResult) -> dict[str, float] | None:
+    """√2·L against the largest margin-gradient norm the Lipschitz soundness check sampled (a lower
+    bound on the margin's Lipschitz constant): how loose the global bound may be on these examples."""
+    check = next((c for c in evaluation.checks if c.name == "lipschitz_vs_gradients"), None)
+    if check is None:
+        return None
+    bound, largest = check.evidence.get("sqrt2_lipschitz"), check.evidence.get("largest_gradient_norm")
+    if not (isinstance(bound, (int, float)) and isinstance(largest, (int, float)) and largest > 0):
+        return None
+    return {"bound": float(bound), "largest": float(largest), "factor": float(bound) / float(largest)}
 
 
 def build(results: Results) -> dict[str, Any] | None:
@@ -141,7 +269,12 @@ def build(results: Results) -> dict[str, Any] | None:
         grid_key = "eps" if certifier in ("ibp", "crown") else "radius"
         headline = next((r for r in evaluation.records if r.name == "certified_accuracy" and "threat_eps" in r.condition), None)
         examples = (evaluation.artifacts.get("examples") or []) if certifier in ("smoothing", "lipschitz") else []
-        needed, ceiling = evaluation.artifacts.get("threat_radius_l2"), evaluation.artifacts.get("max_certified_radius")
+        needed = evaluation.artifacts.get("threat_radius_l2")
+        ceiling = _ceiling(certifier, evaluation.artifacts, evaluation.resolved)
+        capped = _capped(examples, ceiling, evaluation.resolved, evaluation.warnings) if certifier == "smoothing" else None
+        certified = [float(e["radius"]) for e in examples if e["prediction"] == e["label"] and e["prediction"] >= 0]
+        verified = [p[grid_key] for p in curve if p[grid_key] > 0 and (p.get("value") or 0) > 0]
+        rejected = evaluation.artifacts.get("rejected_by_rounding_allowance", evaluation.resolved.get("rejected_by_rounding_allowance"))
         rows.append(
             {
                 "key": evaluation.key.split("/", 1)[1],
@@ -150,12 +283,22 @@ def build(results: Results) -> dict[str, Any] | None:
                 "status": evaluation.status,
                 "error": evaluation.error,
                 "params": evaluation.resolved,
+                "parameters": _parameters(evaluation.resolved),
                 "norm": evaluation.artifacts.get("norm", ""),
                 "curve": curve,
+                "table": table_points(curve, examples, ceiling if certifier == "smoothing" else None)
+                if grid_key == "radius" else [{**p, "note": ""} for p in curve],
                 "grid_key": grid_key,
                 "headline": headline,
+                "headline_note": not_certifiable(headline, evaluation.artifacts) if headline is not None else None,
                 "threat_radius_l2": needed,
+                "threat_eps": headline.condition.get("threat_eps") if headline is not None else evaluation.resolved.get("eps"),
                 "max_radius": ceiling,
+                "capped": capped,
+                "largest": max(certified) if certified else None,
+                "largest_verified": max(verified) if verified else None,
+                "looseness": _looseness(evaluation) if certifier == "lipschitz" else None,
+                "rejected": rejected if isinstance(rejected, int) else None,
                 "not_certifiable": needed is not None and ceiling is not None and needed > ceiling,
                 "examples": examples,
                 "exact": exact_curve(examples) if examples else None,
@@ -171,6 +314,9 @@ def build(results: Results) -> dict[str, Any] | None:
                 "warnings": evaluation.warnings,
             }
         )
+    for row in rows:
+        for point in row["table"]:
+            point["shown"] = grid_value(point[row["grid_key"]])
     return {
         "rows": rows,
         "figure_radius": _curve_figure(rows, "radius", "L2 radius (pixel units, [0,1] scale)"),
@@ -179,3 +325,10 @@ def build(results: Results) -> dict[str, Any] | None:
         "plotted_eps": ", ".join(r["key"] for r in rows if r["curve"] and r["grid_key"] == "eps"),
         "checks": [c for e in evaluations for c in e.checks],
     }
+
+
+def section_only(warning: str) -> bool:
+    """Whether a run warning is one the certification section states where a reader needs it (and
+    the report's top once), so that the Limitations list leaves it out: smoothing's "not certifiable
+    with these settings" stood four times in the report; its ceiling warning likewise."""
+    return any(f"{start}:" in warning for start in (NOT_CERTIFIABLE, CAPPED))
