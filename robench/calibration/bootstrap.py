@@ -19,11 +19,16 @@ a calibrated model's 0 (sparse cells), so the lower end is 0 whenever simultaneo
 the cells' frequencies are consistent with calibration, and a bootstrap without any variation (one
 bin, every example correct) is widened to those exact bounds (:func:`_with_exact_bounds`). The adaptive ECE keeps the
 full sample's equal-mass bins in every resample (its interval is conditional on those bin edges).
-The MCE, a maximum over bins that may hold a handful of examples, where the bootstrap fails, gets
-simultaneous Clopper-Pearson intervals of the bins' accuracies instead (:func:`_mce_interval`).
+The MCE, a maximum over bins, where the bootstrap fails, gets simultaneous Clopper-Pearson intervals
+of the accuracies of the bins it is taken over (those of at least ``mce_min_count`` examples) instead
+(:func:`_mce_interval`).
 
 A resample is represented by its multiplicity weights ``w_i`` (how often example ``i`` was drawn),
-so the per-bin sums of all resamples are one matrix product. The classwise ECE needs an
+so the per-bin sums of all resamples are matrix products, made :data:`WEIGHT_BUDGET` weights at a
+time (the ``R x N`` weights of 1000 resamples of 50,000 examples would take 400 MB). 1000
+resamples (the 2.5% and 97.5% quantiles then rest on 25 resamples each) cost, with scipy loaded,
+0.03 s for 200 examples and 10 classes, 1.0 s for 10,000 examples and 3.7 s for 10,000 examples of
+100 classes (15 bins, one CPU thread). The classwise ECE needs an
 ``(N, K * M)`` indicator: it gets an interval only when ``N * K * M`` stays below
 :data:`CLASSWISE_BUDGET` (otherwise ``None``).
 """
@@ -35,14 +40,33 @@ import torch
 
 from robench.calibration import functional as F
 
-DEFAULT_RESAMPLES = 200
+DEFAULT_RESAMPLES = 1000
 CLASSWISE_BUDGET = 2 * 10**7
+WEIGHT_BUDGET = 2 * 10**6  # resample weights (float64) held at once
 METRICS = ("ece", "mce", "adaptive_ece", "classwise_ece", "brier", "nll")
 
 
 def bootstrap_draws(n: int, resamples: int, generator: torch.Generator) -> torch.Tensor:
     """``(resamples, n)`` example indices drawn uniformly with replacement (on the CPU)."""
     return torch.randint(0, n, (resamples, n), generator=generator)
+
+
+def resampled_sums(terms: list[torch.Tensor], resamples: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """``w @ t`` for every ``(N, C)`` matrix ``t`` of per-example terms: ``(resamples, C)`` sums over
+    each resample, ``w`` its multiplicity weights, drawn in chunks of :data:`WEIGHT_BUDGET` weights
+    (the chunks draw the same indices as one :func:`bootstrap_draws` call)."""
+    n = terms[0].shape[0]
+    chunk = max(1, WEIGHT_BUDGET // n)
+    out: list[list[torch.Tensor]] = [[] for _ in terms]
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        draws = bootstrap_draws(n, rows, generator)
+        weights = torch.zeros(rows * n, dtype=torch.float64)
+        weights.index_add_(0, (draws + n * torch.arange(rows)[:, None]).reshape(-1), torch.ones(rows * n, dtype=torch.float64))
+        weights = weights.view(rows, n)
+        for index, t in enumerate(terms):
+            out[index].append(weights @ t)
+    return [torch.cat(parts) for parts in out]
 
 
 def _deviation_interval(estimate: float, deviations: torch.Tensor, confidence_level: float) -> tuple[float, float]:
@@ -101,9 +125,9 @@ def _with_exact_bounds(interval: tuple[float, float], exact: tuple[float, float]
     return (0.0 if exact[0] == 0.0 else low), high
 
 
-def _l1_interval(cells: torch.Tensor, weights: torch.Tensor, scale: float, confidence_level: float) -> tuple[float, float]:
+def _l1_interval(cells: torch.Tensor, resampled_sum: torch.Tensor, scale: float, confidence_level: float) -> tuple[float, float]:
     """Interval of ``scale * sum_c |Z_c|``, ``Z = mean_i cells_i``, for ``(N, C)`` per-example cell
-    contributions and ``(R, N)`` resample weights.
+    contributions and their ``(R, C)`` sums over each resample (:func:`resampled_sums`).
 
     ``|ECE_hat - ECE| <= |sum_{c in S} s_c (Z_hat_c - E Z_c)| + sum_{c not in S} |Z_hat_c - E Z_c|``
     for any set ``S`` of cells whose true gap has the sign ``s_c`` of the estimate (there
@@ -114,7 +138,7 @@ def _l1_interval(cells: torch.Tensor, weights: torch.Tensor, scale: float, confi
     """
     n = cells.shape[0]
     full = cells.sum(dim=0) / n
-    resampled = weights @ cells / n
+    resampled = resampled_sum / n
     deviation = resampled - full
     certain = full.abs() > SIGN_CERTAIN_SDS * deviation.std(dim=0)
     signed = (deviation[:, certain] * full[certain].sign()).sum(dim=-1).abs()
@@ -129,6 +153,7 @@ def bootstrap_intervals(
     generator: torch.Generator,
     resamples: int = DEFAULT_RESAMPLES,
     confidence_level: float = 0.95,
+    mce_min_count: int = F.DEFAULT_MCE_MIN_COUNT,
 ) -> dict[str, tuple[float, float] | None]:
     """Bootstrap intervals of every metric in :data:`METRICS` (see the module's docstring).
 
@@ -139,23 +164,22 @@ def bootstrap_intervals(
         generator: Source of the resampling draws (CPU generator).
         resamples: ``R``.
         confidence_level: Coverage of the interval.
+        mce_min_count: The MCE's bins hold at least this many examples (as in
+            :func:`~robench.calibration.functional.max_calibration_error`).
 
     Returns:
-        ``{metric: (low, high)}``; ``None`` for a metric whose interval was not computed.
+        ``{metric: (low, high)}``; ``None`` for a metric whose interval was not computed (the MCE's
+        when no bin holds ``mce_min_count`` examples).
 
     Raises:
         ConfigError: invalid arguments.
     """
     n_bins = F.check_n_bins(n_bins)
+    mce_min_count = F.check_min_count(mce_min_count)
     probs, labels = F.check_inputs(probs.detach().cpu(), labels.detach().cpu())
     n, num_classes = probs.shape
     if n < 2:
         return {name: None for name in METRICS}
-    draws = bootstrap_draws(n, resamples, generator)
-    weights = torch.zeros(resamples * n, dtype=torch.float64)
-    offsets = (draws + n * torch.arange(resamples)[:, None]).reshape(-1)
-    weights.index_add_(0, offsets, torch.ones(resamples * n, dtype=torch.float64))
-    weights = weights.view(resamples, n)
 
     confidence, prediction = probs.max(dim=1)
     # Bin in the probabilities' own dtype, as the functional metrics do (edges are dtype floats).
@@ -166,45 +190,60 @@ def bootstrap_intervals(
     order = torch.sort(confidence64, stable=True).indices
     adaptive = torch.empty(n, n_bins, dtype=torch.float64)
     adaptive[order] = F.equal_mass_groups(n, n_bins)
-    def binned(groups: torch.Tensor) -> tuple[float, float]:  # ECE over (N, M) bin assignments
-        exact = _exact_cell_bounds(correct @ groups, groups.sum(dim=0), confidence64 @ groups, n, 1.0, confidence_level)
-        return _with_exact_bounds(_l1_interval(gap[:, None] * groups, weights, 1.0, confidence_level), exact)
-
-    out: dict[str, tuple[float, float] | None] = {
-        "ece": binned(onehot),
-        "mce": _mce_interval(correct, confidence64, onehot, confidence_level),
-        "adaptive_ece": binned(adaptive),
-        "classwise_ece": None,
-    }
-    if n * num_classes * n_bins <= CLASSWISE_BUDGET:
+    scores = torch.stack((F.brier_terms(probs, labels), F.nll_terms(probs, labels)), dim=1)
+    terms = [gap[:, None] * onehot, gap[:, None] * adaptive, scores]
+    classwise = n * num_classes * n_bins <= CLASSWISE_BUDGET
+    if classwise:
         # Per class k and bin m: (1[y = k] - p_k) where p_k falls in bin m, as (N, K*M) contributions.
         cells = (F.bin_index(probs, n_bins) + n_bins * torch.arange(num_classes)).reshape(n, num_classes)
         target = torch.nn.functional.one_hot(labels, num_classes).double()
         contributions = torch.zeros(n, num_classes * n_bins, dtype=torch.float64)
         contributions.scatter_(1, cells, target - probs.double())
+        terms.append(contributions)
+    sums = resampled_sums(terms, resamples, generator)
+
+    def binned(groups: torch.Tensor, resampled: torch.Tensor) -> tuple[float, float]:  # ECE over (N, M) bin assignments
+        exact = _exact_cell_bounds(correct @ groups, groups.sum(dim=0), confidence64 @ groups, n, 1.0, confidence_level)
+        return _with_exact_bounds(_l1_interval(gap[:, None] * groups, resampled, 1.0, confidence_level), exact)
+
+    out: dict[str, tuple[float, float] | None] = {
+        "ece": binned(onehot, sums[0]),
+        "mce": _mce_interval(correct, confidence64, onehot, confidence_level, mce_min_count),
+        "adaptive_ece": binned(adaptive, sums[1]),
+        "classwise_ece": None,
+    }
+    if classwise:
         size = num_classes * n_bins
         flat = cells.reshape(-1)
         counts = torch.zeros(size, dtype=torch.float64).index_add_(0, flat, torch.ones_like(flat, dtype=torch.float64))
         hits = torch.zeros(size, dtype=torch.float64).index_add_(0, flat, target.reshape(-1))
-        sums = torch.zeros(size, dtype=torch.float64).index_add_(0, flat, probs.double().reshape(-1))
-        exact = _exact_cell_bounds(hits, counts, sums, n, 1.0 / num_classes, confidence_level)
-        out["classwise_ece"] = _with_exact_bounds(_l1_interval(contributions, weights, 1.0 / num_classes, confidence_level), exact)
+        confidence_sums = torch.zeros(size, dtype=torch.float64).index_add_(0, flat, probs.double().reshape(-1))
+        exact = _exact_cell_bounds(hits, counts, confidence_sums, n, 1.0 / num_classes, confidence_level)
+        out["classwise_ece"] = _with_exact_bounds(_l1_interval(contributions, sums[3], 1.0 / num_classes, confidence_level), exact)
 
     alpha = 1.0 - confidence_level
     levels = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)
-    for name, terms in (("brier", F.brier_terms(probs, labels)), ("nll", F.nll_terms(probs, labels))):
-        low, high = torch.quantile(weights @ terms / n, levels).tolist()
+    for column, name in enumerate(("brier", "nll")):
+        low, high = torch.quantile(sums[2][:, column] / n, levels).tolist()
         out[name] = (float(low), float(high))
     return out
 
 
-def _mce_interval(correct: torch.Tensor, confidence: torch.Tensor, onehot: torch.Tensor, confidence_level: float) -> tuple[float, float]:
-    """MCE = max over occupied bins of ``|acc_m - conf_m|``, from simultaneous exact intervals.
+def _mce_interval(
+    correct: torch.Tensor, confidence: torch.Tensor, onehot: torch.Tensor, confidence_level: float, min_count: int = 1
+) -> tuple[float, float] | None:
+    """MCE = max over the bins of at least ``min_count`` examples of ``|acc_m - conf_m|``, from
+    simultaneous exact intervals (``None`` when no bin holds ``min_count`` examples).
 
     The bootstrap fails for a maximum over sparse bins (a bin of two examples resamples to itself),
-    so each occupied bin's accuracy gets a Clopper-Pearson interval at level ``1 - alpha / B``
-    (Bonferroni over the ``B`` occupied bins), conditional on the observed confidences; the gap of a
-    bin then lies between the distance from ``conf_m`` to that interval and the farther end of it.
+    so each such bin's accuracy gets a Clopper-Pearson interval at level ``1 - alpha / B``
+    (Bonferroni over the ``B`` bins the MCE is taken over: which bins those are depends only on the
+    confidences, on which the interval is conditional); the gap of a bin then lies between the
+    distance from ``conf_m`` to that interval and the farther end of it.
     """
-    _, low, high = _cell_gap_bounds(correct @ onehot, onehot.sum(dim=0), confidence @ onehot, confidence_level)
+    counts = onehot.sum(dim=0)
+    kept = torch.where(counts >= max(min_count, 1), counts, torch.zeros_like(counts))  # a bin left out counts as empty
+    _, low, high = _cell_gap_bounds(correct @ onehot, kept, confidence @ onehot, confidence_level)
+    if low.size == 0:
+        return None
     return float(low.max()), min(1.0, float(high.max()))

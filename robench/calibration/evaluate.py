@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from robench.calibration.bootstrap import DEFAULT_RESAMPLES, bootstrap_intervals
+from robench.calibration.functional import DEFAULT_MCE_MIN_COUNT
 from robench.calibration.metric import CalibrationMetrics, calibration_metrics
 from robench.calibration.temperature import apply_temperature, fit_temperature, logits_from_probs
 from robench.context import EvalContext, EvaluationOutput
@@ -24,12 +25,15 @@ from robench.results import MetricRecord
 from robench.threat_model import CalibrationSpec, ThreatModel
 
 EVALUATION = "calibration"
+# The MCE is the largest gap over bins of at least this many examples (recorded in ``resolved`` and
+# the artifacts; see robench.calibration.functional.DEFAULT_MCE_MIN_COUNT).
+MCE_MIN_COUNT = DEFAULT_MCE_MIN_COUNT
 # How each metric's interval is made (robench.calibration.bootstrap explains why they differ).
 INTERVALS = {
     "ece": f"bootstrap bound on the per-bin gaps' deviation ({DEFAULT_RESAMPLES} resamples of examples)",
     "adaptive_ece": f"bootstrap bound on the per-bin gaps' deviation, bins of the full sample ({DEFAULT_RESAMPLES} resamples)",
     "classwise_ece": f"bootstrap bound on the per-cell gaps' deviation ({DEFAULT_RESAMPLES} resamples of examples)",
-    "mce": "clopper-pearson per occupied bin, bonferroni over the bins, given the confidences",
+    "mce": f"clopper-pearson per bin of at least {MCE_MIN_COUNT} examples, bonferroni over those bins, given the confidences",
     "brier": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)",
     "nll": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)",
 }
@@ -88,9 +92,10 @@ def _records(
     records = [MetricRecord.proportion(EVALUATION, "accuracy", metrics.correct, n, condition)]
     for key, name in RECORD_NAMES.items():
         interval = (intervals or {}).get(key)
+        value = getattr(metrics, key)
         records.append(
             MetricRecord(
-                evaluation=EVALUATION, name=name, value=getattr(metrics, key), n=n,
+                evaluation=EVALUATION, name=name, value=None if math.isnan(value) else value, n=n,  # NaN: an MCE without a full bin
                 ci_low=interval[0] if interval else None, ci_high=interval[1] if interval else None,
                 condition=condition, unit=UNITS.get(key, "probability"),
                 interval=INTERVALS[key] if interval else None,
@@ -105,7 +110,7 @@ def evaluate_calibration(
 ) -> EvaluationOutput:
     """ECE/MCE/adaptive/classwise ECE, Brier, NLL and accuracy, clean and under attacks and corruptions."""
     spec = spec or CalibrationSpec()
-    output = EvaluationOutput(resolved=spec.model_dump(mode="json"))
+    output = EvaluationOutput(resolved={**spec.model_dump(mode="json"), "mce_min_count": MCE_MIN_COUNT})
     shared = dict(ctx.shared)
     if ("clean" in spec.conditions or spec.temperature_scaling) and "clean" not in shared:
         batch = predictions(model, spec.temperature_scaling)
@@ -126,12 +131,12 @@ def evaluate_calibration(
     reliability: list[dict[str, Any]] = []
     for index, (label, condition, handoff) in enumerate(conditions):
         probs, labels = handoff["probs"].detach().cpu().float(), handoff["labels"].detach().cpu().long()
-        metrics = calibration_metrics(probs, labels, spec.n_bins)
-        intervals = bootstrap_intervals(probs, labels, spec.n_bins, ctx.generator("bootstrap", index))
+        metrics = calibration_metrics(probs, labels, spec.n_bins, MCE_MIN_COUNT)
+        intervals = bootstrap_intervals(probs, labels, spec.n_bins, ctx.generator("bootstrap", index), mce_min_count=MCE_MIN_COUNT)
         output.records += _records(metrics, condition, intervals)
         reliability.append({"label": label, "condition": condition, "ece": metrics.ece, **metrics.reliability.to_json()})
 
-    artifacts: dict[str, Any] = {"n_bins": spec.n_bins, "reliability": reliability}
+    artifacts: dict[str, Any] = {"n_bins": spec.n_bins, "mce_min_count": MCE_MIN_COUNT, "resamples": DEFAULT_RESAMPLES, "reliability": reliability}
     if spec.temperature_scaling:
         artifacts["temperature"] = _temperature_scaling(shared, conditions, spec, output, ctx)
     output.artifacts = artifacts
@@ -198,9 +203,11 @@ def _temperature_scaling(
         probs, labels = probs[n_fit:], labels[n_fit:]
         scaled = apply_temperature(_logits(handoff)[n_fit:], fit.temperature).float()
         for stage, values in (("before", probs), ("after", scaled)):
-            metrics = calibration_metrics(values, labels, spec.n_bins)
+            metrics = calibration_metrics(values, labels, spec.n_bins, MCE_MIN_COUNT)
             # one seed for both stages: before and after are scored on the same resamples
-            intervals = bootstrap_intervals(values, labels, spec.n_bins, ctx.generator("bootstrap", "temperature", index))
+            intervals = bootstrap_intervals(
+                values, labels, spec.n_bins, ctx.generator("bootstrap", "temperature", index), mce_min_count=MCE_MIN_COUNT
+            )
             output.records += _records(metrics, {**condition, "split": "eval", "temperature": stage}, intervals)
     return {
         "temperature": fit.temperature,

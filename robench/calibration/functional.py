@@ -38,6 +38,14 @@ __all__ = [
 
 _SUM_TOLERANCE = 1e-3
 
+DEFAULT_MCE_MIN_COUNT = 10
+"""Bins the MCE is taken over hold at least this many examples. The gap of a bin of one example is
+its confidence or one minus it (0.71 for one correct example at confidence 0.29), whatever the
+model's calibration; with 10 examples the bin's accuracy is known to about +-0.15 (one binomial
+standard deviation at 0.5), and the exact intervals of :func:`robench.calibration.bootstrap._mce_interval`
+are Bonferroni-corrected over fewer, better-filled bins. Guo et al. (2017) take every non-empty bin
+(``min_count = 1``, as torchmetrics and netcal do)."""
+
 
 # --------------------------------------------------------------------------------------------
 # argument checks
@@ -48,6 +56,13 @@ def check_n_bins(n_bins: object) -> int:
     if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins <= 0:
         raise ConfigError(f"Expected `n_bins` to be an integer > 0, but got {n_bins!r}.")
     return n_bins
+
+
+def check_min_count(min_count: object) -> int:
+    """Return ``min_count`` as an int, or raise :class:`ConfigError` saying what was expected."""
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count <= 0:
+        raise ConfigError(f"Expected `min_count` to be an integer > 0, but got {min_count!r}.")
+    return min_count
 
 
 def check_inputs(probs: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,10 +171,15 @@ def _ece_values(stats: BinStatistics) -> torch.Tensor:
     return (gap * weight).sum(dim=-1)
 
 
-def _mce_values(stats: BinStatistics) -> torch.Tensor:
-    """MCE = max over non-empty bins m of |acc(B_m) - conf(B_m)| (Guo et al. 2017, Eq. 5)."""
+def _mce_values(stats: BinStatistics, min_count: int = 1) -> torch.Tensor:
+    """MCE = max over bins m with ``|B_m| >= min_count`` of |acc(B_m) - conf(B_m)| (Guo et al. 2017,
+    Eq. 5, over the non-empty bins for ``min_count = 1``). 0 without examples; NaN when there are
+    examples but no bin holds ``min_count`` of them (no bin is filled enough to say)."""
     gap, _ = _gaps(stats)
-    return gap.amax(dim=-1)
+    eligible = stats.count >= max(min_count, 1)
+    largest = torch.where(eligible, gap, torch.full_like(gap, -1.0)).amax(dim=-1)
+    empty = stats.count.sum(dim=-1) == 0
+    return torch.where(largest >= 0, largest, torch.where(empty, torch.zeros_like(largest), torch.full_like(largest, float("nan"))))
 
 
 def _ece_compute(stats: BinStatistics) -> float:
@@ -167,9 +187,9 @@ def _ece_compute(stats: BinStatistics) -> float:
     return float(_ece_values(stats))
 
 
-def _mce_compute(stats: BinStatistics) -> float:
+def _mce_compute(stats: BinStatistics, min_count: int = 1) -> float:
     """:func:`_mce_values` of one set of ``(M,)`` statistics."""
-    return float(_mce_values(stats))
+    return float(_mce_values(stats, min_count))
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
@@ -194,17 +214,26 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
     return _ece_compute(top_label_statistics(probs, labels, n_bins))
 
 
-def max_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
-    """Maximum calibration error: the largest ``|acc(B_m) - conf(B_m)|`` over non-empty bins.
+def max_calibration_error(
+    probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15, min_count: int = DEFAULT_MCE_MIN_COUNT
+) -> float:
+    """Maximum calibration error: the largest ``|acc(B_m) - conf(B_m)|`` over the bins holding at
+    least ``min_count`` examples.
 
-    Same bins as :func:`expected_calibration_error` (Guo et al. 2017, Eq. 5).
+    Same bins as :func:`expected_calibration_error` (Guo et al. 2017, Eq. 5, who take every
+    non-empty bin: ``min_count=1``, as torchmetrics and netcal do). The default leaves out bins too
+    sparse for their gap to say anything (see :data:`DEFAULT_MCE_MIN_COUNT`).
+
+    Returns:
+        The MCE in [0, 1]; 0 for ``N = 0``; NaN when no bin holds ``min_count`` examples.
 
     Raises:
         ConfigError: invalid arguments.
     """
     n_bins = check_n_bins(n_bins)
+    min_count = check_min_count(min_count)
     probs, labels = check_inputs(probs, labels)
-    return _mce_compute(top_label_statistics(probs, labels, n_bins))
+    return _mce_compute(top_label_statistics(probs, labels, n_bins), min_count)
 
 
 # --------------------------------------------------------------------------------------------

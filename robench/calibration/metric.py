@@ -24,12 +24,13 @@ class CalibrationMetrics:
     accuracy: float
     correct: int
     ece: float
-    mce: float
+    mce: float  # over bins of at least ``mce_min_count`` examples; NaN when no bin holds that many
     adaptive_ece: float
     classwise_ece: float
     brier: float
     nll: float
     reliability: F.ReliabilityBins
+    mce_min_count: int  # the MCE's minimum bin count
 
 
 class CalibrationAccumulator:
@@ -37,14 +38,15 @@ class CalibrationAccumulator:
 
     Example::
 
-        acc = CalibrationAccumulator(n_bins=15)
+        acc = CalibrationAccumulator(n_bins=15, mce_min_count=10)
         for probs, labels in batches:
             acc.update(probs, labels)
         metrics = acc.compute()
     """
 
-    def __init__(self, n_bins: int = 15) -> None:
+    def __init__(self, n_bins: int = 15, mce_min_count: int = F.DEFAULT_MCE_MIN_COUNT) -> None:
         self.n_bins = F.check_n_bins(n_bins)
+        self.mce_min_count = F.check_min_count(mce_min_count)
         self.reset()
 
     def reset(self) -> None:
@@ -99,17 +101,20 @@ class CalibrationAccumulator:
             accuracy=n_correct / n if n else 0.0,
             correct=n_correct,
             ece=F._ece_compute(top),
-            mce=F._mce_compute(top),
+            mce=F._mce_compute(top, self.mce_min_count),
             adaptive_ece=F._adaptive_compute(confidence, correct, self.n_bins),
             classwise_ece=F._classwise_compute(self._classwise) if self._classwise is not None else 0.0,
             brier=self._brier_sum / n if n else 0.0,
             nll=self._nll_sum / n if n else 0.0,
             reliability=F._reliability_compute(top),
+            mce_min_count=self.mce_min_count,
         )
 
 
-def calibration_metrics(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> CalibrationMetrics:
+def calibration_metrics(
+    probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15, mce_min_count: int = F.DEFAULT_MCE_MIN_COUNT
+) -> CalibrationMetrics:
     """All metrics of one condition in one call (an accumulator fed a single batch)."""
-    accumulator = CalibrationAccumulator(n_bins)
+    accumulator = CalibrationAccumulator(n_bins, mce_min_count)
     accumulator.update(probs, labels)
     return accumulator.compute()

@@ -185,7 +185,11 @@ def summary_records(results: Results) -> list[MetricRecord]:
     picked = [r for r in picked if r.name != "worst_case_robust_accuracy" or r is worst[-1]]  # the final worst case
     order = {name: i for i, name in enumerate(HEADLINE_NAMES)}
     sections = {key: i for i, (key, _) in enumerate(SECTIONS)}
-    return sorted(picked, key=lambda r: (sections.get(r.evaluation.split("/")[0], 99), order[r.name]))
+    # calibration: clean, attacks scored at their adversarial point, then those scored clean where unbroken
+    from robench.report.sections.calibration import condition_rank
+
+    return sorted(picked, key=lambda r: (sections.get(r.evaluation.split("/")[0], 99), order[r.name],
+                                         condition_rank(r.condition) if r.evaluation == "calibration" else 0))  # fmt: skip
 
 
 def build_sections(results: Results) -> list[dict[str, Any]]:

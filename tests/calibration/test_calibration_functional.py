@@ -32,12 +32,13 @@ def _random(n: int, k: int, seed: int, temperature: float = 2.0) -> tuple[torch.
     return logits.softmax(1), labels
 
 
-def _binned_reference(conf: np.ndarray, hit: np.ndarray, n_bins: int, right_closed: bool) -> tuple[float, float]:
-    """Guo et al.'s ECE and MCE with an explicit loop over bins (right- or left-closed)."""
+def _binned_reference(conf: np.ndarray, hit: np.ndarray, n_bins: int, right_closed: bool, min_count: int = 1) -> tuple[float, float]:
+    """Guo et al.'s ECE and MCE with an explicit loop over bins (right- or left-closed); the MCE over
+    the bins holding at least ``min_count`` examples (NaN when none does)."""
     # The same float edges as robench (torch.linspace in the confidences' dtype): "on an edge" is
     # equality with these floats.
     edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.from_numpy(conf[:1]).dtype).numpy()
-    ece, mce = 0.0, 0.0
+    ece, mce, counted = 0.0, 0.0, False
     for m in range(n_bins):
         low, high = edges[m], edges[m + 1]
         if right_closed:
@@ -47,8 +48,9 @@ def _binned_reference(conf: np.ndarray, hit: np.ndarray, n_bins: int, right_clos
         if inside.any():
             gap = abs(hit[inside].mean() - conf[inside].astype(np.float64).mean())
             ece += inside.mean() * gap
-            mce = max(mce, gap)
-    return ece, mce
+            if inside.sum() >= min_count:
+                mce, counted = max(mce, gap), True
+    return ece, mce if counted else float("nan")
 
 
 @pytest.mark.parametrize("k,seed", [(2, 0), (3, 1), (10, 2), (100, 3)])
@@ -58,7 +60,8 @@ def test_ece_mce_equal_torchmetrics(k: int, seed: int, n_bins: int) -> None:
     ece_tm = float(multiclass_calibration_error(probs, labels, k, n_bins=n_bins, norm="l1"))
     mce_tm = float(multiclass_calibration_error(probs, labels, k, n_bins=n_bins, norm="max"))
     assert expected_calibration_error(probs, labels, n_bins) == pytest.approx(ece_tm, abs=1e-6)
-    assert max_calibration_error(probs, labels, n_bins) == pytest.approx(mce_tm, abs=1e-6)
+    # torchmetrics takes the MCE over every non-empty bin: robench's min_count=1
+    assert max_calibration_error(probs, labels, n_bins, min_count=1) == pytest.approx(mce_tm, abs=1e-6)
 
 
 @pytest.mark.parametrize("k,seed", [(3, 4), (10, 5), (50, 6)])
@@ -66,7 +69,7 @@ def test_ece_mce_equal_netcal(k: int, seed: int) -> None:
     probs, labels = _random(2000, k, seed)
     x, y = probs.double().numpy(), labels.numpy()
     assert expected_calibration_error(probs.double(), labels) == pytest.approx(NetcalECE(bins=15).measure(x, y), abs=1e-9)
-    assert max_calibration_error(probs.double(), labels) == pytest.approx(NetcalMCE(bins=15).measure(x, y), abs=1e-9)
+    assert max_calibration_error(probs.double(), labels, min_count=1) == pytest.approx(NetcalMCE(bins=15).measure(x, y), abs=1e-9)
 
 
 EDGE_CASES = {
@@ -82,13 +85,41 @@ def test_edge_cases_equal_torchmetrics_and_netcal(case: str) -> None:
     probs, labels = EDGE_CASES[case]
     probs = probs.double()
     k = probs.shape[1]
-    ece, mce = expected_calibration_error(probs, labels), max_calibration_error(probs, labels)
+    ece, mce = expected_calibration_error(probs, labels), max_calibration_error(probs, labels, min_count=1)
     assert ece == pytest.approx(float(multiclass_calibration_error(probs, labels, k, n_bins=15, norm="l1")), abs=1e-6)
     assert mce == pytest.approx(float(multiclass_calibration_error(probs, labels, k, n_bins=15, norm="max")), abs=1e-6)
     if len(labels.unique()) == k:  # netcal infers the class count from the labels present
         x, y = probs.numpy(), labels.numpy()
         assert ece == pytest.approx(NetcalECE(bins=15).measure(x, y), abs=1e-9)
         assert mce == pytest.approx(NetcalMCE(bins=15).measure(x, y), abs=1e-9)
+
+
+@pytest.mark.parametrize("n,k,n_bins,min_count,seed", [(200, 10, 10, 10, 0), (3000, 10, 15, 10, 1), (500, 3, 15, 25, 2), (60, 5, 10, 10, 3)])
+def test_mce_over_bins_of_a_minimum_count_equals_brute_force(n: int, k: int, n_bins: int, min_count: int, seed: int) -> None:
+    """The MCE over bins of at least ``min_count`` examples (bins of one example set the old MCE:
+    0.71 for one correct digit at confidence 0.29) against a loop over the bins; the one-shot and
+    batched metrics agree with it."""
+    probs, labels = _random(n, k, seed, temperature=1.0)  # spread-out confidences: sparse bins at the low end
+    conf, pred = probs.max(1)
+    hit = (pred == labels).double().numpy()
+    _, reference = _binned_reference(conf.numpy(), hit, n_bins, right_closed=True, min_count=min_count)
+    _, every_bin = _binned_reference(conf.numpy(), hit, n_bins, right_closed=True)
+    counts = reliability_bins(probs, labels, n_bins).count
+    assert bool(((counts > 0) & (counts < min_count)).any())  # some bins are left out
+    assert max_calibration_error(probs, labels, n_bins, min_count=min_count) == pytest.approx(reference, abs=1e-9)
+    assert max_calibration_error(probs, labels, n_bins, min_count=1) == pytest.approx(every_bin, abs=1e-9)
+    assert calibration_metrics(probs, labels, n_bins, mce_min_count=min_count).mce == pytest.approx(reference, abs=1e-9)
+    accumulator = CalibrationAccumulator(n_bins, mce_min_count=min_count)
+    for part in range(0, n, 37):
+        accumulator.update(probs[part : part + 37], labels[part : part + 37])
+    assert accumulator.compute().mce == pytest.approx(reference, abs=1e-9)
+
+
+def test_mce_min_count_is_checked() -> None:
+    probs, labels = _random(20, 3, 0)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="min_count"):
+            max_calibration_error(probs, labels, 10, min_count=bad)  # type: ignore[arg-type]
 
 
 def test_classwise_ece_binary_equals_netcal_binary_ece() -> None:
@@ -122,7 +153,7 @@ def test_edge_confidences_follow_guo_right_closed_bins() -> None:
     right, right_max = _binned_reference(conf.numpy(), hit, n_bins, right_closed=True)
     left, _ = _binned_reference(conf.numpy(), hit, n_bins, right_closed=False)
     assert ours == pytest.approx(right, abs=1e-7)
-    assert max_calibration_error(probs, labels_t, n_bins) == pytest.approx(right_max, abs=1e-7)
+    assert max_calibration_error(probs, labels_t, n_bins, min_count=1) == pytest.approx(right_max, abs=1e-7)
     torchmetrics_value = float(multiclass_calibration_error(probs, labels_t, k, n_bins=n_bins, norm="l1"))
     assert torchmetrics_value == pytest.approx(left, abs=1e-6)
     assert abs(right - left) > 1e-3  # the conventions really differ on these inputs
@@ -133,7 +164,9 @@ def test_extreme_confidences() -> None:
     probs = torch.eye(4)[torch.tensor([0, 1, 2, 3, 0])]
     labels = torch.tensor([0, 1, 2, 3, 1])
     assert expected_calibration_error(probs, labels) == pytest.approx(1 / 5)
-    assert max_calibration_error(probs, labels) == pytest.approx(1 / 5)
+    assert max_calibration_error(probs, labels, min_count=1) == pytest.approx(1 / 5)
+    assert max_calibration_error(probs, labels, min_count=5) == pytest.approx(1 / 5)  # the one bin holds all five
+    assert np.isnan(max_calibration_error(probs, labels))  # no bin of the default 10 examples: no MCE
     bins = reliability_bins(probs, labels)
     assert int(bins.count[-1]) == 5 and int(bins.count[:-1].sum()) == 0
     uniform = torch.full((6, 3), 1 / 3)

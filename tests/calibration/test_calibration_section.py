@@ -86,17 +86,23 @@ def test_bootstrap_equals_naive_resampling_loop() -> None:
         assert got[name][0] <= getattr(metrics, name) <= got[name][1]
     for name, values in means.items():
         assert got[name] == pytest.approx(tuple(np.quantile(np.array(values), [0.025, 0.975])), abs=1e-9), name
-    # MCE: statsmodels' exact intervals of every occupied bin's accuracy, Bonferroni over those bins.
+    # MCE: statsmodels' exact intervals of the accuracy of every bin of at least min_count examples
+    # (every occupied bin for min_count = 1), Bonferroni over those bins.
     confidence, correct = p.max(1), (p.argmax(1) == y)
     bins = np.clip(np.searchsorted(np.linspace(0, 1, 16, dtype=np.float32), confidence, side="left") - 1, 0, 14)
-    occupied = np.unique(bins)
-    low = high = 0.0
-    for m in occupied:
-        a, b = proportion_confint(int(correct[bins == m].sum()), int((bins == m).sum()), alpha=0.05 / len(occupied), method="beta")
-        c = float(confidence[bins == m].astype(np.float64).mean())
-        low, high = max(low, a - c, c - b), max(high, abs(a - c), abs(b - c))
-    assert got["mce"] == pytest.approx((low, high), abs=1e-9)
-    assert got["mce"][0] <= metrics.mce <= got["mce"][1]
+    for min_count in (1, 10):
+        kept = [m for m in np.unique(bins) if (bins == m).sum() >= min_count]
+        assert 0 < len(kept) < (len(np.unique(bins)) if min_count > 1 else 99)  # the minimum leaves bins out
+        low = high = 0.0
+        for m in kept:
+            a, b = proportion_confint(int(correct[bins == m].sum()), int((bins == m).sum()), alpha=0.05 / len(kept), method="beta")
+            c = float(confidence[bins == m].astype(np.float64).mean())
+            low, high = max(low, a - c, c - b), max(high, abs(a - c), abs(b - c))
+        interval = bootstrap_intervals(probs, labels, 15, torch.Generator().manual_seed(3), resamples=resamples, mce_min_count=min_count)["mce"]
+        assert interval == pytest.approx((low, high), abs=1e-9)
+        mce = calibration_metrics(probs, labels, 15, mce_min_count=min_count).mce
+        assert interval[0] <= mce <= interval[1]
+    assert got["mce"] == pytest.approx(interval, abs=1e-12)  # the default minimum is 10
 
 
 @pytest.mark.slow
@@ -427,3 +433,43 @@ def test_temperature_scaled_metrics_have_intervals_in_the_records_and_the_report
         if record.name in ("ece", "nll", "brier"):
             assert " ".join(record.formatted()).split(" ", 1)[1] in table, record  # its interval, as the report writes it
     assert "Each metric carries its 95% interval" in html
+
+
+def test_the_mce_is_taken_over_bins_of_the_recorded_minimum_count() -> None:
+    """PGD's MCE of 70.71% [0.00, 70.71] was the gap of a bin holding one digit (correct at
+    confidence 0.29): the MCE and its interval now leave out bins of fewer than MCE_MIN_COUNT
+    examples, and the results say so."""
+    from robench.calibration.evaluate import MCE_MIN_COUNT
+
+    assert MCE_MIN_COUNT >= 10
+    logits, labels = _sample(200, 10, 5, 1.0)
+    probs = (logits / 3).softmax(1).float()  # spread-out confidences: sparse bins at the low end
+    tiny = {"probs": probs[:8], "labels": labels[:8]}  # no bin of 10: no MCE at all
+    out = registry.get("evaluation", "calibration")(
+        None, None, None, CalibrationSpec(n_bins=10, conditions=("clean", "corruptions")),
+        _ctx({"clean": {"probs": probs, "labels": labels}, "corruptions/fog/1": tiny}),
+    )  # fmt: skip
+    assert out.resolved["mce_min_count"] == out.artifacts["mce_min_count"] == MCE_MIN_COUNT
+    clean, small = [r for r in out.records if r.name == "max_calibration_error"]
+    counts = torch.tensor(out.artifacts["reliability"][0]["count"])
+    assert bool(((counts > 0) & (counts < MCE_MIN_COUNT)).any())
+    panel = out.artifacts["reliability"][0]
+    gaps = [abs(a - c) for a, c, n in zip(panel["accuracy"], panel["confidence"], panel["count"]) if n >= MCE_MIN_COUNT]
+    assert clean.value == pytest.approx(max(gaps), abs=1e-6)  # brute force from the recorded bins
+    assert clean.ci_low <= clean.value <= clean.ci_high and "at least 10 examples" in clean.interval
+    assert small.value is None and small.ci_low is None and small.n == 8
+
+
+def test_resampled_sums_in_chunks_equal_one_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weights are made a few resamples at a time (memory): the sums equal those of one
+    (R, N) draw of indices, resample by resample."""
+    from robench.calibration import bootstrap
+
+    n, resamples = 50, 23
+    terms = torch.randn(n, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    draws = bootstrap.bootstrap_draws(n, resamples, torch.Generator().manual_seed(4))
+    expected = torch.stack([terms[index].sum(dim=0) for index in draws])
+    monkeypatch.setattr(bootstrap, "WEIGHT_BUDGET", 7 * n)  # chunks of 7 resamples
+    (got,) = bootstrap.resampled_sums([terms], resamples, torch.Generator().manual_seed(4))
+    assert torch.allclose(got, expected, atol=1e-12)
+    assert bootstrap.DEFAULT_RESAMPLES >= 1000

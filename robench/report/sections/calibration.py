@@ -22,10 +22,37 @@ METRICS: tuple[tuple[str, str], ...] = (
 )
 
 
+def scored_clean(condition: dict[str, Any]) -> bool:
+    """An attack condition whose unbroken examples are scored at their clean input (AutoAttack): its
+    calibration mixes clean and adversarial outputs."""
+    return condition.get("condition") == "attack" and condition.get("unbroken_at") == "clean input"
+
+
+def condition_rank(condition: dict[str, Any]) -> int:
+    """Order of the conditions in the section and the headline: clean, attacks scored at their
+    adversarial point, attacks whose unbroken examples are scored clean, then the rest."""
+    kind = condition.get("condition")
+    if kind == "clean":
+        return 0
+    if kind == "attack":
+        return 2 if scored_clean(condition) else 1
+    return 3
+
+
+def _short_label(condition: dict[str, Any]) -> str:
+    """A figure title that leaves the axes their width: the attack or the corruption cell."""
+    kind = condition.get("condition")
+    if kind == "attack":
+        return f"{condition.get('attack')}{'*' if scored_clean(condition) else ''}"
+    if kind == "corruption":
+        return f"{condition.get('corruption')} s{condition.get('severity')}"
+    return str(kind)
+
+
 def _label(condition: dict[str, Any]) -> str:
     kind = condition.get("condition")
     if kind == "attack":
-        clean = " (unbroken examples scored clean)" if condition.get("unbroken_at") == "clean input" else ""
+        clean = " (unbroken examples scored clean)" if scored_clean(condition) else ""
         return f"attack {condition.get('attack')}{clean}"
     if kind == "corruption":
         return f"{condition.get('corruption')} s{condition.get('severity')}"
@@ -52,7 +79,7 @@ def _reliability_figure(panel: dict[str, Any]) -> str:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{panel['label']} (ECE {100 * panel['ece']:.2f}%)", fontsize=9)
+    ax.set_title(f"{panel['title']} (ECE {100 * panel['ece']:.2f}%)", fontsize=9)
     ax.legend(loc="upper left", fontsize=7)
     hist.bar(edges[:-1], counts, width=width, align="edge", color="#777777", edgecolor="white")
     top = max(counts) if counts else 0
@@ -133,6 +160,44 @@ def _declared_bins(results: Results) -> int:
     return int(declared) if declared else CalibrationSpec.model_fields["n_bins"].default
 
 
+def _chosen_panels(panels: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The reliability diagrams to draw, each with its ``title`` (short) and ``label`` (the caption):
+    clean, the worst attack and the worst corruption cell by the ECE point estimate; and how the
+    attack was chosen.
+
+    The worst attack is chosen among the attacks scored at their adversarial point when there is
+    one: an attack whose unbroken examples are scored at the clean input brings their clean,
+    confident outputs, so its ECE is not comparable with theirs and would win for that reason."""
+    chosen = [{**p, "title": "clean"} for p in panels if p["condition"].get("condition") == "clean"][:1]
+    attacks = [p for p in panels if p["condition"].get("condition") == "attack"]
+    at_point = [p for p in attacks if not scored_clean(p["condition"])]
+    how = None
+    if attacks:
+        pool = at_point or attacks
+        worst = max(pool, key=lambda p: p["ece"])
+        how = {"among": len(pool), "attacks": len(attacks), "at_point": bool(at_point),
+               "left_out": sorted(str(p["condition"].get("attack")) for p in attacks if p not in pool),
+               "overall": max(attacks, key=lambda p: p["ece"]) is worst}  # fmt: skip
+        prefix = ""
+        if len(pool) > 1:
+            prefix = "worst attack by ECE" + (" of those scored at their adversarial point" if how["left_out"] else "") + ": "
+        elif how["left_out"]:
+            prefix = "the attack scored at its adversarial point: "
+        chosen.append({**worst, "title": _short_label(worst["condition"]), "label": prefix + _label(worst["condition"])})
+    corruptions = [p for p in panels if p["condition"].get("condition") == "corruption"]
+    if corruptions:
+        worst = max(corruptions, key=lambda p: p["ece"])
+        prefix = "worst corruption by ECE: " if len(corruptions) > 1 else ""
+        chosen.append({**worst, "title": _short_label(worst["condition"]), "label": prefix + _label(worst["condition"])})
+    return chosen, how
+
+
+def _mce_min_count(evaluation: Any) -> int | None:
+    """The MCE's minimum bin count as recorded (``None``: an older robench took every occupied bin)."""
+    recorded = evaluation.artifacts.get("mce_min_count") or evaluation.resolved.get("mce_min_count")
+    return int(recorded) if recorded else None
+
+
 def build(results: Results) -> dict[str, Any] | None:
     """Reliability diagrams (clean, worst attack, worst corruption), ECE vs severity, metric table."""
     evaluation = results.evaluation("calibration")
@@ -140,13 +205,13 @@ def build(results: Results) -> dict[str, Any] | None:
         return None
     plain = [r for r in evaluation.records if "split" not in r.condition]
     rows: dict[str, dict[str, Any]] = {}
-    for record in plain:
+    for record in sorted(plain, key=lambda r: condition_rank(r.condition)):  # stable: recorded order within a rank
         key = _label(record.condition)
         rows.setdefault(key, {"label": key, "kind": record.condition.get("condition"), "attack": record.condition.get("attack"),
                               "n": record.n, "metrics": {}})  # fmt: skip
         rows[key]["metrics"][record.name] = record
     scaled: dict[str, dict[str, Any]] = {}
-    for record in evaluation.records:
+    for record in sorted(evaluation.records, key=lambda r: condition_rank(r.condition)):
         if record.condition.get("split") == "eval" and record.name in ("ece", "nll", "brier"):
             key = _label(record.condition)
             row = scaled.setdefault(key, {"label": key, "n": record.n})
@@ -162,13 +227,7 @@ def build(results: Results) -> dict[str, Any] | None:
             unfooled_at.append((attack, facts.get("unfooled_at") or "not recorded"))
 
     panels = evaluation.artifacts.get("reliability", [])
-    chosen = [p for p in panels if p["condition"].get("condition") == "clean"][:1]
-    for kind in ("attack", "corruption"):
-        of_kind = [p for p in panels if p["condition"].get("condition") == kind]
-        if of_kind:
-            worst = max(of_kind, key=lambda p: p["ece"])  # by the ECE point estimate
-            prefix = f"worst {kind} by ECE: " if len(of_kind) > 1 else ""
-            chosen.append({**worst, "label": prefix + _label(worst["condition"])})
+    chosen, worst_attack = _chosen_panels(panels)
     clean_ece = next((r for r in plain if r.name == "ece" and r.condition.get("condition") == "clean"), None)
     scaled_intervals = [
         (title, interval)
@@ -186,7 +245,10 @@ def build(results: Results) -> dict[str, Any] | None:
         "under_attack": any(row["kind"] == "attack" for row in rows.values()),
         "unfooled_at": unfooled_at,
         "panels_of": {kind: sum(p["condition"].get("condition") == kind for p in panels) for kind in ("attack", "corruption")},
-        "reliability_figures": [{"label": p["label"], "uri": _reliability_figure(p)} for p in chosen],
+        "worst_attack": worst_attack,
+        "starred": any("*" in p["title"] for p in chosen),
+        "mce_min_count": _mce_min_count(evaluation),
+        "reliability_figures": [{"label": p["label"], "title": p["title"], "ece": p["ece"], "uri": _reliability_figure(p)} for p in chosen],
         "severity_figure": _severity_figure([r for r in plain if r.name == "ece"], clean_ece),
         "temperature": evaluation.artifacts.get("temperature"),
         "scaled": list(scaled.values()),
