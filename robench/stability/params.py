@@ -102,3 +102,38 @@ def sequence_params(name: str, table: str) -> SequenceParams:
 def noise_level(difficulty: int) -> int:
     """Noise strength index 1..3 for a difficulty (strengths above 3 do not exist: capped at 3)."""
     return max(1, min(int(difficulty), NOISE_LEVELS))
+
+
+def first_frame(name: str, table: str) -> str | None:
+    """What frame 0 of perturbation ``name`` is, in words, when it is not the clean image; ``None``
+    when it is (noise sequences and zoom blur start from the clean frame).
+
+    A sequential perturbation's flips compare consecutive frames, so with a perturbed frame 0 no
+    comparison involves the clean image: frame 0 of translate is already shifted by ``shift0`` px.
+
+    Raises:
+        ConfigError: unknown perturbation or table.
+    """
+    params = sequence_params(name, table)
+    v = params.values
+    if params.noise or name == "zoom_blur":
+        return None
+    described = {
+        "motion_blur": lambda: f"motion-blurred at {v['angle0']:g}°, radius {v['radius']}",
+        "snow": lambda: "under its snow layer",
+        "brightness": lambda: f"brightness shifted by {-((params.frames - 1) // 2) * v['step']:+g}",
+        "translate": lambda: f"shifted by {v['shift0']:+d} px",
+        "rotate": lambda: f"rotated by {v['angle0']:+g}°",
+        "tilt": lambda: f"tilted by {v['angle0']:+g}°",
+        "scale": lambda: f"scaled by {v['scale0']:g}",
+        "gaussian_blur": lambda: f"blurred (sigma {v['sigma0']:g})",
+        "spatter": lambda: "under its water drops",
+        "shear": lambda: f"sheared by {v['angle0']:+g}°",
+    }
+    return described[name]()
+
+
+def translation_range(table: str) -> tuple[int, int]:
+    """The smallest and largest horizontal shift, in pixels, of the translate sequence of ``table``."""
+    params = sequence_params("translate", table)
+    return params.values["shift0"], params.values["shift0"] + params.frames - 1

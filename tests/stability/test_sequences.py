@@ -172,3 +172,24 @@ def test_a_sequence_does_not_depend_on_the_examples_after_it(name: str) -> None:
         transform = lambda x, g: registry.get("perturbation", name)(x, g, params=params, level=1)  # noqa: E731
         out.append(ctx.blockwise(name, data, images[8:n], transform, 8)[:3])
     assert torch.equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("table", ["cifar10", "imagenet"])
+def test_first_frame_says_which_sequences_start_perturbed(table: str) -> None:
+    """Frame 0 of most sequential perturbations is already perturbed (translate's digit is shifted
+    7 px and predicted 2 for a 0): the description is None exactly where frame 0 is the clean image,
+    checked on generated frames."""
+    from robench.registry import registry
+    from robench.stability.params import TABLES, first_frame, sequence_params, translation_range
+    from robench.stability.sequences import quantize
+
+    gen = torch.Generator().manual_seed(0)
+    x = quantize(torch.rand(2, 3, 32, 32, generator=gen))
+    for name in TABLES[table]:
+        frames = registry.get("perturbation", name)(x, torch.Generator().manual_seed(1), params=sequence_params(name, table), level=1)
+        clean = torch.equal(frames[:, 0], x)
+        assert (first_frame(name, table) is None) == clean, (name, first_frame(name, table))
+    assert first_frame("translate", "cifar10") == "shifted by -7 px"
+    low, high = translation_range(table)
+    assert high - low + 1 == sequence_params("translate", table).frames
+    assert translation_range("cifar10") == (-7, 8)

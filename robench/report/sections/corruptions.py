@@ -43,9 +43,13 @@ def _mean_over(record: Any) -> str | None:
 _TABLE_IMAGES = {"cifar10": (3, 32), "tinyimagenet": (3, 64), "imagenet": (3, 224)}
 
 
-def _table_mismatch(resolved: dict[str, Any], input_shape: list[int]) -> str | None:
-    """Why generated corruptions are not the benchmark on these images (a table made for other
-    images: 28 px gray digits under the CIFAR-10 table), or ``None``."""
+def table_mismatch(
+    resolved: dict[str, Any], input_shape: list[int], what: str = "corruptions", made: str = "severity table"
+) -> str | None:
+    """Why generated ``what`` are not the benchmark on these images (a table made for other images:
+    28 px gray digits under the CIFAR-10 table), or ``None``. The corruptions and the stability
+    sections share it: ``made`` names what the table holds (their severities, the sequences'
+    parameters)."""
     designed = _TABLE_IMAGES.get(str(resolved.get("table")))
     if resolved.get("source") != "generated" or designed is None or len(input_shape) != 3:
         return None
@@ -54,9 +58,12 @@ def _table_mismatch(resolved: dict[str, Any], input_shape: list[int]) -> str | N
         return None
     kind = "RGB" if designed[0] == 3 else "gray"
     these = f"{'gray' if channels == 1 else f'{channels}-channel'} {side} px" if channels != 3 else f"RGB {side} px"
-    return (f"the {resolved.get('table')} severity table was made for {kind} {designed[1]} px natural images; on these {these} "
-            "inputs the corruptions are a stress test with the benchmark's parameters, not the benchmark itself, and "
+    return (f"the {resolved.get('table')} {made} was made for {kind} {designed[1]} px natural images; on these {these} "
+            f"inputs the {what} are a stress test with the benchmark's parameters, not the benchmark itself, and "
             "their numbers are not comparable with published ones")
+
+
+_table_mismatch = table_mismatch  # the corruptions section's own wording
 
 
 def _labelled_grid(examples: dict[str, Any]) -> str:

@@ -4,26 +4,63 @@ from __future__ import annotations
 
 from typing import Any
 
-from robench.report.plots import figure_data_uri, new_figure
+from matplotlib.patches import Patch
+
+from robench.report.plots import PALETTE, figure_data_uri, new_figure
+from robench.report.sections.corruptions import table_mismatch
 from robench.results import MetricRecord, Results
 from robench.stability.evaluate import BOOTSTRAP_INTERVAL, BOOTSTRAP_RESAMPLES
+from robench.stability.params import TABLES, first_frame, translation_range
+
+KIND_COLOURS = {"noise": PALETTE[1], "sequential": PALETTE[0]}
 
 
 def _flip_figure(rows: list[dict[str, Any]]) -> str:
-    """Bars of the flip probability per perturbation with their 95% intervals (see the section's text)."""
+    """Bars of the flip probability per perturbation with their 95% intervals, coloured by kind with
+    a legend, each labelled with its value (a bar of ~0 height stays readable)."""
     labels = [row["perturbation"] for row in rows]
     values = [row["fp"].value for row in rows]
     errors = [
         [v - (row["fp"].ci_low if row["fp"].ci_low is not None else v) for v, row in zip(values, rows)],
         [(row["fp"].ci_high if row["fp"].ci_high is not None else v) - v for v, row in zip(values, rows)],
     ]
-    fig, ax = new_figure(max(4.0, 0.6 * len(labels) + 2), 3.4)
-    colors = ["#dd8452" if row["noise"] else "#4c72b0" for row in rows]
-    ax.bar(labels, values, yerr=errors, capsize=4, color=colors)
+    fig, ax = new_figure(max(4.0, 0.6 * len(labels) + 2), 3.6)
+    kinds = ["noise" if row["noise"] else "sequential" for row in rows]
+    ax.bar(labels, values, yerr=errors, capsize=4, color=[KIND_COLOURS[k] for k in kinds], edgecolor="#333333", linewidth=0.6)
+    top = max(0.05, max(values, default=0) * 1.25 + max(errors[1], default=0))
+    for x, (value, high, kind) in enumerate(zip(values, errors[1], kinds)):
+        # a marker of the bar's colour at its value: a bar of ~0 height keeps its colour and its place
+        ax.plot(x, value, marker="D", ms=5, color=KIND_COLOURS[kind], markeredgecolor="#333333", zorder=3, clip_on=False)
+        ax.text(x, value + high + 0.01 * top, f"{100 * value:.2f}%", ha="center", va="bottom", fontsize=7)
     ax.set_ylabel("flip probability (95% CI)")
-    ax.set_ylim(0, max(0.05, max(values, default=0) * 1.25 + max(errors[1], default=0)))
+    ax.set_ylim(0, 1.12 * top)
     ax.tick_params(axis="x", rotation=30)
+    present = [k for k in KIND_COLOURS if k in kinds]
+    ax.legend(handles=[Patch(facecolor=KIND_COLOURS[k], edgecolor="#333333", label=k) for k in present], fontsize=8, loc="upper left")
     return figure_data_uri(fig)
+
+
+def _sequence_notes(evaluation: Any, names: list[str], input_shape: list[int]) -> dict[str, Any]:
+    """What the sequences are on these images: the table-mismatch note the corruptions section gives,
+    the translation range in pixels, and the sequential perturbations whose frame 0 is already
+    perturbed (``{}`` parts for released files, whose frames are as stored, or an unknown table)."""
+    resolved = evaluation.resolved
+    table = str(evaluation.artifacts.get("table") or resolved.get("table"))
+    generated = resolved.get("source") == "generated"
+    if table not in TABLES:
+        return {"mismatch": None, "translation": None, "perturbed_first": []}
+    side = min(input_shape[1:]) if len(input_shape) == 3 else None
+    translation = None
+    if "translate" in names:
+        low, high = translation_range(table)
+        share = f" (up to {100 * max(-low, high) / side:.0f}% of the {side} px width)" if side else ""
+        translation = f"translate shifts the image horizontally from {low:+d} to {high:+d} px, one pixel a frame{share}"
+    return {
+        "mismatch": table_mismatch({**resolved, "table": table}, input_shape, "perturbation sequences", "perturbation table")
+        if generated else None,
+        "translation": translation,
+        "perturbed_first": [(name, words) for name in names if (words := first_frame(name, table)) is not None],
+    }
 
 
 def build(results: Results) -> dict[str, Any] | None:
@@ -58,7 +95,13 @@ def build(results: Results) -> dict[str, Any] | None:
     def summary(name: str) -> MetricRecord | None:
         return next((r for r in evaluation.records if r.name == name), None)
 
+    notes = _sequence_notes(evaluation, [row["perturbation"] for row in rows], list(results.dataset.input_shape))
+    firsts = dict(notes["perturbed_first"])
+    for row in rows:
+        row["first_frame"] = firsts.get(row["perturbation"])
     return {
+        **notes,
+        "flip_rates": any(row["fr"] is not None for row in rows),
         "status": evaluation.status,
         "error": evaluation.error,
         "rows": rows,
