@@ -12,18 +12,45 @@ from robench.report.plots import PALETTE, figure_data_uri, interval_bars, new_fi
 from robench.results import ConditionValue, Results
 
 
-def _heatmap(names: Sequence[ConditionValue], severities: list[int], values: np.ndarray) -> str:
+def error_norm(values: np.ndarray, n: int | None) -> Any:
+    """The heatmap's colour scale: the error ``1 - accuracy`` on a log scale between the smallest and
+    the largest error of the cells (an error of 0 counts as half an example, ``0.5 / n``).
+
+    A linear 0-1 accuracy scale saturates when most cells lie within a few points of each other (all
+    but contrast at 88-98% looked alike): on a log scale of the error, 2.5% and 12.5% lie half the
+    colour range apart."""
+    from matplotlib.colors import LogNorm
+
+    errors = 1.0 - values[np.isfinite(values)]
+    floor = 0.5 / n if n else 1e-3
+    low = max(float(errors.min()) if errors.size else floor, floor)
+    high = max(float(errors.max()) if errors.size else 1.0, low * 10)  # at least a decade of colours
+    return LogNorm(vmin=low, vmax=high, clip=True)
+
+
+def _heatmap(names: Sequence[ConditionValue], severities: list[int], values: np.ndarray, n: int | None = None) -> str:
+    """Accuracy per corruption and severity, written in every cell; coloured by :func:`error_norm`
+    (the colour bar is labelled in accuracy)."""
+    from matplotlib.ticker import FuncFormatter
+
     fig, ax = new_figure(1.1 * len(severities) + 3, 0.32 * len(names) + 1.2)
     ax.grid(False)
-    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    norm = error_norm(values, n)
+    errors = np.clip(1.0 - values, norm.vmin, None)
+    image = ax.imshow(np.ma.masked_invalid(errors), norm=norm, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(severities)), [str(s) for s in severities])
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("severity")
     for i in range(len(names)):
         for j in range(len(severities)):
             if np.isfinite(values[i, j]):
-                ax.text(j, i, f"{100 * values[i, j]:.0f}", ha="center", va="center", fontsize=7, color="white" if values[i, j] < 0.6 else "black")
-    fig.colorbar(image, ax=ax, label="accuracy")
+                bright = float(norm(errors[i, j])) > 0.6  # viridis is light at the top of its scale
+                ax.text(j, i, f"{100 * values[i, j]:.0f}", ha="center", va="center", fontsize=7, color="black" if bright else "white")
+    bar = fig.colorbar(image, ax=ax, label="accuracy (%; colour: error, log scale)")
+    ticks = [e for e in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if norm.vmin <= e <= norm.vmax]
+    bar.set_ticks(sorted({norm.vmin, *ticks, norm.vmax}))
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda e, _: f"{100 * (1 - e):.3g}"))
+    bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda e, _: ""))
     return figure_data_uri(fig)
 
 
@@ -93,6 +120,38 @@ def _labelled_grid(examples: dict[str, Any]) -> str:
     for side in ("left", "bottom", "top", "right"):
         ax.spines[side].set_visible(False)
     return figure_data_uri(fig)
+
+
+# The sweep's warning when CE/mCE are not computed (robench.corruptions.sweep._normalised_errors).
+_CE_WARNING = "CE/mCE are normalised by AlexNet's ImageNet-C errors"
+
+
+def _ce_absent(warnings: list[str], has_ce: bool) -> tuple[list[str], str | None]:
+    """The section's warnings and, when no corruption has a CE, why (said once, by the table, in the
+    sweep's words when it gave them: that warning leaves the list)."""
+    if has_ce:
+        return warnings, None
+    said = [w for w in warnings if w.startswith(_CE_WARNING)]
+    reason = said[0] if said else (
+        "CE/mCE are normalised by AlexNet's ImageNet-C errors: reported only for an ImageNet-C sweep over all five severities"
+    )
+    return [w for w in warnings if w not in said], reason
+
+
+def _mean_interval_note(mean: Any, resolved: dict[str, Any]) -> str | None:
+    """What the interval of a mean over cells is (``None`` where the record's interval is not the
+    Clopper-Pearson bound on the sum of per-example mean scores)."""
+    if mean is None or mean.value is None or not mean.n or not str(mean.interval or "").startswith("clopper-pearson over examples"):
+        return None
+    drawn = ("the released files hold one draw of each corruption" if resolved.get("source") == "released"
+             else "each corruption was drawn once (its random draws fixed by the seed)")  # fmt: skip
+    return (
+        f"the intervals of the means over cells are approximate: each example's score is its mean over the cells, in [0, 1], and "
+        f"the Clopper-Pearson interval is applied to their sum ({mean.value * mean.n:.2f} of {mean.n} for the mean corruption "
+        "accuracy), which is not an integer. For such means it is conservative (a score in [0, 1] with mean p has variance at "
+        f"most p (1 − p), that of a 0/1 outcome with the same mean, for which the interval is exact). They cover the sampling of "
+        f"the examples only: {drawn}, and another draw would give other numbers"
+    )
 
 
 def build(results: Results) -> dict[str, Any] | None:
@@ -166,7 +225,12 @@ def build(results: Results) -> dict[str, Any] | None:
         return next((r for r in records if r.name == name and not r.condition), None)
 
     worst = min((r for r in cells.values() if r.value is not None), key=lambda r: r.value, default=None)  # type: ignore[arg-type,return-value]
+    columns = {key: any(row[key] is not None for row in rows) for key in ("ce", "relative_ce")}
+    warnings, ce_absent = _ce_absent(list(evaluation.warnings), columns["ce"])
     return {
+        "columns": columns,
+        "ce_absent": ce_absent,
+        "mean_interval_note": _mean_interval_note(mean, evaluation.resolved),
         "worst_cell": worst,
         "table_mismatch": _table_mismatch(evaluation.resolved, results.dataset.input_shape),
         "status": evaluation.status,
@@ -177,12 +241,12 @@ def build(results: Results) -> dict[str, Any] | None:
         "mce": summary("mce"),
         "relative_mce": summary("relative_mce"),
         "rows": rows,
-        "heatmap": _heatmap(names, severities, values) if names else None,
+        "heatmap": _heatmap(names, severities, values, max((r.n or 0 for r in cells.values()), default=0) or None) if names else None,
         "group_figure": group_figure,
         "group_intervals": group_intervals,
         "corruption_bars": corruption_bars,
         "examples_uri": _labelled_grid(examples) if examples else None,
         "examples": examples,
-        "warnings": evaluation.warnings,
+        "warnings": warnings,
         "cost": evaluation.cost,
     }

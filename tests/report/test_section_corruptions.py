@@ -1,0 +1,65 @@
+"""The corruptions section of the report: what its intervals of means are, a heatmap whose colours
+show the differences, and no empty CE columns."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robench.report.render import _environment
+from robench.report.sections import corruptions
+from robench.results import MetricRecord, Results, load_results
+from tests.report.test_formatting import _tables, _visible_text
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "reports" / "example" / "results.json"
+
+
+@pytest.fixture(scope="module")
+def example() -> Results:
+    return load_results(EXAMPLE)
+
+
+def _page(results: Results) -> str:
+    return _environment().get_template("sections/corruptions.html.j2").render(section=corruptions.build(results), results=results)
+
+
+def test_the_mean_interval_is_said_to_be_approximate_conservative_and_blind_to_the_draw(example: Results) -> None:
+    """[89.18, 96.52] is CP(187.07, 200): a binomial bound on a non-integer sum, which the report did
+    not say, nor that the corruptions were drawn once."""
+    mean = next(r for r in example.records("corruptions", "mean_corruption_accuracy"))
+    text = " ".join(_visible_text(_page(example)).split())
+    assert f"({mean.value * mean.n:.2f} of {mean.n} for the mean corruption accuracy), which is not an integer" in text
+    assert "approximate" in text and "conservative" in text and "variance at most p (1 − p)" in text
+    assert "each corruption was drawn once (its random draws fixed by the seed)" in text
+
+
+def test_the_heatmap_colours_spread_the_cells_that_a_0_to_1_scale_made_alike(example: Results) -> None:
+    """On a linear 0-1 accuracy scale every cell but contrast's took 10% of the colours (88-98%)."""
+    cells = [r for r in example.records("corruptions", "accuracy") if r.condition.get("corruption") != "contrast"]
+    values = np.array([r.value for r in cells])
+    assert values.max() - values.min() < 0.11  # what the old scale spread them over
+    norm = corruptions.error_norm(np.array([r.value for r in example.records("corruptions", "accuracy")]), 200)
+    shown = np.array([float(norm(1 - v)) for v in values])
+    assert shown.max() - shown.min() > 0.4
+    assert float(norm(1 - 0.11)) == pytest.approx(1.0)  # contrast s5, the largest error, tops the scale
+    assert float(norm(0.0)) == 0.0  # an error of 0 is clipped to the bottom, not lost
+    assert corruptions._heatmap(["a"], [1], np.array([[1.0]]), 200).startswith("data:image/png;base64,")  # no error at all
+
+
+def test_empty_ce_columns_are_dropped_and_why_is_said_once(example: Results) -> None:
+    page = _page(example)
+    header = next(rows[0] for _, rows in _tables(page).tables if rows and rows[0][0] == "Corruption")
+    assert header == ["Corruption", "Group", "Accuracy", "95% CI", "n"]
+    text = " ".join(_visible_text(page).split())
+    assert text.count("normalised by AlexNet's ImageNet-C errors") == 1
+    assert "No CE or relative CE columns: CE/mCE are normalised by AlexNet's ImageNet-C errors" in text
+    with_ce = copy.deepcopy(example)
+    evaluation = with_ce.evaluation("corruptions")
+    evaluation.records.append(MetricRecord(evaluation="corruptions", name="corruption_error", value=0.5, n=200, ci_low=0.4, ci_high=0.6,
+                                           condition={"corruption": "fog"}, unit="ratio"))  # fmt: skip
+    header = next(rows[0] for _, rows in _tables(_page(with_ce)).tables if rows and rows[0][0] == "Corruption")
+    assert header == ["Corruption", "Group", "Accuracy", "95% CI", "n", "CE"]
+    assert "No CE or relative CE columns" not in _page(with_ce)
