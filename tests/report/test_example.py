@@ -98,3 +98,10 @@ def test_the_summary_brackets_robust_accuracy_between_a_sound_verifier_and_the_a
     assert str(escape(text)) in render_html(example)
     without = example.model_copy(update={"evaluations": [e for e in example.evaluations if e.key != "certification/ibp"]})
     assert headline(without)["bracket"] is None
+
+
+def test_a_leaderboard_section_with_no_board_is_one_line(example: Results) -> None:
+    """No MNIST board: the section says why in one line, without the ranking legend of a comparison."""
+    html = render_html(example)
+    section = html.split('id="leaderboard"')[1].split("<h2")[0]
+    assert "Rank = 1 + number" not in section and section.count('class="notrun"') == 1
