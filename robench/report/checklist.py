@@ -159,7 +159,9 @@ OUTDONE_P = 0.01
 """One-sided sign-test level at which another attack of the run outdoes a "strong" one."""
 
 
-def _robust_flags(evaluation: EvaluationResult) -> tuple[Any, MetricRecord] | None:
+def robust_flags(evaluation: EvaluationResult) -> tuple[Any, MetricRecord] | None:
+    """An attack's per-example robust flags (from its packed outcomes) with its robust-accuracy record;
+    ``None`` when not recorded (a randomized model's pass means are no 0/1 outcomes)."""
     from robench.results import unpack_outcomes
 
     record = next((r for r in evaluation.records if r.name == "robust_accuracy" and "class" not in r.condition), None)
@@ -177,16 +179,16 @@ def outdone_by(evaluation: EvaluationResult, others: list[EvaluationResult], tol
     ``None`` when no attack did, or per-example outcomes were not recorded (a randomized model's)."""
     from robench.stats import sign_test
 
-    own = _robust_flags(evaluation)
+    own = robust_flags(evaluation)
     if own is None:
         return None
     flags, record = own
     n = record.n
-    assert n  # _robust_flags returns records with examples only
+    assert n  # robust_flags returns records with examples only
     same = ("norm", "eps", "goal")
     found = []
     for other in others:
-        theirs = _robust_flags(other) if other.key != evaluation.key else None
+        theirs = robust_flags(other) if other.key != evaluation.key else None
         if theirs is None or theirs[1].n != record.n or any(theirs[1].condition.get(k) != record.condition.get(k) for k in same):
             continue
         only_other = int((flags & ~theirs[0]).sum())  # robust to this attack, broken by the other

@@ -103,6 +103,26 @@ def test_report_states_the_pgd_run_progress(results):
     assert f"{100 * row['half'].value:.1f}%" in html
 
 
+def test_report_counts_the_examples_only_each_attack_broke(results):
+    """Per attack, the examples robust to every other attack of the run but broken by it, recomputed
+    from each evaluation's packed per-example outcomes."""
+    import numpy as np
+
+    from robench.report.sections.attacks import build
+    from robench.results import unpack_outcomes
+
+    flags = {}
+    for e in results.evaluations:
+        if e.section == "attacks" and "robust_accuracy" in e.outcomes:
+            n = next(r.n for r in e.records if r.name == "robust_accuracy" and "class" not in r.condition)
+            flags[e.key.split("/", 1)[1]] = np.asarray(unpack_outcomes(e.outcomes["robust_accuracy"], n), bool)
+    assert {"fgsm", "pgd", "autoattack", "square"} <= set(flags)
+    rows = {r["key"]: r for r in build(results)["rows"]}
+    for key, robust in flags.items():
+        others = np.logical_and.reduce([f for k, f in flags.items() if k != key])
+        assert rows[key]["only_it_broke"] == int((others & ~robust).sum()), key
+
+
 def test_report_section_absent_without_attacks(results):
     from robench.report.sections.attacks import build
 

@@ -187,6 +187,25 @@ def _convergence_figure(rows: list[dict[str, Any]]) -> str | None:
     return figure_data_uri(fig)
 
 
+def only_broken_by(evaluations: list[EvaluationResult]) -> dict[str, int]:
+    """Per attack key: the examples it alone broke, robust to every other attack of the run on the
+    same examples (same n, norm, eps and goal); attacks without per-example outcomes are left out.
+    The binding attack is the one whose absence would raise the worst case."""
+    from robench.report.checklist import robust_flags
+
+    flags = {e.key: found for e in evaluations if e.status == "success" and (found := robust_flags(e)) is not None}
+    same = ("norm", "eps", "goal")
+    out = {}
+    for key, (robust, record) in flags.items():
+        others = [f for k, (f, r) in flags.items() if k != key and r.n == record.n and all(r.condition.get(c) == record.condition.get(c) for c in same)]
+        if others:
+            robust_to_others = others[0].copy()
+            for other in others[1:]:
+                robust_to_others &= other
+            out[key.split("/", 1)[1]] = int((robust_to_others & ~robust).sum())
+    return out
+
+
 def _breakdown(evaluation: EvaluationResult) -> list[dict[str, Any]]:
     """AutoAttack's robust accuracy after each attack as records (value, interval, n over all examples)."""
     after = {r.condition.get("after"): r for r in evaluation.records if r.name == "robust_accuracy_after"}
@@ -265,12 +284,16 @@ def build(results: Results) -> dict[str, Any] | None:
               for e in evaluations for c in e.checks]  # fmt: skip
     unfinished = [d for d in _coverage.missing(results, "attacks") if d.status is None]
     convergence = _convergence(evaluations)
+    alone = only_broken_by(evaluations)
+    for row in rows:
+        row["only_it_broke"] = alone.get(row["key"])
     return {
         "rows": rows,
         "figure": bars,
         "curve_figure": _curve_figure(_curves(evaluations), points, eps),
         "curve_caption": curve_caption(evaluations),
         "median_informative": median_informative,
+        "only_column": bool(alone),
         "masking_entries": [e.key.split("/", 1)[1] for e in evaluations if e.artifacts.get("kind") == "masking" and e.status == "success"],
         "convergence": convergence,
         "convergence_figure": _convergence_figure(convergence),
