@@ -148,6 +148,11 @@ def check_converged(
     )  # fmt: skip
 
 
+ATTACK_STRENGTH_CHECKS = ("declared_converged",)
+"""Checks that judge a declared attack's strength (did it converge?), not gradient masking: the
+checklist reads them in its strong-attacks item, not among the masking checks."""
+
+
 def _least_significant(level: float) -> int:
     """The fewest discordant examples, all one way, whose one-sided sign test is below ``level`` (7 at 0.01)."""
     k = 1

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from robench._errors import ConfigError, short_repr
+from robench.attacks.masking_checks import ATTACK_STRENGTH_CHECKS
 from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
@@ -145,10 +146,15 @@ def attack_strengths(results: Results) -> list[AttackStrength]:
     another attack of the run significantly outdid on the same examples (:func:`outdone_by`) is
     moderate, with the evidence in its reason."""
     evaluations = [e for e in results.evaluations if e.section == "attacks" and e.status == "success" and e.name not in NOT_ATTACKS]
+    unconverged = {c.evidence.get("source", "").removeprefix("declared attack "): c.message
+                   for e in results.evaluations for c in e.checks if c.name in ATTACK_STRENGTH_CHECKS and c.status in ("warn", "fail")}
     strengths = []
     for evaluation in evaluations:
         strength = _strength(evaluation, results.model.randomized)
         beaten = outdone_by(evaluation, evaluations) if strength.level == "strong" else None
+        key = evaluation.key.split("/", 1)[-1]
+        if beaten is None and strength.level == "strong" and key in unconverged:
+            beaten = "not converged (" + unconverged[key].removeprefix(f"{key}: ") + ")"
         if beaten is not None:
             strength = AttackStrength(strength.key, strength.kind, "moderate", f"{strength.reason}, strong by its budget but {beaten}")
         strengths.append(strength)
@@ -234,7 +240,7 @@ def nothing_robust(results: Results) -> str | None:
 
 
 def _attacks_item(results: Results) -> ChecklistItem:
-    title = "Strong attacks (AutoAttack, or PGD >= 100 steps with restarts, not outdone in the run)"
+    title = "Strong attacks (AutoAttack, or PGD >= 100 steps with restarts, converged and not outdone in the run)"
     strengths = attack_strengths(results)
     zero = nothing_robust(results)
     if strengths and zero and "strong" not in {s.level for s in strengths}:
@@ -262,8 +268,9 @@ def _attacks_item(results: Results) -> ChecklistItem:
 
 def _masking_item(results: Results) -> ChecklistItem:
     title = "No sign of gradient masking in the sanity checks"
-    # the attacks' sanity checks: the certifiers' soundness checks belong to the certification item
-    checks = [(e.key, c) for e in results.evaluations if e.section != "certification" for c in e.checks]
+    # the attacks' sanity checks: the certifiers' soundness checks belong to the certification item, the
+    # declared attacks' convergence to the strong-attacks item
+    checks = [(e.key, c) for e in results.evaluations if e.section != "certification" for c in e.checks if c.name not in ATTACK_STRENGTH_CHECKS]
     if not checks:
         entries = _coverage.declared_attacks(results, checks=True)
         unfinished = [d for d in entries if not d.finished]

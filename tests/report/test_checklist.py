@@ -117,6 +117,25 @@ def test_a_strong_budget_outdone_in_the_run_is_moderate(only_autoattack: int, on
     assert {i.key: i.status for i in checklist(results)}["strong_attacks"] == "pass"  # AutoAttack is
 
 
+def test_an_unconverged_declared_attack_is_moderate_not_a_masking_sign() -> None:
+    """declared_converged (the declared PGD still broke examples with its last restart) judges the
+    attack's strength: PGD-100 x 2 becomes moderate with the check's finding; the masking item does
+    not count it."""
+    results = fixtures.strong()
+    results.evaluation("attacks/pgd").resolved.update({"steps": 100, "restarts": 2})
+    message = "pgd: its last 10 steps broke 0 of 500 examples, its last restart broke 9 (tolerance 1% of n = 5): still improving"
+    masking = next(e for e in results.evaluations if e.name == "gradient_masking")
+    masking.checks.append(Check(name="declared_converged", status="warn", message=message, evidence={"source": "declared attack pgd", "n": 500}))
+    strengths = {s.key: s for s in attack_strengths(results)}
+    assert strengths["attacks/pgd"].level == "moderate"
+    assert "strong by its budget but not converged (its last 10 steps broke 0 of 500 examples" in strengths["attacks/pgd"].reason
+    items = {i.key: i for i in checklist(results)}
+    assert items["masking_checks"].status == "pass" and "declared_converged" not in items["masking_checks"].evidence
+    assert items["strong_attacks"].status == "pass"  # AutoAttack still is
+    masking.checks[-1] = masking.checks[-1].model_copy(update={"status": "pass"})
+    assert {s.key: s for s in attack_strengths(results)}["attacks/pgd"].level == "strong"
+
+
 def test_reduced_autoattack_is_not_strong() -> None:
     results = fixtures.weak()
     results.evaluations[1] = fixtures._attack("autoattack", {"version": "standard", "n_iter": 10}, 300, "aa", 300, 470)
