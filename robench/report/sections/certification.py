@@ -192,6 +192,10 @@ def _curve_figure(rows: list[dict[str, Any]], grid_key: str, xlabel: str) -> str
         positive = [p[grid_key] for row in plotted for p in row["curve"] if p[grid_key] > 0]
         if positive:
             ax.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
+            # 0 and the decades from the first grid point up (a decade inside the linear part crowds 0's label)
+            low = math.ceil(math.log10(min(positive)))
+            high = math.ceil(math.log10(max(positive + [p.get("threat_eps") or 0 for p in plotted])))
+            ax.set_xticks([0.0] + [10.0**k for k in range(low, high + 1)])
         threat = sorted({row["threat_eps"] for row in plotted if row.get("threat_eps") is not None})
         for eps in threat:
             ax.axvline(eps, color="black", linestyle="--", linewidth=1, label=f"threat model ε = {grid_value(eps)}")
