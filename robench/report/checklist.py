@@ -108,6 +108,19 @@ def _params(evaluation: EvaluationResult) -> dict[str, Any]:
     return params
 
 
+def _saturation(evaluation: EvaluationResult) -> str:
+    """What AutoAttack's breakdown says of its convergence: how many of the examples its first attack
+    left robust the later, complementary attacks broke ("" without a breakdown)."""
+    rows = [r for r in evaluation.artifacts.get("breakdown") or [] if isinstance(r, dict) and r.get("attack") != "clean"]
+    if len(rows) < 2 or not all(isinstance(r.get("n_robust"), int) for r in rows):
+        return ""
+    later = [str(r["attack"]) for r in rows[1:]]
+    broken = rows[0]["n_robust"] - rows[-1]["n_robust"]
+    last = rows[-2]["n_robust"] - rows[-1]["n_robust"]
+    return (f"; after {rows[0]['attack']}, {', '.join(later)} broke {broken} of the {rows[0]['n_robust']} it left robust "
+            f"({last} by the last, {later[-1]})")
+
+
 def _strength(evaluation: EvaluationResult, randomized: bool = False) -> AttackStrength:
     params = _params(evaluation)
     name = evaluation.name
@@ -125,7 +138,7 @@ def _strength(evaluation: EvaluationResult, randomized: bool = False) -> AttackS
             )  # fmt: skip
         if randomized and version != "rand":
             return AttackStrength(evaluation.key, name, "moderate", f"AutoAttack {version} on a randomized model (use version rand: EOT)")
-        return AttackStrength(evaluation.key, name, "strong", f"AutoAttack version {version}")
+        return AttackStrength(evaluation.key, name, "strong", f"AutoAttack version {version}{_saturation(evaluation)}")
     if name == "pgd":
         steps, restarts = int(params.get("steps", 40)), int(params.get("restarts", 1))
         text = f"PGD {steps} steps x {restarts} restart{'s' if restarts != 1 else ''}, loss {params.get('loss', 'ce')}"
@@ -151,12 +164,15 @@ def attack_strengths(results: Results) -> list[AttackStrength]:
     strengths = []
     for evaluation in evaluations:
         strength = _strength(evaluation, results.model.randomized)
-        beaten = outdone_by(evaluation, evaluations) if strength.level == "strong" else None
         key = evaluation.key.split("/", 1)[-1]
-        if beaten is None and strength.level == "strong" and key in unconverged:
-            beaten = "not converged (" + unconverged[key].removeprefix(f"{key}: ") + ")"
-        if beaten is not None:
-            strength = AttackStrength(strength.key, strength.kind, "moderate", f"{strength.reason}, strong by its budget but {beaten}")
+        against = []
+        if strength.level == "strong":
+            if (beaten := outdone_by(evaluation, evaluations)) is not None:
+                against.append(beaten)
+            if key in unconverged:
+                against.append("not converged (" + unconverged[key].removeprefix(f"{key}: ") + ")")
+        if against:
+            strength = AttackStrength(strength.key, strength.kind, "moderate", f"{strength.reason}, strong by its budget but {'; and '.join(against)}")
         strengths.append(strength)
     return strengths
 

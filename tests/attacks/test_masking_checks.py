@@ -328,7 +328,12 @@ def test_declared_converged_reads_the_attacks_own_run():
     assert {k: c.status for k, c in statuses.items()} == {"early": "pass", "late_tail": "warn", "late_restart": "warn", "within": "pass"}
     assert statuses["late_tail"].evidence["broken_in_tail"] == 3 and statuses["late_tail"].evidence["tail_steps"] == 5
     assert statuses["late_restart"].evidence["broken_by_last_restart"] == 3 and statuses["late_restart"].evidence["broken_in_tail"] == 0
-    assert "still improving" in statuses["late_tail"].message
+    assert "more steps would likely lower" in statuses["late_tail"].message and "restarts" not in statuses["late_tail"].message.split(": ", 2)[-1]
+    assert "its last restart (a fresh random start) still broke new examples" in statuses["late_restart"].message
+    assert "more steps" not in statuses["late_restart"].message
+    assert "each restart's last break at step 3, 46" in statuses["late_tail"].message  # 96 is step 46 of restart 2
+    assert "each restart's last break at step 3, 10" in statuses["late_restart"].message
+    assert "each restart's last break at step 3, –" in statuses["early"].message
     few = check_declared_converged("pgd", art(early), 0.01, eligible=10, steps=steps)
     short = check_declared_converged("pgd", art(early), 0.01, eligible=n, steps=5)
     assert few.status == short.status == "inconclusive"

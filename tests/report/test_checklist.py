@@ -260,3 +260,32 @@ def test_a_record_at_no_eps_is_read_by_every_command(tmp_path: Path, capsys: pyt
     assert load_results(path).records(name="robust_accuracy")
     for argv in (["export", str(path)], ["compare", str(path)], ["report", str(path), "--out", str(tmp_path / "r.html")]):
         assert main(argv) == 0, (argv, capsys.readouterr().err)
+
+
+def test_autoattack_strength_states_what_its_later_attacks_added_and_both_reasons_stand() -> None:
+    """AutoAttack's convergence evidence is its breakdown (the later attacks broke k of what APGD-CE
+    left); a budget-strong PGD both outdone and unconverged gives both reasons."""
+    import numpy as np
+
+    from robench.results import pack_outcomes
+
+    results = fixtures.strong()
+    aa = results.evaluation("attacks/autoattack")
+    aa.artifacts["breakdown"] = [{"attack": "clean", "n_robust": 440}, {"attack": "apgd-ce", "n_robust": 300},
+                                 {"attack": "apgd-t", "n_robust": 284}, {"attack": "fab-t", "n_robust": 281}, {"attack": "square", "n_robust": 280}]  # fmt: skip
+    strengths = {s.key: s for s in attack_strengths(results)}
+    assert strengths["attacks/autoattack"].reason == (
+        "AutoAttack version standard; after apgd-ce, apgd-t, fab-t, square broke 20 of the 300 it left robust (1 by the last, square)")
+    pgd = np.zeros(fixtures.N, bool)
+    pgd[:300] = True
+    robust_aa = pgd.copy()
+    robust_aa[:20] = False
+    results.evaluation("attacks/pgd").outcomes["robust_accuracy"] = pack_outcomes(pgd)
+    aa.outcomes["robust_accuracy"] = pack_outcomes(robust_aa)
+    results.evaluation("attacks/pgd").resolved.update({"steps": 100, "restarts": 2})
+    masking = next(e for e in results.evaluations if e.name == "gradient_masking")
+    masking.checks.append(Check(name="declared_converged", status="warn", message="pgd: its last restart broke 9",
+                                evidence={"source": "declared attack pgd"}))  # fmt: skip
+    reason = {s.key: s for s in attack_strengths(results)}["attacks/pgd"].reason
+    assert "strong by its budget but autoattack broke 20 of the 300 examples it left robust" in reason
+    assert reason.endswith("; and not converged (its last restart broke 9)")

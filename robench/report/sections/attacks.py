@@ -156,6 +156,7 @@ def _convergence(evaluations: list[EvaluationResult]) -> list[dict[str, Any]]:
             "key": key, "unit": art["unit"], "budget": budget, "n": n, "restart_every": every, "art": art,
             "start": MetricRecord.proportion(key, "robust_accuracy", robust_after(art, 0), n),
             "half": MetricRecord.proportion(key, "robust_accuracy", robust_after(art, budget / 2), n),
+            "half_at_restart": (budget // 2) // every if every and (budget / 2) % every == 0 else None,
             "end": MetricRecord.proportion(key, "robust_accuracy", end, n),
             # examples first fooled by the last restart's steps, and by the last steps of the run
             "last_restart": None if last_start is None else robust_after(art, last_start) - end,
