@@ -17,7 +17,7 @@ from pathlib import Path
 from robench._errors import ConfigError
 from robench.report._labels import record_label
 from robench.report.checklist import checklist
-from robench.report.render import summary_records
+from robench.report.render import CARD_CAVEAT, headline, rendered_by, summary_records
 from robench.results import Results, atomic_write_text
 from robench.threat_model import format_eps
 
@@ -73,7 +73,8 @@ def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
             ("Checkpoint sha256", f"`{results.model.sha256 or 'none (in-memory module)'}`"),
             ("Dataset", f"{results.dataset.manifest} {results.dataset.split}, n = {results.dataset.n_examples}"),
             ("Threat model", f"{threat} (sha256 `{results.threat_model_sha256[:12]}`)"),
-            ("Code", f"robench {results.environment.robench_version}" + (f", git `{results.environment.git_revision}`" if results.environment.git_revision else "")),
+            ("Code", f"robench {results.environment.robench_version}" + (f", git `{results.environment.git_revision}`" if results.environment.git_revision else "")
+             + f"; summary written by {rendered_by()}"),
             ("Run", f"status {results.status}, seed {results.seed}, {results.environment.device} {results.environment.device_name}".rstrip()),
         ],
     )  # fmt: skip
@@ -81,6 +82,9 @@ def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
     lines += _table(("item", "verdict", "evidence"), [(i.title, f"**{i.status}**", i.evidence) for i in checklist(results)])
     lines += ["### Headline numbers (95% intervals; method per metric in metrics.csv)", ""]
     lines += _table(("metric", "value [95% CI]", "n"), [(record_label(r), " ".join(p for p in results.formatted(r) if p), "" if r.n is None else str(r.n)) for r in summary_records(results)])
+    top = headline(results)
+    if top["robust"] is not None:
+        lines += [f"Robust accuracy from attacks: {CARD_CAVEAT}." + (f" {top['bracket']}" if top["bracket"] else ""), ""]
     if with_leaderboard:
         lines += _leaderboard_lines(results)
     lines += ["### Cost", ""]

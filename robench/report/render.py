@@ -138,8 +138,24 @@ def bracket(results: Results, robust: MetricRecord | None) -> str | None:
     if lower is None or lower.value is None:
         return None
     method = lower.evaluation.split("/", 1)[-1]
-    return (f"On these {robust.n:,} examples the model's robust accuracy lies between {100 * lower.value:.1f}% ({method} verified: "
-            f"a sound lower bound) and {100 * robust.value:.1f}% (the attacks' worst case: an upper bound).")
+    text = (f"On these {robust.n:,} examples (the first {robust.n:,} of the split, for the attacks and the verifier alike) the "
+            f"model's robust accuracy lies between {100 * lower.value:.1f}% ({method} verified: a sound lower bound) and "
+            f"{100 * robust.value:.1f}% (the attacks' worst case: an upper bound).")
+    if lower.value == 0:
+        text += f" {method} verifies none at this radius: only the attacks' upper bound says something here."
+    return text
+
+
+CARD_CAVEAT = "an upper bound on robustness (a stronger attack can only lower it); the interval covers sampling error only"
+"""What the robust-accuracy card and summary.md say of an attack-based robust accuracy."""
+
+
+def rendered_by() -> str:
+    """The robench that renders a report (it may be newer than the one that ran the evaluation)."""
+    from robench.runner import git_revision, robench_version
+
+    revision = git_revision()
+    return f"robench {robench_version()}" + (f" (git {revision})" if revision else "")
 
 
 # Metrics shown in summaries (CLI table, report summary), in this order; records measured at one
@@ -351,6 +367,8 @@ def _render_html(results: Results) -> str:
         masking=_masking_state(results),
         sample_sizes=sample_sizes(results),
         record_label=record_label,
+        card_caveat=CARD_CAVEAT,
+        rendered_by=rendered_by(),
     )
 
 
