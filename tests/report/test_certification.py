@@ -107,6 +107,11 @@ def test_the_ceiling_count_row_and_warning_come_from_the_all_vote_certificates()
     low, high = proportion_confint(84, 100, method="beta")
     assert at["value"] == 0.84 and at["ci_low"] == pytest.approx(low, abs=1e-9) and at["ci_high"] == pytest.approx(high, abs=1e-9)
     assert "ceiling" in at["note"] and "largest certified radius" in at["note"]
+    # grid radii past the ceiling are 0 for any model: n/a, no interval (they read 0.0% [0.0, 3.6])
+    above = [p for p in row["table"] if p["radius"] > ceiling * (1 + 1e-9)]
+    assert above and all(p["value"] is None and p["ci_low"] is None and "above the ceiling" in p["note"] for p in above)
+    below = [p for p in row["table"] if p["radius"] <= ceiling]
+    assert all(p["value"] is not None for p in below)
     # the results' warnings lack it (an older robench): the section writes it, with what 100,000 samples would give
     warning = row["capped"]["warning"]
     assert warning is not None and "84 of 100" in warning and "not the model" in warning

@@ -155,6 +155,9 @@ def table_points(curve: list[dict[str, Any]], examples: list[dict[str, Any]], ce
         elif point["radius"] not in taken:
             rows.append(point)
             taken.append(point["radius"])
+    if ceiling is not None:  # past the ceiling the value is 0 for any model: no measurement, no interval
+        rows = [{**p, "value": None, "ci_low": None, "ci_high": None, "note": "; ".join(x for x in (p["note"], "above the ceiling: 0 by construction") if x)}
+                if p["radius"] > ceiling * (1 + 1e-9) else p for p in rows]  # fmt: skip
     return sorted(rows, key=lambda p: p["radius"])
 
 
