@@ -278,12 +278,14 @@ def _verify_section(
         correct = model.predict_logits(x).argmax(dim=1) == y
         out = {"correct": correct, "labels": y}
         # the curve's start: verified at the point itself (the bound's rounding allowance can reject a correct example)
-        out["verified_at_zero"] = verify(x, y, 0.0, bounds)[0] & correct
+        verified, without = verify(x, y, 0.0, bounds)
+        out["verified_at_zero"] = verified & correct
+        out["rejected_at_zero"] = without & correct & ~verified
         for index, value in enumerate(grid):
             verified, without = verify(x, y, value, bounds)
             out[f"verified_{index}"] = verified & correct
-            if value == eps:
-                out["rejected_by_rounding"] = without & correct & ~verified
+            # correct examples whose margin bound was positive but not beyond the rounding allowance, at each radius
+            out[f"rejected_{index}"] = without & correct & ~verified
         if params.pgd_check_steps:  # at every radius of the curve: at the threat's eps often nothing is verified
             for index, value in enumerate(grid):
                 out[f"broken_{index}"] = _pgd_broken(model, x, y, out[f"verified_{index}"], norm, value, bounds, params.pgd_check_steps, generator)
@@ -305,19 +307,22 @@ def _verify_section(
         output.checks.append(_pgd_consistency(certifier, params.pgd_check_steps, grid, [int(f.sum()) for f in flags],
                                               [int(out[f"broken_{i}"].sum()) for i in range(len(grid))],
                                               int(flags.any(dim=0).sum())))  # fmt: skip
-    rejected = int(out["rejected_by_rounding"].sum())
-    if rejected:
+    per_eps = [int(out["rejected_at_zero"].sum()), *(int(out[f"rejected_{i}"].sum()) for i in range(len(grid)))]
+    rejected = per_eps[1 + grid.index(eps)]
+    if any(per_eps):
+        where = ", ".join(f"{k} at eps {e:.4g}" for e, k in zip((0.0, *grid), per_eps) if k)
         output.warnings.append(
-            f"the allowance for the model's floating-point rounding rejected {rejected} example(s) at eps {eps:g} whose margin "
-            "bounds were positive (a worst-case bound, far above typical rounding); rounding: false counts them as verifiers "
-            "that ignore rounding do"
+            f"the allowance for the model's floating-point rounding rejected correct examples whose margin bounds were positive "
+            f"({where}; a worst-case bound, far above typical rounding); rounding: false counts them as verifiers that ignore "
+            "rounding do"
         )
     if norm != "Linf":
         output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")
     resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid), "arithmetic": "float32, TF32 off"}
     output.resolved = resolved
     # a result, not a parameter: examples whose positive margin bound the rounding allowance rejected at eps
-    output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve, "rejected_by_rounding_allowance": rejected}
+    output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve, "rejected_by_rounding_allowance": rejected,
+                        "rejected_by_rounding_per_eps": {"eps": [0.0, *grid], "rejected": per_eps}}  # fmt: skip
     return output
 
 
@@ -423,6 +428,7 @@ class LipschitzCertifier:
             output, "lipschitz_vs_gradients", largest <= bound * (1 + 1e-4),
             f"largest margin-gradient norm {largest:.4g} vs sqrt(2) L = {bound:.4g}",
             warn_only=params.method == "power", largest_gradient_norm=largest, sqrt2_lipschitz=bound,
+            n=int(out["gradient_norm"].numel()), budget={"gradients_per_example": 1},
         )  # fmt: skip
         resolved = params.model_dump(mode="json")
         output.resolved = resolved

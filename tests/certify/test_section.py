@@ -162,6 +162,10 @@ def test_ibp_and_lipschitz_sections(digit_mlp, digits) -> None:
     assert ibp_out.checks[0].evidence["n"] == max(verified) < ibp_out.checks[0].evidence["pairs"] == sum(verified)
     lip_out, _ = _run(digit_mlp, data, threat, 1)
     assert lip_out.checks[0].status == "pass" and lip_out.artifacts["lipschitz_bound"] > 0
+    from robench.report._labels import check_scope
+
+    assert lip_out.checks[0].evidence["n"] == len(data)  # its n and budget are stated ("not recorded" before)
+    assert "not recorded" not in check_scope(lip_out.checks[0])
     # the report draws Lipschitz's exact curve from its per-example radii (its grid missed them all)
     from robench.report.sections.certification import exact_curve
 
@@ -216,6 +220,12 @@ def test_the_section_counts_what_the_rounding_allowance_alone_rejects(digit_mlp,
     assert rejected > 0 and any("rejected" in w for w in sound.warnings)
     assert round(without.value * 60) - round(at_eps.value * 60) == rejected
     assert loose.artifacts["rejected_by_rounding_allowance"] == 0 and not any("rejected" in w for w in loose.warnings)
+    # at every radius of the curve, eps 0 included (it was counted at the threat eps only, where often nothing is verified)
+    per_eps = sound.artifacts["rejected_by_rounding_per_eps"]
+    curve_sound = {r.condition["eps"]: round(r.value * 60) for r in _records(sound, "certified_accuracy") if "eps" in r.condition}
+    curve_loose = {r.condition["eps"]: round(r.value * 60) for r in _records(loose, "certified_accuracy") if "eps" in r.condition}
+    assert per_eps["eps"][0] == 0.0 and per_eps["rejected"] == [curve_loose[e] - curve_sound[e] for e in per_eps["eps"]]
+    assert per_eps["rejected"][per_eps["eps"].index(0.01)] == rejected
 
 
 def test_bad_parameters_are_reported_with_their_path() -> None:

@@ -290,3 +290,12 @@ def test_acr_is_defined_where_it_first_appears_and_results_are_not_parameters() 
 def test_render_passes_the_results_to_the_value_filters() -> None:
     # the summary table's filters read the run's artifacts: a plain record.formatted() has no radii
     assert render._formatted({"results": None}, MetricRecord.proportion("e", "x", 1, 2)) == ("50.0%", "[1.3, 98.7]")
+
+
+def test_the_rounding_rejections_are_stated_at_every_radius_not_only_the_threat_eps() -> None:
+    """At eps 0.3 nothing is verified, so 'rejected 0' there hid a correct example rejected at eps 0."""
+    artifacts = {"params": {"eps": 0.3}, "rejected_by_rounding_per_eps": {"eps": [0.0, 0.001, 0.3], "rejected": [1, 0, 0]}}
+    assert certification._rejected_elsewhere(artifacts) == "1 at ε = 0"
+    assert certification._rejected_elsewhere({"params": {"eps": 0.3}}) is None  # an older robench recorded the threat eps only
+    artifacts["rejected_by_rounding_per_eps"]["rejected"] = [0, 0, 2]
+    assert certification._rejected_elsewhere(artifacts) is None  # the threat eps's own count is stated beside it

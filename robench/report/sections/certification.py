@@ -230,6 +230,17 @@ def _parameters(resolved: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": k, "value": v, "gloss": PARAMETER_GLOSSES.get(k, "")} for k, v in resolved.items() if k not in _NOT_PARAMETERS and v is not None]
 
 
+def _rejected_elsewhere(artifacts: dict[str, Any]) -> str | None:
+    """The rounding allowance's rejections at the curve's other radii (eps 0 included), in words;
+    ``None`` when it rejected none there or the results do not record them (an older robench)."""
+    per_eps = artifacts.get("rejected_by_rounding_per_eps")
+    if not isinstance(per_eps, dict):
+        return None
+    threat = (artifacts.get("params") or {}).get("eps")
+    pairs = [(e, k) for e, k in zip(per_eps.get("eps") or [], per_eps.get("rejected") or []) if k and e != threat]
+    return "; ".join(f"{k} at ε = {grid_value(float(e))}" for e, k in pairs) or None
+
+
 def _ceiling(certifier: str, artifacts: dict[str, Any], params: dict[str, Any]) -> float | None:
     """Smoothing's largest certifiable radius: recorded, else from its parameters (a run without adversary did not record it)."""
     recorded = artifacts.get("max_certified_radius")
@@ -306,6 +317,7 @@ def build(results: Results) -> dict[str, Any] | None:
                 "largest_verified": max(verified) if verified else None,
                 "looseness": _looseness(evaluation) if certifier == "lipschitz" else None,
                 "rejected": rejected if isinstance(rejected, int) else None,
+                "rejected_elsewhere": _rejected_elsewhere(evaluation.artifacts),
                 "not_certifiable": needed is not None and ceiling is not None and needed > ceiling,
                 "examples": examples,
                 "exact": exact_curve(examples) if examples else None,
