@@ -8,7 +8,6 @@ numbers come from statsmodels and scipy, not from robench.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from html import escape, unescape
 from typing import Any
 
@@ -231,22 +230,6 @@ def _ibp(grid: list[float], verified: list[int], check_evidence: dict | None = N
     artifacts = {"certifier": "ibp", "norm": "Linf", "params": resolved, "curve": curve, **({} if rejected_in_resolved else {"rejected_by_rounding_allowance": 3})}
     output = EvaluationOutput(records=records, checks=checks, resolved=resolved, artifacts=artifacts)
     return certification_results(_threat({"norm": "Linf", "eps": 0.3}), {"ibp": output})
-
-
-@pytest.fixture
-def figures(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    import matplotlib.pyplot as plt
-
-    drawn: list[Any] = []
-
-    def keep(fig: Any, dpi: int = 110) -> str:
-        drawn.append(fig)
-        return "data:image/png;base64,"
-
-    monkeypatch.setattr(certification, "figure_data_uri", keep)
-    yield drawn
-    for fig in drawn:
-        plt.close(fig)
 
 
 def test_the_eps_figure_has_a_log_axis_through_zero_and_marks_the_threat_eps(figures: list[Any]) -> None:

@@ -3,7 +3,6 @@ do not), axes that start at 0, lines told apart by marker and dash, per-bin coun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,28 +11,9 @@ from matplotlib.container import ErrorbarContainer
 
 from robench.report.plots import PALETTE, line_style
 from robench.report.render import render_html
-from robench.report.sections import attacks, calibration, corruptions
+from robench.report.sections import calibration
 from robench.results import EvaluationResult, MetricRecord
 from tests.report import fixtures
-
-
-@pytest.fixture
-def figures(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """The matplotlib figures the sections draw, kept open instead of rendered (closed afterwards)."""
-    import matplotlib.pyplot as plt
-
-    drawn: list[Any] = []
-
-    def keep(fig: Any, dpi: int = 110) -> str:
-        drawn.append(fig)
-        return "data:image/png;base64,"
-
-    for module in (attacks, calibration, corruptions):
-        monkeypatch.setattr(module, "figure_data_uri", keep)
-    monkeypatch.setattr("robench.report.plots.figure_data_uri", keep)
-    yield drawn
-    for fig in drawn:
-        plt.close(fig)
 
 
 def _ece(corruption: str, severity: int, value: float) -> MetricRecord:
