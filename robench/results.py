@@ -115,7 +115,8 @@ class MetricRecord(_Model):
         digits = _decimals(self.value, self.ci_low, self.ci_high)
         value = "–" if self.value is None else _fixed(self.value, digits)
         interval = f"[{_fixed(self.ci_low, digits)}, {_fixed(self.ci_high, digits)}]" if self.ci_low is not None and self.ci_high is not None else ""
-        return value, interval
+        capped = capped_note(self, artifacts)
+        return (f"{value} ({capped})" if capped else value), interval
 
     @classmethod
     def proportion(
@@ -178,6 +179,22 @@ def not_certifiable(record: MetricRecord, artifacts: dict[str, Any] | None = Non
     if isinstance(needed, (int, float)) and isinstance(ceiling, (int, float)):
         return f"{NOT_CERTIFIABLE} (needs L2 r = {needed:.4g} > ceiling {ceiling:.4g})"
     return NOT_CERTIFIABLE
+
+
+def capped_note(record: MetricRecord, artifacts: dict[str, Any] | None = None) -> str | None:
+    """``capped: k of n at the ceiling r`` for smoothing's average certified radius when more than
+    :data:`robench.certify.smoothing.CEILING_SHARE` of its certificates sit at the largest radius its
+    settings allow (the budget, not the model, then sets the ACR); ``None`` otherwise or without the
+    evaluation's per-example records."""
+    if record.name != "average_certified_radius" or not artifacts or artifacts.get("certifier") != "smoothing":
+        return None
+    from robench.certify.smoothing import CEILING_SHARE, at_ceiling
+
+    examples, ceiling = artifacts.get("examples"), artifacts.get("max_certified_radius")
+    if not isinstance(examples, list) or not examples or not isinstance(ceiling, (int, float)):
+        return None
+    k = sum(isinstance(e, dict) and at_ceiling(e, float(ceiling)) for e in examples)
+    return f"capped: {k} of {len(examples)} at the ceiling {ceiling:.4g}" if k > CEILING_SHARE * len(examples) else None
 
 
 class Cost(_Model):

@@ -282,3 +282,17 @@ def test_the_rounding_rejections_are_stated_at_every_radius_not_only_the_threat_
     assert certification._rejected_elsewhere({"params": {"eps": 0.3}}) is None  # an older robench recorded the threat eps only
     artifacts["rejected_by_rounding_per_eps"]["rejected"] = [0, 0, 2]
     assert certification._rejected_elsewhere(artifacts) is None  # the threat eps's own count is stated beside it
+
+
+def test_the_headline_acr_says_when_the_budget_caps_it() -> None:
+    """The headline table and summary.md gave smoothing's ACR bare, while 84 of 100 certificates sat at
+    the ceiling (the section alone said so)."""
+    capped = _smoothing(capped=84)
+    acr = next(r for r in capped.records() if r.name == "average_certified_radius")
+    value, _ = capped.formatted(acr)
+    assert value.endswith(f"(capped: 84 of 100 at the ceiling {_ceiling():.4g})")
+    assert value in markdown_summary(capped)
+    assert value in render_html(capped)  # the headline table
+    within = _smoothing(capped=10)  # 10 of 100: not more than the 10% the warning allows
+    assert "capped" not in within.formatted(next(r for r in within.records() if r.name == "average_certified_radius"))[0]
+    assert "capped" not in acr.formatted()[0]  # without the evaluation's per-example records nothing is claimed
