@@ -64,3 +64,9 @@ def test_empty_ce_columns_are_dropped_and_why_is_said_once(example: Results) -> 
     header = next(rows[0] for _, rows in _tables(_page(with_ce)).tables if rows and rows[0][0] == "Corruption")
     assert header == ["Corruption", "Group", "Accuracy", "95% CI", "n", "CE"]
     assert "No CE or relative CE columns" not in _page(with_ce)
+
+
+def test_heatmap_cells_round_halves_up_like_the_tables() -> None:
+    """193/200 = 96.5% read 96 in its cell (round half to even) beside 96.5% in the table: a cell rounds
+    the table's one-decimal text, halves up (96.49% shows as 96.5% there, so 97 here)."""
+    assert [corruptions.cell_label(v) for v in (0.965, 0.975, 0.11, 0.9649, 0.9644, 1.0, 0.0)] == ["97", "98", "11", "97", "96", "100", "0"]

@@ -12,6 +12,14 @@ from robench.report.plots import PALETTE, figure_data_uri, interval_bars, new_fi
 from robench.results import ConditionValue, Results
 
 
+def cell_label(accuracy: float) -> str:
+    """A heatmap cell's accuracy in whole percent, halves rounded up (96.5% reads 97, as the tables'
+    one-decimal 96.5% suggests; Python's format rounds half to even: 96)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return str(Decimal(f"{100 * float(accuracy):.1f}").quantize(Decimal(1), rounding=ROUND_HALF_UP))  # from the tables' text
+
+
 def error_norm(values: np.ndarray, n: int | None) -> Any:
     """The heatmap's colour scale: the error ``1 - accuracy`` on a log scale between the smallest and
     the largest error of the cells (an error of 0 counts as half an example, ``0.5 / n``).
@@ -45,7 +53,7 @@ def _heatmap(names: Sequence[ConditionValue], severities: list[int], values: np.
         for j in range(len(severities)):
             if np.isfinite(values[i, j]):
                 bright = float(norm(errors[i, j])) > 0.6  # viridis is light at the top of its scale
-                ax.text(j, i, f"{100 * values[i, j]:.0f}", ha="center", va="center", fontsize=7, color="black" if bright else "white")
+                ax.text(j, i, cell_label(values[i, j]), ha="center", va="center", fontsize=7, color="black" if bright else "white")
     bar = fig.colorbar(image, ax=ax, label="accuracy (%; colour: error, log scale)")
     ticks = [e for e in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if norm.vmin <= e <= norm.vmax]
     bar.set_ticks(sorted({norm.vmin, *ticks, norm.vmax}))
