@@ -182,19 +182,19 @@ def not_certifiable(record: MetricRecord, artifacts: dict[str, Any] | None = Non
 
 
 def capped_note(record: MetricRecord, artifacts: dict[str, Any] | None = None) -> str | None:
-    """``capped: k of n at the ceiling r`` for smoothing's average certified radius when more than
-    :data:`robench.certify.smoothing.CEILING_SHARE` of its certificates sit at the largest radius its
+    """``capped: k of n at the ceiling r`` for smoothing's average certified radius when the budget
+    caps it (:func:`robench.certify.smoothing.is_capped`: too many certificates at the largest radius its
     settings allow (the budget, not the model, then sets the ACR); ``None`` otherwise or without the
     evaluation's per-example records."""
     if record.name != "average_certified_radius" or not artifacts or artifacts.get("certifier") != "smoothing":
         return None
-    from robench.certify.smoothing import CEILING_SHARE, at_ceiling
+    from robench.certify.smoothing import capped_count, is_capped
 
     examples, ceiling = artifacts.get("examples"), artifacts.get("max_certified_radius")
     if not isinstance(examples, list) or not examples or not isinstance(ceiling, (int, float)):
         return None
-    k = sum(isinstance(e, dict) and at_ceiling(e, float(ceiling)) for e in examples)
-    return f"capped: {k} of {len(examples)} at the ceiling {ceiling:.4g}" if k > CEILING_SHARE * len(examples) else None
+    k = capped_count(examples, float(ceiling))
+    return f"capped: {k} of {len(examples)} at the ceiling {ceiling:.4g}" if is_capped(k, len(examples)) else None
 
 
 class Cost(_Model):

@@ -76,4 +76,29 @@ def robust_after(artifact: dict[str, Any], iterations: float) -> int:
     return int(count)
 
 
-__all__ = ["curve", "robust_after"]
+def progress(artifact: dict[str, Any]) -> dict[str, Any]:
+    """What the end of the run added, read off the artifact (the convergence check and the report's
+    table): ``end`` (robust after the whole budget), ``tail_steps`` (the last tenth of a restart's
+    steps, of the run's without restarts, at least one), ``broken_in_tail`` (examples first fooled
+    in them), ``broken_by_last_restart`` (by the last restart's steps; ``None`` without restarts)
+    and ``last_breaks`` (per restart, the step within it of its last break, ``None`` where it broke
+    none; ``[]`` without restarts)."""
+    budget, every = int(artifact["budget"]), artifact.get("restart_every")
+    end = robust_after(artifact, budget)
+    tail_steps = max(1, (every or budget) // 10)
+    changes = [t for t, before, after in zip(artifact["iterations"][1:], artifact["robust"], artifact["robust"][1:]) if after < before]
+    last_breaks: list[int | None] = []
+    if every:
+        for start in range(0, budget, every):
+            inside = [t - start for t in changes if start < t <= start + every]
+            last_breaks.append(max(inside) if inside else None)
+    return {
+        "end": end,
+        "tail_steps": tail_steps,
+        "broken_in_tail": robust_after(artifact, budget - tail_steps) - end,
+        "broken_by_last_restart": robust_after(artifact, budget - every) - end if every else None,
+        "last_breaks": last_breaks,
+    }
+
+
+__all__ = ["curve", "progress", "robust_after"]

@@ -161,20 +161,6 @@ def _least_significant(level: float) -> int:
     return k
 
 
-def _last_break_per_restart(art: dict[str, Any]) -> list[int | None]:
-    """Per restart, the step (within it) at which it last broke an example (``None``: it broke none);
-    ``[]`` without restarts recorded."""
-    every, budget = art.get("restart_every"), int(art["budget"])
-    if not every:
-        return []
-    changes = [t for t, before, after in zip(art["iterations"][1:], art["robust"], art["robust"][1:]) if after < before]
-    out: list[int | None] = []
-    for start in range(0, budget, every):
-        inside = [t - start for t in changes if start < t <= start + every]
-        out.append(max(inside) if inside else None)
-    return out
-
-
 def check_declared_converged(key: str, art: dict[str, Any], tolerance: float = 0.01, *, eligible: int, steps: int | None) -> Check:
     """A declared iterative attack must have stopped making progress by the end of its budget
     (Carlini et al. 2019: verify that the attack converged), read off its own run (``art``: the
@@ -182,20 +168,17 @@ def check_declared_converged(key: str, art: dict[str, Any], tolerance: float = 0
     restart, where it restarts) must break no more than ``tolerance`` of n examples, and its last
     restart no more than that either. Otherwise more steps or restarts would likely lower its robust
     accuracy. Inconclusive below :data:`MIN_ELIGIBLE` clean-correct examples or :data:`MIN_PGD_STEPS` steps."""
-    from robench.attacks.convergence import robust_after
+    from robench.attacks.convergence import progress
 
     n, budget, every = int(art["n"]), int(art["budget"]), art.get("restart_every")
-    end = robust_after(art, budget)
-    tail_steps = max(1, (every or budget) // 10)
-    tail = robust_after(art, budget - tail_steps) - end
-    last_restart = robust_after(art, budget - every) - end if every else None
+    facts = progress(art)
+    tail_steps, tail, last_restart = facts["tail_steps"], facts["broken_in_tail"], facts["broken_by_last_restart"]
     allowed = (tolerance + _SLACK) * n
     parts = [f"its last {tail_steps} step{'s' if tail_steps != 1 else ''} broke {tail} of {n} examples"]
     if last_restart is not None:
         parts.append(f"its last restart broke {last_restart}")
-    last_breaks = _last_break_per_restart(art)
-    if last_breaks:
-        parts.append("each restart's last break at step " + ", ".join("–" if s is None else str(s) for s in last_breaks))
+    if facts["last_breaks"]:
+        parts.append("each restart's last break at step " + ", ".join("–" if s is None else str(s) for s in facts["last_breaks"]))
     observed = f"{key}: " + ", ".join(parts) + f" (a count against the tolerance, {tolerance:.0%} of n = {allowed:.3g}, not a test)"
     steps_limit = tail > allowed
     # its last restart's breaks before its last steps (those are the steps' finding): a fresh start found them

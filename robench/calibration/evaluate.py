@@ -37,6 +37,14 @@ INTERVALS = {
     "brier": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)",
     "nll": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)",
 }
+UNBROKEN_AT_CLEAN = "clean input"
+"""A calibration attack condition's ``unbroken_at`` when the attack leaves the examples it did not fool
+at their clean input (:data:`robench.attacks.base.UNFOOLED_AT_CLEAN`): its outputs mix clean and adversarial."""
+
+
+def scored_clean(condition: dict[str, Any]) -> bool:
+    """An attack condition whose unbroken examples are scored at their clean input (AutoAttack)."""
+    return condition.get("condition") == "attack" and condition.get("unbroken_at") == UNBROKEN_AT_CLEAN
 
 Condition = dict[str, Any]
 
@@ -55,7 +63,7 @@ def _conditions(shared: dict[str, Any], wanted: tuple[str, ...]) -> list[tuple[s
             attack = key.split("/", 1)[1]
             condition = {"condition": "attack", "attack": attack}
             if shared[key].get("unfooled_at_clean"):  # not comparable with an attack scored at its best point
-                condition["unbroken_at"] = "clean input"
+                condition["unbroken_at"] = UNBROKEN_AT_CLEAN
             found.append((f"attack {attack}", condition, shared[key]))
     if "corruptions" in wanted:
         cells = []

@@ -87,10 +87,21 @@ def at_ceiling(example: dict[str, Any], ceiling: float) -> bool:
     return math.isclose(float(example["radius"]), ceiling, rel_tol=1e-9, abs_tol=1e-12)
 
 
+def capped_count(examples: list[Any], ceiling: float) -> int:
+    """How many of smoothing's per-example records (entries that are not mappings are skipped) sit at
+    the ceiling (:func:`at_ceiling`)."""
+    return sum(isinstance(e, dict) and at_ceiling(e, ceiling) for e in examples)
+
+
+def is_capped(capped: int, total: int) -> bool:
+    """Whether the budget sets the curve: more than :data:`CEILING_SHARE` of ``total`` at the ceiling."""
+    return total > 0 and capped > CEILING_SHARE * total
+
+
 def ceiling_warning(capped: int, total: int, n: int, alpha: float, sigma: float) -> str | None:
-    """The warning for a curve set by the Monte-Carlo budget: more than :data:`CEILING_SHARE` of the
-    ``total`` examples have ``capped`` certificates at the ceiling of ``n`` samples; ``None`` otherwise."""
-    if total <= 0 or capped <= CEILING_SHARE * total:
+    """The warning for a curve set by the Monte-Carlo budget (:func:`is_capped`: ``capped`` of the
+    ``total`` certificates at the ceiling of ``n`` samples); ``None`` otherwise."""
+    if not is_capped(capped, total):
         return None
     ceiling = max_certified_radius(n, alpha, sigma)
     more = SUGGESTED_N if n < SUGGESTED_N else 10 * n

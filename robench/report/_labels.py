@@ -60,7 +60,9 @@ def record_label(record: MetricRecord) -> str:
         kind = rest.pop("condition")
         if kind == "attack" and "attack" in rest:
             label = f"{name} under {rest.pop('attack')}"
-            if rest.pop("unbroken_at", None) == "clean input":
+            from robench.calibration.evaluate import UNBROKEN_AT_CLEAN
+
+            if rest.pop("unbroken_at", None) == UNBROKEN_AT_CLEAN:
                 label += " (unbroken examples scored clean)"
         elif kind == "corruption" and "corruption" in rest:
             label = f"{name} under {rest.pop('corruption')}" + (f" s{rest.pop('severity')}" if "severity" in rest else "")

@@ -194,6 +194,12 @@ def robust_flags(evaluation: EvaluationResult) -> tuple[Any, MetricRecord] | Non
     return None if flags is None else (flags, record)
 
 
+def comparable(a: MetricRecord, b: MetricRecord) -> bool:
+    """Whether two attacks' robust-accuracy records are over the same examples and threat (n, norm,
+    eps, goal), so that their per-example outcomes can be compared."""
+    return a.n == b.n and all(a.condition.get(k) == b.condition.get(k) for k in ("norm", "eps", "goal"))
+
+
 def outdone_by(evaluation: EvaluationResult, others: list[EvaluationResult], tolerance: float = 0.01) -> str | None:
     """Evidence that another attack of the run is significantly stronger on the same examples (same
     n, norm, eps and goal): of the examples only one of the two broke, the other broke more, beyond
@@ -207,11 +213,10 @@ def outdone_by(evaluation: EvaluationResult, others: list[EvaluationResult], tol
     flags, record = own
     n = record.n
     assert n  # robust_flags returns records with examples only
-    same = ("norm", "eps", "goal")
     found = []
     for other in others:
         theirs = robust_flags(other) if other.key != evaluation.key else None
-        if theirs is None or theirs[1].n != record.n or any(theirs[1].condition.get(k) != record.condition.get(k) for k in same):
+        if theirs is None or not comparable(theirs[1], record):
             continue
         only_other = int((flags & ~theirs[0]).sum())  # robust to this attack, broken by the other
         only_this = int((theirs[0] & ~flags).sum())

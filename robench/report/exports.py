@@ -79,10 +79,11 @@ def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
         ],
     )  # fmt: skip
     lines += ["### Best-practice checklist", ""]
-    lines += _table(("item", "verdict", "evidence"), [(i.title, f"**{i.status}**", i.evidence) for i in checklist(results)])
+    items = checklist(results)
+    lines += _table(("item", "verdict", "evidence"), [(i.title, f"**{i.status}**", i.evidence) for i in items])
     lines += ["### Headline numbers (95% intervals; method per metric in metrics.csv)", ""]
     lines += _table(("metric", "value [95% CI]", "n"), [(record_label(r), " ".join(p for p in results.formatted(r) if p), "" if r.n is None else str(r.n)) for r in summary_records(results)])
-    top = headline(results)
+    top = headline(results, items)
     if top["robust"] is not None:
         lines += [f"Robust accuracy from attacks: {CARD_CAVEAT}." + (f" {top['bracket']}" if top["bracket"] else ""), ""]
     if with_leaderboard:

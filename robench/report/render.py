@@ -126,22 +126,21 @@ def bracket(results: Results, robust: MetricRecord | None) -> str | None:
     if robust is None or robust.value is None or not robust.n:
         return None
     adversary = results.threat_model.get("adversary") or {}
-    lower = None
-    for evaluation in results.evaluations:
-        if evaluation.section != "certification" or evaluation.status != "success" or evaluation.artifacts.get("certifier") not in SOUND_VERIFIERS:
-            continue
-        for r in evaluation.records:
-            at_threat = r.condition.get("threat_eps") == adversary.get("eps") and r.condition.get("threat_norm") == adversary.get("norm")
-            better = lower is None or lower.value is None or (r.value is not None and r.value > lower.value)
-            if r.name == "certified_accuracy" and at_threat and r.n == robust.n and r.value is not None and better:
-                lower = r
-    if lower is None or lower.value is None:
+    verified = [
+        (r.value, r) for e in results.evaluations
+        if e.section == "certification" and e.status == "success" and e.artifacts.get("certifier") in SOUND_VERIFIERS
+        for r in e.records
+        if r.name == "certified_accuracy" and r.value is not None and r.n == robust.n
+        and r.condition.get("threat_eps") == adversary.get("eps") and r.condition.get("threat_norm") == adversary.get("norm")
+    ]  # fmt: skip
+    if not verified:
         return None
+    value, lower = max(verified, key=lambda pair: pair[0])  # the tightest sound lower bound
     method = lower.evaluation.split("/", 1)[-1]
     text = (f"On these {robust.n:,} examples (the first {robust.n:,} of the split, for the attacks and the verifier alike) the "
-            f"model's robust accuracy lies between {100 * lower.value:.1f}% ({method} verified: a sound lower bound) and "
+            f"model's robust accuracy lies between {100 * value:.1f}% ({method} verified: a sound lower bound) and "
             f"{100 * robust.value:.1f}% (the attacks' worst case: an upper bound).")
-    if lower.value == 0:
+    if value == 0:
         text += f" {method} verifies none at this radius: only the attacks' upper bound says something here."
     return text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from robench.attacks.convergence import robust_after
+from robench.attacks.convergence import progress, robust_after
 from robench.attacks.masking_checks import MIN_ELIGIBLE, MIN_PGD_STEPS, MIN_SQUARE_QUERIES
 from robench.report import _coverage
 from robench.report._labels import check_finding, check_scope, count_record, show
@@ -148,19 +148,15 @@ def _convergence(evaluations: list[EvaluationResult]) -> list[dict[str, Any]]:
             continue
         n, budget, every = int(art["n"]), int(art["budget"]), art.get("restart_every")
         key = evaluation.key.split("/", 1)[1]
-        end = robust_after(art, budget)
-        last_start = budget - every if every else None
-        # the last tenth of a restart's steps (of the run's, without restarts), at least one
-        tail_start = budget - max(1, (every or budget) // 10)
+        facts = progress(art)
         rows.append({
             "key": key, "unit": art["unit"], "budget": budget, "n": n, "restart_every": every, "art": art,
             "start": MetricRecord.proportion(key, "robust_accuracy", robust_after(art, 0), n),
             "half": MetricRecord.proportion(key, "robust_accuracy", robust_after(art, budget / 2), n),
             "half_at_restart": (budget // 2) // every if every and (budget / 2) % every == 0 else None,
-            "end": MetricRecord.proportion(key, "robust_accuracy", end, n),
+            "end": MetricRecord.proportion(key, "robust_accuracy", facts["end"], n),
             # examples first fooled by the last restart's steps, and by the last steps of the run
-            "last_restart": None if last_start is None else robust_after(art, last_start) - end,
-            "tail_steps": budget - tail_start, "tail": robust_after(art, tail_start) - end,
+            "last_restart": facts["broken_by_last_restart"], "tail_steps": facts["tail_steps"], "tail": facts["broken_in_tail"],
         })  # fmt: skip
     return rows
 
@@ -192,13 +188,12 @@ def only_broken_by(evaluations: list[EvaluationResult]) -> dict[str, int]:
     """Per attack key: the examples it alone broke, robust to every other attack of the run on the
     same examples (same n, norm, eps and goal); attacks without per-example outcomes are left out.
     The binding attack is the one whose absence would raise the worst case."""
-    from robench.report.checklist import robust_flags
+    from robench.report.checklist import comparable, robust_flags
 
     flags = {e.key: found for e in evaluations if e.status == "success" and (found := robust_flags(e)) is not None}
-    same = ("norm", "eps", "goal")
     out = {}
     for key, (robust, record) in flags.items():
-        others = [f for k, (f, r) in flags.items() if k != key and r.n == record.n and all(r.condition.get(c) == record.condition.get(c) for c in same)]
+        others = [f for k, (f, r) in flags.items() if k != key and comparable(r, record)]
         if others:
             robust_to_others = others[0].copy()
             for other in others[1:]:

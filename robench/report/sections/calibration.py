@@ -7,6 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
+from robench.calibration.evaluate import scored_clean
 from robench.report.plots import PALETTE, figure_data_uri, line_style
 from robench.results import MetricRecord, Results
 from robench.threat_model import CalibrationSpec
@@ -20,12 +21,6 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("brier", "Brier"),
     ("nll", "NLL"),
 )
-
-
-def scored_clean(condition: dict[str, Any]) -> bool:
-    """An attack condition whose unbroken examples are scored at their clean input (AutoAttack): its
-    calibration mixes clean and adversarial outputs."""
-    return condition.get("condition") == "attack" and condition.get("unbroken_at") == "clean input"
 
 
 def condition_rank(condition: dict[str, Any]) -> int:

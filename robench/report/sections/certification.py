@@ -8,7 +8,7 @@ from fractions import Fraction
 from typing import Any
 
 from robench.certify._records import NOT_CERTIFIABLE
-from robench.certify.smoothing import CAPPED, at_ceiling, ceiling_warning, max_certified_radius
+from robench.certify.smoothing import CAPPED, at_ceiling, capped_count, ceiling_warning, max_certified_radius
 from robench.report.plots import figure_data_uri, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results, not_certifiable
 from robench.stats import clopper_pearson
@@ -73,6 +73,16 @@ def _find(evaluation: EvaluationResult, name: str, excluded: tuple[str, ...] = (
 _MAX_CURVE_POINTS = 1000
 
 
+def _counted(example: dict[str, Any]) -> bool:
+    """A per-example record that can count as certified: classified correctly, not abstained on (-1)."""
+    return bool(example["prediction"] == example["label"] and example["prediction"] >= 0)
+
+
+def certified_radii(examples: list[dict[str, Any]]) -> list[float]:
+    """The certified radii of the examples that count (:func:`_counted`), sorted."""
+    return sorted(float(e["radius"]) for e in examples if _counted(e))
+
+
 def exact_curve(examples: list[dict[str, Any]]) -> list[dict[str, float]]:
     """Certified accuracy at every distinct certified radius, from a certifier's per-example records
     (smoothing's and Lipschitz's ``artifacts["examples"]``: label, prediction, radius).
@@ -83,7 +93,7 @@ def exact_curve(examples: list[dict[str, Any]]) -> list[dict[str, float]]:
     curve is evaluated on as many evenly spaced radii instead.
     """
     n = len(examples)
-    radii = sorted(float(e["radius"]) for e in examples if e["prediction"] == e["label"] and e["prediction"] >= 0)
+    radii = certified_radii(examples)
     if not n:
         return []
     points = sorted({0.0, *radii})
@@ -112,7 +122,7 @@ def _point(examples: list[dict[str, Any]], radius: float, flags: list[bool] | No
     or from per-example ``flags`` where the comparison is decided otherwise (the ceiling)."""
     n = len(examples)
     if flags is None:
-        flags = [e["prediction"] == e["label"] and e["prediction"] >= 0 and float(e["radius"]) >= radius for e in examples]
+        flags = [_counted(e) and float(e["radius"]) >= radius for e in examples]
     k = sum(bool(f) and e["prediction"] == e["label"] for f, e in zip(flags, examples))
     low, high = clopper_pearson(k, n)
     return {"radius": radius, "value": k / n, "ci_low": low, "ci_high": high, "note": note}
@@ -132,8 +142,7 @@ def table_points(curve: list[dict[str, Any]], examples: list[dict[str, Any]], ce
     below the largest when the grid has fewer than two there (Lipschitz's grid 0.05.. lay above all its
     radii, max 0.039: every row read 0%). Sorted by radius; added rows carry a ``note``."""
     rows = [{**p, "note": ""} for p in curve]
-    correct = [float(e["radius"]) for e in examples if e["prediction"] == e["label"] and e["prediction"] >= 0]
-    largest = max(correct, default=0.0)
+    largest = max(certified_radii(examples), default=0.0)
     if not examples or largest <= 0:
         return rows
     added = []
@@ -256,7 +265,7 @@ def _capped(examples: list[dict[str, Any]], ceiling: float | None, params: dict[
     here for results of a robench that did not write it)."""
     if ceiling is None or not examples:
         return None
-    k = sum(at_ceiling(e, ceiling) for e in examples)
+    k = capped_count(examples, ceiling)
     warning = None
     if all(isinstance(params.get(key), (int, float)) for key in ("n", "alpha", "sigma")):
         warning = ceiling_warning(k, len(examples), int(params["n"]), float(params["alpha"]), float(params["sigma"]))
@@ -290,7 +299,7 @@ def build(results: Results) -> dict[str, Any] | None:
         needed = evaluation.artifacts.get("threat_radius_l2")
         ceiling = _ceiling(certifier, evaluation.artifacts, evaluation.resolved)
         capped = _capped(examples, ceiling, evaluation.resolved, evaluation.warnings) if certifier == "smoothing" else None
-        certified = [float(e["radius"]) for e in examples if e["prediction"] == e["label"] and e["prediction"] >= 0]
+        certified = certified_radii(examples)
         verified = [p[grid_key] for p in curve if p[grid_key] > 0 and (p.get("value") or 0) > 0]
         rejected = evaluation.artifacts.get("rejected_by_rounding_allowance", evaluation.resolved.get("rejected_by_rounding_allowance"))
         rows.append(
