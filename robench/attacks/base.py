@@ -61,8 +61,18 @@ class Attack(ABC):
     #: reconciles it with the final verdict (:func:`robench.attacks.convergence.curve`).
     last_progress: torch.Tensor | None = None
 
+    #: After a call of an attack that restarts: per example, the restart (from 0) in which its
+    #: bookkeeping first saw it fooled (-1: never). A break at a restart's random start and one at the
+    #: previous restart's last iterate share a :attr:`last_progress` (no gradient step between them);
+    #: this tells them apart. ``None`` where not tracked.
+    last_progress_restart: torch.Tensor | None = None
+
     def progress_budget(self) -> int | None:
         """The budget :attr:`last_progress` runs to (all restarts' steps), ``None`` where not tracked."""
+        return None
+
+    def progress_restart_every(self) -> int | None:
+        """Iterations of :attr:`last_progress` per restart, where the attack restarts (``None``: it does not)."""
         return None
 
     def for_randomized_model(self) -> Attack:
@@ -110,7 +120,7 @@ class Attack(ABC):
     ) -> AttackResult:
         """Run the attack, project onto the ball and the bounds, and re-check success with the model."""
         norm = get_norm(norm)
-        self.last_progress = None  # a run that does not track it leaves no earlier batch's behind
+        self.last_progress = self.last_progress_restart = None  # a run that does not track it leaves no earlier batch's behind
         with torch.enable_grad():
             candidate = self.run(model, x, y, norm=norm, eps=eps, bounds=bounds, target=target, generator=generator)
         x_adv = (x + norm.project(candidate.detach() - x, eps)).clamp(*bounds)

@@ -121,6 +121,8 @@ def _evaluate_bounded(
         }
         if attack.last_progress is not None:
             out["first_fooled"] = attack.last_progress
+        if attack.last_progress_restart is not None:
+            out["first_fooled_restart"] = attack.last_progress_restart
         if randomized:
             # the pass-mean accuracy at the adversary's choice of the clean or the adversarial input;
             # an example the attack skipped on its own pass's verdict (left at x: square's) counts as
@@ -153,7 +155,7 @@ def _evaluate_bounded(
     if "first_fooled" in out and budget is not None and passes is None:
         output.artifacts["convergence"] = convergence.curve(
             out["first_fooled"], out["correct"], robust, budget=budget, unit=attack.progress_unit or "iterations",
-            restart_every=getattr(attack, "steps", None) if getattr(attack, "restarts", 1) > 1 else None,
+            restart_every=attack.progress_restart_every(), first_restart=out.get("first_fooled_restart"),
         )  # fmt: skip
         # fast mode picks a restart's iterates by bf16 scores; whether a restart fooled an example is fp32's verdict
         output.artifacts["convergence"]["scored"] = "bf16 within a restart, fp32 at its end" if mode == "fast" else "fp32"

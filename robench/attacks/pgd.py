@@ -92,6 +92,9 @@ class PGD(Attack):
     def progress_budget(self) -> int | None:
         return None if self.attacks_every_example else self.steps * self.restarts
 
+    def progress_restart_every(self) -> int | None:
+        return self.steps if self.restarts > 1 and not self.attacks_every_example else None
+
     def _stepper(self, model: torch.nn.Module) -> StepModel:
         if self._step_model is None or self._step_model.model is not model:
             self._step_model = StepModel(model, self.mode, self.compile)  # type: ignore[arg-type]
@@ -129,6 +132,7 @@ class PGD(Attack):
         succeeded = best_score > 0
         # the iteration (gradient steps so far, over all restarts) at which each example was first seen fooled
         first = torch.where(succeeded, 0.0, torch.inf)
+        first_restart = torch.where(succeeded, 0, -1)  # and in which restart (a random start's break is its own)
         step_size = self.rel_step_size * eps
         everyone = torch.arange(len(x), device=x.device)
         for restart in range(self.restarts):
@@ -152,7 +156,9 @@ class PGD(Attack):
                 check_logits(logits, None)  # a NaN margin never "improves": the example would pass as robust
                 score = margin(logits.float(), y0, t0)
                 improved = score > best_score[active]
-                first[active] = torch.where(first[active].isinf() & (score > 0), float(restart * self.steps + step), first[active])
+                new = first[active].isinf() & (score > 0)
+                first[active] = torch.where(new, float(restart * self.steps + step), first[active])
+                first_restart[active] = torch.where(new, restart, first_restart[active])
                 best_score[active] = torch.where(improved, score, best_score[active])
                 best[active] = torch.where(improved.view(-1, *[1] * (x.ndim - 1)), x_adv, best[active])
                 if step < self.steps:
@@ -168,9 +174,11 @@ class PGD(Attack):
                 fooled = best_score[active] > 0
                 seen = first[active]
                 first[active] = torch.where(fooled, torch.where(seen.isinf(), float((restart + 1) * self.steps), seen), torch.inf)
+                first_restart[active] = torch.where(fooled, torch.where(seen.isinf(), restart, first_restart[active]), -1)
             succeeded = best_score > 0
         if not self.attacks_every_example:
             self.last_progress = first
+            self.last_progress_restart = first_restart if self.restarts > 1 else None
         return best
 
 

@@ -38,6 +38,8 @@ def test_curve_is_the_model_verdict_on_every_iterate(trained_net, mnist_test, re
     fooled_at = torch.full((len(x),), torch.inf)
     correct = calls[0] == y
     fooled_at[~correct] = 0
+    fooled_in = torch.full((len(x),), -1)  # the restart, and the step within it (0: its random start)
+    within = torch.full((len(x),), -1)
     position = 1
     for restart in range(restarts):
         active = fooled_at.isinf().nonzero().squeeze(1)
@@ -49,9 +51,23 @@ def test_curve_is_the_model_verdict_on_every_iterate(trained_net, mnist_test, re
             assert predictions.shape == active.shape
             newly = (predictions != y[active]) & fooled_at[active].isinf()
             fooled_at[active[newly]] = restart * steps + step
+            fooled_in[active[newly]], within[active[newly]] = restart, step
     assert position == len(calls) - 1
     robust = correct & ~result.success
-    art = convergence.curve(attack.last_progress, correct, robust, budget=steps * restarts, unit="gradient steps")
+    every = steps if restarts > 1 else None
+    assert (attack.last_progress_restart is None) == (restarts == 1)
+    art = convergence.curve(
+        attack.last_progress, correct, robust, budget=steps * restarts, unit="gradient steps",
+        restart_every=every, first_restart=attack.last_progress_restart,
+    )  # fmt: skip
+    if restarts > 1:
+        broken = correct & ~robust
+        assert torch.equal(broken, correct & (fooled_in >= 0))  # PGD's verdict is the iterates' (exact mode)
+        assert art["restart_breaks"] == [int((broken & (fooled_in == k)).sum()) for k in range(restarts)]
+        assert art["last_breaks"] == [int(within[broken & (fooled_in == k)].max()) if (broken & (fooled_in == k)).any() else None for k in range(restarts)]
+        facts = convergence.progress(art)
+        assert facts["broken_by_last_restart"] == art["restart_breaks"][-1]
+        assert facts["robust_after_restart"] == [int((correct & ~((fooled_in >= 0) & (fooled_in <= k))).sum()) for k in range(restarts)]
     for t in range(steps * restarts + 1):
         assert convergence.robust_after(art, t) == int((correct & (fooled_at > t)).sum()), t
     assert convergence.robust_after(art, steps * restarts) == int(robust.sum())
@@ -71,12 +87,30 @@ def test_curve_defers_to_the_final_verdict():
         convergence.curve(first[:3], correct, robust, budget=8, unit="x")
 
 
+def test_a_random_start_break_belongs_to_its_own_restart():
+    """Two examples broken after 4 gradient steps of a 2 x 4 run: one by restart 0's last iterate,
+    one by restart 1's random start. The curve cannot tell them apart; the restart record does."""
+    first = torch.tensor([4.0, 4.0, 6.0, torch.inf])
+    restart = torch.tensor([0, 1, 1, -1])
+    correct = torch.ones(4, dtype=torch.bool)
+    robust = torch.tensor([False, False, False, True])
+    art = convergence.curve(first, correct, robust, budget=8, unit="gradient steps", restart_every=4, first_restart=restart)
+    assert art["restart_breaks"] == [1, 2] and art["last_breaks"] == [4, 2]
+    facts = convergence.progress(art)
+    assert facts["broken_by_last_restart"] == 2 and facts["robust_after_restart"] == [3, 1]
+    # an artifact without the record (older results) gives both to restart 0, as before
+    old = {k: v for k, v in art.items() if k not in ("restart_breaks", "last_breaks")}
+    facts = convergence.progress(old)
+    assert facts["broken_by_last_restart"] == 1 and facts["last_breaks"] == [4, 2] and facts["robust_after_restart"] == [2, 1]
+
+
 def test_section_records_the_curve_for_pgd_not_fgsm(handle, mnist_test):
     threat = make_threat([{"name": "pgd", "params": {"steps": 4, "restarts": 2}}, {"name": "fgsm"}])
     output, _ = run_section(handle, mnist_test.subset(40), threat)
     art = output.artifacts["convergence"]
     robust = next(r for r in output.records if r.name == "robust_accuracy")
     assert art["budget"] == 8 and art["restart_every"] == 4 and art["unit"] == "gradient steps"
+    assert sum(art["restart_breaks"]) == art["n_correct"] - art["robust"][-1] and len(art["last_breaks"]) == 2
     assert art["n"] == 40 and art["robust"][-1] == round(robust.value * 40)
     fgsm, _ = run_section(handle, mnist_test.subset(40), threat, index=1)
     assert "convergence" not in fgsm.artifacts

@@ -149,11 +149,13 @@ def _convergence(evaluations: list[EvaluationResult]) -> list[dict[str, Any]]:
         n, budget, every = int(art["n"]), int(art["budget"]), art.get("restart_every")
         key = evaluation.key.split("/", 1)[1]
         facts = progress(art)
+        at_restart = (budget // 2) // every if every and (budget / 2) % every == 0 else None
         rows.append({
             "key": key, "unit": art["unit"], "budget": budget, "n": n, "restart_every": every, "art": art,
             "start": MetricRecord.proportion(key, "robust_accuracy", robust_after(art, 0), n),
-            "half": MetricRecord.proportion(key, "robust_accuracy", robust_after(art, budget / 2), n),
-            "half_at_restart": (budget // 2) // every if every and (budget / 2) % every == 0 else None,
+            # at a restart's end, before the next one's random start
+            "half": MetricRecord.proportion(key, "robust_accuracy", facts["robust_after_restart"][at_restart - 1] if at_restart else robust_after(art, budget / 2), n),
+            "half_at_restart": at_restart,
             "end": MetricRecord.proportion(key, "robust_accuracy", facts["end"], n),
             # examples first fooled by the last restart's steps, and by the last steps of the run
             "last_restart": facts["broken_by_last_restart"], "tail_steps": facts["tail_steps"], "tail": facts["broken_in_tail"],
