@@ -42,6 +42,10 @@ UNBROKEN_AT_CLEAN = "clean input"
 at their clean input (:data:`robench.attacks.base.UNFOOLED_AT_CLEAN`): its outputs mix clean and adversarial."""
 
 
+SCORED_CLEAN_NOTE = " (unbroken examples scored clean)"
+"""Appended to the label of a :func:`scored_clean` condition wherever one is written out."""
+
+
 def scored_clean(condition: dict[str, Any]) -> bool:
     """An attack condition whose unbroken examples are scored at their clean input (AutoAttack)."""
     return condition.get("condition") == "attack" and condition.get("unbroken_at") == UNBROKEN_AT_CLEAN

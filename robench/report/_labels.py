@@ -60,10 +60,10 @@ def record_label(record: MetricRecord) -> str:
         kind = rest.pop("condition")
         if kind == "attack" and "attack" in rest:
             label = f"{name} under {rest.pop('attack')}"
-            from robench.calibration.evaluate import UNBROKEN_AT_CLEAN
+            from robench.calibration.evaluate import SCORED_CLEAN_NOTE, UNBROKEN_AT_CLEAN
 
             if rest.pop("unbroken_at", None) == UNBROKEN_AT_CLEAN:
-                label += " (unbroken examples scored clean)"
+                label += SCORED_CLEAN_NOTE
         elif kind == "corruption" and "corruption" in rest:
             label = f"{name} under {rest.pop('corruption')}" + (f" s{rest.pop('severity')}" if "severity" in rest else "")
         else:

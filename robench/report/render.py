@@ -338,10 +338,23 @@ def render_html(results: Results) -> str:
         frames = [Path(f.filename) for f in traceback.extract_tb(exc.__traceback__)]
         section = next((f.name.split(".")[0] for f in reversed(frames) if f.parent.name == "sections"), None)
         where = f"the {section} section" if section else "the report"
-        raise ConfigError(
-            f"{where} cannot read these results ({type(exc).__name__}: {first_line(exc, 120)}): its data in results.json "
-            "is damaged or not of this robench version (set ROBENCH_DEBUG=1 for the traceback)"
-        ) from None
+        if _written_by_this_robench(results):
+            cause = ("these results were written by this same robench, so unless results.json was edited this is a robench bug: "
+                     "set ROBENCH_DEBUG=1 and report the traceback")  # fmt: skip
+        else:
+            cause = "its data in results.json is damaged or not of this robench version (set ROBENCH_DEBUG=1 for the traceback)"
+        raise ConfigError(f"{where} cannot read these results ({type(exc).__name__}: {first_line(exc, 120)}): {cause}") from None
+
+
+def _written_by_this_robench(results: Results) -> bool:
+    """Whether the results come from the robench that renders them: the same clean git commit, or,
+    outside a checkout, the same version (then a section that cannot read them is robench's bug)."""
+    from robench.runner import git_revision, robench_version
+
+    written, now = results.environment.git_revision, git_revision()
+    if written is not None or now is not None:
+        return written == now and written is not None and not written.endswith("+dirty")
+    return results.environment.robench_version == robench_version() != "0+unknown"
 
 
 def _render_html(results: Results) -> str:

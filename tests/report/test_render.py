@@ -109,3 +109,23 @@ def test_damaged_artifacts_are_a_one_line_error(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert err.startswith(f"robench: error: the {section} section cannot read these results (") and err.count("\n") == 1, err
     assert not (tmp_path / "report.html").exists()
+    assert "damaged or not of this robench version" in err  # the fixtures' results name no revision
+
+
+def test_a_section_failing_on_this_robench_s_own_results_says_it_is_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results written by the same clean commit that cannot be rendered point at robench, not at the file."""
+    from robench import runner
+    from robench._errors import ConfigError
+    from robench.report.render import render_html
+    from tests.report import fixtures
+
+    results = fixtures.strong()
+    evaluation = next(e for e in results.evaluations if e.key == "calibration")
+    evaluation.artifacts["reliability"] = "x"
+    monkeypatch.setattr(runner, "git_revision", lambda: "abc123")
+    results.environment.git_revision = "abc123"
+    with pytest.raises(ConfigError, match="this is a robench bug"):
+        render_html(results)
+    results.environment.git_revision = "abc123+dirty"  # local changes: the file may be what changed
+    with pytest.raises(ConfigError, match="damaged or not of this robench version"):
+        render_html(results)

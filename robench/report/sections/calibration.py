@@ -7,7 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from robench.calibration.evaluate import scored_clean
+from robench.calibration.evaluate import SCORED_CLEAN_NOTE, scored_clean
 from robench.report.plots import PALETTE, figure_data_uri, line_style
 from robench.results import MetricRecord, Results
 from robench.threat_model import CalibrationSpec
@@ -47,7 +47,7 @@ def _short_label(condition: dict[str, Any]) -> str:
 def _label(condition: dict[str, Any]) -> str:
     kind = condition.get("condition")
     if kind == "attack":
-        clean = " (unbroken examples scored clean)" if scored_clean(condition) else ""
+        clean = SCORED_CLEAN_NOTE if scored_clean(condition) else ""
         return f"attack {condition.get('attack')}{clean}"
     if kind == "corruption":
         return f"{condition.get('corruption')} s{condition.get('severity')}"
