@@ -2,7 +2,10 @@
 
 The CSV has one row per :class:`~robench.results.MetricRecord`, fixed columns first, then one
 ``condition.<key>`` column per condition key found in the run (sorted), so that it loads straight
-into a data frame. The Markdown summary (for a paper appendix or a pull request) holds the setting,
+into a data frame. Its ``note`` column says where a value does not mean what its name says: a
+certified accuracy that is 0 by construction (:func:`robench.results.not_certifiable`: its interval
+is no sampling uncertainty) and an average certified radius capped by the Monte-Carlo budget
+(:func:`robench.results.capped_note`), as the report writes them. The Markdown summary (for a paper appendix or a pull request) holds the setting,
 the best-practice checklist, the headline numbers with 95% intervals, the leaderboard comparison
 and the cost.
 """
@@ -18,11 +21,11 @@ from robench._errors import ConfigError
 from robench.report._labels import record_label
 from robench.report.checklist import checklist
 from robench.report.render import CARD_CAVEAT, headline, rendered_by, summary_records
-from robench.results import Results, atomic_write_text
+from robench.results import Results, atomic_write_text, capped_note, not_certifiable
 from robench.threat_model import format_eps
 
 CSV_COLUMNS = ("threat_model", "model_sha256", "section", "evaluation", "name", "value", "n", "ci_low", "ci_high",
-               "interval", "unit")  # fmt: skip
+               "interval", "unit", "note")  # fmt: skip
 CSV_NAME = "metrics.csv"
 MARKDOWN_NAME = "summary.md"
 
@@ -40,8 +43,9 @@ def records_csv(results: Results) -> str:
     writer.writerow([*CSV_COLUMNS, *(f"condition.{k}" for k in keys)])
     for e in results.evaluations:
         for r in e.records:
+            note = not_certifiable(r, e.artifacts) or capped_note(r, e.artifacts)
             row = [results.threat_model.get("name"), results.model.sha256, sections.get(r.evaluation, e.section), r.evaluation,
-                   r.name, r.value, r.n, r.ci_low, r.ci_high, r.interval, r.unit]  # fmt: skip
+                   r.name, r.value, r.n, r.ci_low, r.ci_high, r.interval, r.unit, note]  # fmt: skip
             writer.writerow([_cell(v) for v in row] + [_cell(r.condition.get(k)) for k in keys])
     return buffer.getvalue()
 

@@ -11,6 +11,7 @@ import pytest
 
 from robench.cli import main
 from robench.report.checklist import checklist
+from robench.results import capped_note
 from robench.report.exports import CSV_COLUMNS, markdown_summary, records_csv, write_exports
 from tests.report import fixtures
 
@@ -28,6 +29,10 @@ def test_csv_round_trips_every_record(name: str) -> None:
         for column in ("ci_low", "ci_high"):
             expected = getattr(record, column)
             assert (math.isnan(row[column]) if expected is None else row[column] == expected)
+        evaluation = results.evaluation(record.evaluation)
+        note = results.formatted(record)[0] if record.condition.get("certifiable") is False else None
+        capped = capped_note(record, evaluation.artifacts if evaluation else None)
+        assert (isinstance(row["note"], float) and math.isnan(row["note"])) if note is None and capped is None else row["note"] == (note or capped)
         for key, value in record.condition.items():
             cell = row[f"condition.{key}"]
             assert str(cell) == str(value) or (isinstance(value, (int, float)) and float(cell) == float(value))
@@ -67,3 +72,18 @@ def test_markdown_names_the_interval_methods_it_uses() -> None:
     assert "Clopper-Pearson intervals)" not in text
     methods = set(pd.read_csv(io.StringIO(records_csv(fixtures.strong())))["interval"].dropna())
     assert {"clopper-pearson", "bootstrap"} <= methods
+
+
+def test_csv_note_says_which_values_are_zero_by_construction() -> None:
+    """A certified accuracy the certifier's settings cannot reach reads 0.0 with a Clopper-Pearson
+    interval in its columns; the note column says it measures the settings (as the report does)."""
+    results = fixtures.certified()
+    evaluation = results.evaluation("certification/smoothing")
+    record = next(r for r in evaluation.records if "threat_eps" in r.condition)
+    record.condition["certifiable"] = False
+    evaluation.artifacts.update(threat_radius_l2=8.4, max_certified_radius=0.9)
+    frame = pd.read_csv(io.StringIO(records_csv(results)))
+    notes = frame["note"].fillna("")
+    row = frame[(frame["condition.certifiable"] == False) & (frame["name"] == "certified_accuracy")]  # noqa: E712
+    assert list(notes[row.index]) == ["n/a: not certifiable with these settings (needs L2 r = 8.4 > ceiling 0.9)"]
+    assert (notes.drop(row.index) == "").all()
