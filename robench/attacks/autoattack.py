@@ -274,6 +274,7 @@ class AutoAttackEvaluation:
                 if params.mode == "fast" else None
             )  # fmt: skip
             output.resolved["n_target_classes"] = adversary.apgd_targeted.n_target_classes
+            output.resolved.update(effective_budget(adversary))  # pyautoattack's defaults, as they ran (None: "its default")
             checks_start = model.counter.snapshot()
             notes = _own_checks(adversary, model, data, order, batch_size, params.version == "rand")
             # pyautoattack's input checks run outside map_batches: their passes are part of the cost
@@ -425,9 +426,29 @@ class AutoAttackEvaluation:
         return output
 
 
+def effective_budget(adversary: Any) -> dict[str, int]:
+    """The budget parameters of :class:`AutoAttackParams` as the configured pyautoattack objects hold
+    them (a parameter left ``None`` means pyautoattack's default for the version and norm, which the
+    results would otherwise not state)."""
+    return {"n_iter": int(adversary.apgd.n_iter), "n_restarts": int(adversary.apgd.n_restarts),
+            "square_queries": int(adversary.square.n_queries), "eot_iter": int(adversary.apgd.eot_iter)}  # fmt: skip
+
+
+def _budget(adversary: Any, name: str) -> str:
+    """One attack's iterations (queries for Square), per example, as :func:`perturb` runs it."""
+    if name in ("apgd-ce", "apgd-dlr"):
+        eot = int(adversary.apgd.eot_iter)
+        return f"{int(adversary.apgd.n_iter)} iterations" + (f", {eot} EOT samples each" if eot > 1 else "")
+    if name == "apgd-t":
+        return f"{int(adversary.apgd_targeted.n_iter)} iterations x {int(adversary.apgd_targeted.n_target_classes)} target classes"
+    if name in ("fab", "fab-t"):
+        return f"{int(adversary.fab.n_iter)} iterations" + (f" x {int(adversary.fab.n_target_classes)} target classes" if name == "fab-t" else "")
+    return f"{int(adversary.square.n_queries)} queries"
+
+
 def procedure(adversary: Any, order: tuple[str, ...], eps: float, norm: str, randomized: bool = False) -> dict[str, Any]:
     """How the attacks ran, read from the configured pyautoattack objects (see
-    :meth:`robench.attacks.base.Attack.procedure`); restarts and random starts per attack."""
+    :meth:`robench.attacks.base.Attack.procedure`); restarts, random starts and iterations (``budget``) per attack."""
     restarts: dict[str, int] = {}
     starts: dict[str, Any] = {}
     for position, name in enumerate(order):
@@ -454,6 +475,7 @@ def procedure(adversary: Any, order: tuple[str, ...], eps: float, norm: str, ran
     unfooled = ("the point (clean or adversarial) of lowest pass-mean accuracy (randomized model)" if randomized
                 else f"{UNFOOLED_AT_CLEAN} (the official AutoAttack returns an example no attack fooled unperturbed)")
     return {"step_size": None, "step_size_rule": "; ".join(rules), "random_start": starts, "restarts": restarts,
+            "budget": {name: _budget(adversary, name) for name in order},
             "early_stopping": not randomized, "early_stopping_rule": early, "unfooled_at": unfooled}  # fmt: skip
 
 

@@ -409,3 +409,28 @@ def test_randomized_attack_stages_draw_other_noise_in_every_batch(trained_net, m
     assert set(firsts) == {"autoattack/apgd-ce", "autoattack/apgd-dlr"}
     ce, dlr = firsts["autoattack/apgd-ce"], firsts["autoattack/apgd-dlr"]
     assert ce[0] != ce[1] and ce[0] != dlr[0]
+
+
+def test_budget_left_to_pyautoattack_defaults_is_recorded_as_it_ran(handle, mnist_test):
+    """Parameters left unset mean pyautoattack's defaults for the version and norm: results.json
+    recorded them as null, so neither the report nor the strength grading knew the 100 iterations
+    and 5,000 Square queries of the standard version. The values are read off pyautoattack's own
+    objects built by its own constructor (independent of robench's configuration code)."""
+    from robench.report._labels import show
+    from robench.report.sections.attacks import procedure
+
+    own = pyautoattack.AutoAttack(handle.module, norm="Linf", eps=EPS, version="standard", device="cpu", seed=0)
+    threat = make_threat([{"name": "autoattack", "params": {"square_queries": 20, "n_iter": 3, "n_target_classes": 2}}], eps=EPS)
+    output, _ = run_section(handle, mnist_test.subset(8), threat)
+    assert output.resolved["n_iter"] == 3 and output.resolved["square_queries"] == 20
+    assert output.resolved["n_restarts"] == own.apgd.n_restarts and output.resolved["eot_iter"] == own.apgd.eot_iter
+    budget = output.artifacts["procedure"]["budget"]
+    assert budget == {"apgd-ce": "3 iterations", "apgd-t": "3 iterations x 2 target classes",
+                      "fab-t": "3 iterations x 2 target classes", "square": "20 queries"}  # fmt: skip
+    from robench.results import EvaluationResult
+
+    evaluation = EvaluationResult(key="attacks/autoattack", section="attacks", name="autoattack", status="success",
+                                  artifacts=output.artifacts)  # fmt: skip
+    assert ("iterations", show(budget)) in procedure(evaluation)
+    defaults = aa_module.effective_budget(own)
+    assert defaults == {"n_iter": 100, "n_restarts": 1, "square_queries": 5000, "eot_iter": 1}

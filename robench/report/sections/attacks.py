@@ -44,8 +44,11 @@ def procedure(evaluation: EvaluationResult) -> list[tuple[str, str]] | None:
     early = show(facts.get("early_stopping"))
     if facts.get("early_stopping_rule"):
         early += f" ({facts['early_stopping_rule']})"
-    return [("step size", step_text), ("random start", show(facts.get("random_start"))), ("restarts", show(facts.get("restarts"))),
+    rows = [("step size", step_text), ("random start", show(facts.get("random_start"))), ("restarts", show(facts.get("restarts"))),
             ("early stopping", early)]  # fmt: skip
+    if facts.get("budget"):  # an ensemble's iterations per attack (a single attack's are its parameters)
+        rows.insert(3, ("iterations", show(facts["budget"])))
+    return rows
 
 
 def _curve_n(evaluation: EvaluationResult) -> int | None:
@@ -292,6 +295,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "curve_caption": curve_caption(evaluations),
         "median_informative": median_informative,
         "only_column": bool(alone),
+        "iterations_shown": any(name == "iterations" for row in rows for name, _ in row.get("procedure") or ()),
         "masking_entries": [e.key.split("/", 1)[1] for e in evaluations if e.artifacts.get("kind") == "masking" and e.status == "success"],
         "convergence": convergence,
         "convergence_figure": _convergence_figure(convergence),
