@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from torch import fx
 
 from robench._errors import ConfigError
@@ -37,11 +37,18 @@ from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle, check_logits
 from robench.registry import register
 from robench.results import Check, ConditionValue, MetricRecord
-from robench.threat_model import Adversary, Eps, EvaluationSpec, Schema, ThreatModel
+from robench.threat_model import Adversary, Eps, EvaluationSpec, Schema, ThreatModel, parse_eps
 
 
 class _Params(Schema):
     """Base of the certifiers' parameters."""
+
+
+def _fractions(values: Any) -> Any:
+    """Radii may be written as fractions (``"1/300"``, as eps can: :func:`robench.threat_model.parse_eps`)."""
+    if isinstance(values, (list, tuple)):
+        return [parse_eps(v) if isinstance(v, str) else v for v in values]
+    return values
 
 
 def _radii(values: tuple[float, ...]) -> tuple[float, ...]:
@@ -50,7 +57,7 @@ def _radii(values: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(sorted(set(values)))
 
 
-Radii = Annotated[tuple[float, ...], AfterValidator(_radii)]
+Radii = Annotated[tuple[float, ...], BeforeValidator(_fractions), AfterValidator(_radii)]
 
 
 class SmoothingParams(_Params):
@@ -272,7 +279,8 @@ def _verify_section(
     eps = _box_eps(params, adversary, method)
     norm = adversary.norm if adversary is not None else "Linf"
     bounds = adversary.bounds if adversary is not None else (0.0, 1.0)
-    grid = tuple(sorted({*(f * eps for f in params.eps_fractions if f > 0), eps}))
+    # 12 significant digits: a product's float noise (3 x 0.1 = 0.30000000000000004) is not recorded as a radius
+    grid = tuple(sorted({*(float(f"{f * eps:.12g}") for f in params.eps_fractions if f > 0), eps}))
 
     def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         correct = model.predict_logits(x).argmax(dim=1) == y

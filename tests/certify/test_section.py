@@ -270,3 +270,17 @@ def test_ibp_attacks_the_verified_examples_at_every_radius_and_no_verified_examp
     items = {i.key: i for i in checklist(certification_results(threat, {"ibp": nothing}))}
     assert items["masking_checks"].status == "n/a"  # a certifier's soundness check is not a gradient-masking check
     assert items["certification"].status == "warn" and "ibp_pgd_consistency inconclusive" in items["certification"].evidence
+
+
+def test_ibp_radii_may_be_fractions_and_are_recorded_as_written(digit_mlp, digits) -> None:
+    """Ten-digit fractions (0.0033333333 of eps 0.3) recorded radii 0.00099999999 that the report
+    showed as 0.001: a join on eps == 0.001 found nothing. Fractions are now written exactly."""
+    threat = _threat([{"name": "ibp", "params": {"pgd_check_steps": 0, "eps_fractions": ["1/300", "1/30", 0.1]}}], {"norm": "Linf", "eps": 0.3})
+    out, _ = _run(digit_mlp, digits.subset(8), threat)
+    assert out.resolved["grid"] == [0.001, 0.01, 0.03, 0.3]
+    assert sorted(r.condition["eps"] for r in _records(out, "certified_accuracy") if "eps" in r.condition) == [0.0, 0.001, 0.01, 0.03, 0.3]
+    from robench._errors import ConfigError
+
+    bad = _threat([{"name": "ibp", "params": {"eps_fractions": ["a third"]}}], {"norm": "Linf", "eps": 0.3})
+    with pytest.raises(ConfigError, match=r"params.eps_fractions: expected a number > 0 or a fraction"):
+        bad.resolved_params("certification", bad.evaluations.certification[0])
