@@ -22,7 +22,7 @@ from robench.data.base import Dataset
 from robench.evaluations.clean import predictions
 from robench.registry import register
 from robench.results import MetricRecord
-from robench.threat_model import CalibrationSpec, ThreatModel
+from robench.threat_model import Adversary, CalibrationSpec, ThreatModel
 
 EVALUATION = "calibration"
 # The MCE is the largest gap over bins of at least this many examples (recorded in ``resolved`` and
@@ -53,9 +53,12 @@ def scored_clean(condition: dict[str, Any]) -> bool:
 Condition = dict[str, Any]
 
 
-def _conditions(shared: dict[str, Any], wanted: tuple[str, ...]) -> list[tuple[str, Condition, dict[str, Any]]]:
+def _conditions(
+    shared: dict[str, Any], wanted: tuple[str, ...], adversary: Adversary | None = None
+) -> list[tuple[str, Condition, dict[str, Any]]]:
     """``(label, condition, hand-off)`` for every condition present, clean first, then attacks, then
-    corruptions by name and severity."""
+    corruptions by name and severity. An attack's condition carries the threat model's norm, eps and
+    goal (``adversary``: every attack of a run attacks it), as the attack's own records do."""
     found: list[tuple[str, Condition, dict[str, Any]]] = []
     # Only hand-offs with probabilities are conditions (the attacks' internal keys are ``attacks:...``;
     # an attack id cannot hold ':', so they cannot collide with ``attacks/<id>``).
@@ -65,7 +68,9 @@ def _conditions(shared: dict[str, Any], wanted: tuple[str, ...]) -> list[tuple[s
     if "attacks" in wanted:
         for key in sorted(k for k in shared if isinstance(k, str) and k.startswith("attacks/")):
             attack = key.split("/", 1)[1]
-            condition = {"condition": "attack", "attack": attack}
+            condition: Condition = {"condition": "attack", "attack": attack}
+            if adversary is not None:
+                condition.update(norm=adversary.norm, eps=adversary.eps, goal=adversary.goal)
             if shared[key].get("unfooled_at_clean"):  # not comparable with an attack scored at its best point
                 condition["unbroken_at"] = UNBROKEN_AT_CLEAN
             found.append((f"attack {attack}", condition, shared[key]))
@@ -127,7 +132,7 @@ def evaluate_calibration(
     if ("clean" in spec.conditions or spec.temperature_scaling) and "clean" not in shared:
         batch = predictions(model, spec.temperature_scaling)
         shared["clean"] = ctx.map_batches("clean", data, batch, model.counter, desc="calibration clean")
-    conditions = _conditions(shared, spec.conditions)
+    conditions = _conditions(shared, spec.conditions, threat.adversary if threat is not None else None)
     if ctx.shared.get("randomized"):
         output.warnings.append(
             "randomized model: calibration scores one pass's probabilities per example (a single prediction, as a user "

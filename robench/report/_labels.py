@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from robench.results import Check, EvaluationResult, MetricRecord, Results
+from robench.threat_model import format_eps
 
 # How metric names read (others: underscores become spaces).
 METRIC_NAMES: dict[str, str] = {
@@ -60,6 +61,11 @@ def record_label(record: MetricRecord) -> str:
         kind = rest.pop("condition")
         if kind == "attack" and "attack" in rest:
             label = f"{name} under {rest.pop('attack')}"
+            if "eps" in rest:  # the threat model's (results of an older robench do not say)
+                eps = rest.pop("eps")
+                eps_text = format_eps(float(eps)) if isinstance(eps, (int, float)) else show(eps)
+                label += " at " + " ".join([*([str(rest.pop("norm"))] if "norm" in rest else []), f"eps={eps_text}"])
+                rest.pop("goal", None)  # the threat model's, left out as in the attacks' own labels
             from robench.calibration.evaluate import SCORED_CLEAN_NOTE, UNBROKEN_AT_CLEAN
 
             if rest.pop("unbroken_at", None) == UNBROKEN_AT_CLEAN:

@@ -473,3 +473,19 @@ def test_resampled_sums_in_chunks_equal_one_draw(monkeypatch: pytest.MonkeyPatch
     (got,) = bootstrap.resampled_sums([terms], resamples, torch.Generator().manual_seed(4))
     assert torch.allclose(got, expected, atol=1e-12)
     assert bootstrap.DEFAULT_RESAMPLES >= 1000
+
+
+def test_an_attack_condition_carries_the_threat_model_s_norm_eps_and_goal() -> None:
+    """ECE, Brier and NLL "under pgd" carried only the attack's name: filtered by eps or norm, the
+    exported records lost them, and the label did not say at which eps the attack ran."""
+    from robench.report._labels import record_label
+    from robench.threat_model import ThreatModel
+
+    logits, labels = _sample(200, 4, 5, 1.0)
+    shared = {"attacks/pgd": {"probs": (logits * 3).softmax(1).float(), "labels": labels, "robust": labels == labels}}
+    threat = ThreatModel.model_validate({"name": "t", "dataset": {"manifest": "mnist5k"}, "adversary": {"norm": "Linf", "eps": "8/255"},
+                                         "evaluations": {"attacks": [{"name": "pgd"}]}})  # fmt: skip
+    out = registry.get("evaluation", "calibration")(None, None, threat, CalibrationSpec(conditions=("attacks",)), _ctx(shared))
+    ece = next(r for r in out.records if r.name == "ece")
+    assert {k: ece.condition[k] for k in ("attack", "norm", "eps", "goal")} == {"attack": "pgd", "norm": "Linf", "eps": 8 / 255, "goal": "untargeted"}
+    assert record_label(ece) == "ECE under pgd at Linf eps=8/255"
