@@ -98,6 +98,8 @@ def _evaluate_bounded(
         attack = attack.for_randomized_model()
     if "rel_step_size" in resolved and resolved["rel_step_size"] is None:
         resolved["rel_step_size"] = attack.rel_step_size  # the effective default, 2.5 / steps
+    if adversary.norm != "L1" and "l1_sparsity" not in spec.params:
+        resolved.pop("l1_sparsity", None)  # a parameter of L1 steps only: not part of how this attack ran
     norm = get_norm(adversary.norm)
     targeted = adversary.goal == "targeted"
     mode = resolved.get("mode", "exact")

@@ -159,6 +159,7 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
     top5_support = 18.0  # the largest top-5 distance, set from the classes of the sequences below
     if spec.source == "generated":
         n = min(n, len(data))
+    output.resolved["n_examples"] = n  # the sequences evaluated (None said "the run's", not how many)
     if ctx.shared.get("randomized"):
         output.warnings.append("the model's outputs are random: flip probabilities include its own randomness, not only the perturbations'")
     unknown = sorted(set(baseline) - set(spec.perturbations))

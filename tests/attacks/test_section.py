@@ -223,3 +223,14 @@ def test_autoattacks_own_check_states_its_examples_and_checks(results) -> None:
     assert check.name == "autoattack_own_checks" and check.evidence["n"] == min(results.options.get("batch_size") or 10**9, results.dataset.n_examples)
     scope = check_scope(check)
     assert scope.startswith(f"n = {check.evidence['n']}") and "randomized, range_output" in scope and "square_sr" in scope, scope
+
+
+def test_l1_sparsity_is_recorded_only_where_the_steps_use_it(handle, mnist_test):
+    """FGSM and PGD recorded l1_sparsity 0.95 under an Linf threat model: a parameter of L1 steps,
+    not of how these attacks ran (declared, it stays: the user's words are kept)."""
+    threat = make_threat([{"name": "pgd", "params": {"steps": 2}}, {"name": "fgsm", "params": {"l1_sparsity": 0.9}}])
+    pgd, _ = run_section(handle, mnist_test.subset(8), threat)
+    fgsm, _ = run_section(handle, mnist_test.subset(8), threat, index=1)
+    assert "l1_sparsity" not in pgd.resolved and fgsm.resolved["l1_sparsity"] == 0.9
+    l1, _ = run_section(handle, mnist_test.subset(8), make_threat([{"name": "pgd", "params": {"steps": 2}}], norm="L1", eps=5.0))
+    assert l1.resolved["l1_sparsity"] == 0.95

@@ -199,10 +199,11 @@ def test_released_sequences_follow_the_run_n_examples(tmp_path: Path, monkeypatc
     spec = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["rotate", "gaussian_noise"], difficulty=2)
     out = registry.get("evaluation", "stability")(handle, data, None, spec, ctx)  # type: ignore[arg-type]
     assert [r.n for r in out.records if r.name == "flip_probability"] == [3, 3]
+    assert out.resolved["n_examples"] == 3  # how many it evaluated, not None ("the run's")
     ctx.begin("stability")
     own = StabilitySpec(source="released", released_manifest=str(manifest), perturbations=["rotate"], n_examples=5)
     out = registry.get("evaluation", "stability")(handle, data, None, own, ctx)  # type: ignore[arg-type]
-    assert [r.n for r in out.records if r.name == "flip_probability"] == [5]
+    assert [r.n for r in out.records if r.name == "flip_probability"] == [5] and out.resolved["n_examples"] == 5
     ctx.begin("stability")
     with pytest.raises(DataError, match="11 sequences asked for, the file has 10"):
         registry.get("evaluation", "stability")(handle, data, None, own.model_copy(update={"n_examples": 11}), ctx)  # type: ignore[arg-type]
