@@ -129,3 +129,18 @@ def test_a_section_failing_on_this_robench_s_own_results_says_it_is_a_bug(monkey
     results.environment.git_revision = "abc123+dirty"  # local changes: the file may be what changed
     with pytest.raises(ConfigError, match="damaged or not of this robench version"):
         render_html(results)
+
+
+def test_an_evaluation_without_model_passes_states_no_precision_or_batch() -> None:
+    """Calibration re-scores the other sections' outputs: its cost row read 'fp32, batch 128' beside
+    0 forward passes, a precision and batch of passes that never ran."""
+    import re
+
+    from robench.report.render import render_html
+    from tests.report import fixtures
+
+    results = fixtures.strong()
+    html = render_html(results)
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr><td>([^<]+)</td><td class=\"status-[a-z]+\">success</td>.*?</tr>", html)}
+    assert "no model passes: it scored outputs other sections computed" in rows["calibration"]
+    assert "no model passes" not in rows["attacks/pgd"] and "fp32" in rows["attacks/pgd"]
