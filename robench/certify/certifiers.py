@@ -67,7 +67,7 @@ class SmoothingParams(_Params):
     n0: int = Field(default=100, ge=1, le=10**7, description="selection samples (choose cA)")
     n: int = Field(default=100_000, ge=1, le=10**9, description="estimation samples (bound pA)")
     alpha: float = Field(default=0.001, gt=0, lt=0.5, description="failure probability per certificate")
-    batch: int = Field(default=1000, ge=1, le=1 << 20, description="noisy samples per forward pass")
+    batch: int = Field(default=1000, ge=1, le=1 << 20, description="noisy samples per batch (one call of the model)")
     radii: Radii | None = Field(default=None, description="L2 radii of the curve (default 0, 0.25 .. 4 sigma)")
     n_predict: int = Field(default=0, ge=0, le=10**9, description="samples for PREDICT (0: not run)")
     n_examples: int | None = Field(default=None, gt=0, description="certify only the first n examples")

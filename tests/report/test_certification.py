@@ -261,7 +261,7 @@ def test_acr_is_defined_where_it_first_appears_and_results_are_not_parameters() 
     text = _section_text(render_html(_smoothing(capped=84)))
     first = text.index("ACR")
     assert text[first:].startswith("ACR, the average certified radius, is the mean over all n examples of the certified radius")
-    assert "batch=1000 (noisy samples per forward pass)" in text and "n_predict=0 (noise samples for PREDICT" in text
+    assert "batch=1000 (noisy samples per batch (one call of the model))" in text and "n_predict=0 (noise samples for PREDICT" in text
     for rejected_in_resolved in (False, True):  # an older robench wrote the count among the resolved parameters
         results = _ibp([0.0, 0.001, 0.3], [194, 190, 0], rejected_in_resolved=rejected_in_resolved)
         row = _row(results, "ibp")

@@ -222,7 +222,7 @@ def _curve_figure(rows: list[dict[str, Any]], grid_key: str, xlabel: str) -> str
 PARAMETER_GLOSSES: dict[str, str] = {
     "n0": "noise samples that choose the class",
     "n": "noise samples that bound its probability",
-    "batch": "noisy samples per forward pass",
+    "batch": "noisy samples per batch (one call of the model)",
     "n_predict": "noise samples for PREDICT, the smoothed classifier's answer with abstention; 0: not run",
     "n_examples": "first examples certified",
     "images_per_batch": "images per journalled batch",
