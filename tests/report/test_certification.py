@@ -214,8 +214,9 @@ def test_the_example_threat_model_gives_round_eps_and_the_table_shows_them() -> 
     threat = load_threat_model(resolve_path("mnist-example-audit"))
     ibp = next(s for s in threat.evaluations.certification if s.name == "ibp")
     eps = threat.adversary.eps
-    grid = sorted({f * eps for f in ibp.params["eps_fractions"]})
+    grid = sorted({f * eps for f in threat.resolved_params("certification", ibp).eps_fractions})
     assert [certification.grid_value(e) for e in grid] == ["0.001", "0.003", "0.006", "0.01", "0.015", "0.03", "0.3"]
+    assert grid == [0.001, 0.003, 0.006, 0.01, 0.015, 0.03, 0.3]  # recorded as shown (fractions written exactly)
     assert certification.grid_value(8 / 255) == "8/255" and certification.grid_value(0.6754582395) == "0.6755"
 
 
