@@ -12,7 +12,6 @@ from robench._errors import ConfigError, first_line
 from robench.report import _coverage
 from robench.report._labels import check_finding, check_scope, record_label, show
 from robench.report.checklist import ChecklistItem, checklist
-from robench.report.sections.certification import section_only
 from robench.results import MetricRecord, Results, atomic_write_text, load_results
 from robench.threat_model import format_eps
 
@@ -372,7 +371,6 @@ def _render_html(results: Results) -> str:
         declared=declared_in_words(results),
         sections=sections,
         warnings=warnings,
-        limitation_warnings=[w for w in warnings if not section_only(w)],
         leaderboard_notes=notes,
         totals=_totals(results),
         checks=[(e.key, c, check_finding(c, e, results), check_scope(c)) for e in results.evaluations for c in e.checks],

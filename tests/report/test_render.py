@@ -144,3 +144,17 @@ def test_an_evaluation_without_model_passes_states_no_precision_or_batch() -> No
     rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr><td>([^<]+)</td><td class=\"status-[a-z]+\">success</td>.*?</tr>", html)}
     assert "no model passes: it scored outputs other sections computed" in rows["calibration"]
     assert "no model passes" not in rows["attacks/pgd"] and "fp32" in rows["attacks/pgd"]
+
+
+def test_warnings_stand_once_at_the_top_and_the_limitations_point_to_them() -> None:
+    """Every warning stood three times: under the summary, in its section and again in the Limitations."""
+    from robench.report.render import render_html
+    from tests.report import fixtures
+
+    results = fixtures.strong()
+    results.evaluations[0].warnings = ["a warning only this test gives"]
+    html = render_html(results)
+    top, limitations = html.split('<h2 id="limitations">')
+    assert top.count("a warning only this test gives") >= 1 and 'id="warnings"' in top
+    assert "a warning only this test gives" not in limitations
+    assert 'warning is listed <a href="#warnings">under the summary</a>' in limitations

@@ -7,8 +7,7 @@ import math
 from fractions import Fraction
 from typing import Any
 
-from robench.certify._records import NOT_CERTIFIABLE
-from robench.certify.smoothing import CAPPED, at_ceiling, capped_count, ceiling_warning, max_certified_radius
+from robench.certify.smoothing import at_ceiling, capped_count, ceiling_warning, max_certified_radius
 from robench.report.plots import figure_data_uri, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results, not_certifiable
 from robench.stats import clopper_pearson
@@ -353,10 +352,3 @@ def build(results: Results) -> dict[str, Any] | None:
         "plotted_eps": ", ".join(r["key"] for r in rows if r["curve"] and r["grid_key"] == "eps"),
         "checks": [c for e in evaluations for c in e.checks],
     }
-
-
-def section_only(warning: str) -> bool:
-    """Whether a run warning is one the certification section states where a reader needs it (and
-    the report's top once), so that the Limitations list leaves it out: smoothing's "not certifiable
-    with these settings" stood four times in the report; its ceiling warning likewise."""
-    return any(f"{start}:" in warning for start in (NOT_CERTIFIABLE, CAPPED))

@@ -130,17 +130,20 @@ def _labelled_grid(examples: dict[str, Any]) -> str:
     return figure_data_uri(fig)
 
 
-# The sweep's warning when CE/mCE are not computed (robench.corruptions.sweep._normalised_errors).
+# How an older robench's sweep warned that CE/mCE were not computed (robench.corruptions.sweep
+# _normalised_errors now notes it in artifacts["ce_not_computed"]).
 _CE_WARNING = "CE/mCE are normalised by AlexNet's ImageNet-C errors"
 
 
-def _ce_absent(warnings: list[str], has_ce: bool) -> tuple[list[str], str | None]:
+def _ce_absent(warnings: list[str], has_ce: bool, artifacts: dict[str, Any]) -> tuple[list[str], str | None]:
     """The section's warnings and, when no corruption has a CE, why (said once, by the table, in the
-    sweep's words when it gave them: that warning leaves the list)."""
+    sweep's words: ``artifacts["ce_not_computed"]``, or the warning an older robench gave, which
+    then leaves the list)."""
     if has_ce:
         return warnings, None
     said = [w for w in warnings if w.startswith(_CE_WARNING)]
-    reason = said[0] if said else (
+    noted = artifacts.get("ce_not_computed")
+    reason = noted if isinstance(noted, str) else said[0] if said else (
         "CE/mCE are normalised by AlexNet's ImageNet-C errors: reported only for an ImageNet-C sweep over all five severities"
     )
     return [w for w in warnings if w not in said], reason
@@ -234,7 +237,7 @@ def build(results: Results) -> dict[str, Any] | None:
 
     worst = min((r for r in cells.values() if r.value is not None), key=lambda r: r.value, default=None)  # type: ignore[arg-type,return-value]
     columns = {key: any(row[key] is not None for row in rows) for key in ("ce", "relative_ce")}
-    warnings, ce_absent = _ce_absent(list(evaluation.warnings), columns["ce"])
+    warnings, ce_absent = _ce_absent(list(evaluation.warnings), columns["ce"], evaluation.artifacts)
     return {
         "columns": columns,
         "ce_absent": ce_absent,
