@@ -276,6 +276,38 @@ def _masking_state(results: Results) -> dict[str, Any]:
     return {"declared": bool(entries), "why": _coverage.why_not_run(results, "attacks", unfinished) if unfinished else None}
 
 
+_APPROXIMATE_CP = {
+    "clopper-pearson over examples": "conservative: applied to a sum of per-example mean scores in [0, 1], not a 0/1 count",
+    "clopper-pearson (rounded pass-mean count)": "applied to the rounded count of a randomized model's pass-mean accuracy",
+}
+"""Interval names (by prefix) of Clopper-Pearson intervals applied to something other than a 0/1 count: how they are approximate."""
+
+
+def _interval_kinds(accuracies: list[MetricRecord]) -> str:
+    """The clause on the accuracies' 95% intervals: exact where Clopper-Pearson on a plain 0/1 count,
+    approximate (saying how) where applied to anything else, other methods by name."""
+    exact: list[str] = []
+    approximate: dict[str, list[str]] = {}  # how approximate -> the evaluations
+    other: dict[str, list[str]] = {}  # method -> the evaluations
+    for record in accuracies:
+        interval = record.interval or ""
+        how = next((note for prefix, note in _APPROXIMATE_CP.items() if interval.startswith(prefix)), None)
+        if interval == "clopper-pearson":
+            keys = exact
+        elif how is not None:
+            keys = approximate.setdefault(how, [])
+        else:
+            keys = other.setdefault(interval.split(" (")[0] or "no recorded method", [])
+        if record.evaluation not in keys:
+            keys.append(record.evaluation)
+    if not approximate and not other:
+        return "their intervals are exact 95% Clopper-Pearson intervals (on 0/1 counts)."
+    parts = ([f"exact for the 0/1 counts ({', '.join(exact)})"] if exact else []) + [
+        f"approximate for {', '.join(keys)} ({how})" for how, keys in approximate.items()]
+    text = "their 95% intervals are " + (f"Clopper-Pearson intervals, {' and '.join(parts)}" if parts else "")
+    return text + ("; " if parts and other else "") + "; ".join(f"by {m} for {', '.join(keys)}" for m, keys in other.items()) + "."
+
+
 def sample_sizes(results: Results) -> str:
     """The Limitations sentence on n, derived from the headline records: the n most accuracies share,
     every evaluation measured on another n, and the interval methods actually used."""
@@ -295,15 +327,10 @@ def sample_sizes(results: Results) -> str:
     text = f"Accuracies are measured on n = {common:,} examples"
     if others:
         text += " (" + "; ".join(f"n = {n:,} for {', '.join(keys)}" for n, keys in sorted(others.items())) + ")"
-    methods = sorted({r.interval.split()[0] for r in accuracies if r.interval})  # "clopper-pearson over examples (...)": its family
-    approximate = any("rounded" in (r.interval or "") for r in accuracies)  # a randomized model's pass means
-    if methods == ["clopper-pearson"] and approximate:
-        text += ("; their intervals are 95% Clopper-Pearson intervals for that sample, exact for 0/1 outcomes and approximate "
-                 "(on the rounded count) for the randomized model's pass-mean accuracies; not for other data.")
-    elif methods == ["clopper-pearson"]:
-        text += "; their intervals are exact 95% Clopper-Pearson intervals for that sample, not for other data."
-    else:
-        text += f"; their 95% intervals ({', '.join(methods) or 'none recorded'}) hold for that sample, not for other data."
+    text += "; " + _interval_kinds(accuracies)
+    text += (f" The intervals are about the {results.dataset.split} split, the population the examples come from, and assume the "
+             "evaluated examples are representative of it (which examples they are: Dataset row of the Summary; not necessarily "
+             "a random draw).")
     if any(r.unit != "fraction" and r.ci_low is not None for r in summary_records(results)):
         text += " Other metrics carry the interval named in their section (method per metric in metrics.csv)."
     return text

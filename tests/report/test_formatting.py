@@ -195,6 +195,23 @@ def test_limitations_do_not_call_pass_mean_intervals_exact() -> None:
     assert "exact 95% Clopper-Pearson" not in sentence and "approximate" in sentence
 
 
+def test_limitations_call_only_plain_counts_exact_and_speak_of_the_split() -> None:
+    # a mean corruption accuracy's Clopper-Pearson interval is on a non-integer sum: approximate (conservative), not exact;
+    # an interval is about the split the examples come from, if they are representative of it, not "for that sample"
+    results = fixtures.strong()
+    pgd = results.evaluation("attacks/pgd")
+    over = "clopper-pearson over examples (mean score per example; cells share their examples)"
+    pgd.records = [r.model_copy(update={"interval": over}) if r.name == "robust_accuracy" else r for r in pgd.records]
+    sentence = sample_sizes(results)
+    assert "exact for the 0/1 counts (clean, attacks/autoattack)" in sentence
+    assert "approximate for attacks/pgd (conservative: applied to a sum of per-example mean scores" in sentence
+    assert "exact 95% Clopper-Pearson" not in sentence
+    for plain in (sentence, sample_sizes(fixtures.strong())):
+        assert "for that sample" not in plain and "not for other data" not in plain
+        assert "assume the evaluated examples are representative of it" in plain and "the test split" in plain
+    assert "exact 95% Clopper-Pearson intervals (on 0/1 counts)" in sample_sizes(fixtures.strong())
+
+
 def test_masking_checks_state_their_n_and_budgets() -> None:
     """Each check's row says on how many examples (and how many of them clean-correct) and with
     which steps, restarts and queries it ran; an inconclusive check is counted apart from warnings."""
