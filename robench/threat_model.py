@@ -18,6 +18,7 @@ Example (``threat_models/mnist-linf-0.3.yaml``)::
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -438,6 +439,27 @@ class ThreatModel(Schema):
         from robench.registry import registry
 
         return registry.validate_params(SECTION_KIND[section], spec.name, spec.params)
+
+
+def applicable_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A resolved threat model's JSON data (:meth:`ThreatModel.model_dump`, as results record it) less
+    the fields its other settings make inapplicable: the adversary's ``targets`` unless its goal is
+    targeted, calibration's ``holdout_fraction`` without temperature scaling, the ``released_manifest``
+    of generated corruptions or sequences, and the random draws (and corruption severity table) of
+    released ones. For reading only: :attr:`ThreatModel.sha256` stays over the whole resolved model."""
+    data = copy.deepcopy(data)
+    adversary, evaluations = data.get("adversary"), data.get("evaluations") or {}
+    if isinstance(adversary, dict) and adversary.get("goal") != "targeted":
+        adversary.pop("targets", None)
+    calibration = evaluations.get("calibration")
+    if isinstance(calibration, dict) and not calibration.get("temperature_scaling"):
+        calibration.pop("holdout_fraction", None)
+    for section, generation_only in (("corruptions", ("rng", "table")), ("stability", ("rng",))):
+        spec = evaluations.get(section)
+        if isinstance(spec, dict):
+            for key in generation_only if spec.get("source") == "released" else ("released_manifest",):
+                spec.pop(key, None)
+    return data
 
 
 SECTION_KIND = {"attacks": "attack", "certification": "certifier"}

@@ -345,3 +345,17 @@ def test_no_parameter_model_takes_a_number_or_text_for_a_flag() -> None:
     assert len(fields) >= 5
     for entry, params, name in fields:
         assert all(_refused(params, name, value, "true or false") for value in (1, "true")), (entry, name)
+
+
+def test_applicable_fields_leave_out_settings_that_do_not_apply() -> None:
+    from robench.threat_model import applicable_fields
+
+    declared = {"name": "t", "dataset": {"manifest": "cifar10"}, "adversary": {"eps": 0.1},
+                "evaluations": {"corruptions": {}, "stability": {"source": "released", "released_manifest": "cifar10p"}}}  # fmt: skip
+    tm = ThreatModel.model_validate(declared)
+    data = tm.model_dump(mode="json")
+    shown = applicable_fields(data)
+    assert "targets" not in shown["adversary"] and "released_manifest" not in shown["evaluations"]["corruptions"]
+    assert shown["evaluations"]["corruptions"]["table"] == "auto" and shown["evaluations"]["corruptions"]["rng"] == "cpu"
+    assert "rng" not in shown["evaluations"]["stability"] and shown["evaluations"]["stability"]["released_manifest"] == "cifar10p"
+    assert data == tm.model_dump(mode="json") and tm.sha256 == ThreatModel.model_validate(declared).sha256  # the record is untouched

@@ -299,3 +299,18 @@ def test_calibration_under_attack_says_where_each_attack_scores_the_examples_it_
     text = " ".join(_visible_text(render_html(results)).split())
     assert "autoattack: the clean input (as AutoAttack); pgd: not recorded" in text
     assert "not comparable with those of an attack scored at its best point" in text
+
+
+def test_resolved_threat_model_leaves_out_fields_that_do_not_apply() -> None:
+    # an untargeted adversary's "targets" and calibration's holdout_fraction without temperature scaling mean nothing there
+    results = fixtures.strong()
+    page = render_html(results)
+    block = re.search(r"<details><summary>Threat model as resolved \(defaults filled in[^<]*</summary><pre>(.*?)</pre>", page, re.S)
+    assert block is not None and "Threat model as declared" not in page
+    shown = html_lib.unescape(block.group(1))
+    assert '"targets"' not in shown and '"holdout_fraction"' not in shown and '"n_bins": 15' in shown and '"goal": "untargeted"' in shown
+    assert results.threat_model["adversary"]["targets"] == "random"  # the recorded model (and its sha256) keep every field
+    results.threat_model["adversary"]["goal"] = "targeted"
+    results.threat_model["evaluations"]["calibration"]["temperature_scaling"] = True
+    shown = html_lib.unescape(render_html(results))
+    assert '"targets": "random"' in shown and '"holdout_fraction": 0.2' in shown
