@@ -5,7 +5,7 @@
 Audits the demo's PGD-trained MNIST CNN (``robench demo``'s ``adversarial`` model, trained and cached
 if needed) under ``threat_models/mnist-example-audit.yaml``, every section of the report on 200 digits,
 and writes ``results.json``, ``report.html``, ``metrics.csv`` and ``summary.md`` there (not the resume
-journal). 5 to 12 minutes on 2 CPU cores (4 min 40 s idle, AutoAttack 200 s of it; 12 min beside other work). ``tests/report/test_example.py`` checks that the committed
+journal). It takes minutes on 2 CPU cores, most of them AutoAttack's (more beside other work; the report's cost table has the run's own). ``tests/report/test_example.py`` checks that the committed
 files still load and render with the current code; rerun this script when they no longer do, or when
 the report changes what it shows.
 """

@@ -314,3 +314,21 @@ def test_resolved_threat_model_leaves_out_fields_that_do_not_apply() -> None:
     results.threat_model["evaluations"]["calibration"]["temperature_scaling"] = True
     shown = html_lib.unescape(render_html(results))
     assert '"targets": "random"' in shown and '"holdout_fraction": 0.2' in shown
+
+
+def test_threat_model_row_is_the_formal_statement_and_the_description_has_its_own_row() -> None:
+    results = fixtures.strong()
+    results.threat_model["description"] = "Free-text notes of the threat model's author."
+    rows = {row[0]: row[1] for _, table in _tables(render_html(results)).tables for row in table if len(row) == 2}
+    assert rows["Threat model"] == "Untargeted white-box adversary, Linf ball of radius ε = 8/255 around each input, inputs kept in [0.0, 1.0]."
+    assert rows["Threat model notes"] == "Free-text notes of the threat model's author."
+    results.threat_model["description"] = ""
+    assert "Threat model notes" not in render_html(results)
+
+
+def test_the_example_threat_model_states_no_runtime_figure() -> None:
+    # a runtime in the description is contradicted by any run that takes longer (the example's took 10.7 min)
+    from robench.threat_model import load_threat_model, resolve_path
+
+    description = load_threat_model(resolve_path("mnist-example-audit")).description
+    assert not re.search(r"\d+\s*(?:to\s*\d+\s*)?(?:s|min|minutes|seconds)\b", description)
