@@ -321,8 +321,8 @@ def _verify_section(
         where = ", ".join(f"{k} at eps {e:.4g}" for e, k in zip((0.0, *grid), per_eps) if k)
         output.warnings.append(
             f"the allowance for the model's floating-point rounding rejected correct examples whose margin bounds were positive "
-            f"({where}; a worst-case bound, far above typical rounding); rounding: false counts them as verifiers that ignore "
-            "rounding do"
+            f"({where}; a worst-case bound, far above typical rounding); with rounding: false they would count as verified, as "
+            "they do for verifiers that ignore rounding"
         )
     if norm != "Linf":
         output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")

@@ -81,7 +81,7 @@ def record_label(record: MetricRecord) -> str:
     elif section == "stability" and "perturbations" in rest:
         count, source = rest.pop("perturbations"), rest.pop("source", None)
         label = f"{name} ({count} {f'{source} ' if source else ''}perturbations" + (
-            f", difficulty {rest.pop('difficulty')})" if "difficulty" in rest else ")")
+            f", ImageNet-P difficulty {rest.pop('difficulty')})" if "difficulty" in rest else ")")  # its name: frame stride, noise strength
     elif section == "certification":
         label = f"{name}: {entry}" if entry else name
         rest.pop("certifier", None)

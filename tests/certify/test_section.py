@@ -218,6 +218,8 @@ def test_the_section_counts_what_the_rounding_allowance_alone_rejects(digit_mlp,
     at_eps = [r for r in _records(sound, "certified_accuracy") if "threat_eps" in r.condition][0]
     without = [r for r in _records(loose, "certified_accuracy") if "threat_eps" in r.condition][0]
     assert rejected > 0 and any("rejected" in w for w in sound.warnings)
+    said = next(w for w in sound.warnings if "rejected" in w)  # what rounding: false changes, in plain words
+    assert said.endswith("with rounding: false they would count as verified, as they do for verifiers that ignore rounding")
     assert round(without.value * 60) - round(at_eps.value * 60) == rejected
     assert loose.artifacts["rejected_by_rounding_allowance"] == 0 and not any("rejected" in w for w in loose.warnings)
     # at every radius of the curve, eps 0 included (it was counted at the threat eps only, where often nothing is verified)

@@ -332,3 +332,17 @@ def test_the_example_threat_model_states_no_runtime_figure() -> None:
 
     description = load_threat_model(resolve_path("mnist-example-audit")).description
     assert not re.search(r"\d+\s*(?:to\s*\d+\s*)?(?:s|min|minutes|seconds)\b", description)
+
+
+def test_headline_labels_say_all_corruptions_and_name_the_difficulty() -> None:
+    from robench.report._labels import record_label
+    from robench.report.sections.corruptions import _mean_over
+
+    mean = MetricRecord(evaluation="corruptions", name="mean_corruption_accuracy", value=0.9, n=200,
+                        condition={"benchmark_corruptions": 15, "severities": 3}, unit="fraction")  # fmt: skip
+    assert _mean_over(mean) == "over all 15 benchmark corruptions x 3 severities (a subset: not comparable with the published benchmark mean)"
+    assert _mean_over(mean.model_copy(update={"condition": {"benchmark_corruptions": 4, "severities": 3}})).startswith(
+        "over 4 of the 15 benchmark corruptions")
+    flips = MetricRecord(evaluation="stability", name="mean_flip_probability", value=0.02, n=200, unit="probability",
+                         condition={"difficulty": 1, "source": "generated", "perturbations": 10})  # fmt: skip
+    assert record_label(flips) == "mean flip probability (10 generated perturbations, ImageNet-P difficulty 1)"

@@ -71,7 +71,8 @@ def _mean_over(record: Any) -> str | None:
         return f"over {record.condition.get('extra_corruptions')} extra corruptions x {severities} severities (no benchmark corruption was declared)"
     if is_benchmark_mean(record.condition):
         return "over the 15 benchmark corruptions x 5 severities (the published benchmark mean)"
-    return f"over {bench} of the 15 benchmark corruptions x {severities} severities (a subset: not comparable with the published benchmark mean)"
+    which = "all 15" if bench == 15 else f"{bench} of the 15"
+    return f"over {which} benchmark corruptions x {severities} severities (a subset: not comparable with the published benchmark mean)"
 
 
 # The images each severity table was made for (Hendrycks & Dietterich 2019): channels, side in pixels.
