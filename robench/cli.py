@@ -50,10 +50,10 @@ def format_record(record: Any, results: Any = None) -> tuple[str, str]:
 
 def _summary_rows(results: Any) -> list[tuple[str, str, str, str]]:
     """``(metric, value, 95% CI, n)`` rows for the headline records of a run."""
-    from robench.report.render import record_label, summary_records
+    from robench.report.render import summary_label, summary_records
 
     return [
-        (record_label(r), *format_record(r, results), "" if r.n is None else str(r.n)) for r in summary_records(results)
+        (summary_label(r, results), *format_record(r, results), "" if r.n is None else str(r.n)) for r in summary_records(results)
     ]
 
 

@@ -99,6 +99,19 @@ def record_label(record: MetricRecord) -> str:
     return label + (f" ({_pairs(rest)})" if rest else "")
 
 
+def summary_label(record: MetricRecord, results: Results) -> str:
+    """:func:`record_label` with the caveat a headline row cannot go without: a mean corruption
+    accuracy under a severity table made for other images says so briefly
+    (``mean corruption accuracy (15 corruptions x 3 severities; CIFAR-10-C parameters on 28 px gray images)``)."""
+    from robench.report.sections.corruptions import table_note
+
+    label = record_label(record)
+    note = table_note(results) if record.name == "mean_corruption_accuracy" else None
+    if not note:
+        return label
+    return f"{label[:-1]}; {note})" if label.endswith(")") else f"{label} ({note})"
+
+
 def show(value: Any, missing: str = "–") -> str:
     """A plain value as text for a reader: ``None`` -> ``missing``, lists joined with commas,
     mappings as ``key=value`` pairs without their ``None`` entries; never a Python repr."""

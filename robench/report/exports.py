@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from robench._errors import ConfigError
-from robench.report._labels import record_label
+from robench.report._labels import summary_label
 from robench.report.checklist import checklist
 from robench.report.render import CARD_CAVEAT, headline, rendered_by, summary_records
 from robench.results import Results, atomic_write_text, capped_note, not_certifiable
@@ -86,7 +86,7 @@ def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
     items = checklist(results)
     lines += _table(("item", "verdict", "evidence"), [(i.title, f"**{i.status}**", i.evidence) for i in items])
     lines += ["### Headline numbers (95% intervals; method per metric in metrics.csv)", ""]
-    lines += _table(("metric", "value [95% CI]", "n"), [(record_label(r), " ".join(p for p in results.formatted(r) if p), "" if r.n is None else str(r.n)) for r in summary_records(results)])
+    lines += _table(("metric", "value [95% CI]", "n"), [(summary_label(r, results), " ".join(p for p in results.formatted(r) if p), "" if r.n is None else str(r.n)) for r in summary_records(results)])
     top = headline(results, items)
     if top["robust"] is not None:
         lines += [f"Robust accuracy from attacks: {CARD_CAVEAT}." + (f" {top['bracket']}" if top["bracket"] else ""), ""]

@@ -10,7 +10,7 @@ import jinja2
 
 from robench._errors import ConfigError, first_line
 from robench.report import _coverage
-from robench.report._labels import check_finding, check_scope, record_label, show
+from robench.report._labels import check_finding, check_scope, record_label, show, summary_label
 from robench.report.checklist import ChecklistItem, checklist
 from robench.results import MetricRecord, Results, atomic_write_text, load_results
 from robench.threat_model import applicable_fields, format_eps
@@ -404,6 +404,7 @@ def _render_html(results: Results) -> str:
         masking=_masking_state(results),
         sample_sizes=sample_sizes(results),
         record_label=record_label,
+        summary_label=summary_label,
         resolved_threat_model=applicable_fields(results.threat_model),
         card_caveat=CARD_CAVEAT,
         rendered_by=rendered_by(),

@@ -346,3 +346,18 @@ def test_headline_labels_say_all_corruptions_and_name_the_difficulty() -> None:
     flips = MetricRecord(evaluation="stability", name="mean_flip_probability", value=0.02, n=200, unit="probability",
                          condition={"difficulty": 1, "source": "generated", "perturbations": 10})  # fmt: skip
     assert record_label(flips) == "mean flip probability (10 generated perturbations, ImageNet-P difficulty 1)"
+
+
+def test_the_corruption_headline_says_when_the_severity_table_was_made_for_other_images() -> None:
+    from robench.report.exports import markdown_summary
+
+    results = fixtures.strong()
+    mean = MetricRecord(evaluation="corruptions", name="mean_corruption_accuracy", value=0.9, n=fixtures.N, ci_low=0.87, ci_high=0.92,
+                        condition={"benchmark_corruptions": 15, "severities": 3}, unit="fraction", interval="clopper-pearson over examples")  # fmt: skip
+    results.evaluations.append(EvaluationResult(key="corruptions", section="corruptions", name="corruptions", status="success",
+                                                records=[mean], resolved={"source": "generated", "table": "cifar10"}))  # fmt: skip
+    label = "mean corruption accuracy (15 corruptions x 3 severities; CIFAR-10-C parameters on 28 px gray images)"
+    results.dataset.input_shape = [1, 28, 28]
+    assert label in markdown_summary(results) and label in render_html(results)
+    results.dataset.input_shape = [3, 32, 32]  # the images the table was made for: no caveat
+    assert "mean corruption accuracy (15 corruptions x 3 severities) |" in markdown_summary(results)

@@ -79,6 +79,35 @@ def _mean_over(record: Any) -> str | None:
 _TABLE_IMAGES = {"cifar10": (3, 32), "tinyimagenet": (3, 64), "imagenet": (3, 224)}
 
 
+_TABLE_BENCHMARKS = {"cifar10": "CIFAR-10-C", "tinyimagenet": "Tiny-ImageNet-C", "imagenet": "ImageNet-C"}
+"""The benchmark whose severities each table holds, for short labels."""
+
+
+def _other_images(resolved: dict[str, Any], input_shape: list[int]) -> tuple[tuple[int, int], str, int] | None:
+    """The images (channels, side) the generated corruptions' severity table was made for, and these
+    inputs' kind (``gray``, ``RGB``, ``4-channel``) and side in pixels, where the two differ; else
+    ``None`` (released files, a table made for such images, an unknown table or shape)."""
+    designed = _TABLE_IMAGES.get(str(resolved.get("table")))
+    if resolved.get("source") != "generated" or designed is None or len(input_shape) != 3:
+        return None
+    channels, side = input_shape[0], min(input_shape[1:])
+    if (channels, side) == designed:
+        return None
+    return designed, {1: "gray", 3: "RGB"}.get(channels, f"{channels}-channel"), side
+
+
+def table_note(results: Results) -> str | None:
+    """The corruption headline's short caveat where the severity table was made for other images than
+    these (``CIFAR-10-C parameters on 28 px gray images``), from the corruptions evaluation's resolved
+    parameters and the dataset's input shape; ``None`` where it was not."""
+    evaluation = next((e for e in results.evaluations if e.section == "corruptions"), None)
+    mismatch = None if evaluation is None else _other_images(evaluation.resolved, results.dataset.input_shape)
+    if mismatch is None:
+        return None
+    _, kind, side = mismatch
+    return f"{_TABLE_BENCHMARKS[str(evaluation.resolved['table'])]} parameters on {side} px {kind} images"
+
+
 def table_mismatch(
     resolved: dict[str, Any], input_shape: list[int], what: str = "corruptions", made: str = "severity table"
 ) -> str | None:
@@ -86,15 +115,12 @@ def table_mismatch(
     28 px gray digits under the CIFAR-10 table), or ``None``. The corruptions and the stability
     sections share it: ``made`` names what the table holds (their severities, the sequences'
     parameters)."""
-    designed = _TABLE_IMAGES.get(str(resolved.get("table")))
-    if resolved.get("source") != "generated" or designed is None or len(input_shape) != 3:
+    mismatch = _other_images(resolved, input_shape)
+    if mismatch is None:
         return None
-    channels, side = input_shape[0], min(input_shape[1:])
-    if (channels, side) == designed:
-        return None
-    kind = "RGB" if designed[0] == 3 else "gray"
-    these = f"{'gray' if channels == 1 else f'{channels}-channel'} {side} px" if channels != 3 else f"RGB {side} px"
-    return (f"the {resolved.get('table')} {made} was made for {kind} {designed[1]} px natural images; on these {these} "
+    designed, kind, side = mismatch
+    return (f"the {resolved.get('table')} {made} was made for {'RGB' if designed[0] == 3 else 'gray'} {designed[1]} px natural images; "
+            f"on these {kind} {side} px "
             f"inputs the {what} are a stress test with the benchmark's parameters, not the benchmark itself, and "
             "their numbers are not comparable with published ones")
 
