@@ -32,7 +32,7 @@ from robench.attacks.masking_checks import ATTACK_STRENGTH_CHECKS
 from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
-from robench.report._labels import record_label
+from robench.report._labels import record_label, show
 from robench.results import EvaluationResult, MetricRecord, Results, not_certifiable
 from robench.threat_model import CalibrationSpec, format_eps, parse_eps
 
@@ -424,7 +424,7 @@ def _certification_item(results: Results) -> ChecklistItem:
         for check in e.checks:  # soundness checks: a broken verified example, a bound below a gradient
             if check.status != "pass":
                 problems.append(f"{e.key} {check.name} {check.status}: {check.message}")
-        params = ", ".join(f"{k}={v}" for k, v in sorted(_params(e).items()) if v is not None and not isinstance(v, (list, dict)))
+        params = ", ".join(f"{k}={show(v)}" for k, v in sorted(_params(e).items()) if v is not None and not isinstance(v, (list, dict)))
         shown.append(f"{e.name} ({params}); {len(records)} certified-accuracy record(s); {e.cost.forward_passes:,} forward passes, {e.cost.wall_time_s:.1f} s")
     if problems:
         failed = any(e.status != "success" for e in certified) or any(c.status == "fail" for e in certified for c in e.checks)

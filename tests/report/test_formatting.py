@@ -361,3 +361,21 @@ def test_the_corruption_headline_says_when_the_severity_table_was_made_for_other
     assert label in markdown_summary(results) and label in render_html(results)
     results.dataset.input_shape = [3, 32, 32]  # the images the table was made for: no caveat
     assert "mean corruption accuracy (15 corruptions x 3 severities) |" in markdown_summary(results)
+
+
+def test_certification_names_intervals_and_formats_read_alike() -> None:
+    """The abstain rate lost its interval, ACR claimed a 95% CI it has not, ``smoothing (smoothing)``
+    printed one name twice, and the checks had three names; the checklist wrote ``compile=False``."""
+    results = fixtures.certified()
+    page = render_html(results)
+    text = " ".join(_visible_text(page).split())
+    assert "ACR (average certified radius; point estimate)" in text
+    for record in results.evaluations:
+        abstain = next((r for r in record.records if r.name == "abstain_rate" and r.ci_low is not None), None)
+        if abstain is not None:
+            assert f"{100 * abstain.value:.1f}% [{100 * abstain.ci_low:.1f}, {100 * abstain.ci_high:.1f}]" in text
+    assert not re.search(r"<code>(\w+)</code> \(\1\)", page)
+    assert "Gradient-masking checks</a>" not in page and "Gradient-masking and convergence checks" not in page
+    assert 'alt="Verified accuracy' not in page
+    item = next(i for i in checklist(results) if i.key == "certification")
+    assert "=False" not in item.evidence and "=True" not in item.evidence

@@ -196,7 +196,7 @@ def _curve_figure(rows: list[dict[str, Any]], grid_key: str, xlabel: str) -> str
                     marker=style["marker"], color=style["color"], markersize=4)  # fmt: skip
         if row.get("max_radius") is not None:
             ax.axvline(row["max_radius"], color=style["color"], linestyle=":", linewidth=1,
-                       label=f"{row['key']}: largest certifiable radius {row['max_radius']:.3g}")  # fmt: skip
+                       label=f"{row['key']}: largest certifiable radius {row['max_radius']:.4g}")  # fmt: skip
     if grid_key == "eps":
         # the box verifiers' curves fall within a few percent of eps: a log axis (linear through 0,
         # where the curve starts) spreads them out, and a dashed line marks the threat model's eps
