@@ -228,7 +228,7 @@ def test_masking_checks_state_their_n_and_budgets() -> None:
     assert len(rows) == 4, rows  # the attacks section's table and the sanity-check table
     assert all(scope in row for row in rows if "inconclusive" in row), rows
     assert all("n and budget not recorded" in row for row in rows if "pass" in row), rows
-    assert "Gradient-masking and convergence checks (0 warnings, 1 inconclusive)" in page
+    assert "Gradient-masking and sanity checks (0 warnings, 1 inconclusive)" in page
     assert "status-inconclusive" in page
 
 
