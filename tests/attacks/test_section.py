@@ -76,7 +76,7 @@ def test_report_renders(results):
     assert section["curve_figure"].startswith("data:image/png")
     assert section["min_norm"][0]["norm"] == "Linf"
     html = render_html(results)
-    assert "AutoAttack breakdown" in html and "Gradient-masking and convergence checks" in html and "Robust accuracy vs ε" in html
+    assert "AutoAttack breakdown" in html and "Gradient-masking and sanity checks" in html and "Robust accuracy vs ε" in html
     # the masking entry is no attack: no row of dashes; its sweep is captioned as the weaker sanity check it is
     assert "gradient_masking" not in [r["key"] for r in section["rows"]] and section["masking_entries"] == ["gradient_masking"]
     versus = next(c for c in results.evaluation("attacks/gradient_masking").checks if c.name == "declared_at_least_check_pgd")
