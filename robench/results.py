@@ -325,6 +325,16 @@ class DatasetInfo(_Model):
     selection: str = Field(default="", description="which examples: the manifest's description of the split and the subset taken")
 
 
+DIRTY_SUFFIX = "+dirty"
+"""Ends a recorded git revision when the checkout had uncommitted changes (:func:`robench.runner.git_revision`):
+the code that ran is then that commit plus changes no commit holds."""
+
+
+def is_dirty(revision: str | None) -> bool:
+    """Whether a recorded git revision is of a checkout with uncommitted changes (:data:`DIRTY_SUFFIX`)."""
+    return revision is not None and revision.endswith(DIRTY_SUFFIX)
+
+
 class Environment(_Model):
     """Where and with what the run happened."""
 

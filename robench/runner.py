@@ -26,7 +26,7 @@ from robench.journal import Journal
 from robench.models import load_model, module_sha256
 from robench.models.wrapper import PixelModel
 from robench.registry import registry
-from robench.results import Environment, EvaluationResult, Results, load_results
+from robench.results import DIRTY_SUFFIX, Environment, EvaluationResult, Results, load_results
 from robench.threat_model import SECTION_KIND, SECTION_ORDER, ThreatModel, ThreatModelError, _param_errors, load_threat_model
 
 _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pydantic", "pyautoattack", "foolbox", "timm", "robustbench")
@@ -42,7 +42,7 @@ def robench_version() -> str:
 
 
 def git_revision() -> str | None:
-    """The git commit robench runs from, with ``+dirty`` for local changes, when it is a checkout."""
+    """The git commit robench runs from, with ``+dirty`` (:data:`DIRTY_SUFFIX`) for local changes, when it is a checkout."""
     source = Path(__file__).resolve().parent.parent
     if not (source / ".git").exists():
         return None
@@ -59,7 +59,7 @@ def git_revision() -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return revision + ("+dirty" if dirty else "")
+    return revision + (DIRTY_SUFFIX if dirty else "")
 
 
 def cpu_name() -> str:

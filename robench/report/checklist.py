@@ -33,7 +33,7 @@ from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
 from robench.report._labels import record_label, show
-from robench.results import EvaluationResult, MetricRecord, Results, not_certifiable
+from robench.results import Environment, EvaluationResult, MetricRecord, Results, is_dirty, not_certifiable
 from robench.threat_model import CalibrationSpec, format_eps, parse_eps
 
 Status = Literal["pass", "warn", "fail", "n/a"]
@@ -389,16 +389,31 @@ def _unshifted_why(results: Results) -> str:
     return "; ".join(reasons)
 
 
+DIRTY_NOTE = "uncommitted local changes: the code that ran matches no commit"
+"""What a report says of a git revision with :data:`robench.results.DIRTY_SUFFIX`."""
+
+
+def code_recorded(environment: Environment) -> str:
+    """The code that ran, in words, as the checklist, the report and summary.md write it:
+    ``robench 0.1.0, git 0123abc...`` (the full revision), with :data:`DIRTY_NOTE` for a dirty
+    checkout and ``(no git revision recorded)`` outside one."""
+    text = f"robench {environment.robench_version}"
+    revision = environment.git_revision
+    if revision is None:
+        return text + " (no git revision recorded)"
+    return text + f", git {revision}" + (f" ({DIRTY_NOTE})" if is_dirty(revision) else "")
+
+
 def _provenance_item(results: Results) -> ChecklistItem:
     title = "Code (robench version, git revision) and checkpoint hash recorded"
     env = results.environment
     sha = results.model.sha256
-    code = f"robench {env.robench_version}" + (f", git {env.git_revision}" if env.git_revision else "")
+    code = code_recorded(env)
     if not sha:
         return ChecklistItem("provenance", title, "fail", f"{code}; no checkpoint sha256 (an in-memory model cannot be re-identified)")
-    if not env.git_revision:
-        return ChecklistItem("provenance", title, "warn", f"{code} (no git revision); checkpoint sha256 {sha[:16]}")
-    return ChecklistItem("provenance", title, "pass", f"{code}; checkpoint sha256 {sha[:16]}")
+    # a revision with local changes names no code anyone can check out: recorded, but not reproducible
+    status: Status = "warn" if not env.git_revision or is_dirty(env.git_revision) else "pass"
+    return ChecklistItem("provenance", title, status, f"{code}; checkpoint sha256 {sha[:16]}")
 
 
 def _certification_item(results: Results) -> ChecklistItem:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from robench._errors import ConfigError
 from robench.report._labels import summary_label
-from robench.report.checklist import checklist
+from robench.report.checklist import checklist, code_recorded
 from robench.report.render import CARD_CAVEAT, headline, rendered_by, summary_records
 from robench.results import Results, atomic_write_text, capped_note, not_certifiable
 from robench.threat_model import format_eps
@@ -77,8 +77,7 @@ def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
             ("Checkpoint sha256", f"`{results.model.sha256 or 'none (in-memory module)'}`"),
             ("Dataset", f"{results.dataset.manifest} {results.dataset.split}, n = {results.dataset.n_examples}"),
             ("Threat model", f"{threat} (sha256 `{results.threat_model_sha256[:12]}`)"),
-            ("Code", f"robench {results.environment.robench_version}" + (f", git `{results.environment.git_revision}`" if results.environment.git_revision else "")
-             + f"; summary written by {rendered_by()}"),
+            ("Code", f"{code_recorded(results.environment)}; summary written by {rendered_by()}"),
             ("Run", f"status {results.status}, seed {results.seed}, {results.environment.device} {results.environment.device_name}".rstrip()),
         ],
     )  # fmt: skip

@@ -11,8 +11,8 @@ import jinja2
 from robench._errors import ConfigError, first_line
 from robench.report import _coverage
 from robench.report._labels import check_finding, check_scope, record_label, show, summary_label
-from robench.report.checklist import ChecklistItem, checklist
-from robench.results import MetricRecord, Results, atomic_write_text, load_results
+from robench.report.checklist import ChecklistItem, checklist, code_recorded
+from robench.results import MetricRecord, Results, atomic_write_text, is_dirty, load_results
 from robench.threat_model import applicable_fields, format_eps
 
 # (section module, title); a module's build() returns None when its evaluation did not run.
@@ -379,7 +379,7 @@ def _written_by_this_robench(results: Results) -> bool:
 
     written, now = results.environment.git_revision, git_revision()
     if written is not None or now is not None:
-        return written == now and written is not None and not written.endswith("+dirty")
+        return written == now and written is not None and not is_dirty(written)
     return results.environment.robench_version == robench_version() != "0+unknown"
 
 
@@ -408,6 +408,7 @@ def _render_html(results: Results) -> str:
         resolved_threat_model=applicable_fields(results.threat_model),
         card_caveat=CARD_CAVEAT,
         rendered_by=rendered_by(),
+        code_recorded=code_recorded(results.environment),
     )
 
 

@@ -289,3 +289,15 @@ def test_autoattack_strength_states_what_its_later_attacks_added_and_both_reason
     reason = {s.key: s for s in attack_strengths(results)}["attacks/pgd"].reason
     assert "strong by its budget but autoattack broke 20 of the 300 examples it left robust" in reason
     assert reason.endswith("; and not converged (its last restart broke 9)")
+
+
+def test_a_dirty_checkout_is_recorded_but_not_reproducible() -> None:
+    """A revision with local changes names no commit that holds the code that ran: warn, and say why."""
+    results = fixtures.strong()
+    results.environment.git_revision = "0123456789abcdef0123456789abcdef01234567+dirty"
+    item = next(i for i in checklist(results) if i.key == "provenance")
+    assert item.status == "warn"
+    assert "git 0123456789abcdef0123456789abcdef01234567+dirty (uncommitted local changes: the code that ran matches no commit)" in item.evidence
+    results.environment.git_revision = "0123456789abcdef0123456789abcdef01234567"
+    item = next(i for i in checklist(results) if i.key == "provenance")
+    assert item.status == "pass" and "uncommitted" not in item.evidence

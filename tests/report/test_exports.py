@@ -87,3 +87,16 @@ def test_csv_note_says_which_values_are_zero_by_construction() -> None:
     row = frame[(frame["condition.certifiable"] == False) & (frame["name"] == "certified_accuracy")]  # noqa: E712
     assert list(notes[row.index]) == ["n/a: not certifiable with these settings (needs L2 r = 8.4 > ceiling 0.9)"]
     assert (notes.drop(row.index) == "").all()
+
+
+def test_code_rows_say_a_dirty_checkout_matches_no_commit() -> None:
+    from robench.report.checklist import DIRTY_NOTE
+    from robench.report.render import render_html
+
+    results = fixtures.strong()
+    results.environment.git_revision = "0123456789abcdef0123456789abcdef01234567+dirty"
+    code = next(line for line in markdown_summary(results, with_leaderboard=False).splitlines() if line.startswith("| Code |"))
+    assert f"git 0123456789abcdef0123456789abcdef01234567+dirty ({DIRTY_NOTE})" in code
+    html = render_html(results)
+    row = next(line for line in html.splitlines() if "<th>Code</th>" in line)
+    assert f"git 0123456789abcdef0123456789abcdef01234567+dirty ({DIRTY_NOTE})" in row
