@@ -335,6 +335,16 @@ def is_dirty(revision: str | None) -> bool:
     return revision is not None and revision.endswith(DIRTY_SUFFIX)
 
 
+SHORT_SHA256 = 12
+"""Hex digits of a hash where it only tells two things apart (a header, the checklist's evidence);
+where a reader would copy it (the summary's rows, summary.md) it is written in full."""
+
+
+def short_sha256(digest: str) -> str:
+    """The first :data:`SHORT_SHA256` hex digits of a hash, the one short form reports write."""
+    return digest[:SHORT_SHA256]
+
+
 class Environment(_Model):
     """Where and with what the run happened."""
 

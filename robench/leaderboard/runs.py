@@ -16,7 +16,7 @@ from typing import Any
 from robench.corruptions.metrics import MEAN_CELL_KEYS
 from robench.report._labels import record_label, show, worst_case_attacks
 from robench.report.render import summary_records
-from robench.results import MetricRecord, Results, unpack_outcomes
+from robench.results import MetricRecord, Results, short_sha256, unpack_outcomes
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def _disjoint(a: MetricRecord, b: MetricRecord) -> bool | None:
 
 def _named(name: object, sha256: str) -> str:
     """``cifar10 (sha256 0123456789ab)``: a name a reader knows, and the hash that tells two apart."""
-    return f"{name} (sha256 {sha256[:12]})" if name else f"sha256 {sha256[:12]}"
+    return f"{name} (sha256 {short_sha256(sha256)})" if name else f"sha256 {short_sha256(sha256)}"
 
 
 def _settings_notes(a: Results, b: Results) -> list[str]:

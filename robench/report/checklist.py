@@ -33,7 +33,7 @@ from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
 from robench.report._labels import record_label, show
-from robench.results import Environment, EvaluationResult, MetricRecord, Results, is_dirty, not_certifiable
+from robench.results import Environment, EvaluationResult, MetricRecord, Results, is_dirty, not_certifiable, short_sha256
 from robench.threat_model import CalibrationSpec, format_eps, parse_eps
 
 Status = Literal["pass", "warn", "fail", "n/a"]
@@ -243,7 +243,7 @@ def _threat_item(results: Results) -> ChecklistItem:
         return ChecklistItem(
             "threat_model", title, "pass",
             f"{adversary['goal']} {adversary['knowledge']} adversary, {adversary['norm']} eps {eps}, "
-            f"threat model sha256 {results.threat_model_sha256[:12]}",
+            f"threat model sha256 {short_sha256(results.threat_model_sha256)}",
         )  # fmt: skip
     if _sections_ran(results, "attacks") or _sections_ran(results, "certification"):
         return ChecklistItem("threat_model", title, "fail", "attacks or certificates without a declared adversary (norm, eps)")
@@ -413,7 +413,7 @@ def _provenance_item(results: Results) -> ChecklistItem:
         return ChecklistItem("provenance", title, "fail", f"{code}; no checkpoint sha256 (an in-memory model cannot be re-identified)")
     # a revision with local changes names no code anyone can check out: recorded, but not reproducible
     status: Status = "warn" if not env.git_revision or is_dirty(env.git_revision) else "pass"
-    return ChecklistItem("provenance", title, status, f"{code}; checkpoint sha256 {sha[:16]}")
+    return ChecklistItem("provenance", title, status, f"{code}; checkpoint sha256 {short_sha256(sha)}")
 
 
 def _certification_item(results: Results) -> ChecklistItem:

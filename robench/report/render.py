@@ -12,7 +12,7 @@ from robench._errors import ConfigError, first_line
 from robench.report import _coverage
 from robench.report._labels import check_finding, check_scope, record_label, show, summary_label
 from robench.report.checklist import ChecklistItem, checklist, code_recorded
-from robench.results import MetricRecord, Results, atomic_write_text, is_dirty, load_results
+from robench.results import MetricRecord, Results, atomic_write_text, is_dirty, load_results, short_sha256
 from robench.threat_model import applicable_fields, format_eps
 
 # (section module, title); a module's build() returns None when its evaluation did not run.
@@ -79,7 +79,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps, value=_value, value_ci=_value_ci, show=show, pretty_json=_pretty_json)
+    env.filters.update(pct=_pct, ci=_ci, seconds=_seconds, eps=format_eps, value=_value, value_ci=_value_ci, show=show, pretty_json=_pretty_json, short_sha256=short_sha256)
     return env
 
 

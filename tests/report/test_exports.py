@@ -100,3 +100,25 @@ def test_code_rows_say_a_dirty_checkout_matches_no_commit() -> None:
     html = render_html(results)
     row = next(line for line in html.splitlines() if "<th>Code</th>" in line)
     assert f"git 0123456789abcdef0123456789abcdef01234567+dirty ({DIRTY_NOTE})" in row
+
+
+def test_hashes_are_full_where_copied_and_one_short_prefix_elsewhere() -> None:
+    """summary.md's rows and the report's Summary rows write a hash in full (a reader copies it);
+    the header and the checklist write its first SHORT_SHA256 digits, the same number everywhere."""
+    from robench.report.render import render_html
+    from robench.results import SHORT_SHA256, short_sha256
+
+    results = fixtures.strong()
+    results.model.sha256, results.threat_model_sha256 = "0123456789abcdef" * 4, "fedcba9876543210" * 4
+    model, threat = results.model.sha256, results.threat_model_sha256
+    summary = markdown_summary(results, with_leaderboard=False)
+    rows = {line.split("|")[1].strip(): line for line in summary.splitlines() if line.startswith("| ")}
+    assert f"`{model}`" in rows["Checkpoint sha256"] and f"`{threat}`" in rows["Threat model"]
+    assert short_sha256(model) == model[:SHORT_SHA256] == "0123456789ab"
+    items = {i.key: i for i in checklist(results)}
+    assert items["provenance"].evidence.endswith(f"checkpoint sha256 {model[:12]}")
+    assert f"threat model sha256 {threat[:12]}" in items["threat_model"].evidence and threat[:13] not in items["threat_model"].evidence
+    html = render_html(results)
+    header = next(line for line in html.splitlines() if line.startswith('<p class="muted">model '))
+    assert f"(sha256 {model[:12]})" in header
+    assert f"<code>{model}</code>" in html and f"<code>{threat}</code>" in html
