@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from robench._errors import ResourceError, message
+from robench._numerics import fp32_label
 from robench.data.base import Dataset
 from robench.journal import Journal
 from robench.results import Check, CheckStatus, Cost, MetricRecord
@@ -117,7 +118,9 @@ class EvalContext:
         batch_size: Examples per batch.
         journal: Resume journal (``None``: no journalling).
         progress: Show progress bars.
-        precision: ``fp32`` (exact) or ``bf16`` (fast mode), recorded in results.
+        precision: The precision label an evaluation's cost starts with (an evaluator sets its own,
+            e.g. bf16 in fast mode); ``None``: float32 as it runs on ``device``
+            (:func:`robench._numerics.fp32_label`: ``fp32 (TF32 convolutions)`` on CUDA by default).
         shared: Hand-offs between evaluations (clean probabilities, adversarial probabilities...).
         key: Key of the evaluation in progress.
         cost: Its cost so far.
@@ -134,7 +137,7 @@ class EvalContext:
     batch_size: int = 256
     journal: Journal | None = None
     progress: bool = True
-    precision: str = "fp32"
+    precision: str | None = None
     shared: dict[str, Any] = field(default_factory=dict)
     key: str = ""
     cost: Cost = field(default_factory=Cost)
@@ -152,7 +155,7 @@ class EvalContext:
         self.key = key
         self._chunk = None
         self._block_cache = None
-        self.cost = Cost(device=str(self.device), precision=self.precision, batch_size=self.batch_size)
+        self.cost = Cost(device=str(self.device), precision=self.precision or fp32_label(self.device), batch_size=self.batch_size)
         self._began = time.perf_counter()
         self._in_batches = 0.0  # seconds spent in map_batches (its batches' times are counted there)
 

@@ -345,6 +345,19 @@ def short_sha256(digest: str) -> str:
     return digest[:SHORT_SHA256]
 
 
+class Numerics(_Model):
+    """Torch settings that change a run's numbers (not what ran, how it rounded), read at the run's
+    start. The CUDA fields are ``None`` on the CPU (and where torch refuses to read a setting:
+    legacy and per-backend TF32 settings mixed)."""
+
+    deterministic_algorithms: bool = Field(description="torch.are_deterministic_algorithms_enabled()")
+    float32_matmul_precision: str | None = Field(default=None, description="torch.get_float32_matmul_precision()")
+    cuda_matmul_allow_tf32: bool | None = Field(default=None, description="float32 matrix products in TF32 on CUDA (robench._numerics.tf32_enabled)")
+    cudnn_allow_tf32: bool | None = Field(default=None, description="float32 cuDNN convolutions in TF32 (PyTorch's default: on)")
+    cudnn_benchmark: bool | None = Field(default=None, description="torch.backends.cudnn.benchmark: algorithms picked by timing")
+    cudnn_deterministic: bool | None = Field(default=None, description="torch.backends.cudnn.deterministic")
+
+
 class Environment(_Model):
     """Where and with what the run happened."""
 
@@ -358,6 +371,7 @@ class Environment(_Model):
     torch_threads: int | None = Field(default=None, description="torch.get_num_threads() (CPU reductions depend on it)")
     device: str = "cpu"
     device_name: str = ""
+    numerics: Numerics | None = Field(default=None, description="settings that change the numbers (None: results written before it was recorded)")
 
 
 class Results(_Model):

@@ -20,16 +20,21 @@ import torch
 from torch import nn
 
 from robench._errors import ConfigError, ModelError, RobenchError, first_line, message
+from robench._numerics import tf32_enabled
 from robench.context import EvalContext, derive_seed, seeded_global_rngs
 from robench.data import load_dataset
 from robench.journal import Journal
 from robench.models import load_model, module_sha256
 from robench.models.wrapper import PixelModel
 from robench.registry import registry
-from robench.results import DIRTY_SUFFIX, Environment, EvaluationResult, Results, load_results
+from robench.results import DIRTY_SUFFIX, Environment, EvaluationResult, Numerics, Results, load_results
 from robench.threat_model import SECTION_KIND, SECTION_ORDER, ThreatModel, ThreatModelError, _param_errors, load_threat_model
 
-_PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pydantic", "pyautoattack", "foolbox", "timm", "robustbench")
+_PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pydantic", "pyautoattack", "foolbox", "timm", "robustbench",
+             "mlxtend", "imagecorruptions", "safetensors", "PyYAML", "Pillow")  # fmt: skip
+"""Distributions whose versions a run records (by distribution name: PyYAML is ``yaml``, Pillow ``PIL``): those
+that compute its numbers, read its data (mlxtend's embedded MNIST, imagecorruptions' corruptions, Pillow's
+decoding and resizing) or its inputs (safetensors checkpoints, YAML threat models)."""
 _DEFAULT_BATCH = {"cpu": 128, "cuda": 512}
 
 
@@ -74,6 +79,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def numerics(device: torch.device) -> Numerics:
+    """The torch settings of this process that change the numbers (:class:`Numerics`); the CUDA ones on CUDA only."""
+    try:
+        matmul_precision: str | None = torch.get_float32_matmul_precision()
+    except RuntimeError:  # legacy and per-backend settings mixed: torch refuses to answer
+        matmul_precision = None
+    record = Numerics(deterministic_algorithms=torch.are_deterministic_algorithms_enabled(), float32_matmul_precision=matmul_precision)
+    if device.type == "cuda":
+        record = record.model_copy(update={
+            "cuda_matmul_allow_tf32": tf32_enabled("matmul"), "cudnn_allow_tf32": tf32_enabled("conv"),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark), "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        })  # fmt: skip
+    return record
+
+
 def environment(device: torch.device) -> Environment:
     """Versions, git revision and hardware of this run."""
     packages = {}
@@ -94,6 +114,7 @@ def environment(device: torch.device) -> Environment:
         torch_threads=torch.get_num_threads(),
         device=str(device),
         device_name=device_name,
+        numerics=numerics(device),
     )
 
 

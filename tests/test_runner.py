@@ -447,3 +447,22 @@ def test_git_revision_marks_a_dirty_tree(tmp_path: Path, monkeypatch: pytest.Mon
         pytest.skip("robench does not run from a git checkout")
     _fake_git(tmp_path, monkeypatch, "echo ' M robench/cli.py'; exit 0")
     assert git_revision() == "0123456789abcdef0123456789abcdef01234567+dirty"
+
+
+def test_environment_records_the_inputs_and_settings_that_change_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from robench import runner
+
+    env = runner.environment(torch.device("cpu"))
+    for dist in ("mlxtend", "imagecorruptions", "safetensors", "PyYAML", "Pillow"):
+        assert env.packages[dist] == metadata.version(dist)
+    assert env.numerics is not None
+    assert env.numerics.deterministic_algorithms is torch.are_deterministic_algorithms_enabled()
+    assert env.numerics.float32_matmul_precision == torch.get_float32_matmul_precision()
+    assert env.numerics.cudnn_allow_tf32 is None and env.numerics.cudnn_benchmark is None  # CUDA settings: on CUDA only
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(runner, "tf32_enabled", lambda kind: kind == "conv")
+    cuda = runner.numerics(torch.device("cuda"))  # the settings are read; no GPU is needed
+    assert (cuda.cudnn_allow_tf32, cuda.cuda_matmul_allow_tf32, cuda.cudnn_benchmark) == (True, False, True)
+    assert cuda.cudnn_deterministic is bool(torch.backends.cudnn.deterministic)

@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from robench._numerics import fp32_label
+
 Mode = Literal["exact", "fast"]
 
 
@@ -64,6 +66,7 @@ class StepModel:
             self.model.to(memory_format=torch.contiguous_format)
 
 
-def precision_label(mode: Mode) -> str:
-    """What goes into ``cost.precision`` for a mode."""
-    return "bf16-autocast+channels_last (success in fp32)" if mode == "fast" else "fp32"
+def precision_label(mode: Mode, device: torch.device | str) -> str:
+    """What goes into ``cost.precision`` for a mode on ``device``: exact mode's float32 as it runs
+    there (:func:`robench._numerics.fp32_label`: TF32 convolutions on CUDA by default)."""
+    return "bf16-autocast+channels_last (success in fp32)" if mode == "fast" else fp32_label(device)

@@ -261,7 +261,7 @@ class AutoAttackEvaluation:
         # the fp32 model below, so only examples that fool it count.
         stepper = StepModel(model.module, params.mode, params.compile)
         module = model.module if params.mode == "exact" and not params.compile else _QueriedModel(stepper)
-        ctx.cost.precision = precision_label(params.mode)
+        ctx.cost.precision = precision_label(params.mode, ctx.device)
         with capture_log("auto-attack") as log, isolated_rng(model.device), stepper.prepared():
             adversary = build_autoattack(
                 module, params, norm=norm.name, eps=eps, num_classes=num_classes, seed=ctx.seed, device=model.device

@@ -103,7 +103,7 @@ def _evaluate_bounded(
     norm = get_norm(adversary.norm)
     targeted = adversary.goal == "targeted"
     mode = resolved.get("mode", "exact")
-    ctx.cost.precision = precision_label(mode)
+    ctx.cost.precision = precision_label(mode, ctx.device)
 
     log_probs = wants_log_probs(threat, "attacks")
 

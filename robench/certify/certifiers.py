@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from torch import fx
 
 from robench._errors import ConfigError
-from robench._numerics import ieee_fp32
+from robench._numerics import IEEE_FP32, ieee_fp32
 from robench.attacks._speed import StepModel, precision_label
 from robench.certify import crown, ibp, lipschitz
 from robench.certify._records import add_acr, add_curve, add_headline_l2
@@ -90,7 +90,7 @@ class RandomizedSmoothing:
         num_classes = int(model.info.num_classes or data.num_classes)
         stepper = StepModel(model.module, params.mode, params.compile)
         sampler = NoiseSampler(stepper, num_classes, params.sigma, params.batch)
-        ctx.cost.precision = precision_label(params.mode).replace(" (success in fp32)", "")
+        ctx.cost.precision = precision_label(params.mode, ctx.device).replace(" (success in fp32)", "")
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
             seeds = torch.randint(0, 1 << 62, (x.shape[0],), generator=generator)
@@ -274,6 +274,7 @@ def _verify_section(
     """Records of a box verifier (IBP, CROWN): ``verify(x, y, eps, bounds) -> (verified, verified
     without the rounding allowance)``, each ``(B,)`` bool."""
     key = f"certification/{spec.key}"
+    ctx.cost.precision = IEEE_FP32  # its batches run in ieee_fp32 (no TF32), whatever the device's default
     method = certifier.upper()
     adversary = threat.adversary
     eps = _box_eps(params, adversary, method)
@@ -399,6 +400,7 @@ class LipschitzCertifier:
         """Certified accuracy at L2 radii and at the threat model's ball; checks the bound on gradients."""
         key = f"certification/{spec.key}"
         _refuse_randomized(ctx, "Lipschitz")
+        ctx.cost.precision = IEEE_FP32  # the bound and the batches run in ieee_fp32 (no TF32)
         example = data.load(slice(0, 1))[0].to(model.device)
         with ieee_fp32():  # no TF32: the bound and the margins are those of the float32 model
             constant, layer_norms = lipschitz.lipschitz_bound(

@@ -286,3 +286,16 @@ def test_ibp_radii_may_be_fractions_and_are_recorded_as_written(digit_mlp, digit
     bad = _threat([{"name": "ibp", "params": {"eps_fractions": ["a third"]}}], {"norm": "Linf", "eps": 0.3})
     with pytest.raises(ConfigError, match=r"params.eps_fractions: expected a number > 0 or a fraction"):
         bad.resolved_params("certification", bad.evaluations.certification[0])
+
+
+@pytest.mark.parametrize("name", ["ibp", "crown", "lipschitz"])
+def test_deterministic_certifiers_record_the_ieee_float32_they_run_in(digit_mlp, digits, name: str) -> None:
+    # they bound the model inside ieee_fp32 (no TF32): their cost says fp32 even where the
+    # device's default (the label a cost starts with on CUDA) is TF32 convolutions
+    threat = _threat([{"name": name, **({"params": {"pgd_check_steps": 0}} if name != "lipschitz" else {})}], {"norm": "Linf", "eps": 0.01})
+    handle = load_model(digit_mlp, device="cpu")
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=50, progress=False, precision="fp32 (TF32 convolutions)")
+    spec = threat.evaluations.certification[0]
+    ctx.begin(f"certification/{spec.key}")
+    registry.get("evaluation", "certification")(handle, digits.subset(8), threat, spec, ctx)
+    assert ctx.cost.precision == "fp32"

@@ -122,3 +122,15 @@ def test_hashes_are_full_where_copied_and_one_short_prefix_elsewhere() -> None:
     header = next(line for line in html.splitlines() if line.startswith('<p class="muted">model '))
     assert f"(sha256 {model[:12]})" in header
     assert f"<code>{model}</code>" in html and f"<code>{threat}</code>" in html
+
+
+def test_the_reproducibility_table_shows_the_numerics_settings() -> None:
+    from robench.report.render import render_html
+    from robench.results import Numerics
+
+    results = fixtures.strong()
+    assert "<th>Numerics</th>" not in render_html(results)  # results written before it was recorded
+    results.environment.numerics = Numerics(deterministic_algorithms=False, float32_matmul_precision="highest", cuda_matmul_allow_tf32=False,
+                                            cudnn_allow_tf32=True, cudnn_benchmark=False, cudnn_deterministic=False)  # fmt: skip
+    row = next(line for line in render_html(results).splitlines() if "<th>Numerics</th>" in line)
+    assert "deterministic_algorithms=no" in row and "cudnn_allow_tf32=yes" in row and "float32_matmul_precision=highest" in row
