@@ -321,8 +321,16 @@ class DatasetInfo(_Model):
     num_classes: int
     input_shape: list[int]
     verified: str = Field(description="what was verified: checksums, sizes, shapes")
+    files_sha256: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of each data file checked against the manifest's, by its path in the manifest (empty: none checked, or an older file)",
+    )
     source: str = Field(default="", description="where the data comes from (the manifest's source)")
     selection: str = Field(default="", description="which examples: the manifest's description of the split and the subset taken")
+
+    def checksums(self) -> str:
+        """The data's hashes in words, in full (a reader copies them): ``manifest sha256 …; mnist_5k.csv.gz sha256 …``."""
+        return "; ".join([f"manifest sha256 {self.manifest_sha256}", *(f"{path} sha256 {digest}" for path, digest in self.files_sha256.items())])
 
 
 DIRTY_SUFFIX = "+dirty"

@@ -191,7 +191,7 @@ def load_dataset(
         from robench.data.released import cell_files
 
         paths = cell_files(manifest, *manifest.corruption_set.parse_cell(manifest.name, spec.split))
-    verified = verify_report(manifest, location, checksums, paths=paths, manifest_file=manifest_file).summary
+    report = verify_report(manifest, location, checksums, paths=paths, manifest_file=manifest_file)
     try:
         dataset = read_split(manifest, location, spec.split, spec, manifest_file)
     except DataError as exc:
@@ -208,11 +208,19 @@ def load_dataset(
         n_examples=len(dataset),
         num_classes=manifest.num_classes,
         input_shape=list(dataset.input_shape),
-        verified=verified,
+        verified=report.summary,
+        files_sha256=_verified_sha256(manifest, report),
         source=manifest.source,
         selection=_selection(manifest, spec, len(dataset)),
     )
     return dataset, info
+
+
+def _verified_sha256(manifest: Manifest, report: VerificationReport) -> dict[str, str]:
+    """``{path: sha256}`` of the data files the manifest gives a sha256 for and that were checked
+    against it (not official archives, not ``*`` patterns, nothing under ``checksums=False``)."""
+    given = {spec.path: spec.sha256.lower() for spec in manifest.files if spec.sha256 is not None}
+    return {e.path: given[e.path] for e in report.entries if "sha256" in e.checks and "archive" not in e.checks and e.path in given}
 
 
 def _selection(manifest: Manifest, spec: DatasetSpec, n: int) -> str:

@@ -338,3 +338,15 @@ def test_a_boolean_is_not_a_number_in_a_manifest(tmp_path: Path, change: dict, p
     with pytest.raises(ConfigError) as caught:
         load_manifest(manifest)
     assert str(caught.value) == f"{manifest}: {path}: expected a number, got the boolean true"
+
+
+def test_results_record_the_sha256_of_the_data_files_checked() -> None:
+    """The manifest's sha256 of each data file a run verified goes into results (the report and
+    summary.md write them in full); unchecked (checksums off) files record none."""
+    manifest, manifest_sha = load_manifest("mnist5k")
+    _, info = load_dataset(DatasetSpec(manifest="mnist5k", split="test", n_examples=10))
+    assert info.manifest_sha256 == manifest_sha
+    assert info.files_sha256 == {"mnist_5k.csv.gz": manifest.files[0].sha256}
+    assert info.checksums() == f"manifest sha256 {manifest_sha}; mnist_5k.csv.gz sha256 {manifest.files[0].sha256}"
+    _, unchecked = load_dataset(DatasetSpec(manifest="mnist5k", split="test", n_examples=10), checksums=False)
+    assert unchecked.files_sha256 == {}

@@ -134,3 +134,14 @@ def test_the_reproducibility_table_shows_the_numerics_settings() -> None:
                                             cudnn_allow_tf32=True, cudnn_benchmark=False, cudnn_deterministic=False)  # fmt: skip
     row = next(line for line in render_html(results).splitlines() if "<th>Numerics</th>" in line)
     assert "deterministic_algorithms=no" in row and "cudnn_allow_tf32=yes" in row and "float32_matmul_precision=highest" in row
+
+
+def test_dataset_rows_give_the_manifest_and_file_hashes_in_full() -> None:
+    from robench.report.render import render_html
+
+    results = fixtures.strong()
+    results.dataset.files_sha256 = {"cifar-10-batches-py/test_batch": "12" * 32}
+    row = next(line for line in markdown_summary(results, with_leaderboard=False).splitlines() if line.startswith("| Dataset |"))
+    assert f"manifest sha256 {'ef' * 32}; cifar-10-batches-py/test_batch sha256 {'12' * 32}" in row
+    html = next(line for line in render_html(results).splitlines() if "<th>Dataset</th>" in line)
+    assert f"<code>manifest sha256 {'ef' * 32}; cifar-10-batches-py/test_batch sha256 {'12' * 32}</code>" in html
