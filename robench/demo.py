@@ -14,12 +14,14 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from robench.attacks import PGD
 from robench.data import load_dataset
+from robench.data.manifest import load_manifest
 from robench.models.archs import SmallCNN
 from robench.results import Results
 from robench.threat_model import DatasetSpec
@@ -30,6 +32,8 @@ TRAINING = {
 }
 _TRAINING_VERSION = 2  # bump when the recipe changes, to invalidate caches
 THREAT_MODEL = "mnist-linf-0.3"
+TRAIN_DATA = DatasetSpec(manifest="mnist5k", split="train")
+"""What the demo models are trained on (the first ``n_train`` of it where a recipe says so)."""
 
 
 def cache_dir() -> Path:
@@ -40,7 +44,7 @@ def cache_dir() -> Path:
 
 def _train(variant: str, seed: int, log: Callable[[str], None]) -> SmallCNN:
     recipe = TRAINING[variant]
-    data, _ = load_dataset(DatasetSpec(manifest="mnist5k", split="train"))
+    data, _ = load_dataset(TRAIN_DATA)
     x_all, y_all = data.load(slice(0, int(recipe.get("n_train", len(data)))))
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -74,14 +78,39 @@ def _train(variant: str, seed: int, log: Callable[[str], None]) -> SmallCNN:
 
 def trained_checkpoint(variant: str, seed: int = 0, log: Callable[[str], None] = print) -> Path:
     """Path of the cached safetensors checkpoint of ``variant``, training it if needed."""
+    return demo_checkpoint(variant, seed, log)[0]
+
+
+_TORCH_KEY = "robench.trained_with_torch"
+"""The safetensors metadata key of the torch version that trained a demo checkpoint."""
+
+
+def demo_checkpoint(variant: str, seed: int = 0, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
+    """:func:`trained_checkpoint` and where the checkpoint came from, for ``ModelInfo.provenance``
+    (:func:`robench.runner.evaluate`'s ``model_provenance``): the recipe (``TRAINING[variant]``,
+    the seed, the training data, the cache tag the recipe hashes to), whether the cached file was
+    reused or trained in this run, and the torch version that trained it (``None`` for a file cached
+    before robench wrote it into the checkpoint's metadata)."""
+    from safetensors import safe_open
     from safetensors.torch import save_file
 
-    recipe = json.dumps({"v": _TRAINING_VERSION, "variant": variant, "seed": seed, **TRAINING[variant]}, sort_keys=True)
-    tag = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    recipe = TRAINING[variant]
+    key = json.dumps({"v": _TRAINING_VERSION, "variant": variant, "seed": seed, **recipe}, sort_keys=True)
+    tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     path = cache_dir() / f"mnist-small_cnn-{variant}-{tag}.safetensors"
+    n_train = int(recipe.get("n_train", load_manifest(TRAIN_DATA.manifest)[0].split_spec(TRAIN_DATA.split).n))
+    provenance: dict[str, Any] = {
+        "trained_by": f"robench demo, {variant} recipe v{_TRAINING_VERSION}",
+        **{k: v for k, v in recipe.items() if k != "n_train"},
+        "seed": seed,
+        "train_data": f"{TRAIN_DATA.manifest} split {TRAIN_DATA.split}, {n_train:,} examples",
+        "cache_tag": tag,
+    }
     if path.is_file():
         log(f"Reusing the cached {variant} model {path}")
-        return path
+        with safe_open(str(path), "pt") as handle:
+            trained_with = (handle.metadata() or {}).get(_TORCH_KEY)
+        return path, {**provenance, "checkpoint": "reused from the cache", "trained_with_torch": trained_with}
     log(f"Training the {variant} model on mnist5k (4,000 digits, CPU)...")
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, os.cpu_count() or 1))  # training only; the caller's setting is restored
@@ -91,9 +120,9 @@ def trained_checkpoint(variant: str, seed: int = 0, log: Callable[[str], None] =
         torch.set_num_threads(threads)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={_TORCH_KEY: torch.__version__})
     os.replace(tmp, path)
-    return path
+    return path, {**provenance, "checkpoint": "trained in this run", "trained_with_torch": torch.__version__}
 
 
 def run_demo(
@@ -121,12 +150,12 @@ def run_demo(
 
     outcomes: dict[str, Results] = {}
     for variant in TRAINING:
-        checkpoint = trained_checkpoint(variant, seed, log)
+        checkpoint, provenance = demo_checkpoint(variant, seed, log)
         target = out / variant
         log(f"Evaluating the {variant} model under {THREAT_MODEL} ...")
         results = evaluate(
             checkpoint, THREAT_MODEL, arch="small_cnn", out_dir=target, seed=seed, device=device, progress=progress,
-            n_examples=n_examples,
+            n_examples=n_examples, model_provenance=provenance,
         )
         render_report(results, target / "report.html")
         write_exports(results, target)  # metrics.csv and summary.md, as `robench evaluate` writes

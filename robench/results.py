@@ -307,6 +307,17 @@ class ModelInfo(_Model):
     randomized: bool = False
     randomized_declared: bool = Field(default=False, description="randomized by --randomized only: the probe's passes agreed")
     trusted_pickle: bool = False
+    provenance: dict[str, Any] | None = Field(
+        default=None,
+        description="where the checkpoint came from, for a model robench trained itself (the demo's: recipe, seed, training data, "
+        "cache tag, reused or trained in this run, the torch that trained it); None: not known (a user's checkpoint, older results)",
+    )
+
+    def provenance_text(self) -> str | None:
+        """:attr:`provenance` in words (``key value; ...``), ``None`` without one; a value ``None`` reads ``unknown``."""
+        if not self.provenance:
+            return None
+        return "; ".join(f"{key} {'unknown' if value is None else value}" for key, value in self.provenance.items())
 
 
 class DatasetInfo(_Model):

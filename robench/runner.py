@@ -286,6 +286,7 @@ def evaluate(
     data_home: str | Path | None = None,
     progress: bool = True,
     randomized: bool = False,
+    model_provenance: dict[str, Any] | None = None,
 ) -> Results:
     """Evaluate a model under a declared threat model.
 
@@ -308,6 +309,9 @@ def evaluate(
         randomized: Treat the model as randomized (EOT attacks, pass-mean accuracies) even if the
             probe's repeated passes agreed: for randomness that shows only on real images or on
             rare calls (docs/randomized_models.md). A model the probe finds random is always so.
+        model_provenance: Where the checkpoint came from, recorded as ``model.provenance``, for a
+            model robench trained itself (the demo's: :func:`robench.demo.demo_checkpoint`); JSON
+            values. ``None`` (a user's checkpoint): nothing is claimed.
 
     Returns:
         The results; status ``success``.
@@ -339,7 +343,7 @@ def evaluate(
             threat, declared, plan, model, arch=arch, out_dir=out_dir,
             n_examples=n_examples, only=only, torch_device=torch_device, batch_size=batch_size, seed=seed, resume=resume,
             trust_checkpoint=trust_checkpoint, data_root=data_root, data_home=data_home, progress=progress,
-            rank=rank, world=world, randomized=randomized,
+            rank=rank, world=world, randomized=randomized, model_provenance=model_provenance,
         )
     finally:
         if created_group:
@@ -396,6 +400,7 @@ def _evaluate(
     rank: int,
     world: int,
     randomized: bool = False,
+    model_provenance: dict[str, Any] | None = None,
 ) -> Results:
     """:func:`evaluate` after argument checks, in one process of ``world``."""
     out = Path(out_dir) if out_dir is not None else None
@@ -425,6 +430,8 @@ def _evaluate(
     probe_gen = torch.Generator().manual_seed(seed)
     with seeded_global_rngs(derive_seed(seed, "probe"), torch_device):  # a model's own randomness, as in every batch
         handle.probe(data.input_shape, data.num_classes, probe_gen)
+    if model_provenance is not None:
+        handle.info = handle.info.model_copy(update={"provenance": dict(model_provenance)})
     if randomized and not handle.info.randomized:  # declared: randomness the probe's passes did not show
         handle.info = handle.info.model_copy(update={"randomized": True, "randomized_declared": True})
     batch = batch_size or _DEFAULT_BATCH[torch_device.type]

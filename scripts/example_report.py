@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robench.demo import trained_checkpoint
+from robench.demo import demo_checkpoint
 from robench.report import render_report
 from robench.report.exports import write_exports
 from robench.runner import evaluate
@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "example")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    checkpoint = trained_checkpoint("adversarial", args.seed)
-    results = evaluate(checkpoint, THREAT_MODEL, arch="small_cnn", out_dir=args.out, seed=args.seed, device="cpu", progress=True)
+    checkpoint, provenance = demo_checkpoint("adversarial", args.seed)
+    results = evaluate(checkpoint, THREAT_MODEL, arch="small_cnn", out_dir=args.out, seed=args.seed, device="cpu", progress=True,
+                       model_provenance=provenance)  # fmt: skip
     render_report(results, args.out / "report.html")
     write_exports(results, args.out)
     (args.out / "journal.bin").unlink(missing_ok=True)  # resume state: not part of the example

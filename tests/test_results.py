@@ -235,3 +235,18 @@ def test_duplicate_evaluations_and_negative_costs_are_refused_on_load(tmp_path: 
     with pytest.raises(ConfigError) as caught:
         load_results(path)
     assert str(caught.value) == f"{path}: not a robench results file: {message}"
+
+
+def test_results_written_before_the_provenance_fields_still_load(tmp_path: Path) -> None:
+    """model.provenance, dataset.files_sha256 and environment.numerics are optional: an older file
+    (without them) loads, with none recorded; a new one round-trips them."""
+    results = _results()
+    results.model.provenance = {"trained_by": "robench demo", "epochs": 10, "trained_with_torch": None}
+    results.dataset.files_sha256 = {"mnist_5k.csv.gz": "3" * 64}
+    assert results.environment.numerics is not None
+    assert load_results(results.save(tmp_path / "new.json")) == results
+    data = json.loads(results.model_dump_json())
+    del data["model"]["provenance"], data["dataset"]["files_sha256"], data["environment"]["numerics"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = load_results(tmp_path / "old.json")
+    assert old.model.provenance is None and old.dataset.files_sha256 == {} and old.environment.numerics is None

@@ -466,3 +466,13 @@ def test_environment_records_the_inputs_and_settings_that_change_numbers(monkeyp
     cuda = runner.numerics(torch.device("cuda"))  # the settings are read; no GPU is needed
     assert (cuda.cudnn_allow_tf32, cuda.cuda_matmul_allow_tf32, cuda.cudnn_benchmark) == (True, False, True)
     assert cuda.cudnn_deterministic is bool(torch.backends.cudnn.deterministic)
+
+
+def test_model_provenance_is_recorded_only_when_given(tiny_threat: Path) -> None:
+    """A checkpoint robench trained says where it came from; a user's claims nothing."""
+    kwargs = {"progress": False, "batch_size": 16, "data_root": tiny_threat.parent / "data", "only": ["clean"]}
+    plain = robench.evaluate(QuadrantNet(), tiny_threat, **kwargs)
+    assert plain.model.provenance is None and plain.model.provenance_text() is None
+    told = robench.evaluate(QuadrantNet(), tiny_threat, model_provenance={"trained_by": "robench demo", "seed": 0, "trained_with_torch": None}, **kwargs)
+    assert told.model.provenance == {"trained_by": "robench demo", "seed": 0, "trained_with_torch": None}
+    assert told.model.provenance_text() == "trained_by robench demo; seed 0; trained_with_torch unknown"

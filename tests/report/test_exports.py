@@ -145,3 +145,16 @@ def test_dataset_rows_give_the_manifest_and_file_hashes_in_full() -> None:
     assert f"manifest sha256 {'ef' * 32}; cifar-10-batches-py/test_batch sha256 {'12' * 32}" in row
     html = next(line for line in render_html(results).splitlines() if "<th>Dataset</th>" in line)
     assert f"<code>manifest sha256 {'ef' * 32}; cifar-10-batches-py/test_batch sha256 {'12' * 32}</code>" in html
+
+
+def test_a_checkpoint_s_provenance_is_shown_when_recorded() -> None:
+    from robench.report.render import render_html
+
+    results = fixtures.strong()
+    assert "provenance" not in markdown_summary(results, with_leaderboard=False) and "Checkpoint provenance" not in render_html(results)
+    results.model.provenance = {"trained_by": "robench demo, adversarial recipe v2", "epochs": 10, "cache_tag": "58f020ab5d42",
+                                "checkpoint": "reused from the cache", "trained_with_torch": None}  # fmt: skip
+    text = "trained_by robench demo, adversarial recipe v2; epochs 10; cache_tag 58f020ab5d42; checkpoint reused from the cache; trained_with_torch unknown"
+    row = next(line for line in markdown_summary(results, with_leaderboard=False).splitlines() if line.startswith("| Checkpoint provenance |"))
+    assert text in row
+    assert f"<tr><th>Checkpoint provenance</th><td>{text}</td></tr>" in render_html(results)
