@@ -58,7 +58,7 @@ def tf32_enabled(kind: Literal["conv", "matmul"]) -> bool | None:
                 if kind == "conv"
                 else (backends.cuda.matmul.fp32_precision, getattr(backends.cuda, "fp32_precision", "none"))
             )
-            return next((v for v in (*chain, backends.fp32_precision) if v != "none"), "ieee") == "tf32"
+            return next((v for v in (*chain, getattr(backends, "fp32_precision", "none")) if v != "none"), "ieee") == "tf32"
         return bool(backends.cudnn.allow_tf32 if kind == "conv" else backends.cuda.matmul.allow_tf32)
     except RuntimeError:  # "you have used a mix of the legacy and new APIs"
         return None

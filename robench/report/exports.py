@@ -75,9 +75,9 @@ def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
         [
             ("Model", f"`{results.model.source}` ({results.model.format}{', ' + results.model.arch if results.model.arch else ''})"),
             ("Checkpoint sha256", f"`{results.model.sha256 or 'none (in-memory module)'}`"),
-            *([("Checkpoint provenance", results.model.provenance_text())] if results.model.provenance else []),
-            ("Dataset", f"{results.dataset.manifest} {results.dataset.split}, n = {results.dataset.n_examples}; checked against the manifest: "
-             f"{results.dataset.verified}; {results.dataset.checksums()}"),
+            *([("Checkpoint provenance", provenance)] if (provenance := results.model.provenance_text()) else []),
+            ("Dataset", (f"{results.dataset.manifest} {results.dataset.split}, n = {results.dataset.n_examples}; checked against the manifest: "
+                         f"{results.dataset.verified}; {results.dataset.checksums()}")),
             ("Threat model", f"{threat} (sha256 `{results.threat_model_sha256}`)"),
             ("Code", f"{code_recorded(results.environment)}; summary written by {rendered_by()}"),
             ("Run", f"status {results.status}, seed {results.seed}, {results.environment.device} {results.environment.device_name}".rstrip()),
