@@ -102,7 +102,7 @@ def table_note(results: Results) -> str | None:
     parameters and the dataset's input shape; ``None`` where it was not."""
     evaluation = next((e for e in results.evaluations if e.section == "corruptions"), None)
     mismatch = None if evaluation is None else _other_images(evaluation.resolved, results.dataset.input_shape)
-    if mismatch is None:
+    if evaluation is None or mismatch is None:
         return None
     _, kind, side = mismatch
     return f"{_TABLE_BENCHMARKS[str(evaluation.resolved['table'])]} parameters on {side} px {kind} images"
