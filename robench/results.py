@@ -169,13 +169,16 @@ def not_certifiable(record: MetricRecord, artifacts: dict[str, Any] | None = Non
     The one decision for every place that writes a record (:meth:`MetricRecord.formatted`, the
     record labels, the checklist): a certified accuracy whose condition holds ``certifiable: False``
     (:func:`robench.certify._records.add_headline_l2`: the threat model needs an L2 radius beyond the
-    largest the certifier's settings can reach) measures the settings, not the model, and its
+    largest the certifier's settings can reach; :func:`~robench.certify._records.add_curve`: a grid
+    radius beyond it) measures the settings, not the model, and its
     Clopper-Pearson interval would suggest a sampling uncertainty it does not have. ``artifacts``
     (the evaluation's) add the two radii: ``... (needs L2 r = 8.4 > ceiling 0.6755)``.
     """
     if record.condition.get("certifiable") is not False:
         return None
     needed, ceiling = ((artifacts or {}).get(k) for k in ("threat_radius_l2", "max_certified_radius"))
+    if isinstance(record.condition.get("radius"), (int, float)):  # a grid radius past the ceiling: its own r
+        needed = record.condition["radius"]
     if isinstance(needed, (int, float)) and isinstance(ceiling, (int, float)):
         return f"{NOT_CERTIFIABLE} (needs L2 r = {needed:.4g} > ceiling {ceiling:.4g})"
     return NOT_CERTIFIABLE

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from robench.certify.curves import table_points
 from robench.context import EvaluationOutput
 from robench.results import ConditionValue, MetricRecord
 from robench.threat_model import ThreatModel
@@ -19,8 +20,12 @@ def add_curve(
     grid: tuple[float, ...],
     certified_at: Any,
     condition: dict[str, ConditionValue],
+    ceiling: float | None = None,
 ) -> list[dict[str, float | None]]:
     """``certified_accuracy`` at every grid point (condition ``{grid_key: value}``); return the curve.
+
+    A grid radius past ``ceiling`` (smoothing's largest possible certificate) is 0 by construction:
+    its record's condition holds ``certifiable: False``, as the headline's does.
 
     Args:
         output: Gets the records.
@@ -29,14 +34,37 @@ def add_curve(
         grid: Grid values.
         certified_at: ``value -> (B,) bool`` tensor of certified-and-correct flags.
         condition: Common condition (certifier, norm, sigma...).
+        ceiling: The largest radius the certifier's settings can certify, where there is one.
     """
     curve = []
     for value in grid:
         flags = certified_at(value)
-        record = MetricRecord.proportion(key, "certified_accuracy", int(flags.sum()), int(flags.numel()), {**condition, grid_key: value})
+        beyond = ceiling is not None and value > ceiling * (1 + 1e-9)  # 0 for any model: see add_headline_l2
+        at = {**condition, grid_key: value, **({"certifiable": False} if beyond else {})}
+        record = MetricRecord.proportion(key, "certified_accuracy", int(flags.sum()), int(flags.numel()), at)
         output.records.append(record)
         curve.append({grid_key: value, "value": record.value, "ci_low": record.ci_low, "ci_high": record.ci_high})
     return curve
+
+
+def add_table_points(
+    output: EvaluationOutput,
+    key: str,
+    curve: list[dict[str, Any]],
+    examples: list[dict[str, Any]],
+    condition: dict[str, ConditionValue],
+    ceiling: float | None = None,
+) -> None:
+    """``certified_accuracy`` at the radii the report's table adds to the grid
+    (:func:`robench.certify.curves.table_points`: the largest certified radius, the ceiling, round
+    radii where the grid lies above every certificate), from the per-example records, with the
+    condition ``{"radius": r, "point": why}``: every number of the table is then a record."""
+    grid = [p["radius"] for p in curve]
+    for row in table_points(curve, examples, ceiling):
+        if row["value"] is None or any(math.isclose(row["radius"], r, rel_tol=1e-9, abs_tol=1e-15) for r in grid):
+            continue
+        at = {**condition, "radius": float(row["radius"]), "point": row["note"]}
+        output.records.append(MetricRecord.proportion(key, "certified_accuracy", int(row["k"]), int(row["n"]), at))
 
 
 NOT_CERTIFIABLE = "not certifiable with these settings"

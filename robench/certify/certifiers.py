@@ -19,7 +19,7 @@ from robench._errors import ConfigError
 from robench._numerics import IEEE_FP32, ieee_fp32
 from robench.attacks._speed import StepModel, precision_label
 from robench.certify import crown, ibp, lipschitz
-from robench.certify._records import add_acr, add_curve, add_headline_l2
+from robench.certify._records import add_acr, add_curve, add_headline_l2, add_table_points
 from robench.certify._trace import trace
 from robench.certify.smoothing import (
     ABSTAIN,
@@ -110,8 +110,8 @@ class RandomizedSmoothing:
         condition: dict[str, ConditionValue] = {"certifier": spec.key, "norm": "L2", "sigma": params.sigma}
         output = EvaluationOutput()
         grid = params.radii or radius_grid(4 * params.sigma)
-        curve = add_curve(output, key, "radius", grid, lambda r: correct & (radius >= r), condition)
         ceiling = max_certified_radius(params.n, params.alpha, params.sigma)
+        curve = add_curve(output, key, "radius", grid, lambda r: correct & (radius >= r), condition, ceiling)
         add_headline_l2(output, key, threat, radius, correct, math.prod(data.input_shape), condition, ceiling)
         acr = add_acr(output, key, radius, correct, condition)
         abstained = prediction == ABSTAIN
@@ -120,6 +120,7 @@ class RandomizedSmoothing:
             {"label": int(label), "prediction": c.prediction, "count": c.count, "n": c.n, "p_lower": c.p_lower, "radius": c.radius}
             for label, c in zip(labels.tolist(), certificates)
         ]
+        add_table_points(output, key, curve, examples, condition, ceiling)
         capped = ceiling_warning(sum(at_ceiling(e, ceiling) for e in examples), n, params.n, params.alpha, params.sigma)
         if capped is not None:
             output.warnings.append(capped)
@@ -442,10 +443,11 @@ class LipschitzCertifier:
         )  # fmt: skip
         resolved = params.model_dump(mode="json")
         output.resolved = resolved
+        examples = [{"label": int(label), "prediction": int(p), "radius": float(r) if c else 0.0}
+                    for label, p, r, c in zip(out["labels"].tolist(), out["prediction"].tolist(), radius.tolist(), correct.tolist())]  # fmt: skip
+        add_table_points(output, key, curve, examples, condition)
         output.artifacts |= {
             "certifier": "lipschitz", "norm": "L2", "params": resolved, "curve": curve, "acr": acr,
-            "lipschitz_bound": constant, "layer_norms": layer_norms,
-            "examples": [{"label": int(label), "prediction": int(p), "radius": float(r) if c else 0.0}
-                         for label, p, r, c in zip(out["labels"].tolist(), out["prediction"].tolist(), radius.tolist(), correct.tolist())],
+            "lipschitz_bound": constant, "layer_norms": layer_norms, "examples": examples,
         }  # fmt: skip
         return output

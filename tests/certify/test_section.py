@@ -40,7 +40,7 @@ def test_smoothing_section_records_and_reproducibility(digit_mlp, digits) -> Non
     params = {"sigma": 0.25, "n0": 20, "n": 400, "batch": 256, "n_examples": 30, "images_per_batch": 8, "n_predict": 200}
     threat = _threat([{"name": "smoothing", "params": params}], {"norm": "L2", "eps": 0.25})
     output, ctx = _run(digit_mlp, digits, threat)
-    curve = [r for r in _records(output, "certified_accuracy") if "radius" in r.condition]
+    curve = [r for r in _records(output, "certified_accuracy") if "radius" in r.condition and "point" not in r.condition]
     assert [r.condition["radius"] for r in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]
     values = [r.value for r in curve]
     assert values == sorted(values, reverse=True) and values[0] > 0.5 and all(r.n == 30 for r in curve)
@@ -84,7 +84,8 @@ def test_smoothing_at_a_linf_eps_beyond_its_largest_radius_says_it_cannot_certif
     # at an L2 eps within reach the same settings say nothing of the kind
     reachable, _ = _run(digit_mlp, digits, _threat([{"name": "smoothing", "params": params}], {"norm": "L2", "eps": 0.1}))
     assert not any("not certifiable" in w for w in reachable.warnings)
-    assert all("certifiable" not in r.condition for r in reachable.records)
+    ceiling = reachable.artifacts["max_certified_radius"]  # only grid radii past it are 0 by construction
+    assert all(("certifiable" in r.condition) == (r.condition.get("radius", 0) > ceiling) for r in reachable.records)
     assert "not certifiable" not in render_html(certification_results(threat, {"smoothing": reachable}))
 
 
@@ -101,6 +102,20 @@ def test_smoothing_warns_when_its_budget_caps_the_certificates(digit_mlp, digits
     assert f"{0.1 * norm.ppf(proportion_confint(100_000, 100_000, alpha=0.002, method='beta')[0]):.4g}" in warning
     html = render_html_of(output)
     assert html.count("capped by the Monte-Carlo budget") == 2  # the section and the top, not the Limitations or twice in the section
+    # every number the report's table adds to the grid is a record (metrics.csv held none of them),
+    # checked by brute force on the per-example counts; grid radii past the ceiling are 0 by construction
+    examples = output.artifacts["examples"]
+    points = {r.condition["point"]: r for r in _records(output, "certified_accuracy") if "point" in r.condition}
+    at_ceiling = next(r for p, r in points.items() if p.startswith("the ceiling"))
+    assert at_ceiling.condition["radius"] == pytest.approx(ceiling, rel=1e-12)
+    assert round(at_ceiling.value * 20) == sum(e["count"] == e["n"] and e["prediction"] == e["label"] for e in examples)
+    past = [r for r in _records(output, "certified_accuracy") if r.condition.get("radius", 0) > ceiling * (1 + 1e-9) and "point" not in r.condition]
+    assert past and all(r.condition.get("certifiable") is False and r.value == 0 for r in past)
+    within = [r for r in _records(output, "certified_accuracy") if "radius" in r.condition and r.condition["radius"] <= ceiling]
+    assert all("certifiable" not in r.condition for r in within)
+    from robench.results import not_certifiable
+
+    assert not_certifiable(past[0], output.artifacts).endswith(f"(needs L2 r = {past[0].condition['radius']:.4g} > ceiling {ceiling:.4g})")
 
 
 def render_html_of(output) -> str:
