@@ -9,7 +9,7 @@ import torch
 
 from robench.certify.curves import table_points
 from robench.context import EvaluationOutput
-from robench.results import ConditionValue, MetricRecord
+from robench.results import ConditionValue, MetricRecord, pack_outcomes
 from robench.threat_model import ThreatModel
 
 
@@ -67,6 +67,14 @@ def add_table_points(
         output.records.append(MetricRecord.proportion(key, "certified_accuracy", int(row["k"]), int(row["n"]), at))
 
 
+def record_certified_outcomes(output: EvaluationOutput, flags: torch.Tensor) -> None:
+    """Keep the per-example flags behind a deterministic certifier's certified accuracy at the threat
+    model's eps (``outcomes["certified_accuracy"]``), so that the report can check that no attack of
+    the run broke a certified example (:func:`robench.report.checklist.certified_but_broken`).
+    Smoothing does not: it certifies the smoothed classifier, which the attacks do not attack."""
+    output.outcomes["certified_accuracy"] = pack_outcomes(flags.bool())
+
+
 NOT_CERTIFIABLE = "not certifiable with these settings"
 """How the warning of :func:`add_headline_l2` starts (before a colon)."""
 
@@ -94,8 +102,9 @@ def add_headline_l2(
     input_numel: int,
     condition: dict[str, ConditionValue],
     ceiling: float | None = None,
-) -> None:
-    """``certified_accuracy`` at the threat model's eps, from per-example certified L2 radii.
+) -> torch.Tensor | None:
+    """``certified_accuracy`` at the threat model's eps, from per-example certified L2 radii; return
+    its per-example flags (``None`` without an adversary).
 
     The L2 radius it needs (:func:`threat_radius_l2`) goes to ``output.artifacts["threat_radius_l2"]``.
     When the certifier can never certify that far (``ceiling``, e.g. smoothing's
@@ -107,7 +116,7 @@ def add_headline_l2(
     """
     needed = threat_radius_l2(threat, input_numel)
     if needed is None:
-        return
+        return None
     assert threat.adversary is not None
     adversary = threat.adversary
     flags = correct & (radius >= needed)
@@ -124,6 +133,7 @@ def add_headline_l2(
                 f"certified L2 radius of {implied}, and no certificate can exceed {ceiling:.4g} with these parameters, so "
                 f"certified accuracy at ε is 0 by construction; read the L2 curve instead (up to {ceiling:.4g})"
             )
+    return flags
 
 
 def add_acr(output: EvaluationOutput, key: str, radius: torch.Tensor, correct: torch.Tensor, condition: dict[str, ConditionValue]) -> float:

@@ -19,7 +19,7 @@ from robench._errors import ConfigError
 from robench._numerics import IEEE_FP32, ieee_fp32
 from robench.attacks._speed import StepModel, precision_label
 from robench.certify import crown, ibp, lipschitz
-from robench.certify._records import add_acr, add_curve, add_headline_l2, add_table_points
+from robench.certify._records import add_acr, add_curve, add_headline_l2, add_table_points, record_certified_outcomes
 from robench.certify._trace import trace
 from robench.certify.smoothing import (
     ABSTAIN,
@@ -312,6 +312,7 @@ def _verify_section(
     output.records.append(
         MetricRecord.proportion(key, "certified_accuracy", int(at_eps.sum()), n, {**condition, "threat_norm": norm, "threat_eps": eps})
     )
+    record_certified_outcomes(output, at_eps)
     if params.pgd_check_steps:
         flags = torch.stack([out[f"verified_{i}"] for i in range(len(grid))])  # (radii, examples)
         output.checks.append(_pgd_consistency(certifier, params.pgd_check_steps, grid, [int(f.sum()) for f in flags],
@@ -430,7 +431,9 @@ class LipschitzCertifier:
         output = EvaluationOutput()
         condition: dict[str, ConditionValue] = {"certifier": spec.key, "norm": "L2", "method": params.method}
         curve = add_curve(output, key, "radius", params.radii, lambda r: correct & (radius > 0) & (radius >= r), condition)
-        add_headline_l2(output, key, threat, radius, correct & (radius > 0), math.prod(data.input_shape), condition)
+        headline_flags = add_headline_l2(output, key, threat, radius, correct & (radius > 0), math.prod(data.input_shape), condition)
+        if headline_flags is not None:
+            record_certified_outcomes(output, headline_flags)
         acr = add_acr(output, key, radius, correct, condition)
         output.records.append(MetricRecord(evaluation=key, name="lipschitz_bound", value=constant, condition=condition, unit="l2->l2"))
         largest = float(out["gradient_norm"].max()) if out["gradient_norm"].numel() else 0.0

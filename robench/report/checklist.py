@@ -33,7 +33,7 @@ from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
 from robench.report._labels import record_label, show
-from robench.results import Environment, EvaluationResult, MetricRecord, Results, is_dirty, not_certifiable, short_sha256
+from robench.results import Environment, EvaluationResult, MetricRecord, Results, is_dirty, not_certifiable, short_sha256, unpack_outcomes
 from robench.threat_model import CalibrationSpec, format_eps, parse_eps
 
 Status = Literal["pass", "warn", "fail", "n/a"]
@@ -192,6 +192,33 @@ def robust_flags(evaluation: EvaluationResult) -> tuple[Any, MetricRecord] | Non
         return None
     flags = unpack_outcomes(packed, record.n)
     return None if flags is None else (flags, record)
+
+
+def certified_but_broken(results: Results) -> list[dict[str, Any]]:
+    """Certificates against the run's attacks, example by example: per deterministic certifier that
+    kept its per-example outcomes at the threat model's eps (IBP, CROWN, Lipschitz:
+    ``outcomes["certified_accuracy"]``; smoothing certifies another classifier) and per attack with
+    per-example robust flags at the same norm and eps, how many certified examples the attack broke,
+    over the examples both evaluated (the first ``n`` of the run's order). Any is a bug: a sound
+    certificate and a valid attack cannot both hold for one example."""
+    adversary = results.threat_model.get("adversary") or {}
+    attacks = []
+    for e in results.evaluations:
+        found = robust_flags(e) if e.section == "attacks" and e.status == "success" else None
+        if found is not None and all(found[1].condition.get(k) == adversary.get(k) for k in ("norm", "eps")):
+            attacks.append((e.key.split("/", 1)[-1], found[0]))
+    pairs = []
+    for e in results.evaluations:
+        packed = e.outcomes.get("certified_accuracy") if e.section == "certification" and e.status == "success" else None
+        record = next((r for r in e.records if r.name == "certified_accuracy" and "threat_eps" in r.condition), None)
+        certified = unpack_outcomes(packed, record.n) if isinstance(packed, str) and record is not None and record.n else None
+        if certified is None:
+            continue
+        for attack, robust in attacks:
+            n = min(len(certified), len(robust))
+            pairs.append({"certifier": e.key.split("/", 1)[-1], "attack": attack, "n": n, "certified": int(certified[:n].sum()),
+                          "broken": int((certified[:n] & ~robust[:n]).sum())})  # fmt: skip
+    return pairs
 
 
 def comparable(a: MetricRecord, b: MetricRecord) -> bool:
@@ -441,11 +468,28 @@ def _certification_item(results: Results) -> ChecklistItem:
                 problems.append(f"{e.key} {check.name} {check.status}: {check.message}")
         params = ", ".join(f"{k}={show(v)}" for k, v in sorted(_params(e).items()) if v is not None and not isinstance(v, (list, dict)))
         shown.append(f"{e.name} ({params}); {len(records)} certified-accuracy record(s); {e.cost.forward_passes:,} forward passes, {e.cost.wall_time_s:.1f} s")
+    cross = certified_but_broken(results)
+    for pair in cross:
+        if pair["broken"]:
+            problems.append(f"{pair['attack']} broke {pair['broken']} of the {pair['certified']} examples {pair['certifier']} certified at the "
+                            f"threat model's eps (first {pair['n']}): the certificate or the attack is wrong (a robench bug)")  # fmt: skip
+    if cross and not any(p["broken"] for p in cross):
+        shown.append("no attack of the run broke a certified example (" + "; ".join(
+            f"{c} certified {cross_of[0]['certified']}, attacked by {', '.join(p['attack'] for p in cross_of)}"
+            for c, cross_of in _by_certifier(cross).items()) + ")")
     if problems:
-        failed = any(e.status != "success" for e in certified) or any(c.status == "fail" for e in certified for c in e.checks)
+        failed = (any(e.status != "success" for e in certified) or any(c.status == "fail" for e in certified for c in e.checks)
+                  or any(p["broken"] for p in cross))  # fmt: skip
         status: Status = "fail" if failed else "warn"
         return ChecklistItem("certification", title, status, "; ".join(problems))
     return ChecklistItem("certification", title, "pass", "; ".join(shown))
+
+
+def _by_certifier(pairs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for pair in pairs:
+        grouped.setdefault(pair["certifier"], []).append(pair)
+    return grouped
 
 
 def _claimed_eps(value: Any) -> float | None:

@@ -301,3 +301,47 @@ def test_a_dirty_checkout_is_recorded_but_not_reproducible() -> None:
     results.environment.git_revision = "0123456789abcdef0123456789abcdef01234567"
     item = next(i for i in checklist(results) if i.key == "provenance")
     assert item.status == "pass" and "uncommitted" not in item.evidence
+
+
+def test_no_attack_breaks_an_example_a_deterministic_certifier_certified() -> None:
+    """A real run of PGD, IBP and a Lipschitz bound at one eps: the examples IBP and Lipschitz certify
+    (their per-example outcomes) are robust to PGD, example by example; forged outcomes in which
+    PGD broke a certified example fail the certification item."""
+    import copy
+
+    import torch
+
+    import robench
+    from robench.report.checklist import certified_but_broken
+    from robench.results import pack_outcomes
+    from robench.threat_model import ThreatModel
+    from tests._mnist import digits as mnist_digits, fit
+
+    torch.manual_seed(0)
+    net = fit(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)),
+              mnist_digits("test", 400, 200), epochs=4)  # fmt: skip
+    threat = ThreatModel.model_validate({
+        "name": "cross", "dataset": {"manifest": "mnist5k"}, "adversary": {"norm": "L2", "eps": 0.05},
+        "evaluations": {"attacks": [{"name": "pgd", "params": {"steps": 10}}],
+                        "certification": [{"name": "ibp", "params": {"pgd_check_steps": 0}}, {"name": "lipschitz"},
+                                          {"name": "smoothing", "params": {"sigma": 0.25, "n0": 10, "n": 50, "n_examples": 8}}]},
+    })  # fmt: skip
+    results = robench.evaluate(net, threat, n_examples=40, device="cpu", progress=False, batch_size=40)
+    pairs = {p["certifier"]: p for p in certified_but_broken(results)}
+    assert set(pairs) == {"ibp", "lipschitz"}  # smoothing certifies the smoothed classifier: not compared
+    for key, pair in pairs.items():
+        record = next(r for r in results.evaluation(f"certification/{key}").records if "threat_eps" in r.condition)
+        assert pair["certified"] == round(record.value * record.n) and pair["n"] == 40 and pair["broken"] == 0
+    assert pairs["ibp"]["certified"] > 0
+    item = next(i for i in checklist(results) if i.key == "certification")
+    assert "no attack of the run broke a certified example" in item.evidence
+    forged = copy.deepcopy(results)
+    forged.evaluation("attacks/pgd").outcomes["robust_accuracy"] = pack_outcomes(torch.zeros(40, dtype=torch.bool))
+    item = next(i for i in checklist(forged) if i.key == "certification")
+    assert item.status == "fail" and f"pgd broke {pairs['ibp']['certified']} of the {pairs['ibp']['certified']} examples ibp certified" in item.evidence
+    from robench.report.render import render_html
+
+    text = " ".join(render_html(forged).split())
+    assert f'<code>pgd</code> broke <strong class="status-fail">{pairs["ibp"]["certified"]}</strong> of the' in text
+    assert "the certificate or the attack is wrong, a robench bug" in text
+    assert "<code>pgd</code> broke 0 of the" in " ".join(render_html(results).split())

@@ -7,6 +7,7 @@ from fractions import Fraction
 from typing import Any
 
 from robench.certify.curves import certified_radii, exact_curve, table_points
+from robench.report.checklist import certified_but_broken
 from robench.certify.smoothing import capped_count, ceiling_warning, max_certified_radius
 from robench.report.plots import figure_data_uri, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results, not_certifiable
@@ -259,4 +260,5 @@ def build(results: Results) -> dict[str, Any] | None:
         "plotted_radius": ", ".join(r["key"] for r in rows if (r["curve"] or r["exact"]) and r["grid_key"] == "radius"),
         "plotted_eps": ", ".join(r["key"] for r in rows if r["curve"] and r["grid_key"] == "eps"),
         "checks": [c for e in evaluations for c in e.checks],
+        "cross_checks": certified_but_broken(results),
     }
