@@ -473,7 +473,9 @@ def _certification_item(results: Results) -> ChecklistItem:
         if pair["broken"]:
             problems.append(f"{pair['attack']} broke {pair['broken']} of the {pair['certified']} examples {pair['certifier']} certified at the "
                             f"threat model's eps (first {pair['n']}): the certificate or the attack is wrong (a robench bug)")  # fmt: skip
-    if cross and not any(p["broken"] for p in cross):
+    if cross and not any(p["certified"] for p in cross):
+        shown.append("no example certified at the threat model's eps: none to check against the attacks")
+    elif cross and not any(p["broken"] for p in cross):
         shown.append("no attack of the run broke a certified example (" + "; ".join(
             f"{c} certified {cross_of[0]['certified']}, attacked by {', '.join(p['attack'] for p in cross_of)}"
             for c, cross_of in _by_certifier(cross).items()) + ")")

@@ -345,3 +345,10 @@ def test_no_attack_breaks_an_example_a_deterministic_certifier_certified() -> No
     assert f'<code>pgd</code> broke <strong class="status-fail">{pairs["ibp"]["certified"]}</strong> of the' in text
     assert "the certificate or the attack is wrong, a robench bug" in text
     assert "<code>pgd</code> broke 0 of the" in " ".join(render_html(results).split())
+    # nothing certified at eps: nothing to check, and said so rather than "broke 0 of the 0"
+    for key in ("certification/ibp", "certification/lipschitz"):
+        empty = forged.evaluation(key)
+        empty.outcomes["certified_accuracy"] = pack_outcomes(torch.zeros(40, dtype=torch.bool))
+    item = next(i for i in checklist(forged) if i.key == "certification")
+    assert "no example certified at the threat model's eps: none to check against the attacks" in item.evidence
+    assert "none to check against the attacks" in render_html(forged)
