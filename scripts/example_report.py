@@ -5,9 +5,11 @@
 Audits the demo's PGD-trained MNIST CNN (``robench demo``'s ``adversarial`` model, trained and cached
 if needed) under ``threat_models/mnist-example-audit.yaml``, every section of the report on 200 digits,
 and writes ``results.json``, ``report.html``, ``metrics.csv`` and ``summary.md`` there (not the resume
-journal). It takes minutes on 2 CPU cores, most of them AutoAttack's (more beside other work; the report's cost table has the run's own). ``tests/report/test_example.py`` checks that the committed
-files still load and render with the current code; rerun this script when they no longer do, or when
-the report changes what it shows.
+journal). It takes minutes on 2 CPU cores, most of them AutoAttack's (more beside other work; the
+report's cost table has the run's own). Run it from a clean checkout (a snapshot worktree), or the
+report's provenance item warns that the code matches no commit. ``tests/report/test_example.py``
+checks that the committed files still load and render with the current code; rerun this script when
+they no longer do, or when the report changes what it shows.
 """
 
 from __future__ import annotations
