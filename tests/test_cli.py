@@ -156,6 +156,28 @@ def test_data_freeze_refuses_files_that_fail_the_manifest(
     assert code == 2 and "fog.npy" in err and "expects uint8[100, 32, 32, 3]" in err and not out.exists()
 
 
+def test_data_freeze_refuses_to_write_over_a_file_of_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--out`` naming one of the files the manifest lists (or a match of its image-folder pattern)
+    replaced the data with the manifest's YAML: the frozen copy then recorded data that no longer existed."""
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
+
+    from tests.conftest import write_npz_dataset
+    from tests.data.fixtures import write_imagenet_val
+
+    manifest = write_npz_dataset(tmp_path / "npz")
+    data = manifest.parent / "tiny.npz"
+    raw = data.read_bytes()
+    code, _, err = _run(capsys, "data", "freeze", str(manifest), "--root", str(manifest.parent), "--out", str(data))
+    assert code == 2 and "tiny.npz" in err and len(err.strip().splitlines()) == 1 and data.read_bytes() == raw
+    tree = write_imagenet_val(tmp_path / "val")
+    image = sorted((tree.parent / "val" / "n01440764").iterdir())[0]
+    original = image.read_bytes()
+    code, _, err = _run(capsys, "data", "freeze", str(tree), "--root", str(tree.parent), "--out", str(image))
+    assert code == 2 and "val/*/*" in err and len(err.strip().splitlines()) == 1 and image.read_bytes() == original
+
+
 def test_evaluate_then_report(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path, tiny_manifest: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"

@@ -106,12 +106,30 @@ def freeze_dataset(name: str | Path, out: str | Path, root: str | Path | None = 
     manifest, _ = load_manifest(name)
     manifest_file = manifest_path(name)
     location = data_root(manifest, root)
+    _refuse_a_data_file(manifest, location, Path(out))
     verify_report(manifest, location, manifest_file=manifest_file)
     raw = yaml.safe_load(manifest_file.read_text())
     raw["files"] = frozen_files(manifest, location)
     report = verify_report(Manifest.model_validate(raw), location, manifest_file=out)
     atomic_write_text(Path(out), yaml.safe_dump(raw, sort_keys=False))
     return report
+
+
+def _refuse_a_data_file(manifest: Manifest, location: Path, out: Path) -> None:
+    """Raises :class:`ConfigError` when ``out`` is one of the files the manifest lists under
+    ``location``, or a match of one of its patterns (``val/*/*``): writing the frozen manifest
+    there replaced the data it records."""
+    target, base = out.resolve(), location.resolve()
+    relative = target.relative_to(base) if target.is_relative_to(base) else None
+    for spec in manifest.files:
+        pattern = Path(spec.path)
+        if "*" in spec.path:
+            listed = relative is not None and len(relative.parts) == len(pattern.parts) and relative.match(spec.path)
+        else:
+            listed = target == (location / pattern).resolve()
+        if listed:
+            raise ConfigError(f"--out {out} is {spec.path!r} of dataset {manifest.name!r}: writing the frozen manifest "
+                              "there would replace the data it records; give another file")
 
 
 def finish_dataset(dataset: Dataset, manifest: Manifest, split: str, spec: DatasetSpec, manifest_file: str | Path) -> Dataset:
