@@ -77,14 +77,19 @@ def at_ceiling(example: dict[str, Any], ceiling: float) -> bool:
     :func:`max_certified_radius`: all ``n`` estimation samples voted for the certified class.
 
     Decided on the counts (``count == n``), which fix the radius exactly; an entry without them is at
-    the ceiling when its radius equals it up to floating-point rounding. Abstentions never are.
+    the ceiling when its radius equals it up to floating-point rounding. Abstentions never are, nor
+    is an entry of a damaged file with neither counts nor a numeric radius (``robench export`` failed
+    on it with a KeyError).
     """
     if example.get("prediction") == ABSTAIN or ceiling <= 0:
         return False
     count, n = example.get("count"), example.get("n")
     if isinstance(count, int) and isinstance(n, int) and n > 0:
         return count == n
-    return math.isclose(float(example["radius"]), ceiling, rel_tol=1e-9, abs_tol=1e-12)
+    radius = example.get("radius")
+    if isinstance(radius, bool) or not isinstance(radius, (int, float)):
+        return False
+    return math.isclose(float(radius), ceiling, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def capped_count(examples: list[Any], ceiling: float) -> int:

@@ -138,6 +138,16 @@ def test_at_the_ceiling_is_decided_on_the_votes_not_on_a_nearby_radius() -> None
     assert not at_ceiling({"label": 1, "prediction": -1, "count": N, "n": N, "radius": 0.0}, ceiling)
 
 
+def test_an_example_of_a_damaged_file_without_counts_or_radius_is_not_at_the_ceiling() -> None:
+    # `robench export` and `robench report` of such a results.json ended in an internal error (KeyError: 'radius')
+    from robench.certify.smoothing import at_ceiling, capped_count
+
+    ceiling = _ceiling()
+    assert not at_ceiling({"label": 1, "prediction": 1}, ceiling)
+    assert not any(at_ceiling({"prediction": 1, "radius": bad}, ceiling) for bad in (None, "x", [], True))
+    assert capped_count([{}, {"radius": None}, {"prediction": 1, "count": N, "n": N}], ceiling) == 1
+
+
 # --- 2. a certified accuracy that is 0 by construction
 
 
