@@ -155,6 +155,12 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
         tm = tmp / f"tm-data-{name}.yaml"
         tm.write_text(yaml.safe_dump({**GOOD_THREAT, "dataset": {"manifest": str(manifest), "split": "test"}}))
         evaluate(f"data/{name}", good_ckpt, tm, root=str(manifest.parent))
+    for name, entry in (("smoothing_radius_beyond_the_box", {"name": "smoothing", "params": {"sigma": 0.25, "n": 10, "radii": [1e308]}}),
+                        ("lipschitz_radius_beyond_the_box", {"name": "lipschitz", "params": {"radii": [0.5, 1e308]}})):
+        # the L2 diameter of the box needs the inputs' shape: the run refuses it before any section, validate does not
+        tm = tmp / f"tm-{name}.yaml"
+        tm.write_text(yaml.safe_dump({**GOOD_THREAT, "evaluations": {"certification": [entry]}}).replace("DATA", str(good_manifest)))
+        evaluate(f"certify/{name}", good_ckpt, tm)
     evaluate("option/arch_unknown", good_ckpt, good_threat, arch="small_cn")
     evaluate("option/device", good_ckpt, good_threat, extra=("--device", "tpu"))
     evaluate("option/too_many_examples", good_ckpt, good_threat, extra=("--n-examples", "100000"))

@@ -37,7 +37,7 @@ from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle, check_logits
 from robench.registry import register
 from robench.results import Check, ConditionValue, MetricRecord
-from robench.threat_model import Adversary, Eps, EvaluationSpec, Schema, ThreatModel, parse_eps
+from robench.threat_model import Adversary, Eps, EvaluationSpec, Schema, ThreatModel, parse_eps, whole_box_radius
 
 
 class _Params(Schema):
@@ -60,6 +60,22 @@ def _radii(values: tuple[float, ...]) -> tuple[float, ...]:
 Radii = Annotated[tuple[float, ...], BeforeValidator(_fractions), AfterValidator(_radii)]
 
 
+def _check_l2_radii(radii: tuple[float, ...] | None, data: Dataset, threat: ThreatModel, method: str) -> None:
+    """Raises :class:`~robench.ConfigError` when a declared L2 radius of the curve exceeds the L2
+    diameter of the input box (:func:`~robench.threat_model.whole_box_radius`): its ball holds every
+    input, as an adversary's eps may not (a radius of 1e308 ran, to fail on writing its records)."""
+    if not radii:
+        return
+    bounds = threat.adversary.bounds if threat.adversary is not None else (0.0, 1.0)
+    d = math.prod(data.input_shape)
+    limit = whole_box_radius("L2", bounds, d)
+    if max(radii) > limit:
+        raise ConfigError(
+            f"certification: {method} radius {max(radii):g} exceeds {limit:g}, the L2 diameter of the input box "
+            f"({bounds[1] - bounds[0]:g} x sqrt({d}) for inputs of shape {list(data.input_shape)}): its ball holds every input"
+        )
+
+
 class SmoothingParams(_Params):
     """Parameters of :class:`RandomizedSmoothing` (defaults: Cohen et al. 2019's CERTIFY)."""
 
@@ -79,6 +95,13 @@ class SmoothingParams(_Params):
 @register("certifier", "smoothing", params=SmoothingParams)
 class RandomizedSmoothing:
     """Randomized smoothing (Cohen et al. 2019): certified L2 radii of the Gaussian-smoothed classifier."""
+
+    @staticmethod
+    def preflight(
+        model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: SmoothingParams, ctx: EvalContext
+    ) -> None:
+        """Before any section runs: the declared radii fit the input box."""
+        _check_l2_radii(params.radii, data, threat, "smoothing")
 
     @staticmethod
     def evaluate(
@@ -166,8 +189,16 @@ class _BoxVerifier:
 
     @classmethod
     def check_threat(cls, params: IBPParams | CROWNParams, adversary: Adversary | None) -> None:
-        """Raises :class:`~robench.ConfigError` when no eps is given (``params.eps`` or the adversary's)."""
-        _box_eps(params, adversary, cls.method)
+        """Raises :class:`~robench.ConfigError` when no eps is given (``params.eps`` or the adversary's),
+        or when a radius of the curve exceeds the width of the input bounds: its Linf box holds every
+        input, as an adversary's eps may not (an eps of 1e308 ran, to fail on writing its records)."""
+        eps = _box_eps(params, adversary, cls.method)
+        low, high = adversary.bounds if adversary is not None else (0.0, 1.0)
+        fraction = max(params.eps_fractions)  # the curve's points are f * eps, and eps itself
+        if not max(eps, fraction * eps) <= high - low:
+            radius = f"eps {eps:g}" if fraction <= 1 else f"eps {eps:g} x eps_fractions {fraction:g} = {fraction * eps:g}"
+            raise ConfigError(f"{cls.method} {radius} exceeds the width of the input bounds {high - low:g}: "
+                              "its box holds every input")
 
 
 @register("certifier", "ibp", params=IBPParams)
@@ -390,7 +421,9 @@ class LipschitzCertifier:
     def preflight(
         model: ModelHandle, data: Dataset, threat: ThreatModel, spec: EvaluationSpec, params: LipschitzParams, ctx: EvalContext
     ) -> None:
-        """Before any section runs: the model traces, and every layer has a norm rule (no norm computed)."""
+        """Before any section runs: the radii fit the input box, the model traces, and every layer has a
+        norm rule (no norm computed)."""
+        _check_l2_radii(params.radii, data, threat, "Lipschitz")
         _refuse_randomized(ctx, "Lipschitz")
         example = data.load(slice(0, 1))[0].to(model.device)
         lipschitz.lipschitz_bound(model.module, example, params.method, check_only=True)
