@@ -304,6 +304,17 @@ class StabilitySpec(Schema):
             raise ValueError("source 'released' needs released_manifest (e.g. cifar10p)")
         return self
 
+    @field_validator("baseline")
+    @classmethod
+    def _known_baseline(cls, baseline: dict[str, float] | None) -> dict[str, float] | None:
+        # a known perturbation that is not evaluated gets the section's warning; a misspelt one left mFR
+        # uncomputed with nothing but that warning
+        known = TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS
+        unknown = sorted(set(baseline or {}) - set(known))
+        if unknown:
+            raise ValueError(f"unknown perturbations {unknown}; expected names from {list(known)}")
+        return baseline
+
 
 class CalibrationSpec(Schema):
     """Calibration metrics, clean and under the attacks and corruptions of this threat model."""
@@ -312,6 +323,13 @@ class CalibrationSpec(Schema):
     conditions: tuple[Literal["clean", "attacks", "corruptions"], ...] = ("clean", "attacks", "corruptions")
     temperature_scaling: bool = False
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> CalibrationSpec:
+        # no condition: the section ran and recorded nothing, with status success
+        if not self.conditions or len(set(self.conditions)) != len(self.conditions):
+            raise ValueError(f"conditions must be a non-empty list without repeats, got {list(self.conditions)}")
+        return self
 
 
 SECTION_ORDER = ("clean", "attacks", "corruptions", "stability", "certification", "calibration")
