@@ -85,6 +85,11 @@ def curve(
     return out
 
 
+MAX_RESTARTS = 1000
+"""The most restarts an attack that records its progress runs (PGD's ``restarts``; Square's are at most 100):
+:func:`progress` refuses an artifact that claims more."""
+
+
 def robust_after(artifact: dict[str, Any], iterations: float) -> int:
     """Examples still robust after ``iterations`` of the run the artifact records."""
     count = artifact["n_correct"]
@@ -108,6 +113,8 @@ def progress(artifact: dict[str, Any]) -> dict[str, Any]:
     last iterate; an artifact with ``restart_breaks`` (:func:`curve` given ``first_restart``) gives
     it to its own restart, an older one to the previous restart."""
     budget, every = int(artifact["budget"]), artifact.get("restart_every")
+    if every and budget > MAX_RESTARTS * every:  # a damaged file: the loops per restart ran for hours
+        raise ValueError(f"a budget of {budget} in restarts of {every} is more than the {MAX_RESTARTS} restarts any attack runs")
     end = robust_after(artifact, budget)
     tail_steps = max(1, (every or budget) // 10)
     last_breaks: list[int | None] = []

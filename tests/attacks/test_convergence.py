@@ -147,3 +147,11 @@ def test_fast_mode_curve_says_its_steps_are_scored_in_bf16(trained_net, mnist_te
     assert results.evaluation("attacks/exact").artifacts["convergence"]["scored"] == "fp32"
     html = render_html(results)
     assert "In fast mode (<code>pgd</code>) the steps within a restart are scored in bf16" in html
+
+
+def test_progress_refuses_an_artifact_with_more_restarts_than_any_attack_runs():
+    # a damaged results.json (budget 10**12 in restarts of 1 step) hung `robench report` in a loop per restart
+    art = {"unit": "gradient steps", "budget": 10**12, "n": 4, "n_correct": 4, "restart_every": 1, "iterations": [0], "robust": [4]}
+    with pytest.raises(ValueError, match="restarts"):
+        convergence.progress(art)
+    assert convergence.progress({**art, "budget": 6, "restart_every": 3})["last_breaks"] == [None, None]
