@@ -7,8 +7,8 @@ from fractions import Fraction
 from typing import Any
 
 from robench.certify.curves import certified_radii, exact_curve, table_points
-from robench.report.checklist import certified_but_broken
 from robench.certify.smoothing import capped_count, ceiling_warning, max_certified_radius
+from robench.report.checklist import certified_but_broken
 from robench.report.plots import figure_data_uri, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results, not_certifiable
 from robench.stats import clopper_pearson
