@@ -355,6 +355,12 @@ class Evaluations(Schema):
             raise ValueError(f"entries share the id {duplicates}; give each an `id`")
         return specs
 
+    @model_validator(mode="after")
+    def _something_to_evaluate(self) -> Evaluations:
+        if not self.sections():  # a run of nothing "succeeded" with zero evaluations
+            raise ValueError("nothing to evaluate: clean is false and no section is declared")
+        return self
+
     def sections(self) -> list[str]:
         """Names of the sections that are declared, in the order the runner runs them (:data:`SECTION_ORDER`)."""
         present = {
