@@ -33,6 +33,15 @@ from robench.results import Check, CheckStatus, Cost, MetricRecord
 BatchFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], dict[str, torch.Tensor]]
 
 
+def shortfall_warning(requested: int | None, available: int) -> str | None:
+    """The warning of a section whose declared ``n_examples`` asks for more examples than the run
+    evaluates (``--n-examples`` or ``dataset.n_examples`` give fewer): it runs on what there is, and
+    says so; ``None`` where it got what it asked for."""
+    if requested is None or requested <= available:
+        return None
+    return f"n_examples {requested:,} asks for more examples than the run evaluates ({available:,}): its numbers are over {available:,}"
+
+
 @dataclass
 class EvaluationOutput:
     """What an evaluator returns: records, checks, warnings and JSON artifacts for the report."""

@@ -272,3 +272,26 @@ def test_batches_seed_the_global_rngs_and_restore_them() -> None:
         assert torch.equal(first[name], again[name])
         assert not torch.equal(first[name], other[name])
         assert not torch.equal(first[name][:5], first[name][5:10])  # batches differ from one another
+
+
+def test_a_section_asking_for_more_examples_than_the_run_has_says_so() -> None:
+    """corruptions, stability and smoothing with n_examples 20 in a run of 8 examples (--n-examples 8)
+    ran on the 8 silently: the records' n was the only sign."""
+    import robench
+    from robench.threat_model import ThreatModel
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    threat = ThreatModel.model_validate({
+        "name": "short", "dataset": {"manifest": "mnist5k"},
+        "evaluations": {"clean": True,
+                        "corruptions": {"corruptions": ["brightness"], "severities": [1], "n_examples": 20},
+                        "stability": {"perturbations": ["brightness"], "n_examples": 20},
+                        "certification": [{"name": "smoothing", "params": {"sigma": 0.25, "n0": 4, "n": 8, "n_examples": 20}},
+                                          {"name": "smoothing", "id": "fits", "params": {"sigma": 0.25, "n0": 4, "n": 8, "n_examples": 5}}]},
+    })  # fmt: skip
+    results = robench.evaluate(net, threat, n_examples=8, device="cpu", progress=False)
+    said = "n_examples 20 asks for more examples than the run evaluates (8): its numbers are over 8"
+    for key in ("corruptions", "stability", "certification/smoothing"):
+        assert said in results.evaluation(key).warnings, key
+    assert not any("asks for more" in w for w in results.evaluation("certification/fits").warnings)

@@ -32,7 +32,7 @@ from robench.certify.smoothing import (
     predict_from_counts,
     radius_grid,
 )
-from robench.context import EvalContext, EvaluationOutput
+from robench.context import EvalContext, EvaluationOutput, shortfall_warning
 from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle, check_logits
 from robench.registry import register
@@ -109,6 +109,7 @@ class RandomizedSmoothing:
     ) -> EvaluationOutput:
         """CERTIFY (and optionally PREDICT) every example; certified accuracy at radii, ACR, abstain rate."""
         key = f"certification/{spec.key}"
+        short = shortfall_warning(params.n_examples, len(data))
         data = data.subset(params.n_examples)
         num_classes = int(model.info.num_classes or data.num_classes)
         stepper = StepModel(model.module, params.mode, params.compile)
@@ -144,6 +145,8 @@ class RandomizedSmoothing:
             for label, c in zip(labels.tolist(), certificates)
         ]
         add_table_points(output, key, curve, examples, condition, ceiling)
+        if short is not None:
+            output.warnings.append(short)
         capped = ceiling_warning(sum(at_ceiling(e, ceiling) for e in examples), n, params.n, params.alpha, params.sigma)
         if capped is not None:
             output.warnings.append(capped)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from robench._errors import ConfigError
-from robench.context import EvalContext, EvaluationOutput
+from robench.context import EvalContext, EvaluationOutput, shortfall_warning
 from robench.corruptions._base import GROUPS
 from robench.corruptions._examples import example_grid
 from robench.corruptions.metrics import mean_corruption_errors
@@ -96,9 +96,10 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
     spec = spec or CorruptionsSpec()
     if not isinstance(spec, CorruptionsSpec):
         raise ConfigError(f"Expected a CorruptionsSpec for the corruptions section, but got {type(spec).__name__}")
+    short = shortfall_warning(spec.n_examples, len(data))
     data = data.subset(spec.n_examples)
     side = min(data.input_shape[1:])
-    output = EvaluationOutput()
+    output = EvaluationOutput(warnings=[short] if short else [])
     table = resolve_table(spec.table, side) if spec.source == "generated" else None
     hits: dict[str, list[torch.Tensor]] = {}  # per corruption: one row of per-example correctness per severity
     calibration = threat.evaluations.calibration

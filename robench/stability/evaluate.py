@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from robench.context import EvalContext, EvaluationOutput
+from robench.context import EvalContext, EvaluationOutput, shortfall_warning
 from robench.data.base import Dataset
 from robench.registry import register, registry
 from robench.results import ConditionValue, MetricRecord
@@ -157,7 +157,9 @@ def evaluate_stability(model: Any, data: Dataset, threat: ThreatModel, spec: Sta
     # (dataset.n_examples / --n-examples); released files must hold that many sequences.
     n = spec.n_examples or len(data)
     top5_support = 18.0  # the largest top-5 distance, set from the classes of the sequences below
-    if spec.source == "generated":
+    if spec.source == "generated":  # released sequences come from their own file, which may hold more
+        if (short := shortfall_warning(spec.n_examples, len(data))) is not None:
+            output.warnings.append(short)
         n = min(n, len(data))
     output.resolved["n_examples"] = n  # the sequences evaluated (None said "the run's", not how many)
     if ctx.shared.get("randomized"):
