@@ -408,8 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RobenchError as exc:
         _err(f"robench: error: {_one_line(message(exc))}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        _err(_interrupted(args.command))
+    except KeyboardInterrupt as exc:
+        _err(_interrupted(args.command, getattr(exc, "results_path", None)))
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # sys.exit() inside the model (or code it ran): the run did not finish
         _err(f"robench: error: the run was stopped by a call to exit({exc.code!r}) from the model or code it ran")
@@ -427,10 +427,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupted(command: str) -> str:
-    """The line for a run stopped by Ctrl-C or SIGTERM: what is kept and how to go on, per command."""
+def _interrupted(command: str, results_path: Path | None = None) -> str:
+    """The line for a run stopped by Ctrl-C or SIGTERM: what is kept and how to go on, per command
+    (``results_path``: where the evaluation's results were written, set by the runner once the run
+    had started; before that nothing was)."""
     if command == "evaluate":
-        return "robench: interrupted; finished evaluations are in results.json, rerun with --resume to continue"
+        if results_path is None:
+            return "robench: interrupted before the run started (loading, checks): no results were written"
+        return f"robench: interrupted; finished evaluations are in {results_path}, rerun with --resume to continue"
     if command == "demo":  # no journal: each model is cached once trained, its evaluation starts over
         from robench.demo import cache_dir
 

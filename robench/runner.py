@@ -510,6 +510,8 @@ def _evaluate(
         results.error = message(exc) if isinstance(exc, (RobenchError, KeyboardInterrupt)) else f"{type(exc).__name__}: {message(exc)}"
         results.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         save()
+        if writer is not None and isinstance(exc, KeyboardInterrupt):
+            exc.results_path = writer / "results.json"  # type: ignore[attr-defined]  # what the CLI tells the user
         raise
     finally:
         if ctx.journal is not None:

@@ -373,7 +373,17 @@ def test_an_interrupted_command_says_what_is_true_of_it(
     assert "--resume to continue" not in err and "no --resume" in err and str(tmp_path / "cache" / "demo") in err
     monkeypatch.setattr(robench.cli, "cmd_evaluate", interrupted)
     code, _, err = _run(capsys, "evaluate", "--checkpoint", "m.pt", "--threat-model", "mnist-linf-0.3")
-    assert code == 130 and "rerun with --resume to continue" in err
+    # before the run started (loading, pre-run checks) it said "finished evaluations are in results.json"
+    assert code == 130 and err == "robench: interrupted before the run started (loading, checks): no results were written\n"
+
+    def interrupted_run(*args: object, **kwargs: object) -> int:
+        exc = KeyboardInterrupt()
+        exc.results_path = tmp_path / "run" / "results.json"  # type: ignore[attr-defined]  # as the runner marks it
+        raise exc
+
+    monkeypatch.setattr(robench.cli, "cmd_evaluate", interrupted_run)
+    code, _, err = _run(capsys, "evaluate", "--checkpoint", "m.pt", "--threat-model", "mnist-linf-0.3")
+    assert code == 130 and f"finished evaluations are in {tmp_path / 'run' / 'results.json'}, rerun with --resume to continue" in err
     monkeypatch.setattr(robench.cli, "cmd_ls", interrupted)
     assert _run(capsys, "ls")[::2] == (130, "robench: interrupted\n")
 
