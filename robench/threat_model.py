@@ -157,6 +157,27 @@ def whole_box_radius(norm: str, bounds: tuple[float, float], input_numel: int) -
     return {"Linf": width, "L2": width * math.sqrt(input_numel), "L1": width * input_numel}[norm]
 
 
+def radius_box_error(
+    norm: str, radius: float, bounds: tuple[float, float], input_shape: Sequence[int] | None, subject: str
+) -> str | None:
+    """Why a radius is meaningless under ``bounds``, or ``None``: its ball around any input holds the
+    whole input box, whose diameter is :func:`whole_box_radius` (``high - low`` times 1 for Linf,
+    sqrt(d) for L2, d for L1, for inputs of d = prod(input_shape) values). ``subject`` starts the
+    message (``L2 eps 30``). Without ``input_shape`` only Linf's diameter is known: ``None`` for the others."""
+    low, high = bounds
+    if norm == "Linf":
+        return None if radius <= high - low else f"{subject} exceeds the width of the input bounds {high - low:g}"
+    if input_shape is None:
+        return None
+    d = math.prod(input_shape)
+    limit = whole_box_radius(norm, bounds, d)
+    if radius <= limit:
+        return None
+    factor = f"sqrt({d})" if norm == "L2" else str(d)
+    return (f"{subject} exceeds {limit:g}, the {norm} diameter of the input box "
+            f"({high - low:g} x {factor} for inputs of shape {list(input_shape)}): its ball around any input holds every input")
+
+
 class Adversary(Schema):
     """The adversary's goal, knowledge and budget. ``eps`` is in pixel units of ``bounds``."""
 
@@ -184,22 +205,9 @@ class Adversary(Schema):
         return self
 
     def box_error(self, input_shape: Sequence[int] | None = None) -> str | None:
-        """Why ``eps`` is meaningless under ``bounds``, or ``None``: its ball around any input holds the
-        whole input box, whose diameter is ``high - low`` times 1 (Linf), sqrt(d) (L2) or d (L1) for
-        inputs of d = prod(input_shape) values. Without the shape only Linf's is known (an L2 eps of
-        1e300 ran, to fail on NaN logits)."""
-        low, high = self.bounds
-        if self.norm == "Linf":
-            return None if self.eps <= high - low else f"Linf eps {self.eps:g} exceeds the width of the input bounds {high - low:g}"
-        if input_shape is None:
-            return None
-        d = math.prod(input_shape)
-        limit = whole_box_radius(self.norm, self.bounds, d)
-        if self.eps <= limit:
-            return None
-        factor = f"sqrt({d})" if self.norm == "L2" else str(d)
-        return (f"{self.norm} eps {self.eps:g} exceeds {limit:g}, the {self.norm} diameter of the input box "
-                f"({high - low:g} x {factor} for inputs of shape {list(input_shape)}): its ball around any input holds every input")
+        """Why ``eps`` is meaningless under ``bounds``, or ``None`` (:func:`radius_box_error`). Without
+        the shape only Linf's is known (an L2 eps of 1e300 ran, to fail on NaN logits)."""
+        return radius_box_error(self.norm, self.eps, self.bounds, input_shape, f"{self.norm} eps {self.eps:g}")
 
 
 class EvaluationSpec(Schema):

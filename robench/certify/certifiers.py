@@ -37,7 +37,7 @@ from robench.data.base import Dataset
 from robench.models.wrapper import ModelHandle, check_logits
 from robench.registry import register
 from robench.results import Check, ConditionValue, MetricRecord
-from robench.threat_model import Adversary, Eps, EvaluationSpec, Schema, ThreatModel, parse_eps, whole_box_radius
+from robench.threat_model import Adversary, Eps, EvaluationSpec, Schema, ThreatModel, parse_eps, radius_box_error
 
 
 class _Params(Schema):
@@ -62,18 +62,14 @@ Radii = Annotated[tuple[float, ...], BeforeValidator(_fractions), AfterValidator
 
 def _check_l2_radii(radii: tuple[float, ...] | None, data: Dataset, threat: ThreatModel, method: str) -> None:
     """Raises :class:`~robench.ConfigError` when a declared L2 radius of the curve exceeds the L2
-    diameter of the input box (:func:`~robench.threat_model.whole_box_radius`): its ball holds every
+    diameter of the input box (:func:`~robench.threat_model.radius_box_error`): its ball holds every
     input, as an adversary's eps may not (a radius of 1e308 ran, to fail on writing its records)."""
     if not radii:
         return
     bounds = threat.adversary.bounds if threat.adversary is not None else (0.0, 1.0)
-    d = math.prod(data.input_shape)
-    limit = whole_box_radius("L2", bounds, d)
-    if max(radii) > limit:
-        raise ConfigError(
-            f"certification: {method} radius {max(radii):g} exceeds {limit:g}, the L2 diameter of the input box "
-            f"({bounds[1] - bounds[0]:g} x sqrt({d}) for inputs of shape {list(data.input_shape)}): its ball holds every input"
-        )
+    problem = radius_box_error("L2", max(radii), bounds, data.input_shape, f"certification: {method} radius {max(radii):g}")
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 class SmoothingParams(_Params):
@@ -196,12 +192,12 @@ class _BoxVerifier:
         or when a radius of the curve exceeds the width of the input bounds: its Linf box holds every
         input, as an adversary's eps may not (an eps of 1e308 ran, to fail on writing its records)."""
         eps = _box_eps(params, adversary, cls.method)
-        low, high = adversary.bounds if adversary is not None else (0.0, 1.0)
+        bounds = adversary.bounds if adversary is not None else (0.0, 1.0)
         fraction = max(params.eps_fractions)  # the curve's points are f * eps, and eps itself
-        if not max(eps, fraction * eps) <= high - low:
-            radius = f"eps {eps:g}" if fraction <= 1 else f"eps {eps:g} x eps_fractions {fraction:g} = {fraction * eps:g}"
-            raise ConfigError(f"{cls.method} {radius} exceeds the width of the input bounds {high - low:g}: "
-                              "its box holds every input")
+        radius = f"eps {eps:g}" if fraction <= 1 else f"eps {eps:g} x eps_fractions {fraction:g} = {fraction * eps:g}"
+        problem = radius_box_error("Linf", max(eps, fraction * eps), bounds, None, f"{cls.method} {radius}")
+        if problem is not None:
+            raise ConfigError(f"{problem}: its box holds every input")
 
 
 @register("certifier", "ibp", params=IBPParams)
