@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from robench.certify.curves import table_points
+from robench.certify.smoothing import past_ceiling
 from robench.context import EvaluationOutput
 from robench.results import ConditionValue, MetricRecord, pack_outcomes
 from robench.threat_model import ThreatModel
@@ -39,8 +40,7 @@ def add_curve(
     curve = []
     for value in grid:
         flags = certified_at(value)
-        beyond = ceiling is not None and value > ceiling * (1 + 1e-9)  # 0 for any model: see add_headline_l2
-        at = {**condition, grid_key: value, **({"certifiable": False} if beyond else {})}
+        at = {**condition, grid_key: value, **({"certifiable": False} if past_ceiling(value, ceiling) else {})}
         record = MetricRecord.proportion(key, "certified_accuracy", int(flags.sum()), int(flags.numel()), at)
         output.records.append(record)
         curve.append({grid_key: value, "value": record.value, "ci_low": record.ci_low, "ci_high": record.ci_high})
@@ -59,9 +59,8 @@ def add_table_points(
     (:func:`robench.certify.curves.table_points`: the largest certified radius, the ceiling, round
     radii where the grid lies above every certificate), from the per-example records, with the
     condition ``{"radius": r, "point": why}``: every number of the table is then a record."""
-    grid = [p["radius"] for p in curve]
     for row in table_points(curve, examples, ceiling):
-        if row["value"] is None or any(math.isclose(row["radius"], r, rel_tol=1e-9, abs_tol=1e-15) for r in grid):
+        if "k" not in row or row["value"] is None:  # a grid row (recorded by add_curve), or past the ceiling
             continue
         at = {**condition, "radius": float(row["radius"]), "point": row["note"]}
         output.records.append(MetricRecord.proportion(key, "certified_accuracy", int(row["k"]), int(row["n"]), at))

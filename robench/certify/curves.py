@@ -14,7 +14,7 @@ import bisect
 import math
 from typing import Any
 
-from robench.certify.smoothing import at_ceiling
+from robench.certify.smoothing import at_ceiling, past_ceiling
 from robench.stats import clopper_pearson
 
 # Points of an exact curve drawn from per-example radii: beyond this many distinct radii, a grid.
@@ -79,7 +79,8 @@ def table_points(curve: list[dict[str, Any]], examples: list[dict[str, Any]], ce
     the exact curve at the largest certified radius, at the ``ceiling`` (smoothing's largest possible
     radius: the examples :func:`~robench.certify.smoothing.at_ceiling`), and at a few round radii
     below the largest when the grid has fewer than two there (Lipschitz's grid 0.05.. lay above all its
-    radii, max 0.039: every row read 0%). Sorted by radius; added rows carry a ``note``."""
+    radii, max 0.039: every row read 0%). Sorted by radius; added rows carry a ``note`` and their
+    count ``k`` of ``n`` (a grid point the added radius falls on keeps its row, without them)."""
     rows = [{**p, "note": ""} for p in curve]
     largest = max(certified_radii(examples), default=0.0)
     if not examples or largest <= 0:
@@ -105,7 +106,7 @@ def table_points(curve: list[dict[str, Any]], examples: list[dict[str, Any]], ce
             taken.append(point["radius"])
     if ceiling is not None:  # past the ceiling the value is 0 for any model: no measurement, no interval
         rows = [{**p, "value": None, "ci_low": None, "ci_high": None, "note": "; ".join(x for x in (p["note"], "above the ceiling: 0 by construction") if x)}
-                if p["radius"] > ceiling * (1 + 1e-9) else p for p in rows]  # fmt: skip
+                if past_ceiling(p["radius"], ceiling) else p for p in rows]  # fmt: skip
     return sorted(rows, key=lambda p: p["radius"])
 
 

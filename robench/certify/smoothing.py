@@ -92,6 +92,12 @@ def at_ceiling(example: dict[str, Any], ceiling: float) -> bool:
     return math.isclose(float(radius), ceiling, rel_tol=1e-9, abs_tol=1e-12)
 
 
+def past_ceiling(radius: float, ceiling: float | None) -> bool:
+    """Whether a radius lies beyond the ceiling :func:`max_certified_radius` (past its floating-point
+    rounding): certified accuracy there is 0 for any model, by construction."""
+    return ceiling is not None and radius > ceiling * (1 + 1e-9)
+
+
 def capped_count(examples: list[Any], ceiling: float) -> int:
     """How many of smoothing's per-example records (entries that are not mappings are skipped) sit at
     the ceiling (:func:`at_ceiling`)."""
