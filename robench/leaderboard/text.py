@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from robench.leaderboard.compare import BoardComparison
 from robench.leaderboard.runs import RunComparison, RunDelta
-from robench.results import MetricRecord
+from robench.results import MetricRecord, Results
 
 Table = tuple[tuple[str, ...], list[tuple[str, ...]]]
 # Units that MetricRecord.formatted shows in percent (proportions and probabilities such as the ECE).
@@ -21,11 +21,13 @@ def points(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{100 * value:+.{digits}f} pp"
 
 
-def with_interval(record: MetricRecord | None) -> str:
-    """``59.5% [58.5, 60.5]`` (:meth:`MetricRecord.formatted`); ``–`` without a record."""
+def with_interval(record: MetricRecord | None, results: Results | None = None) -> str:
+    """``59.5% [58.5, 60.5]`` (:meth:`MetricRecord.formatted`; with the run's ``results``,
+    :meth:`Results.formatted`, whose artifacts give the radii of a value not certifiable by
+    construction); ``–`` without a record."""
     if record is None or record.value is None:
         return "–"
-    return " ".join(part for part in record.formatted() if part)
+    return " ".join(part for part in (record.formatted() if results is None else results.formatted(record)) if part)
 
 
 def _flag(value: bool | None) -> str:

@@ -184,8 +184,6 @@ OUTDONE_P = 0.01
 def robust_flags(evaluation: EvaluationResult) -> tuple[Any, MetricRecord] | None:
     """An attack's per-example robust flags (from its packed outcomes) with its robust-accuracy record;
     ``None`` when not recorded (a randomized model's pass means are no 0/1 outcomes)."""
-    from robench.results import unpack_outcomes
-
     record = next((r for r in evaluation.records if r.name == "robust_accuracy" and "class" not in r.condition), None)
     packed = evaluation.outcomes.get("robust_accuracy")
     if record is None or not record.n or not isinstance(packed, str):

@@ -63,6 +63,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
     """A Markdown summary of the run (setting, checklist, headline numbers, leaderboard, cost)."""
+    from robench.leaderboard.text import with_interval
+
     adversary = results.threat_model.get("adversary") or {}
     threat = (
         f"{adversary['goal']} {adversary['knowledge']} adversary, {adversary['norm']} eps {format_eps(float(adversary['eps']))}"
@@ -87,7 +89,7 @@ def markdown_summary(results: Results, with_leaderboard: bool = True) -> str:
     items = checklist(results)
     lines += _table(("item", "verdict", "evidence"), [(i.title, f"**{i.status}**", i.evidence) for i in items])
     lines += ["### Headline numbers (95% intervals; method per metric in metrics.csv)", ""]
-    lines += _table(("metric", "value [95% CI]", "n"), [(summary_label(r, results), " ".join(p for p in results.formatted(r) if p), "" if r.n is None else str(r.n)) for r in summary_records(results)])
+    lines += _table(("metric", "value [95% CI]", "n"), [(summary_label(r, results), with_interval(r, results), "" if r.n is None else str(r.n)) for r in summary_records(results)])
     top = headline(results, items)
     if top["robust"] is not None:
         lines += [f"Robust accuracy from attacks: {CARD_CAVEAT}." + (f" {top['bracket']}" if top["bracket"] else ""), ""]
