@@ -461,6 +461,8 @@ def _evaluate(
             "arch": arch,
             "device": torch_device.type,
             "torch_threads": results.environment.torch_threads,  # CPU reductions (and so the numbers) depend on it
+            # TF32, deterministic kernels, cuDNN autotuning: a resumed batch must round as the journalled ones did
+            "numerics": None if results.environment.numerics is None else results.environment.numerics.model_dump(mode="json"),
             "threat_model_sha256": declared.sha256,
             "dataset_manifest_sha256": data_info.manifest_sha256,
             "n_examples": data_info.n_examples,

@@ -251,6 +251,23 @@ def test_resume_refuses_another_thread_count(tmp_path: Path, tiny_threat: Path) 
         torch.set_num_threads(threads)
 
 
+def test_resume_refuses_other_numerics(tmp_path: Path, tiny_threat: Path) -> None:
+    """Deterministic kernels (like TF32 on CUDA) change how a batch rounds: a resumed run keeps the journal's."""
+    from robench._errors import JournalError
+
+    out = tmp_path / "out"
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        _run(QuadrantNet(), tiny_threat, out, only=["clean"])
+        torch.use_deterministic_algorithms(True)
+        with pytest.raises(JournalError, match="numerics: journal .*'deterministic_algorithms': False"):
+            _run(QuadrantNet(), tiny_threat, out, only=["clean"], resume=True)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert _run(QuadrantNet(), tiny_threat, out, only=["clean"], resume=True).status == "success"
+
+
 def test_results_files_get_the_usual_mode(tmp_path: Path, tiny_threat: Path) -> None:
     import os
 

@@ -97,6 +97,21 @@ def _settings_notes(a: Results, b: Results) -> list[str]:
     return notes
 
 
+def different_task(a: Results, b: Results) -> str | None:
+    """Why two runs' numbers cannot be subtracted (``None``: they can): they classify a different number
+    of classes, or inputs of a different shape. A difference of two accuracies then mixes what changed
+    in the model with what changed in the task, and chance accuracy differs; deltas are withheld."""
+    differing = [
+        f"{what} {left} vs {right}"
+        for what, left, right in (
+            ("classes", a.dataset.num_classes, b.dataset.num_classes),
+            ("input shape", "x".join(map(str, a.dataset.input_shape)), "x".join(map(str, b.dataset.input_shape))),
+        )
+        if left != right
+    ]
+    return "; ".join(differing) or None
+
+
 def _outcomes(run: Results, record: MetricRecord) -> Any:
     evaluation = next((e for e in run.evaluations if e.key == record.evaluation), None)
     text = None if evaluation is None else evaluation.outcomes.get(record.name)
@@ -138,9 +153,12 @@ def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -
     keys = list(left) + [k for k in right if k not in left]
     deltas = []
     notes = _settings_notes(a, b)
+    task = different_task(a, b)
+    if task is not None:
+        notes.insert(0, f"the runs are on different tasks ({task}): their numbers are side by side, with no deltas or tests")
     for key in keys:
         ra, rb = left.get(key), right.get(key)
-        both = ra is not None and rb is not None and ra.value is not None and rb.value is not None
+        both = task is None and ra is not None and rb is not None and ra.value is not None and rb.value is not None
         label = record_label(ra or rb)  # type: ignore[arg-type]
         if ra is not None and rb is not None and ra.name == "mean_corruption_accuracy":
             cells_a, cells_b = ({k: r.condition.get(k) for k in MEAN_CELL_KEYS} for r in (ra, rb))

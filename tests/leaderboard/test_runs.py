@@ -58,6 +58,25 @@ def test_setting_differences_are_noted() -> None:
     assert "dataset split differs: test vs train" in notes
 
 
+def test_runs_on_different_tasks_get_no_deltas(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """MNIST against CIFAR-10 (10 vs 100 classes, 1x28x28 vs 3x32x32): the numbers side by side, no deltas, no tests."""
+    other = fixtures.weak()
+    other.dataset = other.dataset.model_copy(update={"manifest": "mnist", "num_classes": 100, "input_shape": [1, 28, 28]})
+    comparison = compare_runs(fixtures.strong(), other)
+    assert comparison.notes[0] == ("the runs are on different tasks (classes 10 vs 100; input shape 3x32x32 vs 1x28x28): "
+                                   "their numbers are side by side, with no deltas or tests")  # fmt: skip
+    matched = [d for d in comparison.deltas if d.a is not None and d.b is not None]
+    assert matched and all(d.delta is None and d.outside is None and d.paired_p is None for d in matched)
+    same_task = fixtures.weak()
+    same_task.dataset = same_task.dataset.model_copy(update={"manifest": "cifar10.1"})  # other data, same task: deltas kept
+    assert any(d.delta is not None for d in compare_runs(fixtures.strong(), same_task).deltas)
+    fixtures.strong().save(tmp_path / "a.json")
+    other.save(tmp_path / "b.json")
+    assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "pp" not in out.split("note:")[0] and "note: the runs are on different tasks" in out
+
+
 def test_cli_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fixtures.strong().save(tmp_path / "a.json")
     fixtures.weak().save(tmp_path / "b.json")
