@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from robench._errors import ConfigError, short_repr
 from robench.attacks.masking_checks import ATTACK_STRENGTH_CHECKS
@@ -300,7 +300,8 @@ def _attacks_item(results: Results) -> ChecklistItem:
         if attacks and _coverage.excluded_by_only(results, "attacks"):  # left out on purpose: no attack was to finish
             return ChecklistItem("strong_attacks", title, "warn", f"the attacks are {_coverage.why_not_run(results, 'attacks', attacks)}")
         return ChecklistItem("strong_attacks", title, "fail", "an adversary is declared but no attack finished")
-    listed = "; ".join(f"{s.key.split('/', 1)[-1]}: {s.reason} ({s.level})" for s in strengths)
+    ranked = sorted(strengths, key=lambda s: get_args(Level).index(s.level))  # strongest first: the console shows the line's start
+    listed = "; ".join(f"{s.key.split('/', 1)[-1]}: {s.reason} ({s.level})" for s in ranked)
     unfinished = [d for d in _coverage.missing(results, "attacks") if d.name not in NOT_ATTACKS]
     if unfinished:
         listed += f"; {', '.join(d.key.split('/', 1)[-1] for d in unfinished)} {_coverage.why_not_run(results, 'attacks', unfinished)}"

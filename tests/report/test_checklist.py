@@ -85,6 +85,15 @@ def test_pgd_strength(params: dict, level: str) -> None:
     assert {i.key: i.status for i in checklist(results)}["strong_attacks"] == ("pass" if level == "strong" else "warn")
 
 
+def test_strongest_attack_is_listed_first() -> None:
+    """FGSM ran before PGD-40, but the evidence (cut to one line on the console) leads with PGD, the stronger."""
+    results = fixtures.weak()
+    results.evaluations.append(fixtures._attack("pgd", {"steps": 40, "restarts": 1}, 300, "pgd", 300, 470))
+    assert [s.kind for s in attack_strengths(results)][-2:] == ["fgsm", "pgd"]  # run order
+    evidence = {i.key: i for i in checklist(results)}["strong_attacks"].evidence
+    assert evidence.startswith("no strong attack: pgd: ") and evidence.index("(moderate)") < evidence.index("(weak)")
+
+
 @pytest.mark.parametrize(("only_autoattack", "only_pgd", "level"), [(20, 0, "moderate"), (4, 0, "strong"), (10, 5, "strong")])
 def test_a_strong_budget_outdone_in_the_run_is_moderate(only_autoattack: int, only_pgd: int, level: str) -> None:
     """PGD-100 x 2 is strong by its budget; AutoAttack breaking significantly more of the same examples
