@@ -339,10 +339,16 @@ def _verify_section(
     output.records.append(MetricRecord.proportion(key, "clean_accuracy", int(out["correct"].sum()), n, condition))
     curve = add_curve(output, key, "eps", (0.0, *grid), lambda e: out["verified_at_zero"] if e == 0 else out[f"verified_{grid.index(e)}"], condition)
     at_eps = out[f"verified_{grid.index(eps)}"]
-    output.records.append(
-        MetricRecord.proportion(key, "certified_accuracy", int(at_eps.sum()), n, {**condition, "threat_norm": norm, "threat_eps": eps})
-    )
-    record_certified_outcomes(output, at_eps)
+    if adversary is None or math.isclose(eps, adversary.eps, rel_tol=1e-12, abs_tol=0.0):
+        output.records.append(
+            MetricRecord.proportion(key, "certified_accuracy", int(at_eps.sum()), n, {**condition, "threat_norm": norm, "threat_eps": eps})
+        )
+        record_certified_outcomes(output, at_eps)
+    else:  # params.eps: the curve's radius, not the threat model's (its record was labelled the threat's; attacks at eps "broke" it)
+        output.warnings.append(
+            f"{method} bounded eps = {eps:.4g} (params.eps), not the threat model's {norm} eps = {adversary.eps:.4g}: no certified "
+            f"accuracy at the threat model's eps is recorded (the curve holds eps {eps:.4g}), and no attack is compared with it"
+        )
     if params.pgd_check_steps:
         flags = torch.stack([out[f"verified_{i}"] for i in range(len(grid))])  # (radii, examples)
         output.checks.append(_pgd_consistency(certifier, params.pgd_check_steps, grid, [int(f.sum()) for f in flags],

@@ -209,6 +209,8 @@ def certified_but_broken(results: Results) -> list[dict[str, Any]]:
     for e in results.evaluations:
         packed = e.outcomes.get("certified_accuracy") if e.section == "certification" and e.status == "success" else None
         record = next((r for r in e.records if r.name == "certified_accuracy" and "threat_eps" in r.condition), None)
+        if record is not None and (record.condition.get("threat_eps"), record.condition.get("threat_norm")) != (adversary.get("eps"), adversary.get("norm")):
+            continue  # certified at another radius (an older robench recorded IBP's params.eps so): attacks at eps may break it
         certified = unpack_outcomes(packed, record.n) if isinstance(packed, str) and record is not None and record.n else None
         if certified is None:
             continue

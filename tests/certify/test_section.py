@@ -314,3 +314,34 @@ def test_deterministic_certifiers_record_the_ieee_float32_they_run_in(digit_mlp,
     ctx.begin(f"certification/{spec.key}")
     registry.get("evaluation", "certification")(handle, digits.subset(8), threat, spec, ctx)
     assert ctx.cost.precision == "fp32"
+
+
+def test_a_box_verifier_at_its_own_eps_records_no_certified_accuracy_at_the_threat_models(digit_mlp, digits) -> None:
+    """IBP with params.eps = 0.005 under a threat model of eps 0.1 recorded its number at 0.005 as the
+    certified accuracy at the threat model's eps (threat_eps: 0.005), and the report compared its
+    examples with attacks at 0.1: PGD "broke" 6 of 23 certified examples, a checklist failure
+    ("a robench bug") for a sound certificate. Now it records the curve only, and says so."""
+    import torch
+
+    from robench.report.checklist import certified_but_broken
+    from robench.results import EvaluationResult, MetricRecord, pack_outcomes
+
+    data = digits.subset(20)
+    threat = _threat([{"name": "ibp", "params": {"pgd_check_steps": 0, "eps": 0.005}}], {"norm": "Linf", "eps": 0.1})
+    out, _ = _run(digit_mlp, data, threat)
+    assert not [r for r in _records(out, "certified_accuracy") if "threat_eps" in r.condition]
+    assert "certified_accuracy" not in out.outcomes
+    assert any("not the threat model's Linf eps = 0.1" in w for w in out.warnings)
+    assert [r.condition["eps"] for r in _records(out, "certified_accuracy")][-1] == 0.005  # the curve still holds its eps
+    # results of an older robench, with the record at params.eps labelled as the threat's: no comparison with attacks at 0.1
+    out.records.append(MetricRecord.proportion("certification/ibp", "certified_accuracy", 20, 20,
+                                               {"certifier": "ibp", "norm": "Linf", "threat_norm": "Linf", "threat_eps": 0.005}))  # fmt: skip
+    out.outcomes["certified_accuracy"] = pack_outcomes(torch.ones(20, dtype=torch.bool))
+    results = certification_results(threat, {"ibp": out})
+    results.evaluations[0].outcomes = out.outcomes
+    attack = MetricRecord.proportion("attacks/pgd", "robust_accuracy", 0, 20, {"norm": "Linf", "eps": 0.1})
+    results.evaluations.append(EvaluationResult(key="attacks/pgd", section="attacks", name="pgd", status="success", records=[attack],
+                                                outcomes={"robust_accuracy": pack_outcomes(torch.zeros(20, dtype=torch.bool))}))  # fmt: skip
+    assert certified_but_broken(results) == []
+    row = build(results)["rows"][0]
+    assert row["headline"] is None and row["threat_eps"] == 0.1  # the figure's dashed line: the threat model's eps

@@ -198,11 +198,13 @@ def build(results: Results) -> dict[str, Any] | None:
     if not evaluations:
         return None
     rows = []
+    adversary = results.threat_model.get("adversary") or {}
     for evaluation in evaluations:
         certifier = evaluation.artifacts.get("certifier", evaluation.name)
         curve = evaluation.artifacts.get("curve") or []
         grid_key = "eps" if certifier in ("ibp", "crown") else "radius"
-        headline = next((r for r in evaluation.records if r.name == "certified_accuracy" and "threat_eps" in r.condition), None)
+        headline = next((r for r in evaluation.records if r.name == "certified_accuracy" and "threat_eps" in r.condition
+                         and (not adversary or r.condition["threat_eps"] == adversary.get("eps"))), None)  # an older IBP's params.eps: not the threat's
         examples = (evaluation.artifacts.get("examples") or []) if certifier in ("smoothing", "lipschitz") else []
         needed = evaluation.artifacts.get("threat_radius_l2")
         ceiling = _ceiling(certifier, evaluation.artifacts, evaluation.resolved)
@@ -227,7 +229,8 @@ def build(results: Results) -> dict[str, Any] | None:
                 "headline": headline,
                 "headline_note": not_certifiable(headline, evaluation.artifacts) if headline is not None else None,
                 "threat_radius_l2": needed,
-                "threat_eps": headline.condition.get("threat_eps") if headline is not None else evaluation.resolved.get("eps"),
+                # the dashed line of the eps figure: the threat model's eps, not a verifier's params.eps
+                "threat_eps": headline.condition.get("threat_eps") if headline is not None else adversary.get("eps", evaluation.resolved.get("eps")),
                 "max_radius": ceiling,
                 "capped": capped,
                 "largest": max(certified) if certified else None,
