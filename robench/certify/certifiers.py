@@ -162,7 +162,8 @@ class RandomizedSmoothing:
             "params": resolved,
             "curve": curve,
             "acr": acr,
-            "noisy_samples": int(out["counts0"].sum() + out["counts"].sum()),
+            "noisy_samples": int(out["counts0"].sum() + out["counts"].sum()),  # CERTIFY's n0 + n per image
+            "predict_samples": int(out["counts_predict"].sum()) if params.n_predict else 0,  # PREDICT's, drawn afresh
             "samples_per_s": samples_per_s,
             "max_certified_radius": ceiling,
             "examples": examples,

@@ -52,7 +52,8 @@ def test_smoothing_section_records_and_reproducibility(digit_mlp, digits) -> Non
     assert headline.value == pytest.approx(float((correct & (radius >= 0.25)).float().mean()))
     abstain = _records(output, "abstain_rate")[0]
     assert abstain.value == pytest.approx(sum(e["prediction"] == -1 for e in examples) / 30)
-    assert ctx.cost.forward_passes == 30 * (20 + 400 + 200) == output.artifacts["noisy_samples"] + 30 * 200
+    assert ctx.cost.forward_passes == 30 * (20 + 400 + 200) == output.artifacts["noisy_samples"] + output.artifacts["predict_samples"]
+    assert output.artifacts["predict_samples"] == 30 * 200
     again, _ = _run(digit_mlp, digits, threat)
     assert again.artifacts["examples"] == examples
     other, _ = _run(digit_mlp, digits, threat, seed=1)

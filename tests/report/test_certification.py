@@ -307,3 +307,17 @@ def test_the_headline_acr_says_when_the_budget_caps_it() -> None:
     within = _smoothing(capped=10)  # 10 of 100: not more than the 10% the warning allows
     assert "capped" not in within.formatted(next(r for r in within.records() if r.name == "average_certified_radius"))[0]
     assert "capped" not in acr.formatted()[0]  # without the evaluation's per-example records nothing is claimed
+
+
+def test_predict_counts_its_own_noisy_samples() -> None:
+    """CERTIFY's n0 + n and PREDICT's fresh n_predict samples are stated apart (their sum is the cost's forward passes)."""
+    results = _smoothing(capped=84)
+    evaluation = results.evaluation("certification/smoothing")
+    evaluation.artifacts |= {"noisy_samples": 100 * (100 + N), "predict_samples": 100 * 500}
+    evaluation.artifacts["params"]["n_predict"] = evaluation.resolved["n_predict"] = 500
+    condition = {"certifier": "smoothing", "norm": "L2", "sigma": SIGMA}
+    evaluation.records += [MetricRecord.proportion(evaluation.key, "smoothed_accuracy", 97, 100, condition),
+                           MetricRecord.proportion(evaluation.key, "predict_abstain_rate", 2, 100, condition)]  # fmt: skip
+    text = _section_text(render_html(results))
+    assert f"{100 * (100 + N):,} noisy samples for CERTIFY's n0 + n" in text
+    assert "n = 500 more noisy samples per image, 50,000 in all" in text and "smoothed accuracy 97.0%" in text

@@ -249,6 +249,7 @@ def build(results: Results) -> dict[str, Any] | None:
                 "lipschitz": evaluation.artifacts.get("lipschitz_bound"),
                 "samples_per_s": evaluation.artifacts.get("samples_per_s"),
                 "noisy_samples": evaluation.artifacts.get("noisy_samples"),
+                "predict_samples": evaluation.artifacts.get("predict_samples"),
                 "cost": evaluation.cost,
                 "warnings": evaluation.warnings,
             }
