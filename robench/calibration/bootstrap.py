@@ -2,7 +2,13 @@
 
 Binned calibration errors have no closed-form interval. The bootstrap (Efron & Tibshirani 1993)
 resamples the ``N`` examples with replacement ``R`` times. For Brier and NLL, means of per-example
-terms, the interval is the percentile one: the ``(2.5%, 97.5%)`` quantiles of the resampled means.
+terms, the interval is the percentile one: the ``(2.5%, 97.5%)`` quantiles of the resampled means;
+Brier's is widened to hold the Fay-Feuer gamma interval of :func:`robench.stats.weighted_sum_interval`
+too (its terms lie in [0, 2]). An accurate model's Brier score is carried by its few errors, which
+the percentile bootstrap only sees as drawn: alone it covered 37% of a calibrated 99.5%-accurate
+model's Brier at n = 100, 45% of a 98%-accurate one's at n = 30, 93% at n = 1000; with the gamma
+interval at least 96% in each case. The NLL, whose terms are bounded only by the clamp (87 nats in
+float32), keeps the percentile interval, with the same undercoverage for accurate models at small n.
 
 The binned errors are norms of a vector of per-bin mean gaps: ``ECE = sum_m |Z_m|`` with
 ``Z_m = (1/N) sum_i (1[correct_i] - conf_i) 1[i in B_m]`` (the classwise ECE likewise over class x
@@ -39,6 +45,7 @@ import numpy as np
 import torch
 
 from robench.calibration import functional as F
+from robench.stats import weighted_sum_interval
 
 DEFAULT_RESAMPLES = 1000
 CLASSWISE_BUDGET = 2 * 10**7
@@ -225,6 +232,9 @@ def bootstrap_intervals(
     levels = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)
     for column, name in enumerate(("brier", "nll")):
         low, high = torch.quantile(sums[2][:, column] / n, levels).tolist()
+        if name == "brier":  # terms in [0, 2]: widened to hold the Fay-Feuer interval (see the module's docstring)
+            gamma_low, gamma_high = weighted_sum_interval(scores[:, column].clamp(0.0, 2.0).tolist(), 2.0, confidence_level)
+            low, high = min(low, gamma_low), max(high, gamma_high)
         out[name] = (float(low), float(high))
     return out
 

@@ -34,7 +34,7 @@ INTERVALS = {
     "adaptive_ece": f"bootstrap bound on the per-bin gaps' deviation, bins of the full sample ({DEFAULT_RESAMPLES} resamples)",
     "classwise_ece": f"bootstrap bound on the per-cell gaps' deviation ({DEFAULT_RESAMPLES} resamples of examples)",
     "mce": f"clopper-pearson per bin of at least {MCE_MIN_COUNT} examples, bonferroni over those bins, given the confidences",
-    "brier": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)",
+    "brier": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples) joined with the Fay-Feuer gamma interval (terms <= 2)",
     "nll": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)",
 }
 UNBROKEN_AT_CLEAN = "clean input"
