@@ -12,17 +12,37 @@ from robench.corruptions.params import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS
 Errors = Mapping[str, Mapping[int, float]]
 
 
+SEVERITIES = frozenset(range(1, 6))
+
+
+def _check_severities(errors: Mapping[int, float]) -> None:
+    """The baseline is AlexNet's error averaged over the five severities: ``sum_s E(AlexNet, s, c)``
+    over fewer of them is unknown, and dividing their mean by the five-severity mean is another
+    number (severity 5 alone, or 1 alone, would give the CE of the same error at every severity)."""
+    if set(errors) != SEVERITIES:
+        raise ValueError(f"Expected errors at severities 1..5 (AlexNet's baseline sums all five), but got severities {sorted(errors)}")
+
+
 def corruption_error(errors: Mapping[int, float], baseline_mean_error: float) -> float:
     """Normalised corruption error ``CE_c = sum_s E(f, s, c) / sum_s E(AlexNet, s, c)``.
 
     The baseline is given as AlexNet's error averaged over the five severities, so with all five
     severities ``CE_c = mean_s E(f, s, c) / baseline_mean_error``.
+
+    Raises:
+        ValueError: ``errors`` not at exactly the severities 1..5.
     """
+    _check_severities(errors)
     return (sum(errors.values()) / len(errors)) / baseline_mean_error
 
 
 def relative_corruption_error(errors: Mapping[int, float], clean_error: float, baseline_mean_error: float, baseline_clean_error: float) -> float:
-    """Relative CE ``sum_s (E(f, s, c) - E_clean(f)) / sum_s (E(AlexNet, s, c) - E_clean(AlexNet))``."""
+    """Relative CE ``sum_s (E(f, s, c) - E_clean(f)) / sum_s (E(AlexNet, s, c) - E_clean(AlexNet))``.
+
+    Raises:
+        ValueError: ``errors`` not at exactly the severities 1..5.
+    """
+    _check_severities(errors)
     model_gap = sum(errors.values()) / len(errors) - clean_error
     return model_gap / (baseline_mean_error - baseline_clean_error)
 
@@ -39,6 +59,9 @@ def mean_corruption_errors(
         ``{"ce": {c: CE_c}, "relative_ce": {c: rCE_c}, "mce": mean CE, "relative_mce": mean rCE}``;
         the relative entries are empty / ``None`` without ``clean_error``, the means ``None`` unless
         every corruption of ``baseline`` is present.
+
+    Raises:
+        ValueError: a corruption of ``baseline`` without errors at exactly the severities 1..5.
     """
     names = [c for c in baseline if c in errors]
     ce = {c: corruption_error(errors[c], baseline[c]) for c in names}

@@ -267,6 +267,19 @@ def test_mce_formulas_by_hand() -> None:
     assert partial["mce"] is None and partial["relative_ce"] == {} and set(partial["ce"]) == {"fog"}
 
 
+@pytest.mark.parametrize("severities", [(5,), (1,), (1, 2, 3, 4)])
+def test_ce_refuses_fewer_than_five_severities(severities: tuple[int, ...]) -> None:
+    """AlexNet's baseline is its mean over the five severities: severity 5 alone (or 1 alone) at
+    error 0.9 gave the CE (1.015 for gaussian noise) and the mCE (1.164) of 0.9 at every severity."""
+    errors = {s: 0.9 for s in severities}
+    with pytest.raises(ValueError, match="severities 1..5"):
+        corruption_error(errors, ALEXNET_ERRORS["gaussian_noise"])
+    with pytest.raises(ValueError, match="severities 1..5"):
+        relative_corruption_error(errors, 0.3, ALEXNET_ERRORS["gaussian_noise"], ALEXNET_CLEAN_ERROR)
+    with pytest.raises(ValueError, match="severities 1..5"):
+        mean_corruption_errors({c: errors for c in ALEXNET_ERRORS}, clean_error=None)
+
+
 class _Padded1000(torch.nn.Module):
     """QuadrantNet's four logits followed by 996 hopeless ones: an ImageNet-sized label set."""
 
