@@ -62,7 +62,7 @@ class AutoAttackParams(Schema):
     attacks: tuple[AttackName, ...] | None = Field(default=None, description="attacks in order (version custom)")
     n_iter: int | None = Field(default=None, gt=0, le=100_000, description="APGD and FAB iterations (default 100)")
     n_restarts: int | None = Field(default=None, gt=0, le=1000, description="restarts of APGD-CE/DLR and FAB")
-    n_target_classes: int | None = Field(default=None, gt=0, description="APGD-T/FAB-T targets (default pyautoattack's: min(9, K-1) for Linf and L2, 5 for L1)")
+    n_target_classes: int | None = Field(default=None, gt=0, description="APGD-T and FAB-T target classes (default pyautoattack's, at most K-1: 9 for both, but 5 for APGD-T under L1)")
     square_queries: int | None = Field(default=None, gt=0, le=10_000_000, description="Square queries (default 5000)")
     eot_iter: int | None = Field(default=None, gt=0, le=1000, description="APGD EOT iterations (rand: 20)")
     batch_size: int | None = Field(default=None, gt=0, description="default: the run's batch size")
@@ -273,7 +273,7 @@ class AutoAttackEvaluation:
                 build_autoattack(model.module, params, norm=norm.name, eps=eps, num_classes=num_classes, seed=ctx.seed, device=model.device)
                 if params.mode == "fast" else None
             )  # fmt: skip
-            output.resolved["n_target_classes"] = adversary.apgd_targeted.n_target_classes
+            output.resolved["n_target_classes"] = adversary.apgd_targeted.n_target_classes  # APGD-T's; FAB-T's is in the procedure
             output.resolved.update(effective_budget(adversary))  # pyautoattack's defaults, as they ran (None: "its default")
             checks_start = model.counter.snapshot()
             notes = _own_checks(adversary, model, data, order, batch_size, params.version == "rand")

@@ -1,4 +1,8 @@
-"""Projected gradient descent (Madry et al. 2018) and FGSM (Goodfellow et al. 2015), any Lp norm."""
+"""Projected gradient descent (Madry et al. 2018) and FGSM (Goodfellow et al. 2015), any Lp norm.
+
+Under L1, PGD's sparse steps (the largest gradient coordinates) stall where those coordinates meet the
+[0, 1] box (Croce & Hein 2021, "Mind the box"): its robust accuracy is an optimistic upper bound at any
+budget, and the report's checklist never calls it strong; ``autoattack`` (APGD-L1) is the L1 attack."""
 
 from __future__ import annotations
 

@@ -144,6 +144,9 @@ def _strength(evaluation: EvaluationResult, randomized: bool = False) -> AttackS
         text = f"PGD {steps} steps x {restarts} restart{'s' if restarts != 1 else ''}, loss {params.get('loss', 'ce')}"
         if randomized and int(params.get("eot_samples", 1)) <= 1:
             return AttackStrength(evaluation.key, name, "moderate", f"{text} on a randomized model without EOT (eot_samples 1)")
+        norm = next((r.condition.get("norm") for r in evaluation.records if r.name == "robust_accuracy"), None)
+        if norm == "L1":  # Croce & Hein 2021 ("Mind the box"): L1 PGD stalls where its sparse step meets the box
+            return AttackStrength(evaluation.key, name, "moderate", f"{text} under L1: PGD is weak under L1 at any budget (use autoattack: APGD-L1)")
         if steps >= STRONG_PGD_STEPS and restarts >= STRONG_PGD_RESTARTS:
             return AttackStrength(evaluation.key, name, "strong", text)
         return AttackStrength(evaluation.key, name, "moderate", f"{text} (strong needs >= {STRONG_PGD_STEPS} steps and >= {STRONG_PGD_RESTARTS} restarts)")

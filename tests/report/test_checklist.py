@@ -85,6 +85,18 @@ def test_pgd_strength(params: dict, level: str) -> None:
     assert {i.key: i.status for i in checklist(results)}["strong_attacks"] == ("pass" if level == "strong" else "warn")
 
 
+def test_l1_pgd_is_never_strong() -> None:
+    """PGD-100 x 2 is strong under Linf and L2, not under L1: its sparse steps stall at the box's edges
+    (Croce & Hein 2021; in review, MNIST at L1 eps 6: robench PGD-100 65.5% and foolbox SparseL1Descent 67.5% robust, APGD-L1 47.5%)."""
+    results = fixtures.weak()
+    attack = fixtures._attack("pgd", {"steps": 100, "restarts": 2}, 300, "pgd", 300, 470, eps=6.0)
+    for record in attack.records:
+        record.condition["norm"] = "L1"
+    results.evaluations[1] = attack
+    strength = attack_strengths(results)[0]
+    assert strength.level == "moderate" and "APGD-L1" in strength.reason
+
+
 def test_strongest_attack_is_listed_first() -> None:
     """FGSM ran before PGD-40, but the evidence (cut to one line on the console) leads with PGD, the stronger."""
     results = fixtures.weak()
