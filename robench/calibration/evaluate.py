@@ -30,9 +30,9 @@ EVALUATION = "calibration"
 MCE_MIN_COUNT = DEFAULT_MCE_MIN_COUNT
 # How each metric's interval is made (robench.calibration.bootstrap explains why they differ).
 INTERVALS = {
-    "ece": f"bootstrap bound on the per-bin gaps' deviation ({DEFAULT_RESAMPLES} resamples of examples)",
-    "adaptive_ece": f"bootstrap bound on the per-bin gaps' deviation, bins of the full sample ({DEFAULT_RESAMPLES} resamples)",
-    "classwise_ece": f"bootstrap bound on the per-cell gaps' deviation ({DEFAULT_RESAMPLES} resamples of examples)",
+    "ece": f"bootstrap bound on the per-bin gaps' deviation ({DEFAULT_RESAMPLES} resamples of examples), exact for bins without a miss or a hit",
+    "adaptive_ece": f"bootstrap bound on the per-bin gaps' deviation, bins of the full sample ({DEFAULT_RESAMPLES} resamples), exact for bins without a miss or a hit",
+    "classwise_ece": f"bootstrap bound on the per-cell gaps' deviation ({DEFAULT_RESAMPLES} resamples of examples), exact for cells without a miss or a hit",
     "mce": f"clopper-pearson per bin of at least {MCE_MIN_COUNT} examples, bonferroni over those bins, given the confidences",
     "brier": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples) joined with the Fay-Feuer gamma interval (terms <= 2)",
     "nll": f"bootstrap-percentile ({DEFAULT_RESAMPLES} resamples of examples)",
