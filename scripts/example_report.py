@@ -15,7 +15,9 @@ they no longer do, or when the report changes what it shows.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from robench.demo import demo_checkpoint
@@ -25,6 +27,7 @@ from robench.runner import evaluate
 
 THREAT_MODEL = "mnist-example-audit"
 ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = ("metrics.csv", "report.html", "results.json", "summary.md")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,12 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     checkpoint, provenance = demo_checkpoint("adversarial", args.seed)
-    results = evaluate(checkpoint, THREAT_MODEL, arch="small_cnn", out_dir=args.out, seed=args.seed, device="cpu", progress=True,
-                       model_provenance=provenance)  # fmt: skip
-    render_report(results, args.out / "report.html")
-    write_exports(results, args.out)
-    (args.out / "journal.bin").unlink(missing_ok=True)  # resume state: not part of the example
-    print(f"wrote {args.out}: {', '.join(sorted(p.name for p in args.out.iterdir()))}")
+    # written outside the checkout, then copied in: files the run changed inside it would make the
+    # report's and summary's renderer a "+dirty" checkout (the run itself records the clean revision)
+    with tempfile.TemporaryDirectory(prefix="robench-example-") as staging:
+        staged = Path(staging)
+        results = evaluate(checkpoint, THREAT_MODEL, arch="small_cnn", out_dir=staged, seed=args.seed, device="cpu", progress=True,
+                           model_provenance=provenance)  # fmt: skip
+        render_report(results, staged / "report.html")
+        write_exports(results, staged)
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name in OUTPUTS:  # not the resume journal
+            shutil.copyfile(staged / name, args.out / name)
+    print(f"wrote {args.out}: {', '.join(OUTPUTS)}")
     return 0 if results.status == "success" else 1
 
 
