@@ -70,3 +70,13 @@ def test_heatmap_cells_round_halves_up_like_the_tables() -> None:
     """193/200 = 96.5% read 96 in its cell (round half to even) beside 96.5% in the table: a cell rounds
     the table's one-decimal text, halves up (96.49% shows as 96.5% there, so 97 here)."""
     assert [corruptions.cell_label(v) for v in (0.965, 0.975, 0.11, 0.9649, 0.9644, 1.0, 0.0)] == ["97", "98", "11", "97", "96", "100", "0"]
+
+
+def test_generated_images_are_said_to_skip_the_released_sets_quantisation(example: Results) -> None:
+    """The released CIFAR-10-C was truncated to uint8 and ImageNet-C saved as JPEG 85; generated images
+    stay in float, which the section did not say (a review's finding; accuracy may differ by it)."""
+    assert "The corrupted images stay in floating point" in " ".join(_visible_text(_page(example)).split())
+    released = copy.deepcopy(example)
+    section = next(e for e in released.evaluations if e.section == "corruptions")
+    section.resolved["source"] = "released"
+    assert "stay in floating point" not in _visible_text(_page(released))
