@@ -92,13 +92,12 @@ def pixelate(x: torch.Tensor, severity: int, table: CorruptionTable, generator: 
 
 @corruption("jpeg_compression", "digital")
 def jpeg_compression(x: torch.Tensor, severity: int, table: CorruptionTable, generator: torch.Generator) -> torch.Tensor:
-    """Encode and decode as baseline JPEG at quality ``q`` (libjpeg via torchvision; 4:2:0 chroma)."""
+    """Encode and decode as baseline JPEG at quality ``q`` (libjpeg via torchvision; 4:2:0 chroma), on
+    the CPU whatever the batch's device: the reference's codec. (nvJPEG, torchvision's CUDA codec, uses
+    other DCT arithmetic: 3/255 mean difference from libjpeg, and the same images would differ by device.)"""
     from torchvision.io import decode_jpeg, encode_jpeg
 
     quality = int(table("jpeg_compression", severity))
-    images = (x * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-    on_gpu = images.is_cuda and images.shape[1] == 3
-    source = images if on_gpu else images.cpu()
-    encoded = encode_jpeg(list(source.unbind(0)), quality=quality)
-    decoded = decode_jpeg([e.cpu() for e in encoded], device=images.device if on_gpu else "cpu")
+    images = (x * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu()
+    decoded = decode_jpeg(encode_jpeg(list(images.unbind(0)), quality=quality))
     return torch.stack(decoded).to(x.device).to(x.dtype) / 255.0

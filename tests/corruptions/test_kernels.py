@@ -140,8 +140,8 @@ def test_resampling_matches_pillow_on_sharp_images(size: int, small: int, kind: 
         assert np.abs(ours - expected).max() <= (1.0 if kind == "box" else 0.0)  # box: Pillow rounds to uint8
 
 
-# On CUDA: libjpeg (CPU) and nvJPEG (GPU) use different DCT arithmetic, so JPEG agrees only roughly.
-CUDA_MEAN_TOLERANCE = {"jpeg_compression": 3 / 255}
+# JPEG runs libjpeg on the CPU on both devices (nvJPEG's DCT arithmetic differed from it by 3/255 in the mean).
+CUDA_MEAN_TOLERANCE: dict[str, float] = {}
 
 
 @pytest.mark.gpu
