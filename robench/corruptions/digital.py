@@ -92,9 +92,10 @@ def pixelate(x: torch.Tensor, severity: int, table: CorruptionTable, generator: 
 
 @corruption("jpeg_compression", "digital")
 def jpeg_compression(x: torch.Tensor, severity: int, table: CorruptionTable, generator: torch.Generator) -> torch.Tensor:
-    """Encode and decode as baseline JPEG at quality ``q`` (libjpeg via torchvision; 4:2:0 chroma), on
-    the CPU whatever the batch's device: the reference's codec. (nvJPEG, torchvision's CUDA codec, uses
-    other DCT arithmetic: 3/255 mean difference from libjpeg, and the same images would differ by device.)"""
+    """Encode and decode as baseline JPEG at quality ``q`` (libjpeg via torchvision, on the CPU; 4:2:0 chroma).
+
+    libjpeg on every device, the reference's codec: nvJPEG, torchvision's CUDA codec, uses other DCT
+    arithmetic (3/255 mean difference), and the same images would differ by device."""
     from torchvision.io import decode_jpeg, encode_jpeg
 
     quality = int(table("jpeg_compression", severity))
