@@ -22,8 +22,10 @@ _MAX_CURVE_POINTS = 1000
 
 
 def _counted(example: dict[str, Any]) -> bool:
-    """A per-example record that can count as certified: classified correctly, not abstained on (-1)."""
-    return bool(example["prediction"] == example["label"] and example["prediction"] >= 0)
+    """A per-example record that can count as certified: classified correctly, not abstained on (-1),
+    with a positive radius (a Lipschitz margin of exactly 0, a tie of two logits, certifies nothing: the
+    certifiers' grid records count ``radius > 0`` too; smoothing's radii of non-abstained examples are > 0)."""
+    return bool(example["prediction"] == example["label"] and example["prediction"] >= 0 and float(example["radius"]) > 0)
 
 
 def certified_radii(examples: list[dict[str, Any]]) -> list[float]:

@@ -125,6 +125,15 @@ def render_html_of(output) -> str:
     return render_html(certification_results(_threat([{"name": "smoothing"}]), {"smoothing": output}))
 
 
+def test_a_tie_of_two_logits_certifies_nothing_at_radius_0() -> None:
+    """A Lipschitz margin of exactly 0 (the label ties another class; argmax picks the label by index) has
+    radius 0: the grid's record at r = 0 counts radius > 0 and left it out, the exact curve counted it."""
+    from robench.certify.curves import certified_radii, exact_curve
+
+    examples = [{"label": 0, "prediction": 0, "radius": 0.0}, {"label": 1, "prediction": 1, "radius": 0.2}]
+    assert exact_curve(examples)[0]["value"] == 0.5 and certified_radii(examples) == [0.2]
+
+
 def test_the_report_curve_is_the_exact_curve_of_the_per_example_radii() -> None:
     from robench.report.sections.certification import exact_curve
 
