@@ -116,8 +116,20 @@ def test_the_ceiling_count_row_and_warning_come_from_the_all_vote_certificates()
     assert warning is not None and "84 of 100" in warning and "not the model" in warning
     assert f"{SIGMA * norm.ppf(proportion_confint(100_000, 100_000, alpha=2 * ALPHA, method='beta')[0]):.4g}" in warning
     text = _section_text(render_html(results))
-    assert f"capped: 84 of 100 certificates at the ceiling {ceiling:.4g}" in text
+    assert "84 of 100 certificates are at that ceiling" in text
     assert text.count(warning.split(":")[0] + ":") == 1  # once: the section shows the section's or the run's, not both
+
+
+def test_the_capped_acr_is_said_once_in_its_cell_and_once_in_the_prose() -> None:
+    """The ACR's value already carries its note (MetricRecord.formatted): the section appended its own
+    copy too, 'ACR 0.6138 (capped: 83 of 100 at the ceiling 0.6755) (point estimate) (capped: 83 of 100
+    certificates at the ceiling 0.6755)', and the table cell a second line saying the same."""
+    results = _smoothing(capped=84)
+    value, _ = results.formatted(next(r for r in results.records() if r.name == "average_certified_radius"))
+    assert value.endswith(f"(capped: 84 of 100 at the ceiling {_ceiling():.4g})")
+    text = _section_text(render_html(results))
+    assert f"ACR {value} (point estimate);" in text
+    assert text.count("capped: 84 of 100") == 2  # the table's cell and the prose, nothing more
 
 
 def test_the_ceiling_warning_needs_more_than_ten_percent_and_no_recorded_ceiling() -> None:
