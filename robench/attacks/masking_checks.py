@@ -175,8 +175,9 @@ def check_declared_converged(key: str, art: dict[str, Any], tolerance: float = 0
     tail_steps, tail, last_restart = facts["tail_steps"], facts["broken_in_tail"], facts["broken_by_last_restart"]
     allowed = (tolerance + _SLACK) * n
     parts = [f"its last {tail_steps} step{'s' if tail_steps != 1 else ''} broke {tail} of {n} examples"]
-    if last_restart is not None:
-        parts.append(f"its last restart broke {last_restart}")
+    if last_restart is not None:  # judged net of its last steps' breaks (those are the steps' finding)
+        net = f", {last_restart - tail} of them before its last {tail_steps} step{'s' if tail_steps != 1 else ''}" if last_restart and tail else ""
+        parts.append(f"its last restart broke {last_restart}{net}")
     if facts["last_breaks"]:
         parts.append("each restart's last break at step " + ", ".join("–" if s is None else str(s) for s in facts["last_breaks"]))
     observed = f"{key}: " + ", ".join(parts) + f" (a count against the tolerance, {tolerance:.0%} of n = {allowed:.3g}, not a test)"

@@ -334,6 +334,12 @@ def test_declared_converged_reads_the_attacks_own_run():
     assert "each restart's last break at step 3, 46" in statuses["late_tail"].message  # 96 is step 46 of restart 2
     assert "each restart's last break at step 3, 10" in statuses["late_restart"].message
     assert "each restart's last break at step 3, –" in statuses["early"].message
+    # the last restart is judged net of its last steps' breaks: the message gives that count, or it
+    # read 'its last restart broke 3 (... 1% of n = 2 ...): converged within the tolerance'
+    both = check_declared_converged("pgd", art([3.0] * 80 + [60.0] * 2 + [96.0] * 1 + [float("inf")] * 117), 0.01, eligible=n, steps=steps)
+    assert both.status == "pass" and both.evidence["broken_by_last_restart"] == 3 and both.evidence["broken_in_tail"] == 1
+    assert "its last restart broke 3, 2 of them before its last 5 steps" in both.message
+    assert "its last restart broke 3, each" in statuses["late_restart"].message  # none in its last steps: nothing to net out
     few = check_declared_converged("pgd", art(early), 0.01, eligible=10, steps=steps)
     short = check_declared_converged("pgd", art(early), 0.01, eligible=n, steps=5)
     assert few.status == short.status == "inconclusive"
