@@ -57,6 +57,7 @@ def _attack(name: str, params: dict, robust: int, chain: str, worst: int, clean:
         MetricRecord.proportion(key, "robust_accuracy", robust, N, condition),
         # over the clean-correct examples, and over the successes: each with its own n
         MetricRecord.proportion(key, "attack_success_rate", clean - robust, clean, condition),
+        MetricRecord(evaluation=key, name="mean_perturbation_norm", value=eps, n=clean - robust, condition=condition, unit="linf"),
         MetricRecord(evaluation=key, name="median_perturbation_norm", value=eps, n=clean - robust, condition=condition, unit="linf"),
         MetricRecord.proportion(key, "robust_accuracy_per_class", robust // 10, N // 10, {**condition, "class": 0}),
         MetricRecord(evaluation=key, name="worst_class_gap", value=0.12, n=N, condition=condition, unit="fraction"),

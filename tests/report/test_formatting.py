@@ -80,6 +80,23 @@ def test_attack_table_shows_every_proportion_with_its_interval_and_n() -> None:
     assert pgd["Median ‖δ‖ of successes"] == f"{records['median_perturbation_norm'].formatted()[0]} n = 140"
 
 
+def test_every_success_is_said_to_sit_at_eps_only_when_the_mean_norm_is_eps() -> None:
+    """The left-out norm column was explained by 'Every successful perturbation has ||delta|| = eps'
+    whenever the medians were eps, and even with no norm recorded: a median says it of half the successes."""
+    results = fixtures.strong()
+    for evaluation in results.evaluations:
+        for record in evaluation.records:
+            if record.name == "mean_perturbation_norm":
+                record.value = 0.8 * record.value  # some successes inside the ball; every median still at eps
+    text = " ".join(_visible_text(render_html(results)).split())
+    assert "Every successful perturbation" not in text and "Median ‖δ‖ of successes" not in text
+    assert "Each attack's median ‖δ‖ over its successes is ε (most step to the ball's surface), so no column" in text
+    for evaluation in results.evaluations:
+        evaluation.records = [r for r in evaluation.records if "perturbation_norm" not in r.name]
+    text = " ".join(_visible_text(render_html(results)).split())
+    assert "Every successful perturbation" not in text and "median ‖δ‖" not in text  # nothing recorded: nothing claimed
+
+
 def _autoattack(results):  # type: ignore[no-untyped-def]
     evaluation = results.evaluation("attacks/autoattack")
     evaluation.artifacts.update(kind="autoattack", version="standard", breakdown=[

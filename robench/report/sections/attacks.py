@@ -245,6 +245,7 @@ def build(results: Results) -> dict[str, Any] | None:
                 "robust": _find(evaluation, "robust_accuracy"),
                 "success": _find(evaluation, "attack_success_rate"),
                 "median_norm": _find(evaluation, "median_perturbation_norm"),
+                "mean_norm": _find(evaluation, "mean_perturbation_norm"),
                 "worst_gap": _find(evaluation, "worst_class_gap"),
                 "worst_case": _find(evaluation, "worst_case_robust_accuracy"),
                 "cost": evaluation.cost,
@@ -253,10 +254,17 @@ def build(results: Results) -> dict[str, Any] | None:
         )
     plotted = [r for r in rows if r["robust"] is not None]
     # under Linf nearly every success sits on the sphere, ||delta|| = eps: a column of eps says nothing
-    norms = [r["median_norm"] for r in rows if r["median_norm"] is not None and r["median_norm"].value is not None]
+    measured = [r for r in rows if r["median_norm"] is not None and r["median_norm"].value is not None]
     eps_value = adversary.get("eps")
-    median_informative = bool(norms) and not (
-        isinstance(eps_value, (int, float)) and all(abs(m.value - eps_value) <= 1e-6 * max(eps_value, 1e-12) for m in norms))
+
+    def at_eps(record: MetricRecord | None) -> bool:
+        return record is not None and record.value is not None and isinstance(eps_value, (int, float)) \
+            and abs(record.value - eps_value) <= 1e-6 * max(eps_value, 1e-12)
+
+    median_informative = bool(measured) and not all(at_eps(r["median_norm"]) for r in measured)
+    # what the left-out column would have said: a mean at eps (no norm exceeds it) puts every success
+    # there; a median at eps only half of them; nothing without recorded norms
+    norms_at_eps = None if median_informative or not measured else "every" if all(at_eps(r["mean_norm"]) for r in measured) else "median"
     bars = None
     if plotted:
         bars = interval_bars(
@@ -294,6 +302,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "curve_figure": _curve_figure(_curves(evaluations), points, eps),
         "curve_caption": curve_caption(evaluations),
         "median_informative": median_informative,
+        "norms_at_eps": norms_at_eps,
         "only_column": bool(alone),
         "iterations_shown": any(name == "iterations" for row in rows for name, _ in row.get("procedure") or ()),
         "masking_entries": [e.key.split("/", 1)[1] for e in evaluations if e.artifacts.get("kind") == "masking" and e.status == "success"],
