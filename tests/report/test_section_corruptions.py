@@ -53,7 +53,7 @@ def test_the_heatmap_colours_spread_the_cells_that_a_0_to_1_scale_made_alike(exa
 def test_empty_ce_columns_are_dropped_and_why_is_said_once(example: Results) -> None:
     page = _page(example)
     header = next(rows[0] for _, rows in _tables(page).tables if rows and rows[0][0] == "Corruption")
-    assert header == ["Corruption", "Group", "Accuracy", "95% CI", "n"]
+    assert header == ["Corruption", "Group", "Accuracy (mean over severities 1, 3, 5)", "95% CI", "n"]
     text = " ".join(_visible_text(page).split())
     assert text.count("normalised by AlexNet's ImageNet-C errors") == 1
     assert "No CE or relative CE columns: CE/mCE are normalised by AlexNet's ImageNet-C errors" in text
@@ -62,7 +62,7 @@ def test_empty_ce_columns_are_dropped_and_why_is_said_once(example: Results) -> 
     evaluation.records.append(MetricRecord(evaluation="corruptions", name="corruption_error", value=0.5, n=200, ci_low=0.4, ci_high=0.6,
                                            condition={"corruption": "fog"}, unit="ratio"))  # fmt: skip
     header = next(rows[0] for _, rows in _tables(_page(with_ce)).tables if rows and rows[0][0] == "Corruption")
-    assert header == ["Corruption", "Group", "Accuracy", "95% CI", "n", "CE"]
+    assert header == ["Corruption", "Group", "Accuracy (mean over severities 1, 3, 5)", "95% CI", "n", "CE"]
     assert "No CE or relative CE columns" not in _page(with_ce)
 
 
@@ -80,3 +80,12 @@ def test_generated_images_are_said_to_skip_the_released_sets_quantisation(exampl
     section = next(e for e in released.evaluations if e.section == "corruptions")
     section.resolved["source"] = "released"
     assert "stay in floating point" not in _visible_text(_page(released))
+
+
+def test_the_per_corruption_accuracy_is_said_to_be_a_mean_over_severities(example: Results) -> None:
+    """The table's 'Accuracy' of contrast, 62.8%, is its mean over severities 1, 3 and 5 (96.5, 81.5,
+    10.5), which the header did not say while the text above it spoke of cells of one severity."""
+    rows = next(rows for _, rows in _tables(_page(example)).tables if rows and rows[0][0] == "Corruption")
+    contrast = dict(zip(rows[0], next(r for r in rows if r[0] == "contrast")))
+    cells = [r.value for r in example.records("corruptions", "accuracy") if r.condition.get("corruption") == "contrast"]
+    assert len(cells) == 3 and contrast["Accuracy (mean over severities 1, 3, 5)"] == f"{100 * sum(cells) / 3:.1f}%" == "62.8%"

@@ -279,6 +279,7 @@ def build(results: Results) -> dict[str, Any] | None:
         "mce": summary("mce"),
         "relative_mce": summary("relative_mce"),
         "rows": rows,
+        "severities_text": ", ".join(str(s) for s in severities),
         "heatmap": _heatmap(names, severities, values, max((r.n or 0 for r in cells.values()), default=0) or None) if names else None,
         "group_figure": group_figure,
         "group_intervals": group_intervals,
