@@ -333,3 +333,10 @@ def test_predict_counts_its_own_noisy_samples() -> None:
     text = _section_text(render_html(results))
     assert f"{100 * (100 + N):,} noisy samples for CERTIFY's n0 + n" in text
     assert "n = 500 more noisy samples per image, 50,000 in all" in text and "smoothed accuracy 97.0%" in text
+
+
+def test_an_ibp_run_does_not_speak_of_crown() -> None:
+    """An IBP-only run read 'Certified (IBP and CROWN say verified) up to eps = 0.001', as if CROWN had run."""
+    text = _section_text(render_html(_ibp([0.0, 0.001, 0.3], [194, 190, 0])))
+    assert "Verified up to ε = 0.001 (the largest radius of the curve with a verified example)" in text
+    assert "CROWN" not in text.split("ibp: Interval bound propagation")[1]
