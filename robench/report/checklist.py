@@ -117,7 +117,7 @@ def _saturation(evaluation: EvaluationResult) -> str:
     later = [str(r["attack"]) for r in rows[1:]]
     broken = rows[0]["n_robust"] - rows[-1]["n_robust"]
     last = rows[-2]["n_robust"] - rows[-1]["n_robust"]
-    return (f"; after {rows[0]['attack']}, {', '.join(later)} broke {broken} of the {rows[0]['n_robust']} it left robust "
+    return (f"; the attacks after {rows[0]['attack']} ({', '.join(later)}) broke {broken} of the {rows[0]['n_robust']} it left robust "
             f"({last} by the last, {later[-1]})")
 
 

@@ -296,7 +296,8 @@ def test_autoattack_strength_states_what_its_later_attacks_added_and_both_reason
                                  {"attack": "apgd-t", "n_robust": 284}, {"attack": "fab-t", "n_robust": 281}, {"attack": "square", "n_robust": 280}]  # fmt: skip
     strengths = {s.key: s for s in attack_strengths(results)}
     assert strengths["attacks/autoattack"].reason == (
-        "AutoAttack version standard; after apgd-ce, apgd-t, fab-t, square broke 20 of the 300 it left robust (1 by the last, square)")
+        "AutoAttack version standard; the attacks after apgd-ce (apgd-t, fab-t, square) broke 20 of the 300 it left robust (1 by the last, square)")
+    # it read 'after apgd-ce, apgd-t, fab-t, square broke 20 ...': a list of four attacks, one of them the one before
     pgd = np.zeros(fixtures.N, bool)
     pgd[:300] = True
     robust_aa = pgd.copy()
