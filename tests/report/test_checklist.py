@@ -374,3 +374,15 @@ def test_no_attack_breaks_an_example_a_deterministic_certifier_certified() -> No
     item = next(i for i in checklist(forged) if i.key == "certification")
     assert "no example certified at the threat model's eps: none to check against the attacks" in item.evidence
     assert "none to check against the attacks" in render_html(forged)
+
+
+def test_the_masking_pass_names_its_checks_and_where_the_others_are_counted() -> None:
+    """'9 check(s) passed' beside a section listing 10 and an appendix listing 12 left a reader to guess
+    which nine: they are named, and the checks counted under other items are pointed to."""
+    from robench.attacks.masking_checks import ATTACK_STRENGTH_CHECKS
+
+    example = load_results(Path(__file__).resolve().parents[2] / "reports" / "example" / "results.json")
+    evidence = {i.key: i for i in checklist(example)}["masking_checks"].evidence
+    masking = [c.name for e in example.evaluations if e.section != "certification" for c in e.checks if c.name not in ATTACK_STRENGTH_CHECKS]
+    assert evidence.startswith(f"{len(masking)} check(s) passed (") and all(name in evidence for name in masking)
+    assert evidence.endswith("counted elsewhere: attack convergence under strong attacks, certifier soundness under certification")
