@@ -236,7 +236,12 @@ def layer_norm_bound(
             scale = scale * layer.weight.detach().double()
         return float(scale.abs().max())
     if isinstance(layer, Normalize):
-        return float(1.0 / layer.std.double().abs().min())
+        inverse = 1.0 / layer.std.double().abs().flatten()
+        if input_shape and int(input_shape[0]) == 1 and inverse.numel() > 1:
+            # one grayscale channel broadcast to every std: each input pixel appears once per channel,
+            # so the map x -> (x / std_c)_c has norm sqrt(sum_c 1 / std_c^2), not 1 / min std
+            return float(inverse.square().sum().sqrt())
+        return float(inverse.max())
     if isinstance(layer, (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return pool_norm(layer, input_shape)
     slope = _ACTIVATION_SLOPE.get(type(layer))

@@ -123,3 +123,22 @@ def test_check_only_checks_every_layer_without_computing_norms(monkeypatch: pyte
         lipschitz.lipschitz_bound(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular")), example, check_only=True)
     with pytest.raises(ConfigError, match="GELU|unsupported"):
         lipschitz.lipschitz_bound(nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.GELU()), example, check_only=True)
+
+
+def test_grayscale_broadcast_to_three_channels_counts_every_copy() -> None:
+    """A 1-channel input normalised with 3 means/stds is copied into 3 channels: the normalisation's
+    L2 norm is sqrt(sum 1/std_c^2) (sqrt(3)/0.25 here), and the network bound stays above the
+    Jacobian's spectral norm (robench said 4.0 for the layer and a constant 10% below the true one)."""
+    from robench.models import load_model
+    from robench.threat_model import Preprocessing
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    handle = load_model(net, preprocessing=Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))
+    x = torch.rand(1, 1, 8, 8)
+    constant, norms = lipschitz_bound(handle.module, x)
+    assert norms["normalize"] == pytest.approx(math.sqrt(3) / 0.25)
+    jacobian = torch.autograd.functional.jacobian(lambda v: handle.module(v.view(1, 1, 8, 8)).flatten(), x.flatten())
+    assert float(torch.linalg.matrix_norm(jacobian.double(), ord=2)) <= constant * (1 + 1e-6)
+    same = load_model(net, preprocessing=Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 0.5)))
+    assert lipschitz_bound(same.module, torch.rand(1, 3, 8, 8))[1]["normalize"] == pytest.approx(4.0)
