@@ -221,9 +221,20 @@ def _find_state_dict(obj: Any, path: Path, depth: int = 0) -> dict[str, torch.Te
         )
     else:
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a state_dict of tensors")
-    for prefix in _STRIP_PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return strip_wrapper_prefixes(state)
+
+
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without the key prefixes that wrappers add to every parameter name: ``module.``
+    (DataParallel / DistributedDataParallel) and ``_orig_mod.`` (``torch.compile``), in either
+    order and nested, as long as every key has the prefix."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _STRIP_PREFIXES:
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                stripped = True
     return state
 
 
@@ -513,7 +524,7 @@ def _load_net(path: Path, arch: str | None, num_classes: int | None, trust: bool
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
-        return _with_arch(state, path, arch, num_classes, "safetensors"), "safetensors", False
+        return _with_arch(strip_wrapper_prefixes(state), path, arch, num_classes, "safetensors"), "safetensors", False
     if suffix == ".pt2":
         _refuse_arch(arch, f"a torch.export checkpoint ({path})")
         try:

@@ -62,6 +62,20 @@ def test_safetensors(tmp_path: Path) -> None:
     _same_outputs(path, ARCH)
 
 
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod.", "_orig_mod.module."])
+def test_wrapper_prefixes_stripped_from_state_dicts_and_safetensors(tmp_path: Path, prefix: str) -> None:
+    """DataParallel's ``module.`` and torch.compile's ``_orig_mod.``, in either order, come off the
+    keys of a torch.save state_dict and of a safetensors file alike (a safetensors file saved from a
+    DataParallel model failed with 'missing keys', and ``_orig_mod.module.`` kept its ``module.``)."""
+    from safetensors.torch import save_file
+
+    state = {f"{prefix}{k}": v for k, v in _reference().state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "m.pt")
+    _same_outputs(tmp_path / "m.pt", ARCH)
+    save_file(state, str(tmp_path / "m.safetensors"))
+    _same_outputs(tmp_path / "m.safetensors", ARCH)
+
+
 def test_torchscript(tmp_path: Path) -> None:
     path = tmp_path / "m.ts"
     torch.jit.save(torch.jit.script(_reference()), str(path))
