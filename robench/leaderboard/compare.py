@@ -203,6 +203,18 @@ def _sample_note(results: Results, dataset: str, robust: MetricRecord | None) ->
     return notes
 
 
+def _adversary_note(adversary: dict) -> list[str]:
+    """What of the adversary differs from RobustBench's: untargeted attacks on pixels in [0, 1]."""
+    notes = []
+    if adversary.get("goal", "untargeted") != "untargeted":
+        notes.append(f"the threat model's goal is {adversary.get('goal')}, the published numbers are untargeted robust accuracy "
+                     "(an example counts as broken once any wrong class is reached): not comparable")
+    bounds = adversary.get("bounds")
+    if bounds is not None and tuple(float(b) for b in bounds) != (0.0, 1.0):
+        notes.append(f"the adversary's pixel bounds are {list(bounds)}, the published numbers allow the whole range [0, 1]: not comparable")
+    return notes
+
+
 def _board_dataset(results: Results) -> str:
     """The dataset a run's boards are named by (``cifar10``; a corrupted set by its clean one): the
     ``name`` inside the manifest the run used, so a frozen copy (``my-cifar10.yaml``, see
@@ -227,7 +239,7 @@ def compare_to_leaderboard(results: Results, snapshot: Snapshot, eps_rtol: float
         other = [e.id for e in board.entries if e not in same]
         strengths = attack_strengths(results)
         strong = any(s.level == "strong" and s.kind == "autoattack" for s in strengths)
-        notes = _sample_note(results, dataset, _worst_case(results, eps))
+        notes = _sample_note(results, dataset, _worst_case(results, eps)) + _adversary_note(adversary)
         if other:
             notes.append(f"{len(other)} entries published at another eps were left out")
         if not same:

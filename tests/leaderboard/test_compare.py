@@ -239,3 +239,19 @@ def test_a_randomized_model_is_said_not_comparable_with_autoattack_rand_entries(
     results.model = results.model.model_copy(update={"randomized": True})
     notes = [note for c in compare_to_leaderboard(results, load_snapshot()) for note in c.notes]
     assert any("the model is randomized" in note and "not comparable" in note for note in notes)
+
+
+def test_a_targeted_or_box_restricted_adversary_is_said_not_comparable(model_info: Path) -> None:
+    """RobustBench ranks untargeted robust accuracy over the whole pixel range [0, 1]: a targeted run
+    (which AutoAttack refuses) or one whose bounds are narrower measures another quantity."""
+    results = _with_worst_case(fixtures.strong(), 300)
+    [plain] = compare_to_leaderboard(results, build_snapshot(model_info))
+    assert not any("not comparable" in n for n in plain.notes)
+    targeted = results.model_copy(deep=True)
+    targeted.threat_model["adversary"]["goal"] = "targeted"
+    [comparison] = compare_to_leaderboard(targeted, build_snapshot(model_info))
+    assert any("goal is targeted" in n and "not comparable" in n for n in comparison.notes), comparison.notes
+    boxed = results.model_copy(deep=True)
+    boxed.threat_model["adversary"]["bounds"] = [0.1, 0.9]
+    [comparison] = compare_to_leaderboard(boxed, build_snapshot(model_info))
+    assert any("bounds are [0.1, 0.9]" in n and "not comparable" in n for n in comparison.notes), comparison.notes
