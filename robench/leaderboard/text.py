@@ -37,7 +37,7 @@ def _flag(value: bool | None) -> str:
 def board_table(comparison: BoardComparison) -> Table:
     """The run and its nearest published neighbours on one board."""
     metric = "corruption acc." if comparison.metric == "mean_corruption_accuracy" else "robust acc."
-    header = ("entry", "rank among compared entries", "clean acc.", metric, "Δ clean", "Δ " + metric.split()[0], "outside run's 95% CI (clean / " + metric.split()[0] + ")")
+    header = ("entry", "rank among compared entries and this run", "clean acc.", metric, "Δ clean", "Δ " + metric.split()[0], "outside run's 95% CI (clean / " + metric.split()[0] + ")")
     total = comparison.n_entries + 1
     rank = f"{comparison.rank}/{total}" if comparison.rank else "–"
     if comparison.rank and comparison.rank_range and comparison.rank_range[0] != comparison.rank_range[1]:
@@ -45,6 +45,7 @@ def board_table(comparison: BoardComparison) -> Table:
     rows: list[tuple[str, ...]] = [("this run", rank, with_interval(comparison.clean),
              with_interval(comparison.robust), "", "", "")]  # fmt: skip
     shown: set[str] = set()
+    value = comparison.robust.value if comparison.robust is not None else None
     for n in comparison.neighbours:
         e = n.entry
         if e.id in shown:  # the best entry is often also the nearest one
@@ -52,11 +53,17 @@ def board_table(comparison: BoardComparison) -> Table:
         shown.add(e.id)
         flags = "" if e.robust_source != "external" else " (external eval.)"
         rows.append((
-            f"{n.role}: {e.id}{' [unreliable]' if e.unreliable else ''}", str(n.rank), percent(e.clean_accuracy),
+            # the run's rank counts among the entries and the run: so does each entry's (one below the run is one lower)
+            f"{n.role}: {e.id}{' [unreliable]' if e.unreliable else ''}", str(n.rank + _below(value, e.robust_accuracy)), percent(e.clean_accuracy),
             percent(e.robust_accuracy) + flags, points(n.delta_clean), points(n.delta_robust),
             f"{_flag(n.clean_outside_ci)} / {_flag(n.robust_outside_ci)}",
         ))  # fmt: skip
     return header, rows
+
+
+def _below(run: float | None, entry: float | None) -> int:
+    """1 when the run's number is strictly higher than the entry's (the run then ranks above it), else 0."""
+    return int(run is not None and entry is not None and run > entry)
 
 
 def runs_table(comparison: RunComparison) -> Table:

@@ -255,3 +255,19 @@ def test_a_targeted_or_box_restricted_adversary_is_said_not_comparable(model_inf
     boxed.threat_model["adversary"]["bounds"] = [0.1, 0.9]
     [comparison] = compare_to_leaderboard(boxed, build_snapshot(model_info))
     assert any("bounds are [0.1, 0.9]" in n and "not comparable" in n for n in comparison.notes), comparison.notes
+
+
+@pytest.mark.parametrize("robust", [0, 275, 276, 300, 450])
+def test_the_table_ranks_run_and_entries_on_one_scale(model_info: Path, robust: int) -> None:
+    """The run's "r/n+1" counts the run among the entries; an entry's rank in the same column does too:
+    the run at 0.552 is 3rd of 6 (above Delta2020's 0.551), so Delta2020 is 4th, not "3" beside "3/6"."""
+    from robench.leaderboard import board_table
+
+    [comparison] = compare_to_leaderboard(_with_worst_case(fixtures.strong(), robust), build_snapshot(model_info))
+    value = robust / N
+    raw = _raw(model_info / "cifar10" / "Linf")
+    _, rows = board_table(comparison)
+    assert rows[0][1].startswith(f"{comparison.rank}/{len(raw) + 1}")
+    for row in rows[1:]:
+        entry = raw[raw["id"] == row[0].split(": ", 1)[1].split(" ")[0]].iloc[0]
+        assert int(row[1]) == 1 + int((raw["ranked"] > entry["ranked"]).sum()) + int(value > entry["ranked"])
