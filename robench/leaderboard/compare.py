@@ -197,6 +197,9 @@ def _sample_note(results: Results, dataset: str, robust: MetricRecord | None) ->
         notes.append(f"measured on the {results.dataset.split} split, the published numbers on the {split} split: not comparable")
     if expected is not None and n < expected:
         notes.append(f"measured on n = {n:,} examples, the published numbers on {expected:,}: compare within the 95% interval")
+    if expected is not None:
+        notes.append(f"the published numbers are point values on {expected:,} test points, with no interval: 'outside the run's 95% CI' "
+                     "counts only the run's own sampling error")
     if results.model.randomized:
         notes.append("the model is randomized: robench scores its expected per-pass accuracy at the adversary's best point; "
                      "published AutoAttack rand numbers count an example broken once any pass misclassifies it: not comparable")

@@ -271,3 +271,15 @@ def test_the_table_ranks_run_and_entries_on_one_scale(model_info: Path, robust: 
     for row in rows[1:]:
         entry = raw[raw["id"] == row[0].split(": ", 1)[1].split(" ")[0]].iloc[0]
         assert int(row[1]) == 1 + int((raw["ranked"] > entry["ranked"]).sum()) + int(value > entry["ranked"])
+
+
+def test_the_comparison_says_the_published_numbers_carry_no_interval(model_info: Path) -> None:
+    """The run has a 95% interval, RobustBench's numbers none (and another n): said on every board,
+    with the full test set too, where no sample-size note is given."""
+    from robench.threat_model import BENCHMARK_CORRUPTIONS
+
+    results = _with_worst_case(fixtures.strong(), 300)
+    corrupted = _corruption_run(list(BENCHMARK_CORRUPTIONS), 400)
+    for run in (results, corrupted):
+        [comparison] = compare_to_leaderboard(run, build_snapshot(model_info))
+        assert any("10,000 test points, with no interval" in n for n in comparison.notes), comparison.notes
