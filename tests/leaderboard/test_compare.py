@@ -283,3 +283,13 @@ def test_the_comparison_says_the_published_numbers_carry_no_interval(model_info:
     for run in (results, corrupted):
         [comparison] = compare_to_leaderboard(run, build_snapshot(model_info))
         assert any("10,000 test points, with no interval" in n for n in comparison.notes), comparison.notes
+
+
+def test_the_report_section_defines_the_rank_it_shows() -> None:
+    """The section's legend matches the table: every rank counts the run and the compared entries, and
+    the published numbers have no interval."""
+    from robench.report.render import render_html
+
+    html = render_html(_with_worst_case(fixtures.strong(), 364))
+    assert "1 + the number of the others (compared entries and this run) with a strictly higher number" in html
+    assert "the published numbers carry no interval" in html
