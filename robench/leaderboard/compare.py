@@ -200,6 +200,9 @@ def _sample_note(results: Results, dataset: str, robust: MetricRecord | None) ->
     if expected is not None:
         notes.append(f"the published numbers are point values on {expected:,} test points, with no interval: 'outside the run's 95% CI' "
                      "counts only the run's own sampling error")
+    if dataset == "imagenet":  # robench's ImageNet images: the first of its class-interleaved order
+        notes.append("RobustBench's ImageNet numbers are on its own fixed list of 5,000 validation images (shipped with the robustbench "
+                     "package), robench's on the first of its class-interleaved order: other images of the same distribution")
     if results.model.randomized:
         notes.append("the model is randomized: robench scores its expected per-pass accuracy at the adversary's best point; "
                      "published AutoAttack rand numbers count an example broken once any pass misclassifies it: not comparable")

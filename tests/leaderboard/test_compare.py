@@ -293,3 +293,14 @@ def test_the_report_section_defines_the_rank_it_shows() -> None:
     html = render_html(_with_worst_case(fixtures.strong(), 364))
     assert "1 + the number of the others (compared entries and this run) with a strictly higher number" in html
     assert "the published numbers carry no interval" in html
+
+
+def test_imagenet_comparisons_say_the_images_are_not_robustbenchs_list() -> None:
+    """robench takes the first 5,000 of its class-interleaved ImageNet order; RobustBench its own fixed
+    list: at n = 5,000 nothing said the images differ (a review's finding)."""
+    from robench.leaderboard.compare import _sample_note
+
+    results = fixtures.strong()
+    results.dataset = results.dataset.model_copy(update={"split": "val", "n_examples": 5000})
+    assert any("its own fixed list of 5,000 validation images" in n for n in _sample_note(results, "imagenet", None))
+    assert not any("fixed list" in n for n in _sample_note(fixtures.strong(), "cifar10", None))
