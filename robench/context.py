@@ -259,7 +259,8 @@ class EvalContext:
         """Apply ``fn`` to every batch; return its outputs concatenated along dim 0 (on the CPU).
 
         Finished batches come from the journal when present; new ones are journalled. Wall time
-        and passes are added to :attr:`cost` (for journalled batches, the cost they had).
+        (a new batch's including its journal write) and passes are added to :attr:`cost` (for
+        journalled batches, the cost they had).
 
         Under ``torch.distributed`` (``world_size > 1``) batch ``i`` runs on rank ``i % world_size``
         and every rank receives every output, in order; since a batch's generator depends only on
@@ -344,8 +345,10 @@ class EvalContext:
                         # them to find a closed connection
                         failure = (index, exc)
                         break
-                    if self.journal is not None:
+                    if self.journal is not None:  # fsync'd: on a slow disk, time the batch's own timing did not see
+                        written = time.perf_counter()
                         self.journal.put(journal_key, data, meta)
+                        meta = {**meta, "journal_s": time.perf_counter() - written}  # gathered, not journalled
                 mine[index] = (data, meta)
                 bar.update((stop - start) * self.world_size)
         finally:
@@ -356,7 +359,7 @@ class EvalContext:
         for index in range(len(starts)):
             meta = done[index][1]
             rank = (index + offset) % self.world_size
-            per_rank_time[rank] = per_rank_time.get(rank, 0.0) + meta["wall_time_s"]
+            per_rank_time[rank] = per_rank_time.get(rank, 0.0) + meta["wall_time_s"] + meta.get("journal_s", 0.0)
             self.cost.forward_passes += meta["forward"]
             self.cost.backward_passes += meta["backward"]
             self.cost.oom_retries += meta.get("oom_retries", 0)

@@ -295,3 +295,28 @@ def test_a_section_asking_for_more_examples_than_the_run_has_says_so() -> None:
     for key in ("corruptions", "stability", "certification/smoothing"):
         assert said in results.evaluation(key).warnings, key
     assert not any("asks for more" in w for w in results.evaluation("certification/fits").warnings)
+
+
+def test_cost_counts_the_journal_writes(tmp_path, monkeypatch) -> None:
+    # each finished batch is fsync'd to the journal inside map_batches, outside the batch's timing: that
+    # time was in neither the batches' times nor the evaluation's time outside map_batches
+    import time
+
+    from robench.journal import Journal
+
+    put = Journal.put
+
+    def slow_put(self, key, data, meta) -> None:  # a slow disk's fsync
+        time.sleep(0.1)
+        put(self, key, data, meta)
+
+    monkeypatch.setattr(Journal, "put", slow_put)
+    journal = Journal(tmp_path / "j.bin", {"seed": 0}, resume=False)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=5, progress=False, journal=journal)
+    ctx.begin("e")
+    began = time.perf_counter()
+    ctx.map_batches("s", _data(), lambda x, y, g: {"y": y}, PassCounter())
+    elapsed = time.perf_counter() - began
+    cost = ctx.finish()
+    journal.close()
+    assert cost.wall_time_s >= 0.4 and cost.wall_time_s >= 0.9 * elapsed, (cost.wall_time_s, elapsed)
