@@ -245,12 +245,21 @@ def _finished_before(path: Path, results: Results) -> dict[str, EvaluationResult
         previous = load_results(path)
     except ConfigError:
         return {}
-    same = (
-        previous.threat_model_sha256 == results.threat_model_sha256 and previous.model.sha256 == results.model.sha256
-        and previous.dataset.manifest_sha256 == results.dataset.manifest_sha256
-        and previous.dataset.n_examples == results.dataset.n_examples and previous.seed == results.seed
-    )  # fmt: skip
+    same = previous.model.sha256 is not None and _kept_identity(previous) == _kept_identity(results)
     return {e.key: e for e in previous.evaluations if e.status == "success"} if same else {}
+
+
+def _kept_identity(results: Results) -> tuple[Any, ...]:
+    """What of a run its numbers depend on, as its results file records it: the journal's identity
+    (:class:`robench.journal.Journal`) where the file holds it, so that a resume whose journal is gone
+    keeps only the evaluations the same run would have produced (the batch size, device, threads,
+    numerics and code included, not only the model, threat model, data and seed)."""
+    env = results.environment
+    return (
+        results.threat_model_sha256, results.model.sha256, results.dataset.manifest_sha256, results.dataset.n_examples, results.seed,
+        results.options.get("batch_size"), results.model.randomized, env.device.split(":")[0], env.torch_threads,
+        None if env.numerics is None else env.numerics.model_dump(mode="json"), env.robench_version, env.git_revision,
+    )  # fmt: skip
 
 
 def _with_kept(current: list[EvaluationResult], kept: dict[str, EvaluationResult], plan: list[tuple[str, str, str, Any]]) -> list[EvaluationResult]:

@@ -93,6 +93,34 @@ def test_an_interrupted_resume_keeps_what_had_finished(tmp_path: Path, quadrant_
     assert on_disk.records() == first.records()
 
 
+def test_a_resume_without_its_journal_keeps_only_the_same_runs_results(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the journal gone, the earlier results.json was kept whenever model, threat model, data and
+    seed matched: a resume at another batch size (which the journal would refuse) kept the earlier
+    run's attacks beside its own numbers. Now the file must match the journal's identity."""
+    from robench.registry import registry
+
+    data_root = tiny_threat.parent / "data"
+    out = tmp_path / "run"
+    kwargs = {"arch": "tests.conftest:QuadrantNet", "out_dir": out, "data_root": data_root, "seed": 11, "progress": False}
+    robench.evaluate(quadrant_checkpoint, tiny_threat, batch_size=8, **kwargs)
+    (out / "journal.bin").unlink()
+    real_get = registry.get
+
+    def interrupted(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    finished = [("clean", "success"), ("attacks/fgsm", "success"), ("attacks/pgd", "success")]
+    for batch_size, kept in ((4, [("clean", "success"), ("attacks/fgsm", "error")]), (8, finished)):
+        if batch_size == 8:  # the same run again, its journal gone: its earlier finished evaluations are kept
+            robench.evaluate(quadrant_checkpoint, tiny_threat, batch_size=8, **kwargs)
+            (out / "journal.bin").unlink()
+        with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+            patch.setattr(registry, "get", lambda kind, name: interrupted if (kind, name) == ("evaluation", "attacks") else real_get(kind, name))
+            robench.evaluate(quadrant_checkpoint, tiny_threat, resume=True, batch_size=batch_size, **kwargs)
+        assert [(e.key, e.status) for e in robench.load_results(out / "results.json").evaluations] == kept
+
+
 TERMINATOR = textwrap.dedent(
     """
     import os, signal, sys
