@@ -42,7 +42,8 @@ class Neighbour:
     Attributes:
         role: ``above`` (nearest better entry), ``below`` (nearest entry not better) or ``best``.
         entry: The published entry.
-        rank: The entry's rank on the board (1 = best).
+        rank: The entry's rank among the compared entries and the run (1 = best), the scale of the
+            run's own rank.
         delta_clean: Run clean accuracy minus the entry's, or ``None``.
         delta_robust: Run robust (or corruption) accuracy minus the entry's.
         clean_outside_ci: Whether the entry's clean accuracy lies outside the run's 95% interval.
@@ -157,7 +158,9 @@ def _compare(
         return Neighbour(
             role=role,
             entry=entry,
-            rank=1 + sum(e.robust_accuracy > entry.robust_accuracy for e in ranked),  # type: ignore[operator]
+            # on the run's own scale: among the compared entries and the run (one below the run is one lower)
+            rank=1 + sum(e.robust_accuracy > entry.robust_accuracy for e in ranked)  # type: ignore[operator]
+            + int(value is not None and entry.robust_accuracy is not None and value > entry.robust_accuracy),
             delta_clean=_delta(clean, entry.clean_accuracy),
             delta_robust=_delta(robust, entry.robust_accuracy),
             clean_outside_ci=_outside(clean, entry.clean_accuracy),

@@ -45,7 +45,6 @@ def board_table(comparison: BoardComparison) -> Table:
     rows: list[tuple[str, ...]] = [("this run", rank, with_interval(comparison.clean),
              with_interval(comparison.robust), "", "", "")]  # fmt: skip
     shown: set[str] = set()
-    value = comparison.robust.value if comparison.robust is not None else None
     for n in comparison.neighbours:
         e = n.entry
         if e.id in shown:  # the best entry is often also the nearest one
@@ -53,17 +52,11 @@ def board_table(comparison: BoardComparison) -> Table:
         shown.add(e.id)
         flags = "" if e.robust_source != "external" else " (external eval.)"
         rows.append((
-            # the run's rank counts among the entries and the run: so does each entry's (one below the run is one lower)
-            f"{n.role}: {e.id}{' [unreliable]' if e.unreliable else ''}", str(n.rank + _below(value, e.robust_accuracy)), percent(e.clean_accuracy),
+            f"{n.role}: {e.id}{' [unreliable]' if e.unreliable else ''}", str(n.rank), percent(e.clean_accuracy),
             percent(e.robust_accuracy) + flags, points(n.delta_clean), points(n.delta_robust),
             f"{_flag(n.clean_outside_ci)} / {_flag(n.robust_outside_ci)}",
         ))  # fmt: skip
     return header, rows
-
-
-def _below(run: float | None, entry: float | None) -> int:
-    """1 when the run's number is strictly higher than the entry's (the run then ranks above it), else 0."""
-    return int(run is not None and entry is not None and run > entry)
 
 
 def runs_table(comparison: RunComparison) -> Table:
