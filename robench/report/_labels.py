@@ -99,6 +99,13 @@ def record_label(record: MetricRecord) -> str:
     return label + (f" ({_pairs(rest)})" if rest else "")
 
 
+def at_threat(record: MetricRecord, adversary: dict[str, Any]) -> bool:
+    """Whether a certifier's record is at the threat model's norm and eps (``threat_norm`` and
+    ``threat_eps`` in its condition those of ``adversary``, the threat model's ``adversary`` block), so
+    that attacks at that eps bound the same robustness (an older IBP recorded its params.eps so)."""
+    return (record.condition.get("threat_eps"), record.condition.get("threat_norm")) == (adversary.get("eps"), adversary.get("norm"))
+
+
 def summary_label(record: MetricRecord, results: Results) -> str:
     """:func:`record_label` with the caveat a headline row cannot go without: a mean corruption
     accuracy under a severity table made for other images says so briefly

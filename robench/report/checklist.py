@@ -32,7 +32,7 @@ from robench.attacks.masking_checks import ATTACK_STRENGTH_CHECKS
 from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
-from robench.report._labels import record_label, show
+from robench.report._labels import at_threat, record_label, show
 from robench.results import Environment, EvaluationResult, MetricRecord, Results, is_dirty, not_certifiable, short_sha256, unpack_outcomes
 from robench.threat_model import CalibrationSpec, format_eps, parse_eps
 
@@ -212,8 +212,8 @@ def certified_but_broken(results: Results) -> list[dict[str, Any]]:
     for e in results.evaluations:
         packed = e.outcomes.get("certified_accuracy") if e.section == "certification" and e.status == "success" else None
         record = next((r for r in e.records if r.name == "certified_accuracy" and "threat_eps" in r.condition), None)
-        if record is not None and (record.condition.get("threat_eps"), record.condition.get("threat_norm")) != (adversary.get("eps"), adversary.get("norm")):
-            continue  # certified at another radius (an older robench recorded IBP's params.eps so): attacks at eps may break it
+        if record is not None and not at_threat(record, adversary):
+            continue  # certified at another radius: attacks at eps may break it
         certified = unpack_outcomes(packed, record.n) if isinstance(packed, str) and record is not None and record.n else None
         if certified is None:
             continue

@@ -10,7 +10,7 @@ import jinja2
 
 from robench._errors import ConfigError, first_line
 from robench.report import _coverage
-from robench.report._labels import check_finding, check_scope, record_label, show, summary_label
+from robench.report._labels import at_threat, check_finding, check_scope, record_label, show, summary_label
 from robench.report.checklist import ChecklistItem, checklist, code_recorded
 from robench.results import MetricRecord, Results, atomic_write_text, is_dirty, load_results, short_sha256
 from robench.threat_model import applicable_fields, format_eps
@@ -129,8 +129,7 @@ def bracket(results: Results, robust: MetricRecord | None) -> str | None:
         (r.value, r) for e in results.evaluations
         if e.section == "certification" and e.status == "success" and e.artifacts.get("certifier") in SOUND_VERIFIERS
         for r in e.records
-        if r.name == "certified_accuracy" and r.value is not None and r.n == robust.n
-        and r.condition.get("threat_eps") == adversary.get("eps") and r.condition.get("threat_norm") == adversary.get("norm")
+        if r.name == "certified_accuracy" and r.value is not None and r.n == robust.n and at_threat(r, adversary)
     ]  # fmt: skip
     if not verified:
         return None
