@@ -245,21 +245,33 @@ def _finished_before(path: Path, results: Results) -> dict[str, EvaluationResult
         previous = load_results(path)
     except ConfigError:
         return {}
-    same = previous.model.sha256 is not None and _kept_identity(previous) == _kept_identity(results)
+    # the file holds no weights hash for a module handed over in memory: nothing to match it by
+    same = previous.model.sha256 is not None and _run_identity(previous, previous.model.sha256) == _run_identity(results, results.model.sha256)
     return {e.key: e for e in previous.evaluations if e.status == "success"} if same else {}
 
 
-def _kept_identity(results: Results) -> tuple[Any, ...]:
-    """What of a run its numbers depend on, as its results file records it: the journal's identity
-    (:class:`robench.journal.Journal`) where the file holds it, so that a resume whose journal is gone
-    keeps only the evaluations the same run would have produced (the batch size, device, threads,
-    numerics and code included, not only the model, threat model, data and seed)."""
+def _run_identity(results: Results, checkpoint_sha256: str | None) -> dict[str, Any]:
+    """What of a run its numbers depend on, read from its results: the journal's identity
+    (:class:`robench.journal.Journal`), and what a resume whose journal is gone compares with the
+    results file it finds (:func:`_finished_before`)."""
     env = results.environment
-    return (
-        results.threat_model_sha256, results.model.sha256, results.dataset.manifest_sha256, results.dataset.n_examples, results.seed,
-        results.options.get("batch_size"), results.model.randomized, env.device.split(":")[0], env.torch_threads,
-        None if env.numerics is None else env.numerics.model_dump(mode="json"), env.robench_version, env.git_revision,
-    )  # fmt: skip
+    return {
+        # a module handed over in memory has no file to hash: its class and weights stand for it
+        "checkpoint_sha256": checkpoint_sha256,
+        "arch": results.options.get("arch"),
+        "device": torch.device(env.device).type,
+        "torch_threads": env.torch_threads,  # CPU reductions (and so the numbers) depend on it
+        # TF32, deterministic kernels, cuDNN autotuning: a resumed batch must round as the journalled ones did
+        "numerics": None if env.numerics is None else env.numerics.model_dump(mode="json"),
+        "threat_model_sha256": results.threat_model_sha256,
+        "dataset_manifest_sha256": results.dataset.manifest_sha256,
+        "n_examples": results.dataset.n_examples,
+        "seed": results.seed,
+        "batch_size": results.options.get("batch_size"),
+        "randomized": results.model.randomized,  # EOT and pass means, or single passes
+        "robench_version": env.robench_version,
+        "git_revision": env.git_revision,
+    }
 
 
 def _with_kept(current: list[EvaluationResult], kept: dict[str, EvaluationResult], plan: list[tuple[str, str, str, Any]]) -> list[EvaluationResult]:
@@ -464,23 +476,7 @@ def _evaluate(
         ctx.shared["randomized"] = True
     _preflight(plan, handle, data, threat, ctx)  # the run starts (and writes) only once the plan fits the model and data
     if out is not None:
-        identity = {
-            # a module handed over in memory has no file to hash: its class and weights stand for it
-            "checkpoint_sha256": handle.info.sha256 or module_sha256(handle.module),
-            "arch": arch,
-            "device": torch_device.type,
-            "torch_threads": results.environment.torch_threads,  # CPU reductions (and so the numbers) depend on it
-            # TF32, deterministic kernels, cuDNN autotuning: a resumed batch must round as the journalled ones did
-            "numerics": None if results.environment.numerics is None else results.environment.numerics.model_dump(mode="json"),
-            "threat_model_sha256": declared.sha256,
-            "dataset_manifest_sha256": data_info.manifest_sha256,
-            "n_examples": data_info.n_examples,
-            "seed": seed,
-            "batch_size": batch,
-            "randomized": handle.info.randomized,  # EOT and pass means, or single passes
-            "robench_version": results.environment.robench_version,
-            "git_revision": results.environment.git_revision,
-        }
+        identity = _run_identity(results, handle.info.sha256 or module_sha256(handle.module))
         ctx.journal = Journal(out / ("journal.bin" if rank == 0 else f"journal.rank{rank}.bin"), identity, resume)
         if not resume and rank == 0:
             _drop_stale_journals(out, world)
