@@ -157,7 +157,10 @@ class PGD(Attack):
                 else:  # the last iterate, scored like the others: over eot_samples passes (a single pass of a
                     # randomized model is noisier than their means, and the maximum would favour it by luck)
                     with torch.no_grad():
-                        logits = sum((model.verdict(x_adv) for _ in range(self.eot_samples - 1)), model.verdict(x_adv)) / self.eot_samples
+                        logits = model.verdict(x_adv)
+                        for _ in range(self.eot_samples - 1):
+                            logits = logits + model.verdict(x_adv)
+                        logits = logits / self.eot_samples
                 check_logits(logits, None)  # a NaN margin never "improves": the example would pass as robust
                 score = margin(logits.float(), y0, t0)
                 improved = score > best_score[active]

@@ -19,7 +19,7 @@ from robench._errors import ConfigError
 from robench.context import EvalContext, EvaluationOutput, shortfall_warning
 from robench.corruptions._base import GROUPS
 from robench.corruptions._examples import example_grid
-from robench.corruptions.metrics import mean_corruption_errors
+from robench.corruptions.metrics import SEVERITIES, mean_corruption_errors
 from robench.corruptions.params import ALEXNET_ERRORS, CorruptionTable, resolve_table
 from robench.data.base import Dataset
 from robench.evaluations.clean import predictions, wants_log_probs
@@ -186,7 +186,7 @@ def _normalised_errors(
     # whatever the image size (a 96 px 10-class set resolves to the imagenet table too). A released
     # set shares the data's label set (load_matching_cell refuses another before any cell runs).
     imagenet_like = data.num_classes == 1000 and (table is None or table.name == "imagenet")
-    if not imagenet_like or set(spec.severities) != {1, 2, 3, 4, 5}:
+    if not imagenet_like or set(spec.severities) != SEVERITIES:
         # why the tables have no CE column: a note on the run's scope, not a warning about it
         output.artifacts["ce_not_computed"] = (
             "CE/mCE are normalised by AlexNet's ImageNet-C errors: reported only for an ImageNet-C sweep "
