@@ -115,7 +115,7 @@ class Journal:
             details = "; ".join(f"{k}: journal {found.get(k)!r} vs now {self.identity.get(k)!r}" for k in differing[:3])
             raise JournalError(
                 f"{self.path} belongs to a different run ({details}); resume needs the same checkpoint, "
-                "threat model, data, seed, batch size, device, torch thread count, numerics settings (TF32, deterministic kernels) and robench version (or start without --resume)"
+                "threat model (its description and claims aside), data, seed, batch size, device, torch thread count, numerics settings (TF32, deterministic kernels) and robench version (or start without --resume)"
             )
 
     def get(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

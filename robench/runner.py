@@ -28,7 +28,15 @@ from robench.models import load_model, module_sha256
 from robench.models.wrapper import PixelModel
 from robench.registry import registry
 from robench.results import DIRTY_SUFFIX, Environment, EvaluationResult, Numerics, Results, load_results
-from robench.threat_model import SECTION_KIND, SECTION_ORDER, ThreatModel, ThreatModelError, _param_errors, load_threat_model
+from robench.threat_model import (
+    SECTION_KIND,
+    SECTION_ORDER,
+    ThreatModel,
+    ThreatModelError,
+    _param_errors,
+    computation_sha256,
+    load_threat_model,
+)
 
 _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pydantic", "pyautoattack", "foolbox", "timm", "robustbench",
              "mlxtend", "imagecorruptions", "safetensors", "PyYAML", "Pillow")  # fmt: skip
@@ -263,7 +271,8 @@ def _run_identity(results: Results, checkpoint_sha256: str | None) -> dict[str, 
         "torch_threads": env.torch_threads,  # CPU reductions (and so the numbers) depend on it
         # TF32, deterministic kernels, cuDNN autotuning: a resumed batch must round as the journalled ones did
         "numerics": None if env.numerics is None else env.numerics.model_dump(mode="json"),
-        "threat_model_sha256": results.threat_model_sha256,
+        # all but its description and claims (computation_sha256): free text changes no number
+        "threat_model_computation_sha256": computation_sha256(results.threat_model),
         "dataset_manifest_sha256": results.dataset.manifest_sha256,
         "n_examples": results.dataset.n_examples,
         "seed": results.seed,

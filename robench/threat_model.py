@@ -473,6 +473,20 @@ class ThreatModel(Schema):
         return registry.validate_params(SECTION_KIND[section], spec.name, spec.params)
 
 
+NOT_COMPUTED = frozenset({"description", "claims"})
+"""Fields of a threat model that no number depends on: free text, and the model card's claims,
+which the report checks against the results when it renders."""
+
+
+def computation_sha256(dumped: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a dumped threat model (``ThreatModel.model_dump(mode="json")``,
+    as results hold it) without :data:`NOT_COMPUTED`: what ``--resume`` compares, so an edited
+    description or claim does not refuse a resume while any change to data, adversary or
+    evaluations does."""
+    kept = {key: value for key, value in dumped.items() if key not in NOT_COMPUTED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def applicable_fields(data: dict[str, Any]) -> dict[str, Any]:
     """A resolved threat model's JSON data (:meth:`ThreatModel.model_dump`, as results record it) less
     the fields its other settings make inapplicable: the adversary's ``targets`` unless its goal is

@@ -189,3 +189,35 @@ def test_randomized_model_numbers_depend_on_the_seed_only(tmp_path: Path, tiny_t
     resumed = run(2, out_dir=out, resume=True)
     assert sum(e.cost.resumed_batches for e in resumed.evaluations) == crash_at
     assert resumed.records() == reference.records()
+
+
+def test_a_resume_ignores_an_edited_description_and_claims_but_not_an_edited_eps(tmp_path: Path, quadrant_checkpoint: Path,
+                                                                                 tiny_threat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal identity held the sha256 of the whole threat model, so a resume was refused
+    ("belongs to a different run") when only the description or the model card's claims had been
+    edited, which change no number. Now those two are left out of it; the adversary is not."""
+    import yaml
+
+    from robench import journal
+    from robench._errors import JournalError
+
+    data_root = tiny_threat.parent / "data"
+    out = tmp_path / "run"
+    kwargs = {"arch": "tests.conftest:QuadrantNet", "out_dir": out, "data_root": data_root, "batch_size": 8, "seed": 11, "progress": False}
+    first = robench.evaluate(quadrant_checkpoint, tiny_threat, **kwargs)
+    declared = yaml.safe_load(tiny_threat.read_text())
+    declared["description"] = "edited after the run"
+    declared["claims"] = {"robust_accuracy": 0.5}
+    tiny_threat.write_text(yaml.safe_dump(declared))
+    written: list[str] = []
+    real_put = journal.Journal.put
+    monkeypatch.setattr(journal.Journal, "put", lambda self, key, data, meta: (written.append(key), real_put(self, key, data, meta))[1])
+    again = robench.evaluate(quadrant_checkpoint, tiny_threat, resume=True, **kwargs)
+    assert written == []  # every batch came from the journal
+    assert again.threat_model_sha256 != first.threat_model_sha256  # the results record the file as it is now
+    assert again.threat_model["description"] == "edited after the run"
+    assert [e.records for e in again.evaluations] == [e.records for e in first.evaluations]
+    declared["adversary"]["eps"] = 0.2
+    tiny_threat.write_text(yaml.safe_dump(declared))
+    with pytest.raises(JournalError, match="threat_model_computation_sha256"):
+        robench.evaluate(quadrant_checkpoint, tiny_threat, resume=True, **kwargs)
