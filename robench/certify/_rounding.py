@@ -24,8 +24,12 @@ the real values, so ``m + e`` bounds the float ones):
   round; a clip passes no error where the box lies beyond its limit by twice the error (the
   output is the limit, exactly).
 
-The verifier computes its own bounds in the same arithmetic, on the same magnitudes, so its own
-rounding obeys the same bound: :func:`allowance` is twice the model's. The bound assumes the
+IBP computes its own bounds in the same arithmetic, on the same magnitudes, so its own rounding
+obeys the same bound: :func:`allowance` is twice the model's. CROWN's backward products sum over
+fan-outs, which this forward bound does not follow; by default (``precision: float64``) it bounds
+a float64 copy of the model, whose own rounding is about 2^-29 of the float32 model's, so the
+second copy covers it (and the float64 reading of the code's scalar constants); in the model's
+dtype it is only taken to be of the same size. The bound assumes the
 convolution and matrix routines compute dot products (direct and GEMM-based algorithms do) with
 TF32 off (:func:`robench._numerics.ieee_fp32`). A Winograd or FFT convolution, which cuDNN may
 choose on a GPU, mixes inputs beyond an output's receptive field and is not covered: there the

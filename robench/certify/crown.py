@@ -45,6 +45,7 @@ of the coefficients alive at once (two per residual block) are held per pass.
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -415,6 +416,14 @@ def margin_lower_bounds(
     return margins.scatter(1, labels[:, None], float("inf"))
 
 
+def widened(graph: fx.GraphModule) -> fx.GraphModule:
+    """A float64 copy of ``graph`` to compute bounds with: float32 (and narrower) parameters and
+    buffers are exact in float64, so it describes the same function as the model, up to scalar
+    constants of its code (``x * 0.1``), which the float32 model rounds to float32 and the copy to
+    float64: a relative difference of one float32 unit, one rounding of that node's output."""
+    return copy.deepcopy(graph).to(torch.float64)
+
+
 @torch.no_grad()
 def verified(
     model: nn.Module | fx.GraphModule,
@@ -424,15 +433,21 @@ def verified(
     bounds: tuple[float, float] = (0.0, 1.0),
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     rounding: bool = True,
+    wide: fx.GraphModule | None = None,
 ) -> torch.Tensor:
     """``(B,)`` flags: every CROWN margin lower bound over the clipped eps box exceeds
-    :func:`robench.certify.ibp.rounding_tolerance` plus, with ``rounding``, the bound on the float
-    model's own rounding over the box (:func:`robench.certify._rounding.allowance`; CROWN's own rounding, in another
-    order of operations, is taken to be of the same size, which is not proven).
+    :func:`robench.certify.ibp.rounding_tolerance` plus, with ``rounding``, twice the bound on the
+    float model's own rounding over the box (:func:`robench.certify._rounding.allowance`).
+
+    ``wide``: a float64 copy of the model (:func:`widened`) to compute the bounds with; ``None``
+    computes them in the model's own dtype. In float64, CROWN's own rounding, whose backward
+    products sum over fan-outs where the model's forward pass sums over fan-ins, is about 2^-29 of
+    the float32 model's (the allowance's second copy covers it and the constants' float64 reading,
+    :func:`widened`); in float32 it is only taken to be of the model's size, which is not proven.
 
     The box is the Linf ball; it also encloses the L2 ball of the same radius.
     """
-    return verdicts(model, x, labels, eps, bounds, max_elements, rounding)[0]
+    return verdicts(model, x, labels, eps, bounds, max_elements, rounding, wide)[0]
 
 
 @torch.no_grad()
@@ -444,9 +459,13 @@ def verdicts(
     bounds: tuple[float, float] = (0.0, 1.0),
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     rounding: bool = True,
+    wide: fx.GraphModule | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(verified, verified without the rounding allowance)``, both ``(B,)`` (:func:`verified`)."""
     graph = model if isinstance(model, fx.GraphModule) else trace(model, x)
     box = input_box(x, eps, bounds)
-    margins = margin_lower_bounds(graph, box, labels, max_elements)
+    if wide is None:
+        margins = margin_lower_bounds(graph, box, labels, max_elements)
+    else:  # the box's float32 ends are exact in float64: the same set
+        margins = margin_lower_bounds(wide, Box(box.lower.double(), box.upper.double()), labels, max_elements)
     return split_verdicts(margins, rounding_tolerance(graph, x), allowance(graph, box, labels) if rounding else None)

@@ -389,3 +389,43 @@ def test_a_tensor_built_from_the_input_shape_is_refused_by_name() -> None:
     _, box = _box(10, 0.01)
     with pytest.raises(ConfigError, match="built from the input's shape"):
         crown.crown_bounds(ZerosAccumulator().double().eval(), box)
+
+
+def test_float64_bounds_bound_the_same_function(digit_mlp, digits) -> None:
+    """The section's default ``precision: float64`` computes CROWN on a float64 copy of the float32
+    model, so CROWN's own rounding (its backward products sum over fan-outs, which the forward
+    allowance does not follow) is ~2^-29 of the model's; the copy is the same function, and the bounds
+    agree with the float32 ones to float32 rounding and still contain the float32 model's margins."""
+    from robench.certify._trace import trace
+
+    x, y = digits.load(slice(0, 64))
+    graph = trace(digit_mlp, x)
+    wide = crown.widened(graph)
+    assert all(p.dtype == torch.float64 for p in wide.parameters()) and all(p.dtype == torch.float32 for p in digit_mlp.parameters())
+    torch.testing.assert_close(wide(x.double()), digit_mlp(x).double(), rtol=1e-5, atol=1e-5)
+    box = input_box(x, 0.02)
+    narrow = crown.margin_lower_bounds(graph, box, y)
+    precise = crown.margin_lower_bounds(wide, Box(box.lower.double(), box.upper.double()), y)
+    assert precise.dtype == torch.float64
+    finite = torch.isfinite(narrow)
+    torch.testing.assert_close(precise[finite], narrow[finite].double(), rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        points = box.lower + torch.rand((200, *x.shape), generator=torch.Generator().manual_seed(0)) * (box.upper - box.lower)
+        out = digit_mlp(points.flatten(0, 1)).view(200, *y.shape, -1)
+    sampled = (out.gather(2, y[None, :, None].expand(200, -1, 1)) - out).amin(0).scatter(1, y[:, None], float("inf"))
+    assert bool((sampled.double() >= precise).all())
+    flags, without = crown.verdicts(graph, x, y, 0.02, wide=wide)
+    flags32, without32 = crown.verdicts(graph, x, y, 0.02)
+    assert 0 < int(flags.sum()) < 64 and int((flags != flags32).sum()) <= 1 and int((without != without32).sum()) <= 1
+
+
+def test_crown_section_records_its_precision(digit_mlp, digits) -> None:
+    from tests.certify.test_section import _run, _threat
+
+    for precision in ("float64", "model"):
+        threat = _threat([{"name": "crown", "params": {"pgd_check_steps": 0, "precision": precision}}], {"norm": "Linf", "eps": 0.02})
+        out, _ = _run(digit_mlp, digits, threat, 0)
+        assert out.resolved["precision"] == precision
+    wrong = _threat([{"name": "crown", "params": {"precision": "float16"}}], {"norm": "Linf", "eps": 0.02})
+    with pytest.raises(ConfigError, match="precision"):
+        wrong.resolved_params("certification", wrong.evaluations.certification[0])

@@ -41,7 +41,8 @@ METHODS: dict[str, dict[str, str]] = {
     "crown": {
         "title": "CROWN linear relaxation bounds (Zhang et al. 2018)",
         "guarantee": (
-            "Deterministic and sound, like IBP (the same allowance for the model's floating-point rounding; TF32 off): "
+            "Deterministic and sound, like IBP (the same allowance for the model's floating-point rounding; TF32 off; "
+            "bounds computed in float64 unless precision says otherwise, so that CROWN's own rounding stays far below it): "
             "every point of the input box is classified correctly for a verified example. Each ReLU is bounded by linear functions of its "
             "input (stable neurons exactly; unstable ones by the chord above and an adaptive line of slope 0 "
             "or 1 below), and these are propagated backward from every layer to the input (full CROWN, as "
