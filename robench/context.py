@@ -258,9 +258,11 @@ class EvalContext:
     ) -> dict[str, torch.Tensor]:
         """Apply ``fn`` to every batch; return its outputs concatenated along dim 0 (on the CPU).
 
-        Finished batches come from the journal when present; new ones are journalled. Wall time
-        (a new batch's including its journal write) and passes are added to :attr:`cost` (for
-        journalled batches, the cost they had).
+        Finished batches come from the journal when present (this rank's own, else a sibling's:
+        a resume reads the journals of every rank of the run, of any earlier process count); new
+        ones are journalled in this rank's own. Wall time (a new batch's including its journal
+        write) and passes are added to :attr:`cost` (for journalled batches, the cost they had, of
+        the one record taken where several journals hold the batch).
 
         Under ``torch.distributed`` (``world_size > 1``) batch ``i`` runs on rank ``i % world_size``
         and every rank receives every output, in order; since a batch's generator depends only on

@@ -234,12 +234,28 @@ def _drop_earlier_outputs(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _drop_stale_journals(out: Path, world: int) -> None:
-    """A fresh run removes the journals of ranks it does not have (an earlier run with more
-    processes): a later ``--resume`` with more processes would find them and refuse to go on."""
+def _journal_path(out: Path, rank: int) -> Path:
+    """The journal rank ``rank`` writes in ``out``."""
+    return out / ("journal.bin" if rank == 0 else f"journal.rank{rank}.bin")
+
+
+def _journals(out: Path) -> dict[int, Path]:
+    """The journals in ``out`` by the rank that wrote them, in rank order: this run's ranks', and
+    those of ranks an earlier run of another process count had."""
+    found = {0: _journal_path(out, 0)} if _journal_path(out, 0).exists() else {}
     for path in out.glob("journal.rank*.bin"):
         rank = path.name.removeprefix("journal.rank").removesuffix(".bin")
-        if rank.isdigit() and int(rank) >= world:
+        if rank.isascii() and rank.isdigit() and _journal_path(out, int(rank)) == path:
+            found[int(rank)] = path
+    return dict(sorted(found.items()))
+
+
+def _drop_stale_journals(out: Path, world: int) -> None:
+    """A fresh run removes the journals of ranks it does not have (an earlier run with more
+    processes): a later ``--resume`` reads every journal in the folder and would refuse them (they
+    are another run's). A resume keeps them: its ranks take the batches they hold."""
+    for rank, path in _journals(out).items():
+        if rank >= world:
             path.unlink(missing_ok=True)
 
 
@@ -331,7 +347,8 @@ def evaluate(
         device: ``cpu``, ``cuda``, ``cuda:N`` (default: CUDA when available).
         batch_size: Examples per batch (default 512 on CUDA, 128 on CPU).
         seed: Run seed; all randomness derives from it.
-        resume: Continue from the journal in ``out_dir``.
+        resume: Continue from the journals in ``out_dir`` (every rank's, of any earlier process
+            count: finished batches are taken from whichever holds them).
         trust_checkpoint: Allow unpickling code from the checkpoint.
         data_root: Folder of the dataset's files (overrides the data home).
         data_home: Folder holding datasets by their manifest's directory name.
@@ -486,7 +503,11 @@ def _evaluate(
     _preflight(plan, handle, data, threat, ctx)  # the run starts (and writes) only once the plan fits the model and data
     if out is not None:
         identity = _run_identity(results, handle.info.sha256 or module_sha256(handle.module))
-        ctx.journal = Journal(out / ("journal.bin" if rank == 0 else f"journal.rank{rank}.bin"), identity, resume)
+        own = _journal_path(out, rank)
+        # a resume takes finished batches from every journal of the run, whichever process count wrote
+        # them (a batch's numbers do not depend on the rank that computed it)
+        siblings = [path for path in _journals(out).values() if path != own] if resume else []
+        ctx.journal = Journal(own, identity, resume, siblings)
         if not resume and rank == 0:
             _drop_stale_journals(out, world)
             _drop_earlier_outputs(out)

@@ -74,3 +74,42 @@ def test_an_error_on_one_shard_ends_every_rank_with_that_error(tmp_path: Path, q
     assert two.stderr.count("robench: error: model returned NaN") == 2, two.stderr[-2000:]
     results = robench.load_results(tmp_path / "two" / "results.json")
     assert results.status == "error" and "NaN" in (results.error or "")
+
+
+@pytest.mark.slow
+def test_a_resume_with_another_number_of_processes_recomputes_no_journalled_batch(
+    tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path
+) -> None:
+    """A resume read only each rank's own journal: 2 processes then 1 recomputed rank 1's batches,
+    1 then 2 recomputed every batch of rank 1's share (same numbers, wasted time)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    data_root = tiny_threat.parent / "data"
+    common = ["evaluate", "--checkpoint", str(quadrant_checkpoint), "--threat-model", str(tiny_threat),
+              "--data-root", str(data_root), "--device", "cpu", "--out", str(out), *ARGS]
+
+    def two(*more: str) -> None:
+        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "robench",
+                              *common, *more], env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert run.returncode == 0, run.stderr[-3000:]
+
+    kwargs = dict(arch="tests.conftest:QuadrantNet", data_root=data_root, batch_size=8, seed=3, progress=False)
+    reference = robench.evaluate(quadrant_checkpoint, tiny_threat, **kwargs)
+    batches = {e.key: e.cost.batches for e in reference.evaluations}
+    two("--only", "clean")  # 2 processes finish the clean section (the run stops there)
+    rank1 = (out / "journal.rank1.bin").read_bytes()
+    # 2 -> 1: every clean batch, rank 1's too, comes from the journals; the attacks are computed
+    one = robench.evaluate(quadrant_checkpoint, tiny_threat, out_dir=out, resume=True, **kwargs)
+    assert {e.key: e.cost.resumed_batches for e in one.evaluations} == {**{key: 0 for key in batches}, "clean": batches["clean"]}
+    assert one.records() == reference.records()
+    assert (out / "journal.rank1.bin").read_bytes() == rank1  # read, never written
+    # 1 -> 2: rank 1 takes its share of the attacks from rank 0's journal; nothing is computed
+    two("--resume")
+    again = robench.load_results(out / "results.json")
+    assert again.options["world_size"] == 2 and again.status == "success"
+    assert {e.key: e.cost.resumed_batches for e in again.evaluations} == batches
+    assert again.records() == reference.records()
+    for mine, theirs in zip(again.evaluations, reference.evaluations):
+        assert (mine.cost.forward_passes, mine.cost.backward_passes, mine.cost.batches) == (
+            theirs.cost.forward_passes, theirs.cost.backward_passes, theirs.cost.batches)

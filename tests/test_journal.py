@@ -157,3 +157,73 @@ def test_a_damaged_length_field_is_a_torn_tail_not_a_huge_read(tmp_path: Path) -
     again = Journal(path, ID, resume=True)
     assert len(again) == 1 and again.get("clean/predict/1") is None
     again.close()
+
+
+def _journal(path: Path, records: dict[str, float], identity: dict[str, object] = ID) -> None:
+    journal = Journal(path, identity, resume=False)
+    for key, value in records.items():
+        journal.put(key, {"x": torch.full((2,), value)}, {"value": value})
+    journal.close()
+
+
+def test_siblings_records_are_read_own_first_and_never_written(tmp_path: Path) -> None:
+    """A resume with another number of processes read only its rank's own journal: the batches of
+    the other ranks' journals were computed again."""
+    own, sibling, third = tmp_path / "journal.bin", tmp_path / "journal.rank1.bin", tmp_path / "journal.rank2.bin"
+    _journal(own, {"a": 0.0})
+    _journal(sibling, {"a": 1.0, "b": 1.0})
+    _journal(third, {"b": 2.0, "c": 2.0})
+    before = sibling.read_bytes(), third.read_bytes()
+    journal = Journal(own, ID, resume=True, siblings=[sibling, third])
+    assert [journal.get(key)[1]["value"] for key in "abc"] == [0.0, 1.0, 2.0]  # type: ignore[index]
+    assert journal.get("d") is None and len(journal) == 1
+    journal.put("d", {"x": torch.zeros(1)}, {"value": 3.0})
+    journal.close()
+    assert (sibling.read_bytes(), third.read_bytes()) == before
+    again = Journal(own, ID, resume=True)
+    assert len(again) == 2 and again.get("d") is not None and again.get("b") is None
+    again.close()
+
+
+def test_a_sibling_of_another_run_is_refused(tmp_path: Path) -> None:
+    own, sibling = tmp_path / "journal.bin", tmp_path / "journal.rank1.bin"
+    _journal(own, {"a": 0.0})
+    _journal(sibling, {"b": 1.0}, {**ID, "seed": 1})
+    with pytest.raises(JournalError, match=r"journal\.rank1\.bin belongs to a different run \(seed: journal 1 vs now 0\)") as caught:
+        Journal(own, ID, resume=True, siblings=[sibling])
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("cut", [1, 10, 50])
+def test_a_torn_sibling_tail_is_ignored_and_not_cut(tmp_path: Path, cut: int) -> None:
+    """The sibling's owner may be writing its last record (or die doing so): the reader skips it and
+    leaves the file to its owner, who cuts it on its own resume and appends after it."""
+    own, sibling = tmp_path / "journal.bin", tmp_path / "journal.rank1.bin"
+    _journal(own, {})
+    _journal(sibling, {"a": 1.0, "b": 1.0})
+    torn = sibling.read_bytes()[:-cut]
+    sibling.write_bytes(torn)
+    journal = Journal(own, ID, resume=True, siblings=[sibling])
+    assert journal.get("a") is not None and journal.get("b") is None
+    assert sibling.read_bytes() == torn
+    owner = Journal(sibling, ID, resume=True)  # the owner cuts its tail and appends while the reader holds it open
+    owner.put("c", {"x": torch.ones(3)}, {"value": 4.0})
+    owner.close()
+    assert journal.get("a")[1] == {"value": 1.0} and journal.get("c") is None  # type: ignore[index]
+    journal.close()
+
+
+@pytest.mark.parametrize("length", [0, 3, 30, 100])
+def test_a_sibling_its_rank_is_starting_holds_nothing(tmp_path: Path, length: int) -> None:
+    """A resume with more processes than before: another rank creates its journal while this one
+    lists the folder, so the file may end inside its header yet."""
+    own, sibling = tmp_path / "journal.bin", tmp_path / "journal.rank1.bin"
+    _journal(own, {"a": 0.0})
+    _journal(sibling, {})
+    sibling.write_bytes(sibling.read_bytes()[:length])
+    journal = Journal(own, ID, resume=True, siblings=[sibling])
+    assert journal.get("a") is not None and journal.get("b") is None
+    journal.close()
+    sibling.write_bytes(b"not a journal at all")  # a sibling that is no journal is refused, as one's own is
+    with pytest.raises(JournalError, match="header is missing or corrupt"):
+        Journal(own, ID, resume=True, siblings=[sibling])

@@ -221,3 +221,50 @@ def test_a_resume_ignores_an_edited_description_and_claims_but_not_an_edited_eps
     tiny_threat.write_text(yaml.safe_dump(declared))
     with pytest.raises(JournalError, match="threat_model_computation_sha256"):
         robench.evaluate(quadrant_checkpoint, tiny_threat, resume=True, **kwargs)
+
+
+def test_a_resume_takes_batches_from_every_journal_once(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resume read only its rank's own journal: the batches another rank (or an earlier run with
+    another number of processes) had journalled were computed again. Where two journals hold a
+    batch, its cost counts once."""
+    from robench import journal
+
+    kwargs = dict(arch="tests.conftest:QuadrantNet", data_root=tiny_threat.parent / "data", batch_size=8, seed=11, progress=False)
+    reference = robench.evaluate(quadrant_checkpoint, tiny_threat, out_dir=tmp_path / "earlier", **kwargs)
+    total = sum(e.cost.batches for e in reference.evaluations)
+    put, count = journal.Journal.put, {"n": 0}
+
+    def dying_put(self, key, data, meta):  # noqa: ANN001, ANN202
+        count["n"] += 1
+        if count["n"] > 4:
+            raise KeyboardInterrupt
+        put(self, key, data, meta)
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(journal.Journal, "put", dying_put)
+        robench.evaluate(quadrant_checkpoint, tiny_threat, out_dir=out, **kwargs)
+    # an earlier run's rank 1 (say) finished every batch, the first 4 as well
+    (out / "journal.rank1.bin").write_bytes((tmp_path / "earlier" / "journal.bin").read_bytes())
+    sibling, own = (out / "journal.rank1.bin").read_bytes(), (out / "journal.bin").read_bytes()
+    resumed = robench.evaluate(quadrant_checkpoint, tiny_threat, out_dir=out, resume=True, **kwargs)
+    assert [e.cost.resumed_batches for e in resumed.evaluations] == [e.cost.batches for e in reference.evaluations]
+    assert sum(e.cost.resumed_batches for e in resumed.evaluations) == total  # none computed (4 resumed before)
+    for mine, theirs in zip(resumed.evaluations, reference.evaluations):
+        assert (mine.cost.forward_passes, mine.cost.backward_passes, mine.cost.batches) == (
+            theirs.cost.forward_passes, theirs.cost.backward_passes, theirs.cost.batches)
+    assert resumed.records() == reference.records()
+    assert (out / "journal.rank1.bin").read_bytes() == sibling and (out / "journal.bin").read_bytes() == own
+
+
+def test_a_resume_refuses_another_runs_sibling_journal(tmp_path: Path, quadrant_checkpoint: Path, tiny_threat: Path) -> None:
+    from robench._errors import JournalError
+
+    kwargs = dict(arch="tests.conftest:QuadrantNet", data_root=tiny_threat.parent / "data", batch_size=8, progress=False, only=["clean"])
+    robench.evaluate(quadrant_checkpoint, tiny_threat, out_dir=tmp_path / "run", seed=11, **kwargs)
+    robench.evaluate(quadrant_checkpoint, tiny_threat, out_dir=tmp_path / "other", seed=12, **kwargs)
+    (tmp_path / "run" / "journal.rank3.bin").write_bytes((tmp_path / "other" / "journal.bin").read_bytes())
+    with pytest.raises(JournalError, match=r"journal\.rank3\.bin belongs to a different run \(seed: journal 12 vs now 11\)") as caught:
+        robench.evaluate(quadrant_checkpoint, tiny_threat, out_dir=tmp_path / "run", seed=11, resume=True, **kwargs)
+    assert "\n" not in str(caught.value)
