@@ -130,7 +130,11 @@ def _dilate(weight: torch.Tensor, dilation: tuple[int, ...]) -> torch.Tensor:
 
 
 def power_iteration(
-    operator_fn: Any, input_shape: tuple[int, ...], iterations: int = 100, generator: torch.Generator | None = None
+    operator_fn: Any,
+    input_shape: tuple[int, ...],
+    iterations: int = 100,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> float:
     """Estimate the largest singular value of a linear map by power iteration on ``A^T A``.
 
@@ -141,9 +145,11 @@ def power_iteration(
         operator_fn: Linear map on tensors of shape ``(1, *input_shape)``.
         input_shape: Shape of one input without the batch axis.
         iterations: Number of ``A^T A`` applications.
-        generator: Seeds the starting vector.
+        generator: Seeds the starting vector (drawn on ``generator``'s device).
+        device: Where ``operator_fn`` computes (its weights' device); the starting vector is moved there.
     """
-    vector = torch.randn((1, *input_shape), generator=generator, dtype=torch.float64)
+    draw_on = generator.device if generator is not None else "cpu"
+    vector = torch.randn((1, *input_shape), generator=generator, dtype=torch.float64, device=draw_on).to(device or draw_on)
     vector /= vector.norm()
     estimate = 0.0
     for _ in range(iterations):
@@ -167,7 +173,7 @@ def conv_norm_power(layer: nn.Conv1d | nn.Conv2d, input_shape: tuple[int, ...], 
         return layer._conv_forward(v, weight, None)
 
     generator = torch.Generator().manual_seed(0)
-    return power_iteration(apply, tuple(input_shape), iterations, generator) * (1.0 + margin)
+    return power_iteration(apply, tuple(input_shape), iterations, generator, weight.device) * (1.0 + margin)
 
 
 def _pool_matrix(size: int, pool: Any) -> torch.Tensor:

@@ -43,6 +43,27 @@ def test_conv_bound_is_above_exact_svd_and_power_iteration_converges(stride, pad
     assert conv_norm_power(conv, shape, iterations=300, margin=0.0) == pytest.approx(exact, rel=1e-3)
 
 
+def test_power_iteration_starts_on_the_device_of_the_weights() -> None:
+    """The starting vector was drawn on the CPU whatever the layer's device: method power crashed on
+    every convolution of a CUDA model (a CPU input to a CUDA conv). Here ``meta`` stands in for CUDA."""
+    from tests._devices import CudaDeviceRule
+
+    conv = nn.Conv2d(2, 3, 3, padding=1).to("meta")
+    with CudaDeviceRule():
+        conv_norm_power(conv, (2, 5, 5), iterations=2, margin=0.05)
+    cpu = nn.Conv2d(2, 3, 3, padding=1).double()  # the same seeded start on every device: the CPU estimate is unchanged
+    assert conv_norm_power(cpu, (2, 5, 5), 300, 0.0) == pytest.approx(_exact_norm(cpu, (2, 5, 5)), rel=1e-3)
+
+
+@pytest.mark.gpu
+def test_power_method_on_cuda_matches_cpu() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2), nn.Flatten(), nn.Linear(4 * 7 * 7, 5)).eval()
+    x = torch.rand(1, 3, 16, 16)
+    cpu, _ = lipschitz_bound(net, x, "power", iterations=20)
+    cuda, _ = lipschitz_bound(net.cuda(), x.cuda(), "power", iterations=20)
+    assert cuda == pytest.approx(cpu, rel=1e-6)  # float64 power iteration from the same start
+
+
 @pytest.mark.parametrize(
     "layer",
     [nn.AvgPool2d(2), nn.AvgPool2d(3, stride=2, padding=1), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
