@@ -29,3 +29,34 @@ class CudaDeviceRule(TorchDispatchMode):
         if name == "_local_scalar_dense" and args[0].device.type == "meta":
             return True if args[0].dtype == torch.bool else (1.0 if args[0].is_floating_point() else 1)
         return func(*args, **kwargs)
+
+
+def tf32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as TF32 tensor cores read a float32 operand: the mantissa cut to 10 bits (truncated)."""
+    if t.dtype != torch.float32:
+        return t
+    return (t.contiguous().view(torch.int32) & ~0x1FFF).view(torch.float32)
+
+
+def emulate_tf32(monkeypatch: Any) -> None:
+    """Make ``F.conv2d`` and ``torch.matmul`` round their float32 operands as TF32 does on an Ampere+
+    GPU wherever the current settings would let CUDA use it (:func:`robench._numerics.tf32_enabled`:
+    convolutions by default, matmuls after ``torch.set_float32_matmul_precision("high")``)."""
+    import torch.nn.functional as F
+
+    from robench._numerics import tf32_enabled
+
+    conv2d, matmul = F.conv2d, torch.matmul
+
+    def conv(input: torch.Tensor, weight: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if tf32_enabled("conv"):
+            input, weight = tf32(input), tf32(weight)
+        return conv2d(input, weight, *args, **kwargs)
+
+    def product(a: torch.Tensor, b: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        if tf32_enabled("matmul"):
+            a, b = tf32(a), tf32(b)
+        return matmul(a, b, **kwargs)
+
+    monkeypatch.setattr(F, "conv2d", conv)
+    monkeypatch.setattr(torch, "matmul", product)

@@ -2,6 +2,10 @@
 
 Everything works on ``(N, C, H, W)`` float tensors on any device. Random numbers are drawn on the
 generator's device and moved to the data, so one generator gives the same corruption on CPU and GPU.
+Filters and resampling run in full float32 there too (:func:`robench._numerics.ieee_fp32`): cuDNN's
+default TF32 rounds the pixels to 10 mantissa bits, and a value on the 8-bit grid (every decoded
+image) then truncates one level lower (glass blur's ``floor(255 x)`` after a one-tap blur lowered
+about half the pixels by 1/255 against the CPU).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from robench._numerics import ieee_fp32
 
 
 # --------------------------------------------------------------------------- random draws
@@ -71,7 +77,8 @@ def correlate2d(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tenso
     channels = x.shape[1]
     padded = pad2d(x, kh // 2, kw // 2, mode)
     weight = kernel.to(x.dtype).to(x.device).expand(channels, 1, kh, kw)
-    return F.conv2d(padded, weight, groups=channels)
+    with ieee_fp32():
+        return F.conv2d(padded, weight, groups=channels)
 
 
 def separable(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor, mode: str) -> torch.Tensor:
@@ -80,8 +87,9 @@ def separable(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor, m
     kernel_h = kernel_h.to(x.dtype).to(x.device)
     kernel_w = kernel_w.to(x.dtype).to(x.device)
     rh, rw = kernel_h.numel() // 2, kernel_w.numel() // 2
-    out = F.conv2d(pad2d(x, rh, 0, mode), kernel_h.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
-    return F.conv2d(pad2d(out, 0, rw, mode), kernel_w.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    with ieee_fp32():
+        out = F.conv2d(pad2d(x, rh, 0, mode), kernel_h.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+        return F.conv2d(pad2d(out, 0, rw, mode), kernel_w.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
 
 
 @functools.lru_cache(maxsize=128)
@@ -246,7 +254,8 @@ def apply_axes(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch
     """``rows @ x @ cols.T`` over the last two dims (separable linear resampling)."""
     rows = rows.to(x.dtype).to(x.device)
     cols = cols.to(x.dtype).to(x.device)
-    return torch.matmul(torch.matmul(rows, x), cols.t())
+    with ieee_fp32():  # float32 matmuls are TF32 after torch.set_float32_matmul_precision("high")
+        return torch.matmul(torch.matmul(rows, x), cols.t())
 
 
 def apply_axes_two_tap(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

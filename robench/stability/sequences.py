@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robench._numerics import ieee_fp32
 from robench.corruptions import _ops
 from robench.registry import register
 from robench.stability.params import SequenceParams
@@ -195,7 +196,8 @@ def spatter(x: torch.Tensor, generator: torch.Generator, *, params: SequencePara
 
         frames.append(_rgb(x, tinted))
         padded = F.pad(layer, (0, 0, size - 1 - start, start))
-        layer = F.conv2d(padded, kernel)
+        with ieee_fp32():  # as every filter of robench.corruptions._ops: TF32 would compound over the frames
+            layer = F.conv2d(padded, kernel)
     return _stack(frames)
 
 

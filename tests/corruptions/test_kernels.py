@@ -140,6 +140,22 @@ def test_resampling_matches_pillow_on_sharp_images(size: int, small: int, kind: 
         assert np.abs(ours - expected).max() <= (1.0 if kind == "box" else 0.0)  # box: Pillow rounds to uint8
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_filters_ignore_tf32(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA convolves float32 in TF32 by default (and multiplies in it after set_float32_matmul_precision
+    ("high")): glass blur's one-tap blur then floor(255 x) lowered half the 8-bit pixels by 1/255
+    against the CPU. With TF32 emulated on the CPU, every corruption is unchanged."""
+    from tests._devices import emulate_tf32
+
+    x = smooth_rgb(2)
+    corrupt = registry.get("corruption", name)
+    expected = [corrupt(x, s, TABLES["cifar10"], torch.Generator().manual_seed(3)) for s in (1, 5)]
+    monkeypatch.setattr(torch.backends.cuda.matmul, "fp32_precision", "tf32")
+    emulate_tf32(monkeypatch)
+    for severity, want in zip((1, 5), expected):
+        assert torch.equal(corrupt(x, severity, TABLES["cifar10"], torch.Generator().manual_seed(3)), want), severity
+
+
 # JPEG runs libjpeg on the CPU on both devices (nvJPEG's DCT arithmetic differed from it by 3/255 in the mean).
 CUDA_MEAN_TOLERANCE: dict[str, float] = {}
 
