@@ -79,6 +79,17 @@ def seeded_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
         random.setstate(python_state)
 
 
+_ALLOCATION_FAILURES = ("CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE", "CUDA error: out of memory")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the GPU ran out of memory: ``torch.cuda.OutOfMemoryError``, or the
+    plain ``RuntimeError`` cuBLAS and cuDNN raise when their workspace cannot be allocated."""
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and any(code in str(exc) for code in _ALLOCATION_FAILURES)
+    )
+
+
 class _Prefetcher:
     """Loads ``dataset`` batches one ahead of their use, in a background thread.
 
@@ -432,15 +443,19 @@ class EvalContext:
                         self.batch_offset = start + lo
                         pieces.append({k: v.detach().cpu() for k, v in fn(x, y, generator).items()})
                 break
-            except torch.cuda.OutOfMemoryError:
+            except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+                if not out_of_memory(exc):
+                    raise
                 if chunk <= 1:
                     raise ResourceError(
                         f"{self.key}: out of GPU memory even with one example per batch; use a smaller model or input"
                     ) from None
                 retries += 1
                 self._chunk = max(1, chunk // 2)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+            # out of the handler: the failed attempt's tensors, which its traceback held, are free now
+            pieces = []
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
         data = {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]} if len(pieces) > 1 else pieces[0]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -46,6 +46,36 @@ def test_oom_halves_the_batch_and_is_recorded() -> None:
     assert max(seen[3:]) <= 2
 
 
+@pytest.mark.parametrize("failure", ["CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+                                     "cuDNN error: CUDNN_STATUS_ALLOC_FAILED", "CUDA error: out of memory"])
+def test_cublas_and_cudnn_allocation_failures_halve_the_batch_too(failure: str) -> None:
+    """cuBLAS and cuDNN report a failed workspace allocation as a plain RuntimeError, not as
+    torch.cuda.OutOfMemoryError; the run used to stop there instead of halving the batch."""
+    def fn(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
+        if len(x) > 3:
+            raise RuntimeError(failure)
+        return {"y": y}
+
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("e")
+    assert torch.equal(ctx.map_batches("s", _data(), fn, PassCounter())["y"], torch.arange(20) % 2)
+    assert ctx.cost.oom_retries == 2
+
+
+def test_other_runtime_errors_are_not_retried() -> None:
+    calls: list[int] = []
+
+    def fn(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> dict[str, torch.Tensor]:
+        calls.append(len(x))
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("e")
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        ctx.map_batches("s", _data(), fn, PassCounter())
+    assert calls == [8]
+
+
 def test_oom_counts_only_completed_passes_and_resume_keeps_the_smaller_chunks(tmp_path) -> None:
     """Failed attempts' passes are not cost; a resumed run goes on in the chunks the interrupted
     run had backed off to, so its remaining batches draw the same random numbers."""
