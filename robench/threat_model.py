@@ -271,6 +271,11 @@ RandomDraws = Annotated[
 ]
 
 
+Quantize = Literal["none", "uint8", "jpeg85"]
+"""How a generated sweep stores each corrupted batch before classifying it
+(:func:`robench.corruptions._quantize.quantize_as_released`)."""
+
+
 class CorruptionsSpec(Schema):
     """Common-corruption sweep: generated on the device, or read from released files."""
 
@@ -283,11 +288,19 @@ class CorruptionsSpec(Schema):
     severities: tuple[Severity, ...] = (1, 2, 3, 4, 5)
     n_examples: int | None = Field(default=None, gt=0, description="overrides dataset.n_examples")
     rng: RandomDraws = "cpu"
+    quantize: Quantize = Field(
+        default="none",
+        description="store each generated corrupted batch as the released sets did before classifying it: none "
+        "(floating point), uint8 (truncated to 8 bits, np.uint8(255 x), as make_cifar_c.py stored CIFAR-10-C) or "
+        "jpeg85 (uint8, then JPEG at quality 85, as make_imagenet_c.py saved ImageNet-C)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CorruptionsSpec:
         if self.source == "released" and not self.released_manifest:
             raise ValueError("source 'released' needs released_manifest (e.g. cifar10c)")
+        if self.source == "released" and self.quantize != "none":
+            raise ValueError(f"quantize {self.quantize!r} applies to generated corruptions only: released images are stored quantised already")
         if not self.severities or len(set(self.severities)) != len(self.severities):
             raise ValueError(f"severities must be a non-empty list without repeats, got {list(self.severities)}")
         return self
@@ -491,7 +504,7 @@ def applicable_fields(data: dict[str, Any]) -> dict[str, Any]:
     """A resolved threat model's JSON data (:meth:`ThreatModel.model_dump`, as results record it) less
     the fields its other settings make inapplicable: the adversary's ``targets`` unless its goal is
     targeted, calibration's ``holdout_fraction`` without temperature scaling, the ``released_manifest``
-    of generated corruptions or sequences, and the random draws (and corruption severity table) of
+    of generated corruptions or sequences, and the random draws (and corruption severity table and quantisation) of
     released ones. For reading only: :attr:`ThreatModel.sha256` stays over the whole resolved model."""
     data = copy.deepcopy(data)
     adversary, evaluations = data.get("adversary"), data.get("evaluations") or {}
@@ -500,7 +513,7 @@ def applicable_fields(data: dict[str, Any]) -> dict[str, Any]:
     calibration = evaluations.get("calibration")
     if isinstance(calibration, dict) and not calibration.get("temperature_scaling"):
         calibration.pop("holdout_fraction", None)
-    for section, generation_only in (("corruptions", ("rng", "table")), ("stability", ("rng",))):
+    for section, generation_only in (("corruptions", ("rng", "table", "quantize")), ("stability", ("rng",))):
         spec = evaluations.get(section)
         if isinstance(spec, dict):
             for key in generation_only if spec.get("source") == "released" else ("released_manifest",):

@@ -359,3 +359,47 @@ def test_applicable_fields_leave_out_settings_that_do_not_apply() -> None:
     assert shown["evaluations"]["corruptions"]["table"] == "auto" and shown["evaluations"]["corruptions"]["rng"] == "cpu"
     assert "rng" not in shown["evaluations"]["stability"] and shown["evaluations"]["stability"]["released_manifest"] == "cifar10p"
     assert data == tm.model_dump(mode="json") and tm.sha256 == ThreatModel.model_validate(declared).sha256  # the record is untouched
+
+
+def test_corruptions_quantize_round_trips_and_defaults_to_none(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE + "evaluations:\n  corruptions: {corruptions: [fog], quantize: uint8}\n")
+    assert validate_file(path) == []
+    tm = load_threat_model(path)
+    assert tm.evaluations.corruptions is not None and tm.evaluations.corruptions.quantize == "uint8"
+    again = ThreatModel.model_validate(yaml.safe_load(yaml.safe_dump(tm.model_dump(mode="json"))))
+    assert again == tm and again.sha256 == tm.sha256
+    path.write_text(BASE + "evaluations:\n  corruptions: {corruptions: [fog]}\n")
+    default = load_threat_model(path)
+    assert default.evaluations.corruptions is not None and default.evaluations.corruptions.quantize == "none"
+    assert default.sha256 != tm.sha256  # the setting is part of the threat model's identity
+
+
+@pytest.mark.parametrize(
+    ("corruptions", "expected"),
+    [
+        ("{quantize: int8}", "evaluations.corruptions.quantize: Input should be 'none', 'uint8' or 'jpeg85' (got 'int8')"),
+        ("{quantize: 8}", "evaluations.corruptions.quantize: Input should be 'none', 'uint8' or 'jpeg85' (got 8)"),
+        ("{source: released, released_manifest: cifar10c, quantize: uint8}",
+         "evaluations.corruptions: quantize 'uint8' applies to generated corruptions only: released images are stored quantised already"),
+    ],
+    ids=["unknown", "number", "released"],
+)
+def test_a_bad_quantize_is_one_clear_line(tmp_path: Path, corruptions: str, expected: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE + f"evaluations:\n  corruptions: {corruptions}\n")
+    errors = validate_file(path)
+    assert errors[:1] == [expected], errors
+    with pytest.raises(ThreatModelError) as raised:
+        load_threat_model(path)
+    assert isinstance(raised.value, ConfigError) and "\n" not in str(raised.value)
+
+
+def test_quantize_is_not_shown_for_released_corruptions() -> None:
+    from robench.threat_model import applicable_fields
+
+    released = {"name": "t", "dataset": {"manifest": "cifar10"},
+                "evaluations": {"corruptions": {"source": "released", "released_manifest": "cifar10c"}}}  # fmt: skip
+    assert "quantize" not in applicable_fields(ThreatModel.model_validate(released).model_dump(mode="json"))["evaluations"]["corruptions"]
+    generated = {"name": "t", "dataset": {"manifest": "cifar10"}, "evaluations": {"corruptions": {"quantize": "jpeg85"}}}
+    assert applicable_fields(ThreatModel.model_validate(generated).model_dump(mode="json"))["evaluations"]["corruptions"]["quantize"] == "jpeg85"

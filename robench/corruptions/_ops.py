@@ -334,3 +334,16 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angle_deg: torch.Ten
             break
         out = out + (kernel[i] * alive.to(x.dtype)).view(n, 1, 1, 1) * shift_gather(x, dy, dx)
     return out
+
+
+# --------------------------------------------------------------------------- codecs
+def libjpeg_roundtrip(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode ``(N, C, H, W)`` uint8 images as baseline JPEG at ``quality`` and decode them (uint8, on the CPU).
+
+    libjpeg via torchvision (4:2:0 chroma, as PIL's default) on every device, the reference's codec:
+    nvJPEG, torchvision's CUDA codec, uses other DCT arithmetic (3/255 mean difference), and the same
+    images would differ by device."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    decoded = decode_jpeg(encode_jpeg(list(images.cpu().unbind(0)), quality=quality))
+    return torch.stack(decoded)

@@ -92,13 +92,7 @@ def pixelate(x: torch.Tensor, severity: int, table: CorruptionTable, generator: 
 
 @corruption("jpeg_compression", "digital")
 def jpeg_compression(x: torch.Tensor, severity: int, table: CorruptionTable, generator: torch.Generator) -> torch.Tensor:
-    """Encode and decode as baseline JPEG at quality ``q`` (libjpeg via torchvision, on the CPU; 4:2:0 chroma).
-
-    libjpeg on every device, the reference's codec: nvJPEG, torchvision's CUDA codec, uses other DCT
-    arithmetic (3/255 mean difference), and the same images would differ by device."""
-    from torchvision.io import decode_jpeg, encode_jpeg
-
+    """Encode and decode as baseline JPEG at quality ``q`` (:func:`robench.corruptions._ops.libjpeg_roundtrip`)."""
     quality = int(table("jpeg_compression", severity))
-    images = (x * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu()
-    decoded = decode_jpeg(encode_jpeg(list(images.unbind(0)), quality=quality))
-    return torch.stack(decoded).to(x.device).to(x.dtype) / 255.0
+    images = (x * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return _ops.libjpeg_roundtrip(images, quality).to(x.device).to(x.dtype) / 255.0

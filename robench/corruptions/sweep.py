@@ -19,6 +19,7 @@ from robench._errors import ConfigError
 from robench.context import EvalContext, EvaluationOutput, shortfall_warning
 from robench.corruptions._base import GROUPS
 from robench.corruptions._examples import example_grid
+from robench.corruptions._quantize import quantize_as_released
 from robench.corruptions.metrics import SEVERITIES, mean_corruption_errors
 from robench.corruptions.params import ALEXNET_ERRORS, CorruptionTable, resolve_table
 from robench.data.base import Dataset
@@ -39,7 +40,7 @@ example's corrupted image does not depend on the batch size, an out-of-memory ba
 
 def _corrupt_then_predict(
     model: ModelHandle, data: Dataset, name: str, severity: int, table: CorruptionTable, ctx: EvalContext, on_device: bool,
-    log_probs: bool = False,
+    log_probs: bool = False, quantize: str = "none",
 ) -> Any:
     corrupt = registry.get("corruption", name)
     predict = predictions(model, log_probs)
@@ -48,6 +49,7 @@ def _corrupt_then_predict(
         corrupted = ctx.blockwise(
             f"{name}/{severity}", data, x, lambda images, generator: corrupt(images, severity, table, generator), RNG_BLOCK, on_device
         )
+        corrupted = quantize_as_released(corrupted, quantize)  # as the released sets stored their images
         # the evaluated image of example 0, for the report's grid (an empty tensor from every other batch)
         first = corrupted[:1] if ctx.batch_offset == 0 else corrupted[:0]
         return {**predict(corrupted, y, generator), "first": first.float().cpu()}
@@ -122,7 +124,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
             elif table is not None:
                 on_device = spec.rng == "device"
                 out = ctx.map_batches(
-                    stage, data, _corrupt_then_predict(model, data, name, severity, table, ctx, on_device, log_probs), model.counter,
+                    stage, data, _corrupt_then_predict(model, data, name, severity, table, ctx, on_device, log_probs, spec.quantize), model.counter,
                     batch_size=aligned, desc=f"corruptions {stage}", rng_on_device=on_device,
                 )
                 if out["first"].numel():
@@ -150,6 +152,7 @@ def evaluate_corruptions(model: ModelHandle, data: Dataset, threat: ThreatModel,
         "corruptions": list(spec.corruptions),
         "severities": list(spec.severities),
         "random_draws_on": (ctx.device.type if spec.rng == "device" else "cpu") if spec.source == "generated" else None,
+        "quantize": spec.quantize if spec.source == "generated" else None,
     })
     if spec.source == "released":
         from robench.data.released import released_provenance

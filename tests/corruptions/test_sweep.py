@@ -133,6 +133,46 @@ def test_generated_cells_do_not_depend_on_the_batch_size(monkeypatch: pytest.Mon
     assert torch.equal(tile(mine, 2, 2), tile(seen[40][-1], 2, 2))
 
 
+class OnGridNet(torch.nn.Module):
+    """Class 1 for an image on the 8-bit grid (every ``255 x`` an integer), else class 0: scores an
+    image as quantised or not, so a cell's accuracy is the share of its images that were quantised."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        levels = x * 255
+        on_grid = ((levels - levels.round()).abs() < 1e-4).flatten(1).all(dim=1).float()
+        return 10 * torch.stack((1 - on_grid, on_grid), dim=1)
+
+
+@pytest.mark.parametrize(("quantize", "expected"), [("none", 0.0), ("uint8", 1.0), ("jpeg85", 1.0)])
+def test_the_sweep_classifies_the_images_quantised_as_declared_and_records_it(quantize: str, expected: float) -> None:
+    counter = PassCounter()
+    module = PixelModel(OnGridNet(), Normalize([0.0], [1.0]), counter).eval()
+    handle = ModelHandle(module=module, info=ModelInfo(source="test", format="test", num_classes=2), device=torch.device("cpu"), counter=counter)
+    x, _ = _data().load(slice(0, 16))
+    data = ArrayDataset((x * 255).floor() / 255, torch.ones(16, dtype=torch.long), 2)  # clean images on the grid
+    spec = CorruptionsSpec(corruptions=("gaussian_noise", "contrast"), severities=(3,), quantize=quantize)
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(handle, data, THREAT, spec, ctx)
+    assert [r.value for r in out.records if r.name == "accuracy"] == [expected, expected]
+    assert out.resolved["quantize"] == quantize
+
+
+def test_a_uint8_sweep_gives_the_accuracy_of_numpys_uint8_images() -> None:
+    """The cell's accuracy recomputed by hand: the same draws, cast as make_cifar_c.py casts (np.uint8)."""
+    spec = CorruptionsSpec(corruptions=("gaussian_noise",), severities=(5,), quantize="uint8")
+    ctx = EvalContext(device=torch.device("cpu"), batch_size=8, progress=False)
+    ctx.begin("corruptions")
+    out = registry.get("evaluation", "corruptions")(_handle(), _data(), THREAT, spec, ctx)
+    model = _handle()
+    x, y = _data().load(slice(0, 16))
+    xc = registry.get("corruption", "gaussian_noise")(x, 5, TABLES["cifar10"], ctx.generator("gaussian_noise/5", "block", 0))
+    stored = torch.from_numpy(np.uint8(255 * xc.numpy()).astype(np.float32) / 255)
+    cell = next(r for r in out.records if r.name == "accuracy")
+    assert cell.value == int((model.predict_logits(stored).argmax(1) == y).sum()) / 16
+    assert out.resolved["quantize"] == "uint8"
+
+
 @pytest.mark.parametrize("section", ["corruptions", "stability"])
 @pytest.mark.parametrize("rng", ["cpu", "device"])
 def test_rng_setting_chooses_the_generator_device(rng: str, section: str, monkeypatch: pytest.MonkeyPatch) -> None:

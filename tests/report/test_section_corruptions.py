@@ -82,6 +82,24 @@ def test_generated_images_are_said_to_skip_the_released_sets_quantisation(exampl
     assert "stay in floating point" not in _visible_text(_page(released))
 
 
+@pytest.mark.parametrize(
+    ("quantize", "said"),
+    [
+        ("uint8", "Each corrupted image was quantised as CIFAR-10-C's were before it was classified (quantize: uint8): truncated to 8 bits"),
+        ("jpeg85", "Each corrupted image was quantised as ImageNet-C's were before it was classified (quantize: jpeg85): truncated to 8 bits and saved as JPEG at quality 85"),
+        ("none", "The corrupted images stay in floating point (quantize: none)"),
+    ],
+)
+def test_the_section_says_how_the_generated_images_were_quantised(example: Results, quantize: str, said: str) -> None:
+    """The run's ``quantize`` setting replaces the sentence that generated images are not quantised."""
+    run = copy.deepcopy(example)
+    section = next(e for e in run.evaluations if e.section == "corruptions")
+    section.resolved["quantize"] = quantize
+    text = " ".join(_visible_text(_page(run)).split()).replace("( ", "(").replace(" )", ")")  # spaces the text puts around <code>
+    assert said in text
+    assert ("stay in floating point" in text) == (quantize == "none")
+
+
 def test_the_per_corruption_accuracy_is_said_to_be_a_mean_over_severities(example: Results) -> None:
     """The table's 'Accuracy' of contrast, 62.8%, is its mean over severities 1, 3 and 5 (96.5, 81.5,
     10.5), which the header did not say while the text above it spoke of cells of one severity."""
