@@ -91,6 +91,9 @@ NOTES = """
     layout make_imagenet_c.py knew) the "swap" copies whole pixels; robench copies;
   - frost on gray: the package takes the luma of the texture's crop in blue-green-red order with red-green-blue
     weights; robench the luma of the crop in RGB order.
+- Both sides are compared in floating point. The released sets were also quantised when they were stored
+  (CIFAR-10-C truncated to 8 bits, ImageNet-C saved as JPEG at quality 85); what that changes in accuracy, and
+  the threat-model setting that reproduces it (`corruptions.quantize`), are in docs/corruption_quantisation.md.
 """
 
 
