@@ -1,6 +1,8 @@
 """The ``corruptions`` section: accuracy under every corruption x severity, CE, mCE, examples.
 
-Generated mode corrupts each batch on the device with the batch's generator and predicts;
+Generated mode corrupts each batch on the device with the batch's generator, stores it as the
+released sets stored theirs when the threat model's ``quantize`` says so
+(:func:`robench.corruptions._quantize.quantize_as_released`; ``none``: floating point) and predicts;
 released mode reads, from CIFAR-10-C-style or ImageNet-C-style files, the rows of each cell that
 hold the evaluation examples (:func:`robench.data.released.load_matching_cell`: same label set,
 image shape, labels and file names as the clean data). Either way every (corruption, severity)
