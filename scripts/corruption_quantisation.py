@@ -198,7 +198,7 @@ def main() -> None:
         "# Quantising the generated corruptions as the released sets were stored",
         "",
         (f"Produced by `python scripts/corruption_quantisation.py --n {len(labels)}` on {datetime.date.today().isoformat()} "
-         f"(CPU, {torch.get_num_threads()} threads, {time.perf_counter() - started:.0f} s). The demo CNNs of `robench demo` "
+         f"(CPU, torch threads: {torch.get_num_threads()}, {time.perf_counter() - started:.0f} s). The demo CNNs of `robench demo` "
          f"on {len(labels)} mnist5k held-out digits, each corrupted once per cell with the cifar10 severity table (what a sweep "
          "picks for 28 px images), classified as robench generates them (float) and as the released sets stored theirs: "
          "`uint8` (CIFAR-10-C: `np.uint8` of the 0..255 image, a truncation) and `jpeg85` (ImageNet-C: the same, then JPEG "
