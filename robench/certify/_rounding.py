@@ -26,9 +26,10 @@ the real values, so ``m + e`` bounds the float ones):
 
 IBP computes its own bounds in the same arithmetic, on the same magnitudes, so its own rounding
 obeys the same bound: :func:`allowance` is twice the model's. CROWN's backward products sum over
-fan-outs, which this forward bound does not follow; by default (``precision: float64``) it bounds
-a float64 copy of the model, whose own rounding is about 2^-29 of the float32 model's, so the
-second copy covers it (and the float64 reading of the code's scalar constants); in the model's
+fan-outs, which this forward bound does not follow; by default (``precision: float64``) it computes
+in float64 on the model's own operands (parameters, buffers and the constants the forward derives
+from them, as the float32 model computes them: :func:`robench.certify.crown.parse_graph`), so its
+own rounding is about 2^-29 of the float32 model's and the second copy covers it; in the model's
 dtype it is only taken to be of the same size. The bound assumes the
 convolution and matrix routines compute dot products (direct and GEMM-based algorithms do) with
 TF32 off (:func:`robench._numerics.ieee_fp32`). A Winograd or FFT convolution, which cuDNN may

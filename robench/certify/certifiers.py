@@ -265,10 +265,10 @@ class CROWNCertifier(_BoxVerifier):
     ) -> EvaluationOutput:
         """Verified accuracy at eps (and fractions of it), with a PGD consistency check."""
         graph = _traced(model, data, ctx, "CROWN")
-        wide = crown.widened(graph) if params.precision == "float64" else None
+        dtype = torch.float64 if params.precision == "float64" else None
 
         def verify(x: torch.Tensor, y: torch.Tensor, eps: float, bounds: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-            return crown.verdicts(graph, x, y, eps, bounds, params.max_elements, params.rounding, wide)
+            return crown.verdicts(graph, x, y, eps, bounds, params.max_elements, params.rounding, dtype)
 
         return _verify_section(model, data, threat, spec, params, ctx, "crown", verify)
 
@@ -297,6 +297,13 @@ def _box_eps(params: IBPParams | CROWNParams, adversary: Adversary | None, metho
     if eps is None:
         raise ConfigError(f"{method} needs an eps (params.eps or an adversary)")
     return eps
+
+
+def _arithmetic(params: IBPParams | CROWNParams) -> str:
+    """What the bounds computed in: the model's float32 (TF32 off), or float64 on its operands."""
+    if getattr(params, "precision", "model") == "float64":
+        return "float64 bounds on the model's own operands, TF32 off"
+    return "float32, TF32 off"
 
 
 def _verify_section(
@@ -372,7 +379,7 @@ def _verify_section(
         )
     if norm != "Linf":
         output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")
-    resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid), "arithmetic": "float32, TF32 off"}
+    resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid), "arithmetic": _arithmetic(params)}
     output.resolved = resolved
     # a result, not a parameter: examples whose positive margin bound the rounding allowance rejected at eps
     output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve, "rejected_by_rounding_allowance": rejected,

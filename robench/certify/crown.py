@@ -206,12 +206,41 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
     raise unsupported(node, graph, _METHOD)
 
 
-def parse_graph(module: nn.Module | fx.GraphModule, example: torch.Tensor) -> Graph:
+def _widen(value: Any, model_dtype: torch.dtype, dtype: torch.dtype) -> Any:
+    """An operand computed in the model's dtype, converted to ``dtype`` (exact for a wider one); a
+    Python float first rounded as the model's dtype rounds it (``h * 0.1`` multiplies by
+    float32's 0.1 in a float32 model)."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(dtype)
+    if isinstance(value, float) and model_dtype.is_floating_point:
+        return float(torch.tensor(value, dtype=model_dtype))
+    return value
+
+
+class _WidenedEnv(dict):  # type: ignore[type-arg]
+    """The interpreter's values of the keyword operands, widened as :func:`_widen` does."""
+
+    def __init__(self, env: dict[fx.Node, Any], model_dtype: torch.dtype, dtype: torch.dtype | None) -> None:
+        super().__init__(env)
+        self.model_dtype, self.dtype = model_dtype, dtype
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = super().get(key, default)
+        return value if self.dtype is None else _widen(value, self.model_dtype, self.dtype)
+
+
+def parse_graph(module: nn.Module | fx.GraphModule, example: torch.Tensor, dtype: torch.dtype | None = None) -> Graph:
     """The input-dependent part of a traced model as a :class:`Graph` of supported nodes.
 
     Args:
         module: The model (traced here unless already a ``GraphModule``).
         example: An input batch (its first two examples are run once, for shapes and constants).
+        dtype: The arithmetic of the graph's nodes (``None``: the model's). Its operands are first
+            computed as the model computes them, in the model's dtype on ``example``'s device
+            (parameters, buffers and what the forward derives from them, ``exp(log_scale)``; Python
+            numbers as the model's dtype rounds them), then converted, exactly, and layers are
+            converted copies: the nodes describe the same real function as the model, whatever
+            ``dtype`` they compute it in.
 
     Raises:
         ConfigError: a node CROWN cannot bound (the error names the first one), a model with other
@@ -226,6 +255,7 @@ def parse_graph(module: nn.Module | fx.GraphModule, example: torch.Tensor) -> Gr
     if len(placeholders) != 1:
         raise ConfigError(f"CROWN: the model must take one input tensor, got {len(placeholders)}")
     index: dict[fx.Node, int] = {placeholders[0]: 0}
+    env = interpreter.env if dtype is None else _WidenedEnv(interpreter.env, example.dtype, dtype)  # for keyword operands
     nodes = [Node("input", (), None, tuple(example.shape[1:]))]
     dependent, shapes_only = {placeholders[0]}, set()
     for node in graph.graph.nodes:
@@ -259,7 +289,11 @@ def parse_graph(module: nn.Module | fx.GraphModule, example: torch.Tensor) -> Gr
             raise ConfigError(f"{_METHOD}: unsupported {describe(node, graph)}: it changes the batch dimension "
                               f"({len(example[:2])} examples in, {tuple(meta.shape)} out); keep the batch as the first dimension")  # fmt: skip
         ops = [None if isinstance(a, fx.Node) and a in index else (interpreter.env.get(a, a) if isinstance(a, fx.Node) else a) for a in flat]
-        kind, fn = _node_kind(node, graph, ops, interpreter.env)
+        if dtype is not None:
+            ops = [_widen(a, example.dtype, dtype) for a in ops]
+        kind, fn = _node_kind(node, graph, ops, env)
+        if dtype is not None and isinstance(fn, nn.Module):
+            fn = copy.deepcopy(fn).to(dtype)  # an affine layer: its float parameters and buffers convert exactly
         operands = tuple(index[a] for a in flat if isinstance(a, fx.Node) and a in index)
         if kind == "identity":
             index[node] = operands[0]
@@ -272,7 +306,7 @@ def parse_graph(module: nn.Module | fx.GraphModule, example: torch.Tensor) -> Gr
             bias = None
             if node.kind == "affine":
                 assert node.fn is not None
-                zero = torch.zeros((1, *nodes[node.inputs[0]].shape), dtype=example.dtype, device=example.device)
+                zero = torch.zeros((1, *nodes[node.inputs[0]].shape), dtype=dtype or example.dtype, device=example.device)
                 bias = node.fn(zero)
                 bias = bias if bool((bias != 0).any()) else None
             biases.append(bias)
@@ -376,14 +410,23 @@ def _bound(graph: Graph, box: Box, spec: torch.Tensor, max_elements: int) -> tor
     return torch.cat(out)
 
 
+def _in_dtype(box: Box, dtype: torch.dtype | None) -> Box:
+    """The box in ``dtype`` (a wider float holds its ends exactly: the same set)."""
+    return box if dtype is None else Box(box.lower.to(dtype), box.upper.to(dtype))
+
+
 @torch.no_grad()
-def crown_bounds(model: nn.Module | fx.GraphModule, box: Box, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Box:
-    """Element-wise CROWN bounds of the model's (flat) outputs over the input box.
+def crown_bounds(
+    model: nn.Module | fx.GraphModule, box: Box, max_elements: int = DEFAULT_MAX_ELEMENTS, dtype: torch.dtype | None = None
+) -> Box:
+    """Element-wise CROWN bounds of the model's (flat) outputs over the input box, computed in
+    ``dtype`` (``None``: the box's; :func:`parse_graph`).
 
     Raises:
         ConfigError: the model has a node CROWN cannot bound (the error names the layer).
     """
-    graph = parse_graph(model, box.lower)
+    graph = parse_graph(model, box.lower, dtype)
+    box = _in_dtype(box, dtype)
     k = graph.numel(len(graph.nodes) - 1)
     eye = torch.eye(k, dtype=box.lower.dtype, device=box.lower.device)
     spec = torch.cat([eye, -eye]).expand(box.lower.shape[0], -1, -1)
@@ -399,14 +442,17 @@ def specification(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = t
 
 @torch.no_grad()
 def margin_lower_bounds(
-    model: nn.Module | fx.GraphModule, box: Box, labels: torch.Tensor, max_elements: int = DEFAULT_MAX_ELEMENTS
+    model: nn.Module | fx.GraphModule, box: Box, labels: torch.Tensor, max_elements: int = DEFAULT_MAX_ELEMENTS,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """CROWN lower bounds of ``z_y - z_j`` over the box, ``(B, K)``, ``+inf`` at ``j = y``.
+    """CROWN lower bounds of ``z_y - z_j`` over the box, ``(B, K)``, ``+inf`` at ``j = y``, computed in
+    ``dtype`` (``None``: the box's, which is the model's; :func:`parse_graph`).
 
     Raises:
         ConfigError: the model has a node CROWN cannot bound, or its output is not ``(B, K)``.
     """
-    graph = parse_graph(model, box.lower)
+    graph = parse_graph(model, box.lower, dtype)
+    box = _in_dtype(box, dtype)
     out_shape = graph.nodes[-1].shape
     if len(out_shape) != 1:
         raise ConfigError(f"CROWN: expected (batch, classes) logits, got per-example shape {out_shape}")
@@ -414,14 +460,6 @@ def margin_lower_bounds(
     spec = specification(labels, out_shape[0], box.lower.dtype)
     margins = _bound(graph, box, spec, max_elements)
     return margins.scatter(1, labels[:, None], float("inf"))
-
-
-def widened(graph: fx.GraphModule) -> fx.GraphModule:
-    """A float64 copy of ``graph`` to compute bounds with: float32 (and narrower) parameters and
-    buffers are exact in float64, so it describes the same function as the model, up to scalar
-    constants of its code (``x * 0.1``), which the float32 model rounds to float32 and the copy to
-    float64: a relative difference of one float32 unit, one rounding of that node's output."""
-    return copy.deepcopy(graph).to(torch.float64)
 
 
 @torch.no_grad()
@@ -433,21 +471,21 @@ def verified(
     bounds: tuple[float, float] = (0.0, 1.0),
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     rounding: bool = True,
-    wide: fx.GraphModule | None = None,
+    dtype: torch.dtype | None = torch.float64,
 ) -> torch.Tensor:
     """``(B,)`` flags: every CROWN margin lower bound over the clipped eps box exceeds
     :func:`robench.certify.ibp.rounding_tolerance` plus, with ``rounding``, twice the bound on the
     float model's own rounding over the box (:func:`robench.certify._rounding.allowance`).
 
-    ``wide``: a float64 copy of the model (:func:`widened`) to compute the bounds with; ``None``
-    computes them in the model's own dtype. In float64, CROWN's own rounding, whose backward
-    products sum over fan-outs where the model's forward pass sums over fan-ins, is about 2^-29 of
-    the float32 model's (the allowance's second copy covers it and the constants' float64 reading,
-    :func:`widened`); in float32 it is only taken to be of the model's size, which is not proven.
+    ``dtype``: the arithmetic of the bounds (``None``: the model's). In float64 (the default) the
+    bounds are those of the model's real function (:func:`parse_graph`), and CROWN's own rounding,
+    whose backward products sum over fan-outs where the model's forward pass sums over fan-ins, is
+    about 2^-29 of the float32 model's: the allowance's second copy covers it. In the model's
+    float32 it is only taken to be of the model's size, which is not proven.
 
     The box is the Linf ball; it also encloses the L2 ball of the same radius.
     """
-    return verdicts(model, x, labels, eps, bounds, max_elements, rounding, wide)[0]
+    return verdicts(model, x, labels, eps, bounds, max_elements, rounding, dtype)[0]
 
 
 @torch.no_grad()
@@ -459,13 +497,10 @@ def verdicts(
     bounds: tuple[float, float] = (0.0, 1.0),
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     rounding: bool = True,
-    wide: fx.GraphModule | None = None,
+    dtype: torch.dtype | None = torch.float64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(verified, verified without the rounding allowance)``, both ``(B,)`` (:func:`verified`)."""
     graph = model if isinstance(model, fx.GraphModule) else trace(model, x)
     box = input_box(x, eps, bounds)
-    if wide is None:
-        margins = margin_lower_bounds(graph, box, labels, max_elements)
-    else:  # the box's float32 ends are exact in float64: the same set
-        margins = margin_lower_bounds(wide, Box(box.lower.double(), box.upper.double()), labels, max_elements)
+    margins = margin_lower_bounds(graph, box, labels, max_elements, dtype)
     return split_verdicts(margins, rounding_tolerance(graph, x), allowance(graph, box, labels) if rounding else None)

@@ -392,21 +392,19 @@ def test_a_tensor_built_from_the_input_shape_is_refused_by_name() -> None:
 
 
 def test_float64_bounds_bound_the_same_function(digit_mlp, digits) -> None:
-    """The section's default ``precision: float64`` computes CROWN on a float64 copy of the float32
-    model, so CROWN's own rounding (its backward products sum over fan-outs, which the forward
-    allowance does not follow) is ~2^-29 of the model's; the copy is the same function, and the bounds
-    agree with the float32 ones to float32 rounding and still contain the float32 model's margins."""
+    """CROWN computes its bounds in float64 by default, on the float32 model's own operands, so its
+    own rounding (its backward products sum over fan-outs, which the forward allowance does not
+    follow) is ~2^-29 of the model's; the bounds agree with the float32 ones to float32 rounding,
+    still contain the float32 model's margins, and leave the model in float32."""
     from robench.certify._trace import trace
 
     x, y = digits.load(slice(0, 64))
     graph = trace(digit_mlp, x)
-    wide = crown.widened(graph)
-    assert all(p.dtype == torch.float64 for p in wide.parameters()) and all(p.dtype == torch.float32 for p in digit_mlp.parameters())
-    torch.testing.assert_close(wide(x.double()), digit_mlp(x).double(), rtol=1e-5, atol=1e-5)
     box = input_box(x, 0.02)
     narrow = crown.margin_lower_bounds(graph, box, y)
-    precise = crown.margin_lower_bounds(wide, Box(box.lower.double(), box.upper.double()), y)
-    assert precise.dtype == torch.float64
+    precise = crown.margin_lower_bounds(graph, box, y, dtype=torch.float64)
+    assert narrow.dtype == torch.float32 and precise.dtype == torch.float64
+    assert all(p.dtype == torch.float32 for p in (*digit_mlp.parameters(), *graph.parameters()))
     finite = torch.isfinite(narrow)
     torch.testing.assert_close(precise[finite], narrow[finite].double(), rtol=1e-4, atol=1e-4)
     with torch.no_grad():
@@ -414,9 +412,45 @@ def test_float64_bounds_bound_the_same_function(digit_mlp, digits) -> None:
         out = digit_mlp(points.flatten(0, 1)).view(200, *y.shape, -1)
     sampled = (out.gather(2, y[None, :, None].expand(200, -1, 1)) - out).amin(0).scatter(1, y[:, None], float("inf"))
     assert bool((sampled.double() >= precise).all())
-    flags, without = crown.verdicts(graph, x, y, 0.02, wide=wide)
-    flags32, without32 = crown.verdicts(graph, x, y, 0.02)
+    flags, without = crown.verdicts(graph, x, y, 0.02)
+    flags32, without32 = crown.verdicts(graph, x, y, 0.02, dtype=None)
     assert 0 < int(flags.sum()) < 64 and int((flags != flags32).sum()) <= 1 and int((without != without32).sum()) <= 1
+
+
+class _DerivedConstant(nn.Module):
+    """A constant the forward derives from parameters: 1.0 in float32 ((0.99 + 2^20) - 2^20 rounds),
+    0.99 in float64; the float32 model's second logit is 1.8 h, and at h = 0.6 it wins."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.s = nn.Parameter(torch.tensor(0.99))
+        self.t = nn.Parameter(torch.tensor(2.0**20))
+        self.out = nn.Linear(1, 2)
+        with torch.no_grad():
+            self.out.weight.copy_(torch.tensor([[0.0], [180.0]]))
+            self.out.bias.copy_(torch.tensor([1.0, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1)
+        c = (self.s + self.t) - self.t
+        return self.out(h * c - h * self.s)
+
+
+def test_float64_bounds_use_the_constants_the_float32_model_computes() -> None:
+    """A float64 copy of the traced model recomputed ``(s + t) - t`` in float64 (0.99 where the float32
+    model has 1.0): the copy's second logit was 0 everywhere, and CROWN verified x = 0.5 at eps 0.1,
+    where the float32 model gives class 1 at 0.6 (review of 2026-12-04). The operands are now
+    computed as the model computes them, then widened."""
+    from robench.certify._trace import trace
+
+    net = _DerivedConstant().eval()
+    x, y = torch.full((1, 1, 1, 1), 0.5), torch.zeros(1, dtype=torch.long)
+    assert int(net(x + 0.1).argmax(1)) == 1  # a counterexample inside the box
+    graph = trace(net, x)
+    for dtype in (torch.float64, None):
+        assert not bool(crown.verified(graph, x, y, 0.1, dtype=dtype).any())
+        margin = crown.margin_lower_bounds(graph, input_box(x, 0.1), y, dtype=dtype)[0, 1]
+        assert float(margin) == pytest.approx(1.0 - 1.8 * 0.6, abs=1e-4)  # exact for this linear net
 
 
 def test_crown_section_records_its_precision(digit_mlp, digits) -> None:
@@ -426,6 +460,7 @@ def test_crown_section_records_its_precision(digit_mlp, digits) -> None:
         threat = _threat([{"name": "crown", "params": {"pgd_check_steps": 0, "precision": precision}}], {"norm": "Linf", "eps": 0.02})
         out, _ = _run(digit_mlp, digits, threat, 0)
         assert out.resolved["precision"] == precision
+        assert out.resolved["arithmetic"] == ("float64 bounds on the model's own operands, TF32 off" if precision == "float64" else "float32, TF32 off")
     wrong = _threat([{"name": "crown", "params": {"precision": "float16"}}], {"norm": "Linf", "eps": 0.02})
     with pytest.raises(ConfigError, match="precision"):
         wrong.resolved_params("certification", wrong.evaluations.certification[0])
