@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     ev.add_argument("--batch-size", type=_positive_int, help="examples per batch (default 512 on CUDA, 128 on CPU)")
     ev.add_argument("--seed", type=_seed, default=0, help="run seed; all randomness derives from it (default 0)")
-    ev.add_argument("--resume", action="store_true", help="continue an interrupted run from the journals in --out (with any number of processes)")
+    ev.add_argument("--resume", action="store_true", help="continue an interrupted run from the journals in --out (with any number of processes, at the same torch thread count: torchrun sets OMP_NUM_THREADS=1)")
     ev.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling code from the checkpoint (it can run arbitrary code)")
     ev.add_argument("--randomized", action="store_true",
                     help="treat the model as randomized (EOT attacks, pass-mean accuracies) even if repeated passes on random inputs agree")

@@ -84,7 +84,9 @@ _ALLOCATION_FAILURES = ("CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED
 
 def out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says the GPU ran out of memory: ``torch.cuda.OutOfMemoryError``, or the
-    plain ``RuntimeError`` cuBLAS and cuDNN raise when their workspace cannot be allocated."""
+    plain ``RuntimeError`` cuBLAS and cuDNN raise when their workspace cannot be allocated.
+    ``CUBLAS_STATUS_NOT_INITIALIZED``, often the same failure at handle creation, is left out: it
+    also follows an illegal memory access, which no smaller batch mends."""
     return isinstance(exc, torch.cuda.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and any(code in str(exc) for code in _ALLOCATION_FAILURES)
     )

@@ -210,7 +210,8 @@ def _affine(x: torch.Tensor, *, angle: float = 0.0, translate: tuple[int, int] =
     from torchvision.transforms.v2 import functional as TF
 
     mode = InterpolationMode.BILINEAR if bilinear else InterpolationMode.NEAREST
-    return TF.affine(x, angle=angle, translate=list(translate), scale=scale, shear=[shear, 0.0], interpolation=mode, fill=0.0)
+    with ieee_fp32():  # torchvision builds the sampling grid with a float32 bmm: TF32 under matmul precision "high"
+        return TF.affine(x, angle=angle, translate=list(translate), scale=scale, shear=[shear, 0.0], interpolation=mode, fill=0.0)
 
 
 @register("perturbation", "translate", tags=_tags("translate", False))
@@ -269,8 +270,9 @@ def tilt(x: torch.Tensor, generator: torch.Generator, *, params: SequenceParams,
         # OpenCV puts pixel centres at integer coordinates, torchvision at i + 0.5: the four
         # correspondences move by half a pixel into torchvision's frame (else S^-1 H S is applied)
         ends = (mapped[:, :2] / mapped[:, 2:] + 0.5).tolist()
-        frames.append(
-            TF.perspective(x, startpoints=(corners[:, :2] + 0.5).tolist(), endpoints=ends,
-                           interpolation=InterpolationMode.BILINEAR, fill=0.0)
-        )  # fmt: skip
+        with ieee_fp32():  # its grid is a float32 bmm, as _affine's
+            frames.append(
+                TF.perspective(x, startpoints=(corners[:, :2] + 0.5).tolist(), endpoints=ends,
+                               interpolation=InterpolationMode.BILINEAR, fill=0.0)
+            )  # fmt: skip
     return _stack(frames, rounded=True)
