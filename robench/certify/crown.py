@@ -58,7 +58,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from robench._errors import ConfigError
 from robench.certify._rounding import allowance
 from robench.certify._trace import ARITHMETIC_METHODS, describe, standard_forward, trace, unsupported
-from robench.certify.ibp import Box, check_labels, input_box, rounding_tolerance, split_verdicts
+from robench.certify.ibp import Box, _bn_scale_shift, check_labels, input_box, rounding_tolerance, split_verdicts
 from robench.models.wrapper import Normalize
 
 _METHOD = "CROWN"
@@ -83,6 +83,8 @@ _MUL = frozenset({operator.mul, torch.mul})
 _DIV = frozenset({operator.truediv, torch.div})
 _NEG = frozenset({operator.neg, torch.neg})
 DEFAULT_MAX_ELEMENTS = 1 << 24
+WIDENABLE = (torch.float32, torch.float64)
+"""Input dtypes whose model :func:`verdicts` bounds in a wider dtype when asked."""
 
 Map = Callable[[torch.Tensor], torch.Tensor]
 
@@ -161,10 +163,10 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
             return "identity", None
         if isinstance(layer, _RESHAPE_LAYERS) and out_shape is not None:
             return "affine", _reshape_to(out_shape)
-        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) and (
-            layer.training or layer.running_mean is None or layer.running_var is None
-        ):
-            raise ConfigError(f"CROWN needs BatchNorm in eval mode with running statistics: {describe(node, graph)}")
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if layer.training or layer.running_mean is None or layer.running_var is None:
+                raise ConfigError(f"CROWN needs BatchNorm in eval mode with running statistics: {describe(node, graph)}")
+            return "affine", _ChannelAffine(*_bn_scale_shift(layer))
         if isinstance(layer, AFFINE_LAYERS):
             return "affine", layer
         raise unsupported(node, graph, _METHOD)
@@ -206,12 +208,33 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
     raise unsupported(node, graph, _METHOD)
 
 
+class _ChannelAffine(nn.Module):
+    """Eval BatchNorm as the element-wise map ``h * scale + shift`` per channel, with ``scale`` and
+    ``shift`` computed once in the model's dtype (:func:`robench.certify.ibp._bn_scale_shift`, as
+    IBP and the rounding allowance take them). Autograd's BatchNorm backward used another slope than
+    its forward where ``running_var + eps`` cancels, and a float64 layer copy added ``eps`` as a
+    float64 number: both verified a float32 counterexample (review of 2026-12-04)."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale.detach().clone())
+        self.register_buffer("shift", shift.detach().clone())
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        view = (1, -1, *([1] * (h.ndim - 2)))
+        return h * self.scale.reshape(view) + self.shift.reshape(view)
+
+
 def _widen(value: Any, model_dtype: torch.dtype, dtype: torch.dtype) -> Any:
-    """An operand computed in the model's dtype, converted to ``dtype`` (exact for a wider one); a
-    Python float first rounded as the model's dtype rounds it (``h * 0.1`` multiplies by
-    float32's 0.1 in a float32 model)."""
+    """An operand computed in the model's dtype, converted to ``dtype`` (exact for a wider one) at
+    the value the model's op uses: a 0-dim tensor first cast to the dtype the op computes in (a 0-dim
+    float64 constant times a float32 tensor is a float32 product: 1e-46 is 0 there), a Python float
+    first rounded as the model's dtype rounds it (``h * 0.1`` multiplies by float32's 0.1)."""
     if isinstance(value, torch.Tensor) and value.is_floating_point():
-        return value.to(dtype)
+        return value.to(torch.result_type(torch.empty((1,), dtype=model_dtype), value)).to(dtype)
     if isinstance(value, float) and model_dtype.is_floating_point:
         return float(torch.tensor(value, dtype=model_dtype))
     return value
@@ -477,7 +500,9 @@ def verified(
     :func:`robench.certify.ibp.rounding_tolerance` plus, with ``rounding``, twice the bound on the
     float model's own rounding over the box (:func:`robench.certify._rounding.allowance`).
 
-    ``dtype``: the arithmetic of the bounds (``None``: the model's). In float64 (the default) the
+    ``dtype``: the arithmetic of the bounds (``None``: the model's; also for inputs other than
+    :data:`WIDENABLE`: float16 and bfloat16 ops compute in float32 inside, which the widened operands
+    would not follow). In float64 (the default) the
     bounds are those of the model's real function (:func:`parse_graph`), and CROWN's own rounding,
     whose backward products sum over fan-outs where the model's forward pass sums over fan-ins, is
     about 2^-29 of the float32 model's: the allowance's second copy covers it. In the model's
@@ -502,5 +527,7 @@ def verdicts(
     """``(verified, verified without the rounding allowance)``, both ``(B,)`` (:func:`verified`)."""
     graph = model if isinstance(model, fx.GraphModule) else trace(model, x)
     box = input_box(x, eps, bounds)
+    if x.dtype not in WIDENABLE:
+        dtype = None
     margins = margin_lower_bounds(graph, box, labels, max_elements, dtype)
     return split_verdicts(margins, rounding_tolerance(graph, x), allowance(graph, box, labels) if rounding else None)

@@ -464,3 +464,68 @@ def test_crown_section_records_its_precision(digit_mlp, digits) -> None:
     wrong = _threat([{"name": "crown", "params": {"precision": "float16"}}], {"norm": "Linf", "eps": 0.02})
     with pytest.raises(ConfigError, match="precision"):
         wrong.resolved_params("certification", wrong.evaluations.certification[0])
+
+
+def _cancelling_batchnorm() -> nn.Module:
+    """running_var = -eps + 1e-12: float32 adds its own 1e-5 and gets 9.1e-13, float64 1.16e-12
+    (scales 1048576 vs 927631); the float32 model's first logit 524288 beats the second, 475000."""
+    eps32 = float(torch.tensor(1e-5, dtype=torch.float32))
+    bn = nn.BatchNorm1d(1).eval()
+    lin = nn.Linear(1, 2)
+    with torch.no_grad():
+        bn.running_var.fill_(-eps32 + 1e-12)
+        bn.running_mean.zero_()
+        lin.weight.copy_(torch.tensor([[1.0], [0.0]]))
+        lin.bias.copy_(torch.tensor([0.0, 475000.0]))
+    return nn.Sequential(bn, lin).eval()
+
+
+class _WideZeroDimConstant(nn.Module):
+    """A 0-dim float64 buffer times a float32 tensor is a float32 product (no type promotion for 0-dim
+    operands): 1e-46 is 0 there, and the float32 model's logits are [0, 1] everywhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("c", torch.tensor(1e-46, dtype=torch.float64))
+        self.fc = nn.Linear(1, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0], [0.0]]))
+            self.fc.bias.copy_(torch.tensor([0.0, 1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((((x * 1e30) * self.c) * 1e30) * 1e30)
+
+
+class _HalfScalar(nn.Module):
+    """float16 ops compute in float32 inside: ``h * 1e-8`` multiplies by float32's 1e-8, which float16
+    rounds to 0; the model's logits are [18, 10]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0], [0.0]]))
+            self.fc.bias.copy_(torch.tensor([0.0, 10.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(((x * 6e4) * 1e-8) * 6e4)
+
+
+@pytest.mark.parametrize("case", ["batchnorm", "zero_dim_float64", "float16_scalar"])
+def test_no_verification_where_the_model_computes_another_operand(case: str) -> None:
+    """Three operands the float64 bounds took at another value than the float32 (float16) model's
+    op uses, each verifying an example the model misclassifies at every point of its box (review of
+    2026-12-04; the BatchNorm one fooled the float32 path too, through autograd's BatchNorm slope)."""
+    if case == "batchnorm":
+        net, x, y = _cancelling_batchnorm(), torch.full((1, 1), 0.5), torch.tensor([1])
+    elif case == "zero_dim_float64":
+        net, x, y = _WideZeroDimConstant().eval(), torch.full((1, 1), 0.5), torch.tensor([0])
+    else:
+        net, x, y = _HalfScalar().half().eval(), torch.full((1, 1), 0.5, dtype=torch.float16), torch.tensor([1])
+    points = torch.linspace(0.49, 0.51, 101, dtype=x.dtype).view(-1, 1)
+    with torch.no_grad():
+        assert not bool((net(points).argmax(1) == y).any())  # misclassified all over the box
+    for dtype in (torch.float64, None):
+        for eps in (0.0, 0.01):
+            verified, without = crown.verdicts(net, x, y, eps, dtype=dtype)
+            assert not bool(verified.any()) and not bool(without.any())
