@@ -223,7 +223,9 @@ class RoundingInterpreter(IntervalInterpreter):
             return s * e + ELEMENTWISE_ULPS * (u * (s * (m + mean) + bias) + self.eta)
         if isinstance(layer, Normalize):
             std = layer.std.to(e.dtype).abs()
-            return (e + ELEMENTWISE_ULPS * (u * (m + layer.mean.to(e.dtype).abs()) + self.eta)) / std
+            # the division's own subnormal rounding is absolute in output units: not divided by std
+            # (a std of 3e38 with a subnormal x / std kept 8 eta / std of it, and CROWN verified a counterexample)
+            return (e + ELEMENTWISE_ULPS * (u * (m + layer.mean.to(e.dtype).abs()) + self.eta)) / std + ELEMENTWISE_ULPS * self.eta
         if isinstance(layer, _AVERAGE_LAYERS):
             return self._averaged(layer, box, e, out, _pool_window(layer, box.lower, out.lower))
         if isinstance(layer, _STRUCTURAL_LAYERS):

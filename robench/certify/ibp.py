@@ -78,7 +78,8 @@ class Box(NamedTuple):
 
 
 def input_box(x: torch.Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1.0)) -> Box:
-    """``[max(x - eps, lo), min(x + eps, hi)]``: the Linf ball, and a box around the L2 ball.
+    """``[max(x - eps, lo), min(x + eps, hi)]``, its ends rounded outward: the Linf ball, and a box
+    around the L2 ball.
 
     Raises:
         ConfigError: ``eps`` is negative or not finite (a negative eps made an inverted box, in
@@ -91,7 +92,13 @@ def input_box(x: torch.Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1
     if x.numel() and (float(x.min()) < low or float(x.max()) > high):
         raise ConfigError(f"certification: the inputs lie outside the input bounds [{low}, {high}] "
                           f"(from {float(x.min()):.4g} to {float(x.max()):.4g})")  # fmt: skip
-    return Box((x - eps).clamp(*bounds), (x + eps).clamp(*bounds))
+    if eps == 0:
+        return Box(x.clamp(*bounds), x.clamp(*bounds))
+    # x -/+ eps rounds to nearest, possibly inward: one step outward keeps every float of x's dtype
+    # within eps of x (in real arithmetic) inside the box, as an attacker not clipping in float may pick
+    lower = torch.nextafter(x - eps, torch.full_like(x, -math.inf))
+    upper = torch.nextafter(x + eps, torch.full_like(x, math.inf))
+    return Box(lower.clamp(*bounds), upper.clamp(*bounds))
 
 
 def _affine(box: Box, weight_apply: Any, abs_apply: Any) -> Box:

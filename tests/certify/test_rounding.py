@@ -184,3 +184,43 @@ def test_no_error_passes_a_clip_whose_input_box_lies_beyond_its_limit(clip: str)
     with torch.no_grad():
         net.first.bias.fill_(-2e3)  # now unstable: the error passes as before
     assert float(output_rounding(trace(net, x), input_box(x, 0.5)).max()) > 1e-3
+
+
+def test_the_box_holds_every_float_within_eps() -> None:
+    """``x - eps`` in float32 rounds to nearest, so for about half the pixels its end lay inside the
+    real ball: a float32 input within eps of x (in real arithmetic) fell outside the verified box."""
+    from robench.certify.ibp import input_box
+
+    x = torch.rand(4096, generator=torch.Generator().manual_seed(0))
+    inward = 0
+    for eps in (8 / 255, 0.3, 1e-3, 0.1):
+        box = input_box(x, eps, (-10.0, 10.0))  # bounds far away: no clipping
+        assert bool((box.lower.double() <= x.double() - eps).all()) and bool((box.upper.double() >= x.double() + eps).all())
+        inward += int(((x - eps).double() > x.double() - eps).sum())  # where the box used to start
+        # and hardly wider: within two float32 steps of the real ends
+        step = torch.finfo(torch.float32).eps * (x.double().abs() + eps)
+        assert bool(((x.double() - eps) - box.lower.double() <= 2 * step).all())
+    assert inward > 1000
+    exact = input_box(x, 0.0)
+    assert torch.equal(exact.lower, x) and torch.equal(exact.upper, x)
+
+
+def test_normalize_rounding_in_the_subnormal_range_is_not_divided_by_the_std() -> None:
+    """A std of 3e38 puts x / std among float32's subnormals, where the division rounds by up to half
+    the smallest subnormal in output units; the allowance divided that by std too, and CROWN (float64)
+    verified x = 1e-5, which the float32 model misclassifies everywhere in its box (third review)."""
+    from robench.certify import crown
+    from robench.models.wrapper import Normalize
+
+    l1, l2 = nn.Linear(1, 1, bias=False), nn.Linear(1, 2)
+    with torch.no_grad():
+        l1.weight.fill_(2.0**126)  # subnormal ulps -> 2^-23 units
+        l2.weight.copy_(torch.tensor([[-(2.0**23)], [0.0]]))  # logit 0 = 23.9 - (x / std in subnormal ulps)
+        l2.bias.copy_(torch.tensor([23.9, 0.0]))
+    model = nn.Sequential(Normalize([0.0], [3e38]), nn.Flatten(), l1, l2).eval()
+    x, y, eps = torch.tensor([[[[1e-5]]]]), torch.tensor([0]), 1e-9
+    with torch.no_grad():
+        assert int(model(x).argmax(1)) == 1 and int(model((x + eps).clamp(0, 1)).argmax(1)) == 1
+    for dtype in (torch.float64, None):
+        assert not bool(crown.verified(model, x, y, eps, dtype=dtype).any())
+    assert not bool(ibp.verified(model, x, y, eps).any())
