@@ -87,6 +87,15 @@ _STRUCTURAL_METHODS = frozenset({
 _AVERAGE_METHODS = frozenset({"mean", "sum"})
 
 
+def _outer_scale(layer: nn.Module) -> float:
+    """The factor an activation applies after its inner steps (see ``_activation``'s ``outer``)."""
+    if isinstance(layer, (nn.CELU, nn.ELU)):
+        return float(layer.alpha)
+    if isinstance(layer, nn.SELU):
+        return 1.0507009873554805 * 1.6732632423543772
+    return 1.0
+
+
 def compute_dtype(module: nn.Module, dtype: torch.dtype) -> torch.dtype:
     """The coarsest floating dtype among ``dtype`` and the module's parameters and buffers (the
     precision the model computes in)."""
@@ -161,11 +170,14 @@ class RoundingInterpreter(IntervalInterpreter):
         return max(torch.finfo(like.dtype).tiny, self.eta)
 
     def _activation(self, slope: Any, e: torch.Tensor, out: Box, step: float = 0.0, box: Box | None = None,
-                    kind: str | None = None) -> torch.Tensor:  # fmt: skip
+                    kind: str | None = None, outer: float = 1.0) -> torch.Tensor:  # fmt: skip
         """``slope * e`` plus the output's rounding (and Softplus's step). For the saturating
         activations (``kind``: tanh, sigmoid, softplus with ``slope`` its beta) the slope is their
         largest derivative over ``[l - e, u + e]``, not the global one: a unit saturated at 1e4
-        passes on almost none of its input's error."""
+        passes on almost none of its input's error. ``outer``: the factor applied after the
+        activation's inner steps, ``outer * f(z / outer)`` (CELU's alpha, ELU's alpha, Softplus's
+        1 / beta): their absolute subnormal rounding comes out times it (CELU with alpha 5e30 turned
+        a subnormal step of z / alpha into 7e-15 and IBP verified a counterexample)."""
         if kind is not None and box is not None:
             low, high = box.lower - e, box.upper + e
             if kind == "softplus":  # derivative sigmoid(beta z), increasing: largest at the top
@@ -174,7 +186,7 @@ class RoundingInterpreter(IntervalInterpreter):
                 nearest = torch.minimum(torch.maximum(torch.zeros_like(low), low), high)
                 slope = 1 - torch.tanh(nearest) ** 2 if kind == "tanh" else torch.sigmoid(nearest) * (1 - torch.sigmoid(nearest))
             slope = slope * (1 + ACTIVATION_ULPS * self.u) + self._tiny(e)  # the slope's own rounding
-        rounding = ACTIVATION_ULPS * self.u * (_magnitude(out) + slope * e) + self._tiny(e)
+        rounding = ACTIVATION_ULPS * self.u * (_magnitude(out) + slope * e) + self._tiny(e) * max(1.0, ACTIVATION_ULPS * abs(outer))
         return slope * e + rounding + step
 
     def _averaged(self, apply: Any, box: Box, e: torch.Tensor, out: Box, window: int | None = None) -> torch.Tensor:
@@ -231,7 +243,8 @@ class RoundingInterpreter(IntervalInterpreter):
         if isinstance(layer, _STRUCTURAL_LAYERS):
             return layer(e)
         if isinstance(layer, nn.Softplus):
-            return self._activation(float(layer.beta), e, out, softplus_jump(layer.beta, layer.threshold), box, "softplus")
+            jump = softplus_jump(layer.beta, layer.threshold)
+            return self._activation(float(layer.beta), e, out, jump, box, "softplus", outer=1.0 / float(layer.beta))
         if isinstance(layer, (nn.Tanh, nn.Sigmoid)):
             return self._activation(None, e, out, 0.0, box, "tanh" if isinstance(layer, nn.Tanh) else "sigmoid")
         if isinstance(layer, nn.Hardtanh):  # ReLU6 is one
@@ -241,7 +254,7 @@ class RoundingInterpreter(IntervalInterpreter):
         slope = _SLOPES.get(type(layer))
         if slope is None:
             raise self.fail()
-        return self._activation(float(slope(layer) if callable(slope) else slope), e, out)
+        return self._activation(float(slope(layer) if callable(slope) else slope), e, out, outer=_outer_scale(layer))
 
     def _function_error(self, target: Any, n: fx.Node, args: list[Any], kwargs: dict[str, Any], out: Box) -> torch.Tensor:
         u = self.u
@@ -279,13 +292,14 @@ class RoundingInterpreter(IntervalInterpreter):
         if target is F.softplus:
             beta = call_argument(args, kwargs, 1, "beta", 1.0)
             step = softplus_jump(beta, call_argument(args, kwargs, 2, "threshold", 20.0))
-            return self._activation(float(beta), ea, out, step, a, "softplus")
+            return self._activation(float(beta), ea, out, step, a, "softplus", outer=1.0 / float(beta))
         if target in _SATURATING:
             return self._activation(None, ea, out, 0.0, a, _SATURATING[target])
         slope = _FUNCTION_SLOPES.get(target)
         if slope is None:
             raise self.fail()
-        return self._activation(float(slope(args, kwargs)), ea, out)
+        outer = float(call_argument(args, kwargs, 1, "alpha", 1.0)) if target is F.elu else 1.0
+        return self._activation(float(slope(args, kwargs)), ea, out, outer=outer)
 
     def _method_error(self, name: str, n: fx.Node, args: list[Any], kwargs: dict[str, Any], out: Box) -> torch.Tensor:
         box, e = self._input(n.args[0])

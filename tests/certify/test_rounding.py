@@ -224,3 +224,34 @@ def test_normalize_rounding_in_the_subnormal_range_is_not_divided_by_the_std() -
     for dtype in (torch.float64, None):
         assert not bool(crown.verified(model, x, y, eps, dtype=dtype).any())
     assert not bool(ibp.verified(model, x, y, eps).any())
+
+
+def test_an_activation_scale_after_subnormal_steps_is_in_the_allowance() -> None:
+    """CELU computes alpha * expm1(z * (1 / alpha)): with alpha 5.2e30, z / alpha is subnormal, and its
+    absolute rounding comes out alpha times larger; the allowance's CELU rule did not scale it, and at
+    the smallest bias IBP verified, the lowest float32 of the ball was misclassified (fourth review)."""
+    import numpy as np
+
+    alpha, x, eps, y = 5.199959881463322e30, torch.tensor([[0.28877773880958557]]), 0.028889786452054977, torch.tensor([0])
+
+    def build(c: float) -> nn.Module:
+        l1, l2 = nn.Linear(1, 1), nn.Linear(1, 2)
+        with torch.no_grad():
+            l1.weight.fill_(1.0479882317377125e-15)
+            l1.bias.fill_(-1.0093922919729437e-10)
+            l2.weight.copy_(torch.tensor([[1e14], [0.0]]))
+            l2.bias.copy_(torch.tensor([c, 0.0]))
+        return nn.Sequential(l1, nn.CELU(alpha=alpha), l2).eval()
+
+    with torch.no_grad():
+        s0 = float(build(0.0)(x)[0, 0])
+    low, high = -s0 - 1.0, -s0 + 1e9
+    assert bool(ibp.verified(build(high), x, y, eps))
+    for _ in range(80):  # the smallest bias IBP verifies
+        mid = (low + high) / 2
+        low, high = (low, mid) if bool(ibp.verified(build(mid), x, y, eps)) else (mid, high)
+    lowest = np.float32(float(np.float32(x.item())) - eps)
+    if float(lowest) < float(np.float32(x.item())) - eps:
+        lowest = np.nextafter(lowest, np.float32(1))
+    with torch.no_grad():
+        assert int(build(high)(torch.tensor([[float(lowest)]])).argmax(1)) == 0
