@@ -182,6 +182,8 @@ def _monotone_function_as_configured(target: Any, args: tuple[Any, ...], kwargs:
         return call_argument(args, kwargs, 6, "divisor_override", None) is None
     if target in (torch.sum, torch.mean):  # a dtype narrower than the input's is a cast
         return is_exact_cast(target.__name__, args[0].lower.dtype, (), kwargs)
+    if target is F.dropout:  # training defaults to True: a random mask per call, whatever model.eval() says
+        return call_argument(args, kwargs, 2, "training", True) is False or call_argument(args, kwargs, 1, "p", 0.5) == 0
     return True
 
 

@@ -300,3 +300,32 @@ def test_a_model_failing_in_the_trace_check_is_a_model_error() -> None:
 
     with pytest.raises(ModelError, match="boom: deliberate failure$"):
         trace(FailsOnRun(), example=torch.rand(2, 1, 2, 2))
+
+
+def test_functional_dropout_in_training_mode_is_refused() -> None:
+    """``F.dropout(h, p)`` defaults to training=True, so the model stays random after eval(): IBP drew
+    one mask per bound and "verified" a model that misclassifies x itself on half its passes (fourth
+    review). Only ``training=False`` (or p = 0) is accepted."""
+    import torch.nn.functional as F
+
+    from robench._errors import ConfigError
+
+    class Net(nn.Module):
+        def __init__(self, training: bool | None) -> None:
+            super().__init__()
+            self.fc, self.training_arg = nn.Linear(1, 2), training
+            with torch.no_grad():
+                self.fc.weight.copy_(torch.tensor([[10.0], [0.0]]))
+                self.fc.bias.copy_(torch.tensor([-1.0, 0.0]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training_arg is None:
+                return self.fc(F.dropout(x, 0.5))
+            return self.fc(F.dropout(x, 0.5, training=self.training_arg))
+
+    x, y = torch.tensor([[0.5]]), torch.tensor([0])
+    for seed in range(20):
+        torch.manual_seed(seed)
+        with pytest.raises(ConfigError):
+            verified(Net(None).eval(), x, y, 0.01)
+    assert bool(verified(Net(False).eval(), x, y, 0.01))
