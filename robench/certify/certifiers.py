@@ -460,6 +460,8 @@ class LipschitzCertifier:
             constant, layer_norms = lipschitz.lipschitz_bound(
                 model.module, example, params.method, params.power_iterations, params.power_margin
             )
+        graph = trace(model.module, data.load(slice(0, min(4, len(data))))[0].to(model.device))
+        bounds = threat.adversary.bounds if threat.adversary is not None else (0.0, 1.0)
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
             with torch.enable_grad():
@@ -470,7 +472,7 @@ class LipschitzCertifier:
                 (gradient,) = torch.autograd.grad(margin.sum(), inputs)
             logits = logits.detach()
             return {
-                "radius": lipschitz.certified_l2_radius(logits, y, constant),
+                "radius": lipschitz.rounded_l2_radius(graph, x, logits, y, constant, bounds),
                 "correct": logits.argmax(dim=1) == y,
                 "prediction": logits.argmax(dim=1),
                 "gradient_norm": gradient.flatten(1).norm(dim=1),

@@ -163,3 +163,47 @@ def test_grayscale_broadcast_to_three_channels_counts_every_copy() -> None:
     assert float(torch.linalg.matrix_norm(jacobian.double(), ord=2)) <= constant * (1 + 1e-6)
     same = load_model(net, preprocessing=Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 0.5)))
     assert lipschitz_bound(same.module, torch.rand(1, 3, 8, 8))[1]["normalize"] == pytest.approx(4.0)
+
+
+def test_the_radius_keeps_the_float_models_rounding() -> None:
+    """With rows u, -u the bound L = sqrt(2) |u| is exact, and a bias of 20 shared by both logits made
+    the float32 margin 0.7% larger than the real one: a float32 point at 0.99998 r, inside [0, 1],
+    flipped the prediction (review of 2026-12-04). The radius now keeps the model's rounding
+    allowance over the ball's box and IBP's tolerance; no point of a dense ray search flips it."""
+    from robench.certify import lipschitz
+    from robench.certify._trace import trace
+
+    torch.manual_seed(0)
+    d = 3 * 32 * 32
+    u = torch.randn(d)
+    u /= u.norm()
+    weight = torch.stack([u, -u])
+    net = nn.Sequential(nn.Flatten(), nn.Linear(d, 2)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(weight)
+        net[1].bias.fill_(20.0)
+    flips_before = flips_after = 0
+    for _ in range(200):
+        x = torch.rand(1, 3, 32, 32)
+        a = float((u.double() * x.double().flatten()).sum())
+        x = (x - (a - 0.004) * u.view(1, 3, 32, 32)).clamp(0, 1).float()
+        with torch.no_grad():
+            constant, _ = lipschitz.lipschitz_bound(net, x)
+            logits = net(x)
+            y = logits.argmax(1)
+            direction = (weight[y] - weight[1 - y]).view_as(x)
+            direction = direction / direction.norm()
+            for name, r in (("before", float(lipschitz.certified_l2_radius(logits, y, constant))),
+                            ("after", float(lipschitz.rounded_l2_radius(trace(net, x), x, logits, y, constant)))):
+                steps = r * (1 - torch.linspace(0, 3e-4, 3001, dtype=torch.float64))
+                jitter = 1e-8 * torch.randn(len(steps), *x.shape[1:], dtype=torch.float64)
+                points = (x.double() - steps.view(-1, 1, 1, 1) * direction.double() + jitter).float()
+                inside = ((points.double() - x.double()).flatten(1).norm(dim=1) <= r) & (points >= 0).flatten(1).all(1) & (points <= 1).flatten(1).all(1)
+                flips = int((inside & (net(points).argmax(1) != y)).sum())
+                if name == "before":
+                    flips_before += flips
+                else:
+                    flips_after += flips
+        if flips_before:
+            break
+    assert flips_before > 0 and flips_after == 0
