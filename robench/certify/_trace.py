@@ -207,11 +207,20 @@ CAST_METHODS = frozenset({"to", "float", "double", "type"})
 REDUCTIONS = frozenset({"sum", "mean"})
 
 
+def reinterprets(name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> bool:
+    """Whether the tensor method ``name`` is ``view(dtype)``: the bits read as another type, a step
+    function of the values (``x.view(torch.bfloat16)`` passed as a reshape, and Lipschitz bounded by 1
+    a model whose difference ratio was 32)."""
+    return name == "view" and any(isinstance(v, torch.dtype) for v in (*args, *kwargs.values()))
+
+
 def is_exact_cast(name: str, source: torch.dtype, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Whether the tensor method ``name`` (with ``args`` after ``self``) moves a ``source`` tensor to
     another device or to a float type at least as precise: the identity on values. A cast to an
     integer or a coarser float type is a step function: no Lipschitz constant, and integer casts of
     negative values wrap, which no interval rule can follow."""
+    if reinterprets(name, args, kwargs):
+        return False
     if name in REDUCTIONS:  # x.sum(1, dtype=torch.bfloat16): a cast inside the reduction
         wanted = kwargs.get("dtype")
         return wanted is None or (isinstance(wanted, torch.dtype) and wanted.is_floating_point and source.is_floating_point

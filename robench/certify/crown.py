@@ -57,7 +57,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from robench._errors import ConfigError
 from robench.certify._rounding import allowance
-from robench.certify._trace import ARITHMETIC_METHODS, describe, standard_forward, trace, unsupported
+from robench.certify._trace import ARITHMETIC_METHODS, describe, reinterprets, standard_forward, trace, unsupported
 from robench.certify.ibp import Box, _bn_scale_shift, check_labels, input_box, rounding_tolerance, split_verdicts
 from robench.models.wrapper import Normalize
 
@@ -199,6 +199,8 @@ def _node_kind(node: fx.Node, graph: fx.GraphModule, ops: list[Any], consts: dic
         if target in AFFINE_FUNCTIONS:
             return "affine", lambda h: target(h, *rest, **kwargs)  # type: ignore[operator]
     if op == "call_method":
+        if reinterprets(str(target), rest, kwargs):
+            raise unsupported(node, graph, _METHOD)
         if target == "relu" and not rest:
             return "relu", None
         if target in _IDENTITY_METHODS:

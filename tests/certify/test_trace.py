@@ -322,3 +322,29 @@ def test_crown_refuses_a_reshape_that_folds_examples_into_the_batch() -> None:
     x = torch.rand(3, 1, 8, 8)
     with pytest.raises(ConfigError, match="changes the batch dimension"):
         crown.crown_bounds(Folds().eval(), Box(x - 0.05, x + 0.05))
+
+
+def test_a_bit_view_is_refused_by_every_certifier() -> None:
+    """``x.view(torch.bfloat16)`` reads the bits as another type (a step function of the values) and
+    passed as a shape method: Lipschitz bounded by 1 a model whose difference ratio was 32 (review of
+    2026-12-04)."""
+    from robench._errors import ConfigError
+    from robench.certify import crown, ibp, lipschitz
+
+    class BitView(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2 * 3 * 8 * 8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q = (x + 1024.0) - 1024.0
+            return self.fc(q.view(torch.bfloat16).float().flatten(1))
+
+    net = BitView().eval()
+    x, y = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1])
+    with pytest.raises(ConfigError):
+        lipschitz.lipschitz_bound(net, x)
+    with pytest.raises(ConfigError):
+        ibp.verified(net, x, y, 0.01)
+    with pytest.raises(ConfigError):
+        crown.verified(net, x, y, 0.01)
