@@ -59,8 +59,9 @@ METHODS: dict[str, dict[str, str]] = {
             "norms (sums at residual additions); an example is certified at radius margin / (√2·L). With "
             "method 'bound' the convolution norms are guaranteed upper bounds (circulant embedding); with "
             "'power' they are power-iteration estimates times (1 + margin), not guaranteed. Product bounds are "
-            "loose for deep unconstrained networks. The margin is the float model's at the example; rounding at "
-            "the other points of the ball is not bounded."
+            "loose for deep unconstrained networks. Each margin first loses twice a bound on the float model's own "
+            "rounding over a box around the ball (at the example and at the far point; the allowance IBP uses) and "
+            "IBP's rounding tolerance, so that the certified radius holds for the model as it computes."
         ),
     },
 }
