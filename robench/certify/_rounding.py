@@ -201,8 +201,9 @@ class RoundingInterpreter(IntervalInterpreter):
             return torch.zeros_like(out.lower)
         if n.op == "output":
             return self.errors[n.args[0]]  # type: ignore[index]
-        args = [self.env.get(a, a) if isinstance(a, fx.Node) else a for a in n.args]
-        kwargs = {k: self.env.get(v, v) if isinstance(v, fx.Node) else v for k, v in n.kwargs.items()}
+        # nested nodes too: torch.reshape(x, (x.shape[0], -1)) holds one inside a tuple
+        args = list(fx.node.map_arg(n.args, lambda a: self.env.get(a, a)))
+        kwargs = dict(fx.node.map_arg(n.kwargs, lambda a: self.env.get(a, a)))
         if n.op == "call_module":
             return self._module_error(self.fetch_attr(str(n.target)), n, out)
         if n.op == "call_method" and str(n.target) in ARITHMETIC_METHODS:

@@ -255,3 +255,21 @@ def test_an_activation_scale_after_subnormal_steps_is_in_the_allowance() -> None
         lowest = np.nextafter(lowest, np.float32(1))
     with torch.no_grad():
         assert int(build(high)(torch.tensor([[float(lowest)]])).argmax(1)) == 0
+
+
+def test_a_node_nested_in_a_tuple_argument_is_resolved() -> None:
+    """``torch.reshape(x, (x.shape[0], -1))`` holds a graph node inside a tuple: the allowance passed it
+    on unresolved and IBP (and the Lipschitz radius) failed with a raw TypeError (review)."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.reshape(x, (x.shape[0], -1)))
+
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    net = Net().eval()
+    y = net(x).argmax(1)
+    assert bool(ibp.verified(net, x, y, 0.0).all())
