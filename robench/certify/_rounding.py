@@ -60,9 +60,11 @@ ACTIVATION_ULPS = 4
 # (x - mean) * rsqrt(var + eps) * weight + bias, the normaliser's (x - mean) / std).
 ELEMENTWISE_ULPS = 8
 
+# SELU's scale times alpha (torch.nn.SELU): its largest slope, and the factor after its exponential.
+_SELU_SCALE_ALPHA = 1.0507009873554805 * 1.6732632423543772
 # Largest slopes of the activations not handled as exact (ReLU...) or saturating (Tanh...) below.
 _SLOPES: dict[type[nn.Module], Any] = {
-    nn.Hardsigmoid: 1.0 / 6.0, nn.CELU: 1.0, nn.SELU: 1.0507009873554805 * 1.6732632423543772,
+    nn.Hardsigmoid: 1.0 / 6.0, nn.CELU: 1.0, nn.SELU: _SELU_SCALE_ALPHA,
     nn.LeakyReLU: lambda m: max(1.0, abs(m.negative_slope)), nn.ELU: lambda m: max(1.0, abs(m.alpha)),
 }  # fmt: skip
 _FUNCTION_SLOPES: dict[Any, Any] = {
@@ -92,7 +94,7 @@ def _outer_scale(layer: nn.Module) -> float:
     if isinstance(layer, (nn.CELU, nn.ELU)):
         return float(layer.alpha)
     if isinstance(layer, nn.SELU):
-        return 1.0507009873554805 * 1.6732632423543772
+        return _SELU_SCALE_ALPHA
     return 1.0
 
 

@@ -58,7 +58,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from robench._errors import ConfigError
 from robench.certify._rounding import allowance
 from robench.certify._trace import ARITHMETIC_METHODS, describe, reinterprets, standard_forward, trace, unsupported
-from robench.certify.ibp import Box, _bn_scale_shift, check_labels, input_box, rounding_tolerance, split_verdicts
+from robench.certify.ibp import Box, _bn_scale_shift, _channel_view, check_labels, input_box, rounding_tolerance, split_verdicts
 from robench.models.wrapper import Normalize
 
 _METHOD = "CROWN"
@@ -226,8 +226,7 @@ class _ChannelAffine(nn.Module):
         self.register_buffer("shift", shift.detach().clone())
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        view = (1, -1, *([1] * (h.ndim - 2)))
-        return h * self.scale.reshape(view) + self.shift.reshape(view)
+        return h * _channel_view(self.scale, h) + _channel_view(self.shift, h)
 
 
 def _widen(value: Any, model_dtype: torch.dtype, dtype: torch.dtype) -> Any:

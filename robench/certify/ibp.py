@@ -94,10 +94,16 @@ def input_box(x: torch.Tensor, eps: float, bounds: tuple[float, float] = (0.0, 1
                           f"(from {float(x.min()):.4g} to {float(x.max()):.4g})")  # fmt: skip
     if eps == 0:
         return Box(x.clamp(*bounds), x.clamp(*bounds))
-    # x -/+ eps rounds to nearest, possibly inward: one step outward keeps every float of x's dtype
-    # within eps of x (in real arithmetic) inside the box, as an attacker not clipping in float may pick
-    lower = torch.nextafter(x - eps, torch.full_like(x, -math.inf))
-    upper = torch.nextafter(x + eps, torch.full_like(x, math.inf))
+    return outward_box(x, eps, bounds)
+
+
+def outward_box(x: torch.Tensor, radius: float | torch.Tensor, bounds: tuple[float, float]) -> Box:
+    """``[x - radius, x + radius]`` clipped to ``bounds``, its ends one step outward: ``x -/+ radius``
+    rounds to nearest, possibly inward, and the step keeps every float of x's dtype within
+    ``radius`` of x (in real arithmetic) inside the box, as an attacker not clipping in float may
+    pick. ``radius``: a number, or a tensor that broadcasts against ``x`` (one per example)."""
+    lower = torch.nextafter(x - radius, torch.full_like(x, -math.inf))
+    upper = torch.nextafter(x + radius, torch.full_like(x, math.inf))
     return Box(lower.clamp(*bounds), upper.clamp(*bounds))
 
 

@@ -401,12 +401,11 @@ def rounded_l2_radius(
     bias of 20 shared by two logits overstated a float32 margin by 0.7%, and a point at 0.99998 r
     flipped the prediction of a model whose bound L was exact."""
     from robench.certify._rounding import RoundingInterpreter
-    from robench.certify.ibp import Box, rounding_tolerance
+    from robench.certify.ibp import Box, outward_box, rounding_tolerance
 
     r0 = certified_l2_radius(logits, labels, lipschitz).to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
-    lower = torch.nextafter(x - r0, torch.full_like(x, -math.inf)).clamp(*bounds)
-    upper = torch.nextafter(x + r0, torch.full_like(x, math.inf)).clamp(*bounds)
+    box = outward_box(x, r0, bounds)
     interpreter = RoundingInterpreter(graph, x.dtype)
-    interpreter.run(Box(torch.minimum(lower, x), torch.maximum(upper, x)))
+    interpreter.run(Box(torch.minimum(box.lower, x), torch.maximum(box.upper, x)))
     slack = interpreter.margin_allowance(labels) + rounding_tolerance(graph, x)[:, None]
     return certified_l2_radius(logits, labels, lipschitz, slack.to(logits.dtype))
