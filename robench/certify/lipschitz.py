@@ -216,6 +216,29 @@ def pool_norm(layer: nn.Module, input_shape: tuple[int, ...]) -> float | None:
     return math.sqrt(math.prod(int((m > 0).sum(dim=1).max()) for m in matrices))
 
 
+def normalize_norm(std: torch.Tensor, input_shape: tuple[int, ...]) -> float | None:
+    """L2 operator norm of ``x -> (x - mean) / std`` on inputs of ``input_shape`` (one example, no
+    batch axis), with ``std`` broadcast against ``(1, *input_shape)`` as the layer computes it.
+
+    Every output reads one input element, so the map's columns are orthogonal and its norm is
+    ``sqrt(max over input elements of the sum of 1 / std^2 over the outputs that copy it)``: ``1 /
+    min std`` when the channels match (NCHW), ``sqrt(sum_c 1 / std_c^2)`` when one grayscale channel
+    is broadcast to every std, and the right value for any other layout (a flat ``(D,)`` input is
+    copied once per channel too). ``None`` when the shapes do not broadcast.
+    """
+    full = (1, *(int(n) for n in input_shape))
+    try:
+        out = torch.broadcast_shapes(full, tuple(std.shape))
+    except RuntimeError:
+        return None
+    weights = (1.0 / std.detach().double().abs().square()).expand(out)
+    # sum over the axes the input is copied along (added leading axes, and its size-1 axes that grow)
+    lead = len(out) - len(full)
+    copied = [a for a in range(len(out)) if a < lead or (full[a - lead] == 1 and out[a] != 1)]
+    per_input = weights.sum(dim=copied) if copied else weights
+    return float(per_input.max().sqrt())
+
+
 def layer_norm_bound(
     layer: nn.Module, input_shape: tuple[int, ...], method: ConvMethod, iterations: int, margin: float, check_only: bool = False
 ) -> float | None:
@@ -242,12 +265,7 @@ def layer_norm_bound(
             scale = scale * layer.weight.detach().double()
         return float(scale.abs().max())
     if isinstance(layer, Normalize):
-        inverse = 1.0 / layer.std.double().abs().flatten()
-        if input_shape and int(input_shape[0]) == 1 and inverse.numel() > 1:
-            # one grayscale channel broadcast to every std: each input pixel appears once per channel,
-            # so the map x -> (x / std_c)_c has norm sqrt(sum_c 1 / std_c^2), not 1 / min std
-            return float(inverse.square().sum().sqrt())
-        return float(inverse.max())
+        return normalize_norm(layer.std, input_shape)
     if isinstance(layer, (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return pool_norm(layer, input_shape)
     slope = _ACTIVATION_SLOPE.get(type(layer))

@@ -165,6 +165,31 @@ def test_grayscale_broadcast_to_three_channels_counts_every_copy() -> None:
     assert lipschitz_bound(same.module, torch.rand(1, 3, 8, 8))[1]["normalize"] == pytest.approx(4.0)
 
 
+@pytest.mark.parametrize(
+    "shape,std",
+    [((3, 4, 5), (0.2, 0.5, 0.3)), ((1, 4, 5), (0.2, 0.5, 0.3)), ((1, 4, 5), (0.5,)), ((12,), (0.25, 0.5, 1.0)),
+     ((4, 5), (0.2, 0.5, 0.3)), ((3, 1, 5), (0.2, 0.5, 0.3)), ((2, 3, 4, 5), (0.2, 0.5, 0.3))],
+)  # fmt: skip
+def test_normalisation_norm_equals_the_svd_of_its_jacobian_in_any_layout(shape, std) -> None:
+    """The normalisation's norm is read from how its (1, C, 1, 1) std broadcasts against the input,
+    not from an (N, C, H, W) layout: flat, 2-D and 4-D inputs (copied once per channel) get the
+    exact spectral norm of the layer's Jacobian (the old rule read the first axis as the channels:
+    4.0 for a flat (12,) input where 4.58 is right, 5.0 for a (4, 5) one where 6.33 is right)."""
+    from robench.certify.lipschitz import normalize_norm
+    from robench.models.wrapper import Normalize
+
+    layer = Normalize([0.1] * len(std), std).double()
+    x = torch.rand(shape, dtype=torch.float64)
+    jacobian = torch.autograd.functional.jacobian(lambda v: layer(v.unsqueeze(0)).flatten(), x).reshape(-1, x.numel())
+    assert normalize_norm(layer.std, shape) == pytest.approx(float(torch.linalg.matrix_norm(jacobian, ord=2)), rel=1e-12)
+
+
+def test_normalisation_that_does_not_broadcast_has_no_rule() -> None:
+    from robench.certify.lipschitz import normalize_norm
+
+    assert normalize_norm(torch.ones(1, 3, 1, 1), (2, 4, 4)) is None
+
+
 def test_the_radius_keeps_the_float_models_rounding() -> None:
     """With rows u, -u the bound L = sqrt(2) |u| is exact, and a bias of 20 shared by both logits made
     the float32 margin 0.7% larger than the real one: a float32 point at 0.99998 r, inside [0, 1],
