@@ -21,6 +21,7 @@ from robench.attacks._speed import StepModel, precision_label
 from robench.certify import crown, ibp, lipschitz
 from robench.certify._records import add_acr, add_curve, add_headline_l2, add_table_points, record_certified_outcomes
 from robench.certify._trace import trace
+from robench.certify.guarantees import unproven
 from robench.certify.smoothing import (
     ABSTAIN,
     NoiseSampler,
@@ -381,10 +382,18 @@ def _verify_section(
         output.warnings.append(f"{norm} ball bounded by the enclosing Linf box: sound but loose")
     resolved = {**params.model_dump(mode="json"), "eps": eps, "norm": norm, "grid": list(grid), "arithmetic": _arithmetic(params)}
     output.resolved = resolved
+    _warn_unproven(output, certifier, resolved)
     # a result, not a parameter: examples whose positive margin bound the rounding allowance rejected at eps
     output.artifacts = {"certifier": certifier, "norm": norm, "params": resolved, "curve": curve, "rejected_by_rounding_allowance": rejected,
                         "rejected_by_rounding_per_eps": {"eps": [0.0, *grid], "rejected": per_eps}}  # fmt: skip
     return output
+
+
+def _warn_unproven(output: EvaluationOutput, certifier: str, resolved: dict[str, Any]) -> None:
+    """A warning when the settings give up the certificate's guarantee (:func:`guarantees.unproven`)."""
+    reason = unproven(certifier, resolved)
+    if reason is not None:
+        output.warnings.append(reason)
 
 
 def _pgd_consistency(
@@ -500,6 +509,7 @@ class LipschitzCertifier:
         )  # fmt: skip
         resolved = params.model_dump(mode="json")
         output.resolved = resolved
+        _warn_unproven(output, "lipschitz", resolved)
         examples = [{"label": int(label), "prediction": int(p), "radius": float(r) if c else 0.0}
                     for label, p, r, c in zip(out["labels"].tolist(), out["prediction"].tolist(), radius.tolist(), correct.tolist())]  # fmt: skip
         add_table_points(output, key, curve, examples, condition)

@@ -29,6 +29,7 @@ from typing import Any, Literal, get_args
 
 from robench._errors import ConfigError, short_repr
 from robench.attacks.masking_checks import ATTACK_STRENGTH_CHECKS
+from robench.certify.guarantees import unproven
 from robench.corruptions.metrics import is_benchmark_mean
 from robench.report import _coverage
 from robench.report._coverage import NOT_ATTACKS
@@ -453,6 +454,12 @@ def _provenance_item(results: Results) -> ChecklistItem:
     return ChecklistItem("provenance", title, status, f"{code}; checkpoint sha256 {short_sha256(sha)}")
 
 
+def unproven_certificate(evaluation: EvaluationResult) -> str | None:
+    """Why a certification's settings give up its guarantee (:func:`robench.certify.guarantees.unproven`
+    on its declared and resolved parameters), or ``None``."""
+    return unproven(evaluation.artifacts.get("certifier", evaluation.name), _params(evaluation))
+
+
 def _certification_item(results: Results) -> ChecklistItem:
     title = "Certification method, bounds and cost detailed"
     certified = [e for e in results.evaluations if e.section == "certification"]
@@ -473,6 +480,8 @@ def _certification_item(results: Results) -> ChecklistItem:
             problems.append(f"{e.key}: parameters not recorded")
         if e.cost.forward_passes <= 0 and e.cost.wall_time_s <= 0:
             problems.append(f"{e.key}: cost not recorded")
+        if (reason := unproven_certificate(e)) is not None:
+            problems.append(f"{e.key}: {reason}")
         for check in e.checks:  # soundness checks: a broken verified example, a bound below a gradient
             if check.status != "pass":
                 problems.append(f"{e.key} {check.name} {check.status}: {check.message}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from robench.certify.curves import certified_radii, exact_curve, table_points
 from robench.certify.smoothing import capped_count, ceiling_warning, max_certified_radius
-from robench.report.checklist import certified_but_broken
+from robench.report.checklist import certified_but_broken, unproven_certificate
 from robench.report.plots import figure_data_uri, line_style, new_figure
 from robench.results import EvaluationResult, MetricRecord, Results, not_certifiable
 from robench.stats import clopper_pearson
@@ -219,6 +219,7 @@ def build(results: Results) -> dict[str, Any] | None:
                 "key": evaluation.key.split("/", 1)[1],
                 "certifier": certifier,
                 "method": METHODS.get(certifier, {"title": certifier, "guarantee": ""}),
+                "unproven": None if (reason := unproven_certificate(evaluation)) in evaluation.warnings else reason,
                 "status": evaluation.status,
                 "error": evaluation.error,
                 "params": evaluation.resolved,
