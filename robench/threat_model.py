@@ -108,6 +108,8 @@ def format_eps(eps: float) -> str:
 
 Eps = Annotated[float, BeforeValidator(parse_eps)]
 Severity = Annotated[int, Field(ge=1, le=5)]
+NO_TRANSFORM = "none"  # a folder dataset's resize/center_crop turned off, the manifest's default included
+ImageSize = Annotated[int, Field(gt=0, strict=True)] | Literal["none"]
 
 
 class Schema(StrictScalars):
@@ -146,8 +148,19 @@ class DatasetSpec(Schema):
     n_examples: int | None = Field(default=None, gt=0, description="first n examples of the split (after stride)")
     stride: int = Field(default=1, ge=1, description="take every stride-th example of the split (Cohen et al.'s skip)")
     preprocessing: Preprocessing = Preprocessing()
-    resize: int | None = Field(default=None, gt=0, description="resize the shorter side (folder datasets)")
-    center_crop: int | None = Field(default=None, gt=0, description="center crop size (folder datasets)")
+    resize: ImageSize | None = Field(default=None, description="resize the shorter side (folder datasets); none: not even the manifest's")
+    center_crop: ImageSize | None = Field(default=None, description="center crop size (folder datasets); none: not even the manifest's")
+
+    def transform(self, options: dict[str, Any]) -> tuple[int | None, int | None]:
+        """``(resize, center_crop)`` applied to a folder dataset whose manifest options are ``options``:
+        this spec's, else the manifest's defaults (``options.resize``/``options.center_crop``);
+        ``"none"`` turns a default off (images already at the model's size)."""
+
+        def pick(value: int | str | None, key: str) -> int | None:
+            chosen = options.get(key) if value is None else value
+            return None if chosen in (None, NO_TRANSFORM) else int(chosen)
+
+        return pick(self.resize, "resize"), pick(self.center_crop, "center_crop")
 
 
 def whole_box_radius(norm: str, bounds: tuple[float, float], input_numel: int) -> float:
@@ -673,8 +686,9 @@ def _eps_errors(tm: ThreatModel) -> list[str]:
     except RobenchError:
         return []  # reported by _dataset_errors
     shape = manifest.input_shape
-    if shape is not None and tm.dataset.center_crop is not None:
-        shape = (shape[0], tm.dataset.center_crop, tm.dataset.center_crop)
+    if shape is not None and tm.dataset.center_crop is not None:  # "none": the images' own size, not known here
+        crop = tm.dataset.center_crop
+        shape = None if crop == NO_TRANSFORM else (shape[0], int(crop), int(crop))
     problem = None if shape is None else tm.adversary.box_error(shape)
     return [] if problem is None else [f"adversary.eps: {problem}"]
 

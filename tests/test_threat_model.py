@@ -319,6 +319,12 @@ def test_the_whole_box_radius_follows_a_center_crop(tmp_path: Path) -> None:
     assert [e.split(" (")[0] for e in validate_file(path)] == ["adversary.eps: L1 eps 30001 exceeds 30000, the L1 diameter of the input box"]
     path.write_text(path.read_text().replace("30001", "30000"))
     assert validate_file(path) == []
+    # with the crop off the images keep their own size, which the manifest does not give: the run checks it
+    path.write_text(path.read_text().replace("center_crop: 100", "center_crop: none").replace("30000", "30001"))
+    assert validate_file(path) == []
+    from robench.threat_model import load_threat_model
+
+    assert load_threat_model(path).dataset.transform({"resize": 256, "center_crop": 224}) == (256, None)
 
 
 @pytest.mark.parametrize(

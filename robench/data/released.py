@@ -13,6 +13,7 @@ labels and, for image-folder trees, file names.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from robench._errors import ConfigError, DataError
 from robench.data.base import Dataset, SubsetDataset
@@ -52,8 +53,8 @@ def load_corruption_set(
     root: str | Path | None = None,
     data_home: str | Path | None = None,
     n_examples: int | None = None,
-    resize: int | None = None,
-    center_crop: int | None = None,
+    resize: int | Literal["none"] | None = None,
+    center_crop: int | Literal["none"] | None = None,
 ) -> Dataset:
     """One (corruption, severity) cell of a released corruption set, verified and streamed.
 
@@ -65,8 +66,8 @@ def load_corruption_set(
         data_home: Data home (default ``$ROBENCH_DATA`` or ``~/.robench/data``).
         n_examples: Keep the first ``n_examples`` of the cell (image folders are class-interleaved,
             so a prefix is class-balanced).
-        resize: Resize the shorter side (image-folder sets only).
-        center_crop: Center crop size (image-folder sets only).
+        resize: Resize the shorter side (image-folder sets only; ``"none"``: not even the manifest's).
+        center_crop: Center crop size (image-folder sets only; ``"none"``: not even the manifest's).
 
     Returns:
         A lazy dataset of the cell in [0,1], NCHW, with int64 labels.

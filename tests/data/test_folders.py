@@ -45,6 +45,47 @@ def test_threat_model_resize_and_crop_override(tmp_path: Path) -> None:
     assert torch.equal(x[0], _torchvision_reference(dataset.files[4], 32, 28))
 
 
+def test_none_turns_the_manifests_resize_and_crop_off(tmp_path: Path) -> None:
+    """Images already at the model's size (here 20 px, as the manifest's crop): the manifest's default
+    resize 24 + crop 20 would zoom them by 24/20; ``none`` keeps their pixels (a threat model could
+    not turn the defaults off)."""
+    import numpy as np
+
+    from tests.data.fixtures import write_class_tree
+
+    manifest = write_imagenet_val(tmp_path)
+    for path in (tmp_path / "val").rglob("*.JPEG"):
+        path.unlink()
+    write_class_tree(tmp_path / "val", WNIDS, 3, [(20, 20)], np.random.default_rng(0))
+    dataset, _ = load_dataset(DatasetSpec(manifest=str(manifest), split="val", resize="none", center_crop="none"), root=tmp_path)
+    x, _ = dataset.load(range(len(dataset)))
+    for i, path in enumerate(dataset.files):
+        with Image.open(path) as image:
+            assert torch.equal(x[i], transforms.ToTensor()(image.convert("RGB"))), path.name
+    zoomed, _ = load_dataset(DatasetSpec(manifest=str(manifest), split="val"), root=tmp_path)
+    assert not torch.equal(zoomed.load([0])[0], x[:1])
+    # only the resize off: the crop of the raw image, as torchvision's CenterCrop alone
+    write_imagenet_val(tmp_path / "mixed")
+    cropped, _ = load_dataset(DatasetSpec(manifest=str(tmp_path / "mixed" / "manifest.yaml"), split="val", resize="none"), root=tmp_path / "mixed")
+    x, _ = cropped.load(range(len(cropped)))
+    for i, path in enumerate(cropped.files):
+        with Image.open(path) as image:
+            assert torch.equal(x[i], transforms.Compose([transforms.CenterCrop(20), transforms.ToTensor()])(image.convert("RGB")))
+    # the crop off on images of several sizes: the one-size error names the option
+    with pytest.raises(DataError, match="set center_crop"):
+        load_dataset(DatasetSpec(manifest=str(tmp_path / "mixed" / "manifest.yaml"), split="val", center_crop="none"),
+                     root=tmp_path / "mixed")[0].load(range(9))  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [0, -3, "None", "off", 22.5, True])
+def test_a_resize_or_crop_is_a_positive_whole_number_or_none(value) -> None:
+    from pydantic import ValidationError
+
+    for key in ("resize", "center_crop"):
+        with pytest.raises(ValidationError):
+            DatasetSpec.model_validate({"manifest": "imagenet", key: value})
+
+
 def test_sorted_order_and_class_index_json(tmp_path: Path) -> None:
     manifest = write_imagenet_val(tmp_path, class_index=True)
     dataset, _ = load_dataset(DatasetSpec(manifest=str(manifest), split="val"), root=tmp_path)

@@ -235,12 +235,6 @@ def scan_folder(manifest: Manifest, root: Path, folder: Path, order: str) -> tup
     return files, labels
 
 
-def _transform(manifest: Manifest, spec: DatasetSpec) -> tuple[int | None, int | None]:
-    resize = spec.resize if spec.resize is not None else manifest.options.get("resize")
-    crop = spec.center_crop if spec.center_crop is not None else manifest.options.get("center_crop")
-    return resize, crop
-
-
 @register("dataset", "imagenet_folder", tags=("resizable",))
 def load_imagenet_folder(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> Dataset:
     """ImageNet validation images in class subfolders (``val/n01440764/*.JPEG``), decoded lazily.
@@ -253,7 +247,7 @@ def load_imagenet_folder(manifest: Manifest, root: Path, split: str, spec: Datas
     options = manifest.split_spec(split).options
     folder = data_path(root, options.get("folder", split), manifest, f"splits.{split}.options.folder")
     files, labels = scan_folder(manifest, root, folder, str(manifest.options.get("order", "interleaved")))
-    resize, crop = _transform(manifest, spec)
+    resize, crop = spec.transform(manifest.options)
     return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop, repr(manifest.name))
 
 
@@ -264,7 +258,7 @@ def _load_corruption_folder(manifest: Manifest, root: Path, split: str, spec: Da
     corruption, severity = corruption_set.parse_cell(manifest.name, split)
     folder = data_path(root, corruption_set.cell_path(corruption, severity), manifest, "corruption_set.cell", listed=True)
     files, labels = scan_folder(manifest, root, folder, str(manifest.options.get("order", "interleaved")))
-    resize, crop = _transform(manifest, spec)
+    resize, crop = spec.transform(manifest.options)
     return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop, repr(manifest.name))
 
 
