@@ -43,7 +43,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from robench import _yaml as strict_yaml
-from robench._errors import ConfigError
+from robench._errors import ConfigError, short_repr
 from robench._schema import StrictScalars, error_message
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -109,7 +109,18 @@ def format_eps(eps: float) -> str:
 Eps = Annotated[float, BeforeValidator(parse_eps)]
 Severity = Annotated[int, Field(ge=1, le=5)]
 NO_TRANSFORM = "none"  # a folder dataset's resize/center_crop turned off, the manifest's default included
-ImageSize = Annotated[int, Field(gt=0, strict=True)] | Literal["none"]
+
+
+def _image_size(value: Any) -> int | str:
+    """A resize or crop: a whole number of pixels > 0, or ``none`` (any case: YAML reads ``None`` as a string)."""
+    if isinstance(value, str) and value.lower() == NO_TRANSFORM:
+        return NO_TRANSFORM
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"expected a whole number of pixels > 0, or none (not even the manifest's), got {short_repr(value)}")
+    return value
+
+
+ImageSize = Annotated[int | str, BeforeValidator(_image_size)]
 
 
 class Schema(StrictScalars):
