@@ -243,7 +243,8 @@ class CROWNParams(_Params):
     precision: Literal["float64", "model"] = Field(
         default="float64",
         description="arithmetic of the bounds: float64 (CROWN's own rounding far below the model's; about 2x the time on "
-        "a CPU and twice the memory, unmeasured on GPUs, whose float64 speed varies by model) or the model's dtype",
+        "a CPU and twice the memory, unmeasured on GPUs, whose float64 speed varies by model) or the model's dtype "
+        "(CROWN's own rounding then unbounded: not a guaranteed certificate, and the run says so)",
     )
 
 
