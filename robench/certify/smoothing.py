@@ -209,6 +209,7 @@ class NoiseSampler:
         images = x.shape[0]
         total = images * num
         counts = torch.zeros(images * self.num_classes, dtype=torch.long, device=x.device)
+        undefined = torch.zeros((), dtype=torch.long, device=x.device)  # noisy inputs with NaN logits, checked once at the end
         for start in range(0, total, self.batch):
             stop = min(start + self.batch, total)
             noise_parts, owners = [], []
@@ -226,11 +227,29 @@ class NoiseSampler:
                 # a wider output would count into the next image's slots (and index past the last)
                 raise ModelError(f"smoothing: the model returned logits of shape {tuple(logits.shape)} for "
                                  f"{stop - start} inputs; expected ({stop - start}, {self.num_classes})")  # fmt: skip
+            undefined += torch.isnan(logits).any(dim=1).sum()
             predictions = logits.argmax(dim=1)
             # index_add_, not bincount: CUDA's bincount reads the maximum back to the host every pass
             counts.index_add_(0, owner * self.num_classes + predictions, torch.ones_like(predictions))
             self.samples += stop - start
+        _refuse_nan_votes(int(undefined), total, self.sigma)
         return counts.view(images, self.num_classes)
+
+
+def _refuse_nan_votes(undefined: int, total: int, sigma: float) -> None:
+    """Raises :class:`~robench.ModelError` when ``undefined`` of the ``total`` noisy inputs had NaN logits.
+
+    ``argmax`` takes NaN for the maximum, so such a sample would vote for the class of its first NaN
+    (class 0 when the whole row is NaN) and the certificate would be of that rule, not of the model:
+    a model that is finite on [0, 1] but NaN on a negative pixel (a gamma curve ``x ** 0.5``) and
+    predicts class 1 on every finite input was certified class 0 at radius 0.2. Infinite logits are
+    kept: their argmax is the model's answer.
+    """
+    if undefined:
+        raise ModelError(
+            f"smoothing: the model returned NaN logits for {undefined:,} of {total:,} noisy inputs (sigma = {sigma:g}, "
+            "noise not clipped to [0, 1]); their argmax is no class of the model, so no certificate is given"
+        )
 
 
 def cohen_reference_counts(

@@ -81,6 +81,29 @@ def test_sampler_refuses_logits_of_another_width() -> None:
         sampler.counts(x, 3, make_generators(torch.tensor([1, 2]), x.device))
 
 
+class GammaFrontEnd(nn.Module):
+    """Class 1 on every input where ``x ** 0.5`` is finite (all of [0, 1]); NaN logits where a noisy pixel is negative."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        zero = 0 * (x.flatten(1) ** 0.5).sum(dim=1, keepdim=True)
+        return torch.cat([zero - 1, zero + 1, zero], dim=1)
+
+
+def test_sampler_refuses_nan_logits_rather_than_counting_them_as_a_class() -> None:
+    from robench._errors import ModelError
+
+    # argmax takes NaN for the maximum: the NaN rows voted for class 0, which the model never predicts,
+    # and CERTIFY certified class 0 at radius ~0.2 on an image the model calls class 1
+    x = torch.full((2, 1, 4, 4), 0.3)
+    assert GammaFrontEnd()(x).argmax(dim=1).tolist() == [1, 1]
+    sampler = NoiseSampler(GammaFrontEnd(), num_classes=3, sigma=0.25, batch=64)
+    with pytest.raises(ModelError, match=r"NaN logits for [\d,]+ of 400 noisy inputs"):
+        sampler.counts(x, 200, make_generators(torch.tensor([1, 2]), x.device))
+    # infinite logits have an argmax, the model's own answer: counted
+    infinite = NoiseSampler(lambda z: torch.tensor([[0.0, float("inf"), 1.0]]).expand(z.shape[0], 3), 3, 0.25, 64)
+    assert infinite.counts(x, 10, make_generators(torch.tensor([1, 2]), x.device))[:, 1].tolist() == [10, 10]
+
+
 @pytest.mark.parametrize("counts", [[60, 40, 0], [80, 20, 0], [50, 50, 0], [0, 3, 1], [10, 0, 0]])
 def test_predict_uses_two_sided_binomial_test(counts: list[int]) -> None:
     prediction, p_value = predict_from_counts(torch.tensor(counts), alpha=0.01)
