@@ -144,6 +144,11 @@ class RandomizedSmoothing:
         add_table_points(output, key, curve, examples, condition, ceiling)
         if short is not None:
             output.warnings.append(short)
+        if params.mode == "fast":
+            output.warnings.append(
+                "mode: fast: the certificates are those of the smoothed classifier of the model under bf16 autocast (the "
+                "base classifier sampled), not of the fp32 model's; nothing is re-checked in fp32, as an attack's success is"
+            )
         capped = ceiling_warning(sum(at_ceiling(e, ceiling) for e in examples), n, params.n, params.alpha, params.sigma)
         if capped is not None:
             output.warnings.append(capped)

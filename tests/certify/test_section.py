@@ -125,6 +125,16 @@ def render_html_of(output) -> str:
     return render_html(certification_results(_threat([{"name": "smoothing"}]), {"smoothing": output}))
 
 
+def test_fast_smoothing_says_it_certifies_the_bf16_classifier(digit_mlp, digits) -> None:
+    """Fast smoothing certifies the smoothed classifier of the bf16 model it samples (a model whose
+    fp32 logits 1 and 1.001 tie in bf16 certifies another class); nothing said so in the run."""
+    params = {"sigma": 0.25, "n0": 10, "n": 50, "batch": 256, "n_examples": 4, "images_per_batch": 4}
+    for mode, warned in (("exact", False), ("fast", True)):
+        threat = _threat([{"name": "smoothing", "params": {**params, "mode": mode}}], {"norm": "L2", "eps": 0.25})
+        output, _ = _run(digit_mlp, digits, threat)
+        assert any(w.startswith("mode: fast: the certificates are those of the smoothed classifier") for w in output.warnings) == warned
+
+
 def test_a_tie_of_two_logits_certifies_nothing_at_radius_0() -> None:
     """A Lipschitz margin of exactly 0 (the label ties another class; argmax picks the label by index) has
     radius 0: the grid's record at r = 0 counts radius > 0 and left it out, the exact curve counted it."""
