@@ -289,7 +289,7 @@ class AutoAttackEvaluation:
                 logits = model.predict_logits(x)
                 out = {"correct": logits.argmax(dim=1) == y, **softmax_outputs(logits, log_probs), "labels": y}
                 if randomized:
-                    out["rate"] = pass_mean_correct(model.module, x, y)
+                    out["rate"] = pass_mean_correct(model.predict_logits, x, y)
                 return out
 
             start = ctx.map_batches("clean", data, clean, model.counter, batch_size=batch_size, desc=f"{spec.key} clean")
@@ -345,7 +345,7 @@ class AutoAttackEvaluation:
                     }
                     if randomized:
                         assert robust_rate is not None  # set for randomized models
-                        rate = pass_mean_correct(model.module, x_adv, y)
+                        rate = pass_mean_correct(model.predict_logits, x_adv, y)
                         rows = index[ctx.batch_offset : ctx.batch_offset + len(x)]
                         lower = rate.cpu() < robust_rate[rows]
                         # only the points this stage makes the adversary's choice are kept (and journalled):
@@ -380,7 +380,7 @@ class AutoAttackEvaluation:
                 def measure(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
                     rows = torch.arange(ctx.batch_offset, ctx.batch_offset + len(x))
                     point = torch.where(picked[rows].view(-1, *[1] * (x.ndim - 1)).to(x.device), chosen[rows].to(x.device), x)
-                    return {"rate": pass_mean_correct(model.module, point, y)}
+                    return {"rate": pass_mean_correct(model.predict_logits, point, y)}
 
                 measured = ctx.map_batches("autoattack/measure", data, measure, model.counter, batch_size=batch_size,
                                            desc=f"{spec.key} measure")["rate"]  # fmt: skip

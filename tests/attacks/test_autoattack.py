@@ -309,6 +309,38 @@ def test_randomized_rand_version_measures_the_chosen_point_afresh(mnist_test):
     assert any("expected per-pass accuracy at the adversary's best point" in w for w in output.warnings)
 
 
+class _SometimesNaN(torch.nn.Module):
+    """A randomized model (noise on its logits) that returns NaN for the first example on 20% of the
+    passes at points off the 1/255 pixel grid (the attacks' points), and finite logits elsewhere."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x) + 0.01 * torch.randn(len(x), 10, device=x.device)
+        off_grid = ((x * 255 - (x * 255).round()).abs().flatten(1).amax(dim=1) > 1e-3)[:1]
+        if bool(off_grid.any()) and float(torch.rand(())) < 0.2:
+            logits = logits.clone()
+            logits[0] = float("nan")
+        return logits
+
+
+def test_randomized_pass_means_refuse_nan_logits(trained_net, mnist_test):
+    """The pass means of a randomized model at the adversary's points counted a NaN pass as a vote
+    for class 0 (argmax takes NaN for the maximum); the one checked pass at the point rarely saw it."""
+    from robench._errors import ModelError
+    from robench.models import load_model
+
+    torch.manual_seed(0)
+    handle = load_model(_SometimesNaN(trained_net), device="cpu")
+    ctx = EvalContext(device=torch.device("cpu"), seed=0, batch_size=20, progress=False)
+    ctx.shared["randomized"] = True
+    threat = make_threat([{"name": "autoattack", "params": {"version": "rand", "n_iter": 2, "eot_iter": 2}}])
+    with pytest.raises(ModelError, match="NaN"):
+        run_section(handle, mnist_test.subset(20), threat, ctx=ctx)
+
+
 def test_randomized_run_resumed_inside_the_measure_stage_gives_the_same_number(trained_net, mnist_test, tmp_path, monkeypatch):
     # the fresh passes drew the model's randomness from whatever ran before: a resume changed the headline
     import inspect
