@@ -43,7 +43,7 @@ def _pairs(condition: dict[str, Any]) -> str:
 def record_label(record: MetricRecord) -> str:
     """A short human label, unique within a run: ``clean accuracy``, ``robust accuracy: pgd``,
     ``worst-case robust accuracy over fgsm, pgd``, ``ECE under pgd``, ``mean corruption accuracy
-    (15 corruptions x 5 severities)``, ``certified accuracy: ibp (box=Linf) at Linf eps=0.031``;
+    (15 corruptions x 5 severities)``, ``certified accuracy: ibp (box=Linf) at Linf eps=8/255``;
     condition keys the label does not word are appended as ``key=value``."""
     name = metric_name(record.name)
     section, _, entry = record.evaluation.partition("/")
@@ -92,8 +92,9 @@ def record_label(record: MetricRecord) -> str:
         if rest:
             label += f" ({_pairs(rest)})"
             rest = {}
-        if threat[1] is not None:
-            label += " ".join(["", "at", *([str(threat[0])] if threat[0] else []), f"eps={show(threat[1])}"])
+        if threat[1] is not None:  # written as the threat model writes it (8/255), as calibration's labels do
+            eps_text = format_eps(float(threat[1])) if isinstance(threat[1], (int, float)) and not isinstance(threat[1], bool) else show(threat[1])
+            label += " ".join(["", "at", *([str(threat[0])] if threat[0] else []), f"eps={eps_text}"])
     else:
         label = f"{name}: {entry}" if entry else f"{section} {name}"
     return label + (f" ({_pairs(rest)})" if rest else "")

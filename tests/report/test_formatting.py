@@ -396,3 +396,14 @@ def test_certification_names_intervals_and_formats_read_alike() -> None:
     assert 'alt="Verified accuracy' not in page
     item = next(i for i in checklist(results) if i.key == "certification")
     assert "=False" not in item.evidence and "=True" not in item.evidence
+
+
+def test_a_certificate_at_a_k_over_255_eps_is_labelled_as_the_threat_model_writes_it() -> None:
+    # cifar10-audit's smoothing headline read "at Linf eps=0.03137254901960784" beside "ECE under ... at Linf eps=8/255"
+    from robench.report.render import record_label
+
+    record = MetricRecord.proportion("certification/smoothing", "certified_accuracy", 0, 10,
+                                     {"certifier": "smoothing", "norm": "L2", "sigma": 0.25, "threat_norm": "Linf", "threat_eps": 8 / 255})  # fmt: skip
+    assert record_label(record) == "certified accuracy: smoothing (norm=L2, sigma=0.25) at Linf eps=8/255"
+    other = record.model_copy(update={"condition": {**record.condition, "threat_eps": 0.5}})
+    assert record_label(other).endswith("at Linf eps=0.5")
