@@ -354,7 +354,8 @@ def _masking_item(results: Results) -> ChecklistItem:
         tail = f"; counted elsewhere: {', '.join(elsewhere)}" if elsewhere else ""
         return ChecklistItem("masking_checks", title, "pass", f"{len(checks)} check(s) passed ({names}){tail}")
     status: Status = "fail" if any(c.status == "fail" for _, c in bad) else "warn"
-    evidence = "; ".join(f"{k} {c.name} {c.status}: {c.message}" for k, c in bad + unsure)
+    # an inconclusive check's message starts with its status ("inconclusive: only 16 ..."): said once
+    evidence = "; ".join(f"{k} {c.name} {c.status}: {c.message.removeprefix(f'{c.status}: ')}" for k, c in bad + unsure)
     if unsure:
         evidence = (f"{len(unsure)} of {len(checks)} check(s) inconclusive (too few examples or too small a budget to show "
                     f"masking, not a pass): {evidence}")

@@ -243,6 +243,9 @@ def test_inconclusive_masking_checks_are_not_a_pass() -> None:
     item = {i.key: i for i in checklist(results)}["masking_checks"]
     assert item.status == "warn"
     assert item.evidence.startswith("1 of 2 check(s) inconclusive") and "0 of 0" in item.evidence
+    # the check's own message starts with its status: the item says it once, not "inconclusive: inconclusive:"
+    assert "near_zero_at_large_eps inconclusive: no clean-correct examples" in item.evidence
+    assert "inconclusive: inconclusive" not in item.evidence
 
 
 @pytest.mark.parametrize("value", ["x", [], 2.5, True])
