@@ -233,6 +233,19 @@ def _board_dataset(results: Results) -> str:
     return _CORRUPTED.get(dataset, dataset)
 
 
+def _released_set(results: Results, corruptions: dict) -> str | None:
+    """The name of the released corruption set a released sweep read: the name inside its manifest
+    (recorded by the sweep), else the threat model's ``released_manifest``; ``None`` for a generated
+    sweep or where neither is known."""
+    if corruptions.get("source") != "released":
+        return None
+    evaluation = next((e for e in results.evaluations if e.section == "corruptions"), None)
+    recorded = (evaluation.resolved.get("released") or {}) if evaluation is not None else {}
+    name = recorded.get("manifest") if isinstance(recorded, dict) else None
+    name = name or corruptions.get("released_manifest")
+    return _dataset_name(str(name)) if name else None
+
+
 def compare_to_leaderboard(results: Results, snapshot: Snapshot, eps_rtol: float = 1e-3) -> list[BoardComparison]:
     """The run against every board of ``snapshot`` that matches its threat model (none: empty list)."""
     threat = results.threat_model
@@ -267,6 +280,11 @@ def compare_to_leaderboard(results: Results, snapshot: Snapshot, eps_rtol: float
             notes.append("the sweep is not the 15 benchmark corruptions x severities 1-5 the board averages: not comparable")
         if corruptions.get("source") == "generated":
             notes.append("corruptions were generated on the fly; the board uses the released -C files")
+        released = _released_set(results, corruptions)
+        if released is not None and _CORRUPTED.get(released) != dataset:
+            official = next((k for k, v in _CORRUPTED.items() if v == dataset), None)
+            notes.append(f"the sweep read the released set {released!r}, not {official or 'the -C set'} whose files the board's "
+                         "numbers come from: not comparable")
         out.append(_compare(board, clean, mean, list(board.entries), [], None, None, notes))
     return out
 

@@ -167,6 +167,30 @@ def test_corruption_board(model_info: Path) -> None:
     assert any("not comparable" in n for n in subset.notes)
 
 
+def test_a_sweep_of_another_released_set_is_said_not_comparable(model_info: Path) -> None:
+    """A run whose manifest is named cifar10 but whose sweep read a custom released set (a synthetic
+    stand-in frozen as cifar10csyn) was ranked among the CIFAR-10-C entries without a word."""
+    from robench.threat_model import BENCHMARK_CORRUPTIONS
+
+    def ranked(released: str | None, recorded: str | None) -> tuple[str, ...]:
+        results = _corruption_run(list(BENCHMARK_CORRUPTIONS), 400)
+        if released is not None:
+            results.threat_model["evaluations"]["corruptions"]["released_manifest"] = released
+        if recorded is not None:
+            results.evaluations[1].resolved = {"source": "released", "released": {"manifest": recorded}}
+        [comparison] = compare_to_leaderboard(results, build_snapshot(model_info))
+        return comparison.notes
+
+    assert any("released set 'cifar10csyn', not cifar10c" in n and "not comparable" in n
+               for n in ranked("/data/cifar10csyn.yaml", "cifar10csyn"))
+    assert any("released set 'cifar10csyn'" in n for n in ranked(None, "cifar10csyn"))  # the recorded name decides
+    assert any("released set 'mine'" in n for n in ranked("/data/mine.yml", None))  # older results: the path's name
+    # the shipped set, or a frozen copy of it (its manifest keeps the name cifar10c), is the board's
+    assert not any("not comparable" in n for n in ranked("cifar10c", None))
+    assert not any("not comparable" in n for n in ranked("/data/my-frozen-cifar10c.yaml", "cifar10c"))
+    assert not any("not comparable" in n for n in ranked(None, None))
+
+
 def test_corruption_board_reads_what_the_mean_averaged(model_info: Path) -> None:
     """All 19 corruptions declared: the mean covers the 15 benchmark ones x 5 severities (its
     condition says so), which is the board's quantity; a mean over 15 x 3 severities is not."""
