@@ -107,3 +107,19 @@ def test_the_per_corruption_accuracy_is_said_to_be_a_mean_over_severities(exampl
     contrast = dict(zip(rows[0], next(r for r in rows if r[0] == "contrast")))
     cells = [r.value for r in example.records("corruptions", "accuracy") if r.condition.get("corruption") == "contrast"]
     assert len(cells) == 3 and contrast["Accuracy (mean over severities 1, 3, 5)"] == f"{100 * sum(cells) / 3:.1f}%" == "62.8%"
+
+
+def test_a_released_sweep_names_the_set_it_read(example: Results) -> None:
+    """A sweep on a custom released set (a synthetic stand-in for CIFAR-10-C) read "as stored in the
+    released files", naming no set: results.json recorded which, the report did not say it."""
+    released = copy.deepcopy(example)
+    section = next(e for e in released.evaluations if e.section == "corruptions")
+    section.resolved["source"] = "released"
+    section.resolved["released"] = {"manifest": "cifar10csyn", "manifest_file": "/tmp/yard/cifar10csyn.yaml",
+                                    "manifest_sha256": "0415185e45323b1e137f63dddcd843436a6e5145b1d156ad198f2aef56e6f8fe",
+                                    "root": "/tmp/yard/data/cifar10csyn"}  # fmt: skip
+    text = " ".join(_visible_text(_page(released)).split())
+    assert ("as stored in the released files of cifar10csyn (manifest /tmp/yard/cifar10csyn.yaml, sha256 0415185e4532; "
+            "files under /tmp/yard/data/cifar10csyn) and classified") in text
+    section.resolved.pop("released")  # older results did not record it
+    assert "as stored in the released files and classified" in " ".join(_visible_text(_page(released)).split())
