@@ -16,7 +16,7 @@ from typing import Any
 from robench.corruptions.metrics import MEAN_CELL_KEYS
 from robench.report._labels import record_label, show, worst_case_attacks
 from robench.report.render import summary_records
-from robench.results import MetricRecord, Results, short_sha256, unpack_outcomes
+from robench.results import MetricRecord, Results, not_certifiable, short_sha256, unpack_outcomes
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,9 @@ def compare_runs(a: Results, b: Results, a_name: str = "a", b_name: str = "b") -
     for key in keys:
         ra, rb = left.get(key), right.get(key)
         both = task is None and ra is not None and rb is not None and ra.value is not None and rb.value is not None
+        # a certified accuracy that is 0 by construction (not certifiable with these settings) measures the
+        # settings, not the model: two of them differ by nothing a delta or a test could tell
+        both = both and not_certifiable(ra) is None and not_certifiable(rb) is None  # type: ignore[arg-type]
         label = record_label(ra or rb)  # type: ignore[arg-type]
         if ra is not None and rb is not None and ra.name == "mean_corruption_accuracy":
             cells_a, cells_b = ({k: r.condition.get(k) for k in MEAN_CELL_KEYS} for r in (ra, rb))

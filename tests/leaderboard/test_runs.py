@@ -178,3 +178,25 @@ def test_outcomes_round_trip_and_refuse_a_wrong_length() -> None:
     flags = np.random.default_rng(1).random(37) < 0.5
     assert np.array_equal(unpack_outcomes(pack_outcomes(flags), 37), flags)
     assert unpack_outcomes(pack_outcomes(flags), 45) is None and unpack_outcomes("not base64!", 37) is None
+
+
+def test_certified_accuracies_zero_by_construction_get_no_delta() -> None:
+    """cifar10-audit vs cifar10-audit-fast: both smoothing headlines read 'n/a: not certifiable with
+    these settings', and compare wrote '+0.00 pp' and 'CIs disjoint: no' between them."""
+    def uncertifiable(results):  # type: ignore[no-untyped-def]
+        results = results.model_copy(deep=True)
+        for evaluation in results.evaluations:
+            evaluation.records = [r.model_copy(update={"value": 0.0, "ci_low": 0.0, "ci_high": 0.3,
+                                                       "condition": {**r.condition, "certifiable": False}})
+                                  if r.name == "certified_accuracy" and "threat_eps" in r.condition else r
+                                  for r in evaluation.records]  # fmt: skip
+        return results
+
+    comparison = compare_runs(uncertifiable(fixtures.certified()), uncertifiable(fixtures.certified()))
+    [certified] = [d for d in comparison.deltas if d.a is not None and d.a.name == "certified_accuracy"]
+    assert certified.delta is None and certified.outside is None and certified.paired_p is None
+    row = next(r for r in runs_table(comparison)[1] if r[0] == certified.label)
+    assert row[1].startswith("n/a: not certifiable") and row[3] == "–" and row[4] == "–"
+    # a certifiable one still gets its delta
+    plain = compare_runs(fixtures.certified(), fixtures.certified())
+    assert next(d for d in plain.deltas if d.a is not None and d.a.name == "certified_accuracy").delta == 0.0
