@@ -203,6 +203,7 @@ def _sample_note(results: Results, dataset: str, robust: MetricRecord | None) ->
     if expected is not None:
         notes.append(f"the published numbers are point values on {expected:,} test points, with no interval: 'outside the run's 95% CI' "
                      "counts only the run's own sampling error")
+    notes.extend(_format_note(results, dataset))
     if dataset == "imagenet":  # robench's ImageNet images: the first of its class-interleaved order
         notes.append("RobustBench's ImageNet numbers are on its own fixed list of 5,000 validation images (shipped with the robustbench "
                      "package), robench's on the first of its class-interleaved order: other images of the same distribution")
@@ -210,6 +211,23 @@ def _sample_note(results: Results, dataset: str, robust: MetricRecord | None) ->
         notes.append("the model is randomized: robench scores its expected per-pass accuracy at the adversary's best point; "
                      "published AutoAttack rand numbers count an example broken once any pass misclassifies it: not comparable")
     return notes
+
+
+def _format_note(results: Results, dataset: str) -> list[str]:
+    """A manifest named like a board's dataset that reads another format than robench's shipped
+    manifest of that name (an ``.npz`` called ``cifar10``) holds other files than the official ones."""
+    from robench._errors import RobenchError
+    from robench.data.manifest import load_manifest
+
+    try:
+        shipped, _ = load_manifest(dataset)
+    except RobenchError:
+        return []
+    if not results.dataset.format or results.dataset.format == shipped.format:
+        return []
+    note = (f"the run's manifest {results.dataset.manifest!r} reads {results.dataset.format} files, robench's shipped {dataset} manifest "
+            f"the official {shipped.format} ones the board's numbers come from: comparable only if they hold the same test images")
+    return [note]
 
 
 def _adversary_note(adversary: dict) -> list[str]:

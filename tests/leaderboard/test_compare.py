@@ -191,6 +191,17 @@ def test_a_sweep_of_another_released_set_is_said_not_comparable(model_info: Path
     assert not any("not comparable" in n for n in ranked(None, None))
 
 
+def test_a_manifest_named_like_the_board_but_of_another_format_is_flagged(model_info: Path) -> None:
+    """A synthetic .npz test set whose manifest was named cifar10 was ranked 73rd of 93 on cifar10/Linf
+    without a word; the shipped manifest reads the official python batches."""
+    run = _with_worst_case(fixtures.strong(), 300)
+    assert not any("reads npz files" in n for c in compare_to_leaderboard(run, build_snapshot(model_info)) for n in c.notes)
+    run.dataset.format = "npz"
+    notes = [n for c in compare_to_leaderboard(run, build_snapshot(model_info)) for n in c.notes]
+    assert any(n.startswith("the run's manifest 'cifar10' reads npz files, robench's shipped cifar10 manifest the official cifar_python")
+               for n in notes)
+
+
 def test_corruption_board_reads_what_the_mean_averaged(model_info: Path) -> None:
     """All 19 corruptions declared: the mean covers the 15 benchmark ones x 5 severities (its
     condition says so), which is the board's quantity; a mean over 15 x 3 severities is not."""

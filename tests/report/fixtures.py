@@ -34,7 +34,7 @@ def _base(threat: dict, git: str | None) -> dict:
         "threat_model": threat,
         "threat_model_sha256": "ab" * 32,
         "model": ModelInfo(source="model.safetensors", format="safetensors", sha256="cd" * 32, arch="wrn_28_10", num_classes=10),
-        "dataset": DatasetInfo(manifest="cifar10", manifest_sha256="ef" * 32, format="cifar-python", split="test",
+        "dataset": DatasetInfo(manifest="cifar10", manifest_sha256="ef" * 32, format="cifar_python", split="test",
                                n_examples=N, num_classes=10, input_shape=[3, 32, 32], verified="checksums"),
         "environment": Environment(robench_version="0.1.0", python="3.11.9", packages={"torch": "2.4.0"}, git_revision=git,
                                    device="cuda", device_name="NVIDIA H100"),
