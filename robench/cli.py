@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143  # 128 + SIGINT / SIGTERM, as shells report them
 
 
 def _out(message: str = "") -> None:
@@ -409,8 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"robench: error: {_one_line(message(exc))}")
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
-        _err(_interrupted(args.command, getattr(exc, "results_path", None)))
-        return EXIT_INTERRUPTED
+        terminated = isinstance(exc, Terminated)
+        _err(_interrupted(args.command, getattr(exc, "results_path", None), "terminated (SIGTERM)" if terminated else "interrupted"))
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except SystemExit as exc:  # sys.exit() inside the model (or code it ran): the run did not finish
         _err(f"robench: error: the run was stopped by a call to exit({exc.code!r}) from the model or code it ran")
         return EXIT_USAGE
@@ -427,20 +428,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupted(command: str, results_path: Path | None = None) -> str:
-    """The line for a run stopped by Ctrl-C or SIGTERM: what is kept and how to go on, per command
-    (``results_path``: where the evaluation's results were written, set by the runner once the run
-    had started; before that nothing was)."""
+def _interrupted(command: str, results_path: Path | None = None, how: str = "interrupted") -> str:
+    """The line for a run stopped by Ctrl-C or SIGTERM (``how``): what is kept and how to go on, per
+    command (``results_path``: where the evaluation's results were written, set by the runner once
+    the run had started; before that nothing was)."""
     if command == "evaluate":
         if results_path is None:
-            return "robench: interrupted before the run started (loading, checks): no results were written"
-        return f"robench: interrupted; finished evaluations are in {results_path}, rerun with --resume to continue"
+            return f"robench: {how} before the run started (loading, checks): no results were written"
+        return f"robench: {how}; finished evaluations are in {results_path}, rerun with --resume to continue"
     if command == "demo":  # no journal: each model is cached once trained, its evaluation starts over
         from robench.demo import cache_dir
 
-        return (f"robench: interrupted; the demo has no --resume: a model whose training finished is cached in "
+        return (f"robench: {how}; the demo has no --resume: a model whose training finished is cached in "
                 f"{cache_dir()}, and rerunning `robench demo` reuses it and evaluates afresh")  # fmt: skip
-    return "robench: interrupted"
+    return f"robench: {how}"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is (a KeyboardInterrupt, so that every handler of Ctrl-C keeps
+    what had finished), told apart by its exit code (143) and line."""
 
 
 def _on_sigterm() -> Any:
@@ -453,7 +459,7 @@ def _on_sigterm() -> Any:
         return None
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"terminated by signal {signum}")
+        raise Terminated(f"terminated by signal {signum}")
 
     return signal.signal(signal.SIGTERM, interrupt)
 

@@ -35,6 +35,15 @@ def test_golden_states(name: str) -> None:
     assert all(i.evidence for i in items)
 
 
+def test_calibration_evidence_names_the_shifts_then_clean() -> None:
+    # the sorted conditions read "ECE measured under attack, clean, corruption"
+    item = next(i for i in checklist(fixtures.strong()) if i.key == "calibration")
+    conditions = {r.condition.get("condition") for r in fixtures.strong().records("calibration", "ece")}
+    shifted = " and ".join(c for c in ("attack", "corruption") if c in conditions)
+    assert item.evidence == f"ECE measured under {shifted}" + (" and clean" if "clean" in conditions else "")
+    assert "under clean" not in item.evidence and ", clean," not in item.evidence
+
+
 def test_weak_evidence_names_the_problems() -> None:
     items = {i.key: i for i in checklist(fixtures.weak())}
     assert "weak-only" in items["strong_attacks"].evidence and "FGSM" in items["strong_attacks"].evidence
