@@ -11,6 +11,7 @@ traceback).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -402,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2, already said in one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     func: Callable[[argparse.Namespace], int] = args.func
+    # torch.compile on a machine with a CUDA toolkit but no GPU logs "No CUDA runtime is found, using
+    # CUDA_HOME=..." to stderr in the middle of the progress bars: nothing the run can act on
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     previous = _on_sigterm()
     try:
         return func(args)

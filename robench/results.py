@@ -48,6 +48,15 @@ def _fixed(number: float, digits: int) -> str:
     return f"{number:.4g}" if abs(number) >= 1e6 else f"{number:.{digits}f}"
 
 
+def signed_difference(delta: float, *values: float | None) -> str:
+    """``delta`` with its sign, written to the decimals :meth:`MetricRecord.formatted` gives ``values``
+    (the two numbers it is the difference of): ``+0.0002`` beside ``0.4356``, not ``+0.0001903``."""
+    text = _fixed(delta, _decimals(*values, delta))
+    if float(text) == 0:  # smaller than the values' last decimal: no sign to show
+        return text.removeprefix("-")
+    return text if text.startswith("-") else f"+{text}"
+
+
 class MetricRecord(_Model):
     """One number with its provenance.
 

@@ -404,3 +404,14 @@ def test_an_empty_path_option_is_refused_not_taken_as_not_given(capsys: pytest.C
     """``--csv ""`` wrote the default metrics.csv instead, ``--root ""`` verified the default folder."""
     code, _, err = _run(capsys, *argv)
     assert code == 2 and err.count("\n") == 1 and "expected a path, got an empty string" in err, err
+
+
+def test_the_cli_keeps_torchs_cuda_home_notice_off_stderr(capsys) -> None:
+    """torch.compile on a CPU machine with a CUDA toolkit logged 'No CUDA runtime is found, using
+    CUDA_HOME=...' between the progress bars (yardstick probe)."""
+    import logging
+
+    from robench.cli import main
+
+    main(["ls"])
+    assert logging.getLogger("torch.utils.cpp_extension").getEffectiveLevel() >= logging.ERROR

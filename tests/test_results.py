@@ -250,3 +250,17 @@ def test_results_written_before_the_provenance_fields_still_load(tmp_path: Path)
     (tmp_path / "old.json").write_text(json.dumps(data))
     old = load_results(tmp_path / "old.json")
     assert old.model.provenance is None and old.dataset.files_sha256 == {} and old.environment.numerics is None
+
+
+@pytest.mark.parametrize(
+    "delta,values,text",
+    [(0.0001903, (0.4356, 0.4358), "+0.0002"), (-0.25, (12.5, 12.25), "-0.25"), (-1e-7, (0.4356, 0.4356), "0.0000"),
+     (3.0, (1e7, 1e7 + 3), "+3"), (0.05, (0.0, 0.05), "+0.05000")],
+)  # fmt: skip
+def test_a_difference_is_written_to_the_decimals_of_its_values(delta, values, text) -> None:
+    """compare printed an ACR delta as +0.0001903 beside values written 0.4356 and 0.4358."""
+    from robench.results import MetricRecord, signed_difference
+
+    assert signed_difference(delta, *values) == text
+    shown = MetricRecord(evaluation="e", name="m", value=values[1], unit="l2").formatted()[0]
+    assert len(shown.split(".")[-1]) == len(text.split(".")[-1]) or "." not in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from robench.leaderboard.compare import BoardComparison
 from robench.leaderboard.runs import RunComparison, RunDelta
-from robench.results import MetricRecord, Results
+from robench.results import MetricRecord, Results, signed_difference
 
 Table = tuple[tuple[str, ...], list[tuple[str, ...]]]
 # Units that MetricRecord.formatted shows in percent (proportions and probabilities such as the ECE).
@@ -66,7 +66,8 @@ def runs_table(comparison: RunComparison) -> Table:
     for d in comparison.deltas:
         unit = (d.a or d.b).unit if (d.a or d.b) is not None else ""  # type: ignore[union-attr]
         # every unit MetricRecord.formatted shows in percent differs in percentage points
-        delta = points(d.delta) if unit in PERCENT_UNITS else ("–" if d.delta is None else f"{d.delta:+.4g}")
+        values = [r.value for r in (d.a, d.b) if r is not None]
+        delta = points(d.delta) if unit in PERCENT_UNITS else ("–" if d.delta is None else signed_difference(d.delta, *values))
         rows.append((d.label, with_interval(d.a), with_interval(d.b), delta, _flag(d.outside), _paired_text(d)))
     return header, rows
 
