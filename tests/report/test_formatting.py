@@ -338,7 +338,12 @@ def test_threat_model_row_is_the_formal_statement_and_the_description_has_its_ow
     results.threat_model["description"] = "Free-text notes of the threat model's author."
     rows = {row[0]: row[1] for _, table in _tables(render_html(results)).tables for row in table if len(row) == 2}
     assert rows["Threat model"] == "Untargeted white-box adversary, Linf ball of radius ε = 8/255 around each input, inputs kept in [0.0, 1.0]."
-    assert rows["Threat model notes"] == "Free-text notes of the threat model's author."
+    assert rows["Threat model notes"].startswith("Free-text notes of the threat model's author.")
+    assert rows["Threat model notes"].endswith("As written in the threat model's file; the numbers and their n say what ran.")
+    # the shipped audits' notes say "on all 10,000 test images": a run with --n-examples says what it took
+    results.threat_model["dataset"]["n_examples"] = 10_000
+    rows = {row[0]: row[1] for _, table in _tables(render_html(results)).tables for row in table if len(row) == 2}
+    assert f"which declares n_examples = 10,000: this run took n = {results.dataset.n_examples:,} (--n-examples or the n_examples argument)" in rows["Threat model notes"]
     results.threat_model["description"] = ""
     assert "Threat model notes" not in render_html(results)
 
