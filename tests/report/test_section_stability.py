@@ -87,3 +87,14 @@ def test_an_empty_flip_rate_column_is_dropped_with_its_reason(example: Results) 
     text = _text(example)
     assert "Flip rate ×100" not in text and "No flip-rate column" in text
     assert "the threat model declares no baseline" in text
+
+
+def test_where_the_random_draws_ran_is_stated(example: Results) -> None:
+    """results.json recorded random_draws_on, and neither section said it (a device stream gives
+    other numbers than the CPU's for the same seed)."""
+    assert "random draws on the CPU)." in _text(example)
+    on_device = copy.deepcopy(example)
+    next(e for e in on_device.evaluations if e.section == "stability").resolved["random_draws_on"] = "cuda"
+    assert "random draws on the device (cuda: other numbers than the CPU's for the same seed))." in _text(on_device)
+    page = _environment().get_template("sections/corruptions.html.j2").render(section=build_corruptions(example), results=example)
+    assert "severity table (Hendrycks & Dietterich 2019), its random draws on the CPU" in " ".join(_visible_text(page).split())
