@@ -398,7 +398,7 @@ def _calibration_item(results: Results) -> ChecklistItem:
     conditions = sorted({str(r.condition.get("condition")) for r in results.records("calibration", "ece")})
     shifted = [c for c in conditions if c in ("attack", "corruption")]
     if shifted:
-        clean = " and clean" if "clean" in conditions else ""
+        clean = ", and on clean inputs" if "clean" in conditions else ""
         return ChecklistItem("calibration", title, "pass", f"ECE measured under {' and '.join(shifted)}{clean}")
     if conditions:
         return ChecklistItem("calibration", title, "warn", f"calibration only under {', '.join(conditions)}: {_unshifted_why(results)}")

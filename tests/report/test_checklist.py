@@ -40,7 +40,7 @@ def test_calibration_evidence_names_the_shifts_then_clean() -> None:
     item = next(i for i in checklist(fixtures.strong()) if i.key == "calibration")
     conditions = {r.condition.get("condition") for r in fixtures.strong().records("calibration", "ece")}
     shifted = " and ".join(c for c in ("attack", "corruption") if c in conditions)
-    assert item.evidence == f"ECE measured under {shifted}" + (" and clean" if "clean" in conditions else "")
+    assert item.evidence == f"ECE measured under {shifted}" + (", and on clean inputs" if "clean" in conditions else "")
     assert "under clean" not in item.evidence and ", clean," not in item.evidence
 
 
