@@ -97,4 +97,4 @@ def test_where_the_random_draws_ran_is_stated(example: Results) -> None:
     next(e for e in on_device.evaluations if e.section == "stability").resolved["random_draws_on"] = "cuda"
     assert "random draws on the device (cuda: other numbers than the CPU's for the same seed))." in _text(on_device)
     page = _environment().get_template("sections/corruptions.html.j2").render(section=build_corruptions(example), results=example)
-    assert "severity table (Hendrycks & Dietterich 2019), its random draws on the CPU" in " ".join(_visible_text(page).split())
+    assert "severity table (Hendrycks & Dietterich 2019; random draws on the CPU) and classified" in " ".join(_visible_text(page).split())
