@@ -43,7 +43,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from robench import _yaml as strict_yaml
-from robench._errors import ConfigError, short_repr
+from robench._errors import ConfigError, DataError, short_repr
 from robench._schema import StrictScalars, error_message
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -162,14 +162,23 @@ class DatasetSpec(Schema):
     resize: ImageSize | None = Field(default=None, description="resize the shorter side (folder datasets); none: not even the manifest's")
     center_crop: ImageSize | None = Field(default=None, description="center crop size (folder datasets); none: not even the manifest's")
 
-    def transform(self, options: dict[str, Any]) -> tuple[int | None, int | None]:
-        """``(resize, center_crop)`` applied to a folder dataset whose manifest options are ``options``:
-        this spec's, else the manifest's defaults (``options.resize``/``options.center_crop``);
-        ``"none"`` turns a default off (images already at the model's size)."""
+    def transform(self, options: dict[str, Any], manifest: str = "?") -> tuple[int | None, int | None]:
+        """``(resize, center_crop)`` applied to a folder dataset whose manifest (named ``manifest``)
+        has the options ``options``: this spec's, else the manifest's defaults
+        (``options.resize``/``options.center_crop``, checked by the same rule); ``"none"`` turns a
+        default off (images already at the model's size).
+
+        Raises:
+            DataError: the manifest's default is not a whole number of pixels > 0 or none.
+        """
 
         def pick(value: int | str | None, key: str) -> int | None:
-            chosen = options.get(key) if value is None else value
-            return None if chosen in (None, NO_TRANSFORM) else int(chosen)
+            if value is None and options.get(key) is not None:
+                try:
+                    value = _image_size(options[key])
+                except ValueError as exc:
+                    raise DataError(f"manifest {manifest!r}: options.{key}: {exc}") from None
+            return None if value in (None, NO_TRANSFORM) else int(value)
 
         return pick(self.resize, "resize"), pick(self.center_crop, "center_crop")
 

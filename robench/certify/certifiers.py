@@ -395,9 +395,9 @@ def _verify_section(
     return output
 
 
-def _warn_unproven(output: EvaluationOutput, certifier: str, resolved: dict[str, Any]) -> None:
+def _warn_unproven(output: EvaluationOutput, certifier: str, resolved: dict[str, Any], estimated: list[str] | None = None) -> None:
     """A warning when the settings give up the certificate's guarantee (:func:`guarantees.unproven`)."""
-    reason = unproven(certifier, resolved)
+    reason = unproven(certifier, resolved, estimated)
     if reason is not None:
         output.warnings.append(reason)
 
@@ -476,6 +476,7 @@ class LipschitzCertifier:
                 model.module, example, params.method, params.power_iterations, params.power_margin
             )
         graph = trace(model.module, data.load(slice(0, min(4, len(data))))[0].to(model.device))
+        estimated = lipschitz.power_estimated(graph) if params.method == "power" else []
         bounds = threat.adversary.bounds if threat.adversary is not None else (0.0, 1.0)
 
         def batch(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -510,17 +511,17 @@ class LipschitzCertifier:
         ctx.add_check(
             output, "lipschitz_vs_gradients", largest <= bound * (1 + 1e-4),
             f"largest margin-gradient norm {largest:.4g} vs sqrt(2) L = {bound:.4g}",
-            warn_only=params.method == "power", largest_gradient_norm=largest, sqrt2_lipschitz=bound,
+            warn_only=bool(estimated), largest_gradient_norm=largest, sqrt2_lipschitz=bound,
             n=int(out["gradient_norm"].numel()), budget={"gradients_per_example": 1},
         )  # fmt: skip
         resolved = params.model_dump(mode="json")
         output.resolved = resolved
-        _warn_unproven(output, "lipschitz", resolved)
+        _warn_unproven(output, "lipschitz", resolved, estimated)
         examples = [{"label": int(label), "prediction": int(p), "radius": float(r) if c else 0.0}
                     for label, p, r, c in zip(out["labels"].tolist(), out["prediction"].tolist(), radius.tolist(), correct.tolist())]  # fmt: skip
         add_table_points(output, key, curve, examples, condition)
         output.artifacts |= {
             "certifier": "lipschitz", "norm": "L2", "params": resolved, "curve": curve, "acr": acr,
-            "lipschitz_bound": constant, "layer_norms": layer_norms, "examples": examples,
+            "lipschitz_bound": constant, "layer_norms": layer_norms, "power_estimated_layers": estimated, "examples": examples,
         }  # fmt: skip
         return output

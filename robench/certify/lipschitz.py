@@ -216,9 +216,10 @@ def pool_norm(layer: nn.Module, input_shape: tuple[int, ...]) -> float | None:
     return math.sqrt(math.prod(int((m > 0).sum(dim=1).max()) for m in matrices))
 
 
-def normalize_norm(std: torch.Tensor, input_shape: tuple[int, ...]) -> float | None:
+def normalize_norm(std: torch.Tensor, input_shape: tuple[int, ...], mean: torch.Tensor | None = None) -> float | None:
     """L2 operator norm of ``x -> (x - mean) / std`` on inputs of ``input_shape`` (one example, no
-    batch axis), with ``std`` broadcast against ``(1, *input_shape)`` as the layer computes it.
+    batch axis), with ``mean`` and ``std`` broadcast against ``(1, *input_shape)`` as the layer
+    computes it (a mean of more channels than the std copies the input as much as a std would).
 
     Every output reads one input element, so the map's columns are orthogonal and its norm is
     ``sqrt(max over input elements of the sum of 1 / std^2 over the outputs that copy it)``: ``1 /
@@ -228,7 +229,7 @@ def normalize_norm(std: torch.Tensor, input_shape: tuple[int, ...]) -> float | N
     """
     full = (1, *(int(n) for n in input_shape))
     try:
-        out = torch.broadcast_shapes(full, tuple(std.shape))
+        out = torch.broadcast_shapes(full, tuple(std.shape), *(() if mean is None else (tuple(mean.shape),)))
     except RuntimeError:
         return None
     weights = (1.0 / std.detach().double().abs().square()).expand(out)
@@ -265,7 +266,7 @@ def layer_norm_bound(
             scale = scale * layer.weight.detach().double()
         return float(scale.abs().max())
     if isinstance(layer, Normalize):
-        return normalize_norm(layer.std, input_shape)
+        return normalize_norm(layer.std, input_shape, layer.mean)
     if isinstance(layer, (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return pool_norm(layer, input_shape)
     slope = _ACTIVATION_SLOPE.get(type(layer))
@@ -274,6 +275,13 @@ def layer_norm_bound(
     if isinstance(layer, nn.Softplus) and (layer.beta <= 0 or math.isfinite(layer.threshold)):
         return None  # a finite threshold is a step (module docstring)
     return float(slope(layer) if callable(slope) else slope)
+
+
+def power_estimated(graph: fx.GraphModule) -> list[str]:
+    """The graph's convolution layers, whose norms ``method: power`` estimates (every other rule
+    is exact or an upper bound under either method)."""
+    return [str(node.target) for node in graph.graph.nodes
+            if node.op == "call_module" and isinstance(graph.get_submodule(str(node.target)), (nn.Conv1d, nn.Conv2d))]  # fmt: skip
 
 
 class LipschitzInterpreter(TracingInterpreter):

@@ -215,17 +215,24 @@ def _sample_note(results: Results, dataset: str, robust: MetricRecord | None) ->
 
 def _format_note(results: Results, dataset: str) -> list[str]:
     """A manifest named like a board's dataset that reads another format than robench's shipped
-    manifest of that name (an ``.npz`` called ``cifar10``) holds other files than the official ones."""
+    manifest of that name (an ``.npz`` called ``cifar10``) holds other files than the official ones.
+
+    The run's manifest is held against robench's shipped manifest of its own name (``cifar10c``
+    for a run on CIFAR-10-C, which is placed on the cifar10 boards), else of the board's dataset.
+    """
     from robench._errors import RobenchError
     from robench.data.manifest import load_manifest
 
-    try:
-        shipped, _ = load_manifest(dataset)
-    except RobenchError:
+    shipped = None
+    for name in [n for n in dict.fromkeys((_dataset_name(str(results.dataset.manifest or "")), dataset)) if n]:
+        try:
+            shipped, _ = load_manifest(name)
+            break
+        except RobenchError:
+            continue
+    if shipped is None or not results.dataset.format or results.dataset.format == shipped.format:
         return []
-    if not results.dataset.format or results.dataset.format == shipped.format:
-        return []
-    note = (f"the run's manifest {results.dataset.manifest!r} reads {results.dataset.format} files, robench's shipped {dataset} manifest "
+    note = (f"the run's manifest {results.dataset.manifest!r} reads {results.dataset.format} files, robench's shipped {name} manifest "
             f"the official {shipped.format} ones the board's numbers come from: comparable only if they hold the same test images")
     return [note]
 

@@ -457,9 +457,14 @@ def _provenance_item(results: Results) -> ChecklistItem:
 
 
 def unproven_certificate(evaluation: EvaluationResult) -> str | None:
-    """Why a certification's settings give up its guarantee (:func:`robench.certify.guarantees.unproven`
-    on its declared and resolved parameters), or ``None``."""
-    return unproven(evaluation.artifacts.get("certifier", evaluation.name), _params(evaluation))
+    """Why a finished certification's settings give up its guarantee (:func:`robench.certify.guarantees.unproven`
+    on its declared and resolved parameters), or ``None``; ``None`` for one that did not finish (no
+    certificate, and its parameters were not resolved: a default it ran with is not recorded)."""
+    if evaluation.status != "success":
+        return None
+    estimated = evaluation.artifacts.get("power_estimated_layers")
+    return unproven(evaluation.artifacts.get("certifier", evaluation.name), _params(evaluation),
+                    estimated if isinstance(estimated, list) else None)  # fmt: skip
 
 
 def _certification_item(results: Results) -> ChecklistItem:

@@ -166,22 +166,36 @@ def test_grayscale_broadcast_to_three_channels_counts_every_copy() -> None:
 
 
 @pytest.mark.parametrize(
-    "shape,std",
-    [((3, 4, 5), (0.2, 0.5, 0.3)), ((1, 4, 5), (0.2, 0.5, 0.3)), ((1, 4, 5), (0.5,)), ((12,), (0.25, 0.5, 1.0)),
-     ((4, 5), (0.2, 0.5, 0.3)), ((3, 1, 5), (0.2, 0.5, 0.3)), ((2, 3, 4, 5), (0.2, 0.5, 0.3))],
+    "shape,std,channels",
+    [((3, 4, 5), (0.2, 0.5, 0.3), 3), ((1, 4, 5), (0.2, 0.5, 0.3), 3), ((1, 4, 5), (0.5,), 1), ((12,), (0.25, 0.5, 1.0), 3),
+     ((4, 5), (0.2, 0.5, 0.3), 3), ((3, 1, 5), (0.2, 0.5, 0.3), 3), ((2, 3, 4, 5), (0.2, 0.5, 0.3), 3),
+     ((1, 4, 4), (0.5,), 3), ((12,), (0.5,), 3)],  # a mean of 3 channels copies a grayscale input, std or not
 )  # fmt: skip
-def test_normalisation_norm_equals_the_svd_of_its_jacobian_in_any_layout(shape, std) -> None:
-    """The normalisation's norm is read from how its (1, C, 1, 1) std broadcasts against the input,
-    not from an (N, C, H, W) layout: flat, 2-D and 4-D inputs (copied once per channel) get the
-    exact spectral norm of the layer's Jacobian (the old rule read the first axis as the channels:
-    4.0 for a flat (12,) input where 4.58 is right, 5.0 for a (4, 5) one where 6.33 is right)."""
+def test_normalisation_norm_equals_the_svd_of_its_jacobian_in_any_layout(shape, std, channels) -> None:
+    """The normalisation's norm is read from how its (1, C, 1, 1) mean and std broadcast against the
+    input, not from an (N, C, H, W) layout: flat, 2-D and 4-D inputs (copied once per channel) get
+    the exact spectral norm of the layer's Jacobian (the old rule read the first axis as the channels:
+    4.0 for a flat (12,) input where 4.58 is right, 5.0 for a (4, 5) one where 6.33 is right; then it
+    read the std alone: 2.0 for a grayscale input under a 3-channel mean and one std of 0.5, where
+    3.46 is right, and the whole model's bound fell below its Lipschitz constant; review of 2026-12-05)."""
     from robench.certify.lipschitz import normalize_norm
     from robench.models.wrapper import Normalize
 
-    layer = Normalize([0.1] * len(std), std).double()
+    layer = Normalize([0.1 * (c + 1) for c in range(channels)], std).double()
     x = torch.rand(shape, dtype=torch.float64)
     jacobian = torch.autograd.functional.jacobian(lambda v: layer(v.unsqueeze(0)).flatten(), x).reshape(-1, x.numel())
-    assert normalize_norm(layer.std, shape) == pytest.approx(float(torch.linalg.matrix_norm(jacobian, ord=2)), rel=1e-12)
+    assert normalize_norm(layer.std, shape, layer.mean) == pytest.approx(float(torch.linalg.matrix_norm(jacobian, ord=2)), rel=1e-12)
+
+
+def test_a_wider_mean_than_std_keeps_the_model_bound_above_its_lipschitz_constant() -> None:
+    from robench.certify.lipschitz import lipschitz_bound
+    from robench.models.wrapper import Normalize
+
+    torch.manual_seed(0)
+    net = nn.Sequential(Normalize([0.1, 0.2, 0.3], [0.5]), nn.Flatten(), nn.Linear(48, 10)).double().eval()
+    x = torch.rand(1, 1, 4, 4, dtype=torch.float64)
+    jacobian = torch.autograd.functional.jacobian(lambda v: net(v.view(1, 1, 4, 4)).flatten(), x.flatten())
+    assert float(torch.linalg.matrix_norm(jacobian, ord=2)) <= lipschitz_bound(net, x)[0] * (1 + 1e-9)
 
 
 def test_normalisation_that_does_not_broadcast_has_no_rule() -> None:

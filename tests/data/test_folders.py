@@ -88,6 +88,25 @@ def test_a_resize_or_crop_is_a_positive_whole_number_or_none(value) -> None:
         assert getattr(DatasetSpec.model_validate({"manifest": "imagenet", key: "None"}), key) == "none"
 
 
+@pytest.mark.parametrize("value", [2.7, True, "abc", 0])
+def test_a_manifests_resize_or_crop_is_checked_by_the_same_rule(tmp_path: Path, value) -> None:
+    """A manifest's options.resize of 2.7 was read as 2 px (then a misleading "smaller than the center
+    crop" error), true as 1 px, and "abc" ended in a bare int() ValueError (review of 2026-12-05)."""
+    import yaml
+
+    manifest = write_imagenet_val(tmp_path)
+    for key in ("resize", "center_crop"):
+        spec = yaml.safe_load(manifest.read_text())
+        spec["options"][key] = value
+        manifest.write_text(yaml.safe_dump(spec))
+        with pytest.raises(DataError, match=rf"manifest 'tiny-imagenet-val': options.{key}: expected a whole number of pixels > 0"):
+            load_dataset(DatasetSpec(manifest=str(manifest), split="val"), root=tmp_path)
+        # the threat model's own value is used instead of the manifest's, which is then not read
+        load_dataset(DatasetSpec(manifest=str(manifest), split="val", **{key: 20}), root=tmp_path)
+        spec["options"][key] = {"resize": 24, "center_crop": 20}[key]
+        manifest.write_text(yaml.safe_dump(spec))
+
+
 def test_sorted_order_and_class_index_json(tmp_path: Path) -> None:
     manifest = write_imagenet_val(tmp_path, class_index=True)
     dataset, _ = load_dataset(DatasetSpec(manifest=str(manifest), split="val"), root=tmp_path)

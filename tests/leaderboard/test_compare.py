@@ -200,6 +200,12 @@ def test_a_manifest_named_like_the_board_but_of_another_format_is_flagged(model_
     notes = [n for c in compare_to_leaderboard(run, build_snapshot(model_info)) for n in c.notes]
     assert any(n.startswith("the run's manifest 'cifar10' reads npz files, robench's shipped cifar10 manifest the official cifar_python")
                for n in notes)
+    # robench's own CIFAR-10-C (placed on the cifar10 boards) is held against its own shipped manifest, not cifar10's
+    run.dataset.manifest, run.dataset.format = "cifar10c", "cifar_c_npy"
+    assert not any("reads cifar_c_npy files" in n for c in compare_to_leaderboard(run, build_snapshot(model_info)) for n in c.notes)
+    run.dataset.format = "npz"
+    assert any(n.startswith("the run's manifest 'cifar10c' reads npz files, robench's shipped cifar10c manifest the official cifar_c_npy")
+               for c in compare_to_leaderboard(run, build_snapshot(model_info)) for n in c.notes)
 
 
 def test_corruption_board_reads_what_the_mean_averaged(model_info: Path) -> None:

@@ -247,7 +247,7 @@ def load_imagenet_folder(manifest: Manifest, root: Path, split: str, spec: Datas
     options = manifest.split_spec(split).options
     folder = data_path(root, options.get("folder", split), manifest, f"splits.{split}.options.folder")
     files, labels = scan_folder(manifest, root, folder, str(manifest.options.get("order", "interleaved")))
-    resize, crop = spec.transform(manifest.options)
+    resize, crop = spec.transform(manifest.options, manifest.name)
     return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop, repr(manifest.name))
 
 
@@ -258,7 +258,7 @@ def _load_corruption_folder(manifest: Manifest, root: Path, split: str, spec: Da
     corruption, severity = corruption_set.parse_cell(manifest.name, split)
     folder = data_path(root, corruption_set.cell_path(corruption, severity), manifest, "corruption_set.cell", listed=True)
     files, labels = scan_folder(manifest, root, folder, str(manifest.options.get("order", "interleaved")))
-    resize, crop = spec.transform(manifest.options)
+    resize, crop = spec.transform(manifest.options, manifest.name)
     return ImageFolderDataset(files, labels, manifest.num_classes, resize, crop, repr(manifest.name))
 
 
