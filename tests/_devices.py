@@ -3,6 +3,8 @@ with CPU tensors raises as CUDA does (torch itself lets some such mixes through 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -36,6 +38,21 @@ def tf32(t: torch.Tensor) -> torch.Tensor:
     if t.dtype != torch.float32:
         return t
     return (t.contiguous().view(torch.int32) & ~0x1FFF).view(torch.float32)
+
+
+@contextmanager
+def backend_setting(owner: object, name: str, value: object) -> Iterator[None]:
+    """``owner.name = value`` inside the block, the earlier value assigned back after. For torch's
+    backend settings (``torch.backends.cuda.matmul.fp32_precision``...), which are properties of
+    the module's class: pytest >= 9.2's ``monkeypatch.setattr`` undoes a patch by the instance's
+    ``__dict__``, so it deletes such a setting instead of restoring it (an AttributeError at
+    teardown, and TF32 left on for every later test)."""
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
 
 
 def emulate_tf32(monkeypatch: Any) -> None:

@@ -145,15 +145,15 @@ def test_filters_ignore_tf32(name: str, monkeypatch: pytest.MonkeyPatch) -> None
     """CUDA convolves float32 in TF32 by default (and multiplies in it after set_float32_matmul_precision
     ("high")): glass blur's one-tap blur then floor(255 x) lowered half the 8-bit pixels by 1/255
     against the CPU. With TF32 emulated on the CPU, every corruption is unchanged."""
-    from tests._devices import emulate_tf32
+    from tests._devices import backend_setting, emulate_tf32
 
     x = smooth_rgb(2)
     corrupt = registry.get("corruption", name)
     expected = [corrupt(x, s, TABLES["cifar10"], torch.Generator().manual_seed(3)) for s in (1, 5)]
-    monkeypatch.setattr(torch.backends.cuda.matmul, "fp32_precision", "tf32")
     emulate_tf32(monkeypatch)
-    for severity, want in zip((1, 5), expected):
-        assert torch.equal(corrupt(x, severity, TABLES["cifar10"], torch.Generator().manual_seed(3)), want), severity
+    with backend_setting(torch.backends.cuda.matmul, "fp32_precision", "tf32"):
+        for severity, want in zip((1, 5), expected):
+            assert torch.equal(corrupt(x, severity, TABLES["cifar10"], torch.Generator().manual_seed(3)), want), severity
 
 
 # JPEG runs libjpeg on the CPU on both devices (nvJPEG's DCT arithmetic differed from it by 3/255 in the mean).

@@ -145,13 +145,13 @@ def test_shot_noise_is_poisson() -> None:
 def test_frames_ignore_tf32(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """CUDA's default TF32 convolutions moved spatter's drops by up to 44/255 over its frames (the drift
     filter compounds); emulated on the CPU, no frame changes (see tests/_devices.emulate_tf32)."""
-    from tests._devices import emulate_tf32
+    from tests._devices import backend_setting, emulate_tf32
 
     x = _image()
     expected = _run(name, x, seed=4)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "fp32_precision", "tf32")
     emulate_tf32(monkeypatch)
-    assert torch.equal(_run(name, x, seed=4), expected)
+    with backend_setting(torch.backends.cuda.matmul, "fp32_precision", "tf32"):
+        assert torch.equal(_run(name, x, seed=4), expected)
 
 
 @pytest.mark.gpu
