@@ -348,3 +348,36 @@ def test_a_bit_view_is_refused_by_every_certifier() -> None:
         ibp.verified(net, x, y, 0.01)
     with pytest.raises(ConfigError):
         crown.verified(net, x, y, 0.01)
+
+
+class _AutocastLinear(nn.Module):
+    """A linear layer run under bf16 autocast inside the forward, its logits offset by 100 (so that
+    the graph check's tolerance, relative to the logits, let the bf16 rounding through)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.1, -1.2], [1.2, -1.3]]))
+        self.register_buffer("offset", torch.tensor([100.0, 100.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = self.fc(x)
+        return h + self.offset
+
+
+def test_autocast_inside_the_forward_is_refused_not_verified() -> None:
+    """fx runs a ``with torch.autocast(...)`` block at trace time and records its operations without
+    it: the graph bounded float32 (or real) arithmetic while the model computed in bf16. At x = (196,
+    203) / 255 the real margin of class 0 is 0.0027 and IBP verified it at eps 1e-5 with the rounding
+    allowance, yet the model itself predicts class 1 there (bf16 margin -0.0034)."""
+    model = _AutocastLinear().eval()
+    x = torch.tensor([[196.0, 203.0]]) / 255
+    with torch.no_grad():
+        assert int(model(x).argmax(1)) == 1  # the counterexample: x itself
+    for verify in (ibp.verified, crown.verified):
+        with pytest.raises(ConfigError, match="autocast"):
+            verify(model, x, torch.tensor([0]), 1e-5)
+    with pytest.raises(ConfigError, match="autocast"):
+        lipschitz_bound(model, x)
