@@ -18,25 +18,34 @@ from torch import fx, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from robench._errors import ConfigError, ModelError, first_line
+from robench._numerics import tf32_enabled
 from robench.models.wrapper import Normalize, PixelModel
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
 
 
-def _autocast_state() -> tuple[torch.dtype | None, ...]:
-    """The autocast dtype of every device type in :data:`_AUTOCAST_DEVICES` (``None``: off)."""
-    return tuple(torch.get_autocast_dtype(d) if torch.is_autocast_enabled(d) else None for d in _AUTOCAST_DEVICES)
+def _arithmetic_state() -> tuple[object, ...]:
+    """The settings that change how a traced operation computes without being recorded in the
+    graph: the autocast dtype of every device type in :data:`_AUTOCAST_DEVICES` (``None``: off),
+    whether CUDA runs float32 convolutions and matmuls in TF32, and the float32 matmul precision."""
+    autocast = tuple(torch.get_autocast_dtype(d) if torch.is_autocast_enabled(d) else None for d in _AUTOCAST_DEVICES)
+    try:
+        matmul: str | None = torch.get_float32_matmul_precision()
+    except RuntimeError:  # legacy and per-backend settings mixed
+        matmul = None
+    return (*autocast, tf32_enabled("conv"), tf32_enabled("matmul"), matmul)
 
 
 class _Tracer(fx.Tracer):
-    """Normalize stays a leaf; a node recorded under another autocast state than the trace began
-    in is refused: fx runs a ``with torch.autocast(...)`` block in the forward at trace time and
-    records its operations without it, so the graph computes in float32 what the model computes in
-    bf16 (IBP verified a point the model itself misclassified, its bf16 margin -0.0034)."""
+    """Normalize stays a leaf; a node recorded under other arithmetic settings than the trace
+    began in is refused: fx runs a ``with torch.autocast(...)`` block (or a TF32 switch) in the
+    forward at trace time and records its operations without it, so the graph computes in float32
+    what the model computes in bf16 (IBP verified a point the model itself misclassified, its bf16
+    margin -0.0034)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._autocast = _autocast_state()
+        self._state = _arithmetic_state()
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
         if isinstance(module, Normalize):
@@ -44,10 +53,10 @@ class _Tracer(fx.Tracer):
         return super().is_leaf_module(module, qualified_name)
 
     def create_node(self, *args: Any, **kwargs: Any) -> fx.Node:
-        if _autocast_state() != self._autocast:
-            raise ConfigError("certification: the model's forward enables or changes autocast (torch.autocast), which the traced "
-                              "graph does not record: the bounds would describe float32 operations the model runs in lower "
-                              "precision; remove the autocast from the forward")  # fmt: skip
+        if _arithmetic_state() != self._state:
+            raise ConfigError("certification: the model's forward enables or changes autocast (torch.autocast) or TF32, which "
+                              "the traced graph does not record: the bounds would describe float32 operations the model runs "
+                              "in lower precision; remove the switch from the forward")  # fmt: skip
         return super().create_node(*args, **kwargs)
 
 
@@ -105,7 +114,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModu
 
     Raises:
         ConfigError: the model cannot be traced symbolically (data-dependent control flow...), it
-            uses in-place functions or methods, its forward enables autocast, or the graph does not
+            uses in-place functions or methods, its forward switches autocast or TF32, or the graph does not
             reproduce the model.
     """
     root = _Pixel(model.normalize, model.net) if isinstance(model, PixelModel) else model

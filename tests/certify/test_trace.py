@@ -381,3 +381,26 @@ def test_autocast_inside_the_forward_is_refused_not_verified() -> None:
             verify(model, x, torch.tensor([0]), 1e-5)
     with pytest.raises(ConfigError, match="autocast"):
         lipschitz_bound(model, x)
+
+
+class _TF32Switch(nn.Module):
+    """A linear layer whose forward turns TF32 matmuls on (global state, run once at trace time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        return self.linear(x)
+
+
+def test_a_tf32_switch_inside_the_forward_is_refused() -> None:
+    """Like autocast, a TF32 switch in the forward is not in the graph: the bounds would be of
+    float32 matmuls the model runs with 10-bit mantissas on a GPU."""
+    from tests._devices import backend_setting
+
+    x = torch.rand(1, 2)
+    with backend_setting(torch.backends.cuda.matmul, "fp32_precision", torch.backends.cuda.matmul.fp32_precision):
+        with pytest.raises(ConfigError, match="TF32"):
+            ibp.verified(_TF32Switch().eval(), x, torch.tensor([0]), 1e-5)
