@@ -249,7 +249,7 @@ def test_no_certificate_within_float32_rounding_of_the_boundary() -> None:
             net[1].weight.copy_(torch.randn(2, 64, generator=g))
             net[1].bias.zero_()
         x, eps, y = torch.rand(1, 1, 8, 8, generator=g), 0.05, torch.tensor([0])
-        w = (net[1].weight[0] - net[1].weight[1]).double().view(1, 1, 8, 8)
+        w = (net[1].weight[0] - net[1].weight[1]).detach().double().view(1, 1, 8, 8)
         corner = torch.where(w > 0, (x - eps).clamp(0, 1), (x + eps).clamp(0, 1))
         exact = float((w * corner.double()).sum())
         for k in range(-10, 11):
