@@ -335,8 +335,10 @@ def sample_sizes(results: Results) -> str:
     return text
 
 
-_UNREADABLE = (TypeError, ValueError, KeyError, IndexError, AttributeError, StopIteration, jinja2.UndefinedError)
-"""What reading data of an unexpected shape raises (matplotlib's and numpy's conversion errors are TypeErrors and ValueErrors)."""
+_UNREADABLE = (TypeError, ValueError, KeyError, IndexError, AttributeError, StopIteration, ArithmeticError, jinja2.UndefinedError)
+"""What reading data of an unexpected shape raises (matplotlib's and numpy's conversion errors are TypeErrors and ValueErrors;
+an integer too large for a C long, 10**30 in a reliability diagram's counts, an OverflowError; a zero where a share divides,
+a ZeroDivisionError)."""
 
 
 def render_html(results: Results) -> str:

@@ -85,7 +85,10 @@ def test_the_dataset_row_says_which_examples_and_where_from(run: robench.Results
      ("strong", "calibration", {"reliability": [{"condition": {"condition": "clean"}, "edges": None}]}, "calibration"),
      ("certified", "certification/smoothing", {"curve": "x"}, "certification"),
      ("certified", "certification/smoothing", {"noisy_samples": [1]}, "certification"),
-     ("strong", "attacks/pgd", {"convergence": {"n": 5, "budget": "x"}}, "attacks")],  # read by the section's template
+     ("strong", "attacks/pgd", {"convergence": {"n": 5, "budget": "x"}}, "attacks"),  # read by the section's template
+     # an integer beyond a C long: matplotlib's OverflowError was an internal error
+     ("strong", "calibration", {"reliability": [{"label": "clean", "condition": {"condition": "clean"}, "ece": 0.05, "edges": [0.0, 0.5, 1.0],
+                                                 "count": [10**30, 1], "confidence": [0.2, 0.7], "accuracy": [0.2, 0.7]}]}, "calibration")],
 )
 def test_damaged_artifacts_are_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture: str, key: str,
                                                 artifacts: dict, section: str) -> None:
