@@ -119,6 +119,11 @@ def _datasets(folder: Path) -> dict[str, Path]:
     data["files"] = [{"path": "../escape/tiny.npz"}]
     escape.write_text(yaml.safe_dump(data))
     out["path_escape"] = escape
+    root_itself = write_npz_dataset(folder / "root_itself")  # Path(".").parts is (): verifying it raised IndexError
+    data = yaml.safe_load(root_itself.read_text())
+    data["files"] = [{"path": "."}]
+    root_itself.write_text(yaml.safe_dump(data))
+    out["path_is_the_root"] = root_itself
     return out
 
 
@@ -197,6 +202,10 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
         cases.append((f"leaderboard/snapshot_{name}", ["compare", str(results_file), "--snapshot", str(tmp / f"snap-{name}.json")]))
     cases.append(("report/not_json", ["report", str(tmp / "tm-good.yaml")]))
     cases.append(("data/unknown_manifest", ["data", "verify", "cifar11", "--root", good_root]))
+    root_itself = tmp / "datasets" / "root_itself"
+    cases.append(("data/verify_path_is_the_root", ["data", "verify", str(root_itself / "tiny.yaml"), "--root", str(root_itself)]))
+    cases.append(("data/freeze_path_is_the_root", ["data", "freeze", str(root_itself / "tiny.yaml"), "--root", str(root_itself),
+                                                   "--out", str(tmp / "frozen.yaml")]))
     return cases
 
 

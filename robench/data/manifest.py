@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -102,6 +102,8 @@ class FileSpec(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> FileSpec:
+        if not PurePosixPath(self.path.replace("\\", "/")).parts:  # "." or "./": verifying it read parts[0] of ()
+            raise ValueError(f"path {self.path!r} is the data root itself; a listed file or pattern names something inside it")
         if "*" in self.path:
             if any(v is not None for v in (self.md5, self.sha256, self.size, self.shape, self.dtype)):
                 raise ValueError(f"pattern {self.path!r} takes only `count` and `listing_sha256`, not checksums, size, shape or dtype")
