@@ -270,7 +270,8 @@ def load_manifest(name_or_path: str | Path) -> tuple[Manifest, str]:
         raise ConfigError(f"{path}: {where}malformed YAML ({problem})") from None
     except ValidationError as exc:
         error = exc.errors()[0]
-        raise ConfigError(f"{path}: {'.'.join(map(str, error['loc']))}: {error_message(error)}") from None
+        where = ".".join(map(str, error["loc"])) or "<root>"  # a whole-manifest check, or no mapping at all: it read "path: : ..."
+        raise ConfigError(f"{path}: {where}: {error_message(error)}") from None
     return manifest, hashlib.sha256(raw).hexdigest()
 
 

@@ -155,6 +155,11 @@ def test_unknown_manifest_and_bad_manifest(tmp_path: Path) -> None:
                                                        "splits": {"test": {"n": 3, "label_counts": [1, 1]}}})
     with pytest.raises(ConfigError, match="sum to 2"):
         load_manifest(counts)
+    with pytest.raises(ConfigError, match=r"counts.yaml: <root>: splits.test.label_counts sum to 2"):  # it read "counts.yaml: : splits..."
+        load_manifest(counts)
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(ConfigError, match=r"empty.yaml: <root>: "):
+        load_manifest(tmp_path / "empty.yaml")
     (tmp_path / "folder.yaml").mkdir()
     with pytest.raises(ConfigError, match="folder.yaml is a directory, not a file"):  # it said "does not exist"
         load_manifest(tmp_path / "folder.yaml")
