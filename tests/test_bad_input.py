@@ -3,8 +3,10 @@ except a results.json with status "error" when the run had started."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,6 +82,17 @@ def _checkpoints(folder: Path) -> dict[str, tuple[Path, str | None]]:
     return paths
 
 
+def _npy_with_shape(array: np.ndarray, shape: bytes) -> bytes:
+    """``array`` saved as .npy with its header's shape replaced by ``shape`` (a damaged or lying header)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    raw = buffer.getvalue()
+    length = int.from_bytes(raw[8:10], "little")
+    header = raw[10 : 10 + length].replace(str(array.shape).encode(), shape).rstrip(b" \n")
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return raw[:8] + len(header).to_bytes(2, "little") + header + raw[10 + length :]
+
+
 def _datasets(folder: Path) -> dict[str, Path]:
     """Bad datasets: manifest paths."""
     out = {}
@@ -109,6 +122,17 @@ def _datasets(folder: Path) -> dict[str, Path]:
     ):
         manifest = write_npz_dataset(folder / name)
         np.savez(manifest.parent / "tiny.npz", allow_pickle=True, **arrays)
+        data = yaml.safe_load(manifest.read_text())
+        data["files"] = [{"path": "tiny.npz"}]
+        data["splits"]["test"].pop("label_counts")
+        manifest.write_text(yaml.safe_dump(data))
+        out[name] = manifest
+    for name, shape in (("npy_header_cut", b"(99999999999,"), ("npy_header_claims_terabytes", b"(48, 100000000000, 8, 1)")):
+        # numpy's header parser let a TokenError out; allocating the claimed array, a MemoryError
+        manifest = write_npz_dataset(folder / name)
+        with zipfile.ZipFile(manifest.parent / "tiny.npz", "w") as archive:
+            archive.writestr("x.npy", _npy_with_shape(np.zeros((48, 8, 8, 1), np.uint8), shape))
+            archive.writestr("y.npy", _npy_with_shape(np.arange(48) % 4, b"(48,)"))
         data = yaml.safe_load(manifest.read_text())
         data["files"] = [{"path": "tiny.npz"}]
         data["splits"]["test"].pop("label_counts")
@@ -202,6 +226,11 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
         cases.append((f"leaderboard/snapshot_{name}", ["compare", str(results_file), "--snapshot", str(tmp / f"snap-{name}.json")]))
     cases.append(("report/not_json", ["report", str(tmp / "tm-good.yaml")]))
     cases.append(("data/unknown_manifest", ["data", "verify", "cifar11", "--root", good_root]))
+    cut = tmp / "datasets" / "npy_header_cut"  # a listed .npy with a shape is opened by verify
+    (cut / "labels.npy").write_bytes(_npy_with_shape(np.arange(48) % 4, b"(99999999999,"))
+    (cut / "labels.yaml").write_text(yaml.safe_dump({**yaml.safe_load((cut / "tiny.yaml").read_text()),
+                                                     "files": [{"path": "labels.npy", "shape": [48]}]}))
+    cases.append(("data/verify_npy_header_cut", ["data", "verify", str(cut / "labels.yaml"), "--root", str(cut)]))
     root_itself = tmp / "datasets" / "root_itself"
     cases.append(("data/verify_path_is_the_root", ["data", "verify", str(root_itself / "tiny.yaml"), "--root", str(root_itself)]))
     cases.append(("data/freeze_path_is_the_root", ["data", "freeze", str(root_itself / "tiny.yaml"), "--root", str(root_itself),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tokenize
+import zipfile
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -65,6 +67,12 @@ def data_path(root: Path, relative: object, manifest: Manifest, field: str, list
         )
     return root / text
 
+
+ARRAY_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError, zipfile.BadZipFile, tokenize.TokenError, MemoryError)
+"""What ``np.load`` and reading an array of a ``.npz`` raise on a damaged file: an empty file is an
+EOFError, a broken zip a BadZipFile, a ``.npy`` header cut short inside its shape a TokenError
+(numpy's Python-2 header filter lets it out), a header claiming terabytes a MemoryError; object
+arrays need pickle, which is refused (ValueError)."""
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
@@ -470,7 +478,7 @@ def _check_file(root: Path, spec: FileSpec, manifest_file: Path | str, checksums
 
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:  # an empty file is an EOFError
+        except ARRAY_READ_ERRORS as exc:
             raise DataError(f"{path}: not a readable .npy file ({exc}); manifest {manifest_file} expects {file_expectation(spec)}") from None
         if tuple(array.shape) != tuple(spec.shape) or (spec.dtype and str(array.dtype) != spec.dtype):
             raise DataError(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from robench._errors import DataError
 from robench.data.base import ArrayDataset, Dataset
-from robench.data.manifest import Manifest, data_path
+from robench.data.manifest import ARRAY_READ_ERRORS, Manifest, data_path
 from robench.registry import register
 from robench.threat_model import DatasetSpec
 
@@ -60,7 +59,7 @@ def load_npz(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> D
     path = data_path(root, name, manifest, "options.file", listed=True)
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # an empty file is an EOFError
+    except ARRAY_READ_ERRORS as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):  # np.load reads a .npy (one array) under any name
         raise DataError(f"{path}: a single .npy array, not a .npz archive of named arrays (manifest {manifest.name!r})")
@@ -73,7 +72,7 @@ def load_npz(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> D
             raise DataError(f"{path}: arrays {missing} missing; the file has {sorted(keys)}")
         try:
             images, labels = archive[x_key], archive[y_key]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # an empty file is an EOFError; object arrays need pickle, which is refused
+        except ARRAY_READ_ERRORS as exc:
             raise DataError(f"{path}: arrays {x_key!r} / {y_key!r} cannot be read ({exc})") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: labels {y_key!r} must be a 1-D integer array, got {labels.dtype}{list(labels.shape)}")

@@ -11,7 +11,7 @@ import torch
 from robench._errors import DataError
 from robench.data.base import ArrayDataset, Dataset
 from robench.data.formats._pickle import load_restricted_pickle
-from robench.data.manifest import Manifest, data_path, file_expectation
+from robench.data.manifest import ARRAY_READ_ERRORS, Manifest, data_path, file_expectation
 from robench.registry import register
 from robench.threat_model import DatasetSpec
 
@@ -107,7 +107,7 @@ def open_npy(path: Path, manifest: Manifest) -> np.ndarray:
         raise DataError(f"{path}: file missing (dataset {manifest.name!r})")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:  # an empty file is an EOFError
+    except ARRAY_READ_ERRORS as exc:
         listed = next((f for f in manifest.files if (path.as_posix()).endswith("/" + f.path)), None)
         expected = f" expects {file_expectation(listed)}" if listed is not None else ""
         raise DataError(f"{path}: not a readable .npy file ({exc}); dataset {manifest.name!r}{expected}") from None
