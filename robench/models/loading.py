@@ -208,9 +208,10 @@ def _find_state_dict(obj: Any, path: Path, depth: int = 0) -> dict[str, torch.Te
         state = dict(obj)
         if not all(isinstance(k, str) for k in state):
             raise CheckpointError(f"{path}: a state_dict's keys must be parameter names (strings)")
-        strange = [k for k, v in state.items() if v.layout != torch.strided or v.is_meta or v.is_quantized]
+        # a nested tensor's layout is strided too, but it has no sizes: the shape check raised torch's RuntimeError
+        strange = [k for k, v in state.items() if v.layout != torch.strided or v.is_nested or v.is_meta or v.is_quantized]
         if strange:
-            raise CheckpointError(f"{path}: {strange[0]!r} is not a dense tensor with data (sparse, meta or quantized)")
+            raise CheckpointError(f"{path}: {strange[0]!r} is not a dense tensor with data (sparse, nested, meta or quantized)")
     elif isinstance(obj, Mapping) and depth < 4:
         for key in _STATE_DICT_KEYS:
             if key in obj and isinstance(obj[key], Mapping):

@@ -325,8 +325,11 @@ def _recursive() -> dict:
         (lambda: {0: torch.zeros(2), 1: torch.zeros(2)}, "keys must be parameter names"),
         (lambda: {"w": torch.zeros(2, device="meta")}, "not a dense tensor"),
         (lambda: {"w": torch.zeros(2, 2).to_sparse()}, "not a dense tensor"),
+        # layout strided but no sizes: the shape check raised torch's RuntimeError, an internal error
+        (lambda: {"w": torch.nested.nested_tensor([torch.ones(2), torch.ones(3)])}, "not a dense tensor"),
+        (lambda: {"w": torch.nested.nested_tensor([torch.ones(2), torch.ones(3)], layout=torch.jagged)}, "not a dense tensor"),
     ],
-    ids=["self-referencing", "int-keys", "meta-tensor", "sparse-tensor"],
+    ids=["self-referencing", "int-keys", "meta-tensor", "sparse-tensor", "nested-tensor", "jagged-nested-tensor"],
 )
 def test_strange_checkpoint_structures_are_checkpoint_errors(tmp_path: Path, make, message: str) -> None:  # noqa: ANN001
     path = tmp_path / "odd.pt"
