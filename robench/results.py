@@ -6,7 +6,6 @@ at the end (``success`` or ``error``), so a crashed run still leaves a valid fil
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -502,16 +501,10 @@ def load_results(path: str | Path) -> Results:
     Raises:
         ConfigError: missing, unreadable, not JSON, or not of this schema (with the field path).
     """
-    from robench._io import read_text_capped
+    from robench._io import read_json_capped
 
     path = Path(path)
-    text = read_text_capped(path, MAX_RESULTS_BYTES, "results file")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except (RecursionError, ValueError) as exc:  # nested too deep; an integer of more than 4,300 digits
-        raise ConfigError(f"{path}: not a robench results file ({type(exc).__name__}: {str(exc)[:120]})") from None
+    data = read_json_capped(path, MAX_RESULTS_BYTES, "robench results file")
     if isinstance(data, dict) and data.get("schema_version") not in (None, *READABLE_SCHEMA_VERSIONS):
         raise ConfigError(
             f"{path}: results schema_version {data.get('schema_version')!r} is not supported "

@@ -224,6 +224,10 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
                                          '"additional_data": false, "clean_accuracy": 0.9, "robust_accuracy": "abc", "robust_source": "autoattack"}]}}}')):
         (tmp / f"snap-{name}.json").write_text(text)
         cases.append((f"leaderboard/snapshot_{name}", ["compare", str(results_file), "--snapshot", str(tmp / f"snap-{name}.json")]))
+    for name, text in (("deep", "[" * 100_000 + "]" * 100_000),  # json's RecursionError was an internal error
+                       ("huge_integer", '{"schema_version": 1, "source": {}, "boards": {}, "x": ' + "9" * 5000 + "}")):  # a ValueError
+        (tmp / f"snap-{name}.json").write_text(text)
+        cases.append((f"leaderboard/snapshot_{name}", ["compare", str(results_file), "--snapshot", str(tmp / f"snap-{name}.json")]))
     cases.append(("report/not_json", ["report", str(tmp / "tm-good.yaml")]))
     cases.append(("data/unknown_manifest", ["data", "verify", "cifar11", "--root", good_root]))
     cut = tmp / "datasets" / "npy_header_cut"  # a listed .npy with a shape is opened by verify
@@ -275,11 +279,21 @@ def test_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
-@pytest.mark.parametrize("command", ["validate", "report", "export"])
+@pytest.mark.parametrize("command", ["validate", "report", "export", "compare --snapshot", "leaderboard sync"])
 def test_an_endless_file_is_refused_at_the_cap(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """/dev/zero (and a FIFO) report size 0: the cap was checked on st_size and the file read until
-    memory ran out."""
+    memory ran out (a leaderboard snapshot, and a model_info file linked to /dev/zero, were read
+    without a cap)."""
     args = [command, "/dev/zero"] + (["--out", str(tmp_path / "x.html")] if command == "report" else [])
+    if command == "compare --snapshot":
+        from tests.report import fixtures
+
+        args = ["compare", str(fixtures.strong().save(tmp_path / "strong.json")), "--snapshot", "/dev/zero"]
+    elif command == "leaderboard sync":
+        (tmp_path / "model_info" / "cifar10" / "Linf").mkdir(parents=True)
+        (tmp_path / "model_info" / "cifar10" / "Linf" / "M.json").symlink_to("/dev/zero")
+        args = ["leaderboard", "sync", "--from", str(tmp_path / "model_info"), "--out", str(tmp_path / "lb.json")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert "/dev/zero: more than" in err and len(err.splitlines()) == 1, err
+    endless = "M.json" if command == "leaderboard sync" else "/dev/zero"
+    assert f"{endless}: more than" in err and len(err.splitlines()) == 1, err

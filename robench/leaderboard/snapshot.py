@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from robench._errors import ConfigError, DataError
+from robench._io import read_json_capped
 from robench.results import atomic_write_text
 from robench.threat_model import parse_eps
 
@@ -134,11 +135,15 @@ def _count(value: Any, where: str) -> int:
     return int(number)
 
 
+MAX_MODEL_INFO_BYTES = 1 << 20
+"""Largest RobustBench model_info file read (theirs are about 1 kB; a link to /dev/zero is endless)."""
+
+MAX_SNAPSHOT_BYTES = 1 << 26
+"""Largest leaderboard snapshot read (the shipped one is about 120 kB)."""
+
+
 def _entry(path: Path, threat: str) -> Entry:
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        raise DataError(f"{path}: not a readable model_info JSON file ({type(exc).__name__}: {str(exc)[:120]})") from None
+    info = read_json_capped(path, MAX_MODEL_INFO_BYTES, "model_info JSON file", DataError)
     if not isinstance(info, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(info).__name__}")
     where = str(path)
@@ -269,12 +274,9 @@ def load_snapshot(path: str | Path = DEFAULT_SNAPSHOT) -> Snapshot:
         ConfigError: missing, unreadable or not a snapshot of this schema.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read leaderboard snapshot ({exc.strerror or exc}); run `robench leaderboard sync --from DIR`") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: leaderboard snapshot is not valid JSON ({exc})") from None
+    if not path.exists():
+        raise ConfigError(f"{path}: cannot read leaderboard snapshot (no such file); run `robench leaderboard sync --from DIR`")
+    data = read_json_capped(path, MAX_SNAPSHOT_BYTES, "leaderboard snapshot")
     if not isinstance(data, dict) or data.get("schema_version") != SNAPSHOT_SCHEMA_VERSION:
         raise ConfigError(f"{path}: not a leaderboard snapshot of schema_version {SNAPSHOT_SCHEMA_VERSION}")
     try:

@@ -83,7 +83,7 @@ def test_round_trip(model_info: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{not json", "not a readable model_info"), ('{"clean_acc": "abc", "autoattack_acc": "50", "eps": "8/255"}', "expected a percentage"),
+    [("{not json", "not a model_info JSON file"), ('{"clean_acc": "abc", "autoattack_acc": "50", "eps": "8/255"}', "expected a percentage"),
      ('{"clean_acc": "150", "autoattack_acc": "50", "eps": "8/255"}', "outside [0, 100]"), ("[1, 2]", "expected a JSON object"),
      ('{"clean_acc": "90", "autoattack_acc": "50", "eps": "8/0"}', "eps")],
 )  # fmt: skip

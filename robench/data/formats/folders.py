@@ -7,7 +7,6 @@ Images are decoded lazily, per batch, with PIL: converted to RGB, the shorter si
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from robench._errors import DataError
+from robench._io import read_json_capped
 from robench.data.base import Dataset
 from robench.data.manifest import IMAGE_SUFFIXES, Manifest, data_path, is_hidden, is_image_file  # noqa: F401  (IMAGE_SUFFIXES: its old home)
 from robench.registry import register
@@ -136,6 +136,10 @@ def class_folders(folder: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not is_hidden(entry.name))
 
 
+MAX_CLASS_INDEX_BYTES = 1 << 24
+"""Largest class-index JSON read (ImageNet's is about 40 kB)."""
+
+
 def read_class_index(path: Path) -> dict[str, int]:
     """A class-index JSON as ``{wnid: index}``.
 
@@ -145,10 +149,7 @@ def read_class_index(path: Path) -> dict[str, int]:
     Raises:
         DataError: missing or malformed file, or indices that are not 0..K-1.
     """
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable class-index JSON ({exc})") from None
+    raw = read_json_capped(path, MAX_CLASS_INDEX_BYTES, "class-index JSON file", DataError)
     if isinstance(raw, list) and all(isinstance(w, str) for w in raw):
         mapping = {wnid: index for index, wnid in enumerate(raw)}
     elif isinstance(raw, dict) and all(isinstance(v, int) for v in raw.values()):
