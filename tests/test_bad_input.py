@@ -213,7 +213,10 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
         os.mkfifo(tmp / "fifo")
         cases.append(("output/report_onto_a_fifo", ["report", str(results_file), "--out", str(tmp / "fifo")]))
     for name, text in (("forward_passes", '{"clean_acc": "90", "autoattack_acc": "50", "eps": "8/255", "number_forward_passes": "abc"}'),
-                       ("deep", "[" * 100_000 + "]" * 100_000), ("bool_accuracy", '{"clean_acc": true, "eps": "8/255"}')):
+                       ("deep", "[" * 100_000 + "]" * 100_000), ("bool_accuracy", '{"clean_acc": true, "eps": "8/255"}'),
+                       # float() of a JSON integer beyond a float raised OverflowError, an internal error
+                       ("huge_accuracy", '{"clean_acc": 1' + "0" * 400 + ', "autoattack_acc": "50", "eps": "8/255"}'),
+                       ("huge_forward_passes", '{"clean_acc": "90", "autoattack_acc": "50", "eps": "8/255", "number_forward_passes": 1' + "0" * 400 + "}")):
         board = tmp / "model_info" / name / "cifar10" / "Linf"
         board.mkdir(parents=True)
         (board / "M.json").write_text(text)

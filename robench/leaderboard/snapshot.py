@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from robench._errors import ConfigError, DataError
+from robench._errors import ConfigError, DataError, short_repr
 from robench._io import read_json_capped
 from robench.results import atomic_write_text
 from robench.threat_model import parse_eps
@@ -113,10 +113,12 @@ def _percent(value: Any, where: str) -> float | None:
         if isinstance(value, bool):
             raise TypeError(value)
         number = float(value)
+    except OverflowError:  # a JSON integer beyond a float (10**400): float() raised it past the range check
+        raise DataError(f"{where}: percentage {short_repr(value)} is outside [0, 100]") from None
     except (TypeError, ValueError):
-        raise DataError(f"{where}: expected a percentage such as '59.53', got {value!r}") from None
+        raise DataError(f"{where}: expected a percentage such as '59.53', got {short_repr(value)}") from None
     if not math.isfinite(number) or not 0 <= number <= 100:
-        raise DataError(f"{where}: percentage {value!r} is outside [0, 100]")
+        raise DataError(f"{where}: percentage {short_repr(value)} is outside [0, 100]")
     return round(number / 100, 6)
 
 
@@ -125,13 +127,15 @@ def _count(value: Any, where: str) -> int:
     if value is None or value == "":
         return 1
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise DataError(f"{where}: expected a whole number, got {value!r}")
+        raise DataError(f"{where}: expected a whole number, got {short_repr(value)}")
     try:
         number = float(value)
+    except OverflowError:  # a JSON integer beyond a float (10**400)
+        raise DataError(f"{where}: expected a whole number >= 1 that a float holds, got {short_repr(value)}") from None
     except ValueError:
-        raise DataError(f"{where}: expected a whole number, got {value!r}") from None
+        raise DataError(f"{where}: expected a whole number, got {short_repr(value)}") from None
     if not math.isfinite(number) or number < 1 or number != int(number):
-        raise DataError(f"{where}: expected a whole number >= 1, got {value!r}")
+        raise DataError(f"{where}: expected a whole number >= 1, got {short_repr(value)}")
     return int(number)
 
 
