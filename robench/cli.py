@@ -152,7 +152,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     kind = args.kind
     if kind and kind not in known and kind.rstrip("s") in known:  # `robench ls attacks`, `threat_models`
         kind = kind.rstrip("s")
-    if kind and kind not in known:
+    if kind is not None and kind not in known:  # `robench ls ""` listed everything, as if no kind were named
         import difflib
 
         from robench._errors import ConfigError
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint under a declared threat model")
     ev.add_argument("--checkpoint", required=True, type=_path, help="model file: state_dict .pt/.pth, safetensors, TorchScript, .pt2")
     ev.add_argument("--arch", help="architecture for weights-only checkpoints: name, module:callable, torchvision:NAME, timm:NAME, robustbench:DATASET/THREAT/NAME")
-    ev.add_argument("--threat-model", required=True, help="threat-model YAML file or shipped name (robench ls threat_model)")
+    ev.add_argument("--threat-model", required=True, type=_path, help="threat-model YAML file or shipped name (robench ls threat_model)")
     ev.add_argument("--out", type=_path, help="output folder (default: reports/<threat model>); without --resume, a run that starts (model loaded, plan checked) replaces the results.json, report and exports an earlier run left there (even with --only); one that fails before keeps them")
     ev.add_argument("--n-examples", type=_positive_int, help="evaluate the first N examples only")
     ev.add_argument("--only", metavar="KIND[,KIND]", help=f"run only these sections: {', '.join(SECTION_ORDER)}")
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     va = sub.add_parser("validate", help="check threat-model files; every error with its YAML path")
-    va.add_argument("files", nargs="+", metavar="FILE", help="threat-model YAML files (or built-in names)")
+    va.add_argument("files", nargs="+", metavar="FILE", type=_path, help="threat-model YAML files (or built-in names)")
     va.set_defaults(func=cmd_validate)
 
     ls = sub.add_parser("ls", help="list registered attacks, corruptions, certifiers, datasets, threat models...")
@@ -350,18 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_ls)
 
     rep = sub.add_parser("report", help="render the HTML report of a results.json")
-    rep.add_argument("results", metavar="RESULTS.json", help="the results file of a run")
+    rep.add_argument("results", metavar="RESULTS.json", type=_path, help="the results file of a run")
     rep.add_argument("--out", type=_path, help="HTML file (default: report.html next to the results)")
     rep.set_defaults(func=cmd_report)
 
     cmp = sub.add_parser("compare", help="rank a run among published leaderboard entries, or put two runs side by side")
-    cmp.add_argument("results", metavar="RESULTS.json")
-    cmp.add_argument("other", nargs="?", metavar="OTHER.json", help="a second run: show both with b − a deltas")
-    cmp.add_argument("--snapshot", help="leaderboard snapshot JSON (default: the shipped RobustBench snapshot)")
+    cmp.add_argument("results", metavar="RESULTS.json", type=_path)
+    cmp.add_argument("other", nargs="?", metavar="OTHER.json", type=_path, help="a second run: show both with b − a deltas")
+    cmp.add_argument("--snapshot", type=_path, help="leaderboard snapshot JSON (default: the shipped RobustBench snapshot)")
     cmp.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("export", help="write a flat CSV of all metric records and a Markdown summary")
-    exp.add_argument("results", metavar="RESULTS.json")
+    exp.add_argument("results", metavar="RESULTS.json", type=_path)
     exp.add_argument("--csv", metavar="FILE", type=_path, help="CSV file (default with neither option: metrics.csv next to the results)")
     exp.add_argument("--markdown", metavar="FILE", type=_path, help="Markdown file (default with neither option: summary.md next to the results)")
     exp.set_defaults(func=cmd_export)
@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="published leaderboard baselines")
     board_sub = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
     sync = board_sub.add_parser("sync", help="build the leaderboard snapshot from a RobustBench model_info folder")
-    sync.add_argument("--from", dest="source", required=True, metavar="DIR", help="RobustBench model_info folder (<dataset>/<threat>/*.json)")
+    sync.add_argument("--from", dest="source", required=True, metavar="DIR", type=_path, help="RobustBench model_info folder (<dataset>/<threat>/*.json)")
     sync.add_argument("--out", type=_path, help="snapshot file (default: the shipped data_manifests/leaderboards/robustbench.json)")
     sync.set_defaults(func=cmd_leaderboard_sync)
 

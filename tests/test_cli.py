@@ -54,6 +54,8 @@ def test_ls(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "pgd" in out and "npz" not in out
     code, _, err = _run(capsys, "ls", "atack")
     assert code == 2 and err.startswith("robench: error:") and "did you mean 'attack'?" in err
+    code, _, err = _run(capsys, "ls", "")  # listed every kind, as if none were named
+    assert code == 2 and err.startswith("robench: error: unknown kind ''") and err.count("\n") == 1, err
     code, plural, _ = _run(capsys, "ls", "attacks")  # the plural, as --only and the README write it
     assert code == 0 and plural == _run(capsys, "ls", "attack")[1]
     # entry lines are plain text: no reStructuredText literals or roles, whole first sentences
@@ -397,11 +399,16 @@ def test_data_freeze_help_names_the_listing_digest(capsys: pytest.CaptureFixture
 @pytest.mark.parametrize(
     "argv",
     [["export", "results.json", "--csv", ""], ["export", "results.json", "--markdown", " "], ["report", "results.json", "--out", ""],
-     ["evaluate", "--checkpoint", "", "--threat-model", "mnist-linf-0.3"], ["data", "verify", "mnist5k", "--root", ""]],
-    ids=["csv", "markdown", "report-out", "checkpoint", "root"],
+     ["evaluate", "--checkpoint", "", "--threat-model", "mnist-linf-0.3"], ["data", "verify", "mnist5k", "--root", ""],
+     ["compare", "results.json", "--snapshot", ""], ["compare", "results.json", ""], ["leaderboard", "sync", "--from", ""],
+     ["evaluate", "--checkpoint", "m.pt", "--threat-model", ""], ["report", ""], ["export", " "], ["validate", ""]],
+    ids=["csv", "markdown", "report-out", "checkpoint", "root", "snapshot", "compare-other", "sync-from", "threat-model",
+         "report-results", "export-results", "validate-file"],
 )
 def test_an_empty_path_option_is_refused_not_taken_as_not_given(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
-    """``--csv ""`` wrote the default metrics.csv instead, ``--root ""`` verified the default folder."""
+    """``--csv ""`` wrote the default metrics.csv instead, ``--root ""`` verified the default folder;
+    ``compare a.json --snapshot ""`` ranked the run on the shipped snapshot and ``compare a.json ""``
+    did so instead of comparing two runs, ``leaderboard sync --from ""`` read the working folder."""
     code, _, err = _run(capsys, *argv)
     assert code == 2 and err.count("\n") == 1 and "expected a path, got an empty string" in err, err
 
