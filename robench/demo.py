@@ -143,11 +143,18 @@ def run_demo(
         progress: Show progress bars.
         n_examples: Evaluate fewer test digits than the threat model's 1,000 (for tests).
         log: Where progress lines go.
+
+    Raises:
+        ConfigError: an unknown or unavailable ``device``, or an ``out`` that cannot be a folder, found
+            before any training (they were found by the first evaluation, after a model had trained).
     """
     from robench.report import render_report
     from robench.report.exports import write_exports
-    from robench.runner import evaluate
+    from robench.runner import check_out_dir, evaluate, resolve_device
 
+    resolve_device(device)
+    for variant in TRAINING:
+        check_out_dir(out / variant)
     outcomes: dict[str, Results] = {}
     for variant in TRAINING:
         checkpoint, provenance = demo_checkpoint(variant, seed, log)

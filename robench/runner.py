@@ -145,6 +145,19 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse an output folder that cannot be one, before any work is done for it.
+
+    Raises:
+        ConfigError: ``out`` is a file, or lies under one.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a folder for results.json, report.html and the journal")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
+
+
 def process_rank() -> tuple[int, int]:
     """``(rank, world_size)`` of this process under ``torchrun`` (``(0, 1)`` otherwise)."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -451,11 +464,8 @@ def _evaluate(
 ) -> Results:
     """:func:`evaluate` after argument checks, in one process of ``world``."""
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; expected a folder for results.json, report.html and the journal")
-    for parent in () if out is None else out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
+    if out is not None:
+        check_out_dir(out)
     data, data_info = load_dataset(threat.dataset, root=data_root, data_home=data_home)
     problem = threat.adversary.box_error(data.input_shape) if threat.adversary is not None else None
     if problem is not None:  # the manifest may not say the inputs' shape: validation could not tell

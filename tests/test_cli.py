@@ -422,3 +422,23 @@ def test_the_cli_keeps_torchs_cuda_home_notice_off_stderr(capsys) -> None:
 
     main(["ls"])
     assert logging.getLogger("torch.utils.cpp_extension").getEffectiveLevel() >= logging.ERROR
+
+
+@pytest.mark.parametrize("where", ["device", "out"])
+def test_demo_refuses_a_bad_device_or_out_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """`robench demo --device tpu` (or an --out under a file) trained a model, minutes on a CPU,
+    before the first evaluation refused the device."""
+    import robench.demo
+
+    def no_training(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the demo trained before checking its options")
+
+    monkeypatch.setattr(robench.demo, "demo_checkpoint", no_training)
+    (tmp_path / "a-file").write_text("x")
+    argv = ["demo", "--no-progress"] + (["--device", "tpu", "--out", str(tmp_path / "demo")] if where == "device"
+                                       else ["--device", "cpu", "--out", str(tmp_path / "a-file" / "demo")])  # fmt: skip
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and err.startswith("robench: error:") and err.count("\n") == 1, err
+    assert ("unknown device 'tpu'" if where == "device" else "is a file, not a folder") in err and "Training" not in out
