@@ -149,13 +149,20 @@ def check_out_dir(out: Path) -> None:
     """Refuse an output folder that cannot be one, before any work is done for it.
 
     Raises:
-        ConfigError: ``out`` is a file, or lies under one.
+        ConfigError: ``out`` is a file, or lies under one; or it holds a folder (or a FIFO...) where the
+            run writes one of its files (:func:`_output_names`): removing the earlier run's outputs
+            raised IsADirectoryError, an internal error, once the run had started.
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; expected a folder for results.json, report.html and the journal")
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
+    for name in _output_names() if out.is_dir() else ():
+        path = out / name
+        if path.exists() and not path.is_file():
+            what = "a folder" if path.is_dir() else "not a regular file"
+            raise ConfigError(f"--out {out}: {path} is {what}, where the run writes its {name}")
 
 
 def process_rank() -> tuple[int, int]:
@@ -241,10 +248,15 @@ def _drop_earlier_outputs(out: Path) -> None:
     checked against them (preflight), its journal open. A run that fails before (a typo in --arch
     or --checkpoint) leaves the earlier run's files as they were; one that fails after leaves its
     own results.json with status error, not the earlier "status: success" files."""
+    for name in _output_names():
+        (out / name).unlink(missing_ok=True)
+
+
+def _output_names() -> tuple[str, ...]:
+    """The files a run leaves in its ``--out`` folder: results.json, and the report and exports the CLI writes."""
     from robench.report.exports import CSV_NAME, MARKDOWN_NAME
 
-    for name in ("results.json", "report.html", CSV_NAME, MARKDOWN_NAME):
-        (out / name).unlink(missing_ok=True)
+    return ("results.json", "report.html", CSV_NAME, MARKDOWN_NAME)
 
 
 def _journal_path(out: Path, rank: int) -> Path:

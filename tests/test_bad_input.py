@@ -204,6 +204,11 @@ def _cases(tmp: Path) -> list[tuple[str, list[str]]]:
     cases.append(("output/journal_is_a_folder", ["evaluate", "--checkpoint", str(good_ckpt), "--threat-model", str(good_threat),
                                                  "--out", str(tmp / "out" / "journal_folder"), "--data-root", good_root,
                                                  "--no-progress", "--arch", ARCH, "--resume"]))
+    for name in ("results.json", "report.html", "metrics.csv"):  # removing the earlier run's file raised IsADirectoryError
+        (tmp / "out" / f"{name}_folder" / name).mkdir(parents=True)
+        cases.append((f"output/{name}_is_a_folder", ["evaluate", "--checkpoint", str(good_ckpt), "--threat-model", str(good_threat),
+                                                    "--out", str(tmp / "out" / f"{name}_folder"), "--data-root", good_root,
+                                                    "--no-progress", "--arch", ARCH]))
     from tests.report import fixtures
 
     results_file = fixtures.strong().save(tmp / "strong.json")
