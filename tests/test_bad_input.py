@@ -106,6 +106,7 @@ def _datasets(folder: Path) -> dict[str, Path]:
     for name, x, y in (
         ("wrong_shape", np.zeros((48, 8, 8, 3), np.uint8), np.arange(48) % 4),
         ("labels_out_of_range", np.zeros((48, 8, 8, 1), np.uint8), np.arange(48) % 9),
+        ("labels_beyond_int64", np.zeros((48, 8, 8, 1), np.uint8), np.full(48, 2**63 + 5, np.uint64)),
         ("float_out_of_range", np.full((48, 1, 8, 8), 7.0, np.float32), np.arange(48) % 4),
     ):
         manifest = write_npz_dataset(folder / name)
@@ -305,3 +306,16 @@ def test_an_endless_file_is_refused_at_the_cap(command: str, tmp_path: Path, cap
     err = capsys.readouterr().err.strip()
     endless = "M.json" if command == "leaderboard sync" else "/dev/zero"
     assert f"{endless}: more than" in err and len(err.splitlines()) == 1, err
+
+
+def test_labels_beyond_int64_are_quoted_as_they_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """uint64 labels of 2**63 and more were cast to int64 first: the error quoted wrapped negative labels."""
+    manifest = _datasets(tmp_path)["labels_beyond_int64"]
+    threat = tmp_path / "t.yaml"
+    threat.write_text(yaml.safe_dump({**GOOD_THREAT, "dataset": {"manifest": str(manifest), "split": "test"}}))
+    checkpoint = tmp_path / "m.pt"
+    torch.save(QuadrantNet().state_dict(), checkpoint)
+    code = main(["evaluate", "--checkpoint", str(checkpoint), "--arch", ARCH, "--threat-model", str(threat), "--out", str(tmp_path / "out"),
+                 "--data-root", str(manifest.parent), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(2**63 + 5) in err and "-922" not in err, err

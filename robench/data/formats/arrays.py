@@ -76,6 +76,10 @@ def load_npz(manifest: Manifest, root: Path, split: str, spec: DatasetSpec) -> D
             raise DataError(f"{path}: arrays {x_key!r} / {y_key!r} cannot be read ({exc})") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: labels {y_key!r} must be a 1-D integer array, got {labels.dtype}{list(labels.shape)}")
+    if labels.size and labels.dtype == np.uint64 and labels.max() > np.iinfo(np.int64).max:
+        # astype(int64) would wrap them into negative labels, and the range check would quote those
+        huge = sorted({int(v) for v in labels[labels > np.iinfo(np.int64).max][:3]})
+        raise DataError(f"{path}: labels {y_key!r} hold values beyond int64 ({huge}); expected class indices 0..{manifest.num_classes - 1}")
     if images.dtype != np.uint8 and np.issubdtype(images.dtype, np.floating):
         images = images.astype(np.float32)
         if images.ndim != 4 or images.shape[1] not in (1, 3):
