@@ -211,6 +211,12 @@ class Manifest(_Frozen):
             raise ValueError(
                 f"corruption_set.split {self.corruption_set.split!r} is not one of the splits {sorted(self.splits)}"
             )
+        if self.input_shape is not None and min(self.input_shape) < 1:
+            raise ValueError(f"input_shape {list(self.input_shape)}: every dimension (C, H, W) must be at least 1")
+        paths = [spec.path for spec in self.files]
+        repeated = sorted({path for path in paths if paths.count(path) > 1})
+        if repeated:
+            raise ValueError(f"files lists {', '.join(map(repr, repeated))} more than once")
         for name, split in self.splits.items():
             if split.label_counts is not None and len(split.label_counts) != self.num_classes:
                 raise ValueError(f"splits.{name}.label_counts has {len(split.label_counts)} entries, expected num_classes={self.num_classes}")

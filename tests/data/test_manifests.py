@@ -157,6 +157,15 @@ def test_unknown_manifest_and_bad_manifest(tmp_path: Path) -> None:
         load_manifest(counts)
     with pytest.raises(ConfigError, match=r"counts.yaml: <root>: splits.test.label_counts sum to 2"):  # it read "counts.yaml: : splits..."
         load_manifest(counts)
+    # data verify passed both (only evaluate refused them): a file listed twice, a zero-sized input shape
+    twice = write_manifest(tmp_path / "twice.yaml", {"name": "x", "format": "npz", "num_classes": 2,
+                                                     "files": [{"path": "a.npz"}, {"path": "a.npz"}], "splits": {"test": {"n": 2}}})
+    with pytest.raises(ConfigError, match="files lists 'a.npz' more than once"):
+        load_manifest(twice)
+    flat = write_manifest(tmp_path / "flat.yaml", {"name": "x", "format": "npz", "num_classes": 2, "input_shape": [0, 8, 8],
+                                                   "splits": {"test": {"n": 2}}})
+    with pytest.raises(ConfigError, match=r"input_shape \[0, 8, 8\]: every dimension"):
+        load_manifest(flat)
     (tmp_path / "empty.yaml").write_text("")
     with pytest.raises(ConfigError, match=r"empty.yaml: <root>: "):
         load_manifest(tmp_path / "empty.yaml")
