@@ -31,6 +31,16 @@ def test_wilson_matches_statsmodels(kn: tuple[int, int]) -> None:
     assert (low, high) == pytest.approx((ref_low, ref_high), abs=1e-10)
 
 
+def test_wilson_ends_are_exact_at_zero_and_all_successes() -> None:
+    # in floating point centre - half rounded to a positive ~1e-17 at k = 0 for some n
+    for n in range(1, 3000):
+        assert wilson(0, n)[0] == 0.0, n
+        assert wilson(n, n)[1] == 1.0, n
+        ref_low, ref_high = proportion.proportion_confint(0, n, alpha=0.05, method="wilson")
+        assert wilson(0, n)[1] == pytest.approx(ref_high, abs=1e-12)
+        assert ref_low == pytest.approx(0.0, abs=1e-12)
+
+
 @pytest.mark.parametrize(("k", "n", "alpha"), [(99990, 100000, 0.001), (60, 100, 0.001), (1, 1, 0.05), (500, 1000, 0.01)])
 def test_one_sided_lower_bound_is_the_two_sided_bound_at_twice_alpha(k: int, n: int, alpha: float) -> None:
     ref_low, _ = proportion.proportion_confint(k, n, alpha=2 * alpha, method="beta")
