@@ -130,10 +130,17 @@ class ArchiveSpec(_Frozen):
     source: str = ""
 
 
+# Sanity caps on declared sizes: a manifest declaring more is a typo or a hostile file, not data
+# (LAION-5B, the largest image set released, holds 5.85e9 images; ImageNet-21k has 21,841 classes).
+MAX_EXAMPLES = 10**12
+MAX_CLASSES = 10**7
+MAX_INPUT_SIDE = 2**16
+
+
 class SplitSpec(_Frozen):
     """A split: its size and, when known, the number of examples per class."""
 
-    n: int = Field(gt=0)
+    n: int = Field(gt=0, le=MAX_EXAMPLES)
     label_counts: tuple[int, ...] | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="format-specific selection")
 
@@ -195,7 +202,7 @@ class Manifest(_Frozen):
     source: str = Field(default="", description="where the data comes from (citation, archive)")
     format: str = Field(description="registered dataset loader")
     directory: str | None = Field(default=None, description="default folder name under the data home")
-    num_classes: int = Field(gt=1)
+    num_classes: int = Field(gt=1, le=MAX_CLASSES)
     input_shape: tuple[int, int, int] | None = Field(default=None, description="C, H, W after loading")
     files: tuple[FileSpec, ...] = ()
     archives: tuple[ArchiveSpec, ...] = ()
@@ -211,8 +218,8 @@ class Manifest(_Frozen):
             raise ValueError(
                 f"corruption_set.split {self.corruption_set.split!r} is not one of the splits {sorted(self.splits)}"
             )
-        if self.input_shape is not None and min(self.input_shape) < 1:
-            raise ValueError(f"input_shape {list(self.input_shape)}: every dimension (C, H, W) must be at least 1")
+        if self.input_shape is not None and not all(1 <= side <= MAX_INPUT_SIDE for side in self.input_shape):
+            raise ValueError(f"input_shape {list(self.input_shape)}: every dimension (C, H, W) must be between 1 and {MAX_INPUT_SIDE}")
         paths = [spec.path for spec in self.files]
         repeated = sorted({path for path in paths if paths.count(path) > 1})
         if repeated:

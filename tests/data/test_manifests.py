@@ -166,6 +166,15 @@ def test_unknown_manifest_and_bad_manifest(tmp_path: Path) -> None:
                                                    "splits": {"test": {"n": 2}}})
     with pytest.raises(ConfigError, match=r"input_shape \[0, 8, 8\]: every dimension"):
         load_manifest(flat)
+    # data verify passed a split of 10**30 examples and an input side of 10**30 (evaluate refused them late)
+    for name, body, message in [
+        ("huge_n", {"splits": {"test": {"n": 10**30}}}, r"splits.test.n: .*less than or equal to 1000000000000"),
+        ("huge_classes", {"num_classes": 10**30, "splits": {"test": {"n": 2}}}, r"num_classes: .*less than or equal to 10000000"),
+        ("huge_side", {"input_shape": [3, 10**30, 8], "splits": {"test": {"n": 2}}}, r"input_shape \[3, 10+, 8\]: every dimension"),
+    ]:
+        huge = write_manifest(tmp_path / f"{name}.yaml", {"name": "x", "format": "npz", "num_classes": 2, **body})
+        with pytest.raises(ConfigError, match=message):
+            load_manifest(huge)
     (tmp_path / "empty.yaml").write_text("")
     with pytest.raises(ConfigError, match=r"empty.yaml: <root>: "):
         load_manifest(tmp_path / "empty.yaml")
