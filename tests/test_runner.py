@@ -493,3 +493,20 @@ def test_model_provenance_is_recorded_only_when_given(tiny_threat: Path) -> None
     told = robench.evaluate(QuadrantNet(), tiny_threat, model_provenance={"trained_by": "robench demo", "seed": 0, "trained_with_torch": None}, **kwargs)
     assert told.model.provenance == {"trained_by": "robench demo", "seed": 0, "trained_with_torch": None}
     assert told.model.provenance_text() == "trained_by robench demo; seed 0; trained_with_torch unknown"
+
+
+def test_device_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robench.runner import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cpu:0") == torch.device("cpu:0")
+    for bad, message in [("tpu", "unknown device 'tpu'"), ("meta", "unsupported device 'meta'")]:
+        with pytest.raises(ConfigError, match=message):
+            resolve_device(bad)
+    # cuda:7 on a one-GPU machine was accepted and failed at the first tensor moved there
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    assert resolve_device("cuda") == torch.device("cuda")
+    with pytest.raises(ConfigError, match=r"--device cuda:7 asked for, but this machine has 1 CUDA device\(s\): cuda:0 to cuda:0"):
+        resolve_device("cuda:7")
