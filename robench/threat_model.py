@@ -127,9 +127,10 @@ class Schema(StrictScalars):
     """Base of every model a threat-model file is validated into: its sections and the parameters of
     its attacks and certifiers. Frozen, no extra keys, and strict scalars (:mod:`robench._schema`):
     no ``true``/``false`` for a number (pydantic's lax mode took ``steps: true`` as 1 step), nothing
-    but ``true``/``false`` for a flag (``clean: "no"`` was read as true, ``compile: 1`` as true)."""
+    but ``true``/``false`` for a flag (``clean: "no"`` was read as true, ``compile: 1`` as true).
+    No number is infinite or NaN: ``gamma: .inf`` passed a ``gt=0`` bound and ran the attack."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Preprocessing(Schema):

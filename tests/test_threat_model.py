@@ -291,6 +291,25 @@ def test_no_parameter_model_takes_a_boolean_for_a_number() -> None:
         assert _refused(params, name, True, "boolean"), (entry, name)
 
 
+def test_no_parameter_model_takes_an_infinite_or_nan_number() -> None:
+    """``hop_skip_jump``'s ``gamma: .inf`` passed its ``gt=0`` bound and ran; every float parameter
+    (and float list, ``eps_grid: [0.1, .inf]``) of every attack and certifier refuses inf and NaN."""
+    from typing import get_args
+
+    def floats(annotation: object) -> bool:
+        return annotation is float or float in get_args(annotation) or any(float in get_args(arg) for arg in get_args(annotation))
+
+    fields = _registered_params(floats)
+    assert len(fields) > 15
+    for entry, params, name in fields:
+        annotation = params.model_fields[name].annotation
+        listed = "tuple" in str(annotation) or "list" in str(annotation)
+        for value in (float("inf"), float("-inf"), float("nan")):
+            with pytest.raises(ValidationError) as caught:
+                params.model_validate({name: [0.5, value] if listed else value})
+            assert any(e["loc"][0] == name for e in caught.value.errors()), (entry, name, value)
+
+
 @pytest.mark.parametrize(
     ("adversary", "error"),
     [

@@ -471,8 +471,8 @@ class HopSkipJumpParams(_MinNormParams):
     """Parameters of the ``hop_skip_jump`` entry (Chen et al. 2020)."""
 
     steps: int = Field(default=64, gt=0, le=10_000)
-    initial_gradient_eval_steps: int = Field(default=100, gt=0)
-    max_gradient_eval_steps: int = Field(default=10_000, gt=0)
+    initial_gradient_eval_steps: int = Field(default=100, gt=0, le=1_000_000)
+    max_gradient_eval_steps: int = Field(default=10_000, gt=0, le=1_000_000)
     gamma: float = Field(default=1.0, gt=0)
 
 
