@@ -473,7 +473,10 @@ class HopSkipJumpParams(_MinNormParams):
     steps: int = Field(default=64, gt=0, le=10_000)
     initial_gradient_eval_steps: int = Field(default=100, gt=0, le=1_000_000)
     max_gradient_eval_steps: int = Field(default=10_000, gt=0, le=1_000_000)
-    gamma: float = Field(default=1.0, gt=0)
+    # foolbox's step-size search halves a step until the proposal is adversarial, with no bound on
+    # the halvings: gamma: .inf made its gradient-estimation delta infinite, the update NaN, and the
+    # loop endless (found by the bad-input corpus); a gamma near 1e308 overflows delta the same way.
+    gamma: float = Field(default=1.0, gt=0, le=1e6, description="binary-search threshold factor (Chen et al. use 1)")
 
 
 @register("attack", "hop_skip_jump", params=HopSkipJumpParams, tags=("decision-based", "black-box", "minimum-norm"))
