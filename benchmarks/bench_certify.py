@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.25)
     parser.add_argument("--fast", action="store_true", help="also bf16 autocast + channels_last")
     parser.add_argument("--compile", action="store_true", help="also torch.compile")
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each bare-forward measurement")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -94,8 +95,8 @@ def main() -> None:
         "n_per_image": args.n,
         "images": args.images,
         "bare_forward_img_per_s": {
-            "batch_400": bare_forward(model, device, 400, 3.0),
-            f"batch_{args.batch}": bare_forward(model, device, args.batch, 3.0),
+            "batch_400": bare_forward(model, device, 400, args.seconds),
+            f"batch_{args.batch}": bare_forward(model, device, args.batch, args.seconds),
         },
         "cohen_loop_samples_per_s": cohen_loop(model, images, args.n, args.sigma),
         "robench_exact_samples_per_s": robench_sampler(model, images, args.n, args.sigma, args.batch),
