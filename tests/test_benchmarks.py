@@ -35,3 +35,24 @@ def test_benchmark_runs_at_toy_size(script: str, args: list[str], expected: str,
     if script == "bench_certify.py":
         result = json.loads(out)
         assert result["robench_exact_samples_per_s"] > 0 and result["cohen_loop_samples_per_s"] > 0
+
+
+def test_the_gpu_session_steps_use_flags_the_scripts_take() -> None:
+    """benchmarks/gpu_session.sh runs only on a lent GPU machine; a flag renamed in a script would
+    fail its step there, minutes of device time lost. Each step's flags must be the script's own."""
+    import re
+    import shlex
+
+    session = (BENCHMARKS / "gpu_session.sh").read_text()
+    steps = re.findall(r'^step (\w+) (\d+) "(.*)"$', session, flags=re.MULTILINE)
+    assert len(steps) >= 9
+    for name, _, command in steps:
+        words = shlex.split(command.replace("$py", "python").replace("$gpu_files", ""))
+        script = next((word for word in words if word.startswith("benchmarks/")), None)
+        if script is None:
+            assert name == "gpu_tests" and "-m gpu" in command
+            continue
+        source = (BENCHMARKS.parent / script).read_text()
+        taken = set(re.findall(r'add_argument\("(--[\w-]+)"', source))
+        used = {word for word in words if word.startswith("--")}
+        assert used <= taken, (name, used - taken)
