@@ -75,7 +75,21 @@ def verify_dataset(name: str | Path, root: str | Path | None = None, checksums: 
         DataError: missing or mismatching file (naming file, manifest and expectation).
     """
     manifest, _ = load_manifest(name)
+    check_format(manifest, manifest_path(name))
     return verify_report(manifest, data_root(manifest, root), checksums, manifest_file=manifest_path(name))
+
+
+def check_format(manifest: Manifest, manifest_file: str | Path) -> None:
+    """Refuse a manifest whose ``format`` is no registered dataset loader (``robench data verify``
+    passed ``format: npzz``, which only a run refused).
+
+    Raises:
+        ConfigError: unknown format, naming the manifest, with close matches.
+    """
+    try:
+        registry.entry("dataset", manifest.format)
+    except ConfigError as error:
+        raise ConfigError(f"{manifest_file}: format: {error}") from None
 
 
 def freeze_dataset(name: str | Path, out: str | Path, root: str | Path | None = None) -> VerificationReport:
@@ -105,6 +119,7 @@ def freeze_dataset(name: str | Path, out: str | Path, root: str | Path | None = 
 
     manifest, _ = load_manifest(name)
     manifest_file = manifest_path(name)
+    check_format(manifest, manifest_file)
     location = data_root(manifest, root)
     _refuse_a_data_file(manifest, location, Path(out))
     verify_report(manifest, location, manifest_file=manifest_file)

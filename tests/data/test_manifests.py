@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from robench._errors import ConfigError, DataError
-from robench.data import load_dataset, verify_dataset
+from robench.data import freeze_dataset, load_dataset, verify_dataset
 from robench.data.manifest import load_manifest, manifest_dir
 from robench.registry import registry
 from robench.threat_model import DatasetSpec
@@ -175,6 +175,13 @@ def test_unknown_manifest_and_bad_manifest(tmp_path: Path) -> None:
         huge = write_manifest(tmp_path / f"{name}.yaml", {"name": "x", "format": "npz", "num_classes": 2, **body})
         with pytest.raises(ConfigError, match=message):
             load_manifest(huge)
+    # data verify (and freeze) passed a format no loader is registered for; only a run refused it
+    typo = write_manifest(tmp_path / "typo.yaml", {"name": "x", "format": "npzz", "num_classes": 2, "splits": {"test": {"n": 2}}})
+    with pytest.raises(ConfigError, match=r"typo.yaml: format: unknown dataset 'npzz'; did you mean 'npz'\?"):
+        verify_dataset(typo, tmp_path)
+    with pytest.raises(ConfigError, match=r"typo.yaml: format: unknown dataset 'npzz'"):
+        freeze_dataset(typo, tmp_path / "frozen.yaml", tmp_path)
+    assert not (tmp_path / "frozen.yaml").exists()
     (tmp_path / "empty.yaml").write_text("")
     with pytest.raises(ConfigError, match=r"empty.yaml: <root>: "):
         load_manifest(tmp_path / "empty.yaml")
