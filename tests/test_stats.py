@@ -116,3 +116,42 @@ def test_sign_test_is_the_binomial_tail(more: int, fewer: int) -> None:
     m = more + fewer
     expected = 1.0 if more == 0 else sum(comb(m, i) for i in range(more, m + 1)) / 2**m
     assert sign_test(more, fewer) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 1), (1, 2), (0, 20), (4, 100), (37, 1000)])
+@pytest.mark.parametrize("max_value", [0.25, 3.0])
+def test_weighted_sum_interval_of_counts_of_weight_m_is_m_times_the_poisson_interval(k: int, n: int, max_value: float) -> None:
+    """Values 0 or M with largest weight M: the gamma interval is M times Garwood's exact Poisson
+    interval of the count (the extra event carries weight M, variance M^2: with M = 1 a w + M slip
+    and M^2 look alike), clamped to [0, M] (for n = 1 the Poisson upper end is 3.69 M)."""
+    from statsmodels.stats.rates import confint_poisson
+
+    low, high = weighted_sum_interval([max_value] * k + [0.0] * (n - k), max_value)
+    ref_low, ref_high = confint_poisson(k, n, method="exact-c")
+    assert low == pytest.approx(max_value * ref_low, abs=1e-12)
+    assert high == pytest.approx(min(max_value * ref_high, max_value), rel=1e-9)
+    assert high <= max_value
+
+
+def test_mean_interval_of_fractional_scores_is_the_beta_interval_of_their_sum() -> None:
+    """Fractional per-example scores: the Clopper-Pearson formula at the fractional count ``sum v``
+    (statsmodels' beta interval accepts it), not at a rounded count."""
+    from robench.stats import mean_interval
+
+    for scores in ([0.4, 0.6, 0.2, 1.0, 0.0, 0.5, 0.7], [0.1] * 9 + [0.95], [0.99] * 30 + [0.5]):
+        for confidence in (0.95, 0.8):
+            ref_low, ref_high = proportion.proportion_confint(sum(scores), len(scores), alpha=1 - confidence, method="beta")
+            assert mean_interval(scores, confidence) == pytest.approx((ref_low, ref_high), abs=1e-10)
+
+
+def test_one_sided_lower_bound_and_weighted_sum_interval_refuse_bad_arguments() -> None:
+    """No trials is no bound (a CERTIFY on zero estimation samples must not read as p_lower = 0), and
+    the gamma interval needs values in [0, max_value] with a finite positive max_value."""
+    for successes, n in ((0, 0), (1, 0), (-1, 5), (6, 5)):
+        with pytest.raises(ValueError):
+            clopper_pearson_lower(successes, n, 0.01)
+    for values, max_value in (([], 1.0), ([0.5, 1.5], 1.0), ([-0.1, 0.5], 1.0), ([0.5], 0.0), ([0.5], float("inf")), ([0.5], float("nan"))):
+        with pytest.raises(ValueError, match="Expected at least one value"):
+            weighted_sum_interval(values, max_value)
+    with pytest.raises(ValueError, match="confidence"):
+        weighted_sum_interval([0.5], 1.0, confidence=1.0)
