@@ -210,3 +210,80 @@ def test_the_ceiling_warning_needs_more_than_a_tenth_and_names_a_larger_budget(n
     larger = 100_000 if n < 100_000 else 10 * n
     assert warning is not None and "11 of 100 certificates" in warning and f"all n = {n:,} noise samples" in warning
     assert f"= {ceiling(n):.4g}" in warning and f"n = {larger:,} would raise the ceiling to {ceiling(larger):.4g}" in warning
+
+
+def test_certify_counts_the_estimation_votes_of_the_class_the_selection_chose() -> None:
+    """Cohen et al.'s CERTIFY: cA is the selection's top class and nA its count among the n estimation
+    samples, even where the estimation samples favour another class (abstaining there is the point:
+    picking cA on the same samples that bound pA would void the guarantee)."""
+    selection = torch.tensor([2, 15, 3])  # selects class 1
+    estimation = torch.tensor([700, 280, 20])  # the estimation samples favour class 0
+    cert = certify_from_counts(selection, estimation, alpha=0.001, sigma=0.5)
+    assert cert.count == 280 and cert.n == 1000
+    assert cert.p_lower == pytest.approx(proportion_confint(280, 1000, alpha=0.002, method="beta")[0], abs=1e-12)
+    assert cert.prediction == ABSTAIN and cert.radius == 0.0
+    cert = certify_from_counts(torch.tensor([2, 15, 3]), torch.tensor([100, 880, 20]), alpha=0.001, sigma=0.5)
+    reference = proportion_confint(880, 1000, alpha=0.002, method="beta")[0]
+    assert cert.prediction == 1 and cert.radius == pytest.approx(0.5 * norm.ppf(reference), rel=1e-12)
+
+
+def test_predict_answers_at_a_p_value_of_exactly_alpha() -> None:
+    """Cohen et al.'s PREDICT abstains only when the p-value exceeds alpha: 3 votes of 3 have the
+    two-sided binomial p-value 2 / 2^3 = 0.25 exactly (and 4 of 4 0.125)."""
+    for votes, alpha in ((3, 0.25), (4, 0.125)):
+        assert binomtest(votes, votes, 0.5).pvalue == alpha
+        assert predict_from_counts(torch.tensor([0, votes, 0]), alpha=alpha) == (1, alpha)
+        assert predict_from_counts(torch.tensor([0, votes, 0]), alpha=alpha / 2)[0] == ABSTAIN
+
+
+@pytest.mark.parametrize("batch", [50, 100, 150, 1000])
+def test_sampler_draws_each_image_noise_from_its_own_generator_when_a_pass_spans_images(batch: int) -> None:
+    """With ``batch`` a multiple of ``num`` a pass holds whole images, each drawn in one call from its
+    own generator: the counts equal a loop over the images with a fresh generator per seed (a pass
+    that drew every image's noise from the generator of its first image gave other counts)."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 2, 2)
+    num, sigma, seeds = 50, 0.7, [11, 12, 13]
+    counts = NoiseSampler(net, 4, sigma, batch=batch).counts(x, num, make_generators(torch.tensor(seeds), torch.device("cpu")))
+    for image, seed in enumerate(seeds):
+        noise = torch.randn((num, 3, 2, 2), generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(counts[image], torch.bincount(net(x[image] + sigma * noise).argmax(dim=1), minlength=4))
+
+
+def test_sampler_refuses_a_nan_in_any_single_logit() -> None:
+    """``argmax`` returns the index of a NaN: a row NaN in one logit only votes for that class (here
+    class 2, which the finite logits never pick) as surely as an all-NaN row votes for class 0."""
+    from robench._errors import ModelError
+
+    def one_nan(z: torch.Tensor) -> torch.Tensor:
+        logits = torch.tensor([0.0, 1.0, 0.0]).repeat(z.shape[0], 1)
+        logits[:, 2] = torch.where(z.flatten(1)[:, 0] < 0, float("nan"), 0.0)
+        return logits
+
+    x = torch.full((1, 1, 2, 2), 0.1)
+    assert torch.isnan(one_nan(-x)).any(dim=1).all() and not torch.isnan(one_nan(-x)).all(dim=1).any()
+    with pytest.raises(ModelError, match=r"NaN logits for [\d,]+ of 200 noisy inputs"):
+        NoiseSampler(one_nan, 3, sigma=0.5, batch=64).counts(x, 200, make_generators(torch.tensor([3]), x.device))
+
+
+@pytest.mark.parametrize(("max_radius", "step", "expected"), [(0.7, 0.1, 8), (1.0, 0.25, 5), (0.3, 0.1, 4), (1.2, 0.4, 4), (0.99, 0.25, 4)])
+def test_radius_grid_reaches_a_max_radius_that_is_a_multiple_of_the_step(max_radius: float, step: float, expected: int) -> None:
+    """0.7 / 0.1 is 6.999999999999999 in floating point: the grid 0, 0.1, ..., 0.7 still ends at 0.7."""
+    from robench.certify.smoothing import radius_grid
+
+    grid = radius_grid(max_radius, step)
+    assert len(grid) == expected and grid[0] == 0.0
+    assert grid == pytest.approx([i * step for i in range(expected)], abs=1e-12)
+    assert grid[-1] <= max_radius + 1e-12
+
+
+def test_a_radius_just_past_the_ceiling_is_past_it() -> None:
+    """``past_ceiling`` allows for floating-point rounding only: one part in 10^6 beyond the ceiling
+    is past it (certified accuracy 0 by construction), one in 10^12 is the ceiling itself."""
+    from robench.certify.smoothing import past_ceiling
+
+    ceiling = 0.25 * norm.ppf(proportion_confint(1000, 1000, alpha=0.002, method="beta")[0])
+    assert past_ceiling(ceiling * (1 + 1e-6), ceiling) and past_ceiling(ceiling + 1e-4, ceiling)
+    assert not past_ceiling(ceiling, ceiling) and not past_ceiling(ceiling * (1 + 1e-12), ceiling)
+    assert not past_ceiling(100.0, None)
