@@ -269,3 +269,109 @@ def test_temperature_refuses_nan_and_inf_logits() -> None:
     minus_inf[3, 1] = -float("inf")  # a log-probability of 0 is a valid logit
     assert 0.01 < fit_temperature(minus_inf, labels).temperature < 100
 
+
+
+def test_reliability_bins_equal_a_loop_over_guo_bins() -> None:
+    """Per-bin count, mean confidence and accuracy of the reliability diagram (only the counts were
+    checked: the two means could be swapped) against a loop over right-closed bins; empty bins NaN."""
+    probs, labels = _random(700, 5, 11, temperature=1.0)
+    n_bins = 12
+    conf, pred = probs.max(1)
+    conf_np, hit = conf.double().numpy(), (pred == labels).double().numpy()
+    edges = torch.linspace(0.0, 1.0, n_bins + 1).double().numpy()
+    bins = reliability_bins(probs, labels, n_bins)
+    assert bins.edges.numpy() == pytest.approx(np.linspace(0.0, 1.0, n_bins + 1), abs=1e-7)
+    for m in range(n_bins):
+        inside = (conf_np > edges[m]) & (conf_np <= edges[m + 1]) if m else (conf_np <= edges[1])
+        assert int(bins.count[m]) == int(inside.sum())
+        if inside.any():
+            assert float(bins.confidence[m]) == pytest.approx(conf_np[inside].mean(), abs=1e-7)
+            assert float(bins.accuracy[m]) == pytest.approx(hit[inside].mean(), abs=1e-12)
+        else:
+            assert np.isnan(float(bins.confidence[m])) and np.isnan(float(bins.accuracy[m]))
+    assert bool((bins.count == 0).any()) and bool((bins.count > 0).sum() > 3)  # empty and filled bins both checked
+    metrics = calibration_metrics(probs, labels, n_bins)
+    for name in ("count", "confidence", "accuracy"):
+        assert torch.allclose(getattr(metrics.reliability, name), getattr(bins, name), equal_nan=True), name
+
+
+def test_every_metric_of_the_accumulator_equals_an_independent_reference() -> None:
+    """Each field of ``calibration_metrics`` (the accumulator) against torchmetrics, sklearn and numpy:
+    the batched-versus-one-shot test compares the accumulator with itself, which a wrong divisor of
+    Brier or NLL, or the classwise ECE fed the top-label bins, passes."""
+    from sklearn.metrics import accuracy_score, log_loss
+
+    probs, labels = _random(900, 6, 12)
+    probs = probs.double() / probs.double().sum(dim=1, keepdim=True)
+    p, y = probs.numpy(), labels.numpy()
+    accumulator = CalibrationAccumulator(15, mce_min_count=1)
+    for part in range(0, 900, 250):
+        accumulator.update(probs[part : part + 250], labels[part : part + 250])
+    metrics = accumulator.compute()
+    assert metrics.n == 900 and metrics.correct == int((p.argmax(1) == y).sum())
+    assert metrics.accuracy == pytest.approx(accuracy_score(y, p.argmax(1)), abs=1e-12)
+    assert metrics.ece == pytest.approx(float(multiclass_calibration_error(probs, labels, 6, n_bins=15, norm="l1")), abs=1e-6)
+    assert metrics.mce == pytest.approx(float(multiclass_calibration_error(probs, labels, 6, n_bins=15, norm="max")), abs=1e-6)
+    assert metrics.brier == pytest.approx(((p - np.eye(6)[y]) ** 2).sum(1).mean(), abs=1e-12)
+    assert metrics.nll == pytest.approx(log_loss(y, p, labels=list(range(6))), abs=1e-9)
+    per_class = [_binned_reference(p[:, c], (y == c).astype(np.float64), 15, right_closed=True)[0] for c in range(6)]
+    assert metrics.classwise_ece == pytest.approx(np.mean(per_class), abs=1e-9)
+    order = np.argsort(p.max(1), kind="stable")
+    hit = (p.argmax(1) == y).astype(np.float64)
+    adaptive = sum(len(g) / 900 * abs(hit[g].mean() - p.max(1)[g].mean()) for g in np.array_split(order, 15))
+    assert metrics.adaptive_ece == pytest.approx(adaptive, abs=1e-9)
+
+
+def test_no_examples_give_zero_metrics_and_an_mce_of_zero() -> None:
+    """Without examples every metric is 0 (the MCE is NaN only when examples exist but no bin holds
+    ``min_count``), for the functions and the accumulator alike."""
+    probs, labels = torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)
+    assert max_calibration_error(probs, labels) == 0.0 and max_calibration_error(probs, labels, min_count=1) == 0.0
+    for metric in (expected_calibration_error, adaptive_calibration_error, classwise_calibration_error, brier_score, negative_log_likelihood):
+        assert metric(probs, labels) == 0.0, metric.__name__
+    for metrics in (CalibrationAccumulator().compute(), calibration_metrics(probs, labels)):
+        assert (metrics.n, metrics.ece, metrics.mce, metrics.adaptive_ece, metrics.brier, metrics.nll) == (0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_a_zero_probability_on_the_true_class_costs_minus_log_of_the_dtype_tiny() -> None:
+    """The NLL clamps at the smallest normal number of the probabilities' dtype: 87.3 nats in float32,
+    708.4 in float64 (not float32's 87.3 for float64 inputs)."""
+    import math
+
+    for dtype, expected in ((torch.float32, 87.336544750553), (torch.float64, 708.3964185322641)):
+        probs = torch.tensor([[1.0, 0.0], [0.5, 0.5]], dtype=dtype)
+        assert expected == pytest.approx(-math.log(float(np.finfo(np.float32 if dtype == torch.float32 else np.float64).tiny)), rel=1e-12)
+        assert negative_log_likelihood(probs, torch.tensor([1, 0])) == pytest.approx((expected + math.log(2)) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "probs,labels,message",
+    [
+        (torch.tensor([[1.0005, 0.0], [0.5, 0.5]]), torch.tensor([0, 1]), r"in \[0, 1\]"),  # row sum within tolerance, value above 1
+        (torch.full((2, 3), 1 / 3), torch.tensor([-1, 1]), "labels"),  # one_hot / gather raise RuntimeError, not ConfigError
+    ],
+)
+def test_values_above_one_and_negative_labels_raise_config_error(probs: torch.Tensor, labels: torch.Tensor, message: str) -> None:
+    for metric in (expected_calibration_error, negative_log_likelihood, brier_score):
+        with pytest.raises(ConfigError, match=message):
+            metric(probs, labels)
+
+
+def test_adaptive_ece_splits_tied_confidences_in_their_given_order() -> None:
+    """Many examples share each of four confidences (a quantised model): which tied examples fall into
+    which equal-mass bin changes the value, and robench keeps their order (numpy's stable argsort
+    with array_split); an unstable sort, which reorders ties from about 50 examples on, gave another."""
+    n, n_bins, k = 600, 7, 5
+    gen = np.random.default_rng(0)
+    conf = np.array([0.4, 0.55, 0.7, 0.9])[gen.integers(0, 4, n)]
+    hit = (gen.random(n) < np.where(np.arange(n) < n // 2, conf + 0.1, conf - 0.2)).astype(np.float64)  # drifts along the order
+    probs = np.empty((n, k))
+    probs[:, 0], probs[:, 1:] = conf, ((1 - conf) / (k - 1))[:, None]
+    labels = np.where(hit == 1, 0, 1 + gen.integers(0, k - 1, n))
+
+    def reference(order: np.ndarray) -> float:
+        return sum(len(g) / n * abs(hit[g].mean() - conf[g].mean()) for g in np.array_split(order, n_bins))
+
+    expected = reference(np.argsort(conf, kind="stable"))
+    assert abs(reference(np.lexsort((-np.arange(n), conf))) - expected) > 1e-3  # ties the other way round: another value
+    assert adaptive_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels), n_bins) == pytest.approx(expected, abs=1e-12)
