@@ -375,3 +375,37 @@ def test_adaptive_ece_splits_tied_confidences_in_their_given_order() -> None:
     expected = reference(np.argsort(conf, kind="stable"))
     assert abs(reference(np.lexsort((-np.arange(n), conf))) - expected) > 1e-3  # ties the other way round: another value
     assert adaptive_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels), n_bins) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_perfectly_calibrated_model_has_an_mce_of_zero_not_nan() -> None:
+    """One-hot probabilities, all correct: every filled bin has gap 0, so the MCE is 0 (the largest
+    gap of an eligible bin may be exactly 0; NaN is for no eligible bin)."""
+    probs, labels = torch.eye(3)[torch.tensor([0, 1, 2] * 4)], torch.tensor([0, 1, 2] * 4)
+    assert max_calibration_error(probs, labels) == 0.0 and max_calibration_error(probs, labels, min_count=1) == 0.0
+    assert float(multiclass_calibration_error(probs, labels, 3, n_bins=15, norm="max")) == 0.0
+    assert calibration_metrics(probs, labels).mce == 0.0 and expected_calibration_error(probs, labels) == 0.0
+
+
+def test_reliability_json_writes_empty_bins_as_null() -> None:
+    """Empty bins have NaN means, which JSON cannot hold: ``to_json`` writes them as None."""
+    import json
+
+    probs, labels = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4]]), torch.tensor([0, 1, 0])
+    data = reliability_bins(probs, labels, n_bins=5).to_json()
+    assert data["count"] == [0, 0, 1, 1, 1]
+    assert data["confidence"][:2] == [None, None] and data["accuracy"][:2] == [None, None]
+    assert data["confidence"][2:] == pytest.approx([0.6, 0.8, 0.9]) and data["accuracy"][2:] == [1.0, 0.0, 1.0]
+    json.loads(json.dumps(data, allow_nan=False))
+
+
+@pytest.mark.parametrize(
+    "probs,labels,message",
+    [
+        (torch.tensor([[0.5, 0.505], [0.5, 0.5]], dtype=torch.float64), torch.tensor([0, 1]), "sum to 1"),  # off by 5e-3 > 1e-3
+        (torch.ones(2, 1), torch.tensor([0, 0]), "K >= 2"),  # one class: no calibration to measure
+    ],
+)
+def test_rows_off_by_more_than_the_tolerance_and_a_single_class_raise_config_error(probs: torch.Tensor, labels: torch.Tensor, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        expected_calibration_error(probs, labels)
+    assert expected_calibration_error(torch.tensor([[0.5, 0.5005], [0.5, 0.5]], dtype=torch.float64), torch.tensor([0, 1])) >= 0  # within 1e-3

@@ -90,3 +90,12 @@ def test_the_ceiling_point_counts_only_correct_examples_with_every_vote() -> Non
     assert (at[0]["k"], at[0]["n"], at[0]["value"]) == (2, 5, 2 / 5)
     above = [r for r in rows if r["radius"] > ceiling]
     assert [r["radius"] for r in above] == [1.0] and above[0]["value"] is None
+
+
+def test_table_points_without_a_certified_example_are_the_grid() -> None:
+    """No example certified (all wrong, abstained or at radius 0): nothing to add, and no round-radius
+    step is derived from a largest radius of 0 (``log10(0)``)."""
+    examples = [{"label": 0, "prediction": 1, "radius": 0.3}, {"label": 1, "prediction": -1, "radius": 0.0}, {"label": 2, "prediction": 2, "radius": 0.0}]
+    grid = _grid(examples, [0.0, 0.5])
+    assert table_points(grid, examples) == [{**p, "note": ""} for p in grid]
+    assert [p["value"] for p in exact_curve(examples)] == [0.0]
