@@ -65,7 +65,8 @@ def clopper_pearson_lower(successes: int, n: int, alpha: float) -> float:
     """One-sided ``(1 - alpha)`` Clopper-Pearson lower bound ``B(alpha; k, n-k+1)`` (0 when k = 0)."""
     if not 0 < alpha < 1:
         raise ValueError(f"Expected `alpha` in (0, 1), but got {alpha}")
-    if n <= 0 or not 0 <= successes <= n:
+    _check_counts(successes, n, 1 - alpha)  # whole counts: 2.5 of 10 gave a bound, as clopper_pearson refuses
+    if n <= 0:
         raise ValueError(f"Expected 0 <= successes <= n and n > 0, but got successes={successes}, n={n}")
     return 0.0 if successes == 0 else _beta_ppf(alpha, successes, n - successes + 1)
 

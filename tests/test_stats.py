@@ -31,6 +31,15 @@ def test_wilson_matches_statsmodels(kn: tuple[int, int]) -> None:
     assert (low, high) == pytest.approx((ref_low, ref_high), abs=1e-10)
 
 
+def test_the_one_sided_bound_refuses_fractional_counts_as_the_interval_does() -> None:
+    for bad in [(2.5, 10), (2, 10.5), (float("nan"), 10), (True, 10)]:
+        with pytest.raises(ValueError, match="whole counts"):
+            clopper_pearson_lower(*bad, 0.05)
+        with pytest.raises(ValueError, match="whole counts"):
+            clopper_pearson(*bad)
+    assert clopper_pearson_lower(2.0, 10, 0.05) == clopper_pearson_lower(2, 10, 0.05)
+
+
 def test_wilson_ends_are_exact_at_zero_and_all_successes() -> None:
     # in floating point centre - half rounded to a positive ~1e-17 at k = 0 for some n
     for n in range(1, 3000):
