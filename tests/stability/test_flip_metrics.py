@@ -122,7 +122,8 @@ def test_top5_distance_equals_brute_force(noise: bool, difficulty: int, classes:
 def test_comparison_pairs_and_errors() -> None:
     assert comparison_pairs(4, noise=True).tolist() == [[0, 1], [0, 2], [0, 3]]
     assert comparison_pairs(5, noise=False, difficulty=2).tolist() == [[0, 2], [1, 3], [2, 4]]
-    for args in ((1, False, 1), (5, False, 0), (5, False, 5), (5.0, False, 1)):
+    # (1, True, 1): a single frame has no pair under noise semantics either (FP would be a NaN mean)
+    for args in ((1, False, 1), (1, True, 1), (5, False, 0), (5, False, 5), (5.0, False, 1)):
         with pytest.raises(ConfigError):
             comparison_pairs(*args)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="dims"):
@@ -162,3 +163,18 @@ def test_top5_distance_refuses_non_finite_scores() -> None:
     scores[0, 1, 3] = float("nan")
     with pytest.raises(ConfigError, match="finite"):
         top5_distance(scores, noise=True)
+
+
+@pytest.mark.parametrize("classes", [100, 1000])
+def test_heavy_ties_break_by_class_index_with_many_classes(classes: int) -> None:
+    """Scores on three levels, so hundreds of classes tie: ranks and T5D must break ties by class index
+    as scipy's ordinal rankdata does. An unstable sort agrees with it on short rows only (from about
+    100 classes on, torch's CPU sort reorders tied entries), which the 5-class tie tests could not see."""
+    gen = torch.Generator().manual_seed(classes)
+    scores = torch.randint(0, 3, (4, 6, classes), generator=gen).double()
+    expected = np.stack([rankdata(-row, method="ordinal") for row in scores.reshape(-1, classes).numpy()])
+    assert np.array_equal(rankings(scores).reshape(-1, classes).numpy(), expected)
+    for noise in (True, False):
+        ours = top5_distance(scores, noise)
+        assert float(ours.mean()) == pytest.approx(_t5d_brute_force(scores.numpy(), noise, 1), abs=1e-12)
+        assert float(ours.mean()) > 0  # the top-5 sets differ between frames: ties do decide the distances

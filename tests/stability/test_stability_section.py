@@ -78,6 +78,12 @@ def test_end_to_end_through_the_runner(tiny_run: tuple) -> None:
     assert rates["rotate"] == pytest.approx(fp / 0.2)
     mean_rate = results.records("stability", "mean_flip_rate")[0].value
     assert mean_rate == pytest.approx(np.mean([rates[n] for n in ("rotate", "gaussian_noise", "translate")]))
+    # mFP and mT5D: the plain means over the three perturbations of their per-perturbation values
+    # (rotate's checked against the brute force above)
+    for metric in ("flip_probability", "top5_distance"):
+        values = [r.value for r in results.records("stability", metric)]
+        assert len(values) == 3 and len(set(values)) > 1  # informative: a max or a single value would differ
+        assert results.records("stability", f"mean_{metric}")[0].value == pytest.approx(np.mean(values), abs=1e-12)
     artifacts = results.evaluation("stability").artifacts
     strip = artifacts["perturbations"][0]["strip"]
     assert strip["images"][0].startswith("data:image/png;base64,") and len(strip["predictions"]) == 31
