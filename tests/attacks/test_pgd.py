@@ -398,3 +398,219 @@ def test_pgd_built_directly_refuses_an_empty_budget(params):
     with pytest.raises(ConfigError, match="at least 1"):
         PGD(**params)
 
+
+
+# --- mutation audit: norms and PGD against closed forms, foolbox's helpers, scipy and a spying model ---
+
+
+def _points_inside_and_outside(dims: int = 12, n: int = 40) -> torch.Tensor:
+    """Perturbations of shape (n, 1, 3, dims // 3) with L2/Linf norms from well inside to far outside 0.5."""
+    gen = torch.Generator().manual_seed(7)
+    delta = torch.randn(n, 1, 3, dims // 3, generator=gen, dtype=torch.float64)
+    scale = torch.logspace(-2, 1, n, dtype=torch.float64).view(-1, 1, 1, 1)
+    return delta / delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * scale
+
+
+def test_linf_and_l2_projections_are_the_euclidean_projections():
+    """Closed forms: onto the Linf ball, a coordinate-wise clip; onto the L2 ball, the identity inside and
+    eps * delta / ||delta|| outside (foolbox's clip_lp_norms, and scipy's constrained minimiser on a few
+    points). A clip to a smaller box, a rescale of points already inside, or a shrink of those outside
+    passed the idempotence test."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    fb = pytest.importorskip("foolbox")
+    import eagerpy as ep
+
+    eps = 0.5
+    delta = _points_inside_and_outside()
+    flat = delta.flatten(1).numpy()
+    linf = get_norm("Linf").project(delta, eps)
+    assert np.array_equal(linf.flatten(1).numpy(), np.clip(flat, -eps, eps))
+    l2 = get_norm("L2").project(delta, eps).flatten(1).numpy()
+    norms = np.linalg.norm(flat, axis=1, keepdims=True)
+    np.testing.assert_allclose(l2, np.where(norms <= eps, flat, eps * flat / norms), rtol=1e-12, atol=1e-15)
+    theirs = fb.attacks.gradient_descent_base.clip_lp_norms(ep.astensor(delta), norm=eps, p=2).raw
+    np.testing.assert_allclose(l2, theirs.flatten(1).numpy(), rtol=1e-12, atol=1e-15)
+    ball = {"type": "ineq", "fun": lambda z: eps**2 - z @ z}
+    for i in (0, 20, 39):  # argmin ||z - delta||^2 subject to ||z||_2 <= eps, by SLSQP
+        point = flat[i]
+        found = minimize(lambda z, point=point: ((z - point) ** 2).sum(), np.zeros(flat.shape[1]), constraints=[ball], method="SLSQP", tol=1e-12)
+        np.testing.assert_allclose(l2[i], found.x, atol=1e-5)
+
+
+def test_l1_projection_is_the_soft_threshold_found_by_root_finding():
+    """Duchi et al.'s sort-based theta against scipy's brentq on sum(max(|v| - theta, 0)) = eps."""
+    import numpy as np
+    from scipy.optimize import brentq
+
+    eps = 1.5
+    delta = _points_inside_and_outside() * 3
+    ours = get_norm("L1").project(delta, eps).flatten(1).numpy()
+    for row, v in zip(ours, delta.flatten(1).numpy()):
+        if np.abs(v).sum() <= eps:
+            assert np.array_equal(row, v)
+            continue
+        theta = brentq(lambda t, v=v: np.maximum(np.abs(v) - t, 0).sum() - eps, 0.0, np.abs(v).max(), xtol=1e-14)
+        np.testing.assert_allclose(row, np.sign(v) * np.maximum(np.abs(v) - theta, 0), atol=1e-10)
+
+
+def test_steepest_ascent_steps_have_the_step_length():
+    """Linf: step_size * sign(grad); L2: step_size * grad / ||grad||_2 (foolbox's normalize_lp_norms)."""
+    fb = pytest.importorskip("foolbox")
+    import eagerpy as ep
+
+    grad = torch.randn(10, 1, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert torch.equal(get_norm("Linf").step(grad, 0.03), 0.03 * torch.sign(grad))
+    theirs = fb.attacks.gradient_descent_base.normalize_lp_norms(ep.astensor(grad), p=2).raw * 0.25
+    assert torch.allclose(get_norm("L2").step(grad, 0.25), theirs, rtol=1e-12, atol=0)
+    assert torch.allclose(get_norm("L2").step(grad, 0.25).flatten(1).norm(dim=1), torch.full((10,), 0.25, dtype=torch.float64))
+
+
+def test_random_starts_fill_the_ball():
+    """Linf: uniform on [-eps, eps] per coordinate; L2: uniform in the ball, so the radius has CDF
+    (r / eps)^d (scipy's KS test) and the direction is isotropic. A one-sided Linf start or an L2
+    radius uniform in [0, eps] (points crowded at the centre) passed every PGD test.
+    Deterministic seeds; each threshold is far from the value the right distribution gives (the KS
+    p-value for a uniform radius in 16 dimensions is below 1e-300)."""
+    import numpy as np
+    from scipy.stats import kstest
+
+    eps, dims, n = 0.3, 16, 4000
+    like = torch.zeros(n, 1, 4, 4, dtype=torch.float64)
+    linf = get_norm("Linf").random(like, eps, torch.Generator().manual_seed(0)).flatten(1).numpy()
+    assert np.abs(linf).max() <= eps
+    assert kstest(linf.ravel(), "uniform", args=(-eps, 2 * eps)).pvalue > 1e-3
+    l2 = get_norm("L2").random(like, eps, torch.Generator().manual_seed(0)).flatten(1).numpy()
+    radius = np.linalg.norm(l2, axis=1)
+    assert radius.max() <= eps * (1 + 1e-12)
+    assert kstest(radius / eps, lambda t: np.clip(t, 0, 1) ** dims).pvalue > 1e-3
+    direction = l2 / radius[:, None]
+    assert np.abs(direction.mean(axis=0)).max() < 0.05  # isotropic: each coordinate's mean ~ N(0, 1/(16 * 4000)), sd 0.004
+
+
+class _Spy(torch.nn.Module):
+    """The wrapped net, recording every input it is shown with its logits (gradient passes included)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net, self.seen = net, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        self.seen.append((x.detach().clone(), out.detach().clone(), x.requires_grad))
+        return out
+
+
+def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """max_{j != y} z_j - z_y, computed here (not robench's losses.margin)."""
+    other = logits.clone()
+    other[torch.arange(len(y)), y] = -torch.inf
+    return other.amax(dim=1) - logits[torch.arange(len(y)), y]
+
+
+def _clean_correct(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The examples ``net`` classifies correctly (PGD attacks only those)."""
+    with torch.no_grad():
+        keep = net(x).argmax(1) == y
+    return x[keep], y[keep]
+
+
+def test_pgd_steps_by_madrys_default_step_size_from_the_start(trained_net, mnist_test):
+    """Without a random start the first gradient pass sees x and the second x + 2.5 eps / steps *
+    sign(grad) (Madry et al. 2018's step size), clipped to the box; with one, the first sees a point
+    of the ball around x, not x itself."""
+    x, y = _clean_correct(trained_net, *mnist_test.load(slice(0, 20)))
+    eps, steps = 0.1, 10
+    spy = _Spy(trained_net)
+    PGD(steps=steps, random_start=False)(spy, x, y, norm="Linf", eps=eps)
+    grad_inputs = [seen for seen, _, needs_grad in spy.seen if needs_grad]
+    assert len(grad_inputs) == steps and torch.equal(grad_inputs[0], x)
+    x.requires_grad_(True)
+    grad = torch.autograd.grad(torch.nn.functional.cross_entropy(trained_net(x), y, reduction="sum"), x)[0]
+    x = x.detach()
+    expected = (x + 2.5 * eps / steps * grad.sign()).clamp(0, 1)
+    assert torch.allclose(grad_inputs[1], expected, atol=1e-6)
+    spy.seen.clear()
+    PGD(steps=2)(spy, x, y, norm="Linf", eps=eps, generator=torch.Generator().manual_seed(0))
+    first = next(seen for seen, _, needs_grad in spy.seen if needs_grad)
+    moved = (first - x).abs().flatten(1).amax(dim=1)
+    assert bool((moved > eps / 2).all()) and float(moved.max()) <= eps + 1e-6
+
+
+def test_pgd_queries_only_points_of_the_ball_and_box_and_keeps_the_best_of_all(trained_net, mnist_test):
+    """Every input PGD shows the model lies in the eps-ball and [0, 1] (iterates were left out of the box
+    until the final projection); a restart runs only while no earlier one fooled the example (the
+    procedure's early stopping: later restarts attacked fooled examples again, at full cost); and an
+    example it does not fool ends at the highest-margin point of all its restarts and iterates, the
+    last one included. Margins are computed here from the logits the model gave; one example per
+    call, so that the spy's records are that example's."""
+    x, y = _clean_correct(trained_net, *mnist_test.load(slice(0, 24)))
+    eps, steps, restarts = 0.1, 6, 3
+    fooled_early = robust = 0
+    for i in range(len(x)):
+        spy = _Spy(trained_net)
+        result = PGD(steps=steps, restarts=restarts, rel_step_size=0.6)(
+            spy, x[i : i + 1], y[i : i + 1], norm="Linf", eps=eps, generator=torch.Generator().manual_seed(i)
+        )
+        attacked = spy.seen[1:-1]  # the first pass is the clean verdict, the last the final re-check
+        inputs = torch.cat([seen for seen, _, _ in attacked])
+        assert float((inputs - x[i]).abs().max()) <= eps + 1e-6
+        assert float(inputs.min()) >= 0.0 and float(inputs.max()) <= 1.0
+        # per restart: `steps` gradient passes, then the last iterate's verdict
+        assert len(attacked) % (steps + 1) == 0
+        blocks = [attacked[j : j + steps + 1] for j in range(0, len(attacked), steps + 1)]
+        assert all([needs_grad for _, _, needs_grad in block] == [True] * steps + [False] for block in blocks)
+        margins = [torch.cat([_margin(logits, y[i : i + 1]) for _, logits, _ in block]) for block in blocks]
+        fooled_in = [j for j, block in enumerate(margins) if bool((block > 0).any())]
+        assert len(blocks) == (fooled_in[0] + 1 if fooled_in else restarts)
+        fooled_early += bool(fooled_in) and fooled_in[0] < restarts - 1
+        if bool(result.success[0]):
+            continue
+        robust += 1
+        assert float(_margin(result.logits, y[i : i + 1])[0]) == pytest.approx(float(torch.cat(margins).max()), abs=1e-5)
+    assert robust >= 3 and fooled_early >= 3  # the checks are informative: examples of both kinds (7 and 15 here)
+
+
+def test_eot_of_a_deterministic_model_changes_nothing(trained_net, mnist_test):
+    """The mean of identical passes is one pass: eot_samples 3 gives the points of eot_samples 1 (the
+    last iterate's logits were summed, not averaged, and won the best-iterate comparison)."""
+    x, y = mnist_test.load(slice(0, 64))
+    one = PGD(steps=5, rel_step_size=0.6)(trained_net, x, y, norm="Linf", eps=0.1, generator=torch.Generator().manual_seed(0))
+    three = PGD(steps=5, rel_step_size=0.6, eot_samples=3)(trained_net, x, y, norm="Linf", eps=0.1, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(one.x_adv, three.x_adv, atol=1e-6)
+
+
+def test_fgsm_and_one_step_pgd_are_one_full_eps_sign_step():
+    """FGSM (Goodfellow et al. 2015), and PGD with one step of eps from x, end at x + eps * sign(grad of
+    CE) clipped to the box, for a linear model whose CE gradient sign is known in closed form
+    (w_other - w_true for two classes). The margin grows along that step, so PGD's best iterate is its
+    last one (an attack that never scored its last iterate returned x)."""
+    torch.manual_seed(0)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    x = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(1)) * 0.8 + 0.1
+    with torch.no_grad():
+        y = linear(x).argmax(1)  # clean-correct: PGD attacks them all
+    w = linear[1].weight.detach()
+    expected = (x + 0.05 * torch.sign(w[1 - y] - w[y]).view(6, 1, 4, 4)).clamp(0, 1)
+    assert torch.allclose(FGSM()(linear, x, y, norm="Linf", eps=0.05).x_adv, expected, atol=1e-7)
+    pgd = PGD(steps=1, rel_step_size=1.0, random_start=False)(linear, x, y, norm="Linf", eps=0.05)
+    assert torch.allclose(pgd.x_adv, expected, atol=1e-7)
+
+
+class _TiedAtTheMiddle(torch.nn.Module):
+    """Logits (0, sum(x - 0.5)): at x = 0.5 the classes tie and argmax picks class 0, the label."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shifted = (x - 0.5).flatten(1).sum(dim=1)
+        return torch.stack((torch.zeros_like(shifted), shifted), dim=1)
+
+
+def test_an_example_on_a_tie_is_attacked():
+    """A margin of exactly 0 is not a success (argmax takes the lower class, here the label): the
+    example must be attacked, and one step breaks it. Counting margin >= 0 as already fooled left it
+    unattacked at x, robust by the final check."""
+    x = torch.full((3, 1, 2, 2), 0.5)
+    y = torch.zeros(3, dtype=torch.long)
+    result = PGD(steps=2, random_start=False)(_TiedAtTheMiddle(), x, y, norm="Linf", eps=0.1)
+    assert bool(result.success.all())
