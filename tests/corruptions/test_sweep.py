@@ -305,6 +305,10 @@ def test_mce_formulas_by_hand() -> None:
     assert summary["relative_mce"] == pytest.approx(expected_rel)
     partial = mean_corruption_errors({"fog": errors}, clean_error=None)
     assert partial["mce"] is None and partial["relative_ce"] == {} and set(partial["ce"]) == {"fog"}
+    # with a clean error, a partial sweep still has no relative mCE (a mean over the corruptions present is another number)
+    partial = mean_corruption_errors({"fog": errors}, clean_error=0.3)
+    assert partial["mce"] is None and partial["relative_mce"] is None
+    assert partial["relative_ce"] == {"fog": pytest.approx((0.7 - 0.3) / (0.819324 - 0.4345))}
 
 
 @pytest.mark.parametrize("severities", [(5,), (1,), (1, 2, 3, 4)])
@@ -361,31 +365,79 @@ def test_imagenet_sweep_reports_ce_and_uses_clean_hand_off() -> None:
     assert any("generated" in w for w in out.warnings)
 
 
+def _clopper_pearson(k: float, n: int) -> tuple[float, float]:
+    """Two-sided 95% Clopper-Pearson bounds of ``k`` (possibly fractional) successes in ``n``, by scipy's beta."""
+    from scipy.stats import beta
+
+    low = beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+    high = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+    return float(low), float(high)
+
+
+# AlexNet's mean errors over the five severities on ImageNet-C (Hendrycks & Dietterich 2019; AugMix's
+# ALEXNET_ERR, from hendrycks/robustness) and its clean error, restated from ../shared/REFERENCE.md:
+# the denominators of CE and relative CE, typed in here rather than read from robench.
+PAPER_ALEXNET_ERRORS = {
+    "gaussian_noise": 0.886428, "shot_noise": 0.894468, "impulse_noise": 0.922640, "defocus_blur": 0.819880,
+    "glass_blur": 0.826268, "motion_blur": 0.785948, "zoom_blur": 0.798360, "snow": 0.866816, "frost": 0.826572,
+    "fog": 0.819324, "brightness": 0.564592, "contrast": 0.853204, "elastic_transform": 0.646056,
+    "pixelate": 0.717840, "jpeg_compression": 0.606500,
+}  # fmt: skip
+PAPER_ALEXNET_CLEAN_ERROR = 0.4345
+
+
+def test_alexnet_baselines_are_the_papers() -> None:
+    """A typo in one denominator moved that CE, mCE and every relative CE, and every other test read it back."""
+    assert ALEXNET_ERRORS == PAPER_ALEXNET_ERRORS
+    assert ALEXNET_CLEAN_ERROR == PAPER_ALEXNET_CLEAN_ERROR
+
+
 def test_mce_interval_over_examples() -> None:
-    """mCE and CE intervals: the mean-score interval over examples, by an independent recomputation."""
-    spec = CorruptionsSpec(table="imagenet", corruptions=tuple(ALEXNET_ERRORS), severities=(1, 2, 3, 4, 5))
+    """mCE and CE intervals: the mean-score interval over examples, by an independent recomputation.
+    CE_c, relative CE_c and relative mCE by the paper's formulas with the paper's AlexNet errors and a
+    clean error measured here; a declared extra (speckle noise) stays out of CE and mCE."""
+    spec = CorruptionsSpec(table="imagenet", corruptions=(*ALEXNET_ERRORS, "speckle_noise"), severities=(1, 2, 3, 4, 5))
     ctx = EvalContext(device=torch.device("cpu"), batch_size=16, progress=False)
     ctx.begin("corruptions")
     out = registry.get("evaluation", "corruptions")(_imagenet_handle(), _imagenet_data(), CALIBRATED, spec, ctx)
     per_cell = {c: [ctx.shared[f"corruptions/{c}/{s}"] for s in range(1, 6)] for c in ALEXNET_ERRORS}
     errors = {c: torch.stack([(h["probs"].argmax(1) != h["labels"]).double() for h in cells]).mean(0) for c, cells in per_cell.items()}
     mce = next(r for r in out.records if r.name == "mce")
-    expected = sum(float(e.mean()) / ALEXNET_ERRORS[c] for c, e in errors.items()) / 15
+    expected = sum(float(e.mean()) / PAPER_ALEXNET_ERRORS[c] for c, e in errors.items()) / 15
     assert mce.value == pytest.approx(expected) and mce.n == 16
     # every example's score (1/15) sum_c e_c / A_c lies in [0, 1 / min A]: the interval of the scaled scores
-    floor = min(ALEXNET_ERRORS.values())
-    scores = sum(e * floor / ALEXNET_ERRORS[c] for c, e in errors.items()) / 15
-    k = float(scores.sum())
-    from scipy.stats import beta
-
-    low = beta.ppf(0.025, k, 16 - k + 1) if k > 0 else 0.0
-    high = beta.ppf(0.975, k + 1, 16 - k) if k < 16 else 1.0
+    floor = min(PAPER_ALEXNET_ERRORS.values())
+    scores = sum(e * floor / PAPER_ALEXNET_ERRORS[c] for c, e in errors.items()) / 15
+    low, high = _clopper_pearson(float(scores.sum()), 16)
     assert mce.ci_low == pytest.approx(low / floor) and mce.ci_high == pytest.approx(high / floor)
     assert mce.ci_low <= mce.value <= mce.ci_high
-    for record in (r for r in out.records if r.name == "corruption_error"):
-        assert record.n == 16 and record.ci_low <= record.value <= record.ci_high
+    ce = {r.condition["corruption"]: r for r in out.records if r.name == "corruption_error"}
+    assert set(ce) == set(PAPER_ALEXNET_ERRORS)  # not speckle noise: AlexNet has no baseline for it
+    assert len({round(float(e.mean()), 9) for e in errors.values()}) >= 3  # informative: some corruptions cause errors, unequal ones
+    for name, record in ce.items():
+        # CE_c = sum_s E_s / sum_s E_s^AlexNet, its interval Clopper-Pearson over the per-example mean errors / A_c
+        baseline = PAPER_ALEXNET_ERRORS[name]
+        assert record.value == pytest.approx(float(errors[name].mean()) / baseline) and record.n == 16
+        low, high = _clopper_pearson(float(errors[name].sum()), 16)
+        assert (record.ci_low, record.ci_high) == pytest.approx((low / baseline, high / baseline))
+    # relative CE_c = sum_s (E_s - E_clean) / sum_s (E_s^AlexNet - E_clean^AlexNet), the clean error measured here
+    x, y = _imagenet_data().load(slice(0, 16))
+    clean_error = float((_imagenet_handle().predict_logits(x).argmax(1) != y).double().mean())
+    assert out.resolved["clean_error"] == pytest.approx(clean_error) and out.resolved["clean_error_source"] == "measured here"
+    relative_ce = {r.condition["corruption"]: r.value for r in out.records if r.name == "relative_corruption_error"}
+    gaps = {c: (float(e.mean()) - clean_error) / (PAPER_ALEXNET_ERRORS[c] - PAPER_ALEXNET_CLEAN_ERROR) for c, e in errors.items()}
+    assert relative_ce == pytest.approx(gaps)
     relative = next(r for r in out.records if r.name == "relative_mce")
-    assert relative.n == 16
+    assert relative.n == 16 and relative.value == pytest.approx(sum(gaps.values()) / 15)
+    # accuracy per corruption and the headline mean (the 15 benchmark corruptions, not the extra): means of
+    # per-example mean accuracies over the cells, Clopper-Pearson over the 16 examples
+    accuracy = {c: 1.0 - e for c, e in errors.items()}
+    assert min(float(a.min()) for a in accuracy.values()) < 1.0  # informative: some example fails some cell
+    rows = {r.condition["corruption"]: r for r in out.records if r.name == "corruption_accuracy"}
+    overall = next(r for r in out.records if r.name == "mean_corruption_accuracy")
+    for record, per_example in [*((rows[c], a) for c, a in accuracy.items()), (overall, sum(accuracy.values()) / 15)]:
+        assert record.value == pytest.approx(float(per_example.mean())) and record.n == 16
+        assert (record.ci_low, record.ci_high) == pytest.approx(_clopper_pearson(float(per_example.sum()), 16))
 
 
 def test_no_alexnet_normalisation_for_other_label_sets() -> None:
