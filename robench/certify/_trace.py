@@ -169,7 +169,9 @@ def _refuse_hooks(root: nn.Module) -> None:
 
 
 def _check_reproduces(module: fx.GraphModule, root: nn.Module, example: torch.Tensor) -> None:
-    was_training = root.training
+    # every layer's own flag, restored as it was: root.train(root.training) set all of them to the
+    # root's (a training-mode container around eval BatchNorm came back with its BatchNorm training)
+    was_training = {layer: layer.training for layer in root.modules()}
     root.eval()
     generator = torch.Generator().manual_seed(0)
     inputs = [example[:4], torch.rand(example[:4].shape, generator=generator).to(example)]
@@ -188,7 +190,8 @@ def _check_reproduces(module: fx.GraphModule, root: nn.Module, example: torch.Te
                         "in-place updates such as `h += branch(x)` are the usual cause: write them out of place"
                     )
     finally:
-        root.train(was_training)
+        for layer, training in was_training.items():
+            layer.training = training
 
 
 def describe(node: fx.Node, module: fx.GraphModule) -> str:

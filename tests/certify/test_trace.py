@@ -404,3 +404,21 @@ def test_a_tf32_switch_inside_the_forward_is_refused() -> None:
     with backend_setting(torch.backends.cuda.matmul, "fp32_precision", torch.backends.cuda.matmul.fp32_precision):
         with pytest.raises(ConfigError, match="TF32"):
             ibp.verified(_TF32Switch().eval(), x, torch.tensor([0]), 1e-5)
+
+
+def test_tracing_leaves_every_layers_mode_as_it_was() -> None:
+    """The trace check runs the user's model in eval mode and restored it with ``root.train(root
+    .training)``, which sets every layer to the root's mode: a training-mode container around an eval
+    BatchNorm (frozen statistics) came back with its BatchNorm training, and the next forward pass
+    overwrote the running statistics."""
+    bn = nn.BatchNorm1d(4).eval()
+    model = nn.Sequential(nn.Linear(4, 4), bn, nn.Dropout(0.5), nn.Linear(4, 2))  # the container: training
+    model[2].eval()
+    before = {name: layer.training for name, layer in model.named_modules()}
+    x = torch.rand(3, 4)
+    trace(model, x)
+    assert {name: layer.training for name, layer in model.named_modules()} == before
+    mean = bn.running_mean.clone()
+    with torch.no_grad():
+        model(x)
+    assert torch.equal(bn.running_mean, mean)  # still frozen
