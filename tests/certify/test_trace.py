@@ -128,8 +128,9 @@ def test_layers_not_monotone_as_configured_are_refused_by_ibp(layer: nn.Module) 
 
 @pytest.mark.parametrize(
     "call",
-    [lambda x: F.elu(x, -2.0), lambda x: F.softplus(x, 2.0, 1.0), lambda x: F.avg_pool2d(x, 2, divisor_override=1)],
-    ids=["elu", "softplus", "avg_pool2d"],
+    [lambda x: F.elu(x, -2.0), lambda x: F.softplus(x, 2.0, 1.0), lambda x: F.avg_pool2d(x, 2, divisor_override=1),
+     lambda x: F.leaky_relu(x, -0.5), lambda x: F.leaky_relu(x, negative_slope=-0.5)],
+    ids=["elu", "softplus", "avg_pool2d", "leaky_relu", "leaky_relu_keyword"],
 )
 def test_functional_forms_not_monotone_as_configured_are_refused_by_ibp(call) -> None:  # noqa: ANN001
     class Functional(nn.Module):
