@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -246,3 +247,168 @@ def test_the_radius_keeps_the_float_models_rounding() -> None:
         if flips_before:
             break
     assert flips_before > 0 and flips_after == 0
+
+
+def _jacobian_norm(net: nn.Module, x: torch.Tensor) -> float:
+    """Spectral norm of the Jacobian at ``x`` (one example, float64): a lower bound of the Lipschitz constant."""
+    jacobian = torch.autograd.functional.jacobian(lambda v: net(v.view(x.shape)).flatten(), x.flatten())
+    return float(np.linalg.norm(jacobian.double().numpy(), 2))
+
+
+def test_dense_layer_norms_are_the_exact_singular_values() -> None:
+    """Linear layers' rule is the exact SVD (numpy's, independent of torch): a Frobenius or other
+    looser norm passes every upper-bound test but is not the method's number."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 7), nn.ReLU(), nn.Linear(7, 3)).double().eval()
+    constant, norms = lipschitz_bound(net, torch.rand(1, 1, 3, 4, dtype=torch.float64))
+    w1, w2 = (net[i].weight.detach().numpy() for i in (1, 3))
+    assert norms["1"] == pytest.approx(np.linalg.norm(w1, 2), rel=1e-12)
+    assert norms["3"] == pytest.approx(np.linalg.norm(w2, 2), rel=1e-12)
+    assert constant == pytest.approx(np.linalg.norm(w1, 2) * np.linalg.norm(w2, 2), rel=1e-12)
+
+
+def test_batchnorm_norm_is_the_largest_absolute_scale_even_when_negative() -> None:
+    """Eval BatchNorm is diagonal: its norm is max |gamma| / sqrt(var + eps), equal to the SVD of its
+    Jacobian; the largest scale here comes from a negative gamma (a signed max missed it) and eps is
+    large enough to matter (dropping it overstated the norm by 40%)."""
+    bn = nn.BatchNorm2d(3, eps=0.5).double().eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([0.5, -3.0, 1.0]))
+        bn.running_var.copy_(torch.tensor([0.25, 0.75, 0.1]))
+        bn.running_mean.copy_(torch.tensor([0.3, -0.2, 0.1]))
+    net, x = nn.Sequential(bn).eval(), torch.rand(1, 3, 2, 2, dtype=torch.float64)
+    constant, _ = lipschitz_bound(net, x)
+    assert constant == pytest.approx(3.0 / math.sqrt(0.75 + 0.5), rel=1e-12)  # by hand
+    assert constant == pytest.approx(_jacobian_norm(net, x), rel=1e-12)
+
+
+def test_power_iteration_margin_is_applied() -> None:
+    """``method: power`` multiplies the converged estimate by ``1 + margin``: without it the estimate
+    approaches the exact norm from below, i.e. below a sound bound."""
+    torch.manual_seed(4)
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False).double()
+    exact = _exact_norm(conv, (2, 5, 5))
+    assert conv_norm_power(conv, (2, 5, 5), iterations=300, margin=0.05) == pytest.approx(1.05 * exact, rel=1e-4)
+
+
+def test_max_pooling_bound_is_attained() -> None:
+    """MaxPool2d(3, stride 2, padding 1): a pixel lies in up to 2 windows per axis, so the bound is
+    sqrt(4) = 2, and it is attained by raising the maximum shared by 4 windows (4 outputs move by
+    delta): the rule is exact here, neither below (unsound) nor above (loose)."""
+    layer = nn.MaxPool2d(3, stride=2, padding=1)
+    shape = (1, 7, 7)
+    assert pool_norm(layer, shape) == pytest.approx(2.0, rel=1e-12)
+    a = torch.zeros(1, *shape, dtype=torch.float64)
+    a[0, 0, 3, 3] = 1.0  # the maximum of the windows over rows/columns 1..3 and 3..5 (stride 2)
+    b = a.clone()
+    b[0, 0, 3, 3] += 0.25
+    ratio = float((layer(b) - layer(a)).norm() / (b - a).norm())
+    assert ratio == pytest.approx(2.0, rel=1e-12)
+
+
+class _Combine(nn.Module):
+    """``fc(x)`` combined with itself or scaled by constants: the graph rules for +, cat, *, / and -."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how, self.fc = how, nn.Linear(6, 3)
+        self.register_buffer("c", torch.tensor([0.5, -3.0, 2.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        h = self.fc(x.flatten(1))
+        if self.how == "add":
+            return h + h
+        if self.how == "cat":
+            return torch.cat([h, h], 1)
+        if self.how == "mul":
+            return h * self.c
+        if self.how == "div":
+            return h / self.c
+        return -h
+
+
+@pytest.mark.parametrize("how,factor", [("add", 2.0), ("cat", math.sqrt(2.0)), ("mul", 3.0), ("div", 2.0), ("neg", 1.0)])
+def test_graph_rules_are_exact_where_the_product_bound_is_tight(how: str, factor: float) -> None:
+    """``h + h`` is 2 L(h) (a max of the operands' constants is unsound), ``[h; h]`` is sqrt(2) L(h),
+    ``h * c`` max |c| L(h), ``h / c`` L(h) / min |c|, ``-h`` L(h): each is the exact constant of these
+    maps, checked against numpy's SVD of the weight and the Jacobian's spectral norm."""
+    torch.manual_seed(1)
+    net = _Combine(how).double().eval()
+    x = torch.rand(1, 1, 2, 3, dtype=torch.float64)
+    constant, _ = lipschitz_bound(net, x)
+    expected = factor * float(np.linalg.norm(net.fc.weight.detach().numpy(), 2))
+    assert constant == pytest.approx(expected, rel=1e-12)
+    if how not in ("mul", "div"):  # (a diagonal scaling of W's rows need not reach max |c| ||W||)
+        assert constant == pytest.approx(_jacobian_norm(net, x), rel=1e-9)
+    assert _jacobian_norm(net, x) <= constant * (1 + 1e-12)
+
+
+class _Slope(nn.Module):
+    """``act(W x + b)`` with ``b = -W x0``: at ``x0`` every pre-activation is 0 (Sigmoid's slope 1/4)
+    or, shifted by -1, negative (LeakyReLU's slope 2): the Jacobian there is ``slope * W``."""
+
+    def __init__(self, act: str) -> None:
+        super().__init__()
+        self.act, self.fc, self.leaky, self.sigmoid = act, nn.Linear(6, 4), nn.LeakyReLU(2.0), nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        h = self.fc(x.flatten(1))
+        if self.act == "module":
+            return self.sigmoid(h)
+        if self.act == "method":
+            return h.sigmoid()
+        if self.act == "function":
+            return torch.sigmoid(h)
+        return self.leaky(h)
+
+
+@pytest.mark.parametrize("act,slope", [("module", 0.25), ("method", 0.25), ("function", 0.25), ("leaky", 2.0)])
+def test_activation_slopes_are_attained(act: str, slope: float) -> None:
+    """The largest slope of Sigmoid (1/4, at 0) and LeakyReLU(2) (2, below 0) is the rule; a
+    Jacobian at the point where it is reached has exactly that norm times ||W||."""
+    torch.manual_seed(2)
+    net = _Slope(act).double().eval()
+    x0 = torch.rand(1, 1, 2, 3, dtype=torch.float64)
+    with torch.no_grad():
+        net.fc.bias.copy_(-(net.fc.weight @ x0.flatten()) - (1.0 if act == "leaky" else 0.0))
+    constant, _ = lipschitz_bound(net, x0)
+    expected = slope * float(np.linalg.norm(net.fc.weight.detach().numpy(), 2))
+    assert constant == pytest.approx(expected, rel=1e-12)
+    assert _jacobian_norm(net, x0) == pytest.approx(expected, rel=1e-9)
+
+
+def test_certified_radius_is_the_exact_distance_for_a_tight_linear_model() -> None:
+    """Rows ``u, -u``: L = sqrt(2) |u| and the margin's gradient ``2 u`` has norm sqrt(2) L, so
+    margin / (sqrt(2) L) is exactly the distance |u.x + b| / |u| to the decision boundary (closed form):
+    a radius without the sqrt(2) reached past it, one with 2 fell short."""
+    torch.manual_seed(3)
+    u = torch.randn(5, dtype=torch.float64)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(5, 2)).double().eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.stack([u, -u]))
+        net[1].bias.copy_(torch.tensor([0.1, -0.1], dtype=torch.float64))
+    x = torch.rand(8, 1, 5, dtype=torch.float64)
+    constant, _ = lipschitz_bound(net, x[:1])
+    with torch.no_grad():
+        logits = net(x)
+    y = logits.argmax(1)
+    distance = ((x.flatten(1) @ u + 0.1).abs() / u.norm()).numpy()
+    for slack in (None, torch.zeros(8, 2, dtype=torch.float64)):
+        radius = certified_l2_radius(logits, y, constant, slack)
+        np.testing.assert_allclose(radius.numpy(), distance, rtol=1e-10)
+
+
+def test_conv_bound_uses_the_padded_torus_closed_form() -> None:
+    """The 1-D kernel (-1, 1, -1) along the width with zero padding 1 on 5 x 5 inputs is I (x) T with T
+    the 5 x 5 tridiagonal Toeplitz matrix: its norm is 1 + 2 cos(pi / 6) = 1 + sqrt(3) (eigenvalues
+    1 - 2 cos(j pi / 6)). The guaranteed bound is the torus of the padded size 7: 1 + 2 cos(pi / 7);
+    a torus of the unpadded size 5 gives 1 + 2 cos(pi / 5), below the true norm."""
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False).double()
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1] = torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64)
+    exact = _exact_norm(conv, (1, 5, 5))
+    assert exact == pytest.approx(1 + math.sqrt(3), rel=1e-12)
+    bound = conv_norm_bound(conv, (1, 5, 5))
+    assert bound == pytest.approx(1 + 2 * math.cos(math.pi / 7), rel=1e-12)
+    assert bound >= exact
