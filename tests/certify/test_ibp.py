@@ -329,3 +329,127 @@ def test_functional_dropout_in_training_mode_is_refused() -> None:
         with pytest.raises(ConfigError):
             verified(Net(None).eval(), x, y, 0.01)
     assert bool(verified(Net(False).eval(), x, y, 0.01))
+
+
+def test_a_single_linear_layer_is_bounded_exactly_and_its_folded_margins_too() -> None:
+    """One affine layer: IBP's box is exactly ``W c +- |W| r`` (numpy, float64), each end attained at
+    the vertex ``c +- r sign(W_i)``, and the folded margin bound is the exact minimum of
+    ``(W_y - W_j) x + b_y - b_j`` over the box, ``(W_y - W_j) c + b_y - b_j - |W_y - W_j| r``, attained
+    at a vertex too: tighter would be unsound, looser is not the method (e.g. a doubled radius term)."""
+    import numpy as np
+
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(10, 4)).double().eval()
+    x = torch.rand(3, 1, 10, dtype=torch.float64)
+    eps = 0.07
+    box = Box(x - eps, x + eps)
+    w, b = net[1].weight.detach().numpy(), net[1].bias.detach().numpy()
+    c, r = x.flatten(1).numpy(), np.full((3, 10), eps)
+    bounds = interval_bounds(net, box)
+    np.testing.assert_allclose(bounds.lower.numpy(), c @ w.T + b - r @ np.abs(w).T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bounds.upper.numpy(), c @ w.T + b + r @ np.abs(w).T, rtol=1e-12, atol=1e-12)
+    for i in range(4):  # attained at the vertices
+        top = torch.from_numpy(c + r * np.sign(w[i])).view_as(x)
+        with torch.no_grad():
+            assert torch.allclose(net(top)[:, i], bounds.upper[:, i], rtol=1e-12, atol=1e-12)
+    labels = torch.tensor([0, 2, 3])
+    margins = margin_lower_bounds(net, box, labels)
+    for k, y in enumerate(labels.tolist()):
+        for j in range(4):
+            if j == y:
+                assert margins[k, j] == float("inf")
+                continue
+            d = w[y] - w[j]
+            exact = d @ c[k] + b[y] - b[j] - np.abs(d) @ r[k]
+            assert float(margins[k, j]) == pytest.approx(exact, rel=1e-12, abs=1e-12)
+            worst = torch.from_numpy(c[k] - r[k] * np.sign(d)).view(1, 1, 10)
+            with torch.no_grad():
+                out = net(worst)[0]
+            assert float(out[y] - out[j]) == pytest.approx(exact, rel=1e-12, abs=1e-12)
+
+
+class _Arithmetic(nn.Module):
+    """Box - box, -box, box / negative constants, constant - box, box + box, concatenated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(6, 3), nn.Linear(6, 3)
+        self.register_buffer("c", torch.tensor([-2.0, 0.5, -4.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        a, h = self.fc1(x.flatten(1)), torch.relu(self.fc2(x.flatten(1)))
+        return torch.cat([a - h, -a, a / self.c, 1.0 - h, a + h], 1)
+
+
+def test_arithmetic_on_boxes_equals_hand_interval_arithmetic_and_contains_the_vertices() -> None:
+    """Interval arithmetic written out by hand (float64): ``[a] - [h] = [a_l - h_u, a_u - h_l]``,
+    ``-[a] = [-a_u, -a_l]``, ``[a] / c`` with the ends swapped where ``c < 0``, ``1 - [h] = [1 - h_u,
+    1 - h_l]``, ``[a] + [h] = [a_l + h_l, a_u + h_u]``; and the box holds the model's outputs at every vertex of the input box (2^6) and at
+    random points (a box - box rule subtracting like ends, or a division not reordering, is tighter
+    than the truth)."""
+    import itertools
+
+    torch.manual_seed(6)
+    net = _Arithmetic().double().eval()
+    x = torch.rand(2, 6, dtype=torch.float64)
+    eps = 0.2
+    box = Box(x - eps, x + eps)
+    out = interval_bounds(net, box)
+
+    def affine(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        w, b = layer.weight.detach(), layer.bias.detach()
+        mid, rad = x @ w.T + b, eps * w.abs().sum(1)
+        return mid - rad, mid + rad
+
+    al, au = affine(net.fc1)
+    hl, hu = (t.clamp_min(0) for t in affine(net.fc2))
+    c = net.c
+    lower = torch.cat([al - hu, -au, torch.minimum(al / c, au / c), 1.0 - hu, al + hl], 1)
+    upper = torch.cat([au - hl, -al, torch.maximum(al / c, au / c), 1.0 - hl, au + hu], 1)
+    torch.testing.assert_close(out.lower, lower, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.upper, upper, rtol=1e-12, atol=1e-12)
+    vertices = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=6)), dtype=torch.float64)
+    points = torch.cat([vertices, torch.rand(1000, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1])
+    with torch.no_grad():
+        values = net((x[:, None, :] + eps * points[None]).flatten(0, 1)).view(2, len(points), -1)
+    assert bool((values >= out.lower[:, None] - 1e-12).all()) and bool((values <= out.upper[:, None] + 1e-12).all())
+
+
+def test_softplus_step_widening_is_divided_by_beta() -> None:
+    """Softplus(beta) drops by log1p(exp(-20)) / beta where it switches to the identity (beta z = 20):
+    with beta = 0.5 that is 4.1e-9, and the box over a switch must keep every output (a widening of
+    log1p(exp(-20)) * beta, 1e-9, left outputs just above the switch below the lower bound)."""
+    import math
+
+    model = nn.Sequential(nn.Linear(1, 1), nn.Softplus(beta=0.5)).double().eval()
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.fill_(39.5)  # z = x + 39.5 crosses 40 = threshold / beta at x = 0.5
+    x, eps = torch.tensor([[0.5]], dtype=torch.float64), 1e-9
+    bounds = interval_bounds(model, Box(x - eps, x + eps))
+    points = torch.linspace(0.5 - eps, 0.5 + eps, 2001, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        out = model(points)
+    assert float(out.max() - out.min()) > 2e-9  # the step is visible
+    assert bool((bounds.lower <= out).all()) and bool((out <= bounds.upper).all())
+    step = math.log1p(math.exp(-20.0)) / 0.5
+    with torch.no_grad():
+        ends = model(torch.tensor([[0.5 - eps], [0.5 + eps]], dtype=torch.float64))
+    assert float(bounds.lower) == pytest.approx(float(ends[0]) - step, rel=0, abs=1e-15)
+    assert float(bounds.upper) == pytest.approx(float(ends[1]) + step, rel=0, abs=1e-15)
+
+
+def test_the_rounding_tolerance_is_a_hundred_ulps_of_one_plus_the_logit_spread() -> None:
+    """``100 eps (1 + max - min logit)`` by hand: the spread is what makes the tolerance follow the
+    logits' rounding (a tolerance without it, 1.2e-5, is below the float32 rounding of logits near 1e3)."""
+    from robench.certify.ibp import rounding_tolerance
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, -2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+        net[1].bias.copy_(torch.tensor([900.0, -100.0, 0.0]))
+    x = torch.tensor([[[0.5, 0.25, 0.0, 1.0]], [[0.0, 1.0, 0.5, 0.5]]])
+    spread = torch.tensor([900.5 - (-100.5), 900.0 - (-102.0)], dtype=torch.float64)  # logits by hand
+    expected = 100 * 2.0**-23 * (1 + spread)
+    torch.testing.assert_close(rounding_tolerance(net, x).double(), expected, rtol=1e-6, atol=0)
+    torch.testing.assert_close(rounding_tolerance(net.double(), x.double()), 100 * 2.0**-52 * (1 + spread), rtol=1e-12, atol=0)
