@@ -286,3 +286,58 @@ def test_softplus_rounding_of_its_scaled_input_is_in_the_bound(beta: float) -> N
     with torch.no_grad():
         error = (net(z).double() - copy.deepcopy(net).double()(z.double())).abs()
     assert bool((error <= bound).all())
+
+
+def test_the_linear_rule_is_highams_bound_written_out() -> None:
+    """One Linear layer of fan-in n over a box: the bound is ``|W| (gamma m) + gamma |b| + (n + 1) eta``
+    with ``gamma = (n + 1) u / (1 - (n + 1) u)`` (Higham, Sec. 3.1), ``u = 2^-24``, ``m = max(|l|, |u|)``
+    and ``eta`` float32's smallest subnormal; the margin allowance is twice ``e_y + e_j``. Computed here
+    in float64 by hand: a dropped denominator, a fan-in without the bias term, a missing |W| m or |b|
+    term, or a single copy of the allowance are all below the method's bound."""
+    from robench.certify._rounding import allowance
+
+    n = 1000
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Linear(n, 3)).eval()
+    with torch.no_grad():
+        net[0].bias.copy_(torch.tensor([40.0, -3.0, 0.5]))
+    x = torch.rand(2, n, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    box = input_box(x, 0.01, (-2.0, 2.0))
+    u, eta = 2.0**-24, 2.0**-149
+    gamma = (n + 1) * u / (1 - (n + 1) * u)
+    w, b = net[0].weight.detach().double(), net[0].bias.detach().double()
+    m = torch.maximum(box.lower.double().abs(), box.upper.double().abs())
+    expected = gamma * m @ w.abs().T + gamma * b.abs() + (n + 1) * eta
+    bound = output_rounding(trace(net, x), box).double()
+    torch.testing.assert_close(bound, expected, rtol=1e-5, atol=0)  # float32 arithmetic of the bound itself
+    labels = torch.tensor([2, 0])
+    allowed = allowance(trace(net, x), box, labels).double()
+    torch.testing.assert_close(allowed, 2 * (expected.gather(1, labels[:, None]) + expected), rtol=1e-5, atol=0)
+
+
+def test_an_error_passes_a_relu_whose_box_ends_within_twice_the_error_below_zero() -> None:
+    """``_clipped`` zeroes the error only where the box lies beyond the clip by twice the error (the
+    model's rounding and the verifier's own, which may have put the computed upper end below the
+    real one): here z = 2e4 x - 1e4 - 0.0255 rounds by e = gamma_2 (2e4 |x| + |b|) = 2.4e-3 and its
+    box ends at -1.8 e, so e passes and the next layer's weight 1e3 makes it 1e3 e (by hand); with
+    the end at -6 e, none passes. A rule with no margin (or one e) zeroed the first too."""
+    u, eta = 2.0**-24, 2.0**-149
+    x = torch.tensor([[0.5]])
+    box = input_box(x, 1e-6)
+
+    def error(bias: float) -> tuple[float, float, float]:
+        net = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 1, bias=False)).eval()
+        with torch.no_grad():
+            net[0].weight.fill_(2e4)
+            net[0].bias.fill_(bias)
+            net[2].weight.fill_(1e3)
+            b = float(net[0].bias)
+        e = 2 * u / (1 - 2 * u) * (2e4 * float(box.upper) + abs(b)) + 2 * eta
+        top = float(ibp.interval_bounds(nn.Sequential(net[0]).eval(), box).upper)
+        return float(output_rounding(trace(net, x), box)), e, top
+
+    bound, e, top = error(-1e4 - 0.0255)
+    assert -2 * e < top < -e  # the case: below 0 by more than e, less than 2 e
+    assert bound == pytest.approx(1e3 * e, rel=1e-4)
+    bound, e, top = error(-1e4 - 0.035)
+    assert top < -2 * e and bound < 1e-30
