@@ -14,6 +14,7 @@ from robench.certify import crown, ibp
 from robench.certify._rounding import output_rounding, unit_roundoff
 from robench.certify._trace import trace
 from robench.certify.ibp import input_box
+from robench.models.wrapper import Normalize
 from tests.certify.nets import input_shape, networks
 
 NETS = networks()
@@ -341,3 +342,113 @@ def test_an_error_passes_a_relu_whose_box_ends_within_twice_the_error_below_zero
     assert bound == pytest.approx(1e3 * e, rel=1e-4)
     bound, e, top = error(-1e4 - 0.035)
     assert top < -2 * e and bound < 1e-30
+
+
+class _AfterLinear(nn.Module):
+    """``Linear(4, 3)`` then one element-wise rule (or the normaliser before it)."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__()
+        self.op, self.fc, self.bn = op, nn.Linear(4, 3), nn.BatchNorm1d(3, eps=0.1)
+        self.norm = Normalize([0.2, -0.1, 0.3, 0.0], [0.5, 2.0, 0.25, 1.0])
+        self.register_buffer("c", torch.tensor([0.5, -3.0, 2.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if self.op == "normalize":
+            return self.fc(self.norm(x).flatten(1))
+        h = self.fc(x)
+        return {"batchnorm": lambda: self.bn(h), "add": lambda: h + 7.0, "mul": lambda: h * self.c, "div": lambda: h / self.c,
+                "residual": lambda: h + h}[self.op]()  # fmt: skip
+
+
+@pytest.mark.parametrize("op", ["batchnorm", "add", "mul", "div", "residual", "normalize"])
+def test_elementwise_rules_after_a_linear_layer_are_the_documented_bounds(op: str) -> None:
+    """Linear(4, 3) (error e by Higham's bound, its box ``W c +- |W| r``, both by hand in float64) then
+    one rule of the module docstring, written out: BatchNorm ``|s| e + 8 (u (|s| (m + |mean|) + |beta|)
+    + eta)``, a constant added ``e + u (|out| + e) + eta``, a factor ``|c| e + u |c| m + eta``, a divisor
+    ``(e + 2 u m) / |c| + 2 eta``, ``h + h`` ``2 e + u (|out| + 2 e) + eta``, the normaliser first ``8 (u (|x| +
+    |mean|) + eta) / std + 8 eta`` (``m``: the float input's magnitude, box plus error). A rule passing
+    ``e`` on unscaled, or dividing where it should multiply, or without its own rounding, is below it."""
+    torch.manual_seed(8)
+    net = _AfterLinear(op).eval()
+    with torch.no_grad():
+        net.bn.weight.copy_(torch.tensor([2.0, -5.0, 0.5]))
+        net.bn.bias.copy_(torch.tensor([0.3, -0.2, 4.0]))
+        net.bn.running_mean.copy_(torch.tensor([1.0, -2.0, 0.5]))
+        net.bn.running_var.copy_(torch.tensor([0.5, 1.5, 3.0]))
+    x = torch.rand(2, 4, generator=torch.Generator().manual_seed(2))
+    x = x.view(2, 4, 1, 1) if op == "normalize" else x  # NCHW for the normaliser's (1, C, 1, 1) statistics
+    box = input_box(x, 0.05)
+    u, eta = 2.0**-24, 2.0**-149
+    low, high = box.lower.double().flatten(1), box.upper.double().flatten(1)
+    w, b = net.fc.weight.detach().double(), net.fc.bias.detach().double()
+    e0 = torch.zeros_like(low)
+    if op == "normalize":
+        mean, std = net.norm.mean.double().view(1, 4), net.norm.std.double().view(1, 4)
+        e0 = 8 * (u * (torch.maximum(low.abs(), high.abs()) + mean.abs()) + eta) / std + 8 * eta
+        low, high = (low - mean) / std, (high - mean) / std
+    gamma = 5 * u / (1 - 5 * u)
+    mid, rad = (low + high) / 2 @ w.T + b, (high - low) / 2 @ w.abs().T
+    m_in = torch.maximum(low.abs(), high.abs()) + e0
+    e = (e0 + gamma * m_in) @ w.abs().T + gamma * b.abs() + 5 * eta
+    magnitude = (mid.abs() + rad)
+    m = magnitude + e
+    c = net.c.double()
+    if op == "batchnorm":
+        s = (net.bn.weight.double() / torch.sqrt(net.bn.running_var.double() + 0.1)).abs()
+        expected = s * e + 8 * (u * (s * (m + net.bn.running_mean.double().abs()) + net.bn.bias.double().abs()) + eta)
+    elif op == "add":
+        expected = e + u * ((mid + 7.0).abs() + rad + e) + eta
+    elif op == "mul":
+        expected = c.abs() * e + u * c.abs() * m + eta
+    elif op == "div":
+        expected = (e + 2 * u * m) / c.abs() + 2 * eta
+    elif op == "residual":
+        expected = 2 * e + u * (2 * magnitude + 2 * e) + eta
+    else:
+        expected = e
+    bound = output_rounding(trace(net, x), box).double()
+    torch.testing.assert_close(bound, expected, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("op", ["conv", "conv_avgpool", "conv_adaptive", "leaky_relu"])
+def test_convolution_pooling_and_activation_rules_are_the_documented_bounds(op: str) -> None:
+    """Conv1d(2, 3, 3) has fan-in 6: ``e = |W| * (gamma_7 m) + gamma_7 |b| + 7 eta`` (the convolution of
+    the magnitudes, in float64); AvgPool1d(2) after it adds ``avg(e) + gamma_3 avg(|box| + e) + 3 eta``,
+    AdaptiveAvgPool1d(2) on 5 values windows of up to ceil(5 / 2) + 1 = 4 terms (gamma_5, 5 eta);
+    LeakyReLU(3) after Linear(4, 3) ``3 e + 4 u (|out| + 3 e) + 4 tiny``. A fan-in without the kernel
+    size, a dropped ``gamma m``, a window of n (not n + 1) terms or an unscaled slope is below it."""
+    import torch.nn.functional as F
+
+    u, eta, tiny = 2.0**-24, 2.0**-149, torch.finfo(torch.float32).tiny
+    torch.manual_seed(9)
+    if op == "leaky_relu":
+        net = nn.Sequential(nn.Linear(4, 3), nn.LeakyReLU(3.0)).eval()
+        x = torch.rand(2, 4, generator=torch.Generator().manual_seed(3)) - 0.5
+        box = input_box(x, 0.05, (-1.0, 1.0))
+        low, high = box.lower.double(), box.upper.double()
+        w, b = net[0].weight.detach().double(), net[0].bias.detach().double()
+        gamma = 5 * u / (1 - 5 * u)
+        e = gamma * torch.maximum(low.abs(), high.abs()) @ w.abs().T + gamma * b.abs() + 5 * eta
+        mid, rad = (low + high) / 2 @ w.T + b, (high - low) / 2 @ w.abs().T
+        out = torch.maximum(F.leaky_relu(mid - rad, 3.0).abs(), F.leaky_relu(mid + rad, 3.0).abs())
+        expected = 3 * e + 4 * u * (out + 3 * e) + 4 * tiny
+    else:
+        conv = nn.Conv1d(2, 3, 3)
+        pool = {"conv_avgpool": nn.AvgPool1d(2), "conv_adaptive": nn.AdaptiveAvgPool1d(2)}.get(op, nn.Identity())
+        net = nn.Sequential(conv, pool)
+        net.eval()
+        x = torch.rand(2, 2, 7, generator=torch.Generator().manual_seed(3))
+        box = input_box(x, 0.05)
+        low, high = box.lower.double(), box.upper.double()
+        w, b = conv.weight.detach().double(), conv.bias.detach().double()
+        gamma = 7 * u / (1 - 7 * u)
+        expected = F.conv1d(gamma * torch.maximum(low.abs(), high.abs()), w.abs()) + gamma * b.abs().view(1, 3, 1) + 7 * eta
+        if op != "conv":
+            mid, rad = F.conv1d((low + high) / 2, w, b), F.conv1d((high - low) / 2, w.abs())
+            magnitude = mid.abs() + rad
+            n, average = (2, lambda t: F.avg_pool1d(t, 2)) if op == "conv_avgpool" else (4, lambda t: F.adaptive_avg_pool1d(t, 2))
+            gamma_n = (n + 1) * u / (1 - (n + 1) * u)
+            expected = average(expected) + gamma_n * average(magnitude + expected) + (n + 1) * eta
+    bound = output_rounding(trace(net, x), box).double()
+    torch.testing.assert_close(bound, expected, rtol=1e-5, atol=0)
