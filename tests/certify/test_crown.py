@@ -529,3 +529,18 @@ def test_no_verification_where_the_model_computes_another_operand(case: str) -> 
         for eps in (0.0, 0.01):
             verified, without = crown.verdicts(net, x, y, eps, dtype=dtype)
             assert not bool(verified.any()) and not bool(without.any())
+
+
+def test_the_adaptive_lower_slope_is_zero_at_a_tie() -> None:
+    """``alpha = 1 if u > -l else 0`` (auto_LiRPA's rule, the docstring's): at ``u = -l`` the slope is 0.
+    One ReLU with pre-activation box [-0.5, 0.5] and a positive coefficient 3 on it: alpha = 0 gives the
+    margin bound b_0 - b_1 = 0.25 by hand; alpha = 1 would give 0.25 - 3 * 0.5."""
+    net = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 2)).double().eval()
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.zero_()
+        net[2].weight.copy_(torch.tensor([[2.0], [-1.0]], dtype=torch.float64))
+        net[2].bias.copy_(torch.tensor([0.5, 0.25], dtype=torch.float64))
+    box = Box(torch.full((1, 1), -0.5, dtype=torch.float64), torch.full((1, 1), 0.5, dtype=torch.float64))
+    margins = crown.margin_lower_bounds(net, box, torch.tensor([0]))
+    assert float(margins[0, 1]) == 0.25
