@@ -412,3 +412,38 @@ def test_conv_bound_uses_the_padded_torus_closed_form() -> None:
     bound = conv_norm_bound(conv, (1, 5, 5))
     assert bound == pytest.approx(1 + 2 * math.cos(math.pi / 7), rel=1e-12)
     assert bound >= exact
+
+
+def test_the_rounded_radius_keeps_the_allowance_and_tolerance_written_out() -> None:
+    """``rounded_l2_radius`` for Linear(16, 2) with rows u, -u and a shared bias of 20: the margin keeps
+    twice the model's rounding ``e_k = gamma_17 (|W_k| m + |b_k|) + 17 eta`` of both logits over the box
+    of radius ``r0`` (Higham, by hand in float64) and IBP's tolerance ``100 eps (1 + spread)``, then
+    ``/ (sqrt(2) L)`` with L = ||W||_2 from numpy: a radius keeping only the tolerance, or without the
+    sqrt(2) on that path, is above it."""
+    from robench.certify import lipschitz
+    from robench.certify._trace import trace
+
+    torch.manual_seed(10)
+    u = torch.randn(16)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.stack([u, -u]))
+        net[1].bias.fill_(20.0)
+    x = torch.rand(3, 16, generator=torch.Generator().manual_seed(4)) * 0.5 + 0.25
+    with torch.no_grad():  # move x to within 0.01 of the boundary, margin 2 u.x
+        x = x - ((x @ u - 0.005) / u.norm() ** 2)[:, None] * u
+        logits = net(x)
+    y = logits.argmax(1)
+    constant = float(np.linalg.norm(net[1].weight.detach().double().numpy(), 2))
+    radius = lipschitz.rounded_l2_radius(trace(net, x), x, logits, y, constant).double()
+    z = logits.double()
+    margin = (z.gather(1, y[:, None]) - z).abs().amax(1)
+    r0 = margin / (math.sqrt(2) * constant)
+    xd = x.double()
+    m = torch.maximum((xd - r0[:, None]).clamp(0, 1).abs(), (xd + r0[:, None]).clamp(0, 1).abs())
+    gamma, eta = 17 * 2.0**-24 / (1 - 17 * 2.0**-24), 2.0**-149
+    e = gamma * (m @ u.double().abs() + 20.0) + 17 * eta  # the same for both rows
+    slack = 2 * (e + e) + 100 * 2.0**-23 * (1 + margin)
+    expected = (margin - slack).clamp_min(0) / (math.sqrt(2) * constant)
+    assert bool((expected > 0).all()) and bool((slack / margin > 1e-3).all())  # the slack matters here
+    torch.testing.assert_close(radius, expected, rtol=2e-5, atol=0)
