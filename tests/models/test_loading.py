@@ -331,6 +331,7 @@ def _recursive() -> dict:
     ],
     ids=["self-referencing", "int-keys", "meta-tensor", "sparse-tensor", "nested-tensor", "jagged-nested-tensor"],
 )
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")  # building the strided nested tensor
 def test_strange_checkpoint_structures_are_checkpoint_errors(tmp_path: Path, make, message: str) -> None:  # noqa: ANN001
     path = tmp_path / "odd.pt"
     torch.save(make(), path)
