@@ -223,7 +223,9 @@ def test_the_radius_keeps_the_float_models_rounding() -> None:
         net[1].weight.copy_(weight)
         net[1].bias.fill_(20.0)
     flips_before = flips_after = 0
-    for _ in range(200):
+    # seed 0 finds a flip of the unrounded radius on the 5th draw; 20 draws fail a mutant in seconds
+    # (200 made a radius-shrinking mutant loop for minutes before failing)
+    for _ in range(20):
         x = torch.rand(1, 3, 32, 32)
         a = float((u.double() * x.double().flatten()).sum())
         x = (x - (a - 0.004) * u.view(1, 3, 32, 32)).clamp(0, 1).float()
