@@ -141,9 +141,8 @@ def resolve_device(device: str | None) -> torch.device:
         raise ConfigError(f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {device} asked for, but CUDA is not available on this machine")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= (count := torch.cuda.device_count()):
         # cuda:7 on a one-GPU machine failed at the first tensor moved there, after loading
-        count = torch.cuda.device_count()
         raise ConfigError(f"--device {device} asked for, but this machine has {count} CUDA device(s): cuda:0 to cuda:{count - 1}")
     if resolved.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {device!r}; expected cpu or cuda")

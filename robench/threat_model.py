@@ -145,10 +145,8 @@ class Preprocessing(Schema):
             raise ValueError(f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}")
         if not self.mean:
             raise ValueError("mean and std need one value per channel, or one for all; got none")
-        if any(not (s > 0 and math.isfinite(s)) for s in self.std):
+        if any(s <= 0 for s in self.std):  # inf and NaN are refused by the config (Schema)
             raise ValueError(f"every std must be a finite number > 0, got {list(self.std)}")
-        if any(not math.isfinite(m) for m in self.mean):
-            raise ValueError(f"every mean must be finite, got {list(self.mean)}")
         return self
 
 
@@ -227,7 +225,7 @@ class Adversary(Schema):
     @model_validator(mode="after")
     def _check(self) -> Adversary:
         low, high = self.bounds
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        if not low < high:  # inf and NaN are refused by the config (Schema)
             raise ValueError(f"bounds must be finite with low < high, got {list(self.bounds)}")
         if low < 0.0 or high > 1.0:
             # robench's pixels are in [0, 1] (normalisation is inside the model wrapper): wider bounds
@@ -349,7 +347,7 @@ class StabilitySpec(Schema):
     difficulty: int = Field(default=1, ge=1, le=10, description="frame stride for sequential perturbations")
     n_examples: int | None = Field(default=None, gt=0)
     rng: RandomDraws = "cpu"
-    baseline: dict[str, Annotated[float, Field(gt=0, le=1, allow_inf_nan=False, strict=True)]] | None = Field(
+    baseline: dict[str, Annotated[float, Field(gt=0, le=1, strict=True)]] | None = Field(
         default=None, description="baseline flip probabilities per perturbation, in (0, 1], for FR and mFR"
     )
 

@@ -75,8 +75,9 @@ def verify_dataset(name: str | Path, root: str | Path | None = None, checksums: 
         DataError: missing or mismatching file (naming file, manifest and expectation).
     """
     manifest, _ = load_manifest(name)
-    check_format(manifest, manifest_path(name))
-    return verify_report(manifest, data_root(manifest, root), checksums, manifest_file=manifest_path(name))
+    manifest_file = manifest_path(name)
+    check_format(manifest, manifest_file)
+    return verify_report(manifest, data_root(manifest, root), checksums, manifest_file=manifest_file)
 
 
 def check_format(manifest: Manifest, manifest_file: str | Path) -> None:
